@@ -1,0 +1,1 @@
+//! zdm-proxy: the bundled CQL dual-write proxy.

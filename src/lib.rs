@@ -1,0 +1,1 @@
+//! zdm-run: the orchestrator library.
