@@ -1,0 +1,663 @@
+#!/usr/bin/env bash
+# The local sandbox every test and the demo run against: two real single-node Apache Cassandra
+# clusters (origin and target) and a fleet of proxy hosts, each a network namespace with its own
+# address, its own sshd and its own private /opt/zdm-proxy.
+#
+#   scripts/sandbox.sh up            start everything (idempotent), write .sandbox/env + inventory
+#   scripts/sandbox.sh down [--purge] stop everything we started, by pid; remove the namespaces
+#   scripts/sandbox.sh status        what runs, with each Cassandra node's memory
+#   scripts/sandbox.sh cqlsh origin|target [cqlsh args]
+#
+# Fault switches for tests:
+#   cut HOST | restore HOST          take a proxy host off the network and bring it back
+#   sshd-stop HOST | sshd-start HOST
+#   cassandra-stop origin|target | cassandra-start origin|target
+#   rekey HOST | trust HOST          give a host a new host key (not trusted) / trust its key
+#
+# Settings (environment): ZDM_SANDBOX_HOSTS (fleet size, default 3), ZDM_SANDBOX_HEAP (per node,
+# default 640m), ZDM_SANDBOX_DIR (default <repo>/.sandbox), ZDM_CACHE_DIR (default
+# ~/.cache/zdm-run: the resolved Cassandra classpath and the cqlsh virtualenv live there so a
+# second run is fast).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SB=${ZDM_SANDBOX_DIR:-$ROOT/.sandbox}
+CACHE=${ZDM_CACHE_DIR:-$HOME/.cache/zdm-run}
+FLEET_SIZE=${ZDM_SANDBOX_HOSTS:-3}
+HEAP=${ZDM_SANDBOX_HEAP:-640m}
+CASSANDRA_VERSION=5.0.6
+
+# One /24 that lives only on this machine: the bridge in the root namespace (the control side)
+# and one veth per proxy host namespace. Nothing outside the machine is ever addressed.
+NET=10.213.0
+BRIDGE=zdm-br0
+CONTROL_IP=$NET.1
+declare -A CLUSTER_IP=([origin]=$NET.2 [target]=$NET.3)
+INSTALL_ROOT=/opt/zdm-proxy
+
+log() { printf '[sandbox] %s\n' "$*" >&2; }
+die() { printf '[sandbox] error: %s\n' "$*" >&2; exit 1; }
+
+host_index() { # zdm-h2 -> 2
+  local name=$1
+  [[ $name =~ ^zdm-h([0-9]+)$ ]] || die "unknown host '$name' (expected zdm-h1..zdm-h$FLEET_SIZE)"
+  local i=${BASH_REMATCH[1]}
+  ((i >= 1 && i <= FLEET_SIZE)) || die "unknown host '$name' (fleet has zdm-h1..zdm-h$FLEET_SIZE)"
+  echo "$i"
+}
+host_ip() { echo "$NET.$((10 + $1))"; }
+check_cluster() { [[ $1 == origin || $1 == target ]] || die "unknown cluster '$1' (origin|target)"; }
+
+# `grep -q` on a pipe would close it early and, with pipefail, fail the pipeline: read it whole.
+has_addr() { # has_addr NETNS|"" DEV ADDRESS
+  local out
+  if [[ -n $1 ]]; then out=$(ip -n "$1" addr show dev "$2"); else out=$(ip addr show dev "$2"); fi
+  [[ $out == *"inet $3/"* ]]
+}
+has_netns() { [[ $'\n'$(ip netns list | awk '{print $1}')$'\n' == *$'\n'"$1"$'\n'* ]]; }
+
+pid_alive() { [[ -f $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+# ---------------------------------------------------------------------------------------------
+# Prerequisites: packages, Cassandra jars, cqlsh.
+
+install_packages() {
+  local missing=()
+  command -v sshd >/dev/null || [[ -x /usr/sbin/sshd ]] || missing+=(openssh-server)
+  [[ -x /usr/lib/openssh/sftp-server ]] || missing+=(openssh-sftp-server)
+  command -v ssh >/dev/null || missing+=(openssh-client)
+  command -v ip >/dev/null || missing+=(iproute2)
+  command -v pgrep >/dev/null || missing+=(procps)
+  command -v unshare >/dev/null || missing+=(util-linux)
+  command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
+  command -v mvn >/dev/null || missing+=(maven)
+  python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+  if ((${#missing[@]})); then
+    log "installing packages: ${missing[*]}"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+# The classpath is resolved once per pom content; the jars themselves stay in ~/.m2.
+cassandra_classpath() {
+  local pom=$ROOT/scripts/sandbox/pom.xml
+  local key
+  key=$(sha256sum "$pom" | cut -c1-16)
+  local cp_file=$CACHE/cassandra-$CASSANDRA_VERSION-$key.classpath
+  if [[ ! -s $cp_file ]]; then
+    log "resolving cassandra-all $CASSANDRA_VERSION from Maven Central (first run only)"
+    mkdir -p "$CACHE"
+    mvn -q -B -Dstyle.color=never -f "$pom" dependency:build-classpath -Dmdep.outputFile="$cp_file.tmp" >&2 \
+      || die "maven could not resolve cassandra-all $CASSANDRA_VERSION"
+    mv "$cp_file.tmp" "$cp_file"
+  fi
+  cat "$cp_file"
+}
+
+cqlsh_bin() {
+  local venv=$CACHE/venv
+  if [[ ! -x $venv/bin/cqlsh ]]; then
+    log "installing cqlsh into $venv (first run only)"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q cqlsh >&2 || die "pip could not install cqlsh"
+  fi
+  echo "$venv/bin/cqlsh"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Credentials: generated once per sandbox, different for each cluster, kept 0600.
+
+ensure_credentials() {
+  local f=$SB/cluster-credentials.env
+  if [[ ! -s $f ]]; then
+    umask 077
+    {
+      echo "ORIGIN_USERNAME=origin_admin"
+      echo "ORIGIN_PASSWORD=origin-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+      echo "TARGET_USERNAME=target_admin"
+      echo "TARGET_PASSWORD=target-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+    } >"$f"
+    umask 022
+  fi
+  chmod 600 "$f"
+  # shellcheck disable=SC1090
+  source "$f"
+}
+cluster_user() { local v=${1^^}_USERNAME; echo "${!v}"; }
+cluster_password() { local v=${1^^}_PASSWORD; echo "${!v}"; }
+
+# ---------------------------------------------------------------------------------------------
+# Network: a bridge for the control side and the Cassandra nodes, a namespace per proxy host.
+
+ensure_network() {
+  if ! ip link show "$BRIDGE" >/dev/null 2>&1; then
+    ip link add "$BRIDGE" type bridge
+  fi
+  ip link set "$BRIDGE" up
+  local addr
+  for addr in "$CONTROL_IP" "${CLUSTER_IP[origin]}" "${CLUSTER_IP[target]}"; do
+    has_addr "" "$BRIDGE" "$addr" || ip addr add "$addr/24" dev "$BRIDGE"
+  done
+  local i
+  for ((i = 1; i <= FLEET_SIZE; i++)); do
+    local ns=zdm-h$i veth=zdm-h$i-br
+    has_netns "$ns" || ip netns add "$ns"
+    if ! ip link show "$veth" >/dev/null 2>&1; then
+      ip link add "$veth" type veth peer name eth0 netns "$ns"
+      ip link set "$veth" master "$BRIDGE"
+    fi
+    ip link set "$veth" up
+    ip -n "$ns" link set lo up
+    ip -n "$ns" link set eth0 up
+    has_addr "$ns" eth0 "$(host_ip "$i")" ||
+      ip -n "$ns" addr add "$(host_ip "$i")/24" dev eth0
+  done
+}
+
+remove_network() {
+  local ns
+  for ns in $(ip netns list | awk '{print $1}' | grep -E '^zdm-h[0-9]+$' || true); do
+    ip link del "$ns-br" 2>/dev/null || true
+    ip netns del "$ns"
+  done
+  ip link del "$BRIDGE" 2>/dev/null || true
+}
+
+# ---------------------------------------------------------------------------------------------
+# Cassandra nodes.
+
+node_dir() { echo "$SB/$1"; }
+
+render_cassandra_config() {
+  local cluster=$1 dir
+  dir=$(node_dir "$cluster")
+  mkdir -p "$dir"/{data,commitlog,saved_caches,hints,cdc_raw,logs}
+  sed -e "s|@CLUSTER_NAME@|zdm-$cluster|" \
+    -e "s|@ADDRESS@|${CLUSTER_IP[$cluster]}|g" \
+    -e "s|@DIR@|$dir|g" \
+    "$ROOT/scripts/sandbox/cassandra.yaml.in" >"$dir/cassandra.yaml"
+}
+
+# The JVM options of Cassandra's own conf/jvm17-server.options (G1, JPMS exports/opens, Netty),
+# a fixed small heap, and the properties that make a single fresh node start fast.
+cassandra_jvm_args() {
+  local cluster=$1 dir cp jamm
+  dir=$(node_dir "$cluster")
+  cp=$(cassandra_classpath)
+  jamm=$(tr ':' '\n' <<<"$cp" | grep -m1 '/jamm-' || true)
+  local args=(
+    -Xms"$HEAP" -Xmx"$HEAP" -Xss256k -XX:MaxDirectMemorySize=256m
+    -XX:+UseG1GC -XX:+ParallelRefProcEnabled -XX:MaxTenuringThreshold=1 -XX:G1HeapRegionSize=16m
+    -XX:G1RSetUpdatingPauseTimePercent=5 -XX:MaxGCPauseMillis=300
+    -XX:InitiatingHeapOccupancyPercent=70 -XX:+HeapDumpOnOutOfMemoryError
+    -XX:HeapDumpPath="$dir/logs" -XX:ActiveProcessorCount=2
+    -Djdk.attach.allowAttachSelf=true
+    --add-exports java.base/jdk.internal.misc=ALL-UNNAMED
+    --add-exports java.management.rmi/com.sun.jmx.remote.internal.rmi=ALL-UNNAMED
+    --add-exports java.rmi/sun.rmi.registry=ALL-UNNAMED
+    --add-exports java.rmi/sun.rmi.server=ALL-UNNAMED
+    --add-exports java.sql/java.sql=ALL-UNNAMED
+    --add-exports java.base/java.lang.ref=ALL-UNNAMED
+    --add-exports jdk.unsupported/sun.misc=ALL-UNNAMED
+    --add-exports jdk.compiler/com.sun.tools.javac.file=ALL-UNNAMED
+    --add-exports jdk.attach/sun.tools.attach=ALL-UNNAMED
+    --add-opens java.base/java.lang.module=ALL-UNNAMED
+    --add-opens java.base/jdk.internal.loader=ALL-UNNAMED
+    --add-opens java.base/jdk.internal.ref=ALL-UNNAMED
+    --add-opens java.base/jdk.internal.reflect=ALL-UNNAMED
+    --add-opens java.base/jdk.internal.math=ALL-UNNAMED
+    --add-opens java.base/jdk.internal.module=ALL-UNNAMED
+    --add-opens java.base/jdk.internal.util.jar=ALL-UNNAMED
+    --add-opens jdk.management/com.sun.management.internal=ALL-UNNAMED
+    --add-opens java.base/sun.nio.ch=ALL-UNNAMED
+    --add-opens java.base/java.io=ALL-UNNAMED
+    --add-opens java.base/java.lang.reflect=ALL-UNNAMED
+    --add-opens jdk.compiler/com.sun.tools.javac=ALL-UNNAMED
+    --add-opens java.base/java.lang=ALL-UNNAMED
+    --add-opens java.base/java.util=ALL-UNNAMED
+    -Dio.netty.tryReflectionSetAccessible=true
+    -Dio.netty.allocator.useCacheForAllThreads=true
+    -Dio.netty.allocator.maxOrder=11
+    -Djava.net.preferIPv4Stack=true
+    -Dcassandra.config="file://$dir/cassandra.yaml"
+    -Dcassandra.storagedir="$dir"
+    -Dcassandra.logdir="$dir/logs"
+    -Dcassandra-pidfile="$dir/cassandra.pid"
+    -Dlogback.configurationFile="file://$ROOT/scripts/sandbox/logback.xml"
+    -Dcassandra.skip_wait_for_gossip_to_settle=0
+    -Dcassandra.load_ring_state=false
+    -Dcassandra.initial_token=0
+    -Dcassandra.ring_delay_ms=1000
+    -Dcassandra.superuser_setup_delay_ms=0
+  )
+  [[ -n $jamm ]] && args+=(-javaagent:"$jamm")
+  args+=(-cp "$cp" org.apache.cassandra.service.CassandraDaemon)
+  printf '%s\n' "${args[@]}"
+}
+
+# Running means: the pid in our pidfile is alive. A node whose pidfile was lost (an interrupted
+# `up`) is found by its unique config path and adopted, so `up` never starts a second copy.
+cassandra_running() {
+  local pidfile
+  pidfile=$(node_dir "$1")/cassandra.pid
+  pid_alive "$pidfile" && return 0
+  local pid
+  pid=$(pgrep -f -- "-Dcassandra.config=file://$(node_dir "$1")/cassandra.yaml" | head -n1 || true)
+  [[ -n $pid ]] || return 1
+  echo "$pid" >"$pidfile"
+}
+
+# cqlsh against one cluster with given credentials; credentials go through a 0600 rc file so
+# they never appear on a command line.
+cql_as() {
+  local cluster=$1 user=$2 password=$3
+  shift 3
+  local tmp
+  tmp=$(mktemp -d "$SB/.cqlsh.XXXXXX")
+  printf '[connection]\ntimeout = 20\nrequest_timeout = 30\n' >"$tmp/cqlshrc"
+  printf '[PlainTextAuthProvider]\nusername = %s\npassword = %s\n' "$user" "$password" >"$tmp/credentials"
+  chmod 600 "$tmp/credentials"
+  local status=0
+  # cqlsh 6.2 (built against 5.0.0) warns on every call about the server's patch version.
+  "$(cqlsh_bin)" --cqlshrc "$tmp/cqlshrc" --credentials "$tmp/credentials" "${CLUSTER_IP[$cluster]}" 9042 "$@" \
+    > >(grep -v '^WARNING: cqlsh was built against' || true) || status=$?
+  rm -rf "$tmp"
+  return $status
+}
+cql() { local c=$1; shift; cql_as "$c" "$(cluster_user "$c")" "$(cluster_password "$c")" "$@"; }
+
+wait_for_cql() {
+  local cluster=$1 user=$2 password=$3 deadline=$((SECONDS + ${4:-240}))
+  until cql_as "$cluster" "$user" "$password" -e "SELECT release_version FROM system.local" >/dev/null 2>&1; do
+    cassandra_running "$cluster" || die "cassandra $cluster exited during start; see $(node_dir "$cluster")/logs/system.log and stdout.log"
+    ((SECONDS < deadline)) || die "cassandra $cluster did not answer CQL in time; see $(node_dir "$cluster")/logs/system.log"
+    sleep 2
+  done
+}
+
+launch_cassandra() {
+  local cluster=$1 dir
+  dir=$(node_dir "$cluster")
+  if cassandra_running "$cluster"; then return; fi
+  render_cassandra_config "$cluster"
+  local args
+  mapfile -t args < <(cassandra_jvm_args "$cluster")
+  log "starting cassandra $cluster at ${CLUSTER_IP[$cluster]}:9042 (heap $HEAP)"
+  (
+    cd "$dir"
+    setsid java "${args[@]}" >"$dir/logs/stdout.log" 2>&1 </dev/null &
+    echo $! >"$dir/cassandra.pid"
+  )
+}
+
+# First start of a node: create this cluster's own superuser and lock the default one away, so
+# each cluster accepts only its own credentials.
+ensure_roles() {
+  local cluster=$1 dir
+  dir=$(node_dir "$cluster")
+  local user password
+  user=$(cluster_user "$cluster")
+  password=$(cluster_password "$cluster")
+  if [[ -f $dir/.roles-done ]]; then
+    wait_for_cql "$cluster" "$user" "$password"
+    return
+  fi
+  wait_for_cql "$cluster" cassandra cassandra
+  cql_as "$cluster" cassandra cassandra >/dev/null -e \
+    "CREATE ROLE IF NOT EXISTS $user WITH PASSWORD = '$password' AND SUPERUSER = true AND LOGIN = true"
+  local locked
+  locked=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  wait_for_cql "$cluster" "$user" "$password"
+  cql_as "$cluster" "$user" "$password" >/dev/null -e \
+    "ALTER ROLE cassandra WITH PASSWORD = '$locked' AND LOGIN = false"
+  touch "$dir/.roles-done"
+}
+
+stop_cassandra() {
+  local cluster=$1 pidfile
+  pidfile=$(node_dir "$cluster")/cassandra.pid
+  pid_alive "$pidfile" || { rm -f "$pidfile"; return 0; }
+  local pid
+  pid=$(cat "$pidfile")
+  log "stopping cassandra $cluster (pid $pid)"
+  kill -TERM "$pid" 2>/dev/null || true
+  local deadline=$((SECONDS + 60))
+  while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.5; done
+  kill -KILL "$pid" 2>/dev/null || true
+  while kill -0 "$pid" 2>/dev/null; do sleep 0.2; done
+  rm -f "$pidfile"
+}
+
+# ---------------------------------------------------------------------------------------------
+# SSH fleet.
+
+host_dir() { echo "$SB/hosts/zdm-h$1"; }
+
+ensure_client_key() {
+  mkdir -p "$SB/ssh"
+  chmod 700 "$SB/ssh"
+  [[ -f $SB/ssh/id_ed25519 ]] || ssh-keygen -q -t ed25519 -N '' -C zdm-sandbox-control -f "$SB/ssh/id_ed25519"
+  cp "$SB/ssh/id_ed25519.pub" "$SB/ssh/authorized_keys"
+  chmod 600 "$SB/ssh/authorized_keys"
+}
+
+write_sshd_config() {
+  local i=$1 dir
+  dir=$(host_dir "$i")
+  cat >"$dir/sshd_config" <<EOF
+# sshd of sandbox proxy host zdm-h$i (network namespace zdm-h$i).
+ListenAddress $(host_ip "$i")
+Port 22
+HostKey $dir/ssh_host_ed25519_key
+PidFile $dir/sshd.pid
+PermitRootLogin prohibit-password
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+AuthorizedKeysFile $SB/ssh/authorized_keys
+UsePAM no
+StrictModes no
+MaxSessions 64
+MaxStartups 64:30:128
+Subsystem sftp /usr/lib/openssh/sftp-server
+EOF
+}
+
+sshd_running() { pid_alive "$(host_dir "$1")/sshd.pid"; }
+
+start_sshd() {
+  local i=$1 dir
+  dir=$(host_dir "$i")
+  mkdir -p "$dir/opt" "$dir/tmp" /run/sshd "$INSTALL_ROOT"
+  chmod 1777 "$dir/tmp"
+  [[ -f $dir/ssh_host_ed25519_key ]] || ssh-keygen -q -t ed25519 -N '' -C "zdm-h$i" -f "$dir/ssh_host_ed25519_key"
+  write_sshd_config "$i"
+  sshd_running "$i" && return 0
+  # Its own mount namespace gives the host a private /opt/zdm-proxy and /tmp, so hosts never
+  # see each other's installs; everything started over ssh inherits it from sshd.
+  ip netns exec "zdm-h$i" unshare --mount --propagation private sh -c \
+    "mount --bind '$dir/opt' '$INSTALL_ROOT' && mount --bind '$dir/tmp' /tmp && exec /usr/sbin/sshd -f '$dir/sshd_config' -E '$dir/sshd.log'"
+}
+
+stop_sshd() {
+  local i=$1 pidfile
+  pidfile=$(host_dir "$i")/sshd.pid
+  if pid_alive "$pidfile"; then
+    local pid
+    pid=$(cat "$pidfile")
+    kill -TERM "$pid" 2>/dev/null || true
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+  fi
+  rm -f "$pidfile"
+}
+
+# Processes started over ssh on a host (proxies, shells) live in its network namespace; they
+# are ours too, so `down` ends them.
+kill_namespace_processes() {
+  local i=$1 pids
+  pids=$(ip netns pids "zdm-h$i" 2>/dev/null || true)
+  [[ -n $pids ]] || return 0
+  kill -TERM $pids 2>/dev/null || true
+  local deadline=$((SECONDS + 10))
+  while [[ -n $(ip netns pids "zdm-h$i" 2>/dev/null) ]] && ((SECONDS < deadline)); do sleep 0.2; done
+  pids=$(ip netns pids "zdm-h$i" 2>/dev/null || true)
+  [[ -z $pids ]] || kill -KILL $pids 2>/dev/null || true
+}
+
+write_ssh_client_files() {
+  local i kh=$SB/ssh/known_hosts.tmp cfg=$SB/ssh/config
+  : >"$kh"
+  : >"$cfg"
+  for ((i = 1; i <= FLEET_SIZE; i++)); do
+    printf 'zdm-h%s,%s %s\n' "$i" "$(host_ip "$i")" "$(cut -d' ' -f1,2 <"$(host_dir "$i")/ssh_host_ed25519_key.pub")" >>"$kh"
+    cat >>"$cfg" <<EOF
+Host zdm-h$i $(host_ip "$i")
+  HostName $(host_ip "$i")
+  HostKeyAlias zdm-h$i
+EOF
+  done
+  cat >>"$cfg" <<EOF
+Host *
+  User root
+  IdentityFile $SB/ssh/id_ed25519
+  IdentitiesOnly yes
+  UserKnownHostsFile $SB/ssh/known_hosts
+  StrictHostKeyChecking yes
+  ConnectTimeout 5
+  BatchMode yes
+EOF
+  mv "$kh" "$SB/ssh/known_hosts"
+}
+
+wait_for_ssh() {
+  local i=$1 deadline=$((SECONDS + 60))
+  until ssh -F "$SB/ssh/config" "zdm-h$i" true 2>/dev/null; do
+    ((SECONDS < deadline)) || die "ssh to zdm-h$i ($(host_ip "$i")) does not answer; see $(host_dir "$i")/sshd.log"
+    sleep 0.5
+  done
+}
+
+# ---------------------------------------------------------------------------------------------
+# Outputs: the env file and the generated inventory.
+
+write_env() {
+  local hosts=() names=() i
+  for ((i = 1; i <= FLEET_SIZE; i++)); do
+    hosts+=("$(host_ip "$i")")
+    names+=("zdm-h$i")
+  done
+  umask 077
+  cat >"$SB/env.tmp" <<EOF
+ZDM_ORIGIN_CONTACT_POINTS=${CLUSTER_IP[origin]}
+ZDM_ORIGIN_PORT=9042
+ZDM_ORIGIN_USERNAME=$ORIGIN_USERNAME
+ZDM_ORIGIN_PASSWORD=$ORIGIN_PASSWORD
+ZDM_TARGET_CONTACT_POINTS=${CLUSTER_IP[target]}
+ZDM_TARGET_PORT=9042
+ZDM_TARGET_USERNAME=$TARGET_USERNAME
+ZDM_TARGET_PASSWORD=$TARGET_PASSWORD
+SANDBOX_DIR=$SB
+SANDBOX_SCRIPT=$ROOT/scripts/sandbox.sh
+SANDBOX_INVENTORY=$SB/inventory
+SANDBOX_SSH_KEY=$SB/ssh/id_ed25519
+SANDBOX_KNOWN_HOSTS=$SB/ssh/known_hosts
+SANDBOX_SSH_CONFIG=$SB/ssh/config
+SANDBOX_HOSTS="${hosts[*]}"
+SANDBOX_HOST_NAMES="${names[*]}"
+SANDBOX_CASSANDRA_VERSION=$CASSANDRA_VERSION
+EOF
+  mv "$SB/env.tmp" "$SB/env"
+
+  mkdir -p "$SB/inventory"
+  {
+    echo "# Generated by scripts/sandbox.sh: the sandbox fleet and its two clusters."
+    echo "all:"
+    echo "  vars:"
+    echo "    origin_contact_points: \"${CLUSTER_IP[origin]}\""
+    echo "    origin_port: 9042"
+    echo "    origin_username: \"$ORIGIN_USERNAME\""
+    echo "    origin_password: \"$ORIGIN_PASSWORD\""
+    echo "    target_contact_points: \"${CLUSTER_IP[target]}\""
+    echo "    target_port: 9042"
+    echo "    target_username: \"$TARGET_USERNAME\""
+    echo "    target_password: \"$TARGET_PASSWORD\""
+    echo "  children:"
+    echo "    proxies:"
+    echo "      vars:"
+    echo "        ansible_user: root"
+    echo "        ansible_ssh_private_key_file: \"$SB/ssh/id_ed25519\""
+    echo "        ansible_ssh_common_args: \"-o UserKnownHostsFile=$SB/ssh/known_hosts -o StrictHostKeyChecking=yes\""
+    echo "      hosts:"
+    for ((i = 1; i <= FLEET_SIZE; i++)); do
+      echo "        zdm-h$i:"
+      echo "          ansible_host: \"$(host_ip "$i")\""
+    done
+  } >"$SB/inventory/hosts.yml.tmp"
+  mv "$SB/inventory/hosts.yml.tmp" "$SB/inventory/hosts.yml"
+  umask 022
+}
+
+# ---------------------------------------------------------------------------------------------
+# Verbs.
+
+cmd_up() {
+  [[ $(id -u) == 0 ]] || die "the sandbox needs root (network namespaces, sshd)"
+  local started=$SECONDS
+  install_packages
+  mkdir -p "$SB"
+  chmod 700 "$SB"
+  cassandra_classpath >/dev/null
+  cqlsh_bin >/dev/null
+  ensure_credentials
+  ensure_network
+  launch_cassandra origin
+  launch_cassandra target
+  ensure_client_key
+  local i
+  for ((i = 1; i <= FLEET_SIZE; i++)); do start_sshd "$i"; done
+  write_ssh_client_files
+  for ((i = 1; i <= FLEET_SIZE; i++)); do wait_for_ssh "$i"; done
+  ensure_roles origin
+  ensure_roles target
+  write_env
+  log "up in $((SECONDS - started)) s: origin ${CLUSTER_IP[origin]}:9042, target ${CLUSTER_IP[target]}:9042, hosts $(for ((i = 1; i <= FLEET_SIZE; i++)); do printf 'zdm-h%s ' "$i"; done)"
+  log "environment: $SB/env   inventory: $SB/inventory/hosts.yml"
+}
+
+cmd_down() {
+  local purge=${1:-}
+  local i
+  for ((i = 1; i <= 64; i++)); do
+    [[ -d $(host_dir "$i") ]] || has_netns "zdm-h$i" || continue
+    kill_namespace_processes "$i"
+    stop_sshd "$i"
+  done
+  stop_cassandra origin
+  stop_cassandra target
+  remove_network
+  rm -f "$SB/env"
+  if [[ $purge == --purge ]]; then
+    log "removing $SB"
+    rm -rf "$SB"
+  fi
+  log "down"
+}
+
+rss_of() { awk '/VmRSS/ {printf "%d MiB", $2/1024}' "/proc/$1/status" 2>/dev/null; }
+
+cmd_status() {
+  local rc=0 c i
+  for c in origin target; do
+    if cassandra_running "$c"; then
+      local pid
+      pid=$(cat "$(node_dir "$c")/cassandra.pid")
+      printf 'cassandra %-6s  running  pid %-7s %s:9042  rss %s\n' "$c" "$pid" "${CLUSTER_IP[$c]}" "$(rss_of "$pid")"
+    else
+      printf 'cassandra %-6s  stopped\n' "$c"
+      rc=1
+    fi
+  done
+  for ((i = 1; i <= FLEET_SIZE; i++)); do
+    local net=absent
+    if has_netns "zdm-h$i"; then
+      net=cut
+      [[ $(ip -n "zdm-h$i" -o link show eth0 2>/dev/null) == *"state UP"* ]] && net=up
+    fi
+    local sshd=stopped
+    sshd_running "$i" && sshd=running
+    printf 'host zdm-h%-3s %-14s network %-6s sshd %s\n' "$i" "$(host_ip "$i")" "$net" "$sshd"
+    [[ $net == up && $sshd == running ]] || rc=1
+  done
+  return $rc
+}
+
+cmd_cut() {
+  local i
+  i=$(host_index "$1")
+  ip link set "zdm-h$i-br" down
+  ip -n "zdm-h$i" link set eth0 down
+  log "zdm-h$i cut off the network"
+}
+
+cmd_restore() {
+  local i
+  i=$(host_index "$1")
+  ip -n "zdm-h$i" link set eth0 up
+  ip link set "zdm-h$i-br" up
+  has_addr "zdm-h$i" eth0 "$(host_ip "$i")" ||
+    ip -n "zdm-h$i" addr add "$(host_ip "$i")/24" dev eth0
+  # Wait until the control side really reaches it again (the bridge port relearns).
+  local deadline=$((SECONDS + 30))
+  until ssh -F "$SB/ssh/config" -o ConnectTimeout=2 "zdm-h$i" true 2>/dev/null; do
+    ((SECONDS < deadline)) || die "zdm-h$i restored but not reachable over ssh"
+    sleep 0.3
+  done
+  log "zdm-h$i back on the network"
+}
+
+cmd_rekey() {
+  local i dir
+  i=$(host_index "$1")
+  dir=$(host_dir "$i")
+  rm -f "$dir/ssh_host_ed25519_key" "$dir/ssh_host_ed25519_key.pub"
+  ssh-keygen -q -t ed25519 -N '' -C "zdm-h$i-rekeyed" -f "$dir/ssh_host_ed25519_key"
+  stop_sshd "$i"
+  start_sshd "$i"
+  log "zdm-h$i has a new host key that known_hosts does not trust (scripts/sandbox.sh trust zdm-h$i)"
+}
+
+cmd_trust() {
+  local i
+  i=$(host_index "$1")
+  write_ssh_client_files
+  wait_for_ssh "$i"
+  log "known_hosts trusts the current keys of every host"
+}
+
+need_sandbox() {
+  [[ -f $SB/cluster-credentials.env ]] || die "no sandbox at $SB; run: scripts/sandbox.sh up"
+  ensure_credentials
+}
+
+main() {
+  local verb=${1:-}
+  shift || true
+  case $verb in
+  up) cmd_up ;;
+  down) cmd_down "${1:-}" ;;
+  status) cmd_status ;;
+  cqlsh)
+    need_sandbox
+    check_cluster "${1:-}"
+    local c=$1
+    shift
+    cql "$c" "$@"
+    ;;
+  cut) cmd_cut "${1:?host}" ;;
+  restore) cmd_restore "${1:?host}" ;;
+  sshd-stop) stop_sshd "$(host_index "${1:?host}")" ;;
+  sshd-start)
+    start_sshd "$(host_index "${1:?host}")"
+    wait_for_ssh "$(host_index "$1")"
+    ;;
+  cassandra-stop)
+    check_cluster "${1:-}"
+    stop_cassandra "$1"
+    ;;
+  cassandra-start)
+    need_sandbox
+    check_cluster "${1:-}"
+    launch_cassandra "$1"
+    wait_for_cql "$1" "$(cluster_user "$1")" "$(cluster_password "$1")"
+    ;;
+  rekey) cmd_rekey "${1:?host}" ;;
+  trust) cmd_trust "${1:?host}" ;;
+  *)
+    sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    [[ -z $verb || $verb == help || $verb == -h || $verb == --help ]] || exit 2
+    ;;
+  esac
+}
+
+main "$@"

@@ -1,0 +1,227 @@
+//! The sandbox is what every other test stands on, so these prove its parts are real: the
+//! clusters speak CQL with their own credentials, every proxy host answers ssh and keeps its own
+//! files, and the fault switches really cut a host off and bring it back.
+
+mod support;
+
+use std::time::Duration;
+
+use openssh::{KnownHosts, Session, SessionBuilder};
+use openssh_sftp_client::{Sftp, SftpOptions};
+use scylla::client::session::Session as CqlSession;
+use scylla::client::session_builder::SessionBuilder as CqlSessionBuilder;
+use support::{unique_name, Sandbox};
+
+async fn cql_session(
+    sb: &Sandbox,
+    cluster: &str,
+    user: &str,
+    password: &str,
+) -> anyhow::Result<CqlSession> {
+    Ok(CqlSessionBuilder::new()
+        .known_node(sb.contact_point(cluster))
+        .user(user, password)
+        .connection_timeout(Duration::from_secs(10))
+        .build()
+        .await?)
+}
+
+async fn ssh_session(sb: &Sandbox, host: &str) -> Result<Session, openssh::Error> {
+    SessionBuilder::default()
+        .config_file(sb.get("SANDBOX_SSH_CONFIG"))
+        .known_hosts_check(KnownHosts::Strict)
+        .connect_timeout(Duration::from_secs(5))
+        .connect_mux(host)
+        .await
+}
+
+async fn remote(session: &Session, script: &str) -> (bool, String) {
+    let out = session
+        .command("sh")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .await
+        .expect("run remote command");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+    )
+}
+
+#[tokio::test]
+async fn each_cluster_accepts_its_own_credentials_and_stores_rows() {
+    let sb = Sandbox::load();
+    for cluster in ["ORIGIN", "TARGET"] {
+        let session = cql_session(&sb, cluster, sb.username(cluster), sb.password(cluster))
+            .await
+            .unwrap_or_else(|e| panic!("{cluster}: connect with the sandbox credentials: {e}"));
+        let ks = unique_name("smoke");
+        session
+            .query_unpaged(
+                format!("CREATE KEYSPACE {ks} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}"),
+                (),
+            )
+            .await
+            .unwrap();
+        session
+            .query_unpaged(
+                format!("CREATE TABLE {ks}.kv (k int PRIMARY KEY, v text)"),
+                (),
+            )
+            .await
+            .unwrap();
+        let value = format!("written to {cluster}");
+        session
+            .query_unpaged(
+                format!("INSERT INTO {ks}.kv (k, v) VALUES (?, ?)"),
+                (7, value.as_str()),
+            )
+            .await
+            .unwrap();
+        let row: (String,) = session
+            .query_unpaged(format!("SELECT v FROM {ks}.kv WHERE k = 7"), ())
+            .await
+            .unwrap()
+            .into_rows_result()
+            .unwrap()
+            .single_row::<(String,)>()
+            .unwrap();
+        assert_eq!(row.0, value);
+        session
+            .query_unpaged(format!("DROP KEYSPACE {ks}"), ())
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn clusters_refuse_wrong_and_each_others_credentials() {
+    let sb = Sandbox::load();
+    for cluster in ["ORIGIN", "TARGET"] {
+        let wrong = cql_session(&sb, cluster, sb.username(cluster), "not-the-password").await;
+        let err = wrong
+            .err()
+            .unwrap_or_else(|| panic!("{cluster} accepted a wrong password"));
+        let text = format!("{err:?}");
+        assert!(
+            text.contains("Authentication")
+                || text.contains("authentication")
+                || text.contains("credentials"),
+            "{cluster}: expected an authentication error, got {text}"
+        );
+        // The default superuser is locked on both, so only the cluster's own role gets in.
+        assert!(cql_session(&sb, cluster, "cassandra", "cassandra")
+            .await
+            .is_err());
+    }
+    // Each cluster has its own role: origin's credentials do not open target.
+    assert!(
+        cql_session(&sb, "TARGET", sb.username("ORIGIN"), sb.password("ORIGIN"))
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn every_host_answers_ssh_and_keeps_its_own_files() {
+    let sb = Sandbox::load();
+    let hosts = sb.host_names();
+    assert!(
+        hosts.len() >= 3,
+        "the default fleet has 3 hosts, found {hosts:?}"
+    );
+    let file_name = unique_name("smoke");
+    let path = format!("/opt/zdm-proxy/{file_name}");
+
+    let writer = ssh_session(&sb, &hosts[0])
+        .await
+        .expect("ssh to the first host");
+    let (ok, hostname_ip) = remote(&writer, "ip -4 -o addr show dev eth0 | awk '{print $4}'").await;
+    assert!(ok);
+    assert!(
+        hostname_ip.starts_with(&sb.host_addresses()[0]),
+        "{} has address {hostname_ip}",
+        hosts[0]
+    );
+
+    let sftp = Sftp::from_clonable_session(std::sync::Arc::new(writer), SftpOptions::default())
+        .await
+        .expect("sftp subsystem");
+    let mut fs = sftp.fs();
+    fs.write(&path, b"only on the first host")
+        .await
+        .expect("sftp write");
+    assert_eq!(
+        &fs.read(&path).await.expect("sftp read")[..],
+        b"only on the first host"
+    );
+    drop(fs);
+    sftp.close().await.unwrap();
+
+    for (i, host) in hosts.iter().enumerate() {
+        let session = ssh_session(&sb, host)
+            .await
+            .unwrap_or_else(|e| panic!("ssh {host}: {e}"));
+        let (present, _) = remote(&session, &format!("test -f {path}")).await;
+        assert_eq!(
+            present,
+            i == 0,
+            "{host} should {}see {path}",
+            if i == 0 { "" } else { "not " }
+        );
+        if i == 0 {
+            assert!(remote(&session, &format!("rm {path}")).await.0);
+        }
+        session.close().await.unwrap();
+    }
+    assert!(
+        !std::path::Path::new(&path).exists(),
+        "the control side must not see a host's install root"
+    );
+}
+
+/// Puts the host back on the network and its sshd back up even when an assertion fails.
+struct Restore<'a> {
+    sb: &'a Sandbox,
+    host: String,
+}
+
+impl Drop for Restore<'_> {
+    fn drop(&mut self) {
+        self.sb.switch("restore", &self.host);
+        self.sb.switch("sshd-start", &self.host);
+    }
+}
+
+#[tokio::test]
+async fn fault_switches_cut_a_host_off_and_bring_it_back() {
+    let sb = Sandbox::load();
+    let host = sb.host_names()[1].clone();
+    let _restore = Restore {
+        sb: &sb,
+        host: host.clone(),
+    };
+
+    sb.switch("cut", &host);
+    let cut = ssh_session(&sb, &host).await;
+    assert!(
+        cut.is_err(),
+        "{host} answered ssh while cut off the network"
+    );
+    sb.switch("restore", &host);
+    let back = ssh_session(&sb, &host).await.expect("ssh after restore");
+    assert!(remote(&back, "true").await.0);
+    back.close().await.unwrap();
+
+    sb.switch("sshd-stop", &host);
+    let stopped = ssh_session(&sb, &host).await;
+    assert!(
+        stopped.is_err(),
+        "{host} answered ssh with its sshd stopped"
+    );
+    sb.switch("sshd-start", &host);
+    let again = ssh_session(&sb, &host).await.expect("ssh after sshd-start");
+    assert!(remote(&again, "true").await.0);
+    again.close().await.unwrap();
+}

@@ -1,0 +1,87 @@
+//! What every integration test needs to reach the sandbox (`scripts/sandbox.sh up`).
+//!
+//! A test that needs the sandbox and cannot find it fails with a message that says how to start
+//! it: it never skips, so a green run always means the real clusters and hosts were exercised.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// The sandbox's `.sandbox/env`, parsed.
+pub struct Sandbox {
+    vars: HashMap<String, String>,
+}
+
+impl Sandbox {
+    /// Loads `$ZDM_SANDBOX_ENV`, else `<workspace>/.sandbox/env`; panics when it is missing.
+    pub fn load() -> Sandbox {
+        let path = std::env::var_os("ZDM_SANDBOX_ENV")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".sandbox/env"));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "the sandbox is not running ({}: {e}); start it with `scripts/sandbox.sh up`",
+                path.display()
+            )
+        });
+        let vars = text
+            .lines()
+            .filter_map(|line| line.split_once('='))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().trim_matches('"').to_string()))
+            .collect();
+        Sandbox { vars }
+    }
+
+    pub fn get(&self, key: &str) -> &str {
+        self.vars
+            .get(key)
+            .unwrap_or_else(|| panic!("the sandbox env file has no {key}"))
+    }
+
+    /// `host:port` of a cluster's contact point; `cluster` is `ORIGIN` or `TARGET`.
+    pub fn contact_point(&self, cluster: &str) -> String {
+        format!(
+            "{}:{}",
+            self.get(&format!("ZDM_{cluster}_CONTACT_POINTS")),
+            self.get(&format!("ZDM_{cluster}_PORT"))
+        )
+    }
+
+    pub fn username(&self, cluster: &str) -> &str {
+        self.get(&format!("ZDM_{cluster}_USERNAME"))
+    }
+
+    pub fn password(&self, cluster: &str) -> &str {
+        self.get(&format!("ZDM_{cluster}_PASSWORD"))
+    }
+
+    /// The proxy host names (`zdm-h1` …) in fleet order.
+    pub fn host_names(&self) -> Vec<String> {
+        self.get("SANDBOX_HOST_NAMES")
+            .split_whitespace()
+            .map(String::from)
+            .collect()
+    }
+
+    /// The proxy host addresses in fleet order.
+    pub fn host_addresses(&self) -> Vec<String> {
+        self.get("SANDBOX_HOSTS")
+            .split_whitespace()
+            .map(String::from)
+            .collect()
+    }
+
+    /// Runs a verb of `scripts/sandbox.sh` (a fault switch) and panics if it fails.
+    pub fn switch(&self, verb: &str, arg: &str) {
+        let status = std::process::Command::new(self.get("SANDBOX_SCRIPT"))
+            .args([verb, arg])
+            .status()
+            .expect("run scripts/sandbox.sh");
+        assert!(status.success(), "scripts/sandbox.sh {verb} {arg} failed");
+    }
+}
+
+/// A name no other test run uses, for keyspaces and files.
+pub fn unique_name(prefix: &str) -> String {
+    format!("{prefix}_{:08x}", rand::random::<u32>())
+}
