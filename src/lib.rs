@@ -1,1 +1,3 @@
 //! zdm-run: the orchestrator library.
+
+pub mod state;
