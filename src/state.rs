@@ -339,7 +339,7 @@ pub struct LockOwner {
 #[derive(Debug, thiserror::Error)]
 pub enum LockHeld {
     #[error("another zdm-run holds the migration lock {path}: {} on {} (pid {}) running {} since {}; wait for it to finish (if that process is gone from another machine, remove the lock file)", owner.user, owner.host, owner.pid, owner.playbook, owner.since)]
-    Busy { path: String, owner: LockOwner },
+    Busy { path: String, owner: Box<LockOwner> },
     #[error("cannot take the migration lock {path}: {source}")]
     Io { path: String, source: io::Error },
 }
@@ -382,7 +382,7 @@ impl RunLock {
                         Some(owner) if !is_stale(&owner) => {
                             return Err(LockHeld::Busy {
                                 path: path.display().to_string(),
-                                owner,
+                                owner: Box::new(owner),
                             })
                         }
                         // Stale (its process is gone) or unreadable (a crash mid-write): take over.
