@@ -1,3 +1,4 @@
 //! zdm-run: the orchestrator library.
 
+pub mod gates;
 pub mod state;
