@@ -4,4 +4,28 @@
 //! the data itself) and compares it with a threshold; the playbook modules that wrap them print
 //! both, so an operator sees why a transition was allowed or refused.
 
+pub mod health;
 pub mod prometheus;
+
+/// One measured check of a gate.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Check {
+    pub name: String,
+    pub passed: bool,
+    /// What was measured, in words an operator reads ("3 of 1200 in 60 s (0.250%)").
+    pub measured: String,
+    /// What it was held against.
+    pub threshold: String,
+}
+
+impl Check {
+    /// The record kept in the migration state's history.
+    pub fn to_gate_result(&self) -> crate::state::GateResult {
+        crate::state::GateResult {
+            name: self.name.clone(),
+            passed: self.passed,
+            measured: self.measured.clone(),
+            threshold: self.threshold.clone(),
+        }
+    }
+}

@@ -1,0 +1,479 @@
+//! The health gate: may the fleet of proxies move on to the next phase?
+//!
+//! It asks every proxy for `/health/readiness` (both clusters UP), then scrapes `/metrics` at
+//! the start and the end of an observation window and judges what happened *inside* the window:
+//! the share of writes and reads that failed and, when shadow reads are on (phase 3), how the
+//! target's latency compares with the origin's. Counters from before the window (an incident
+//! last week) do not count against today's transition.
+
+use std::time::Duration;
+
+use super::prometheus::{increase, window_quantile, Scrape};
+use super::Check;
+
+/// The gate's thresholds; every one is a playbook variable so a demo can shorten the window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthThresholds {
+    /// How long to watch (`zdm_observe_seconds`).
+    pub observe: Duration,
+    /// Largest allowed share of failed writes in the window (`zdm_max_failed_write_ratio`).
+    pub max_failed_write_ratio: f64,
+    /// Largest allowed share of failed reads (`zdm_max_failed_read_ratio`).
+    pub max_failed_read_ratio: f64,
+    /// Judge the target's latency against the origin's (phase 3, `zdm_check_target_latency`).
+    pub check_target_latency: bool,
+    /// Largest allowed target p99 / origin p99 (`zdm_max_target_p99_ratio`).
+    pub max_target_p99_ratio: f64,
+    /// Below this p99 (seconds) the target is fast enough whatever the ratio, so that a 1 ms
+    /// vs 0.4 ms difference does not fail a gate (`zdm_target_p99_floor_seconds`).
+    pub target_p99_floor: f64,
+}
+
+impl Default for HealthThresholds {
+    fn default() -> Self {
+        HealthThresholds {
+            observe: Duration::from_secs(60),
+            max_failed_write_ratio: 0.0,
+            max_failed_read_ratio: 0.0,
+            check_target_latency: false,
+            max_target_p99_ratio: 2.0,
+            target_p99_floor: 0.05,
+        }
+    }
+}
+
+/// What one proxy said about itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Readiness {
+    pub proxy: String,
+    /// HTTP status, or `None` when the endpoint could not be reached at all.
+    pub status: Option<u16>,
+    /// `OriginStatus.Status` / `TargetStatus.Status` from the body, when it had them.
+    pub origin: Option<String>,
+    pub target: Option<String>,
+    pub error: Option<String>,
+}
+
+impl Readiness {
+    pub fn ready(&self) -> bool {
+        self.status == Some(200)
+    }
+
+    /// One line an operator can act on: which cluster the proxy sees DOWN.
+    pub fn describe(&self) -> String {
+        match (self.status, &self.error) {
+            (None, Some(e)) => format!("{}: readiness endpoint unreachable: {e}", self.proxy),
+            (status, _) => {
+                let mut down = Vec::new();
+                if self.origin.as_deref() == Some("DOWN") {
+                    down.push("ORIGIN");
+                }
+                if self.target.as_deref() == Some("DOWN") {
+                    down.push("TARGET");
+                }
+                let status = status.map(|s| s.to_string()).unwrap_or_default();
+                if down.is_empty() {
+                    format!("{}: readiness {status}", self.proxy)
+                } else {
+                    format!(
+                        "{}: readiness {status}, {} DOWN",
+                        self.proxy,
+                        down.join(" and ")
+                    )
+                }
+            }
+        }
+    }
+}
+
+/// Parses a `/health/readiness` answer (the reference proxy's JSON shape).
+pub fn readiness_from(proxy: &str, status: u16, body: &str) -> Readiness {
+    let json: Option<serde_json::Value> = serde_json::from_str(body).ok();
+    let cluster = |key: &str| {
+        json.as_ref()
+            .and_then(|j| j.get(key))
+            .and_then(|c| c.get("Status"))
+            .and_then(|s| s.as_str())
+            .map(str::to_string)
+    };
+    Readiness {
+        proxy: proxy.to_string(),
+        status: Some(status),
+        origin: cluster("OriginStatus"),
+        target: cluster("TargetStatus"),
+        error: None,
+    }
+}
+
+/// The fleet's metrics at the two ends of the window (each proxy's scrapes, in the same order).
+pub struct Window<'a> {
+    pub before: &'a [Scrape],
+    pub after: &'a [Scrape],
+}
+
+impl Window<'_> {
+    /// The fleet-wide increase of a counter (or a histogram's `_count`) inside the window.
+    fn increase(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.before
+            .iter()
+            .zip(self.after)
+            .map(|(b, a)| increase(b.sum(name, labels), a.sum(name, labels)))
+            .sum()
+    }
+
+    /// The fleet-wide `q` quantile of a histogram's observations inside the window.
+    fn quantile(&self, q: f64, name: &str) -> Option<f64> {
+        let merge = |scrapes: &[Scrape]| {
+            let mut merged: Vec<(f64, f64)> = Vec::new();
+            for scrape in scrapes {
+                for (bound, count) in scrape.buckets(name, &[]) {
+                    match merged.iter_mut().find(|(b, _)| *b == bound) {
+                        Some(slot) => slot.1 += count,
+                        None => merged.push((bound, count)),
+                    }
+                }
+            }
+            merged.sort_by(|a, b| a.0.total_cmp(&b.0));
+            merged
+        };
+        window_quantile(q, &merge(self.before), &merge(self.after))
+    }
+}
+
+const DURATION: &str = "zdm_proxy_request_duration_seconds_count";
+
+/// Judges a window against the thresholds. Readiness is judged separately (`readiness_checks`).
+pub fn judge_window(window: &Window<'_>, limits: &HealthThresholds) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let seconds = limits.observe.as_secs_f64();
+
+    let writes = window.increase(DURATION, &[("type", "writes")]);
+    let failed_writes = window.increase("zdm_proxy_failed_writes_total", &[]);
+    checks.push(ratio_check(
+        "failed writes",
+        failed_writes,
+        writes + failed_writes,
+        limits.max_failed_write_ratio,
+        seconds,
+    ));
+
+    let reads = window.increase(DURATION, &[("type", "reads_origin")])
+        + window.increase(DURATION, &[("type", "reads_target")]);
+    let failed_reads = window.increase("zdm_proxy_failed_reads_total", &[]);
+    checks.push(ratio_check(
+        "failed reads",
+        failed_reads,
+        reads + failed_reads,
+        limits.max_failed_read_ratio,
+        seconds,
+    ));
+
+    if limits.check_target_latency {
+        let origin = window.quantile(0.99, "zdm_origin_request_duration_seconds");
+        let target = window.quantile(0.99, "zdm_target_request_duration_seconds");
+        checks.push(match (origin, target) {
+            (Some(origin), Some(target)) => {
+                let ratio = if origin > 0.0 {
+                    target / origin
+                } else {
+                    f64::INFINITY
+                };
+                let fast_enough = target <= limits.target_p99_floor;
+                Check {
+                    name: "target p99 latency".into(),
+                    passed: fast_enough || ratio <= limits.max_target_p99_ratio,
+                    measured: format!(
+                        "target p99 {:.1} ms vs origin p99 {:.1} ms (x{ratio:.2})",
+                        target * 1000.0,
+                        origin * 1000.0
+                    ),
+                    threshold: format!(
+                        "<= x{:.2} of origin, or <= {:.1} ms",
+                        limits.max_target_p99_ratio,
+                        limits.target_p99_floor * 1000.0
+                    ),
+                }
+            }
+            _ => Check {
+                name: "target p99 latency".into(),
+                passed: false,
+                measured: "no requests reached both clusters in the window".into(),
+                threshold: "traffic through the proxies during the observation window".into(),
+            },
+        });
+    }
+    checks
+}
+
+fn ratio_check(name: &str, failed: f64, total: f64, max_ratio: f64, seconds: f64) -> Check {
+    let ratio = if total > 0.0 { failed / total } else { 0.0 };
+    Check {
+        name: name.into(),
+        passed: ratio <= max_ratio,
+        measured: format!(
+            "{failed:.0} of {total:.0} in {seconds:.0} s ({:.3}%)",
+            ratio * 100.0
+        ),
+        threshold: format!("<= {:.3}%", max_ratio * 100.0),
+    }
+}
+
+/// One check per proxy: ready, or why not.
+pub fn readiness_checks(readiness: &[Readiness]) -> Vec<Check> {
+    readiness
+        .iter()
+        .map(|r| Check {
+            name: format!("{} ready", r.proxy),
+            passed: r.ready(),
+            measured: r.describe(),
+            threshold: "readiness 200 (origin and target UP)".into(),
+        })
+        .collect()
+}
+
+/// Asks one proxy's readiness endpoint.
+pub async fn fetch_readiness(client: &reqwest::Client, proxy: &str, base_url: &str) -> Readiness {
+    match client
+        .get(format!("{base_url}/health/readiness"))
+        .send()
+        .await
+    {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            let body = response.text().await.unwrap_or_default();
+            readiness_from(proxy, status, &body)
+        }
+        Err(e) => Readiness {
+            proxy: proxy.to_string(),
+            status: None,
+            origin: None,
+            target: None,
+            error: Some(e.to_string()),
+        },
+    }
+}
+
+/// Scrapes one proxy's `/metrics`.
+pub async fn fetch_metrics(client: &reqwest::Client, base_url: &str) -> anyhow::Result<Scrape> {
+    let response = client
+        .get(format!("{base_url}/metrics"))
+        .send()
+        .await?
+        .error_for_status()?;
+    Ok(Scrape::parse(&response.text().await?)?)
+}
+
+/// The whole gate over a fleet given as (name, `http://host:port`) pairs: readiness first
+/// (no point watching a fleet that is not ready), then the window, then readiness again.
+pub async fn run_health_gate(
+    proxies: &[(String, String)],
+    limits: &HealthThresholds,
+) -> anyhow::Result<Vec<Check>> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let mut readiness = Vec::new();
+    for (name, url) in proxies {
+        readiness.push(fetch_readiness(&client, name, url).await);
+    }
+    let mut checks = readiness_checks(&readiness);
+    if checks.iter().any(|c| !c.passed) {
+        return Ok(checks);
+    }
+    let mut before = Vec::new();
+    for (_, url) in proxies {
+        before.push(fetch_metrics(&client, url).await?);
+    }
+    tokio::time::sleep(limits.observe).await;
+    let mut after = Vec::new();
+    let mut still_ready = Vec::new();
+    for (name, url) in proxies {
+        after.push(fetch_metrics(&client, url).await?);
+        still_ready.push(fetch_readiness(&client, name, url).await);
+    }
+    checks = readiness_checks(&still_ready);
+    checks.extend(judge_window(
+        &Window {
+            before: &before,
+            after: &after,
+        },
+        limits,
+    ));
+    Ok(checks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scrape(writes: u64, failed_writes: u64, reads: u64, failed_reads: u64) -> Scrape {
+        Scrape::parse(&format!(
+            "zdm_proxy_request_duration_seconds_count{{type=\"writes\"}} {writes}\n\
+             zdm_proxy_request_duration_seconds_count{{type=\"reads_origin\"}} {reads}\n\
+             zdm_proxy_request_duration_seconds_count{{type=\"reads_target\"}} 0\n\
+             zdm_proxy_failed_writes_total{{failed_on=\"origin\"}} 0\n\
+             zdm_proxy_failed_writes_total{{failed_on=\"target\"}} {failed_writes}\n\
+             zdm_proxy_failed_writes_total{{failed_on=\"both\"}} 0\n\
+             zdm_proxy_failed_reads_total{{cluster=\"origin\"}} {failed_reads}\n"
+        ))
+        .unwrap()
+    }
+
+    fn limits() -> HealthThresholds {
+        HealthThresholds {
+            observe: Duration::from_secs(10),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn failures_before_the_window_do_not_count() {
+        let before = [scrape(1000, 50, 1000, 7), scrape(10, 0, 10, 0)];
+        let after = [scrape(1500, 50, 1600, 7), scrape(20, 0, 30, 0)];
+        let checks = judge_window(
+            &Window {
+                before: &before,
+                after: &after,
+            },
+            &limits(),
+        );
+        assert!(checks.iter().all(|c| c.passed), "{checks:?}");
+        assert_eq!(checks[0].measured, "0 of 510 in 10 s (0.000%)");
+    }
+
+    #[test]
+    fn failed_writes_in_the_window_fail_the_gate_with_the_measurement() {
+        let before = [scrape(1000, 0, 1000, 0)];
+        let after = [scrape(1090, 10, 1100, 0)];
+        let checks = judge_window(
+            &Window {
+                before: &before,
+                after: &after,
+            },
+            &limits(),
+        );
+        let writes = &checks[0];
+        assert!(!writes.passed);
+        assert_eq!(writes.measured, "10 of 100 in 10 s (10.000%)");
+        assert_eq!(writes.threshold, "<= 0.000%");
+        let tolerant = HealthThresholds {
+            max_failed_write_ratio: 0.2,
+            ..limits()
+        };
+        assert!(
+            judge_window(
+                &Window {
+                    before: &before,
+                    after: &after
+                },
+                &tolerant
+            )[0]
+            .passed
+        );
+    }
+
+    #[test]
+    fn a_proxy_restart_inside_the_window_is_a_counter_reset_not_a_negative_rate() {
+        let before = [scrape(1000, 3, 1000, 0)];
+        let after = [scrape(40, 0, 40, 0)];
+        let checks = judge_window(
+            &Window {
+                before: &before,
+                after: &after,
+            },
+            &limits(),
+        );
+        assert!(checks[0].passed, "{:?}", checks[0]);
+        assert_eq!(checks[0].measured, "0 of 40 in 10 s (0.000%)");
+    }
+
+    fn latency(name: &str, fast: u64, slow: u64) -> String {
+        format!(
+            "{name}_bucket{{node=\"n\",le=\"0.01\"}} {fast}\n{name}_bucket{{node=\"n\",le=\"1\"}} {}\n{name}_bucket{{node=\"n\",le=\"+Inf\"}} {}\n",
+            fast + slow,
+            fast + slow
+        )
+    }
+
+    #[test]
+    fn target_latency_is_judged_relative_to_origin_with_a_floor() {
+        let latency_limits = HealthThresholds {
+            check_target_latency: true,
+            target_p99_floor: 0.005,
+            ..limits()
+        };
+        let base = "zdm_proxy_request_duration_seconds_count{type=\"writes\"} 0\n";
+        let before = [Scrape::parse(&format!(
+            "{base}{}{}",
+            latency("zdm_origin_request_duration_seconds", 0, 0),
+            latency("zdm_target_request_duration_seconds", 0, 0)
+        ))
+        .unwrap()];
+        let slow_target = [Scrape::parse(&format!(
+            "{base}{}{}",
+            latency("zdm_origin_request_duration_seconds", 100, 0),
+            latency("zdm_target_request_duration_seconds", 50, 50)
+        ))
+        .unwrap()];
+        let checks = judge_window(
+            &Window {
+                before: &before,
+                after: &slow_target,
+            },
+            &latency_limits,
+        );
+        let check = checks
+            .iter()
+            .find(|c| c.name == "target p99 latency")
+            .unwrap();
+        assert!(!check.passed, "{check:?}");
+        assert!(
+            check.measured.starts_with("target p99 "),
+            "{}",
+            check.measured
+        );
+
+        let same = [Scrape::parse(&format!(
+            "{base}{}{}",
+            latency("zdm_origin_request_duration_seconds", 100, 0),
+            latency("zdm_target_request_duration_seconds", 100, 0)
+        ))
+        .unwrap()];
+        let checks = judge_window(
+            &Window {
+                before: &before,
+                after: &same,
+            },
+            &latency_limits,
+        );
+        assert!(checks.iter().all(|c| c.passed), "{checks:?}");
+
+        // No traffic at all: the latency check cannot pass on no evidence.
+        let checks = judge_window(
+            &Window {
+                before: &before,
+                after: &before,
+            },
+            &latency_limits,
+        );
+        assert!(
+            !checks
+                .iter()
+                .find(|c| c.name == "target p99 latency")
+                .unwrap()
+                .passed
+        );
+    }
+
+    #[test]
+    fn readiness_names_the_cluster_that_is_down() {
+        let body =
+            r#"{"OriginStatus":{"Status":"UP"},"TargetStatus":{"Status":"DOWN"},"Status":"DOWN"}"#;
+        let r = readiness_from("zdm-h1", 503, body);
+        assert!(!r.ready());
+        assert_eq!(r.describe(), "zdm-h1: readiness 503, TARGET DOWN");
+        let checks = readiness_checks(&[r, readiness_from("zdm-h2", 200, "{}")]);
+        assert!(!checks[0].passed);
+        assert!(checks[1].passed);
+    }
+}
