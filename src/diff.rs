@@ -95,12 +95,13 @@ fn edit_script(a: &[&str], b: &[&str]) -> Vec<Op> {
             ops.push(Op::Same(i, j));
             i += 1;
             j += 1;
-        } else if j < m && (i == n || lcs[i][j + 1] >= lcs[i + 1][j]) {
-            ops.push(Op::Add(j));
-            j += 1;
-        } else {
+        } else if i < n && (j == m || lcs[i + 1][j] >= lcs[i][j + 1]) {
+            // Deletions first, as diff(1) prints them.
             ops.push(Op::Del(i));
             i += 1;
+        } else {
+            ops.push(Op::Add(j));
+            j += 1;
         }
     }
     ops

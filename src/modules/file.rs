@@ -61,8 +61,7 @@ impl Module for File {
                             out.push(format!("mode {:04o} -> {m:04o}", s.mode));
                         }
                     }
-                    if want_uid.is_some_and(|u| u != s.uid)
-                        || want_gid.is_some_and(|g| g != s.gid)
+                    if want_uid.is_some_and(|u| u != s.uid) || want_gid.is_some_and(|g| g != s.gid)
                     {
                         out.push("owner".into());
                     }

@@ -38,9 +38,18 @@ impl Module for Debug {
         async move {
             let mut r = ModResult::ok();
             if let Some(var) = arg_str(ctx.args, "var") {
-                let v = ctx
+                // As in Ansible, an undefined variable is reported, not a failure (in check
+                // mode a registered command result has no stdout, for example).
+                let name = format!("debug var {var}");
+                let defined = ctx
                     .templar
-                    .eval(&format!("debug var {var}"), &var, ctx.vars)?;
+                    .eval_bool(&name, &format!("({var}) is defined"), ctx.vars)
+                    .unwrap_or(false);
+                if !defined {
+                    r.msg = Some(format!("{var}: VARIABLE IS NOT DEFINED!"));
+                    return Ok(Query::Done(r));
+                }
+                let v = ctx.templar.eval(&name, &var, ctx.vars)?;
                 r.msg = Some(format!("{var}: {}", crate::vars::display(&v)));
                 r.data.insert(var, v);
             } else {

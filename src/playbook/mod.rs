@@ -125,6 +125,8 @@ pub fn located(file: &Path, e: &serde_yaml_ng::Error) -> PlaybookError {
         Some(i) => msg[..i].to_string(),
         None => msg,
     };
+    // serde_yaml_ng writes the node path as `.[0].tasks[1]`; the dot adds nothing.
+    let msg = msg.strip_prefix('.').map(str::to_string).unwrap_or(msg);
     match e.location() {
         Some(l) => PlaybookError(format!(
             "{}:{}:{}: {msg}",

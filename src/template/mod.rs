@@ -116,7 +116,7 @@ impl Templar {
     /// Evaluates a condition (`when:`, `until:`, `failed_when:`). The text may be a bare
     /// expression or a `{{ }}` template, as Ansible tolerates both.
     pub fn eval_bool(&self, name: &str, cond: &str, ctx: &Vars) -> Result<bool, TemplateError> {
-        let expr = single_expression(cond).unwrap_or(cond);
+        let expr = single_expression(cond.trim()).unwrap_or(cond);
         let v = self.eval(name, expr, ctx)?;
         Ok(crate::vars::truthy(&v))
     }
@@ -198,8 +198,8 @@ fn undefined_names(referenced: std::collections::HashSet<String>, ctx: &Vars) ->
 
 /// If `s` is exactly `{{ expr }}` (with optional spaces), returns `expr`.
 fn single_expression(s: &str) -> Option<&str> {
-    let t = s.trim();
-    let inner = t.strip_prefix("{{")?.strip_suffix("}}")?;
+    // No trimming: "{{ x }}\n" is text with a newline, not a bare expression.
+    let inner = s.strip_prefix("{{")?.strip_suffix("}}")?;
     if inner.contains("{{") || inner.contains("}}") || inner.contains("{%") {
         return None;
     }

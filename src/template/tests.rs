@@ -77,8 +77,10 @@ fn ansible_filters() {
     );
     assert_eq!(r("{{ \"it's\" | quote }}"), "'it'\"'\"'s'");
     assert_eq!(r("{{ 'plain' | quote }}"), "plain");
-    assert_eq!(r("{{ s | bool }}"), "true");
-    assert_eq!(r("{{ 'no' | bool }}"), "false");
+    // Booleans print as Python does (Ansible renders with Python): True / False.
+    assert_eq!(r("{{ s | bool }}"), "True");
+    assert_eq!(r("{{ 'no' | bool }}"), "False");
+    assert_eq!(r("{{ 'on' | bool | ternary('y', 'n') }}"), "y");
     assert_eq!(r("{{ '42' | int + 1 }}"), "43");
 }
 
@@ -112,4 +114,12 @@ fn single_expression_keeps_its_type_and_conditions_evaluate() {
         .eval_bool("task 'x' when", "missing_var > 1", &c)
         .unwrap_err();
     assert!(err.0.contains("undefined variable 'missing_var'"), "{err}");
+}
+
+#[test]
+fn missing_attribute_is_not_defined() {
+    let t = Templar::new();
+    let c = ctx(json!({"r": {"changed": true}}));
+    assert!(!t.eval_bool("w", "(r.stdout) is defined", &c).unwrap());
+    assert!(!t.eval_bool("w", "r.stdout is defined", &c).unwrap());
 }
