@@ -345,7 +345,7 @@ impl<'a> Runner<'a> {
             targets.clone()
         };
         self.out
-            .task_start(&task.display_name(), handler, run_hosts.len());
+            .task_start(&task.display_name(), handler, &run_hosts);
         let env = TaskEnv {
             task,
             play: &play.name,
