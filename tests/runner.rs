@@ -311,6 +311,11 @@ fn playbook_errors_exit_4_with_file_line_and_column_before_anything_runs() {
         !fleet.host_file("h1", "/x").exists(),
         "a task ran despite the parse error"
     );
+    let run = fleet.run(&[pb.to_str().unwrap(), "--output", "json"]);
+    run.assert_code(4);
+    let doc = run.json();
+    assert_eq!(doc["exit_code"], 4);
+    assert!(doc["error"].as_str().unwrap().contains(":5:7: "), "{doc}");
 }
 
 #[test]
