@@ -109,6 +109,29 @@ pub fn connect(vars: &Vars, delegate_local: bool) -> Result<Arc<dyn Transport>, 
     }
 }
 
+/// The transport a task uses: the host's own, or with `delegate_to` the control machine
+/// (`localhost`) or another inventory host's. The task's variables stay the host's.
+fn delegate_transport(env: &TaskEnv<'_>, vars: &Vars) -> Result<Arc<dyn Transport>, ModuleError> {
+    let Some(raw) = &env.task.delegate_to else {
+        return connect(vars, false);
+    };
+    let target = env
+        .templar
+        .render_str(&format!("{} delegate_to", env.name()), raw, vars)?;
+    let target = target.trim();
+    let inventory_vars = vars
+        .get("hostvars")
+        .and_then(|hv| hv.get(target))
+        .and_then(Value::as_object);
+    match (target, inventory_vars) {
+        (_, Some(hv)) => connect(hv, false),
+        ("localhost" | "127.0.0.1", None) => connect(vars, true),
+        (other, None) => Err(ModuleError::Failed(format!(
+            "delegate_to: '{other}' is not an inventory host"
+        ))),
+    }
+}
+
 /// Runs `env.task` on `host` with the host's variables.
 pub async fn run_on_host(env: &TaskEnv<'_>, host: &str, vars: Vars) -> HostOutcome {
     let mut out = HostOutcome {
@@ -129,11 +152,15 @@ pub async fn run_on_host(env: &TaskEnv<'_>, host: &str, vars: Vars) -> HostOutco
         out.failed = !ignore || status == TaskStatus::Unreachable;
         out.unreachable = status == TaskStatus::Unreachable;
     };
-    let delegate_local = matches!(task.delegate_to.as_deref(), Some("localhost" | "127.0.0.1"));
-    let transport = match connect(&vars, delegate_local) {
+    let transport = match delegate_transport(env, &vars) {
         Ok(t) => t,
-        Err(e) => {
-            fail(&mut out, e.to_string(), TaskStatus::Unreachable, false);
+        Err(ModuleError::Unreachable(m)) => {
+            fail(&mut out, m, TaskStatus::Unreachable, false);
+            return out;
+        }
+        Err(ModuleError::Failed(m)) => {
+            let ig = env.ignore_errors(&vars);
+            fail(&mut out, m, TaskStatus::Failed, ig);
             return out;
         }
     };
