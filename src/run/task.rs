@@ -30,6 +30,7 @@ pub struct TaskEnv<'a> {
     pub check: bool,
     pub templar: &'a Templar,
     pub redactor: &'a Redactor,
+    pub pool: &'a transport::Pool,
 }
 
 /// Everything one host produced for a task.
@@ -85,35 +86,11 @@ impl TaskEnv<'_> {
     }
 }
 
-/// Picks the transport for a host from its connection variables.
-pub fn connect(vars: &Vars, delegate_local: bool) -> Result<Arc<dyn Transport>, ModuleError> {
-    let conn = vars
-        .get("ansible_connection")
-        .map(display)
-        .unwrap_or_else(|| "ssh".into());
-    if delegate_local {
-        return Ok(Arc::new(transport::LocalTransport::new(None)));
-    }
-    match conn.as_str() {
-        "local" => {
-            let root = vars
-                .get("zdm_local_root")
-                .map(display)
-                .filter(|r| !r.is_empty())
-                .map(std::path::PathBuf::from);
-            Ok(Arc::new(transport::LocalTransport::new(root)))
-        }
-        other => Err(ModuleError::Unreachable(format!(
-            "connection '{other}' is not available in this build (use ansible_connection: local)"
-        ))),
-    }
-}
-
 /// The transport a task uses: the host's own, or with `delegate_to` the control machine
 /// (`localhost`) or another inventory host's. The task's variables stay the host's.
 fn delegate_transport(env: &TaskEnv<'_>, vars: &Vars) -> Result<Arc<dyn Transport>, ModuleError> {
     let Some(raw) = &env.task.delegate_to else {
-        return connect(vars, false);
+        return Ok(env.pool.connect(vars)?);
     };
     let target = env
         .templar
@@ -124,8 +101,8 @@ fn delegate_transport(env: &TaskEnv<'_>, vars: &Vars) -> Result<Arc<dyn Transpor
         .and_then(|hv| hv.get(target))
         .and_then(Value::as_object);
     match (target, inventory_vars) {
-        (_, Some(hv)) => connect(hv, false),
-        ("localhost" | "127.0.0.1", None) => connect(vars, true),
+        (_, Some(hv)) => Ok(env.pool.connect(hv)?),
+        ("localhost" | "127.0.0.1", None) => Ok(env.pool.control_machine()),
         (other, None) => Err(ModuleError::Failed(format!(
             "delegate_to: '{other}' is not an inventory host"
         ))),
