@@ -566,3 +566,44 @@ fn variables_built_from_templates_resolve_and_registered_output_is_never_templat
     );
     assert!(!fleet.host_file("h1", "/broken.txt").exists());
 }
+
+#[test]
+fn a_file_that_gains_a_secret_becomes_private_and_backup_keeps_the_old_copy() {
+    let fleet = Fleet::new();
+    let f = fleet.host_file("h1", "/app.conf");
+    std::fs::write(&f, "user=app\n").unwrap();
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let pb = fleet.write_playbook(
+        "gain.yml",
+        r#"
+- hosts: h1
+  tasks:
+    - copy:
+        content: "user=app\npassword={{ db_password }}\n"
+        dest: /app.conf
+        backup: true
+        validate: grep -q password= %s
+"#,
+    );
+    let run = fleet.run(&[pb.to_str().unwrap(), "--diff"]);
+    run.assert_code(0);
+    assert!(run.stdout.contains("+password=********"), "{}", run.stdout);
+    assert!(run.stdout.contains("mode 0644 -> 0600"), "{}", run.stdout);
+    assert_eq!(
+        std::fs::metadata(&f).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let backups: Vec<_> = std::fs::read_dir(fleet.root("h1"))
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name().to_string_lossy().starts_with("app.conf.")
+                && e.file_name().to_string_lossy().ends_with('~')
+        })
+        .collect();
+    assert_eq!(backups.len(), 1, "one backup file");
+    assert_eq!(
+        std::fs::read_to_string(backups[0].path()).unwrap(),
+        "user=app\n"
+    );
+}
