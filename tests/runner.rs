@@ -607,3 +607,32 @@ fn a_file_that_gains_a_secret_becomes_private_and_backup_keeps_the_old_copy() {
         "user=app\n"
     );
 }
+
+#[test]
+fn default_inventory_is_dot_inventory_unless_zdm_inventory_is_set_and_hosts_may_be_templated() {
+    let fleet = Fleet::new();
+    let pb = fleet.write_playbook(
+        "which.yml",
+        "- hosts: \"{{ targets }}\"\n  tasks:\n    - copy: {content: x, dest: /picked}\n",
+    );
+    let run = |env: Option<&std::path::Path>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_zdm-run"));
+        cmd.current_dir(fleet.dir.path())
+            .env_remove("ZDM_INVENTORY")
+            .args([pb.to_str().unwrap(), "-e", "targets=fleet:!h1"]);
+        if let Some(p) = env {
+            cmd.env("ZDM_INVENTORY", p);
+        }
+        common::Run::from(cmd.output().unwrap())
+    };
+    // ./inventory (the fleet's) is found without -i.
+    run(None).assert_code(0);
+    assert!(!fleet.host_file("h1", "/picked").exists());
+    assert!(fleet.host_file("h2", "/picked").exists());
+    // $ZDM_INVENTORY wins over ./inventory: an inventory without the fleet selects nothing.
+    let other = fleet.path("other.ini");
+    std::fs::write(&other, "[elsewhere]\nnobody ansible_connection=local\n").unwrap();
+    let r = run(Some(&other));
+    r.assert_code(0);
+    assert!(r.stdout.contains("no hosts matched"), "{}", r.stdout);
+}

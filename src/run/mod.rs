@@ -121,12 +121,26 @@ impl<'a> Runner<'a> {
 
     /// Hosts a play targets after `--limit`.
     pub fn play_hosts(&self, play: &Play) -> Result<Vec<String>, RunError> {
-        let mut hosts = select_hosts(self.inventory, &play.hosts).map_err(|e| RunError(e.0))?;
+        let pattern = self.play_pattern(play)?;
+        let mut hosts = select_hosts(self.inventory, &pattern).map_err(|e| RunError(e.0))?;
         if let Some(limit) = &self.opts.limit {
             let allowed = select_hosts(self.inventory, limit).map_err(|e| RunError(e.0))?;
             hosts.retain(|h| allowed.contains(h));
         }
         Ok(hosts)
+    }
+
+    /// The play's host pattern, rendered if it is a template (`hosts: "{{ targets }}"`, with
+    /// play vars and extra vars, as Ansible allows).
+    fn play_pattern(&self, play: &Play) -> Result<String, RunError> {
+        if !play.hosts.contains("{{") {
+            return Ok(play.hosts.clone());
+        }
+        let mut ctx = play.vars.clone();
+        overlay(&mut ctx, &self.opts.extra_vars);
+        self.templar
+            .render_str(&format!("play '{}' hosts", play.name), &play.hosts, &ctx)
+            .map_err(|e| RunError(e.0))
     }
 
     /// True if the task is selected by `--tags` / `--skip-tags`.
@@ -157,7 +171,7 @@ impl<'a> Runner<'a> {
 
     async fn run_play(&mut self, play: &Play) -> Result<(), RunError> {
         let mut hosts = self.play_hosts(play)?;
-        for unknown in crate::inventory::unknown_terms(self.inventory, &play.hosts) {
+        for unknown in crate::inventory::unknown_terms(self.inventory, &self.play_pattern(play)?) {
             self.out.warn(&format!(
                 "host pattern '{unknown}' matched no host or group"
             ));
