@@ -636,3 +636,36 @@ fn default_inventory_is_dot_inventory_unless_zdm_inventory_is_set_and_hosts_may_
     r.assert_code(0);
     assert!(r.stdout.contains("no hosts matched"), "{}", r.stdout);
 }
+
+#[test]
+fn meta_flush_handlers_runs_notified_handlers_at_that_point() {
+    let fleet = Fleet::new();
+    let pb = fleet.write_playbook(
+        "flush.yml",
+        r#"
+- hosts: h1
+  tasks:
+    - copy: {content: "a\n", dest: /a.txt}
+      notify: restart
+    - meta: flush_handlers
+    - shell: echo after-flush >> "$ZDM_LOCAL_ROOT/log"
+  handlers:
+    - name: restart
+      shell: echo restart >> "$ZDM_LOCAL_ROOT/log"
+"#,
+    );
+    fleet.run(&[pb.to_str().unwrap()]).assert_code(0);
+    let log = std::fs::read_to_string(fleet.host_file("h1", "/log")).unwrap();
+    assert_eq!(log, "restart\nafter-flush\n");
+    let bad = fleet.write_playbook(
+        "meta.yml",
+        "- hosts: h1\n  tasks:\n    - meta: end_universe\n",
+    );
+    let run = fleet.run(&[bad.to_str().unwrap()]);
+    run.assert_code(4);
+    assert!(
+        run.stderr.contains("meta: 'end_universe' is not supported"),
+        "{}",
+        run.stderr
+    );
+}

@@ -365,7 +365,7 @@ fn read_task<'de, A: MapAccess<'de>>(mut map: A, handler: bool) -> Result<Value,
     if module.borrow().is_none() {
         return Err(de::Error::custom(
             "task has no module (expected one of: template, copy, file, command, shell, \
-             set_fact, debug, assert, fail, pause, uri, wait_for, include_tasks, import_tasks)",
+             set_fact, debug, assert, fail, pause, uri, wait_for, include_tasks, import_tasks, meta)",
         ));
     }
     Ok(Value::Object(out))

@@ -53,6 +53,19 @@ pub fn preflight(book: &Playbook, templar: &Templar) -> Result<(), PlaybookError
                     .check_condition(&format!("{kind} '{c}'"), c)
                     .map_err(|e| at(t, e.0))?;
             }
+            if t.module == "meta" {
+                let action = t
+                    .args
+                    .get("_raw")
+                    .map(crate::vars::display)
+                    .unwrap_or_default();
+                if !matches!(action.as_str(), "flush_handlers" | "noop") {
+                    return Err(at(
+                        t,
+                        format!("meta: '{action}' is not supported (flush_handlers, noop)"),
+                    ));
+                }
+            }
             if t.module == "assert" {
                 let that: Vec<String> = match t.args.get("that") {
                     Some(Value::Array(a)) => a.iter().map(crate::vars::display).collect(),

@@ -212,8 +212,15 @@ impl<'a> Runner<'a> {
                     if !self.tags_select(task) {
                         continue;
                     }
-                    self.run_task(play, task, &mut live, &hosts, &pv, &mut state, false)
-                        .await;
+                    if task.module == "meta" {
+                        if task.args.get("_raw").and_then(Value::as_str) == Some("flush_handlers") {
+                            self.flush_handlers(play, &mut live, &hosts, &pv, &mut state)
+                                .await;
+                        }
+                    } else {
+                        self.run_task(play, task, &mut live, &hosts, &pv, &mut state, false)
+                            .await;
+                    }
                     if self.policy_trips(play, &batch, &live) {
                         stop = true;
                         break;
