@@ -669,3 +669,41 @@ fn meta_flush_handlers_runs_notified_handlers_at_that_point() {
         run.stderr
     );
 }
+
+#[test]
+fn owner_is_applied_when_root_and_is_idempotent() {
+    use std::os::unix::fs::MetadataExt;
+    let fleet = Fleet::new();
+    let pb = fleet.write_playbook(
+        "owner.yml",
+        r#"
+- hosts: h1
+  tasks:
+    - copy: {content: "x\n", dest: /owned, owner: nobody, group: "0", mode: "0640"}
+    - file: {path: /owned-dir, state: directory, owner: nobody, mode: "0750"}
+"#,
+    );
+    fleet.run(&[pb.to_str().unwrap()]).assert_code(0);
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let nobody: u32 = std::fs::read_to_string("/etc/passwd")
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("nobody:"))
+        .and_then(|l| l.split(':').nth(2)?.parse().ok())
+        .expect("a 'nobody' user");
+    let me = unsafe { libc::geteuid() };
+    for f in ["/owned", "/owned-dir"] {
+        let md = std::fs::metadata(fleet.host_file("h1", f)).unwrap();
+        let expected = if root { nobody } else { me };
+        assert_eq!(md.uid(), expected, "{f}: owner applied only as root");
+    }
+    let again = fleet.run(&[pb.to_str().unwrap(), "--output", "json"]);
+    again.assert_code(0);
+    assert_eq!(
+        again.json()["stats"]["h1"]["changed"],
+        0,
+        "{}",
+        again.stdout
+    );
+}
