@@ -707,3 +707,46 @@ fn owner_is_applied_when_root_and_is_idempotent() {
         again.stdout
     );
 }
+
+#[test]
+fn copy_from_files_dir_and_file_states() {
+    let fleet = Fleet::new();
+    std::fs::write(fleet.host_file("h1", "/old"), "bye").unwrap();
+    let pb = fleet.write_playbook(
+        "files.yml",
+        r#"
+- hosts: h1
+  tasks:
+    - copy: {src: payload.txt, dest: /payload.txt}
+    - file: {path: /old, state: absent}
+    - file: {path: /marker, state: touch, mode: "0600"}
+    - file: {path: /payload.txt, mode: "0640"}
+"#,
+    );
+    let first = fleet.run(&[pb.to_str().unwrap(), "--output", "json"]);
+    first.assert_code(0);
+    assert_eq!(first.json()["stats"]["h1"]["changed"], 4);
+    assert_eq!(
+        std::fs::read_to_string(fleet.host_file("h1", "/payload.txt")).unwrap(),
+        "static payload\n"
+    );
+    assert!(!fleet.host_file("h1", "/old").exists());
+    let mode = |f: &str| {
+        std::fs::metadata(fleet.host_file("h1", f))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode("/marker"), 0o600);
+    assert_eq!(mode("/payload.txt"), 0o640);
+    // Idempotent: the copy keeps the mode the later file task set.
+    let second = fleet.run(&[pb.to_str().unwrap(), "--output", "json"]);
+    second.assert_code(0);
+    assert_eq!(
+        second.json()["stats"]["h1"]["changed"],
+        0,
+        "{}",
+        second.stdout
+    );
+}
