@@ -750,3 +750,27 @@ fn copy_from_files_dir_and_file_states() {
         second.stdout
     );
 }
+
+#[test]
+fn templates_can_include_other_templates_from_the_templates_dir() {
+    let fleet = Fleet::new();
+    std::fs::write(
+        fleet.path("playbooks/templates/part.j2"),
+        "part for {{ inventory_hostname }}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        fleet.path("playbooks/templates/main.j2"),
+        "main\n{% include 'part.j2' %}end\n",
+    )
+    .unwrap();
+    let pb = fleet.write_playbook(
+        "inc.yml",
+        "- hosts: h2\n  tasks:\n    - template: {src: main.j2, dest: /main.conf}\n",
+    );
+    fleet.run(&[pb.to_str().unwrap()]).assert_code(0);
+    assert_eq!(
+        std::fs::read_to_string(fleet.host_file("h2", "/main.conf")).unwrap(),
+        "main\npart for h2\nend\n"
+    );
+}

@@ -41,6 +41,13 @@ pub fn preflight(book: &Playbook, templar: &Templar) -> Result<(), PlaybookError
             .chain(&play.post_tasks)
             .chain(&play.handlers);
         for t in tasks {
+            for d in [
+                t.base_dir.join("templates"),
+                t.base_dir.clone(),
+                t.base_dir.join("..").join("templates"),
+            ] {
+                templar.add_search_dir(&d);
+            }
             let conditions = t
                 .when
                 .iter()
