@@ -354,6 +354,11 @@ fn exit_codes_for_bad_options_unreachable_hosts_and_help() {
         .run(&["playbooks/site.yml", "-e", "novalue"])
         .assert_code(5);
     fleet.run(&["--help"]).assert_code(0);
+    let before = fleet.snapshot();
+    let dry = fleet.run(&["playbooks/site.yml", "--dry-run"]);
+    dry.assert_code(0);
+    assert!(dry.stdout.contains("would change: [h1]"), "{}", dry.stdout);
+    assert_eq!(fleet.snapshot(), before, "--dry-run changed files");
     let inv = fleet.path("ssh-inv.ini");
     std::fs::write(&inv, "[remote]\nfar ansible_host=192.0.2.1\n").unwrap();
     let pb = fleet.write_playbook(
