@@ -1,4 +1,20 @@
 //! zdm-run: the orchestrator library.
+//!
+//! Ansible's model (inventory, playbooks, modules, check mode) applied to migrating a live
+//! application between Cassandra clusters. `cli` is the entry point; each other module holds
+//! one concern.
 
+pub mod cli;
+pub mod diff;
 pub mod gates;
+pub mod inventory;
+pub mod modules;
+pub mod output;
+pub mod plan;
+pub mod playbook;
+pub mod run;
+pub mod secrets;
 pub mod state;
+pub mod template;
+pub mod transport;
+pub mod vars;

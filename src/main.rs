@@ -1,13 +1,5 @@
-use clap::Parser;
+//! The `zdm-run` binary: all logic lives in the library (`zdm_run::cli`).
 
-/// Ansible-style runner for zero-downtime Cassandra migrations.
-#[derive(Parser)]
-#[command(name = "zdm-run", version)]
-struct Cli {
-    /// Playbook to run.
-    playbook: Option<std::path::PathBuf>,
-}
-
-fn main() {
-    let _cli = Cli::parse();
+fn main() -> std::process::ExitCode {
+    zdm_run::cli::main()
 }

@@ -1,0 +1,180 @@
+//! `command` and `shell`: run something on the host.
+//!
+//! Their effect cannot be known in advance, so the query only checks `creates`/`removes`
+//! (which *can* say "nothing to do") and otherwise answers "would run".
+
+use std::time::Duration;
+
+use futures::FutureExt;
+use serde_json::Value;
+
+use super::{arg_str, ModFuture, ModResult, Module, ModuleCtx, ModuleError, Planned, Query};
+use crate::transport::CommandSpec;
+
+pub struct Command {
+    /// `shell` runs through /bin/sh; `command` splits the line into an argv itself.
+    pub shell: bool,
+}
+
+/// Quotes one word for /bin/sh.
+pub fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "@%+=:,./-_".contains(c))
+    {
+        return s.to_string();
+    }
+    format!("'{}'", s.replace('\'', "'\"'\"'"))
+}
+
+/// Splits a command line into words the way a shell would for plain quoting (no expansion),
+/// which is what `command` promises: no pipes, redirections or variables.
+fn split_argv(line: &str) -> Result<Vec<String>, ModuleError> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut quote: Option<char> = None;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some('"'), '\\') => {
+                if let Some(n) = chars.next() {
+                    cur.push(n);
+                }
+            }
+            (Some(_), c) => cur.push(c),
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                in_word = true;
+            }
+            (None, '\\') => {
+                if let Some(n) = chars.next() {
+                    cur.push(n);
+                    in_word = true;
+                }
+            }
+            (None, c) if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            (None, c) => {
+                cur.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if quote.is_some() {
+        return Err(ModuleError::Failed(format!(
+            "unterminated quote in '{line}'"
+        )));
+    }
+    if in_word {
+        words.push(cur);
+    }
+    Ok(words)
+}
+
+impl Command {
+    fn spec(&self, ctx: &ModuleCtx<'_>) -> Result<(CommandSpec, String), ModuleError> {
+        let line = arg_str(ctx.args, "cmd").or_else(|| arg_str(ctx.args, "_raw"));
+        let argv: Vec<String> = match ctx.args.get("argv") {
+            Some(Value::Array(a)) => a.iter().map(crate::vars::display).collect(),
+            _ => vec![],
+        };
+        let timeout = super::arg_f64(ctx.args, "timeout")?.map(Duration::from_secs_f64);
+        let mut spec = CommandSpec {
+            stdin: arg_str(ctx.args, "stdin").map(|s| format!("{s}\n").into_bytes()),
+            chdir: arg_str(ctx.args, "chdir"),
+            timeout,
+            ..Default::default()
+        };
+        let shown;
+        if self.shell {
+            let line = line.ok_or_else(|| ModuleError::Failed("shell needs a command".into()))?;
+            shown = line.clone();
+            spec.shell = Some(line);
+        } else if !argv.is_empty() {
+            shown = argv
+                .iter()
+                .map(|a| shell_quote(a))
+                .collect::<Vec<_>>()
+                .join(" ");
+            spec.argv = argv;
+        } else {
+            let line = line.ok_or_else(|| ModuleError::Failed("command needs a command".into()))?;
+            spec.argv = split_argv(&line)?;
+            shown = line;
+        }
+        Ok((spec, shown))
+    }
+}
+
+impl Module for Command {
+    fn query<'a>(&'a self, ctx: &'a ModuleCtx<'a>) -> ModFuture<'a, Query> {
+        async move {
+            let (_, shown) = self.spec(ctx)?;
+            if let Some(creates) = arg_str(ctx.args, "creates") {
+                if ctx.transport.stat(&creates).await?.is_some() {
+                    return Ok(Query::Done(ModResult::msg(format!(
+                        "skipped, since {creates} exists"
+                    ))));
+                }
+            }
+            if let Some(removes) = arg_str(ctx.args, "removes") {
+                if ctx.transport.stat(&removes).await?.is_none() {
+                    return Ok(Query::Done(ModResult::msg(format!(
+                        "skipped, since {removes} does not exist"
+                    ))));
+                }
+            }
+            Ok(Query::Run(Planned {
+                summary: format!("run: {shown}"),
+                ..Default::default()
+            }))
+        }
+        .boxed()
+    }
+
+    fn apply<'a>(&'a self, ctx: &'a ModuleCtx<'a>, _plan: &'a Planned) -> ModFuture<'a, ModResult> {
+        async move {
+            let (spec, shown) = self.spec(ctx)?;
+            let out = ctx.transport.run(spec).await?;
+            let mut r = ModResult {
+                changed: true,
+                failed: out.rc != 0,
+                ..Default::default()
+            };
+            if out.rc != 0 {
+                r.msg = Some(format!("non-zero return code {}", out.rc));
+            }
+            let lines = |s: &str| Value::from(s.lines().map(str::to_string).collect::<Vec<_>>());
+            let stdout = out.stdout.trim_end_matches('\n').to_string();
+            let stderr = out.stderr.trim_end_matches('\n').to_string();
+            r.data.insert("cmd".into(), Value::String(shown));
+            r.data.insert("rc".into(), Value::from(out.rc));
+            r.data.insert("stdout_lines".into(), lines(&stdout));
+            r.data.insert("stderr_lines".into(), lines(&stderr));
+            r.data.insert("stdout".into(), Value::String(stdout));
+            r.data.insert("stderr".into(), Value::String(stderr));
+            Ok(r)
+        }
+        .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_lines_split_like_a_shell_without_expansion() {
+        assert_eq!(
+            split_argv(r#"echo "a b" 'c d' e\ f $HOME"#).unwrap(),
+            vec!["echo", "a b", "c d", "e f", "$HOME"]
+        );
+        assert!(split_argv("echo 'open").is_err());
+    }
+}

@@ -1,0 +1,261 @@
+//! `template` and `copy`: make a file on the host hold given content with given attributes.
+//!
+//! Both compute the wanted bytes on the control machine, compare them and the attributes
+//! with the host in `query`, and in `apply` validate (if asked), back up (if asked) and write
+//! atomically, so a failed validation or an interrupted run leaves the old file in place.
+
+use std::path::{Path, PathBuf};
+
+use futures::FutureExt;
+use serde_json::Value;
+
+use super::{
+    arg_bool, arg_str, parse_mode, ModFuture, ModResult, Module, ModuleCtx, ModuleError, Planned,
+    Query,
+};
+use crate::transport::{FileKind, Ownership};
+
+/// Renders a Jinja2 template file from the control machine onto the host.
+pub struct Template;
+/// Copies a control-machine file (`src`) or literal `content` onto the host.
+pub struct Copy;
+
+/// Finds a `src:` file: `templates/`/`files/` beside the task's file, the task's
+/// directory, `../templates`/`../files` (the repository layout puts templates beside
+/// playbooks/), then the working directory.
+pub(crate) fn find_src(base: &Path, sub: &str, src: &str) -> Result<PathBuf, ModuleError> {
+    let p = Path::new(src);
+    if p.is_absolute() {
+        return if p.exists() {
+            Ok(p.to_path_buf())
+        } else {
+            Err(ModuleError::Failed(format!("src {src} not found")))
+        };
+    }
+    let candidates = [
+        base.join(sub).join(src),
+        base.join(src),
+        base.join("..").join(sub).join(src),
+        PathBuf::from(src),
+    ];
+    candidates
+        .iter()
+        .find(|c| c.is_file())
+        .cloned()
+        .ok_or_else(|| {
+            let tried: Vec<String> = candidates.iter().map(|c| c.display().to_string()).collect();
+            ModuleError::Failed(format!(
+                "src '{src}' not found (looked in {})",
+                tried.join(", ")
+            ))
+        })
+}
+
+impl Module for Template {
+    fn query<'a>(&'a self, ctx: &'a ModuleCtx<'a>) -> ModFuture<'a, Query> {
+        async move {
+            let src = arg_str(ctx.args, "src").unwrap_or_default();
+            let path = find_src(ctx.base_dir, "templates", &src)?;
+            let source = std::fs::read_to_string(&path).map_err(|e| {
+                ModuleError::Failed(format!("cannot read template {}: {e}", path.display()))
+            })?;
+            let rendered = ctx.templar.render_str(&src, &source, ctx.vars)?;
+            plan_file(ctx, rendered.into_bytes()).await
+        }
+        .boxed()
+    }
+
+    fn apply<'a>(&'a self, ctx: &'a ModuleCtx<'a>, plan: &'a Planned) -> ModFuture<'a, ModResult> {
+        apply_file(ctx, plan).boxed()
+    }
+}
+
+impl Module for Copy {
+    fn query<'a>(&'a self, ctx: &'a ModuleCtx<'a>) -> ModFuture<'a, Query> {
+        async move {
+            let content = match ctx.args.get("content") {
+                Some(Value::String(s)) => s.clone().into_bytes(),
+                Some(Value::Null) | None => {
+                    let src = arg_str(ctx.args, "src").unwrap_or_default();
+                    let path = find_src(ctx.base_dir, "files", &src)?;
+                    std::fs::read(&path).map_err(|e| {
+                        ModuleError::Failed(format!("cannot read {}: {e}", path.display()))
+                    })?
+                }
+                // Mappings and lists are written as JSON, as Ansible does.
+                Some(other) => other.to_string().into_bytes(),
+            };
+            plan_file(ctx, content).await
+        }
+        .boxed()
+    }
+
+    fn apply<'a>(&'a self, ctx: &'a ModuleCtx<'a>, plan: &'a Planned) -> ModFuture<'a, ModResult> {
+        apply_file(ctx, plan).boxed()
+    }
+}
+
+fn ownership(ctx: &ModuleCtx<'_>) -> Ownership {
+    // Changing owners needs root; elsewhere the options are ignored rather than failing, so
+    // the same playbook works for an unprivileged local test fleet.
+    if !ctx.transport.is_root() {
+        return Ownership::default();
+    }
+    Ownership {
+        owner: arg_str(ctx.args, "owner"),
+        group: arg_str(ctx.args, "group"),
+    }
+}
+
+/// Compares wanted content and attributes with the host.
+async fn plan_file(ctx: &ModuleCtx<'_>, content: Vec<u8>) -> Result<Query, ModuleError> {
+    let dest = arg_str(ctx.args, "dest").unwrap_or_default();
+    let wanted_mode = ctx.args.get("mode").map(parse_mode).transpose()?;
+    let owner = ownership(ctx);
+    let stat = ctx.transport.stat(&dest).await?;
+    let mut changes = Vec::new();
+    let mut diff = None;
+    let text_of = |b: &[u8]| String::from_utf8(b.to_vec()).ok();
+    match &stat {
+        Some(st) if st.kind == FileKind::Directory => {
+            return Err(ModuleError::Failed(format!("dest {dest} is a directory")));
+        }
+        Some(_) => {
+            let old = ctx.transport.read_file(&dest).await?.unwrap_or_default();
+            if old != content {
+                if !arg_bool(ctx.args, "force", true) {
+                    return Ok(Query::Done(ModResult::msg(format!(
+                        "{dest} exists and force is off"
+                    ))));
+                }
+                changes.push("update content".to_string());
+                diff = Some(match (text_of(&old), text_of(&content)) {
+                    (Some(a), Some(b)) => crate::diff::unified(&dest, Some(&a), Some(&b)),
+                    _ => format!("Binary files a{dest} and b{dest} differ\n"),
+                });
+            }
+        }
+        None => {
+            changes.push("create file".to_string());
+            diff = Some(match text_of(&content) {
+                Some(b) => crate::diff::unified(&dest, None, Some(&b)),
+                None => format!("Binary file b{dest} created\n"),
+            });
+        }
+    }
+    // Mode: explicit; else 0600 for content holding a secret (a rendered config with a
+    // password is never group/world-readable, even if an older copy was); else keep the
+    // existing mode; else 0644.
+    let holds_secret = {
+        let text = String::from_utf8_lossy(&content);
+        ctx.redactor.redact(&text) != text
+    };
+    let mode = wanted_mode
+        .or(holds_secret.then_some(0o600))
+        .or(stat.as_ref().map(|s| s.mode))
+        .unwrap_or(0o644);
+    if let Some(st) = &stat {
+        if st.mode != mode {
+            changes.push(format!("mode {:04o} -> {mode:04o}", st.mode));
+        }
+        let (uid, gid) = ctx.transport.owner_ids(&owner).await?;
+        if uid.is_some_and(|u| u != st.uid) || gid.is_some_and(|g| g != st.gid) {
+            changes.push("owner".to_string());
+        }
+    }
+    if changes.is_empty() {
+        return Ok(Query::Done(ModResult::ok()));
+    }
+    let mut detail = serde_json::Map::new();
+    detail.insert("mode".into(), Value::from(mode));
+    detail.insert(
+        "write".into(),
+        Value::Bool(
+            changes
+                .iter()
+                .any(|c| c.contains("content") || c.contains("create")),
+        ),
+    );
+    Ok(Query::Change(Planned {
+        summary: format!("{dest}: {}", changes.join(", ")),
+        diff,
+        content: Some(content),
+        detail,
+    }))
+}
+
+async fn apply_file(ctx: &ModuleCtx<'_>, plan: &Planned) -> Result<ModResult, ModuleError> {
+    let dest = arg_str(ctx.args, "dest").unwrap_or_default();
+    let mode = plan
+        .detail
+        .get("mode")
+        .and_then(Value::as_u64)
+        .unwrap_or(0o644) as u32;
+    let owner = ownership(ctx);
+    let content = plan.content.as_deref().unwrap_or_default();
+    let write = plan
+        .detail
+        .get("write")
+        .is_some_and(|w| w == &Value::Bool(true));
+    let mut result = ModResult {
+        changed: true,
+        diff: plan.diff.clone(),
+        msg: Some(plan.summary.clone()),
+        ..Default::default()
+    };
+    if !write {
+        ctx.transport.set_attrs(&dest, Some(mode), &owner).await?;
+        return Ok(result);
+    }
+    if let Some(cmd) = arg_str(ctx.args, "validate") {
+        validate(ctx, &dest, content, &cmd).await?;
+    }
+    if arg_bool(ctx.args, "backup", false) {
+        if let Some(b) = ctx.transport.backup(&dest).await? {
+            result.data.insert("backup_file".into(), Value::String(b));
+        }
+    }
+    ctx.transport
+        .write_file(&dest, content, mode, &owner)
+        .await?;
+    result.data.insert("dest".into(), Value::String(dest));
+    Ok(result)
+}
+
+/// Writes the new content beside `dest` and runs the validate command on it (`%s` is the
+/// file); a non-zero exit refuses the change before `dest` is touched.
+async fn validate(
+    ctx: &ModuleCtx<'_>,
+    dest: &str,
+    content: &[u8],
+    cmd: &str,
+) -> Result<(), ModuleError> {
+    if !cmd.contains("%s") {
+        return Err(ModuleError::Failed(format!(
+            "validate command '{cmd}' must contain %s (the file to check)"
+        )));
+    }
+    let tmp = format!("{dest}.zdm-validate-{}", std::process::id());
+    ctx.transport
+        .write_file(&tmp, content, 0o600, &Ownership::default())
+        .await?;
+    let real_tmp = ctx.transport.path_for_command(&tmp);
+    let out = ctx
+        .transport
+        .run(crate::transport::CommandSpec {
+            shell: Some(cmd.replace("%s", &crate::modules::command::shell_quote(&real_tmp))),
+            timeout: Some(std::time::Duration::from_secs(120)),
+            ..Default::default()
+        })
+        .await;
+    let _ = ctx.transport.remove(&tmp).await;
+    let out = out?;
+    if out.rc != 0 {
+        return Err(ModuleError::Failed(format!(
+            "validation of {dest} failed (rc={}): {}",
+            out.rc,
+            out.stderr.trim()
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,280 @@
+//! The argument list of every module, checked when the playbook is loaded so that a typo
+//! or a wrong type is refused with file, line and column before anything runs.
+
+/// The shape a YAML value must have. Strings are always accepted where a number or boolean
+/// is expected *if they are templates* (`"{{ port }}"`), since their type is only known later.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Kind {
+    /// Anything.
+    Any,
+    /// A string, number or boolean.
+    Scalar,
+    /// A boolean (or yes/no/true/false text, or a template).
+    Bool,
+    /// An integer (or a template).
+    Int,
+    /// A number (or a template).
+    Number,
+    /// One scalar or a list of scalars.
+    ScalarList,
+    /// One integer or a list of integers (`status_code`).
+    IntList,
+    /// A mapping with any keys.
+    Mapping,
+    /// One of a fixed set of words (or a template).
+    OneOf(&'static [&'static str]),
+    /// A list of tasks.
+    Tasks,
+    /// A list of handlers (tasks that may also `listen`).
+    Handlers,
+    /// `serial`: an integer, a percentage like `"30%"`, or a list of those.
+    Serial,
+}
+
+/// One module's arguments.
+#[derive(Debug)]
+pub struct ModuleSpec {
+    pub name: &'static str,
+    /// Accepts a bare string (`command: ls -l`) stored under `_raw`.
+    pub free_form: bool,
+    /// Accepts any argument name (`set_fact`).
+    pub any_args: bool,
+    pub args: &'static [(&'static str, Kind)],
+    /// At least one of these must be present (empty: no requirement).
+    pub one_of_required: &'static [&'static str],
+    /// All of these must be present.
+    pub required: &'static [&'static str],
+}
+
+const FILE_ATTRS: [(&str, Kind); 4] = [
+    ("mode", Kind::Scalar),
+    ("owner", Kind::Scalar),
+    ("group", Kind::Scalar),
+    ("backup", Kind::Bool),
+];
+
+macro_rules! spec {
+    ($name:literal, free=$free:expr, any=$any:expr, args=[$($a:expr),* $(,)?], one_of=[$($o:literal),*], req=[$($r:literal),*]) => {
+        ModuleSpec {
+            name: $name,
+            free_form: $free,
+            any_args: $any,
+            args: &[$($a),*],
+            one_of_required: &[$($o),*],
+            required: &[$($r),*],
+        }
+    };
+}
+
+const COMMAND_ARGS: [(&str, Kind); 7] = [
+    ("cmd", Kind::Scalar),
+    ("argv", Kind::ScalarList),
+    ("creates", Kind::Scalar),
+    ("removes", Kind::Scalar),
+    ("chdir", Kind::Scalar),
+    ("stdin", Kind::Scalar),
+    ("timeout", Kind::Int),
+];
+
+/// Every module this build knows.
+pub static MODULES: &[ModuleSpec] = &[
+    spec!(
+        "template",
+        free = false,
+        any = false,
+        args = [
+            ("src", Kind::Scalar),
+            ("dest", Kind::Scalar),
+            FILE_ATTRS[0],
+            FILE_ATTRS[1],
+            FILE_ATTRS[2],
+            FILE_ATTRS[3],
+            ("validate", Kind::Scalar),
+            ("force", Kind::Bool),
+        ],
+        one_of = [],
+        req = ["src", "dest"]
+    ),
+    spec!(
+        "copy",
+        free = false,
+        any = false,
+        args = [
+            ("src", Kind::Scalar),
+            ("content", Kind::Any),
+            ("dest", Kind::Scalar),
+            FILE_ATTRS[0],
+            FILE_ATTRS[1],
+            FILE_ATTRS[2],
+            FILE_ATTRS[3],
+            ("validate", Kind::Scalar),
+            ("force", Kind::Bool),
+        ],
+        one_of = ["src", "content"],
+        req = ["dest"]
+    ),
+    spec!(
+        "file",
+        free = false,
+        any = false,
+        args = [
+            ("path", Kind::Scalar),
+            ("dest", Kind::Scalar),
+            ("name", Kind::Scalar),
+            (
+                "state",
+                Kind::OneOf(&["file", "directory", "absent", "link", "touch"])
+            ),
+            ("src", Kind::Scalar),
+            FILE_ATTRS[0],
+            FILE_ATTRS[1],
+            FILE_ATTRS[2],
+            ("force", Kind::Bool),
+        ],
+        one_of = ["path", "dest", "name"],
+        req = []
+    ),
+    ModuleSpec {
+        name: "command",
+        free_form: true,
+        any_args: false,
+        args: &COMMAND_ARGS,
+        one_of_required: &["cmd", "argv", "_raw"],
+        required: &[],
+    },
+    ModuleSpec {
+        name: "shell",
+        free_form: true,
+        any_args: false,
+        args: &COMMAND_ARGS,
+        one_of_required: &["cmd", "_raw"],
+        required: &[],
+    },
+    spec!(
+        "set_fact",
+        free = false,
+        any = true,
+        args = [],
+        one_of = [],
+        req = []
+    ),
+    spec!(
+        "debug",
+        free = false,
+        any = false,
+        args = [
+            ("msg", Kind::Any),
+            ("var", Kind::Scalar),
+            ("verbosity", Kind::Int),
+        ],
+        one_of = [],
+        req = []
+    ),
+    spec!(
+        "assert",
+        free = false,
+        any = false,
+        args = [
+            ("that", Kind::ScalarList),
+            ("fail_msg", Kind::Scalar),
+            ("msg", Kind::Scalar),
+            ("success_msg", Kind::Scalar),
+            ("quiet", Kind::Bool),
+        ],
+        one_of = [],
+        req = ["that"]
+    ),
+    spec!(
+        "fail",
+        free = false,
+        any = false,
+        args = [("msg", Kind::Scalar)],
+        one_of = [],
+        req = []
+    ),
+    spec!(
+        "pause",
+        free = false,
+        any = false,
+        args = [
+            ("seconds", Kind::Number),
+            ("minutes", Kind::Number),
+            ("prompt", Kind::Scalar),
+        ],
+        one_of = [],
+        req = []
+    ),
+    spec!(
+        "uri",
+        free = false,
+        any = false,
+        args = [
+            ("url", Kind::Scalar),
+            (
+                "method",
+                Kind::OneOf(&["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"])
+            ),
+            ("body", Kind::Any),
+            ("body_format", Kind::OneOf(&["json", "raw"])),
+            ("headers", Kind::Mapping),
+            ("status_code", Kind::IntList),
+            ("return_content", Kind::Bool),
+            ("timeout", Kind::Number),
+            ("validate_certs", Kind::Bool),
+        ],
+        one_of = [],
+        req = ["url"]
+    ),
+    spec!(
+        "wait_for",
+        free = false,
+        any = false,
+        args = [
+            ("host", Kind::Scalar),
+            ("port", Kind::Int),
+            ("path", Kind::Scalar),
+            (
+                "state",
+                Kind::OneOf(&["started", "stopped", "present", "absent"])
+            ),
+            ("timeout", Kind::Number),
+            ("delay", Kind::Number),
+            ("sleep", Kind::Number),
+            ("connect_timeout", Kind::Number),
+            ("msg", Kind::Scalar),
+        ],
+        one_of = ["port", "path"],
+        req = []
+    ),
+    ModuleSpec {
+        name: "include_tasks",
+        free_form: true,
+        any_args: false,
+        args: &[("file", Kind::Scalar)],
+        one_of_required: &["file", "_raw"],
+        required: &[],
+    },
+    // `meta: flush_handlers` / `meta: noop`: handled by the run engine itself.
+    ModuleSpec {
+        name: "meta",
+        free_form: true,
+        any_args: false,
+        args: &[],
+        one_of_required: &["_raw"],
+        required: &[],
+    },
+    ModuleSpec {
+        name: "import_tasks",
+        free_form: true,
+        any_args: false,
+        args: &[("file", Kind::Scalar)],
+        one_of_required: &["file", "_raw"],
+        required: &[],
+    },
+];
+
+/// Looks a module up by name (also accepting the `ansible.builtin.` prefix).
+pub fn module_spec(name: &str) -> Option<&'static ModuleSpec> {
+    let short = name.strip_prefix("ansible.builtin.").unwrap_or(name);
+    MODULES.iter().find(|m| m.name == short)
+}

@@ -1,0 +1,360 @@
+//! Everything the run prints.
+//!
+//! Human output follows ansible-playbook (PLAY / TASK headers, `changed: [h1]`, PLAY RECAP),
+//! with an indicatif spinner for the running task when stdout is a terminal and plain lines
+//! otherwise. `--output json` prints one JSON document at the end with the same facts. All
+//! text passes through the [`Redactor`] first, so no secret reaches the screen or a log.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::plan::{Recap, TaskReport, TaskStatus};
+use crate::secrets::Redactor;
+
+/// Output format chosen with `--output`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Human,
+    Json,
+}
+
+#[derive(Default)]
+struct JsonDoc {
+    plays: Vec<Value>,
+}
+
+/// Prints progress and results, and keeps the recap.
+pub struct Reporter {
+    format: Format,
+    show_diff: bool,
+    verbosity: u8,
+    check: bool,
+    redactor: Redactor,
+    recap: Mutex<Recap>,
+    doc: Mutex<JsonDoc>,
+    /// One spinner per host working on the current task (terminal only).
+    bars: Mutex<BTreeMap<String, indicatif::ProgressBar>>,
+    multi: Option<indicatif::MultiProgress>,
+}
+
+/// The progress display, shared with the tracing writer so log lines are printed above the
+/// spinners instead of through them.
+static PROGRESS: OnceLock<indicatif::MultiProgress> = OnceLock::new();
+
+/// A `tracing` writer for stderr that suspends the progress display while it writes.
+pub struct LogWriter;
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match PROGRESS.get() {
+            Some(m) => m.suspend(|| std::io::stderr().write(buf)),
+            None => std::io::stderr().write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+impl Reporter {
+    pub fn new(
+        format: Format,
+        show_diff: bool,
+        verbosity: u8,
+        check: bool,
+        redactor: Redactor,
+    ) -> Reporter {
+        Reporter {
+            format,
+            show_diff,
+            verbosity,
+            check,
+            redactor,
+            recap: Mutex::new(Recap::default()),
+            doc: Mutex::new(JsonDoc::default()),
+            bars: Mutex::new(BTreeMap::new()),
+            multi: (format == Format::Human && std::io::stdout().is_terminal()).then(|| {
+                PROGRESS
+                    .get_or_init(|| {
+                        indicatif::MultiProgress::with_draw_target(
+                            indicatif::ProgressDrawTarget::stdout(),
+                        )
+                    })
+                    .clone()
+            }),
+        }
+    }
+
+    fn line(&self, text: &str) {
+        let text = self.redactor.redact(text);
+        if self.format == Format::Json {
+            return;
+        }
+        match &self.multi {
+            // suspend (rather than println) also prints when no spinner is alive.
+            Some(m) => m.suspend(|| {
+                let _ = writeln!(std::io::stdout().lock(), "{text}");
+            }),
+            None => {
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{text}");
+            }
+        }
+    }
+
+    fn banner(kind: &str, name: &str) -> String {
+        let head = format!("{kind} [{name}] ");
+        let stars = 79usize.saturating_sub(head.chars().count()).max(3);
+        format!("\n{head}{}", "*".repeat(stars))
+    }
+
+    /// A warning that is not tied to a task (unknown host pattern, empty play).
+    pub fn warn(&self, msg: &str) {
+        let msg = self.redactor.redact(msg);
+        if self.format == Format::Json {
+            eprintln!("[WARNING]: {msg}");
+        } else {
+            self.line(&format!("[WARNING]: {msg}"));
+        }
+    }
+
+    pub fn play_start(&self, name: &str, hosts: &[String]) {
+        self.line(&Self::banner(
+            if self.check {
+                "PLAY (check mode)"
+            } else {
+                "PLAY"
+            },
+            name,
+        ));
+        self.doc.lock().expect("doc lock").plays.push(json!({
+            "name": self.redactor.redact(name),
+            "hosts": hosts,
+            "tasks": [],
+        }));
+        let mut recap = self.recap.lock().expect("recap lock");
+        for h in hosts {
+            recap.touch(h);
+        }
+    }
+
+    /// Announces a task; on a terminal, shows a spinner per host until its result arrives.
+    pub fn task_start(&self, name: &str, handler: bool, hosts: &[String]) {
+        self.line(&Self::banner(
+            if handler { "RUNNING HANDLER" } else { "TASK" },
+            name,
+        ));
+        if let Some(m) = &self.multi {
+            let style =
+                indicatif::ProgressStyle::with_template("{spinner} {prefix}: {msg} ({elapsed})")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
+            let mut bars = self.bars.lock().expect("bars lock");
+            for h in hosts {
+                let pb = m.add(indicatif::ProgressBar::new_spinner());
+                pb.set_style(style.clone());
+                pb.set_prefix(h.clone());
+                pb.set_message(self.redactor.redact(name));
+                pb.enable_steady_tick(Duration::from_millis(120));
+                bars.insert(h.clone(), pb);
+            }
+        }
+        let mut doc = self.doc.lock().expect("doc lock");
+        if let Some(Value::Array(tasks)) = doc.plays.last_mut().and_then(|p| p.get_mut("tasks")) {
+            tasks
+                .push(json!({"name": self.redactor.redact(name), "handler": handler, "hosts": {}}));
+        }
+    }
+
+    /// Clears any spinners left (hosts that produced no result).
+    pub fn task_end(&self) {
+        let mut bars = self.bars.lock().expect("bars lock");
+        for (_, pb) in std::mem::take(&mut *bars) {
+            pb.finish_and_clear();
+        }
+    }
+
+    /// Records and prints one host's result.
+    pub fn result(&self, r: &TaskReport) {
+        self.recap.lock().expect("recap lock").count(r);
+        if r.item.is_none() {
+            if let Some(pb) = self.bars.lock().expect("bars lock").remove(&r.host) {
+                pb.finish_and_clear();
+            }
+        }
+        let status = if r.ignored {
+            "failed (ignored)"
+        } else {
+            r.status.label()
+        };
+        let mut text = format!("{status}: [{}]", r.host);
+        if let Some(item) = &r.item {
+            text.push_str(&format!(" => (item={item})"));
+        }
+        let detail = match r.status {
+            TaskStatus::Failed | TaskStatus::Unreachable => r.msg.clone(),
+            TaskStatus::WouldChange | TaskStatus::WouldRun | TaskStatus::Changed => {
+                r.summary.clone().or_else(|| r.msg.clone())
+            }
+            _ if self.verbosity > 0 || is_debug_msg(r) => r.msg.clone(),
+            _ => None,
+        };
+        if let Some(d) = detail.filter(|d| !d.is_empty()) {
+            text.push_str(&format!(" => {d}"));
+        }
+        self.line(&text);
+        if self.show_diff {
+            if let Some(d) = &r.diff {
+                self.line(d.trim_end());
+            }
+        }
+        let value = self
+            .redactor
+            .redact_value(&serde_json::to_value(r).unwrap_or(Value::Null));
+        let mut doc = self.doc.lock().expect("doc lock");
+        if let Some(task) = doc
+            .plays
+            .last_mut()
+            .and_then(|p| p.get_mut("tasks"))
+            .and_then(Value::as_array_mut)
+            .and_then(|t| t.last_mut())
+        {
+            if let Some(Value::Object(hosts)) = task.get_mut("hosts") {
+                let mut v = value;
+                if let Value::Object(m) = &mut v {
+                    m.remove("play");
+                    m.remove("task");
+                    m.remove("host");
+                    if !self.show_diff && !self.check {
+                        m.remove("diff");
+                    }
+                }
+                match hosts.get_mut(&r.host) {
+                    // Loop items: keep every item's report under the host.
+                    Some(Value::Array(items)) => items.push(v),
+                    Some(existing) => {
+                        let first = existing.take();
+                        *existing = Value::Array(vec![first, v]);
+                    }
+                    None => {
+                        hosts.insert(r.host.clone(), v);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A copy of the recap so far (also used after Ctrl-C).
+    pub fn recap(&self) -> Recap {
+        self.recap.lock().expect("recap lock").clone()
+    }
+
+    /// Prints the PLAY RECAP (human) or the whole JSON document.
+    pub fn finish(&self, interrupted: bool, error: Option<&str>) {
+        self.task_end();
+        let recap = self.recap();
+        match self.format {
+            Format::Human => {
+                if interrupted {
+                    self.line(
+                        "\n[ERROR]: interrupted by user (Ctrl-C); no file was left half-written",
+                    );
+                }
+                if self.check {
+                    self.print_plan();
+                }
+                self.line(&Self::banner("PLAY RECAP", "").replace(" [] ", " "));
+                let width = recap
+                    .hosts
+                    .keys()
+                    .map(|h| h.len())
+                    .max()
+                    .unwrap_or(0)
+                    .max(20);
+                for (h, s) in &recap.hosts {
+                    self.line(&format!(
+                        "{h:<width$} : ok={:<4} changed={:<4} unreachable={:<4} failed={:<4} skipped={:<4} rescued={:<4} ignored={}",
+                        s.ok, s.changed, s.unreachable, s.failed, s.skipped, s.rescued, s.ignored
+                    ));
+                }
+            }
+            Format::Json => {
+                let doc = self.doc.lock().expect("doc lock");
+                let out = json!({
+                    "check_mode": self.check,
+                    "interrupted": interrupted,
+                    "error": error,
+                    "plays": doc.plays,
+                    "stats": recap.hosts,
+                });
+                let text = self.redactor.redact(
+                    &serde_json::to_string_pretty(&self.redactor.redact_value(&out))
+                        .unwrap_or_default(),
+                );
+                let mut stdout = std::io::stdout().lock();
+                let _ = writeln!(stdout, "{text}");
+            }
+        }
+    }
+}
+
+impl Reporter {
+    /// The dry-run plan: per play and host, every task with what would happen to it.
+    fn print_plan(&self) {
+        let doc = self.doc.lock().expect("doc lock");
+        for play in &doc.plays {
+            let name = play["name"].as_str().unwrap_or_default();
+            self.line(&Self::banner("PLAN", name));
+            let mut per_host: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for task in play["tasks"].as_array().into_iter().flatten() {
+                let tname = task["name"].as_str().unwrap_or_default();
+                let handler = if task["handler"] == true {
+                    " (handler)"
+                } else {
+                    ""
+                };
+                for (host, r) in task["hosts"].as_object().into_iter().flatten() {
+                    let reports = match r {
+                        Value::Array(items) => items.clone(),
+                        one => vec![one.clone()],
+                    };
+                    for rep in reports {
+                        let status = rep["status"].as_str().unwrap_or("?").replace('_', " ");
+                        let mut line = format!("  {status:<13}{tname}{handler}");
+                        if let Some(item) = rep["item"].as_str() {
+                            line.push_str(&format!(" (item={item})"));
+                        }
+                        let changing = matches!(
+                            rep["status"].as_str(),
+                            Some("would_change" | "would_run" | "changed")
+                        );
+                        if let Some(s) = rep["summary"].as_str().filter(|_| changing) {
+                            line.push_str(&format!(": {s}"));
+                        } else if rep["status"] == "failed" {
+                            if let Some(m) = rep["msg"].as_str() {
+                                line.push_str(&format!(": {m}"));
+                            }
+                        }
+                        per_host.entry(host.clone()).or_default().push(line);
+                    }
+                }
+            }
+            for host in play["hosts"].as_array().into_iter().flatten() {
+                let host = host.as_str().unwrap_or_default();
+                self.line(&format!("{host}:"));
+                match per_host.get(host) {
+                    Some(lines) => lines.iter().for_each(|l| self.line(l)),
+                    None => self.line("  (not reached)"),
+                }
+            }
+        }
+    }
+}
+
+/// `debug` output is the point of the task, so it is shown without `-v`.
+fn is_debug_msg(r: &TaskReport) -> bool {
+    r.status == TaskStatus::Ok && r.summary.as_deref() == Some("debug")
+}

@@ -1,0 +1,165 @@
+//! What happened (or, in check mode, what would happen) to each host for each task.
+//!
+//! The same records serve the live output, the dry-run plan, the JSON document and the
+//! recap, so `--check` and a real run describe their work in the same terms and can be
+//! compared line by line.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// Outcome of one task on one host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    /// Already in the wanted state (or an informational task).
+    Ok,
+    /// Changed the host.
+    Changed,
+    /// Check mode: applying would change the host.
+    WouldChange,
+    /// Check mode: the module cannot predict its effect (a command) and would run.
+    WouldRun,
+    /// `when` was false, or the tags excluded it.
+    Skipped,
+    Failed,
+    Unreachable,
+}
+
+impl TaskStatus {
+    /// The word printed before the host name (Ansible's `ok: [h1]`).
+    pub fn label(self) -> &'static str {
+        match self {
+            TaskStatus::Ok => "ok",
+            TaskStatus::Changed => "changed",
+            TaskStatus::WouldChange => "would change",
+            TaskStatus::WouldRun => "would run",
+            TaskStatus::Skipped => "skipping",
+            TaskStatus::Failed => "failed",
+            TaskStatus::Unreachable => "unreachable",
+        }
+    }
+
+    /// Counted as "changed" in the recap (check mode counts what would change, as Ansible).
+    pub fn is_change(self) -> bool {
+        matches!(
+            self,
+            TaskStatus::Changed | TaskStatus::WouldChange | TaskStatus::WouldRun
+        )
+    }
+}
+
+/// One task's outcome on one host, already redacted for display.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskReport {
+    pub play: String,
+    pub task: String,
+    pub host: String,
+    pub status: TaskStatus,
+    /// A failure whose task had `ignore_errors`: the host goes on.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ignored: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub handler: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub msg: Option<String>,
+    /// What the change is ("update content", "run: ...").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
+    /// Set for a loop item's report.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub item: Option<String>,
+}
+
+/// Per-host counters of the PLAY RECAP.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct HostStats {
+    pub ok: u32,
+    pub changed: u32,
+    pub unreachable: u32,
+    pub failed: u32,
+    pub skipped: u32,
+    pub rescued: u32,
+    pub ignored: u32,
+}
+
+/// The recap for all hosts.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Recap {
+    pub hosts: BTreeMap<String, HostStats>,
+}
+
+impl Recap {
+    /// Counts one report the way ansible-playbook does: `ok` includes changed tasks.
+    pub fn count(&mut self, r: &TaskReport) {
+        let s = self.hosts.entry(r.host.clone()).or_default();
+        match r.status {
+            TaskStatus::Ok => s.ok += 1,
+            st if st.is_change() => {
+                s.ok += 1;
+                s.changed += 1;
+            }
+            TaskStatus::Skipped => s.skipped += 1,
+            TaskStatus::Failed if r.ignored => {
+                s.ok += 1;
+                s.ignored += 1;
+            }
+            TaskStatus::Failed => s.failed += 1,
+            TaskStatus::Unreachable => s.unreachable += 1,
+            _ => {}
+        }
+    }
+
+    /// Makes sure a host appears even if no task ran on it.
+    pub fn touch(&mut self, host: &str) {
+        self.hosts.entry(host.to_string()).or_default();
+    }
+
+    pub fn any_failed(&self) -> bool {
+        self.hosts.values().any(|s| s.failed > 0)
+    }
+
+    pub fn any_unreachable(&self) -> bool {
+        self.hosts.values().any(|s| s.unreachable > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(host: &str, status: TaskStatus, ignored: bool) -> TaskReport {
+        TaskReport {
+            play: "p".into(),
+            task: "t".into(),
+            host: host.into(),
+            status,
+            ignored,
+            handler: false,
+            msg: None,
+            summary: None,
+            diff: None,
+            item: None,
+        }
+    }
+
+    #[test]
+    fn recap_counts_like_ansible_playbook() {
+        let mut r = Recap::default();
+        r.count(&report("h", TaskStatus::Ok, false));
+        r.count(&report("h", TaskStatus::Changed, false));
+        r.count(&report("h", TaskStatus::WouldRun, false));
+        r.count(&report("h", TaskStatus::Skipped, false));
+        r.count(&report("h", TaskStatus::Failed, true));
+        r.count(&report("h", TaskStatus::Failed, false));
+        r.count(&report("u", TaskStatus::Unreachable, false));
+        let h = &r.hosts["h"];
+        assert_eq!(
+            (h.ok, h.changed, h.skipped, h.failed, h.ignored),
+            (4, 2, 1, 1, 1)
+        );
+        assert!(r.any_failed() && r.any_unreachable());
+    }
+}

@@ -1,0 +1,172 @@
+//! Building each host's variables for a task, in Ansible's precedence order.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+
+use crate::inventory::Inventory;
+use crate::template::Templar;
+use crate::vars::{overlay, Vars};
+
+pub use crate::template::UNRESOLVED;
+
+/// Passes of the template pre-resolution (a variable defined from a variable defined from a
+/// variable ...). Deeper chains stay unrendered; four levels cover real configs.
+const RESOLVE_PASSES: usize = 4;
+
+/// The variable layers that do not change while a play runs.
+pub struct PlayVars {
+    /// Inventory variables per host (group_vars/host_vars merged).
+    pub inventory: BTreeMap<String, Vars>,
+    /// `vars:` then `vars_files:` of the play.
+    pub play: Vars,
+    pub extra: Vars,
+    pub groups: Value,
+    pub group_names: BTreeMap<String, Vec<String>>,
+    pub playbook_dir: String,
+    pub check: bool,
+    pub diff: bool,
+}
+
+impl PlayVars {
+    pub fn new(
+        inv: &Inventory,
+        hosts: &[String],
+        play: Vars,
+        extra: Vars,
+        playbook_dir: String,
+        check: bool,
+        diff: bool,
+    ) -> PlayVars {
+        let mut inventory = BTreeMap::new();
+        let mut group_names = BTreeMap::new();
+        for h in inv.hosts().iter().chain(hosts.iter()) {
+            let mut v = inv.host_vars(h);
+            if !inv.hosts().contains(h) && (h == "localhost" || h == "127.0.0.1") {
+                // Ansible's implicit localhost always uses the local connection.
+                v.entry("ansible_connection")
+                    .or_insert(Value::from("local"));
+            }
+            inventory.insert(h.clone(), v);
+            group_names.insert(
+                h.clone(),
+                inv.groups_of(h)
+                    .into_iter()
+                    .filter(|g| g != "ungrouped")
+                    .collect(),
+            );
+        }
+        PlayVars {
+            inventory,
+            play,
+            extra,
+            groups: inv.groups_var(),
+            group_names,
+            playbook_dir,
+            check,
+            diff,
+        }
+    }
+
+    /// One host's variables without `hostvars` (lowest to highest precedence: inventory,
+    /// play vars and vars files, task vars, registered vars and facts, extra vars), with
+    /// the magic variables added and templates in values resolved.
+    pub fn host_base(
+        &self,
+        host: &str,
+        task_vars: &Vars,
+        facts: &Vars,
+        play_hosts: &[String],
+        templar: &Templar,
+    ) -> Vars {
+        let mut v = Vars::new();
+        if let Some(inv) = self.inventory.get(host) {
+            overlay(&mut v, inv);
+        }
+        overlay(&mut v, &self.play);
+        overlay(&mut v, task_vars);
+        overlay(&mut v, facts);
+        overlay(&mut v, &self.extra);
+        v.entry("ansible_host").or_insert(Value::from(host));
+        v.insert("inventory_hostname".into(), Value::from(host));
+        v.insert(
+            "inventory_hostname_short".into(),
+            Value::from(host.split('.').next().unwrap_or(host)),
+        );
+        v.insert("groups".into(), self.groups.clone());
+        v.insert(
+            "group_names".into(),
+            Value::from(self.group_names.get(host).cloned().unwrap_or_default()),
+        );
+        v.insert("play_hosts".into(), Value::from(play_hosts.to_vec()));
+        v.insert(
+            "ansible_play_hosts".into(),
+            Value::from(play_hosts.to_vec()),
+        );
+        v.insert("ansible_check_mode".into(), Value::Bool(self.check));
+        v.insert("ansible_diff_mode".into(), Value::Bool(self.diff));
+        v.insert(
+            "playbook_dir".into(),
+            Value::from(self.playbook_dir.clone()),
+        );
+        // Registered results and facts are data, never templates (a command's stdout may
+        // contain "{{"): only the other layers are rendered.
+        let protected: BTreeSet<&String> = facts.keys().collect();
+        resolve(&mut v, &protected, templar);
+        v
+    }
+}
+
+/// Renders variable values that are themselves templates (`url: "http://{{ host }}:{{ port }}"`)
+/// so that templates using them see final values. A value that still cannot be rendered
+/// is removed and its reason recorded under [`UNRESOLVED`], so a template using it fails
+/// with that reason instead of writing `{{ ... }}` literally into a file.
+fn resolve(vars: &mut Vars, protected: &BTreeSet<&String>, templar: &Templar) {
+    let mut failures: BTreeMap<String, String> = BTreeMap::new();
+    for _ in 0..RESOLVE_PASSES {
+        let pending: Vec<String> = vars
+            .iter()
+            .filter(|(k, v)| !protected.contains(k) && has_template(v))
+            .map(|(k, _)| k.clone())
+            .collect();
+        if pending.is_empty() {
+            return;
+        }
+        failures.clear();
+        let mut changed = false;
+        for k in pending {
+            let raw = vars[&k].clone();
+            match templar.render_value(&format!("variable '{k}'"), &raw, vars) {
+                Ok(rendered) if rendered != raw => {
+                    vars.insert(k, rendered);
+                    changed = true;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    failures.insert(k, e.0);
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    if failures.is_empty() {
+        return;
+    }
+    let mut reasons = serde_json::Map::new();
+    for (k, reason) in failures {
+        vars.remove(&k);
+        reasons.insert(k, Value::String(reason));
+    }
+    vars.insert(UNRESOLVED.into(), Value::Object(reasons));
+}
+
+fn has_template(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains("{{") || s.contains("{%"),
+        Value::Array(a) => a.iter().any(has_template),
+        Value::Object(o) => o.values().any(has_template),
+        _ => false,
+    }
+}

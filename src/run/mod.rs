@@ -1,0 +1,509 @@
+//! The run engine: plays, batches (`serial`), forks, handlers and the failure policy.
+//!
+//! Strategy is Ansible's `linear`: within a batch, each task runs on every live host (up to
+//! `--forks` at once) before the next task starts. A host that fails leaves the play. After
+//! each task the batch is checked against `any_errors_fatal` and `max_fail_percentage`
+//! (and "every host of the batch failed"); when the policy trips, the play stops before the
+//! next batch is touched.
+
+mod context;
+mod task;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures::StreamExt;
+use serde_json::Value;
+
+use crate::inventory::{select_hosts, Inventory};
+use crate::output::Reporter;
+use crate::playbook::{Play, Playbook, Serial, Task};
+use crate::secrets::Redactor;
+use crate::template::Templar;
+use crate::vars::{overlay, Vars};
+use context::PlayVars;
+pub use task::NO_LOG_MSG;
+use task::{run_on_host, HostOutcome, TaskEnv};
+
+/// Splits hosts into batches of the given sizes; the last size repeats until all hosts are
+/// placed (`serial: [1, 2]` on 5 hosts gives 1, 2, 2). Sizes below 1 count as 1.
+pub fn split_batches(hosts: &[String], sizes: &[usize]) -> Vec<Vec<String>> {
+    if sizes.is_empty() {
+        return vec![hosts.to_vec()];
+    }
+    let mut out = Vec::new();
+    let mut rest = hosts;
+    let mut i = 0;
+    while !rest.is_empty() {
+        let size = sizes.get(i).or(sizes.last()).copied().unwrap_or(1).max(1);
+        let n = size.min(rest.len());
+        out.push(rest[..n].to_vec());
+        rest = &rest[n..];
+        i += 1;
+    }
+    out
+}
+
+/// Options from the command line that shape a run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub check: bool,
+    pub diff: bool,
+    pub forks: usize,
+    pub limit: Option<String>,
+    pub tags: Vec<String>,
+    pub skip_tags: Vec<String>,
+    pub extra_vars: Vars,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            check: false,
+            diff: false,
+            forks: 5,
+            limit: None,
+            tags: vec![],
+            skip_tags: vec![],
+            extra_vars: Vars::new(),
+        }
+    }
+}
+
+/// A problem that stops the run before or between tasks (not a host failure).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct RunError(pub String);
+
+/// Runs a playbook against an inventory.
+pub struct Runner<'a> {
+    pub inventory: &'a Inventory,
+    pub playbook: &'a Playbook,
+    pub opts: &'a RunOptions,
+    pub templar: &'a Templar,
+    pub redactor: &'a Redactor,
+    pub out: &'a Reporter,
+    /// set_fact / register values per host; they outlive a play, as in Ansible.
+    facts: BTreeMap<String, Vars>,
+    /// Hosts that failed or were unreachable: later plays skip them.
+    dead: BTreeSet<String>,
+    /// Connections, opened once per host and reused by every task.
+    pool: crate::transport::Pool,
+}
+
+/// Per-play mutable state.
+#[derive(Default)]
+struct PlayState {
+    /// Handler name or listen topic -> hosts that notified it.
+    notified: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl<'a> Runner<'a> {
+    pub fn new(
+        inventory: &'a Inventory,
+        playbook: &'a Playbook,
+        opts: &'a RunOptions,
+        templar: &'a Templar,
+        redactor: &'a Redactor,
+        out: &'a Reporter,
+    ) -> Runner<'a> {
+        Runner {
+            inventory,
+            playbook,
+            opts,
+            templar,
+            redactor,
+            out,
+            facts: BTreeMap::new(),
+            dead: BTreeSet::new(),
+            pool: crate::transport::Pool::default(),
+        }
+    }
+
+    /// Hosts a play targets after `--limit`.
+    pub fn play_hosts(&self, play: &Play) -> Result<Vec<String>, RunError> {
+        let pattern = self.play_pattern(play)?;
+        let mut hosts = select_hosts(self.inventory, &pattern).map_err(|e| RunError(e.0))?;
+        if let Some(limit) = &self.opts.limit {
+            let allowed = select_hosts(self.inventory, limit).map_err(|e| RunError(e.0))?;
+            hosts.retain(|h| allowed.contains(h));
+        }
+        Ok(hosts)
+    }
+
+    /// The play's host pattern, rendered if it is a template (`hosts: "{{ targets }}"`, with
+    /// play vars and extra vars, as Ansible allows).
+    fn play_pattern(&self, play: &Play) -> Result<String, RunError> {
+        if !play.hosts.contains("{{") {
+            return Ok(play.hosts.clone());
+        }
+        let mut ctx = play.vars.clone();
+        overlay(&mut ctx, &self.opts.extra_vars);
+        self.templar
+            .render_str(&format!("play '{}' hosts", play.name), &play.hosts, &ctx)
+            .map_err(|e| RunError(e.0))
+    }
+
+    /// True if the task is selected by `--tags` / `--skip-tags`.
+    pub fn tags_select(&self, task: &Task) -> bool {
+        let has = |t: &str| task.tags.iter().any(|x| x == t);
+        if self.opts.skip_tags.iter().any(|s| has(s)) {
+            return false;
+        }
+        if has("always") {
+            return true;
+        }
+        if has("never") && !self.opts.tags.iter().any(|t| has(t)) {
+            return false;
+        }
+        self.opts.tags.is_empty()
+            || self.opts.tags.iter().any(|t| t == "all")
+            || self.opts.tags.iter().any(|t| has(t))
+    }
+
+    /// Runs every play. Host failures are in the recap; `Err` is for problems that stop
+    /// the whole run (a vars file that cannot be read, ...).
+    pub async fn run(&mut self) -> Result<(), RunError> {
+        for play in &self.playbook.plays {
+            self.run_play(play).await?;
+        }
+        Ok(())
+    }
+
+    async fn run_play(&mut self, play: &Play) -> Result<(), RunError> {
+        let mut hosts = self.play_hosts(play)?;
+        for unknown in crate::inventory::unknown_terms(self.inventory, &self.play_pattern(play)?) {
+            self.out.warn(&format!(
+                "host pattern '{unknown}' matched no host or group"
+            ));
+        }
+        hosts.retain(|h| !self.dead.contains(h));
+        self.out.play_start(&play.name, &hosts);
+        if hosts.is_empty() {
+            self.out
+                .warn(&format!("play '{}': no hosts matched, skipping", play.name));
+            return Ok(());
+        }
+        let mut play_vars = play.vars.clone();
+        for f in &play.vars_files {
+            let v = crate::inventory::read_vars_file(f).map_err(|e| RunError(e.0))?;
+            overlay(&mut play_vars, &v);
+        }
+        let pv = PlayVars::new(
+            self.inventory,
+            &hosts,
+            play_vars,
+            self.opts.extra_vars.clone(),
+            play.base_dir.display().to_string(),
+            self.opts.check,
+            self.opts.diff,
+        );
+        for v in pv.inventory.values() {
+            self.redactor.add_from_vars(v);
+        }
+        self.redactor.add_from_vars(&pv.play);
+        self.redactor.add_from_vars(&pv.extra);
+
+        for batch in self.batches(play, &hosts, &pv)? {
+            let mut state = PlayState::default();
+            let mut live: Vec<String> = batch.clone();
+            let mut stop = false;
+            for section in [&play.pre_tasks, &play.tasks, &play.post_tasks] {
+                for task in section {
+                    if !self.tags_select(task) {
+                        continue;
+                    }
+                    if task.module == "meta" {
+                        if task.args.get("_raw").and_then(Value::as_str) == Some("flush_handlers") {
+                            self.flush_handlers(play, &mut live, &hosts, &pv, &mut state)
+                                .await;
+                        }
+                    } else {
+                        self.run_task(play, task, &mut live, &hosts, &pv, &mut state, false)
+                            .await;
+                    }
+                    if self.policy_trips(play, &batch, &live) {
+                        stop = true;
+                        break;
+                    }
+                }
+                if stop {
+                    break;
+                }
+                self.flush_handlers(play, &mut live, &hosts, &pv, &mut state)
+                    .await;
+                if self.policy_trips(play, &batch, &live) {
+                    stop = true;
+                    break;
+                }
+            }
+            if stop {
+                self.out.warn(&format!(
+                    "play '{}' stopped: failure policy tripped in batch [{}]; later batches untouched",
+                    play.name,
+                    batch.join(", ")
+                ));
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// Splits the play's hosts into `serial` batches (the last size repeats).
+    fn batches(
+        &self,
+        play: &Play,
+        hosts: &[String],
+        pv: &PlayVars,
+    ) -> Result<Vec<Vec<String>>, RunError> {
+        if play.serial.is_empty() {
+            return Ok(vec![hosts.to_vec()]);
+        }
+        let mut ctx = pv.play.clone();
+        overlay(&mut ctx, &pv.extra);
+        let size_of = |s: &Serial| -> Result<usize, RunError> {
+            Ok(match s {
+                Serial::Count(n) => *n,
+                Serial::Percent(p) => ((hosts.len() as f64) * p / 100.0).floor() as usize,
+                Serial::Template(t) => {
+                    let v = self
+                        .templar
+                        .render_str("serial", t, &ctx)
+                        .map_err(|e| RunError(format!("play '{}': serial: {e}", play.name)))?;
+                    let v = v.trim();
+                    if let Some(p) = v.strip_suffix('%') {
+                        let p: f64 = p.trim().parse().map_err(|_| {
+                            RunError(format!(
+                                "play '{}': serial '{v}' is not a percentage",
+                                play.name
+                            ))
+                        })?;
+                        ((hosts.len() as f64) * p / 100.0).floor() as usize
+                    } else {
+                        v.parse().map_err(|_| {
+                            RunError(format!(
+                                "play '{}': serial '{v}' is not a number",
+                                play.name
+                            ))
+                        })?
+                    }
+                }
+            }
+            .max(1))
+        };
+        let sizes = play
+            .serial
+            .iter()
+            .map(size_of)
+            .collect::<Result<Vec<usize>, RunError>>()?;
+        Ok(split_batches(hosts, &sizes))
+    }
+
+    /// Whether the batch's failures end the play.
+    fn policy_trips(&self, play: &Play, batch: &[String], live: &[String]) -> bool {
+        let failed = batch.len() - live.len();
+        if failed == 0 {
+            return false;
+        }
+        if play.any_errors_fatal || live.is_empty() {
+            return true;
+        }
+        match play.max_fail_percentage {
+            Some(pct) => (failed as f64) * 100.0 / (batch.len() as f64) > pct,
+            None => false,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run_task(
+        &mut self,
+        play: &Play,
+        task: &Task,
+        live: &mut Vec<String>,
+        play_hosts: &[String],
+        pv: &PlayVars,
+        state: &mut PlayState,
+        handler: bool,
+    ) {
+        self.run_task_on(
+            play,
+            task,
+            live.clone(),
+            live,
+            play_hosts,
+            pv,
+            state,
+            handler,
+        )
+        .await;
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run_task_on(
+        &mut self,
+        play: &Play,
+        task: &Task,
+        targets: Vec<String>,
+        live: &mut Vec<String>,
+        play_hosts: &[String],
+        pv: &PlayVars,
+        state: &mut PlayState,
+        handler: bool,
+    ) {
+        if targets.is_empty() {
+            return;
+        }
+        let live_play_hosts: Vec<String> = play_hosts
+            .iter()
+            .filter(|h| !self.dead.contains(*h))
+            .cloned()
+            .collect();
+        // Variables of every host first, so each can see the others through `hostvars`.
+        let empty = Vars::new();
+        let mut bases: BTreeMap<String, Vars> = BTreeMap::new();
+        for h in &pv.inventory.keys().cloned().collect::<Vec<_>>() {
+            let facts = self.facts.get(h).unwrap_or(&empty);
+            bases.insert(
+                h.clone(),
+                pv.host_base(h, &task.vars, facts, &live_play_hosts, self.templar),
+            );
+        }
+        let hostvars = Value::Object(
+            bases
+                .iter()
+                .map(|(h, v)| (h.clone(), Value::Object(v.clone())))
+                .collect(),
+        );
+        let run_hosts: Vec<String> = if task.run_once {
+            targets.iter().take(1).cloned().collect()
+        } else {
+            targets.clone()
+        };
+        self.out
+            .task_start(&task.display_name(), handler, &run_hosts);
+        let env = TaskEnv {
+            task,
+            play: &play.name,
+            handler,
+            check: self.opts.check,
+            templar: self.templar,
+            redactor: self.redactor,
+            pool: &self.pool,
+        };
+        let jobs = run_hosts.iter().map(|h| {
+            let mut vars = bases.get(h).cloned().unwrap_or_default();
+            self.redactor.add_from_vars(&vars);
+            vars.insert("hostvars".into(), hostvars.clone());
+            let env = &env;
+            async move { run_on_host(env, h, vars).await }
+        });
+        let mut outcomes: Vec<HostOutcome> = Vec::new();
+        let mut stream = futures::stream::iter(jobs).buffer_unordered(self.opts.forks.max(1));
+        while let Some(o) = stream.next().await {
+            for r in &o.reports {
+                self.out.result(r);
+            }
+            outcomes.push(o);
+        }
+        drop(stream);
+        self.out.task_end();
+        // run_once: the one result counts for every host of the batch.
+        if task.run_once {
+            if let Some(first) = outcomes.first() {
+                let template = (first.registered.clone(), first.facts.clone(), first.changed);
+                for h in targets.iter().skip(1) {
+                    outcomes.push(HostOutcome {
+                        host: h.clone(),
+                        registered: template.0.clone(),
+                        facts: template.1.clone(),
+                        changed: template.2,
+                        ..Default::default()
+                    });
+                }
+            }
+        }
+        for o in outcomes {
+            let facts = self.facts.entry(o.host.clone()).or_default();
+            if let Some(f) = &o.facts {
+                self.redactor.add_from_vars(f);
+                overlay(facts, f);
+            }
+            if let Some(reg) = &task.register {
+                facts.insert(reg.clone(), o.registered.clone());
+            }
+            if o.changed && !o.failed {
+                for n in &task.notify {
+                    state
+                        .notified
+                        .entry(n.clone())
+                        .or_default()
+                        .insert(o.host.clone());
+                }
+            }
+            if o.failed || o.unreachable {
+                live.retain(|h| h != &o.host);
+                self.dead.insert(o.host.clone());
+            }
+        }
+    }
+
+    /// Runs notified handlers in the order they are defined, on the hosts that notified them.
+    async fn flush_handlers(
+        &mut self,
+        play: &Play,
+        live: &mut Vec<String>,
+        play_hosts: &[String],
+        pv: &PlayVars,
+        state: &mut PlayState,
+    ) {
+        if state.notified.is_empty() {
+            return;
+        }
+        let notified = std::mem::take(&mut state.notified);
+        for h in &play.handlers {
+            let mut hosts: BTreeSet<String> = BTreeSet::new();
+            for key in std::iter::once(&h.name).chain(h.listen.iter()) {
+                if let Some(set) = notified.get(key) {
+                    hosts.extend(set.iter().cloned());
+                }
+            }
+            let targets: Vec<String> = live
+                .iter()
+                .filter(|x| hosts.contains(*x))
+                .cloned()
+                .collect();
+            self.run_task_on(play, h, targets, live, play_hosts, pv, state, true)
+                .await;
+        }
+        for name in notified.keys() {
+            let known = play
+                .handlers
+                .iter()
+                .any(|h| &h.name == name || h.listen.contains(name));
+            if !known {
+                self.out
+                    .warn(&format!("notified handler '{name}' does not exist"));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hosts(n: usize) -> Vec<String> {
+        (1..=n).map(|i| format!("h{i}")).collect()
+    }
+
+    #[test]
+    fn serial_steps_repeat_the_last_size() {
+        let b = split_batches(&hosts(5), &[1, 2]);
+        assert_eq!(b, vec![vec!["h1"], vec!["h2", "h3"], vec!["h4", "h5"]]);
+        let b = split_batches(&hosts(3), &[]);
+        assert_eq!(b, vec![vec!["h1", "h2", "h3"]]);
+        let b = split_batches(&hosts(3), &[0]);
+        assert_eq!(b.len(), 3, "a 0% batch still takes one host");
+        let b = split_batches(&hosts(2), &[5]);
+        assert_eq!(b, vec![vec!["h1", "h2"]]);
+    }
+}

@@ -1,0 +1,483 @@
+//! Running one task on one host: conditions, loop, query/apply, retries, registration.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use crate::modules::{self, ModResult, ModuleCtx, ModuleError, Query};
+use crate::plan::{TaskReport, TaskStatus};
+use crate::playbook::Task;
+use crate::secrets::Redactor;
+use crate::template::Templar;
+use crate::transport::{self, Transport};
+use crate::vars::{display, Vars};
+
+/// Shown instead of the output of a `no_log` task.
+pub const NO_LOG_MSG: &str =
+    "the output has been hidden due to the fact that 'no_log: true' was specified for this result";
+
+/// Default `retries` when `until` is set (Ansible's default).
+const DEFAULT_RETRIES: u64 = 3;
+/// Default `delay` between retries, seconds.
+const DEFAULT_DELAY: f64 = 5.0;
+
+/// What stays the same for all hosts of one task.
+pub struct TaskEnv<'a> {
+    pub task: &'a Task,
+    pub play: &'a str,
+    pub handler: bool,
+    pub check: bool,
+    pub templar: &'a Templar,
+    pub redactor: &'a Redactor,
+    pub pool: &'a transport::Pool,
+}
+
+/// Everything one host produced for a task.
+#[derive(Debug, Default)]
+pub struct HostOutcome {
+    pub host: String,
+    pub reports: Vec<TaskReport>,
+    /// The value `register:` stores.
+    pub registered: Value,
+    pub facts: Option<Vars>,
+    /// Changed (or would change): handlers get notified.
+    pub changed: bool,
+    /// Failed and not ignored: the host leaves the play.
+    pub failed: bool,
+    pub unreachable: bool,
+}
+
+struct ItemResult {
+    status: TaskStatus,
+    result: ModResult,
+    summary: Option<String>,
+    diff: Option<String>,
+}
+
+impl TaskEnv<'_> {
+    fn report(&self, host: &str, status: TaskStatus, item: Option<&Value>) -> TaskReport {
+        TaskReport {
+            play: self.play.to_string(),
+            task: self.task.display_name(),
+            host: host.to_string(),
+            status,
+            ignored: false,
+            handler: self.handler,
+            msg: None,
+            summary: None,
+            diff: None,
+            item: item.map(display),
+        }
+    }
+
+    fn ignore_errors(&self, vars: &Vars) -> bool {
+        match &self.task.ignore_errors {
+            Value::String(s) if s.contains("{{") => self
+                .templar
+                .eval_bool("ignore_errors", s, vars)
+                .unwrap_or(false),
+            v => crate::vars::truthy(v),
+        }
+    }
+
+    fn name(&self) -> String {
+        format!("task '{}'", self.task.display_name())
+    }
+}
+
+/// The transport a task uses: the host's own, or with `delegate_to` the control machine
+/// (`localhost`) or another inventory host's. The task's variables stay the host's.
+fn delegate_transport(env: &TaskEnv<'_>, vars: &Vars) -> Result<Arc<dyn Transport>, ModuleError> {
+    let Some(raw) = &env.task.delegate_to else {
+        return Ok(env.pool.connect(vars)?);
+    };
+    let target = env
+        .templar
+        .render_str(&format!("{} delegate_to", env.name()), raw, vars)?;
+    let target = target.trim();
+    let inventory_vars = vars
+        .get("hostvars")
+        .and_then(|hv| hv.get(target))
+        .and_then(Value::as_object);
+    match (target, inventory_vars) {
+        (_, Some(hv)) => Ok(env.pool.connect(hv)?),
+        ("localhost" | "127.0.0.1", None) => Ok(env.pool.control_machine()),
+        (other, None) => Err(ModuleError::Failed(format!(
+            "delegate_to: '{other}' is not an inventory host"
+        ))),
+    }
+}
+
+/// Runs `env.task` on `host` with the host's variables.
+pub async fn run_on_host(env: &TaskEnv<'_>, host: &str, vars: Vars) -> HostOutcome {
+    let mut out = HostOutcome {
+        host: host.to_string(),
+        ..Default::default()
+    };
+    let task = env.task;
+    let fail = |out: &mut HostOutcome, msg: String, status: TaskStatus, ignore: bool| {
+        let mut r = env.report(host, status, None);
+        r.msg = Some(if task.no_log {
+            NO_LOG_MSG.into()
+        } else {
+            msg.clone()
+        });
+        r.ignored = ignore && status == TaskStatus::Failed;
+        out.reports.push(r);
+        out.registered = serde_json::json!({"failed": true, "changed": false, "msg": msg});
+        out.failed = !ignore || status == TaskStatus::Unreachable;
+        out.unreachable = status == TaskStatus::Unreachable;
+    };
+    let transport = match delegate_transport(env, &vars) {
+        Ok(t) => t,
+        Err(ModuleError::Unreachable(m)) => {
+            fail(&mut out, m, TaskStatus::Unreachable, false);
+            return out;
+        }
+        Err(ModuleError::Failed(m)) => {
+            let ig = env.ignore_errors(&vars);
+            fail(&mut out, m, TaskStatus::Failed, ig);
+            return out;
+        }
+    };
+    let items: Vec<Option<Value>> = match &task.loop_items {
+        None => vec![None],
+        Some(raw) => match env
+            .templar
+            .render_value(&format!("{} loop", env.name()), raw, &vars)
+        {
+            Ok(Value::Array(a)) => a.into_iter().map(Some).collect(),
+            Ok(Value::Null) => vec![],
+            Ok(other) => {
+                let ig = env.ignore_errors(&vars);
+                fail(
+                    &mut out,
+                    format!("loop must be a list, got {other}"),
+                    TaskStatus::Failed,
+                    ig,
+                );
+                return out;
+            }
+            Err(e) => {
+                let ig = env.ignore_errors(&vars);
+                fail(&mut out, e.0, TaskStatus::Failed, ig);
+                return out;
+            }
+        },
+    };
+    let looped = task.loop_items.is_some();
+    let mut results = Vec::new();
+    let mut any_changed = false;
+    let mut any_failed = false;
+    for item in items {
+        let mut ivars = vars.clone();
+        if let Some(it) = &item {
+            ivars.insert("item".into(), it.clone());
+        }
+        let ignore = env.ignore_errors(&ivars);
+        let mut skip = false;
+        for cond in &task.when {
+            match env
+                .templar
+                .eval_bool(&format!("{} when", env.name()), cond, &ivars)
+            {
+                Ok(true) => {}
+                Ok(false) => {
+                    skip = true;
+                    break;
+                }
+                Err(e) => {
+                    fail(&mut out, e.0, TaskStatus::Failed, ignore);
+                    return out;
+                }
+            }
+        }
+        if skip {
+            let mut r = env.report(host, TaskStatus::Skipped, item.as_ref());
+            r.msg = Some("conditional result was False".into());
+            out.reports.push(r);
+            let mut reg = Map::new();
+            reg.insert("skipped".into(), Value::Bool(true));
+            reg.insert("changed".into(), Value::Bool(false));
+            if let Some(it) = &item {
+                reg.insert("item".into(), it.clone());
+            }
+            results.push(Value::Object(reg));
+            continue;
+        }
+        let res = run_item(env, host, &ivars, transport.as_ref()).await;
+        let (status, mut registered) = match res {
+            Ok(r) => {
+                let reg = register_value(&r);
+                (r.status, (Some(r), reg))
+            }
+            Err(ModuleError::Unreachable(m)) => {
+                fail(&mut out, m, TaskStatus::Unreachable, false);
+                return out;
+            }
+            Err(ModuleError::Failed(m)) => (
+                TaskStatus::Failed,
+                (
+                    None,
+                    serde_json::json!({"failed": true, "changed": false, "msg": m}),
+                ),
+            ),
+        };
+        if let (Some(it), Value::Object(m)) = (&item, &mut registered.1) {
+            m.insert("item".into(), it.clone());
+        }
+        if task.no_log {
+            env.redactor.add_no_log(&registered.1);
+        }
+        let mut report = env.report(host, status, item.as_ref());
+        match &registered.0 {
+            Some(r) => {
+                report.msg = r.result.msg.clone();
+                report.summary = r.summary.clone();
+                report.diff = r.diff.clone();
+            }
+            None => report.msg = registered.1.get("msg").map(display),
+        }
+        if task.module == "debug" && status == TaskStatus::Ok {
+            report.summary = Some("debug".into());
+        }
+        if task.no_log {
+            report.msg = Some(NO_LOG_MSG.into());
+            report.summary = None;
+            report.diff = None;
+        }
+        if status == TaskStatus::Failed {
+            report.ignored = ignore;
+            if !ignore {
+                any_failed = true;
+            }
+        }
+        if status.is_change() {
+            any_changed = true;
+        }
+        if let Some(f) = registered.0.as_ref().and_then(|r| r.result.facts.clone()) {
+            out.facts.get_or_insert_with(Vars::new).extend(f);
+        }
+        out.reports.push(report);
+        results.push(registered.1);
+    }
+    out.changed = any_changed;
+    out.failed = any_failed;
+    out.registered = if looped {
+        serde_json::json!({
+            "results": results,
+            "changed": any_changed,
+            "failed": any_failed,
+            "skipped": results.iter().all(|r| r.get("skipped") == Some(&Value::Bool(true))),
+        })
+    } else {
+        results
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| serde_json::json!({"skipped": true, "changed": false}))
+    };
+    out
+}
+
+fn register_value(r: &ItemResult) -> Value {
+    let mut m = r.result.data.clone();
+    m.insert("changed".into(), Value::Bool(r.status.is_change()));
+    m.insert("failed".into(), Value::Bool(r.status == TaskStatus::Failed));
+    m.insert("skipped".into(), Value::Bool(false));
+    if let Some(msg) = &r.result.msg {
+        m.entry("msg").or_insert(Value::String(msg.clone()));
+    }
+    Value::Object(m)
+}
+
+/// One query/apply round with `until` retries and `changed_when`/`failed_when`.
+async fn run_item(
+    env: &TaskEnv<'_>,
+    host: &str,
+    vars: &Vars,
+    transport: &dyn Transport,
+) -> Result<ItemResult, ModuleError> {
+    let task = env.task;
+    let module = modules::module(&task.module).ok_or_else(|| {
+        ModuleError::Failed(format!("module '{}' is not implemented", task.module))
+    })?;
+    let args =
+        match env
+            .templar
+            .render_value(&env.name(), &Value::Object(task.args.clone()), vars)?
+        {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        };
+    if task.no_log {
+        env.redactor.add_no_log(&Value::Object(args.clone()));
+    }
+    let check = task.check_mode.unwrap_or(env.check);
+    let ctx = ModuleCtx {
+        host,
+        transport,
+        args: &args,
+        vars,
+        templar: env.templar,
+        base_dir: &task.base_dir,
+        redactor: env.redactor,
+    };
+    let retries = if task.until.is_empty() {
+        0
+    } else {
+        number(&task.retries, env, vars)?.map_or(DEFAULT_RETRIES, |n| n.max(0.0) as u64)
+    };
+    let delay = number(&task.delay, env, vars)?
+        .unwrap_or(DEFAULT_DELAY)
+        .max(0.0);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let query = module.query(&ctx).await?;
+        let (mut status, result, summary, diff) = match query {
+            Query::Done(r) => {
+                let st = if r.failed {
+                    TaskStatus::Failed
+                } else if r.changed {
+                    TaskStatus::Changed
+                } else {
+                    TaskStatus::Ok
+                };
+                let diff = r.diff.clone();
+                (st, r, None, diff)
+            }
+            Query::Change(p) if check => (
+                TaskStatus::WouldChange,
+                ModResult {
+                    changed: true,
+                    ..Default::default()
+                },
+                Some(p.summary.clone()),
+                p.diff.clone(),
+            ),
+            Query::Run(p) if check => (
+                TaskStatus::WouldRun,
+                ModResult {
+                    changed: true,
+                    ..Default::default()
+                },
+                Some(p.summary.clone()),
+                None,
+            ),
+            Query::Change(p) | Query::Run(p) => {
+                let r = module.apply(&ctx, &p).await?;
+                let st = if r.failed {
+                    TaskStatus::Failed
+                } else if r.changed {
+                    TaskStatus::Changed
+                } else {
+                    TaskStatus::Ok
+                };
+                let diff = r.diff.clone().or(p.diff.clone());
+                (st, r, Some(p.summary.clone()), diff)
+            }
+        };
+        let predicted = matches!(status, TaskStatus::WouldChange | TaskStatus::WouldRun);
+        let mut item = ItemResult {
+            status,
+            result,
+            summary,
+            diff,
+        };
+        // changed_when / failed_when / until see the result under the register name.
+        let mut rvars = vars.clone();
+        if let Some(reg) = &task.register {
+            rvars.insert(reg.clone(), register_value(&item));
+        }
+        if !predicted {
+            for cond in &task.changed_when {
+                let changed =
+                    env.templar
+                        .eval_bool(&format!("{} changed_when", env.name()), cond, &rvars)?;
+                if item.status != TaskStatus::Failed {
+                    item.status = if changed {
+                        TaskStatus::Changed
+                    } else {
+                        TaskStatus::Ok
+                    };
+                }
+                item.result.changed = changed;
+            }
+            if !task.failed_when.is_empty() {
+                let mut failed = false;
+                for cond in &task.failed_when {
+                    failed |= env.templar.eval_bool(
+                        &format!("{} failed_when", env.name()),
+                        cond,
+                        &rvars,
+                    )?;
+                }
+                item.result.failed = failed;
+                if failed {
+                    item.status = TaskStatus::Failed;
+                } else if item.status == TaskStatus::Failed {
+                    item.status = if item.result.changed {
+                        TaskStatus::Changed
+                    } else {
+                        TaskStatus::Ok
+                    };
+                }
+            }
+        }
+        status = item.status;
+        if task.until.is_empty() || predicted {
+            return Ok(item);
+        }
+        if let Some(reg) = &task.register {
+            rvars.insert(reg.clone(), register_value(&item));
+        }
+        let mut done = status != TaskStatus::Failed;
+        for cond in &task.until {
+            done &= env
+                .templar
+                .eval_bool(&format!("{} until", env.name()), cond, &rvars)
+                .unwrap_or(false);
+        }
+        if done || attempt > retries {
+            if !done {
+                item.status = TaskStatus::Failed;
+                item.result.failed = true;
+                let last = item.result.msg.clone().unwrap_or_default();
+                item.result.msg = Some(format!(
+                    "condition not met after {attempt} attempt(s){}",
+                    if last.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {last}")
+                    }
+                ));
+            }
+            item.result
+                .data
+                .insert("attempts".into(), Value::from(attempt));
+            return Ok(item);
+        }
+        tracing::debug!(host, task = %task.display_name(), attempt, "until not met, retrying");
+        tokio::time::sleep(Duration::from_secs_f64(delay)).await;
+    }
+}
+
+fn number(v: &Value, env: &TaskEnv<'_>, vars: &Vars) -> Result<Option<f64>, ModuleError> {
+    let rendered = env.templar.render_value(&env.name(), v, vars)?;
+    Ok(match rendered {
+        Value::Null => None,
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => {
+            Some(s.trim().parse().map_err(|_| {
+                ModuleError::Failed(format!("{}: '{s}' is not a number", env.name()))
+            })?)
+        }
+        other => {
+            return Err(ModuleError::Failed(format!(
+                "{}: {other} is not a number",
+                env.name()
+            )))
+        }
+    })
+}

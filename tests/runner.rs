@@ -1,0 +1,781 @@
+//! End-to-end tests of the zdm-run binary on a local fleet of three hosts.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+
+use common::{statuses, Fleet, DB_PASSWORD, HOSTS};
+
+fn stats(doc: &serde_json::Value, host: &str, key: &str) -> u64 {
+    doc["stats"][host][key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no stats.{host}.{key} in {doc}"))
+}
+
+#[test]
+fn check_mode_changes_nothing_and_its_plan_matches_the_real_run() {
+    let fleet = Fleet::new();
+    let before = fleet.snapshot();
+    let check = fleet.run(&[
+        "playbooks/site.yml",
+        "--check",
+        "--diff",
+        "--output",
+        "json",
+    ]);
+    check.assert_code(0);
+    assert_eq!(fleet.snapshot(), before, "check mode changed files");
+    let plan = check.json();
+    assert_eq!(plan["check_mode"], true);
+
+    let real = fleet.run(&["playbooks/site.yml", "--output", "json"]);
+    real.assert_code(0);
+    let done = real.json();
+
+    // Every task/host the plan announced is what the real run did.
+    let planned = statuses(&plan);
+    let actual = statuses(&done);
+    assert_eq!(
+        planned.len(),
+        actual.len(),
+        "plan {planned:?}\nreal {actual:?}"
+    );
+    for (p, a) in planned.iter().zip(&actual) {
+        assert_eq!((&p.0, &p.1), (&a.0, &a.1), "same task order");
+        let expected = match p.2.as_str() {
+            "would_change" | "would_run" => "changed",
+            other => other,
+        };
+        assert_eq!(
+            a.2, expected,
+            "task '{}' on {}: plan said {}",
+            p.0, p.1, p.2
+        );
+    }
+    // The plan carried a diff of the config that would be created, secret masked.
+    let diff = plan.to_string();
+    assert!(
+        diff.contains("+host: h1"),
+        "plan lacks the config diff: {diff}"
+    );
+    assert!(diff.contains("password: ********"), "{diff}");
+    for h in HOSTS {
+        assert!(stats(&done, h, "changed") >= 5, "{h} changed: {done}");
+        assert_eq!(stats(&plan, h, "changed"), stats(&done, h, "changed"));
+    }
+
+    // The files are real, per host, and the config holding a secret is 0600.
+    for h in HOSTS {
+        let conf = std::fs::read_to_string(fleet.host_file(h, "/opt/app/app.conf")).unwrap();
+        assert!(conf.contains(&format!("host: {h}\n")), "{conf}");
+        assert!(conf.contains("peers: h1,h2,h3\n"), "{conf}");
+        assert!(conf.contains("high_port: true\n"), "{conf}");
+        let mode = std::fs::metadata(fleet.host_file(h, "/opt/app/app.conf"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "{h}: config with a secret must be 0600");
+        assert_eq!(
+            std::fs::read_to_string(fleet.host_file(h, "/opt/app/hello.txt")).unwrap(),
+            format!("hello {h}\n")
+        );
+        assert_eq!(
+            std::fs::read_link(fleet.host_file(h, "/opt/app/current")).unwrap(),
+            fleet.host_file(h, "/opt/app/app.conf")
+        );
+        let restarts =
+            std::fs::read_to_string(fleet.host_file(h, "/opt/app/restarts.log")).unwrap();
+        assert_eq!(restarts, "restarted\n", "handler ran once on {h}");
+    }
+
+    // A second real run finds everything in place.
+    let again = fleet.run(&["playbooks/site.yml", "--output", "json"]);
+    again.assert_code(0);
+    let doc = again.json();
+    for h in HOSTS {
+        assert_eq!(
+            stats(&doc, h, "changed"),
+            0,
+            "second run changed something on {h}: {doc}"
+        );
+        assert_eq!(stats(&doc, h, "failed"), 0);
+        let restarts =
+            std::fs::read_to_string(fleet.host_file(h, "/opt/app/restarts.log")).unwrap();
+        assert_eq!(
+            restarts, "restarted\n",
+            "handler must not run when nothing changed"
+        );
+    }
+    // And a check run now predicts no change either.
+    let check2 = fleet.run(&["playbooks/site.yml", "--check", "--output", "json"]);
+    check2.assert_code(0);
+    for h in HOSTS {
+        assert_eq!(stats(&check2.json(), h, "changed"), 0);
+    }
+}
+
+#[test]
+fn failure_on_host2_of_serial_1_leaves_host3_untouched() {
+    let fleet = Fleet::new();
+    let pb = fleet.write_playbook(
+        "fail.yml",
+        r#"
+- hosts: fleet
+  serial: 1
+  tasks:
+    - copy: {content: "first\n", dest: /first.txt}
+    - fail: {msg: "h2 is broken"}
+      when: inventory_hostname == 'h2'
+    - copy: {content: "second\n", dest: /second.txt}
+"#,
+    );
+    let run = fleet.run(&[pb.to_str().unwrap(), "--output", "json"]);
+    run.assert_code(2);
+    let doc = run.json();
+    assert!(fleet.host_file("h1", "/first.txt").exists());
+    assert!(fleet.host_file("h1", "/second.txt").exists());
+    assert!(fleet.host_file("h2", "/first.txt").exists());
+    assert!(!fleet.host_file("h2", "/second.txt").exists());
+    assert!(
+        !fleet.host_file("h3", "/first.txt").exists(),
+        "h3 was touched"
+    );
+    assert!(
+        !fleet.host_file("h3", "/second.txt").exists(),
+        "h3 was touched"
+    );
+    assert_eq!(stats(&doc, "h2", "failed"), 1);
+    assert_eq!(stats(&doc, "h3", "ok"), 0);
+    assert_eq!(stats(&doc, "h3", "changed"), 0);
+    let failed_msg = doc.to_string();
+    assert!(failed_msg.contains("h2 is broken"));
+}
+
+#[test]
+fn any_errors_fatal_stops_every_host_after_the_failing_task() {
+    let fleet = Fleet::new();
+    let pb = fleet.write_playbook(
+        "fatal.yml",
+        r#"
+- hosts: fleet
+  any_errors_fatal: true
+  tasks:
+    - command: "false"
+      when: inventory_hostname == 'h3'
+    - copy: {content: "x\n", dest: /after.txt}
+"#,
+    );
+    let run = fleet.run(&[pb.to_str().unwrap()]);
+    run.assert_code(2);
+    for h in HOSTS {
+        assert!(
+            !fleet.host_file(h, "/after.txt").exists(),
+            "{h} went on after a fatal error"
+        );
+    }
+    assert!(run.stdout.contains("PLAY RECAP"), "{}", run.stdout);
+    assert!(run.stdout.contains("failed: [h3]"), "{}", run.stdout);
+}
+
+#[test]
+fn max_fail_percentage_allows_some_failures() {
+    let fleet = Fleet::new();
+    let pb = fleet.write_playbook(
+        "pct.yml",
+        r#"
+- hosts: fleet
+  max_fail_percentage: 50
+  tasks:
+    - fail: {}
+      when: inventory_hostname == 'h1'
+    - copy: {content: "x\n", dest: /after.txt}
+"#,
+    );
+    fleet.run(&[pb.to_str().unwrap()]).assert_code(2);
+    assert!(!fleet.host_file("h1", "/after.txt").exists());
+    assert!(
+        fleet.host_file("h2", "/after.txt").exists(),
+        "1 of 3 failed (33%) is within 50%"
+    );
+    assert!(fleet.host_file("h3", "/after.txt").exists());
+}
+
+#[test]
+fn handlers_run_once_at_section_end_in_definition_order() {
+    let fleet = Fleet::new();
+    let pb = fleet.write_playbook(
+        "handlers.yml",
+        r#"
+- hosts: h1
+  tasks:
+    - copy: {content: "a\n", dest: /a.txt}
+      notify: [second, first]
+    - copy: {content: "b\n", dest: /b.txt}
+      notify: second
+    - copy: {content: "c\n", dest: /c.txt}
+      notify: first
+      when: false
+    - shell: echo task >> "$ZDM_LOCAL_ROOT/log"
+  handlers:
+    - name: first
+      shell: echo first >> "$ZDM_LOCAL_ROOT/log"
+    - name: second
+      shell: echo second >> "$ZDM_LOCAL_ROOT/log"
+    - name: listener
+      listen: second
+      shell: echo listener >> "$ZDM_LOCAL_ROOT/log"
+"#,
+    );
+    fleet.run(&[pb.to_str().unwrap()]).assert_code(0);
+    let log = std::fs::read_to_string(fleet.host_file("h1", "/log")).unwrap();
+    assert_eq!(log, "task\nfirst\nsecond\nlistener\n");
+}
+
+#[test]
+fn secrets_never_appear_in_any_output() {
+    let fleet = Fleet::new();
+    let token = "tok-9f8e7d6c5b4a";
+    let pb = fleet.write_playbook(
+        "secrets.yml",
+        r#"
+- hosts: fleet
+  vars:
+    api_token: "{{ token_from_cli }}"
+  tasks:
+    - name: config with password
+      copy:
+        content: "user=app\npassword={{ db_password }}\n"
+        dest: /secret.conf
+    - name: echo the token (no_log)
+      command: echo {{ api_token }} {{ db_password }}
+      register: echoed
+      no_log: true
+    - name: show what was registered
+      debug: {var: echoed.stdout}
+    - name: fail with a secret in the message
+      fail: {msg: "bad password {{ db_password }}"}
+      ignore_errors: true
+"#,
+    );
+    let pbs = pb.to_str().unwrap();
+    let extra = format!("token_from_cli={token}");
+    let runs = [
+        fleet.run(&[pbs, "-e", &extra, "--check", "--diff", "-vv"]),
+        fleet.run(&[pbs, "-e", &extra, "--check", "--diff", "--output", "json"]),
+        fleet.run(&[pbs, "-e", &extra, "--diff", "-vv"]),
+        fleet.run(&[pbs, "-e", &extra, "--diff", "--output", "json"]),
+    ];
+    for (i, r) in runs.iter().enumerate() {
+        r.assert_code(0);
+        let all = r.all();
+        assert!(
+            !all.contains(DB_PASSWORD),
+            "run {i} leaked the password:\n{all}"
+        );
+        assert!(!all.contains(token), "run {i} leaked the token:\n{all}");
+        assert!(all.contains("********"), "run {i} shows no mask:\n{all}");
+    }
+    assert!(runs[2].stdout.contains("no_log"), "{}", runs[2].stdout);
+    // The file itself holds the real secret and is private.
+    let f = fleet.host_file("h1", "/secret.conf");
+    assert!(std::fs::read_to_string(&f).unwrap().contains(DB_PASSWORD));
+    assert_eq!(
+        std::fs::metadata(&f).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+}
+
+#[test]
+fn playbook_errors_exit_4_with_file_line_and_column_before_anything_runs() {
+    let fleet = Fleet::new();
+    let pb = fleet.write_playbook(
+        "bad.yml",
+        "- hosts: fleet\n  tasks:\n    - copy: {content: x, dest: /x}\n    - name: typo\n      coppy: {dest: /y}\n",
+    );
+    let run = fleet.run(&[pb.to_str().unwrap()]);
+    run.assert_code(4);
+    assert!(
+        run.stderr.contains(&format!("{}:5:7:", pb.display())),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("unknown module or task keyword 'coppy'"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !fleet.host_file("h1", "/x").exists(),
+        "a task ran despite the parse error"
+    );
+    let run = fleet.run(&[pb.to_str().unwrap(), "--output", "json"]);
+    run.assert_code(4);
+    let doc = run.json();
+    assert_eq!(doc["exit_code"], 4);
+    assert!(doc["error"].as_str().unwrap().contains(":5:7: "), "{doc}");
+}
+
+#[test]
+fn undefined_variable_in_a_template_fails_the_host_naming_template_line_and_variable() {
+    let fleet = Fleet::new();
+    std::fs::write(
+        fleet.path("playbooks/templates/broken.j2"),
+        "ok\nport={{ no_such_port }}\n",
+    )
+    .unwrap();
+    let pb = fleet.write_playbook(
+        "undef.yml",
+        "- hosts: h1\n  tasks:\n    - template: {src: broken.j2, dest: /b.conf}\n",
+    );
+    let run = fleet.run(&[pb.to_str().unwrap()]);
+    run.assert_code(2);
+    assert!(
+        run.stdout
+            .contains("template 'broken.j2' line 2: undefined variable 'no_such_port'"),
+        "{}",
+        run.stdout
+    );
+    assert!(!fleet.host_file("h1", "/b.conf").exists());
+}
+
+#[test]
+fn exit_codes_for_bad_options_unreachable_hosts_and_help() {
+    let fleet = Fleet::new();
+    fleet
+        .run(&["playbooks/site.yml", "--forks", "0"])
+        .assert_code(5);
+    fleet
+        .run(&["playbooks/site.yml", "--no-such-flag"])
+        .assert_code(5);
+    fleet
+        .run(&["playbooks/site.yml", "-e", "novalue"])
+        .assert_code(5);
+    fleet.run(&["--help"]).assert_code(0);
+    let before = fleet.snapshot();
+    let dry = fleet.run(&["playbooks/site.yml", "--dry-run"]);
+    dry.assert_code(0);
+    assert!(dry.stdout.contains("would change: [h1]"), "{}", dry.stdout);
+    assert_eq!(fleet.snapshot(), before, "--dry-run changed files");
+    let inv = fleet.path("ssh-inv.ini");
+    std::fs::write(&inv, "[remote]\nfar ansible_host=192.0.2.1\n").unwrap();
+    let pb = fleet.write_playbook(
+        "remote.yml",
+        "- hosts: remote\n  tasks:\n    - debug: {msg: hi}\n",
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_zdm-run"))
+        .args(["-i", inv.to_str().unwrap(), pb.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn list_hosts_tasks_limit_and_tags() {
+    let fleet = Fleet::new();
+    let run = fleet.run(&["playbooks/site.yml", "--list-hosts", "-l", "fleet:!h2"]);
+    run.assert_code(0);
+    assert!(run.stdout.contains("hosts (2):"), "{}", run.stdout);
+    assert!(run.stdout.contains("h1") && run.stdout.contains("h3") && !run.stdout.contains("h2\n"));
+    let run = fleet.run(&["playbooks/site.yml", "--list-tasks"]);
+    run.assert_code(0);
+    assert!(run.stdout.contains("render config"), "{}", run.stdout);
+
+    let pb = fleet.write_playbook(
+        "tags.yml",
+        r#"
+- hosts: fleet
+  tasks:
+    - copy: {content: "a\n", dest: /a.txt}
+      tags: [config]
+    - copy: {content: "b\n", dest: /b.txt}
+      tags: [deploy]
+    - copy: {content: "c\n", dest: /c.txt}
+      tags: [always]
+"#,
+    );
+    fleet
+        .run(&[pb.to_str().unwrap(), "-t", "config", "-l", "h1"])
+        .assert_code(0);
+    let exists = |h: &str, f: &str| fleet.host_file(h, f).exists();
+    assert!(exists("h1", "/a.txt") && !exists("h1", "/b.txt") && exists("h1", "/c.txt"));
+    assert!(!exists("h2", "/a.txt"), "--limit h1 ran on h2");
+    fleet
+        .run(&[pb.to_str().unwrap(), "--skip-tags", "config", "-l", "h2"])
+        .assert_code(0);
+    assert!(!exists("h2", "/a.txt") && exists("h2", "/b.txt"));
+}
+
+#[test]
+fn extra_vars_win_and_loops_register_results() {
+    let fleet = Fleet::new();
+    let pb = fleet.write_playbook(
+        "vars.yml",
+        r#"
+- hosts: h1
+  vars:
+    who: play
+  tasks:
+    - copy: {content: "{{ who }} {{ item }}\n", dest: "/{{ item }}.txt"}
+      loop: [one, two]
+      register: written
+    - assert:
+        that:
+          - written.results | length == 2
+          - written.changed
+          - hostvars['h2'].zdm_local_root is defined
+    - set_fact: {who: fact}
+    - copy: {content: "{{ who }}\n", dest: /who.txt}
+"#,
+    );
+    fleet
+        .run(&[pb.to_str().unwrap(), "-e", "{\"who\": \"cli\"}"])
+        .assert_code(0);
+    assert_eq!(
+        std::fs::read_to_string(fleet.host_file("h1", "/one.txt")).unwrap(),
+        "cli one\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(fleet.host_file("h1", "/two.txt")).unwrap(),
+        "cli two\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(fleet.host_file("h1", "/who.txt")).unwrap(),
+        "cli\n"
+    );
+    let _: BTreeMap<(), ()> = BTreeMap::new();
+}
+
+#[test]
+fn failed_validation_keeps_the_old_file() {
+    let fleet = Fleet::new();
+    std::fs::write(fleet.host_file("h1", "/app.conf"), "old\n").unwrap();
+    let pb = fleet.write_playbook(
+        "validate.yml",
+        r#"
+- hosts: h1
+  tasks:
+    - copy:
+        content: "new but invalid\n"
+        dest: /app.conf
+        validate: grep -q valid-marker %s
+        backup: true
+"#,
+    );
+    let run = fleet.run(&[pb.to_str().unwrap()]);
+    run.assert_code(2);
+    assert!(
+        run.stdout.contains("validation of /app.conf failed"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        std::fs::read_to_string(fleet.host_file("h1", "/app.conf")).unwrap(),
+        "old\n"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(fleet.root("h1"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("zdm"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
+#[test]
+fn broken_template_or_condition_in_a_later_play_stops_the_run_before_any_task() {
+    let fleet = Fleet::new();
+    std::fs::write(
+        fleet.path("playbooks/templates/syntax.j2"),
+        "a\n{% if x %}\nno endif\n",
+    )
+    .unwrap();
+    let pb = fleet.write_playbook(
+        "later.yml",
+        "- hosts: fleet\n  tasks:\n    - copy: {content: x, dest: /first}\n\
+         - name: second play\n  hosts: fleet\n  tasks:\n    - name: render\n      template: {src: syntax.j2, dest: /x}\n",
+    );
+    let run = fleet.run(&[pb.to_str().unwrap()]);
+    run.assert_code(4);
+    assert!(run.stderr.contains("task 'render'"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("template 'syntax.j2'"),
+        "{}",
+        run.stderr
+    );
+    assert!(!fleet.host_file("h1", "/first").exists());
+
+    let pb = fleet.write_playbook(
+        "cond.yml",
+        "- hosts: fleet\n  tasks:\n    - copy: {content: x, dest: /first}\n    - name: odd\n      debug: {msg: x}\n      when: x ==== 1\n",
+    );
+    let run = fleet.run(&[pb.to_str().unwrap()]);
+    run.assert_code(4);
+    assert!(
+        run.stderr.contains("task 'odd'") && run.stderr.contains("when 'x ==== 1'"),
+        "{}",
+        run.stderr
+    );
+    assert!(!fleet.host_file("h1", "/first").exists());
+
+    let pb = fleet.write_playbook(
+        "missing.yml",
+        "- hosts: fleet\n  tasks:\n    - template: {src: nope.j2, dest: /x}\n",
+    );
+    let run = fleet.run(&[pb.to_str().unwrap()]);
+    run.assert_code(4);
+    assert!(
+        run.stderr.contains("src 'nope.j2' not found"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn variables_built_from_templates_resolve_and_registered_output_is_never_templated() {
+    let fleet = Fleet::new();
+    let pb = fleet.write_playbook(
+        "lazy.yml",
+        r#"
+- hosts: h1
+  vars:
+    port: 9042
+    url: "http://{{ inventory_hostname }}:{{ port }}/"
+    broken: "http://{{ missing_host }}/"
+  tasks:
+    - command: echo '{{ "{{" }} not a template }}'
+      register: out
+    - copy: {content: "{{ url }} {{ out.stdout }}\n", dest: /lazy.txt}
+    - copy: {content: "{{ broken }}\n", dest: /broken.txt}
+"#,
+    );
+    let run = fleet.run(&[pb.to_str().unwrap()]);
+    run.assert_code(2);
+    assert_eq!(
+        std::fs::read_to_string(fleet.host_file("h1", "/lazy.txt")).unwrap(),
+        "http://h1:9042/ {{ not a template }}\n"
+    );
+    assert!(
+        run.stdout
+            .contains("variable 'broken' has no value because its template failed")
+            && run.stdout.contains("undefined variable 'missing_host'"),
+        "{}",
+        run.stdout
+    );
+    assert!(!fleet.host_file("h1", "/broken.txt").exists());
+}
+
+#[test]
+fn a_file_that_gains_a_secret_becomes_private_and_backup_keeps_the_old_copy() {
+    let fleet = Fleet::new();
+    let f = fleet.host_file("h1", "/app.conf");
+    std::fs::write(&f, "user=app\n").unwrap();
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let pb = fleet.write_playbook(
+        "gain.yml",
+        r#"
+- hosts: h1
+  tasks:
+    - copy:
+        content: "user=app\npassword={{ db_password }}\n"
+        dest: /app.conf
+        backup: true
+        validate: grep -q password= %s
+"#,
+    );
+    let run = fleet.run(&[pb.to_str().unwrap(), "--diff"]);
+    run.assert_code(0);
+    assert!(run.stdout.contains("+password=********"), "{}", run.stdout);
+    assert!(run.stdout.contains("mode 0644 -> 0600"), "{}", run.stdout);
+    assert_eq!(
+        std::fs::metadata(&f).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let backups: Vec<_> = std::fs::read_dir(fleet.root("h1"))
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name().to_string_lossy().starts_with("app.conf.")
+                && e.file_name().to_string_lossy().ends_with('~')
+        })
+        .collect();
+    assert_eq!(backups.len(), 1, "one backup file");
+    assert_eq!(
+        std::fs::read_to_string(backups[0].path()).unwrap(),
+        "user=app\n"
+    );
+}
+
+#[test]
+fn default_inventory_is_dot_inventory_unless_zdm_inventory_is_set_and_hosts_may_be_templated() {
+    let fleet = Fleet::new();
+    let pb = fleet.write_playbook(
+        "which.yml",
+        "- hosts: \"{{ targets }}\"\n  tasks:\n    - copy: {content: x, dest: /picked}\n",
+    );
+    let run = |env: Option<&std::path::Path>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_zdm-run"));
+        cmd.current_dir(fleet.dir.path())
+            .env_remove("ZDM_INVENTORY")
+            .args([pb.to_str().unwrap(), "-e", "targets=fleet:!h1"]);
+        if let Some(p) = env {
+            cmd.env("ZDM_INVENTORY", p);
+        }
+        common::Run::from(cmd.output().unwrap())
+    };
+    // ./inventory (the fleet's) is found without -i.
+    run(None).assert_code(0);
+    assert!(!fleet.host_file("h1", "/picked").exists());
+    assert!(fleet.host_file("h2", "/picked").exists());
+    // $ZDM_INVENTORY wins over ./inventory: an inventory without the fleet selects nothing.
+    let other = fleet.path("other.ini");
+    std::fs::write(&other, "[elsewhere]\nnobody ansible_connection=local\n").unwrap();
+    let r = run(Some(&other));
+    r.assert_code(0);
+    assert!(r.stdout.contains("no hosts matched"), "{}", r.stdout);
+}
+
+#[test]
+fn meta_flush_handlers_runs_notified_handlers_at_that_point() {
+    let fleet = Fleet::new();
+    let pb = fleet.write_playbook(
+        "flush.yml",
+        r#"
+- hosts: h1
+  tasks:
+    - copy: {content: "a\n", dest: /a.txt}
+      notify: restart
+    - meta: flush_handlers
+    - shell: echo after-flush >> "$ZDM_LOCAL_ROOT/log"
+  handlers:
+    - name: restart
+      shell: echo restart >> "$ZDM_LOCAL_ROOT/log"
+"#,
+    );
+    fleet.run(&[pb.to_str().unwrap()]).assert_code(0);
+    let log = std::fs::read_to_string(fleet.host_file("h1", "/log")).unwrap();
+    assert_eq!(log, "restart\nafter-flush\n");
+    let bad = fleet.write_playbook(
+        "meta.yml",
+        "- hosts: h1\n  tasks:\n    - meta: end_universe\n",
+    );
+    let run = fleet.run(&[bad.to_str().unwrap()]);
+    run.assert_code(4);
+    assert!(
+        run.stderr.contains("meta: 'end_universe' is not supported"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn owner_is_applied_when_root_and_is_idempotent() {
+    use std::os::unix::fs::MetadataExt;
+    let fleet = Fleet::new();
+    let pb = fleet.write_playbook(
+        "owner.yml",
+        r#"
+- hosts: h1
+  tasks:
+    - copy: {content: "x\n", dest: /owned, owner: nobody, group: "0", mode: "0640"}
+    - file: {path: /owned-dir, state: directory, owner: nobody, mode: "0750"}
+"#,
+    );
+    fleet.run(&[pb.to_str().unwrap()]).assert_code(0);
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let nobody: u32 = std::fs::read_to_string("/etc/passwd")
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("nobody:"))
+        .and_then(|l| l.split(':').nth(2)?.parse().ok())
+        .expect("a 'nobody' user");
+    let me = unsafe { libc::geteuid() };
+    for f in ["/owned", "/owned-dir"] {
+        let md = std::fs::metadata(fleet.host_file("h1", f)).unwrap();
+        let expected = if root { nobody } else { me };
+        assert_eq!(md.uid(), expected, "{f}: owner applied only as root");
+    }
+    let again = fleet.run(&[pb.to_str().unwrap(), "--output", "json"]);
+    again.assert_code(0);
+    assert_eq!(
+        again.json()["stats"]["h1"]["changed"],
+        0,
+        "{}",
+        again.stdout
+    );
+}
+
+#[test]
+fn copy_from_files_dir_and_file_states() {
+    let fleet = Fleet::new();
+    std::fs::write(fleet.host_file("h1", "/old"), "bye").unwrap();
+    let pb = fleet.write_playbook(
+        "files.yml",
+        r#"
+- hosts: h1
+  tasks:
+    - copy: {src: payload.txt, dest: /payload.txt}
+    - file: {path: /old, state: absent}
+    - file: {path: /marker, state: touch, mode: "0600"}
+    - file: {path: /payload.txt, mode: "0640"}
+"#,
+    );
+    let first = fleet.run(&[pb.to_str().unwrap(), "--output", "json"]);
+    first.assert_code(0);
+    assert_eq!(first.json()["stats"]["h1"]["changed"], 4);
+    assert_eq!(
+        std::fs::read_to_string(fleet.host_file("h1", "/payload.txt")).unwrap(),
+        "static payload\n"
+    );
+    assert!(!fleet.host_file("h1", "/old").exists());
+    let mode = |f: &str| {
+        std::fs::metadata(fleet.host_file("h1", f))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode("/marker"), 0o600);
+    assert_eq!(mode("/payload.txt"), 0o640);
+    // Idempotent: the copy keeps the mode the later file task set.
+    let second = fleet.run(&[pb.to_str().unwrap(), "--output", "json"]);
+    second.assert_code(0);
+    assert_eq!(
+        second.json()["stats"]["h1"]["changed"],
+        0,
+        "{}",
+        second.stdout
+    );
+}
+
+#[test]
+fn templates_can_include_other_templates_from_the_templates_dir() {
+    let fleet = Fleet::new();
+    std::fs::write(
+        fleet.path("playbooks/templates/part.j2"),
+        "part for {{ inventory_hostname }}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        fleet.path("playbooks/templates/main.j2"),
+        "main\n{% include 'part.j2' %}end\n",
+    )
+    .unwrap();
+    let pb = fleet.write_playbook(
+        "inc.yml",
+        "- hosts: h2\n  tasks:\n    - template: {src: main.j2, dest: /main.conf}\n",
+    );
+    fleet.run(&[pb.to_str().unwrap()]).assert_code(0);
+    assert_eq!(
+        std::fs::read_to_string(fleet.host_file("h2", "/main.conf")).unwrap(),
+        "main\npart for h2\nend\n"
+    );
+}
