@@ -1,1 +1,2 @@
 //! zdm-run: the orchestrator library.
+pub mod data;
