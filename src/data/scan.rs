@@ -13,6 +13,7 @@ use tokio::sync::Mutex;
 
 use super::ranges::TokenRange;
 use super::schema::Table;
+use super::value::ScanRow;
 
 /// Smallest page the scanner shrinks to before giving up on a range.
 const MIN_PAGE_SIZE: i32 = 10;
@@ -156,8 +157,8 @@ impl<'a> RangeScanner<'a> {
                         .into_rows_result()
                         .context("range scan did not return rows")?;
                     let mut rows = Vec::with_capacity(rows_result.rows_num());
-                    for row in rows_result.rows::<Row>()? {
-                        rows.push(row?);
+                    for row in rows_result.rows::<ScanRow>()? {
+                        rows.push(row?.0);
                     }
                     self.paging = match next {
                         PagingStateResponse::HasMorePages { state } => Some(state),

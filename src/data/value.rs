@@ -3,6 +3,10 @@
 
 use std::fmt::Write as _;
 
+use scylla::deserialize::row::{ColumnIterator, DeserializeRow};
+use scylla::deserialize::value::DeserializeValue;
+use scylla::deserialize::{DeserializationError, TypeCheckError};
+use scylla::frame::response::result::{CollectionType, ColumnSpec, ColumnType};
 use scylla::value::{CqlValue, Row};
 
 use super::schema::{CellKind, Table};
@@ -50,6 +54,57 @@ impl Times {
 pub struct Cell {
     pub value: Option<CqlValue>,
     pub times: Times,
+}
+
+/// A result row that, unlike the driver's [`Row`], accepts the lists Cassandra 5 returns from
+/// `writetime()`/`ttl()` on multi-cell columns, whose elements are null for cells without a TTL
+/// (the driver's `CqlValue` cannot hold a null list element). Such nulls become
+/// [`CqlValue::Empty`]; everything else is read exactly like [`Row`].
+#[derive(Debug)]
+pub struct ScanRow(pub Row);
+
+fn is_time_list(spec: &ColumnSpec<'_>) -> bool {
+    let name = spec.name();
+    (name.starts_with("writetime(") || name.starts_with("ttl("))
+        && matches!(
+            spec.typ(),
+            ColumnType::Collection {
+                typ: CollectionType::List(_),
+                ..
+            }
+        )
+}
+
+impl<'frame, 'metadata> DeserializeRow<'frame, 'metadata> for ScanRow {
+    fn type_check(_specs: &[ColumnSpec]) -> Result<(), TypeCheckError> {
+        Ok(())
+    }
+
+    fn deserialize(
+        mut row: ColumnIterator<'frame, 'metadata>,
+    ) -> Result<Self, DeserializationError> {
+        let mut columns = Vec::with_capacity(row.size_hint().0);
+        while let Some(column) = row.next().transpose()? {
+            let value = if is_time_list(column.spec) {
+                <Option<Vec<Option<CqlValue>>>>::type_check(column.spec.typ())
+                    .map_err(DeserializationError::new)?;
+                <Option<Vec<Option<CqlValue>>>>::deserialize(column.spec.typ(), column.slice)?.map(
+                    |items| {
+                        CqlValue::List(
+                            items
+                                .into_iter()
+                                .map(|v| v.unwrap_or(CqlValue::Empty))
+                                .collect(),
+                        )
+                    },
+                )
+            } else {
+                <Option<CqlValue>>::deserialize(column.spec.typ(), column.slice)?
+            };
+            columns.push(value);
+        }
+        Ok(ScanRow(Row { columns }))
+    }
 }
 
 /// A row as read by [`super::scan::select_cql`].

@@ -9,6 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use scylla::client::session::Session;
 use scylla::value::{CqlValue, Row};
+use zdm_run::data::value::ScanRow;
 use zdm_run::data::{ClusterConfig, DataConfig};
 
 /// The sandbox's `KEY=value` file, from `ZDM_SANDBOX_ENV` or `<workspace>/.sandbox/env`.
@@ -114,15 +115,17 @@ pub async fn drop_keyspace(c: &Clusters, keyspace: &str) {
     }
 }
 
-/// All rows of a query, unpaged through the driver's pager.
+/// All rows of a query, through the driver's pager (lists with null elements, as `ttl()` of a
+/// collection returns them, are read as the engine reads them).
 pub async fn rows(session: &Session, cql: &str) -> Vec<Row> {
     use futures::TryStreamExt;
     session
         .query_iter(cql, &[])
         .await
         .unwrap_or_else(|e| panic!("{cql}: {e}"))
-        .rows_stream::<Row>()
+        .rows_stream::<ScanRow>()
         .expect("rows")
+        .map_ok(|r| r.0)
         .try_collect()
         .await
         .unwrap_or_else(|e| panic!("{cql}: {e}"))
