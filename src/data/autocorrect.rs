@@ -8,19 +8,29 @@
 //! when origin is already newer, origin's own timestamps are kept. Rows only on target are
 //! deleted only when asked.
 
+use anyhow::Context;
 use futures::{StreamExt, TryStreamExt};
+use scylla::client::session::Session;
+use scylla::statement::prepared::PreparedStatement;
 
 use super::copy::{row_writes, Write, WriteOptions, Writer};
 use super::diff::Finding;
 use super::engine::now_micros;
+use super::scan::select_by_key_cql;
 use super::schema::Table;
-use super::value::ScannedRow;
+use super::value::{ScanRow, ScannedRow};
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Corrected {
+    /// Missing rows now present and equal on target.
     pub missing: u64,
+    /// Mismatched rows now equal on target.
     pub mismatched: u64,
     pub extra: u64,
+    /// Of the corrected rows, those that needed timestamps raised to the validation start.
+    pub raised_writetime: u64,
+    /// Corrections that did not take effect.
+    pub failed: u64,
 }
 
 /// What to correct.
@@ -95,42 +105,166 @@ pub fn mismatch_writes(
     row_writes(table, origin, &opts, Some(columns))
 }
 
-/// Applies the corrections the flags allow and counts them.
+/// Point lookups of one row on target, to check a correction took effect.
+pub struct Lookups {
+    /// `WHERE` every primary-key column.
+    by_key: PreparedStatement,
+    /// `WHERE` the partition key only, for static-only rows.
+    by_partition: PreparedStatement,
+}
+
+impl Lookups {
+    pub async fn prepare(target: &Session, table: &Table) -> anyhow::Result<Lookups> {
+        let prep = |cql: String| async move {
+            let mut p = target
+                .prepare(cql.as_str())
+                .await
+                .with_context(|| format!("preparing on target: {cql}"))?;
+            p.set_is_idempotent(true);
+            anyhow::Ok(p)
+        };
+        Ok(Lookups {
+            by_key: prep(select_by_key_cql(table, table.key_len())).await?,
+            by_partition: prep(select_by_key_cql(table, table.partition_key().count())).await?,
+        })
+    }
+
+    /// Target's version of `origin`'s row, read with the same column layout.
+    async fn read(
+        &self,
+        target: &Session,
+        table: &Table,
+        origin: &ScannedRow,
+    ) -> anyhow::Result<Option<ScannedRow>> {
+        let static_only = origin.is_static_only(table);
+        let (stmt, n) = if static_only {
+            (&self.by_partition, table.partition_key().count())
+        } else {
+            (&self.by_key, table.key_len())
+        };
+        let result = target
+            .execute_unpaged(stmt, &origin.key[..n])
+            .await
+            .context("reading a corrected row back from target")?
+            .into_rows_result()?;
+        let Some(row) = result.rows::<ScanRow>()?.next().transpose()? else {
+            return Ok(None);
+        };
+        let mut row = ScannedRow::from_row(table, row.0, true)?;
+        if static_only {
+            row.key = origin.key.clone();
+        }
+        Ok(Some(row))
+    }
+}
+
+/// Whether target's row now holds origin's values.
+fn fixed(origin: &ScannedRow, target: &Option<ScannedRow>) -> bool {
+    target.as_ref().is_some_and(|t| {
+        origin
+            .cells
+            .iter()
+            .zip(&t.cells)
+            .all(|(o, t)| o.value == t.value)
+    })
+}
+
+/// Applies the corrections the flags allow, checks each one by reading the row back, and
+/// counts them.
+///
+/// A tombstone on target is invisible to a read, yet it shadows any write with an older
+/// timestamp: a row deleted on target after it was copied cannot be restored with origin's
+/// writetime. So a correction that did not take effect is written a second time with every
+/// timestamp raised to `cutoff` (the start of the validation): above such stale deletes, but
+/// still below any live write or delete made after the validation began.
+#[allow(clippy::too_many_arguments)]
 pub async fn correct(
     writer: &Writer,
+    target: &Session,
+    lookups: &Lookups,
     table: &Table,
     findings: &[Finding],
     what: Corrections,
-    fallback_ts: i64,
+    cutoff: i64,
     concurrency: usize,
 ) -> anyhow::Result<Corrected> {
     let mut writes = Vec::new();
+    let mut to_check: Vec<(&ScannedRow, bool)> = Vec::new();
     let mut counts = Corrected::default();
     for f in findings {
         match f {
             Finding::Missing(row) if what.missing => {
-                counts.missing += 1;
                 writes.extend(row_writes(
                     table,
                     row,
-                    &WriteOptions::backfill(now_micros()),
+                    &WriteOptions::backfill(cutoff),
                     None,
                 ));
+                to_check.push((row, true));
             }
             Finding::Mismatched(o, t, cols) if what.mismatched => {
-                counts.mismatched += 1;
                 writes.extend(mismatch_writes(table, o, t, cols));
+                to_check.push((o, false));
             }
             Finding::Extra(row) if what.extra => {
                 counts.extra += 1;
-                writes.push(extra_delete(table, row, fallback_ts));
+                writes.push(extra_delete(table, row, cutoff));
             }
             _ => {}
         }
     }
+    apply_all(writer, &writes, concurrency).await?;
+
+    let mut second = Vec::new();
+    let mut recheck = Vec::new();
+    for (row, missing) in to_check {
+        if fixed(row, &lookups.read(target, table, row).await?) {
+            if missing {
+                counts.missing += 1;
+            } else {
+                counts.mismatched += 1;
+            }
+        } else {
+            let columns: Vec<usize> = (0..row.cells.len()).collect();
+            let opts = WriteOptions {
+                write_static: true,
+                fallback_ts: cutoff,
+                min_ts: Some(cutoff),
+                clear_at: if missing { None } else { Some(cutoff - 1) },
+            };
+            second.extend(row_writes(
+                table,
+                row,
+                &opts,
+                if missing { None } else { Some(&columns) },
+            ));
+            recheck.push((row, missing));
+        }
+    }
+    apply_all(writer, &second, concurrency).await?;
+    for (row, missing) in recheck {
+        if fixed(row, &lookups.read(target, table, row).await?) {
+            counts.raised_writetime += 1;
+            if missing {
+                counts.missing += 1;
+            } else {
+                counts.mismatched += 1;
+            }
+        } else {
+            counts.failed += 1;
+            tracing::warn!(
+                "{}: a corrected row still differs on target (a newer write or delete there?)",
+                table.display_name()
+            );
+        }
+    }
+    Ok(counts)
+}
+
+async fn apply_all(writer: &Writer, writes: &[Write], concurrency: usize) -> anyhow::Result<()> {
     futures::stream::iter(writes.iter().map(|w| writer.apply(w)))
         .buffer_unordered(concurrency.max(1))
         .try_collect::<Vec<()>>()
         .await?;
-    Ok(counts)
+    Ok(())
 }

@@ -369,6 +369,7 @@ pub async fn validate(
         // Target is read with origin's column list so cells line up even if target has more.
         let _ = target_table;
         let target_select = prepare_select(&run.target, table, with_times, "target").await?;
+        let lookups = autocorrect::Lookups::prepare(&run.target, table).await?;
         progress.table_started(&name, ranges.len() as u32);
         let acc = Mutex::new(TableValidation {
             table: name.clone(),
@@ -378,7 +379,7 @@ pub async fn validate(
             .map(|range| {
                 let (origin_select, target_select) = (&origin_select, &target_select);
                 let (origin_limit, target_limit) = (origin_limit.clone(), target_limit.clone());
-                let (acc, writer, run, name) = (&acc, &writer, &run, &name);
+                let (acc, writer, run, name, lookups) = (&acc, &writer, &run, &name, &lookups);
                 async move {
                     let result = validate_range(
                         cfg,
@@ -389,6 +390,7 @@ pub async fn validate(
                         (origin_select, target_select),
                         (origin_limit, target_limit),
                         writer,
+                        lookups,
                         range,
                         acc,
                     )
@@ -420,6 +422,8 @@ pub async fn validate(
         report.corrected_missing += t.corrected_missing;
         report.corrected_mismatched += t.corrected_mismatched;
         report.corrected_extra += t.corrected_extra;
+        report.corrected_raised_writetime += t.corrected_raised_writetime;
+        report.corrections_failed += t.corrections_failed;
         report.tables.push(t);
     }
     report.elapsed_secs = started.elapsed().as_secs_f64();
@@ -439,6 +443,7 @@ async fn validate_range(
     selects: (&PreparedStatement, &PreparedStatement),
     limits: Limits,
     writer: &Writer,
+    lookups: &autocorrect::Lookups,
     range: TokenRange,
     acc: &Mutex<TableValidation>,
 ) -> anyhow::Result<()> {
@@ -480,6 +485,8 @@ async fn validate_range(
     findings.extend(extra);
     let corrected = autocorrect::correct(
         writer,
+        &run.target,
+        lookups,
         table,
         &findings,
         autocorrect::Corrections {
@@ -498,6 +505,8 @@ async fn validate_range(
     t.corrected_missing += corrected.missing;
     t.corrected_mismatched += corrected.mismatched;
     t.corrected_extra += corrected.extra;
+    t.corrected_raised_writetime += corrected.raised_writetime;
+    t.corrections_failed += corrected.failed;
     for f in &findings {
         match f {
             Finding::Missing(row) => {

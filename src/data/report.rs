@@ -96,6 +96,10 @@ pub struct TableValidation {
     pub corrected_missing: u64,
     pub corrected_mismatched: u64,
     pub corrected_extra: u64,
+    /// Corrected rows whose timestamps had to be raised above a stale target tombstone.
+    pub corrected_raised_writetime: u64,
+    /// Corrections that did not take effect.
+    pub corrections_failed: u64,
     /// Up to `max_examples` keys per kind.
     pub missing_keys: Vec<BTreeMap<String, String>>,
     pub mismatched_rows: Vec<Mismatch>,
@@ -115,6 +119,8 @@ pub struct ValidationReport {
     pub corrected_missing: u64,
     pub corrected_mismatched: u64,
     pub corrected_extra: u64,
+    pub corrected_raised_writetime: u64,
+    pub corrections_failed: u64,
     /// Percentage of token ranges checked.
     pub sample_percent: f64,
     /// Writetime (µs) after which cells are treated as live traffic and not judged.
@@ -165,8 +171,12 @@ impl ValidationReport {
                 t.skipped_recent,
                 if t.corrected_missing + t.corrected_mismatched + t.corrected_extra > 0 {
                     format!(
-                        " corrected: missing={} mismatched={} extra={}",
-                        t.corrected_missing, t.corrected_mismatched, t.corrected_extra
+                        " corrected: missing={} mismatched={} extra={} (raised writetime {}, failed {})",
+                        t.corrected_missing,
+                        t.corrected_mismatched,
+                        t.corrected_extra,
+                        t.corrected_raised_writetime,
+                        t.corrections_failed
                     )
                 } else {
                     String::new()

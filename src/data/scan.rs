@@ -40,6 +40,22 @@ pub fn select_cql(table: &Table, with_times: bool) -> String {
     )
 }
 
+/// The same columns as [`select_cql`], for one row: `WHERE` the first `key_columns` key columns.
+pub fn select_by_key_cql(table: &Table, key_columns: usize) -> String {
+    let range = select_cql(table, true);
+    let head = range
+        .split(" WHERE ")
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let cond: Vec<String> = table
+        .key_columns()
+        .take(key_columns)
+        .map(|c| format!("{} = ?", c.quoted()))
+        .collect();
+    format!("{head} WHERE {} LIMIT 1", cond.join(" AND "))
+}
+
 /// Paces requests to at most `rate` rows per second. Shared by every task on one cluster.
 ///
 /// Each acquisition reserves the time its rows take at the configured rate and sleeps until the
