@@ -9,7 +9,6 @@
 //! deleted only when asked.
 
 use anyhow::Context;
-use futures::{StreamExt, TryStreamExt};
 use scylla::client::session::Session;
 use scylla::statement::prepared::PreparedStatement;
 
@@ -213,7 +212,7 @@ pub async fn correct(
             _ => {}
         }
     }
-    apply_all(writer, &writes, concurrency).await?;
+    writer.apply_all(writes, concurrency).await?;
 
     let mut second = Vec::new();
     let mut recheck = Vec::new();
@@ -241,7 +240,7 @@ pub async fn correct(
             recheck.push((row, missing));
         }
     }
-    apply_all(writer, &second, concurrency).await?;
+    writer.apply_all(second, concurrency).await?;
     for (row, missing) in recheck {
         if fixed(row, &lookups.read(target, table, row).await?) {
             counts.raised_writetime += 1;
@@ -259,12 +258,4 @@ pub async fn correct(
         }
     }
     Ok(counts)
-}
-
-async fn apply_all(writer: &Writer, writes: &[Write], concurrency: usize) -> anyhow::Result<()> {
-    futures::stream::iter(writes.iter().map(|w| writer.apply(w)))
-        .buffer_unordered(concurrency.max(1))
-        .try_collect::<Vec<()>>()
-        .await?;
-    Ok(())
 }

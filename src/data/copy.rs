@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use anyhow::Context;
+use futures::{StreamExt, TryStreamExt};
 use scylla::client::session::Session;
 use scylla::statement::prepared::PreparedStatement;
 use scylla::value::CqlValue;
@@ -261,6 +262,21 @@ impl Writer {
         p.set_is_idempotent(true);
         self.cache.write().await.insert(cql.to_string(), p.clone());
         Ok(p)
+    }
+
+    /// Runs writes, `concurrency` at a time; the first error stops the batch.
+    ///
+    /// Takes the writes by value so the futures own them: borrowed closures here make the
+    /// future fail `Send` checks when a caller spawns the engine.
+    pub async fn apply_all(&self, writes: Vec<Write>, concurrency: usize) -> anyhow::Result<()> {
+        futures::stream::iter(writes.into_iter().map(|w| {
+            let writer = self.clone();
+            async move { writer.apply(&w).await }
+        }))
+        .buffer_unordered(concurrency.max(1))
+        .try_collect::<Vec<()>>()
+        .await?;
+        Ok(())
     }
 
     /// Runs one write, retrying with backoff.

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use scylla::client::session::Session;
 use scylla::statement::prepared::PreparedStatement;
 
@@ -277,10 +277,7 @@ async fn copy_range(
             limit.acquire(writes.len()).await;
         }
         writes_made += writes.len() as u64;
-        futures::stream::iter(writes.iter().map(|w| writer.apply(w)))
-            .buffer_unordered(cfg.write_concurrency.max(1))
-            .try_collect::<Vec<()>>()
-            .await?;
+        writer.apply_all(writes, cfg.write_concurrency).await?;
     }
     Ok((rows_read, writes_made))
 }
