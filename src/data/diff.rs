@@ -99,11 +99,10 @@ impl RangeDiff {
     fn differing_columns(&self, origin: &ScannedRow, target: &ScannedRow) -> Vec<usize> {
         let mut out = Vec::new();
         for (i, (o, t)) in origin.cells.iter().zip(&target.cells).enumerate() {
-            if o.value != t.value {
-                out.push(i);
-            } else if self.opts.compare_writetime
-                && !times_match(&o.times, &t.times, self.opts.ttl_tolerance_secs)
-            {
+            let differs = o.value != t.value
+                || (self.opts.compare_writetime
+                    && !times_match(&o.times, &t.times, self.opts.ttl_tolerance_secs));
+            if differs {
                 out.push(i);
             }
         }
