@@ -101,7 +101,7 @@ pub fn mismatch_writes(
         min_ts,
         clear_at: Some(clear_at),
     };
-    row_writes(table, origin, &opts, Some(columns))
+    row_writes(table, origin, &opts, Some(columns), None)
 }
 
 /// Point lookups of one row on target, to check a correction took effect.
@@ -198,6 +198,7 @@ pub async fn correct(
                     row,
                     &WriteOptions::backfill(cutoff),
                     None,
+                    Some(None),
                 ));
                 to_check.push((row, true));
             }
@@ -236,6 +237,7 @@ pub async fn correct(
                 row,
                 &opts,
                 if missing { None } else { Some(&columns) },
+                None,
             ));
             recheck.push((row, missing));
         }

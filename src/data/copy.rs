@@ -73,11 +73,15 @@ fn using(ts: i64, ttl: Option<i32>) -> [Option<CqlValue>; 2] {
 
 /// The writes for one row. `columns` restricts the copy to those value columns (by index in
 /// [`Table::value_columns`]); `None` copies all.
+///
+/// `on_target` is what target holds for this row, when it was read (tables with non-frozen
+/// lists, see [`needs_target_read`]): `Some(None)` means the row is absent there.
 pub fn row_writes(
     table: &Table,
     row: &ScannedRow,
     opts: &WriteOptions,
     columns: Option<&[usize]>,
+    on_target: Option<Option<&ScannedRow>>,
 ) -> Vec<Write> {
     let pk_len = table.partition_key().count();
     let static_only = row.is_static_only(table);
@@ -165,7 +169,26 @@ pub fn row_writes(
                     ttl: None,
                 });
                 let (cond, keys) = where_clause(is_static);
-                let mut values = using(opts.ts(t.writetime), t.ttl).to_vec();
+                let mut ts = opts.ts(t.writetime);
+                if col.kind == CellKind::WholeList && opts.clear_at.is_none() {
+                    match list_action(on_target.map(|r| r.map(|r| &r.cells[i])), value, ts) {
+                        ListAction::Skip => continue,
+                        ListAction::Write => {}
+                        ListAction::ClearThenWriteLater => {
+                            let mut v = vec![Some(CqlValue::BigInt(ts))];
+                            v.extend(keys.iter().cloned());
+                            writes.push(Write {
+                                cql: format!(
+                                    "DELETE {} FROM {qualified} USING TIMESTAMP ? WHERE {cond}",
+                                    col.quoted()
+                                ),
+                                values: v,
+                            });
+                            ts += 1;
+                        }
+                    }
+                }
+                let mut values = using(ts, t.ttl).to_vec();
                 values.push(Some(value.clone()));
                 values.extend(keys);
                 writes.push(Write {
@@ -222,6 +245,45 @@ pub fn row_writes(
     // Inserts first: they create the row, the collection updates then add to it.
     inserts.extend(writes);
     inserts
+}
+
+/// Whether copying this table needs target's rows of each range first: a non-frozen list is not
+/// idempotent to write (see [`list_action`]).
+pub fn needs_target_read(table: &Table) -> bool {
+    table.value_columns().any(|c| c.kind == CellKind::WholeList)
+}
+
+#[derive(Debug, PartialEq)]
+enum ListAction {
+    Skip,
+    Write,
+    ClearThenWriteLater,
+}
+
+/// How to copy a non-frozen list written at `ts` given what target holds.
+///
+/// Writing a list replaces only cells *older* than the write, and every write gets fresh cell
+/// paths, so writing the same list twice at the same timestamp (a re-copy of an interrupted
+/// range, or a list a dual write put on target with the same timestamp) keeps both copies of
+/// every element. Hence: equal on target, or newer there: leave it; older there: a plain
+/// write replaces it; same timestamp but different content: clear at that timestamp and write
+/// one microsecond later.
+fn list_action(
+    target: Option<Option<&super::value::Cell>>,
+    value: &CqlValue,
+    ts: i64,
+) -> ListAction {
+    let Some(Some(cell)) = target else {
+        return ListAction::Write;
+    };
+    if cell.value.as_ref() == Some(value) {
+        return ListAction::Skip;
+    }
+    match cell.times.max_writetime() {
+        Some(w) if w > ts => ListAction::Skip,
+        Some(w) if w == ts => ListAction::ClearThenWriteLater,
+        _ => ListAction::Write,
+    }
 }
 
 fn insert_cql(qualified: &str, names: &[String]) -> String {
@@ -378,7 +440,7 @@ mod tests {
                 },
             ],
         };
-        let w = row_writes(&t, &row, &WriteOptions::backfill(999), None);
+        let w = row_writes(&t, &row, &WriteOptions::backfill(999), None, None);
         let cqls: Vec<&str> = w.iter().map(|w| w.cql.as_str()).collect();
         assert_eq!(
             cqls,
@@ -422,7 +484,7 @@ mod tests {
             key: vec![Some(CqlValue::Int(1)), None],
             cells,
         };
-        let w = row_writes(&t, &row, &WriteOptions::backfill(999), None);
+        let w = row_writes(&t, &row, &WriteOptions::backfill(999), None, None);
         assert_eq!(w.len(), 1);
         assert!(w[0].cql.contains("(\"pk\", \"s\")"), "{}", w[0].cql);
 
@@ -430,10 +492,41 @@ mod tests {
             key: vec![Some(CqlValue::Int(1)), Some(CqlValue::Int(3))],
             cells: nulls(4),
         };
-        let w = row_writes(&t, &row, &WriteOptions::backfill(999), None);
+        let w = row_writes(&t, &row, &WriteOptions::backfill(999), None, None);
         assert_eq!(w.len(), 1);
         assert!(w[0].cql.contains("(\"pk\", \"ck\") VALUES"));
         assert_eq!(w[0].values[2], Some(CqlValue::BigInt(999)));
+    }
+
+    #[test]
+    fn lists_are_only_rewritten_when_target_differs() {
+        let list = CqlValue::List(vec![CqlValue::Int(1)]);
+        let cell = |v: Option<CqlValue>, wt: i64| Cell {
+            value: v,
+            times: Times::PerElement(vec![CellTime {
+                writetime: Some(wt),
+                ttl: None,
+            }]),
+        };
+        assert_eq!(list_action(None, &list, 10), ListAction::Write);
+        assert_eq!(list_action(Some(None), &list, 10), ListAction::Write);
+        let same = cell(Some(list.clone()), 10);
+        assert_eq!(list_action(Some(Some(&same)), &list, 10), ListAction::Skip);
+        let dup = cell(
+            Some(CqlValue::List(vec![CqlValue::Int(1), CqlValue::Int(1)])),
+            10,
+        );
+        assert_eq!(
+            list_action(Some(Some(&dup)), &list, 10),
+            ListAction::ClearThenWriteLater
+        );
+        let newer = cell(Some(CqlValue::List(vec![CqlValue::Int(2)])), 11);
+        assert_eq!(list_action(Some(Some(&newer)), &list, 10), ListAction::Skip);
+        let older = cell(Some(CqlValue::List(vec![CqlValue::Int(2)])), 9);
+        assert_eq!(
+            list_action(Some(Some(&older)), &list, 10),
+            ListAction::Write
+        );
     }
 
     #[test]
@@ -460,7 +553,7 @@ mod tests {
             min_ts: Some(500),
             ..WriteOptions::backfill(999)
         };
-        let w = row_writes(&t, &row, &opts, Some(&[1]));
+        let w = row_writes(&t, &row, &opts, Some(&[1]), None);
         assert_eq!(w.len(), 1);
         assert_eq!(w[0].values[3], Some(CqlValue::BigInt(500)));
     }

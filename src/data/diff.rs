@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::schema::Table;
+use super::schema::{CellKind, Table};
 use super::value::{key_id, render, ScannedRow, Times};
 
 /// How strictly rows are compared.
@@ -33,19 +33,22 @@ pub enum Finding {
 /// The state of one range comparison.
 pub struct RangeDiff {
     opts: DiffOptions,
+    /// Cell kind of each value column, which decides how writetimes are expected to match.
+    kinds: Vec<CellKind>,
     target: HashMap<String, ScannedRow>,
     pub compared: u64,
     pub skipped_recent: u64,
 }
 
 impl RangeDiff {
-    pub fn new(opts: DiffOptions, target_rows: Vec<ScannedRow>) -> Self {
+    pub fn new(table: &Table, opts: DiffOptions, target_rows: Vec<ScannedRow>) -> Self {
         let target = target_rows
             .into_iter()
             .map(|r| (key_id(&r.key), r))
             .collect();
         RangeDiff {
             opts,
+            kinds: table.value_columns().map(|c| c.kind).collect(),
             target,
             compared: 0,
             skipped_recent: 0,
@@ -101,7 +104,12 @@ impl RangeDiff {
         for (i, (o, t)) in origin.cells.iter().zip(&target.cells).enumerate() {
             let differs = o.value != t.value
                 || (self.opts.compare_writetime
-                    && !times_match(&o.times, &t.times, self.opts.ttl_tolerance_secs));
+                    && !times_match(
+                        self.kinds[i],
+                        &o.times,
+                        &t.times,
+                        self.opts.ttl_tolerance_secs,
+                    ));
             if differs {
                 out.push(i);
             }
@@ -110,7 +118,21 @@ impl RangeDiff {
     }
 }
 
-fn times_match(a: &Times, b: &Times, tolerance: i32) -> bool {
+/// Whether target's cell times are what a copy of origin's produce: equal, except that lists and
+/// non-frozen UDTs are copied whole with their newest element's time (a list possibly one
+/// microsecond later, see `copy::list_action`).
+fn times_match(kind: CellKind, a: &Times, b: &Times, tolerance: i32) -> bool {
+    if matches!(kind, CellKind::WholeList | CellKind::WholeUdt) {
+        let (Some(newest), Times::PerElement(target)) = (a.newest(), b) else {
+            return a == b;
+        };
+        // A list rewritten over a same-timestamp copy lands one microsecond later.
+        let shift = i64::from(kind == CellKind::WholeList);
+        return target.iter().all(|t| {
+            (t.writetime == newest.writetime || t.writetime == newest.writetime.map(|w| w + shift))
+                && ttl_close(newest.ttl, t.ttl, tolerance)
+        });
+    }
     let pairs: Vec<_> = match (a, b) {
         (Times::One(x), Times::One(y)) => vec![(*x, *y)],
         (Times::PerElement(x), Times::PerElement(y)) if x.len() == y.len() => {
@@ -119,14 +141,17 @@ fn times_match(a: &Times, b: &Times, tolerance: i32) -> bool {
         (Times::None, Times::None) => Vec::new(),
         _ => return false,
     };
-    pairs.iter().all(|(x, y)| {
-        x.writetime == y.writetime
-            && match (x.ttl, y.ttl) {
-                (None, None) => true,
-                (Some(p), Some(q)) => (p - q).abs() <= tolerance,
-                _ => false,
-            }
-    })
+    pairs
+        .iter()
+        .all(|(x, y)| x.writetime == y.writetime && ttl_close(x.ttl, y.ttl, tolerance))
+}
+
+fn ttl_close(a: Option<i32>, b: Option<i32>, tolerance: i32) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(p), Some(q)) => (p - q).abs() <= tolerance,
+        _ => false,
+    }
 }
 
 /// The key of a row as `column -> CQL literal`, for reports.
@@ -166,8 +191,27 @@ pub fn column_diffs(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::schema::{classify, Column, Role};
     use crate::data::value::{Cell, CellTime};
     use scylla::value::CqlValue;
+
+    fn table() -> Table {
+        let c = |n: &str, t: &str, role| Column {
+            name: n.into(),
+            cql_type: t.into(),
+            role,
+            kind: classify(t, &Default::default()),
+            position: 0,
+        };
+        Table {
+            keyspace: "ks".into(),
+            name: "t".into(),
+            columns: vec![
+                c("k", "int", Role::PartitionKey),
+                c("v", "text", Role::Regular),
+            ],
+        }
+    }
 
     fn row(k: i32, v: &str, wt: i64) -> ScannedRow {
         ScannedRow {
@@ -195,7 +239,7 @@ mod tests {
             row(4, "x", 4),
             row(5, "live", 2000),
         ];
-        let mut d = RangeDiff::new(opts, target);
+        let mut d = RangeDiff::new(&table(), opts, target);
         assert!(d.check(row(1, "a", 1)).is_none());
         assert!(
             matches!(d.check(row(2, "b", 2)), Some(Finding::Mismatched(_, _, c)) if c == vec![0])
@@ -217,10 +261,10 @@ mod tests {
             compare_writetime: false,
             ttl_tolerance_secs: 0,
         };
-        let mut d = RangeDiff::new(opts, vec![row(1, "a", 7)]);
+        let mut d = RangeDiff::new(&table(), opts, vec![row(1, "a", 7)]);
         assert!(d.check(row(1, "a", 1)).is_none());
         opts.compare_writetime = true;
-        let mut d = RangeDiff::new(opts, vec![row(1, "a", 7)]);
+        let mut d = RangeDiff::new(&table(), opts, vec![row(1, "a", 7)]);
         assert!(d.check(row(1, "a", 1)).is_some());
     }
 }

@@ -1,6 +1,7 @@
 //! The library entry points: [`migrate`] and [`validate`]. A playbook module or the CLI fills a
 //! [`DataConfig`] and a [`Selection`], passes a [`Progress`] sink, and gets a summary back.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -12,7 +13,7 @@ use scylla::statement::prepared::PreparedStatement;
 use super::autocorrect;
 use super::checkpoint::{self, Checkpoint};
 use super::config::{DataConfig, Selection};
-use super::copy::{row_writes, WriteOptions, Writer};
+use super::copy::{self, row_writes, WriteOptions, Writer};
 use super::diff::{column_diffs, key_map, DiffOptions, Finding, RangeDiff};
 use super::ranges::{sample, split_ring, TokenRange};
 use super::report::{MigrateSummary, Mismatch, TableMigrate, TableValidation, ValidationReport};
@@ -125,6 +126,13 @@ pub async fn migrate(
     for (table, _) in &run.tables {
         let name = table.display_name();
         let select = prepare_select(&run.origin, table, true, "origin").await?;
+        // Lists are not idempotent to write; copying them needs target's current rows.
+        let target_select = if copy::needs_target_read(table) {
+            Some(prepare_select(&run.target, table, true, "target").await?)
+        } else {
+            None
+        };
+        let target_select = &target_select;
         let pending: Vec<TokenRange> = {
             let cp = checkpoint.lock().expect("checkpoint lock");
             ranges
@@ -153,6 +161,7 @@ pub async fn migrate(
                 let target_limit = target_limit.clone();
                 let checkpoint = &checkpoint;
                 let name = &name;
+                let target: &Session = &run.target;
                 async move {
                     let result = copy_range(
                         cfg,
@@ -163,6 +172,7 @@ pub async fn migrate(
                         range,
                         origin_limit,
                         target_limit,
+                        target_select.as_ref().map(|s| (target, s)),
                     )
                     .await;
                     // Record the outcome right away so a kill loses at most in-flight ranges.
@@ -245,7 +255,12 @@ async fn copy_range(
     range: TokenRange,
     origin_limit: Option<Arc<RateLimiter>>,
     target_limit: Option<Arc<RateLimiter>>,
+    target_select: Option<(&Session, &PreparedStatement)>,
 ) -> anyhow::Result<(u64, u64)> {
+    let on_target = match target_select {
+        Some((target, stmt)) => Some(read_range(cfg, target, stmt, table, range, None).await?),
+        None => None,
+    };
     let mut scanner = RangeScanner::new(
         origin,
         select,
@@ -271,7 +286,8 @@ async fn copy_range(
                 write_static: first,
                 ..WriteOptions::backfill(read_at)
             };
-            writes.extend(row_writes(table, &row, &opts, None));
+            let target_row = on_target.as_ref().map(|m| m.get(&key_id(&row.key)));
+            writes.extend(row_writes(table, &row, &opts, None, target_row));
         }
         if let Some(limit) = &target_limit {
             limit.acquire(writes.len()).await;
@@ -280,6 +296,33 @@ async fn copy_range(
         writer.apply_all(writes, cfg.write_concurrency).await?;
     }
     Ok((rows_read, writes_made))
+}
+
+/// Reads every row of one range, keyed by primary key.
+async fn read_range(
+    cfg: &DataConfig,
+    session: &Session,
+    stmt: &PreparedStatement,
+    table: &Table,
+    range: TokenRange,
+    limit: Option<Arc<RateLimiter>>,
+) -> anyhow::Result<HashMap<String, ScannedRow>> {
+    let mut scanner = RangeScanner::new(
+        session,
+        stmt,
+        range,
+        cfg.page_size,
+        retry_policy(cfg),
+        limit,
+    );
+    let mut rows = HashMap::new();
+    while let Some(page) = scanner.next_page().await? {
+        for row in page {
+            let row = ScannedRow::from_row(table, row, true)?;
+            rows.insert(key_id(&row.key), row);
+        }
+    }
+    Ok(rows)
 }
 
 /// When cells count as live traffic rather than a difference.
@@ -459,7 +502,7 @@ async fn validate_range(
             target_rows.push(ScannedRow::from_row(table, row, true)?);
         }
     }
-    let mut diff = RangeDiff::new(diff_opts, target_rows);
+    let mut diff = RangeDiff::new(table, diff_opts, target_rows);
     let mut findings = Vec::new();
     let mut scanner = RangeScanner::new(
         &run.origin,
