@@ -287,3 +287,82 @@ async fn varied_shapes_migrate_then_validate_clean_with_writetime_and_ttl() {
 
     drop_keyspace(&c, &ks).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counter_tables_are_refused_before_anything_is_written_but_can_be_validated() {
+    let cfg = config();
+    let c = connect(&cfg).await;
+    let ks = unique_keyspace("counter");
+    create_schema(
+        &c,
+        &ks,
+        &[
+            format!("CREATE TABLE {ks}.hits (page text PRIMARY KEY, n counter)"),
+            format!("CREATE TABLE {ks}.plain (k int PRIMARY KEY, v text)"),
+        ],
+    )
+    .await;
+    exec(
+        &c.origin,
+        &format!("UPDATE {ks}.hits SET n = n + 5 WHERE page = 'home'"),
+    )
+    .await;
+    exec(
+        &c.origin,
+        &format!("INSERT INTO {ks}.plain (k, v) VALUES (1, 'a')"),
+    )
+    .await;
+    let sel = Selection {
+        keyspaces: vec![ks.clone()],
+        tables: vec![],
+    };
+    let err = migrate(&cfg, &sel, &NoProgress).await.unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains(&format!("{ks}.hits")) && msg.contains("counter"),
+        "{msg}"
+    );
+    // Refused up front: not even the plain table was copied.
+    assert_eq!(count(&c.target, &format!("{ks}.plain")).await, 0);
+
+    // Validation compares counter values.
+    let r = validate(&cfg, &sel, &ValidateOptions::default(), &NoProgress)
+        .await
+        .expect("validate");
+    assert_eq!(
+        (r.missing, r.mismatched, r.extra),
+        (2, 0, 0),
+        "{}",
+        r.human()
+    );
+    exec(
+        &c.target,
+        &format!("UPDATE {ks}.hits SET n = n + 4 WHERE page = 'home'"),
+    )
+    .await;
+    exec(
+        &c.target,
+        &format!("INSERT INTO {ks}.plain (k, v) VALUES (1, 'a')"),
+    )
+    .await;
+    let r = validate(&cfg, &sel, &ValidateOptions::default(), &NoProgress)
+        .await
+        .expect("validate");
+    assert_eq!(
+        (r.missing, r.mismatched, r.extra),
+        (0, 1, 0),
+        "{}",
+        r.human()
+    );
+    let hits = r
+        .tables
+        .iter()
+        .find(|t| t.table.ends_with(".hits"))
+        .unwrap();
+    assert_eq!(
+        hits.mismatched_rows[0].columns["n"],
+        ("5".into(), "4".into())
+    );
+
+    drop_keyspace(&c, &ks).await;
+}
