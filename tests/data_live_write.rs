@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use data_support::*;
 use scylla::value::CqlValue;
 use zdm_run::data::checkpoint::Checkpoint;
-use zdm_run::data::{migrate, validate, NoProgress, Selection, ValidateOptions};
+use zdm_run::data::{migrate, validate, Cutoff, NoProgress, Selection, ValidateOptions};
 
 const OLD: i64 = 1_500_000_000_000_000;
 const ROWS: i32 = 3000;
@@ -114,6 +114,36 @@ async fn newer_write_made_during_backfill_survives() {
     .await;
     assert_eq!(r[0].columns[0], Some(CqlValue::BigInt(OLD)));
     assert_eq!(count(&c.target, &table).await, ROWS as i64);
+
+    // Validation's writetime cut-off: the live writes are newer than the cut-off, so they are
+    // live traffic, not differences; without a cut-off they are all reported.
+    let judged = |cutoff| {
+        let (cfg, sel) = (cfg.clone(), sel.clone());
+        async move {
+            let mut cfg = cfg;
+            cfg.origin.rate_limit = None;
+            validate(
+                &cfg,
+                &sel,
+                &ValidateOptions {
+                    cutoff,
+                    ..ValidateOptions::default()
+                },
+                &NoProgress,
+            )
+            .await
+            .expect("validate")
+        }
+    };
+    let r = judged(Cutoff::At(live_ts - 1)).await;
+    assert_eq!(
+        (r.missing, r.mismatched, r.extra, r.skipped_recent),
+        (0, 0, 0, updated.len() as u64),
+        "{}",
+        r.human()
+    );
+    let r = judged(Cutoff::None).await;
+    assert_eq!((r.mismatched, r.skipped_recent), (updated.len() as u64, 0));
 
     // Once origin has the dual writes too, the clusters are identical, timestamps included.
     for k in &updated {

@@ -241,5 +241,26 @@ async fn target_deletes_alters_and_additions_are_reported_by_key_and_autocorrect
     );
     assert_eq!(code, 0, "a clean validation exits 0");
 
+    // A sampled validation checks a quarter of the token ranges.
+    let mut sampled_cfg = cfg.clone();
+    sampled_cfg.splits = 16;
+    let r = validate(
+        &sampled_cfg,
+        &sel,
+        &ValidateOptions {
+            sample_percent: 25.0,
+            ..ValidateOptions::default()
+        },
+        &NoProgress,
+    )
+    .await
+    .expect("sampled validate");
+    assert_eq!(r.tables[0].ranges_checked, 4);
+    assert!(
+        r.rows_compared > 0 && r.rows_compared < 200,
+        "{}",
+        r.rows_compared
+    );
+
     drop_keyspace(&c, &ks).await;
 }

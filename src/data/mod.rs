@@ -27,5 +27,5 @@ pub mod schema;
 pub mod value;
 
 pub use config::{ClusterConfig, DataConfig, Selection};
-pub use engine::{migrate, validate, NoProgress, Progress, ValidateOptions};
+pub use engine::{migrate, validate, Cutoff, NoProgress, Progress, ValidateOptions};
 pub use report::{MigrateSummary, Thresholds, ValidationReport};
