@@ -12,6 +12,17 @@
 //! - [`report`]: summaries, the JSON report and the human summary.
 //! - [`engine`]: the library entry points [`migrate`] and [`validate`] a playbook module wraps.
 //! - [`cli`]: the `zdm-run migrate` / `zdm-run validate` subcommands.
+//!
+//! What is preserved, and where the CQL interface sets limits:
+//! - every cell's writetime and remaining TTL, per column and per set/map element (Cassandra 5
+//!   returns per-element `writetime()`/`ttl()` lists for multi-cell columns);
+//! - non-frozen lists and UDTs are written whole with their newest element's time (a list is
+//!   not idempotent to write element by element); a list whose target copy has the same
+//!   timestamp but other content is cleared and written 1 µs later;
+//! - a row's primary-key liveness (row marker) timestamp is not readable through CQL: a row
+//!   with no non-key cells is written with the time it was read;
+//! - counter tables are refused by migrate (validate compares them);
+//! - only Murmur3 token ranges; validate is not checkpointed (a rerun starts over).
 
 pub mod autocorrect;
 pub mod checkpoint;
