@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser};
+use clap::{Args, Parser, Subcommand};
 
 use crate::inventory::Inventory;
 use crate::output::{Format, Reporter};
@@ -34,6 +34,18 @@ pub mod exit {
 pub struct Cli {
     #[command(flatten)]
     pub playbook: PlaybookArgs,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The subcommands beside the default playbook mode.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Copy origin's rows to target, keeping every cell's writetime and TTL (phase 2 backfill).
+    Migrate(crate::data::cli::MigrateArgs),
+    /// Compare origin with target: missing, mismatched and extra rows (exit 1 when any).
+    Validate(crate::data::cli::ValidateArgs),
 }
 
 /// Arguments of the default (playbook) mode.
@@ -150,7 +162,34 @@ pub fn main() -> ExitCode {
         }
     };
     init_tracing(cli.playbook.verbose);
-    ExitCode::from(run_playbooks(cli.playbook))
+    match cli.command {
+        None => ExitCode::from(run_playbooks(cli.playbook)),
+        Some(command) => ExitCode::from(run_subcommand(command)),
+    }
+}
+
+/// Runs a subcommand on its own runtime; its own code decides the exit code.
+fn run_subcommand(command: Command) -> u8 {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            error(&format!("cannot start the async runtime: {e}"));
+            return exit::ERROR;
+        }
+    };
+    let result = runtime.block_on(async {
+        match command {
+            Command::Migrate(args) => crate::data::cli::run_migrate(args).await,
+            Command::Validate(args) => crate::data::cli::run_validate(args).await,
+        }
+    });
+    match result {
+        Ok(code) => u8::try_from(code).unwrap_or(exit::ERROR),
+        Err(e) => {
+            error(&format!("{e:#}"));
+            exit::ERROR
+        }
+    }
 }
 
 fn init_tracing(verbose: u8) {

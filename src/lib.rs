@@ -5,6 +5,7 @@
 //! one concern.
 
 pub mod cli;
+pub mod data;
 pub mod diff;
 pub mod gates;
 pub mod inventory;

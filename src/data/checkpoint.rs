@@ -1,0 +1,153 @@
+//! Per-range progress of a migrate run, so an interrupted run resumes where it stopped.
+//!
+//! The file is rewritten after every finished range through a temporary file in the same
+//! directory and an atomic rename, so a crash leaves either the old or the new version, never a
+//! torn one. Ranges that failed are recorded too and are retried by the next run.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use super::report::MigrateSummary;
+
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct TableProgress {
+    /// Finished ranges: index -> rows copied in that range.
+    pub done: BTreeMap<u32, u64>,
+    /// Failed ranges: index -> last error.
+    pub failed: BTreeMap<u32, String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Checkpoint {
+    pub version: u32,
+    /// The split count the range indexes refer to; a run with another count starts over.
+    pub splits: u32,
+    /// `ks.table` -> progress.
+    pub tables: BTreeMap<String, TableProgress>,
+    /// Set when a run finished; the next run starts fresh.
+    pub finished: Option<MigrateSummary>,
+}
+
+impl Checkpoint {
+    pub fn new(splits: u32) -> Checkpoint {
+        Checkpoint {
+            version: FORMAT_VERSION,
+            splits,
+            tables: BTreeMap::new(),
+            finished: None,
+        }
+    }
+
+    /// Loads the checkpoint to resume from: `None` when there is no file, or when it belongs to
+    /// a finished run or to a different split count (then the run starts over, with a log line).
+    pub fn load_for_resume(path: &Path, splits: u32) -> anyhow::Result<Option<Checkpoint>> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(e).with_context(|| format!("reading checkpoint {}", path.display()))
+            }
+        };
+        let cp: Checkpoint = serde_json::from_str(&text).with_context(|| {
+            format!(
+                "checkpoint {} is not valid (delete it or pass --fresh)",
+                path.display()
+            )
+        })?;
+        anyhow::ensure!(
+            cp.version == FORMAT_VERSION,
+            "checkpoint {} has format version {}, expected {FORMAT_VERSION} (delete it or pass --fresh)",
+            path.display(),
+            cp.version
+        );
+        if cp.finished.is_some() {
+            tracing::info!(
+                "checkpoint {} records a finished run; starting a new one",
+                path.display()
+            );
+            return Ok(None);
+        }
+        if cp.splits != splits {
+            tracing::warn!(
+                "checkpoint {} was written with {} splits, this run uses {splits}; starting over",
+                path.display(),
+                cp.splits
+            );
+            return Ok(None);
+        }
+        Ok(Some(cp))
+    }
+
+    pub fn table(&mut self, name: &str) -> &mut TableProgress {
+        self.tables.entry(name.to_string()).or_default()
+    }
+
+    pub fn is_done(&self, table: &str, range: u32) -> bool {
+        self.tables
+            .get(table)
+            .is_some_and(|t| t.done.contains_key(&range))
+    }
+}
+
+/// Writes `contents` to `path` atomically (temp file in the same directory, fsync, rename).
+pub fn write_atomic(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(&dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    tmp.write_all(contents)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path)
+        .with_context(|| format!("replacing {}", path.display()))?;
+    Ok(())
+}
+
+/// Saves the checkpoint atomically.
+pub fn save(path: &Path, cp: &Checkpoint) -> anyhow::Result<()> {
+    let json = serde_json::to_vec_pretty(cp)?;
+    write_atomic(path, &json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roundtrip_and_resume_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/cp.json");
+        assert!(Checkpoint::load_for_resume(&path, 8).unwrap().is_none());
+
+        let mut cp = Checkpoint::new(8);
+        cp.table("ks.t").done.insert(3, 42);
+        cp.table("ks.t").failed.insert(5, "boom".into());
+        save(&path, &cp).unwrap();
+        let back = Checkpoint::load_for_resume(&path, 8).unwrap().unwrap();
+        assert_eq!(back, cp);
+        assert!(back.is_done("ks.t", 3));
+        assert!(!back.is_done("ks.t", 5));
+
+        // Another split count starts over.
+        assert!(Checkpoint::load_for_resume(&path, 16).unwrap().is_none());
+
+        // A finished run starts over.
+        cp.finished = Some(MigrateSummary::default());
+        save(&path, &cp).unwrap();
+        assert!(Checkpoint::load_for_resume(&path, 8).unwrap().is_none());
+
+        // Garbage is an error naming the file.
+        std::fs::write(&path, "{nope").unwrap();
+        let err = Checkpoint::load_for_resume(&path, 8).unwrap_err();
+        assert!(format!("{err:#}").contains("cp.json"), "{err:#}");
+    }
+}

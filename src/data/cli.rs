@@ -1,0 +1,534 @@
+//! The `zdm-run migrate` and `zdm-run validate` subcommands: flags, connection settings from the
+//! inventory, progress bars, report file and exit code.
+//!
+//! Exit codes: 0 when the run was clean, 2 when differences were found (validate) or ranges
+//! failed (migrate), so scripts cannot mistake a dirty run for success; errors in the input or
+//! connection return `Err` (the binary exits 1).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_yaml_ng::Value;
+
+use super::checkpoint::write_atomic;
+use super::config::{ClusterConfig, DataConfig, Selection};
+use super::engine::{self, Cutoff, Progress, ValidateOptions};
+
+/// Exit code of a run that found differences or could not finish every range.
+pub const EXIT_DIFFERENCES: i32 = 2;
+
+/// Connection overrides for one cluster; unset flags fall back to the inventory.
+#[derive(Args, Clone, Debug, Default)]
+pub struct ConnectionArgs {
+    /// Origin contact points, comma separated (default: inventory `origin_contact_points`).
+    #[arg(long)]
+    pub origin_contact_points: Option<String>,
+    #[arg(long)]
+    pub origin_port: Option<u16>,
+    #[arg(long)]
+    pub origin_username: Option<String>,
+    /// Origin password (default: inventory `origin_password`).
+    #[arg(long, env = "ZDM_DATA_ORIGIN_PASSWORD", hide_env_values = true)]
+    pub origin_password: Option<String>,
+    /// Target contact points, comma separated (default: inventory `target_contact_points`).
+    #[arg(long)]
+    pub target_contact_points: Option<String>,
+    #[arg(long)]
+    pub target_port: Option<u16>,
+    #[arg(long)]
+    pub target_username: Option<String>,
+    /// Target password (default: inventory `target_password`).
+    #[arg(long, env = "ZDM_DATA_TARGET_PASSWORD", hide_env_values = true)]
+    pub target_password: Option<String>,
+}
+
+/// Flags shared by migrate and validate.
+#[derive(Args, Clone, Debug)]
+pub struct CommonArgs {
+    /// Inventory file or directory (hosts.yml + group_vars/) holding the connection variables.
+    #[arg(short = 'i', long)]
+    pub inventory: Option<PathBuf>,
+    /// Keyspace to include (repeatable). Default: every non-system keyspace.
+    #[arg(long = "keyspace")]
+    pub keyspaces: Vec<String>,
+    /// Table to include as KEYSPACE.TABLE (repeatable).
+    #[arg(long = "table")]
+    pub tables: Vec<String>,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    /// Token sub-ranges per table.
+    #[arg(long, default_value_t = 256)]
+    pub splits: u32,
+    /// Sub-ranges processed in parallel.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Rows per page.
+    #[arg(long, default_value_t = 1000)]
+    pub page_size: i32,
+    /// Writes in flight per sub-range.
+    #[arg(long, default_value_t = 32)]
+    pub write_concurrency: usize,
+    /// Maximum rows/s read from origin.
+    #[arg(long)]
+    pub origin_rate: Option<u32>,
+    /// Maximum writes/s (migrate) or rows/s read (validate) on target.
+    #[arg(long)]
+    pub target_rate: Option<u32>,
+    /// Attempts per page or write before a range is marked failed.
+    #[arg(long, default_value_t = 5)]
+    pub retries: u32,
+    /// Directory for the checkpoint and reports.
+    #[arg(long, default_value = ".zdm-state")]
+    pub state_dir: PathBuf,
+    /// Where to write the JSON report (default: STATE_DIR/<command>-report.json).
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Ignore the checkpoint of an interrupted run and copy everything again.
+    #[arg(long)]
+    pub fresh: bool,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Percentage of token ranges to check.
+    #[arg(long, default_value_t = 100.0)]
+    pub sample_percent: f64,
+    /// Judge every row, even ones written after the validation started.
+    #[arg(long)]
+    pub no_cutoff: bool,
+    /// Also require equal writetimes (and TTLs within two minutes).
+    #[arg(long)]
+    pub compare_writetime: bool,
+    /// Write missing and mismatched rows to target (same as both flags below).
+    #[arg(long)]
+    pub autocorrect: bool,
+    #[arg(long)]
+    pub autocorrect_missing: bool,
+    #[arg(long)]
+    pub autocorrect_mismatched: bool,
+    /// Delete rows that exist only on target (never implied by --autocorrect).
+    #[arg(long)]
+    pub autocorrect_extra: bool,
+    /// Example keys per kind and table in the report.
+    #[arg(long, default_value_t = 20)]
+    pub max_examples: usize,
+}
+
+/// Variables read from an inventory: `all` vars overlaid with `proxies` group vars.
+pub type InventoryVars = BTreeMap<String, (Value, PathBuf)>;
+
+/// Reads the connection variables from an Ansible YAML inventory (file, or directory with
+/// `hosts.yml`) and its `group_vars/`. Precedence, lowest first: `all` vars in the inventory,
+/// `group_vars/all`, `proxies` vars in the inventory, `group_vars/proxies` (Ansible's order).
+///
+/// A stop-gap until the core's inventory module is wired in; each value remembers its file so
+/// errors can name it.
+pub fn read_inventory_vars(path: &Path) -> anyhow::Result<InventoryVars> {
+    let (hosts_file, dir) = if path.is_dir() {
+        let f = ["hosts.yml", "hosts.yaml"]
+            .iter()
+            .map(|n| path.join(n))
+            .find(|p| p.is_file())
+            .with_context(|| {
+                format!(
+                    "{}: no hosts.yml in this inventory directory",
+                    path.display()
+                )
+            })?;
+        (f, path.to_path_buf())
+    } else {
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        (path.to_path_buf(), dir)
+    };
+    let text = std::fs::read_to_string(&hosts_file)
+        .with_context(|| format!("reading inventory {}", hosts_file.display()))?;
+    let doc: Value = serde_yaml_ng::from_str(&text)
+        .with_context(|| format!("{}: not valid YAML", hosts_file.display()))?;
+
+    let mut vars = InventoryVars::new();
+    let all = doc.get("all");
+    merge(&mut vars, all.and_then(|a| a.get("vars")), &hosts_file);
+    merge_group_vars(&mut vars, &dir.join("group_vars"), "all")?;
+    let proxies = all
+        .and_then(|a| find_group(a, "proxies"))
+        .or_else(|| doc.get("proxies"));
+    merge(&mut vars, proxies.and_then(|p| p.get("vars")), &hosts_file);
+    merge_group_vars(&mut vars, &dir.join("group_vars"), "proxies")?;
+    Ok(vars)
+}
+
+fn merge(vars: &mut InventoryVars, map: Option<&Value>, file: &Path) {
+    if let Some(Value::Mapping(m)) = map {
+        for (k, v) in m {
+            if let Some(k) = k.as_str() {
+                vars.insert(k.to_string(), (v.clone(), file.to_path_buf()));
+            }
+        }
+    }
+}
+
+fn find_group<'a>(node: &'a Value, name: &str) -> Option<&'a Value> {
+    let children = node.get("children")?;
+    if let Some(g) = children.get(name) {
+        return Some(g);
+    }
+    match children {
+        Value::Mapping(m) => m.values().find_map(|c| find_group(c, name)),
+        _ => None,
+    }
+}
+
+fn merge_group_vars(vars: &mut InventoryVars, dir: &Path, group: &str) -> anyhow::Result<()> {
+    let mut files = Vec::new();
+    for ext in ["yml", "yaml"] {
+        let f = dir.join(format!("{group}.{ext}"));
+        if f.is_file() {
+            files.push(f);
+        }
+    }
+    let sub = dir.join(group);
+    if sub.is_dir() {
+        let mut inner: Vec<PathBuf> = std::fs::read_dir(&sub)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "yml" || e == "yaml"))
+            .collect();
+        inner.sort();
+        files.extend(inner);
+    }
+    for f in files {
+        let text =
+            std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?;
+        let doc: Value = serde_yaml_ng::from_str(&text)
+            .with_context(|| format!("{}: not valid YAML", f.display()))?;
+        merge(vars, Some(&doc), &f);
+    }
+    Ok(())
+}
+
+fn scalar(vars: &InventoryVars, name: &str) -> anyhow::Result<Option<String>> {
+    let Some((v, file)) = vars.get(name) else {
+        return Ok(None);
+    };
+    let s = match v {
+        Value::Null => return Ok(None),
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Sequence(items) => items
+            .iter()
+            .map(|i| match i {
+                Value::String(s) => Ok(s.clone()),
+                Value::Number(n) => Ok(n.to_string()),
+                _ => anyhow::bail!(
+                    "{}: variable {name}: list items must be strings",
+                    file.display()
+                ),
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?
+            .join(","),
+        _ => anyhow::bail!("{}: variable {name} must be a string", file.display()),
+    };
+    anyhow::ensure!(
+        !s.contains("{{"),
+        "{}: variable {name} is a template; pass --{} instead",
+        file.display(),
+        name.replace('_', "-")
+    );
+    Ok(Some(s))
+}
+
+fn cluster_config(
+    name: &str,
+    vars: &InventoryVars,
+    points: &Option<String>,
+    port: Option<u16>,
+    user: &Option<String>,
+    password: &Option<String>,
+    rate: Option<u32>,
+) -> anyhow::Result<ClusterConfig> {
+    let points = match points {
+        Some(p) => Some(p.clone()),
+        None => scalar(vars, &format!("{name}_contact_points"))?,
+    }
+    .with_context(|| {
+        format!("no contact points for {name}: set {name}_contact_points in the inventory or pass --{name}-contact-points")
+    })?;
+    let port = match port {
+        Some(p) => p,
+        None => match scalar(vars, &format!("{name}_port"))? {
+            Some(p) => {
+                let file = &vars[&format!("{name}_port")].1;
+                p.parse().with_context(|| {
+                    format!(
+                        "{}: variable {name}_port: {p:?} is not a port number",
+                        file.display()
+                    )
+                })?
+            }
+            None => 9042,
+        },
+    };
+    let username = match user {
+        Some(u) => Some(u.clone()),
+        None => scalar(vars, &format!("{name}_username"))?,
+    };
+    let password = match password {
+        Some(p) => Some(p.clone()),
+        None => scalar(vars, &format!("{name}_password"))?,
+    };
+    Ok(ClusterConfig {
+        name: name.into(),
+        contact_points: points
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect(),
+        port,
+        username,
+        password,
+        rate_limit: rate,
+    })
+}
+
+/// Builds the engine configuration from flags and the inventory.
+pub fn data_config(common: &CommonArgs) -> anyhow::Result<(DataConfig, Selection)> {
+    let vars = match &common.inventory {
+        Some(p) => read_inventory_vars(p)?,
+        None => InventoryVars::new(),
+    };
+    let c = &common.connection;
+    let origin = cluster_config(
+        "origin",
+        &vars,
+        &c.origin_contact_points,
+        c.origin_port,
+        &c.origin_username,
+        &c.origin_password,
+        common.origin_rate,
+    )?;
+    let target = cluster_config(
+        "target",
+        &vars,
+        &c.target_contact_points,
+        c.target_port,
+        &c.target_username,
+        &c.target_password,
+        common.target_rate,
+    )?;
+    anyhow::ensure!(common.splits >= 1, "--splits must be at least 1");
+    anyhow::ensure!(common.page_size >= 1, "--page-size must be at least 1");
+    let selection = Selection::parse(&common.keyspaces, &common.tables)?;
+    Ok((
+        DataConfig {
+            origin,
+            target,
+            splits: common.splits,
+            concurrency: common.concurrency.max(1),
+            page_size: common.page_size,
+            write_concurrency: common.write_concurrency.max(1),
+            retries: common.retries,
+            ..DataConfig::default()
+        },
+        selection,
+    ))
+}
+
+/// Progress bars on a terminal (one per table, ranges done, rows/s and ETA); nothing otherwise.
+pub struct TerminalProgress {
+    multi: MultiProgress,
+    bars: Mutex<BTreeMap<String, (ProgressBar, Instant)>>,
+    rows: AtomicU64,
+}
+
+impl TerminalProgress {
+    pub fn new() -> TerminalProgress {
+        TerminalProgress {
+            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+            bars: Mutex::new(BTreeMap::new()),
+            rows: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Default for TerminalProgress {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Progress for TerminalProgress {
+    fn table_started(&self, table: &str, ranges: u32) {
+        let bar = self.multi.add(ProgressBar::new(ranges as u64));
+        if let Ok(style) = ProgressStyle::with_template(
+            "{prefix:30} [{bar:30}] {pos}/{len} ranges {msg} ETA {eta}",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_prefix(table.to_string());
+        bar.enable_steady_tick(Duration::from_millis(500));
+        self.rows.store(0, Ordering::Relaxed);
+        if let Ok(mut b) = self.bars.lock() {
+            b.insert(table.to_string(), (bar, Instant::now()));
+        }
+    }
+
+    fn range_finished(&self, table: &str, rows: u64) {
+        let total = self.rows.fetch_add(rows, Ordering::Relaxed) + rows;
+        if let Ok(b) = self.bars.lock() {
+            if let Some((bar, start)) = b.get(table) {
+                bar.inc(1);
+                let rate = total as f64 / start.elapsed().as_secs_f64().max(1e-3);
+                if total > 0 {
+                    bar.set_message(format!("{total} rows {rate:.0} rows/s"));
+                }
+            }
+        }
+    }
+
+    fn table_finished(&self, table: &str) {
+        if let Ok(b) = self.bars.lock() {
+            if let Some((bar, _)) = b.get(table) {
+                bar.finish();
+            }
+        }
+    }
+}
+
+fn write_report<T: serde::Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
+    let json = serde_json::to_vec_pretty(value)?;
+    write_atomic(path, &json).with_context(|| format!("writing report {}", path.display()))
+}
+
+/// `zdm-run migrate`: backfill; returns the process exit code.
+pub async fn run_migrate(args: MigrateArgs) -> anyhow::Result<i32> {
+    let (mut cfg, selection) = data_config(&args.common)?;
+    cfg.checkpoint = Some(args.common.state_dir.join("migrate-checkpoint.json"));
+    cfg.fresh = args.fresh;
+    let progress = TerminalProgress::new();
+    let summary = engine::migrate(&cfg, &selection, &progress).await?;
+    let report = args
+        .common
+        .report
+        .clone()
+        .unwrap_or_else(|| args.common.state_dir.join("migrate-report.json"));
+    write_report(&report, &summary)?;
+    print!("{}", summary.human());
+    println!("report: {}", report.display());
+    Ok(if summary.ok() { 0 } else { EXIT_DIFFERENCES })
+}
+
+/// `zdm-run validate`: diff (and optionally autocorrect); returns the process exit code.
+pub async fn run_validate(args: ValidateArgs) -> anyhow::Result<i32> {
+    let (cfg, selection) = data_config(&args.common)?;
+    anyhow::ensure!(
+        args.sample_percent > 0.0 && args.sample_percent <= 100.0,
+        "--sample-percent must be in (0, 100], got {}",
+        args.sample_percent
+    );
+    let opts = ValidateOptions {
+        sample_percent: args.sample_percent,
+        cutoff: if args.no_cutoff {
+            Cutoff::None
+        } else {
+            Cutoff::StartOfRun
+        },
+        compare_writetime: args.compare_writetime,
+        autocorrect_missing: args.autocorrect || args.autocorrect_missing,
+        autocorrect_mismatched: args.autocorrect || args.autocorrect_mismatched,
+        autocorrect_extra: args.autocorrect_extra,
+        max_examples: args.max_examples,
+    };
+    let progress = TerminalProgress::new();
+    let report = engine::validate(&cfg, &selection, &opts, &progress).await?;
+    let path = args
+        .common
+        .report
+        .clone()
+        .unwrap_or_else(|| args.common.state_dir.join("validate-report.json"));
+    write_report(&path, &report)?;
+    print!("{}", report.human());
+    println!("report: {}", path.display());
+    Ok(if report.has_differences() {
+        EXIT_DIFFERENCES
+    } else {
+        0
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inventory_vars_follow_ansible_precedence() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("hosts.yml"),
+            "all:\n  vars:\n    origin_port: 9000\n    origin_username: a\n  children:\n    proxies:\n      hosts:\n        h1: {}\n      vars:\n        origin_contact_points: [10.0.0.1, 10.0.0.2]\n        origin_username: inv_proxies\n        target_contact_points: 10.0.0.9\n        target_password: secret\n",
+        )
+        .unwrap();
+        std::fs::create_dir(dir.path().join("group_vars")).unwrap();
+        std::fs::write(dir.path().join("group_vars/all.yml"), "origin_port: 9100\n").unwrap();
+        std::fs::write(
+            dir.path().join("group_vars/proxies.yml"),
+            "origin_username: gv_proxies\n",
+        )
+        .unwrap();
+        let vars = read_inventory_vars(dir.path()).unwrap();
+        let c = cluster_config("origin", &vars, &None, None, &None, &None, None).unwrap();
+        assert_eq!(c.contact_points, vec!["10.0.0.1", "10.0.0.2"]);
+        assert_eq!(c.port, 9100);
+        assert_eq!(c.username.as_deref(), Some("gv_proxies"));
+        let t = cluster_config(
+            "target",
+            &vars,
+            &None,
+            Some(1),
+            &Some("u".into()),
+            &None,
+            None,
+        )
+        .unwrap();
+        assert_eq!(t.port, 1);
+        assert_eq!(t.username.as_deref(), Some("u"));
+        assert_eq!(t.password.as_deref(), Some("secret"));
+        assert!(
+            !format!("{t:?}").contains("secret"),
+            "password must not appear in Debug"
+        );
+    }
+
+    #[test]
+    fn bad_port_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("inv.yml");
+        std::fs::write(
+            &f,
+            "all:\n  vars:\n    origin_contact_points: h\n    origin_port: nine\n",
+        )
+        .unwrap();
+        let vars = read_inventory_vars(&f).unwrap();
+        let err = cluster_config("origin", &vars, &None, None, &None, &None, None).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("inv.yml") && msg.contains("origin_port"),
+            "{msg}"
+        );
+        let err = cluster_config("target", &vars, &None, None, &None, &None, None).unwrap_err();
+        assert!(format!("{err:#}").contains("target_contact_points"));
+    }
+}

@@ -1,0 +1,576 @@
+//! The library entry points: [`migrate`] and [`validate`]. A playbook module or the CLI fills a
+//! [`DataConfig`] and a [`Selection`], passes a [`Progress`] sink, and gets a summary back.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use futures::StreamExt;
+use scylla::client::session::Session;
+use scylla::statement::prepared::PreparedStatement;
+
+use super::autocorrect;
+use super::checkpoint::{self, Checkpoint};
+use super::config::{DataConfig, Selection};
+use super::copy::{self, row_writes, WriteOptions, Writer};
+use super::diff::{column_diffs, key_map, DiffOptions, Finding, RangeDiff};
+use super::ranges::{sample, split_ring, TokenRange};
+use super::report::{MigrateSummary, Mismatch, TableMigrate, TableValidation, ValidationReport};
+use super::scan::{select_cql, RangeScanner, RateLimiter, RetryPolicy};
+use super::schema::{self, Table};
+use super::value::{key_id, ScannedRow};
+
+/// Receives progress as ranges finish (progress bars, playbook output). Must be cheap.
+pub trait Progress: Send + Sync {
+    fn table_started(&self, _table: &str, _ranges: u32) {}
+    fn range_finished(&self, _table: &str, _rows: u64) {}
+    fn table_finished(&self, _table: &str) {}
+}
+
+/// Ignores progress.
+pub struct NoProgress;
+impl Progress for NoProgress {}
+
+/// Microseconds since the epoch, the unit of CQL writetimes.
+pub fn now_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+/// Both sessions and the tables to work on, checked before anything is written.
+struct Prepared {
+    origin: Arc<Session>,
+    target: Arc<Session>,
+    tables: Vec<(Table, Table)>,
+}
+
+async fn prepare_run(cfg: &DataConfig, sel: &Selection) -> anyhow::Result<Prepared> {
+    let origin = Arc::new(cfg.origin.connect().await?);
+    let target = Arc::new(cfg.target.connect().await?);
+    schema::check_partitioner(&origin, "origin").await?;
+    schema::check_partitioner(&target, "target").await?;
+    let origin_tables = schema::load_tables(&origin, "origin", sel).await?;
+    let mut tables = Vec::new();
+    for t in origin_tables {
+        let target_tables = schema::load_keyspace(&target, "target", &t.keyspace).await?;
+        let on_target = target_tables.into_iter().find(|x| x.name == t.name);
+        schema::check_compatible(&t, on_target.as_ref())?;
+        let on_target = on_target.expect("checked above");
+        tables.push((t, on_target));
+    }
+    Ok(Prepared {
+        origin,
+        target,
+        tables,
+    })
+}
+
+fn retry_policy(cfg: &DataConfig) -> RetryPolicy {
+    RetryPolicy {
+        attempts: cfg.retries,
+        backoff: cfg.backoff,
+    }
+}
+
+async fn prepare_select(
+    session: &Session,
+    table: &Table,
+    with_times: bool,
+    cluster: &str,
+) -> anyhow::Result<PreparedStatement> {
+    let cql = select_cql(table, with_times);
+    let mut p = session.prepare(cql.as_str()).await.with_context(|| {
+        format!(
+            "preparing the range scan of {} on {cluster}",
+            table.display_name()
+        )
+    })?;
+    p.set_is_idempotent(true);
+    Ok(p)
+}
+
+/// Copies every selected origin table to target, range by range, resuming from the checkpoint.
+pub async fn migrate(
+    cfg: &DataConfig,
+    sel: &Selection,
+    progress: &dyn Progress,
+) -> anyhow::Result<MigrateSummary> {
+    let started = Instant::now();
+    let run = prepare_run(cfg, sel).await?;
+    for (t, _) in &run.tables {
+        anyhow::ensure!(
+            !t.is_counter_table(),
+            "table {} is a counter table: counters cannot be copied with their writetime and \
+             re-running a copy would add twice; migrate it from a paused writer or with CDM \
+             (exclude it with --table/--keyspace)",
+            t.display_name()
+        );
+    }
+
+    let checkpoint = match (&cfg.checkpoint, cfg.fresh) {
+        (Some(path), false) => Checkpoint::load_for_resume(path, cfg.splits)?,
+        _ => None,
+    }
+    .unwrap_or_else(|| Checkpoint::new(cfg.splits));
+    let checkpoint = Arc::new(Mutex::new(checkpoint));
+
+    let origin_limit = cfg.origin.rate_limit.map(RateLimiter::new);
+    let target_limit = cfg.target.rate_limit.map(RateLimiter::new);
+    let writer = Writer::new(run.target.clone(), retry_policy(cfg));
+    let ranges = split_ring(cfg.splits);
+    let mut summary = MigrateSummary::default();
+
+    for (table, _) in &run.tables {
+        let name = table.display_name();
+        let select = prepare_select(&run.origin, table, true, "origin").await?;
+        // Lists are not idempotent to write; copying them needs target's current rows.
+        let target_select = if copy::needs_target_read(table) {
+            Some(prepare_select(&run.target, table, true, "target").await?)
+        } else {
+            None
+        };
+        let target_select = &target_select;
+        let pending: Vec<TokenRange> = {
+            let cp = checkpoint.lock().expect("checkpoint lock");
+            ranges
+                .iter()
+                .copied()
+                .filter(|r| !cp.is_done(&name, r.index))
+                .collect()
+        };
+        let mut t = TableMigrate {
+            table: name.clone(),
+            ranges_total: ranges.len() as u32,
+            ranges_resumed: (ranges.len() - pending.len()) as u32,
+            ..Default::default()
+        };
+        progress.table_started(&name, ranges.len() as u32);
+        for _ in 0..t.ranges_resumed {
+            progress.range_finished(&name, 0);
+        }
+
+        let results: Vec<(TokenRange, anyhow::Result<(u64, u64)>)> = futures::stream::iter(pending)
+            .map(|range| {
+                let select = &select;
+                let writer = &writer;
+                let origin = &run.origin;
+                let origin_limit = origin_limit.clone();
+                let target_limit = target_limit.clone();
+                let checkpoint = &checkpoint;
+                let name = &name;
+                let target: &Session = &run.target;
+                async move {
+                    let result = copy_range(
+                        cfg,
+                        origin,
+                        select,
+                        writer,
+                        table,
+                        range,
+                        origin_limit,
+                        target_limit,
+                        target_select.as_ref().map(|s| (target, s)),
+                    )
+                    .await;
+                    // Record the outcome right away so a kill loses at most in-flight ranges.
+                    record_range(cfg, checkpoint, name, range, &result);
+                    progress.range_finished(name, *result.as_ref().map(|(r, _)| r).unwrap_or(&0));
+                    (range, result)
+                }
+            })
+            .buffer_unordered(cfg.concurrency.max(1))
+            .collect()
+            .await;
+
+        for (range, result) in results {
+            match result {
+                Ok((rows, writes)) => {
+                    t.ranges_copied += 1;
+                    t.rows_read += rows;
+                    t.writes += writes;
+                }
+                Err(e) => {
+                    t.ranges_failed += 1;
+                    t.failures.insert(range.index, format!("{e:#}"));
+                }
+            }
+        }
+        progress.table_finished(&name);
+        summary.rows_read += t.rows_read;
+        summary.writes += t.writes;
+        summary.ranges_resumed += t.ranges_resumed;
+        summary.ranges_failed += t.ranges_failed;
+        summary.tables.push(t);
+    }
+
+    summary.elapsed_secs = started.elapsed().as_secs_f64();
+    summary.rows_per_sec = summary.rows_read as f64 / summary.elapsed_secs.max(1e-9);
+    if let Some(path) = &cfg.checkpoint {
+        let mut cp = checkpoint.lock().expect("checkpoint lock");
+        if summary.ok() {
+            cp.finished = Some(summary.clone());
+        }
+        checkpoint::save(path, &cp)?;
+    }
+    Ok(summary)
+}
+
+/// Marks a range done or failed in the checkpoint and saves it.
+fn record_range(
+    cfg: &DataConfig,
+    checkpoint: &Mutex<Checkpoint>,
+    table: &str,
+    range: TokenRange,
+    result: &anyhow::Result<(u64, u64)>,
+) {
+    let mut cp = checkpoint.lock().expect("checkpoint lock");
+    let tp = cp.table(table);
+    match result {
+        Ok((rows, _)) => {
+            tp.failed.remove(&range.index);
+            tp.done.insert(range.index, *rows);
+        }
+        Err(e) => {
+            tp.failed.insert(range.index, format!("{e:#}"));
+        }
+    }
+    if let Some(path) = &cfg.checkpoint {
+        if let Err(e) = checkpoint::save(path, &cp) {
+            tracing::error!("cannot save checkpoint {}: {e:#}", path.display());
+        }
+    }
+}
+
+/// Copies one range; returns (rows read, writes made).
+#[allow(clippy::too_many_arguments)]
+async fn copy_range(
+    cfg: &DataConfig,
+    origin: &Session,
+    select: &PreparedStatement,
+    writer: &Writer,
+    table: &Table,
+    range: TokenRange,
+    origin_limit: Option<Arc<RateLimiter>>,
+    target_limit: Option<Arc<RateLimiter>>,
+    target_select: Option<(&Session, &PreparedStatement)>,
+) -> anyhow::Result<(u64, u64)> {
+    let on_target = match target_select {
+        Some((target, stmt)) => Some(read_range(cfg, target, stmt, table, range, None).await?),
+        None => None,
+    };
+    let mut scanner = RangeScanner::new(
+        origin,
+        select,
+        range,
+        cfg.page_size,
+        retry_policy(cfg),
+        origin_limit,
+    );
+    let pk_len = table.partition_key().count();
+    let mut last_partition: Option<String> = None;
+    let (mut rows_read, mut writes_made) = (0u64, 0u64);
+    while let Some(page) = scanner.next_page().await? {
+        let read_at = now_micros();
+        let mut writes = Vec::new();
+        for row in page {
+            let row = ScannedRow::from_row(table, row, true)?;
+            rows_read += 1;
+            // Static cells repeat on every row of a partition; write them once.
+            let partition = key_id(&row.key[..pk_len]);
+            let first = last_partition.as_deref() != Some(partition.as_str());
+            last_partition = Some(partition);
+            let opts = WriteOptions {
+                write_static: first,
+                ..WriteOptions::backfill(read_at)
+            };
+            let target_row = on_target.as_ref().map(|m| m.get(&key_id(&row.key)));
+            writes.extend(row_writes(table, &row, &opts, None, target_row));
+        }
+        if let Some(limit) = &target_limit {
+            limit.acquire(writes.len()).await;
+        }
+        writes_made += writes.len() as u64;
+        writer.apply_all(writes, cfg.write_concurrency).await?;
+    }
+    Ok((rows_read, writes_made))
+}
+
+/// Reads every row of one range, keyed by primary key.
+async fn read_range(
+    cfg: &DataConfig,
+    session: &Session,
+    stmt: &PreparedStatement,
+    table: &Table,
+    range: TokenRange,
+    limit: Option<Arc<RateLimiter>>,
+) -> anyhow::Result<HashMap<String, ScannedRow>> {
+    let mut scanner = RangeScanner::new(
+        session,
+        stmt,
+        range,
+        cfg.page_size,
+        retry_policy(cfg),
+        limit,
+    );
+    let mut rows = HashMap::new();
+    while let Some(page) = scanner.next_page().await? {
+        for row in page {
+            let row = ScannedRow::from_row(table, row, true)?;
+            rows.insert(key_id(&row.key), row);
+        }
+    }
+    Ok(rows)
+}
+
+/// When cells count as live traffic rather than a difference.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Cutoff {
+    /// Rows written after the validation started are not judged (the default).
+    StartOfRun,
+    At(i64),
+    None,
+}
+
+#[derive(Clone, Debug)]
+pub struct ValidateOptions {
+    /// Percentage of token ranges to check (100 = full).
+    pub sample_percent: f64,
+    pub cutoff: Cutoff,
+    pub compare_writetime: bool,
+    pub autocorrect_missing: bool,
+    pub autocorrect_mismatched: bool,
+    /// Delete rows found only on target (not judged as live traffic).
+    pub autocorrect_extra: bool,
+    /// Example keys kept per kind and table in the report.
+    pub max_examples: usize,
+}
+
+impl Default for ValidateOptions {
+    fn default() -> Self {
+        ValidateOptions {
+            sample_percent: 100.0,
+            cutoff: Cutoff::StartOfRun,
+            compare_writetime: false,
+            autocorrect_missing: false,
+            autocorrect_mismatched: false,
+            autocorrect_extra: false,
+            max_examples: 20,
+        }
+    }
+}
+
+/// Compares every selected origin table with target (or a sample of token ranges), optionally
+/// correcting what is missing or mismatched.
+pub async fn validate(
+    cfg: &DataConfig,
+    sel: &Selection,
+    opts: &ValidateOptions,
+    progress: &dyn Progress,
+) -> anyhow::Result<ValidationReport> {
+    let started = Instant::now();
+    let cutoff = match opts.cutoff {
+        Cutoff::StartOfRun => Some(now_micros()),
+        Cutoff::At(t) => Some(t),
+        Cutoff::None => None,
+    };
+    let run = prepare_run(cfg, sel).await?;
+    if opts.autocorrect_missing || opts.autocorrect_mismatched || opts.autocorrect_extra {
+        for (t, _) in &run.tables {
+            anyhow::ensure!(
+                !t.is_counter_table(),
+                "table {} is a counter table and cannot be autocorrected; validate it without \
+                 --autocorrect",
+                t.display_name()
+            );
+        }
+    }
+    let diff_opts = DiffOptions {
+        cutoff,
+        compare_writetime: opts.compare_writetime,
+        ttl_tolerance_secs: 120,
+    };
+    let origin_limit = cfg.origin.rate_limit.map(RateLimiter::new);
+    let target_limit = cfg.target.rate_limit.map(RateLimiter::new);
+    let writer = Writer::new(run.target.clone(), retry_policy(cfg));
+    let ranges = sample(&split_ring(cfg.splits), opts.sample_percent);
+
+    let mut report = ValidationReport {
+        sample_percent: opts.sample_percent.min(100.0),
+        cutoff_writetime: cutoff,
+        ..Default::default()
+    };
+    for (table, target_table) in &run.tables {
+        let name = table.display_name();
+        let with_times = true;
+        let origin_select = prepare_select(&run.origin, table, with_times, "origin").await?;
+        // Target is read with origin's column list so cells line up even if target has more.
+        let _ = target_table;
+        let target_select = prepare_select(&run.target, table, with_times, "target").await?;
+        let lookups = autocorrect::Lookups::prepare(&run.target, table).await?;
+        progress.table_started(&name, ranges.len() as u32);
+        let acc = Mutex::new(TableValidation {
+            table: name.clone(),
+            ..Default::default()
+        });
+        let results: Vec<(TokenRange, anyhow::Result<()>)> = futures::stream::iter(ranges.clone())
+            .map(|range| {
+                let (origin_select, target_select) = (&origin_select, &target_select);
+                let (origin_limit, target_limit) = (origin_limit.clone(), target_limit.clone());
+                let (acc, writer, run, name, lookups) = (&acc, &writer, &run, &name, &lookups);
+                async move {
+                    let result = validate_range(
+                        cfg,
+                        opts,
+                        diff_opts,
+                        run,
+                        table,
+                        (origin_select, target_select),
+                        (origin_limit, target_limit),
+                        writer,
+                        lookups,
+                        range,
+                        acc,
+                    )
+                    .await;
+                    progress.range_finished(name, 0);
+                    (range, result)
+                }
+            })
+            .buffer_unordered(cfg.concurrency.max(1))
+            .collect()
+            .await;
+        let mut t = acc.into_inner().expect("validation lock");
+        for (range, result) in results {
+            match result {
+                Ok(()) => t.ranges_checked += 1,
+                Err(e) => {
+                    t.ranges_failed += 1;
+                    t.failures.insert(range.index, format!("{e:#}"));
+                }
+            }
+        }
+        progress.table_finished(&name);
+        report.missing += t.missing;
+        report.mismatched += t.mismatched;
+        report.extra += t.extra;
+        report.rows_compared += t.rows_compared;
+        report.skipped_recent += t.skipped_recent;
+        report.ranges_failed += t.ranges_failed;
+        report.corrected_missing += t.corrected_missing;
+        report.corrected_mismatched += t.corrected_mismatched;
+        report.corrected_extra += t.corrected_extra;
+        report.corrected_raised_writetime += t.corrected_raised_writetime;
+        report.corrections_failed += t.corrections_failed;
+        report.tables.push(t);
+    }
+    report.elapsed_secs = started.elapsed().as_secs_f64();
+    report.rows_per_sec = report.rows_compared as f64 / report.elapsed_secs.max(1e-9);
+    Ok(report)
+}
+
+type Limits = (Option<Arc<RateLimiter>>, Option<Arc<RateLimiter>>);
+
+#[allow(clippy::too_many_arguments)]
+async fn validate_range(
+    cfg: &DataConfig,
+    opts: &ValidateOptions,
+    diff_opts: DiffOptions,
+    run: &Prepared,
+    table: &Table,
+    selects: (&PreparedStatement, &PreparedStatement),
+    limits: Limits,
+    writer: &Writer,
+    lookups: &autocorrect::Lookups,
+    range: TokenRange,
+    acc: &Mutex<TableValidation>,
+) -> anyhow::Result<()> {
+    let retry = retry_policy(cfg);
+    let mut target_rows = Vec::new();
+    let mut scanner = RangeScanner::new(
+        &run.target,
+        selects.1,
+        range,
+        cfg.page_size,
+        retry.clone(),
+        limits.1,
+    );
+    while let Some(page) = scanner.next_page().await? {
+        for row in page {
+            target_rows.push(ScannedRow::from_row(table, row, true)?);
+        }
+    }
+    let mut diff = RangeDiff::new(table, diff_opts, target_rows);
+    let mut findings = Vec::new();
+    let mut scanner = RangeScanner::new(
+        &run.origin,
+        selects.0,
+        range,
+        cfg.page_size,
+        retry,
+        limits.0,
+    );
+    while let Some(page) = scanner.next_page().await? {
+        for row in page {
+            if let Some(f) = diff.check(ScannedRow::from_row(table, row, true)?) {
+                findings.push(f);
+            }
+        }
+    }
+    let (compared, recent) = (diff.compared, diff.skipped_recent);
+    let (extra, extra_recent) = diff.finish();
+
+    findings.extend(extra);
+    let corrected = autocorrect::correct(
+        writer,
+        &run.target,
+        lookups,
+        table,
+        &findings,
+        autocorrect::Corrections {
+            missing: opts.autocorrect_missing,
+            mismatched: opts.autocorrect_mismatched,
+            extra: opts.autocorrect_extra,
+        },
+        diff_opts.cutoff.unwrap_or_else(now_micros),
+        cfg.write_concurrency,
+    )
+    .await?;
+
+    let mut t = acc.lock().expect("validation lock");
+    t.rows_compared += compared;
+    t.skipped_recent += recent + extra_recent;
+    t.corrected_missing += corrected.missing;
+    t.corrected_mismatched += corrected.mismatched;
+    t.corrected_extra += corrected.extra;
+    t.corrected_raised_writetime += corrected.raised_writetime;
+    t.corrections_failed += corrected.failed;
+    for f in &findings {
+        match f {
+            Finding::Missing(row) => {
+                t.missing += 1;
+                if t.missing_keys.len() < opts.max_examples {
+                    t.missing_keys.push(key_map(table, row));
+                }
+            }
+            Finding::Mismatched(o, tr, cols) => {
+                t.mismatched += 1;
+                if t.mismatched_rows.len() < opts.max_examples {
+                    t.mismatched_rows.push(Mismatch {
+                        key: key_map(table, o),
+                        columns: column_diffs(table, o, tr, cols),
+                    });
+                }
+            }
+            Finding::Extra(row) => {
+                t.extra += 1;
+                if t.extra_keys.len() < opts.max_examples {
+                    t.extra_keys.push(key_map(table, row));
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,42 @@
+//! The data engine: backfill (migrate) origin into target and prove they hold the same rows
+//! (validate), preserving every cell's writetime and remaining TTL.
+//!
+//! Layout, one concern per module:
+//! - [`schema`]: reads `system_schema` and classifies columns (how each must be read and written).
+//! - [`ranges`]: splits the Murmur3 ring into sub-ranges, the unit of parallelism and resume.
+//! - [`scan`]: pages through one sub-range with retries, backoff, rate limit and page shrinking.
+//! - [`copy`]: turns one origin row into target writes that keep per-cell writetime and TTL.
+//! - [`diff`]: compares one sub-range of origin with the same sub-range of target.
+//! - [`autocorrect`]: rewrites missing and mismatched rows on target.
+//! - [`checkpoint`]: per-range progress file, written atomically, so a run can resume.
+//! - [`report`]: summaries, the JSON report and the human summary.
+//! - [`engine`]: the library entry points [`migrate`] and [`validate`] a playbook module wraps.
+//! - [`cli`]: the `zdm-run migrate` / `zdm-run validate` subcommands.
+//!
+//! What is preserved, and where the CQL interface sets limits:
+//! - every cell's writetime and remaining TTL, per column and per set/map element (Cassandra 5
+//!   returns per-element `writetime()`/`ttl()` lists for multi-cell columns);
+//! - non-frozen lists and UDTs are written whole with their newest element's time (a list is
+//!   not idempotent to write element by element); a list whose target copy has the same
+//!   timestamp but other content is cleared and written 1 µs later;
+//! - a row's primary-key liveness (row marker) timestamp is not readable through CQL: a row
+//!   with no non-key cells is written with the time it was read;
+//! - counter tables are refused by migrate (validate compares them);
+//! - only Murmur3 token ranges; validate is not checkpointed (a rerun starts over).
+
+pub mod autocorrect;
+pub mod checkpoint;
+pub mod cli;
+pub mod config;
+pub mod copy;
+pub mod diff;
+pub mod engine;
+pub mod ranges;
+pub mod report;
+pub mod scan;
+pub mod schema;
+pub mod value;
+
+pub use config::{ClusterConfig, DataConfig, Selection};
+pub use engine::{migrate, validate, Cutoff, NoProgress, Progress, ValidateOptions};
+pub use report::{MigrateSummary, Thresholds, ValidationReport};

@@ -1,0 +1,253 @@
+//! What a run found and did: the JSON report written to a file and the human summary printed.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct TableMigrate {
+    pub table: String,
+    pub ranges_total: u32,
+    /// Ranges copied by this run.
+    pub ranges_copied: u32,
+    /// Ranges skipped because a previous, interrupted run had finished them.
+    pub ranges_resumed: u32,
+    pub ranges_failed: u32,
+    pub rows_read: u64,
+    pub writes: u64,
+    /// Errors of failed ranges: range index -> message.
+    pub failures: BTreeMap<u32, String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct MigrateSummary {
+    pub tables: Vec<TableMigrate>,
+    pub rows_read: u64,
+    pub writes: u64,
+    pub ranges_resumed: u32,
+    pub ranges_failed: u32,
+    pub elapsed_secs: f64,
+    pub rows_per_sec: f64,
+}
+
+impl MigrateSummary {
+    pub fn ok(&self) -> bool {
+        self.ranges_failed == 0
+    }
+
+    pub fn human(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "MIGRATE SUMMARY");
+        for t in &self.tables {
+            let _ = writeln!(
+                s,
+                "  {:<40} rows={:<10} writes={:<10} ranges copied={} resumed={} failed={} of {}",
+                t.table,
+                t.rows_read,
+                t.writes,
+                t.ranges_copied,
+                t.ranges_resumed,
+                t.ranges_failed,
+                t.ranges_total
+            );
+            for (r, e) in &t.failures {
+                let _ = writeln!(s, "    range {r} failed: {e}");
+            }
+        }
+        let _ = writeln!(
+            s,
+            "  total rows={} in {:.1}s ({:.0} rows/s){}",
+            self.rows_read,
+            self.elapsed_secs,
+            self.rows_per_sec,
+            if self.ok() {
+                String::new()
+            } else {
+                format!(
+                    "; {} range(s) FAILED, run again to retry them",
+                    self.ranges_failed
+                )
+            }
+        );
+        s
+    }
+}
+
+/// A mismatched row: its key and the columns that differ.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Mismatch {
+    pub key: BTreeMap<String, String>,
+    /// column -> (origin value, target value), as CQL literals.
+    pub columns: BTreeMap<String, (String, String)>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct TableValidation {
+    pub table: String,
+    pub ranges_checked: u32,
+    pub ranges_failed: u32,
+    pub rows_compared: u64,
+    pub missing: u64,
+    pub mismatched: u64,
+    pub extra: u64,
+    /// Rows skipped because a cell was written after the validation started (live traffic).
+    pub skipped_recent: u64,
+    pub corrected_missing: u64,
+    pub corrected_mismatched: u64,
+    pub corrected_extra: u64,
+    /// Corrected rows whose timestamps had to be raised above a stale target tombstone.
+    pub corrected_raised_writetime: u64,
+    /// Corrections that did not take effect.
+    pub corrections_failed: u64,
+    /// Up to `max_examples` keys per kind.
+    pub missing_keys: Vec<BTreeMap<String, String>>,
+    pub mismatched_rows: Vec<Mismatch>,
+    pub extra_keys: Vec<BTreeMap<String, String>>,
+    pub failures: BTreeMap<u32, String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct ValidationReport {
+    pub tables: Vec<TableValidation>,
+    pub missing: u64,
+    pub mismatched: u64,
+    pub extra: u64,
+    pub rows_compared: u64,
+    pub skipped_recent: u64,
+    pub ranges_failed: u32,
+    pub corrected_missing: u64,
+    pub corrected_mismatched: u64,
+    pub corrected_extra: u64,
+    pub corrected_raised_writetime: u64,
+    pub corrections_failed: u64,
+    /// Percentage of token ranges checked.
+    pub sample_percent: f64,
+    /// Writetime (µs) after which cells are treated as live traffic and not judged.
+    pub cutoff_writetime: Option<i64>,
+    pub elapsed_secs: f64,
+    pub rows_per_sec: f64,
+}
+
+/// Limits the consistency gate allows; the defaults allow nothing.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Thresholds {
+    pub missing: u64,
+    pub mismatched: u64,
+    pub extra: u64,
+}
+
+impl ValidationReport {
+    /// Whether any count exceeds its threshold, or some range could not be checked (an
+    /// unchecked range proves nothing, so it fails the gate too).
+    pub fn exceeds(&self, t: &Thresholds) -> bool {
+        self.missing > t.missing
+            || self.mismatched > t.mismatched
+            || self.extra > t.extra
+            || self.ranges_failed > 0
+    }
+
+    /// Whether differences remain after autocorrection (what the exit code reflects).
+    pub fn has_differences(&self) -> bool {
+        self.exceeds(&Thresholds::default())
+    }
+
+    pub fn human(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "VALIDATION SUMMARY ({}% of token ranges)",
+            self.sample_percent
+        );
+        for t in &self.tables {
+            let _ = writeln!(
+                s,
+                "  {:<40} compared={:<10} missing={:<6} mismatched={:<6} extra={:<6} recent={}{}",
+                t.table,
+                t.rows_compared,
+                t.missing,
+                t.mismatched,
+                t.extra,
+                t.skipped_recent,
+                if t.corrected_missing + t.corrected_mismatched + t.corrected_extra > 0 {
+                    format!(
+                        " corrected: missing={} mismatched={} extra={} (raised writetime {}, failed {})",
+                        t.corrected_missing,
+                        t.corrected_mismatched,
+                        t.corrected_extra,
+                        t.corrected_raised_writetime,
+                        t.corrections_failed
+                    )
+                } else {
+                    String::new()
+                }
+            );
+            for k in &t.missing_keys {
+                let _ = writeln!(s, "    missing    {}", render_key(k));
+            }
+            for m in &t.mismatched_rows {
+                let cols: Vec<String> = m
+                    .columns
+                    .iter()
+                    .map(|(c, (o, t))| format!("{c}: origin={o} target={t}"))
+                    .collect();
+                let _ = writeln!(
+                    s,
+                    "    mismatched {} [{}]",
+                    render_key(&m.key),
+                    cols.join("; ")
+                );
+            }
+            for k in &t.extra_keys {
+                let _ = writeln!(s, "    extra      {}", render_key(k));
+            }
+            for (r, e) in &t.failures {
+                let _ = writeln!(s, "    range {r} could not be checked: {e}");
+            }
+        }
+        let _ = writeln!(
+            s,
+            "  total compared={} missing={} mismatched={} extra={} recent={} failed ranges={} in {:.1}s ({:.0} rows/s)",
+            self.rows_compared,
+            self.missing,
+            self.mismatched,
+            self.extra,
+            self.skipped_recent,
+            self.ranges_failed,
+            self.elapsed_secs,
+            self.rows_per_sec
+        );
+        s
+    }
+}
+
+fn render_key(k: &BTreeMap<String, String>) -> String {
+    k.iter()
+        .map(|(c, v)| format!("{c}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thresholds_gate_counts_and_failed_ranges() {
+        let mut r = ValidationReport::default();
+        assert!(!r.has_differences());
+        r.missing = 2;
+        assert!(r.exceeds(&Thresholds::default()));
+        assert!(!r.exceeds(&Thresholds {
+            missing: 2,
+            ..Default::default()
+        }));
+        r.missing = 0;
+        r.ranges_failed = 1;
+        assert!(r.exceeds(&Thresholds {
+            missing: 9,
+            mismatched: 9,
+            extra: 9
+        }));
+    }
+}

@@ -1,0 +1,368 @@
+//! Varied table shapes survive migrate with their writetimes and TTLs, and validate is clean.
+
+mod data_support;
+
+use std::collections::BTreeMap;
+
+use data_support::*;
+use scylla::value::CqlValue;
+use zdm_run::data::{migrate, validate, NoProgress, Selection, ValidateOptions};
+
+/// An explicit, old writetime (2020-09-13) so a copy that used "now" would be caught.
+const OLD: i64 = 1_600_000_000_000_000;
+
+fn schema(ks: &str) -> Vec<String> {
+    vec![
+        format!("CREATE TYPE {ks}.address (street text, zip int)"),
+        format!(
+            "CREATE TABLE {ks}.orders (region text, id int, seq int, \
+             owner text STATIC, labels set<text> STATIC, \
+             name text, score double, tags set<text>, attrs map<text, int>, history list<int>, \
+             addr frozen<address>, home address, data blob, note text, \
+             PRIMARY KEY ((region, id), seq))"
+        ),
+        format!("CREATE TABLE {ks}.sessions (k int PRIMARY KEY, v text, n bigint)"),
+    ]
+}
+
+async fn load(c: &Clusters, ks: &str) {
+    let o = &c.origin;
+    for p in 0..60i64 {
+        let region = ["eu", "us", "ap"][(p % 3) as usize];
+        let base = OLD + p * 1_000_000;
+        if p % 10 == 9 {
+            // A partition with static cells and no clustering rows.
+            exec(o, &format!("INSERT INTO {ks}.orders (region, id, owner) VALUES ('{region}', {p}, 'solo{p}') USING TIMESTAMP {base}")).await;
+            continue;
+        }
+        exec(o, &format!("INSERT INTO {ks}.orders (region, id, owner, labels) VALUES ('{region}', {p}, 'own{p}', {{'l1', 'l2'}}) USING TIMESTAMP {}", base + 1)).await;
+        for seq in 0..6i64 {
+            let key = format!("region = '{region}' AND id = {p} AND seq = {seq}");
+            if seq == 5 && p % 7 == 0 {
+                // A row that is only its primary key.
+                exec(o, &format!("INSERT INTO {ks}.orders (region, id, seq) VALUES ('{region}', {p}, {seq}) USING TIMESTAMP {}", base + 2)).await;
+                continue;
+            }
+            let ttl = if seq == 1 { " AND TTL 7200" } else { "" };
+            exec(o, &format!("INSERT INTO {ks}.orders (region, id, seq, name, score, addr, data) VALUES ('{region}', {p}, {seq}, 'n{p}-{seq}', {seq}.5, {{street: 'main', zip: {seq}}}, 0xcafe{seq:02}) USING TIMESTAMP {}{ttl}", base + 10 + seq)).await;
+            if seq % 2 == 0 {
+                exec(
+                    o,
+                    &format!(
+                        "UPDATE {ks}.orders USING TIMESTAMP {} SET note = 'later' WHERE {key}",
+                        base + 500 + seq
+                    ),
+                )
+                .await;
+            }
+            exec(
+                o,
+                &format!(
+                    "UPDATE {ks}.orders USING TIMESTAMP {} SET tags = tags + {{'a'}} WHERE {key}",
+                    base + 20
+                ),
+            )
+            .await;
+            exec(o, &format!("UPDATE {ks}.orders USING TIMESTAMP {} AND TTL 5000 SET tags = tags + {{'b'}}, attrs = attrs + {{'x': {seq}}} WHERE {key}", base + 30)).await;
+            if seq % 3 == 0 {
+                exec(o, &format!("UPDATE {ks}.orders USING TIMESTAMP {} SET history = [{seq}, {}] WHERE {key}", base + 40, seq + 1)).await;
+            }
+            if seq % 4 == 0 {
+                exec(o, &format!("UPDATE {ks}.orders USING TIMESTAMP {} SET home = {{street: 'side', zip: {seq}}} WHERE {key}", base + 50)).await;
+            }
+        }
+    }
+    for k in 0..100i64 {
+        let mut using = Vec::new();
+        if k % 2 == 0 {
+            using.push(format!("TIMESTAMP {}", OLD + k));
+        }
+        if k % 3 == 0 {
+            using.push("TTL 3600".to_string());
+        }
+        let using = if using.is_empty() {
+            String::new()
+        } else {
+            format!(" USING {}", using.join(" AND "))
+        };
+        exec(
+            o,
+            &format!(
+                "INSERT INTO {ks}.sessions (k, v, n) VALUES ({k}, 'v{k}', {}){using}",
+                k * 1000
+            ),
+        )
+        .await;
+    }
+}
+
+/// Every non-key column's writetime and ttl, by primary key.
+async fn cell_times(
+    s: &scylla::client::session::Session,
+    ks: &str,
+) -> BTreeMap<String, Vec<Option<CqlValue>>> {
+    let cols = [
+        "owner", "labels", "name", "tags", "attrs", "history", "addr", "home", "note",
+    ];
+    let sel: Vec<String> = cols
+        .iter()
+        .map(|c| format!("writetime({c}), ttl({c})"))
+        .collect();
+    let mut out = BTreeMap::new();
+    for r in rows(
+        s,
+        &format!(
+            "SELECT region, id, seq, {} FROM {ks}.orders",
+            sel.join(", ")
+        ),
+    )
+    .await
+    {
+        let key = format!("{:?}", &r.columns[..3]);
+        out.insert(key, r.columns[3..].to_vec());
+    }
+    for r in rows(
+        s,
+        &format!("SELECT k, writetime(v), ttl(v), writetime(n), ttl(n) FROM {ks}.sessions"),
+    )
+    .await
+    {
+        out.insert(
+            format!("sessions {:?}", r.columns[0]),
+            r.columns[1..].to_vec(),
+        );
+    }
+    out
+}
+
+fn ints(v: &Option<CqlValue>) -> Vec<Option<i64>> {
+    match v {
+        None => vec![None],
+        Some(CqlValue::Int(x)) => vec![Some(*x as i64)],
+        Some(CqlValue::List(l)) => l
+            .iter()
+            .map(|x| match x {
+                CqlValue::Int(x) => Some(*x as i64),
+                _ => None,
+            })
+            .collect(),
+        other => panic!("unexpected ttl {other:?}"),
+    }
+}
+
+fn ttl_close(a: &Option<CqlValue>, b: &Option<CqlValue>) -> bool {
+    let (a, b) = (ints(a), ints(b));
+    a.len() == b.len()
+        && a.iter().zip(&b).all(|(x, y)| match (x, y) {
+            (None, None) => true,
+            // Remaining TTL counts down; origin was read first, so target may be a little lower.
+            (Some(x), Some(y)) => (x - y).abs() <= 60,
+            _ => false,
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn varied_shapes_migrate_then_validate_clean_with_writetime_and_ttl() {
+    let cfg = config();
+    let c = connect(&cfg).await;
+    let ks = unique_keyspace("shapes");
+    create_schema(&c, &ks, &schema(&ks)).await;
+    load(&c, &ks).await;
+    let origin_orders = count(&c.origin, &format!("{ks}.orders")).await;
+    let origin_sessions = count(&c.origin, &format!("{ks}.sessions")).await;
+    assert!(origin_orders > 300, "{origin_orders}");
+
+    let sel = Selection {
+        keyspaces: vec![ks.clone()],
+        tables: vec![],
+    };
+    let summary = migrate(&cfg, &sel, &NoProgress).await.expect("migrate");
+    assert_eq!(summary.ranges_failed, 0, "{}", summary.human());
+    assert_eq!(summary.tables.len(), 2);
+    assert_eq!(summary.rows_read as i64, origin_orders + origin_sessions);
+    assert_eq!(
+        count(&c.target, &format!("{ks}.orders")).await,
+        origin_orders
+    );
+    assert_eq!(
+        count(&c.target, &format!("{ks}.sessions")).await,
+        origin_sessions
+    );
+
+    let report = validate(
+        &cfg,
+        &sel,
+        &ValidateOptions {
+            compare_writetime: true,
+            ..ValidateOptions::default()
+        },
+        &NoProgress,
+    )
+    .await
+    .expect("validate");
+    assert_eq!(
+        (
+            report.missing,
+            report.mismatched,
+            report.extra,
+            report.ranges_failed
+        ),
+        (0, 0, 0, 0),
+        "{}",
+        report.human()
+    );
+    assert_eq!(report.rows_compared as i64, origin_orders + origin_sessions);
+
+    // Copying again over the copy (as an interrupted range is, or a row a dual write already
+    // put on target) changes nothing: no duplicated list elements, still clean.
+    migrate(&cfg, &sel, &NoProgress)
+        .await
+        .expect("second migrate");
+    let again = validate(
+        &cfg,
+        &sel,
+        &ValidateOptions {
+            compare_writetime: true,
+            ..ValidateOptions::default()
+        },
+        &NoProgress,
+    )
+    .await
+    .expect("validate after a second copy");
+    assert_eq!(
+        (again.missing, again.mismatched, again.extra),
+        (0, 0, 0),
+        "{}",
+        again.human()
+    );
+    let h = rows(
+        &c.target,
+        &format!("SELECT history FROM {ks}.orders WHERE region = 'eu' AND id = 0 AND seq = 0"),
+    )
+    .await;
+    assert_eq!(
+        h[0].columns[0],
+        Some(CqlValue::List(vec![CqlValue::Int(0), CqlValue::Int(1)]))
+    );
+
+    // Independently of the validator: every cell's writetime equal, every TTL kept.
+    let (o, t) = (
+        cell_times(&c.origin, &ks).await,
+        cell_times(&c.target, &ks).await,
+    );
+    assert_eq!(o.len(), t.len());
+    let mut ttl_cells = 0;
+    for (key, ov) in &o {
+        let tv = t
+            .get(key)
+            .unwrap_or_else(|| panic!("{key} missing on target"));
+        for (i, (a, b)) in ov.iter().zip(tv).enumerate() {
+            if i % 2 == 0 {
+                assert_eq!(a, b, "writetime of cell {} of {key}", i / 2);
+            } else {
+                assert!(
+                    ttl_close(a, b),
+                    "ttl of cell {} of {key}: {a:?} vs {b:?}",
+                    i / 2
+                );
+                if ints(a).iter().any(Option::is_some) {
+                    ttl_cells += 1;
+                }
+            }
+        }
+    }
+    assert!(
+        ttl_cells > 50,
+        "the data set must contain TTL'd cells ({ttl_cells})"
+    );
+    // A spot check against the literal input: note of (eu, 0, 2) was written at OLD + 502.
+    let r = rows(
+        &c.target,
+        &format!(
+            "SELECT writetime(note) FROM {ks}.orders WHERE region = 'eu' AND id = 0 AND seq = 2"
+        ),
+    )
+    .await;
+    assert_eq!(r[0].columns[0], Some(CqlValue::BigInt(OLD + 502)));
+
+    drop_keyspace(&c, &ks).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counter_tables_are_refused_before_anything_is_written_but_can_be_validated() {
+    let cfg = config();
+    let c = connect(&cfg).await;
+    let ks = unique_keyspace("counter");
+    create_schema(
+        &c,
+        &ks,
+        &[
+            format!("CREATE TABLE {ks}.hits (page text PRIMARY KEY, n counter)"),
+            format!("CREATE TABLE {ks}.plain (k int PRIMARY KEY, v text)"),
+        ],
+    )
+    .await;
+    exec(
+        &c.origin,
+        &format!("UPDATE {ks}.hits SET n = n + 5 WHERE page = 'home'"),
+    )
+    .await;
+    exec(
+        &c.origin,
+        &format!("INSERT INTO {ks}.plain (k, v) VALUES (1, 'a')"),
+    )
+    .await;
+    let sel = Selection {
+        keyspaces: vec![ks.clone()],
+        tables: vec![],
+    };
+    let err = migrate(&cfg, &sel, &NoProgress).await.unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains(&format!("{ks}.hits")) && msg.contains("counter"),
+        "{msg}"
+    );
+    // Refused up front: not even the plain table was copied.
+    assert_eq!(count(&c.target, &format!("{ks}.plain")).await, 0);
+
+    // Validation compares counter values.
+    let r = validate(&cfg, &sel, &ValidateOptions::default(), &NoProgress)
+        .await
+        .expect("validate");
+    assert_eq!(
+        (r.missing, r.mismatched, r.extra),
+        (2, 0, 0),
+        "{}",
+        r.human()
+    );
+    exec(
+        &c.target,
+        &format!("UPDATE {ks}.hits SET n = n + 4 WHERE page = 'home'"),
+    )
+    .await;
+    exec(
+        &c.target,
+        &format!("INSERT INTO {ks}.plain (k, v) VALUES (1, 'a')"),
+    )
+    .await;
+    let r = validate(&cfg, &sel, &ValidateOptions::default(), &NoProgress)
+        .await
+        .expect("validate");
+    assert_eq!(
+        (r.missing, r.mismatched, r.extra),
+        (0, 1, 0),
+        "{}",
+        r.human()
+    );
+    let hits = r
+        .tables
+        .iter()
+        .find(|t| t.table.ends_with(".hits"))
+        .unwrap();
+    assert_eq!(
+        hits.mismatched_rows[0].columns["n"],
+        ("5".into(), "4".into())
+    );
+
+    drop_keyspace(&c, &ks).await;
+}
