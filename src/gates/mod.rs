@@ -5,6 +5,7 @@
 //! both, so an operator sees why a transition was allowed or refused.
 
 pub mod health;
+pub mod preflight;
 pub mod prometheus;
 
 /// One measured check of a gate.
