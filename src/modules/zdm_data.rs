@@ -5,7 +5,7 @@
 //! `zdm_keyspaces`, else every non-system keyspace. The backfill's checkpoint lives beside the
 //! migration state (so a failed phase 2 resumes where it stopped).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use futures::FutureExt;
 use serde_json::{Map, Value};
@@ -63,7 +63,7 @@ fn state_dir(args: &Map<String, Value>) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(".zdm-state"))
 }
 
-fn write_report<T: serde::Serialize>(path: &PathBuf, value: &T) -> Result<(), ModuleError> {
+fn write_report<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), ModuleError> {
     let json = serde_json::to_vec_pretty(value).map_err(|e| ModuleError::Failed(e.to_string()))?;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)
