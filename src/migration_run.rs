@@ -40,6 +40,8 @@ pub struct MigrationRun {
     check: bool,
     _lock: Option<RunLock>,
     inner: Mutex<Inner>,
+    /// Serializes read-decide-write of the state file by tasks of this run.
+    recording: Mutex<()>,
 }
 
 static CURRENT: Mutex<Option<Arc<MigrationRun>>> = Mutex::new(None);
@@ -62,7 +64,13 @@ impl MigrationRun {
                 playbook: playbook.to_string(),
                 ..Default::default()
             }),
+            recording: Mutex::new(()),
         })
+    }
+
+    /// Held while a task reads, decides on and writes the state file.
+    pub fn serialize(&self) -> MutexGuard<'_, ()> {
+        self.recording.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn store(&self) -> &StateStore {

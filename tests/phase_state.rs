@@ -353,3 +353,88 @@ fn a_run_that_fails_mid_phase_is_recorded_and_status_reports_it() {
         "{text}"
     );
 }
+
+#[test]
+fn zdm_phase_on_several_hosts_without_run_once_records_each_event_once() {
+    let w = Workdir::new(&local_inventory(&[
+        closed_port(),
+        closed_port(),
+        closed_port(),
+    ]));
+    w.write(
+        "fleet.yml",
+        r#"
+- hosts: proxies
+  tasks:
+    - zdm_phase: {action: start, phase: preflight}
+    - zdm_phase: {action: complete}
+"#,
+    );
+    w.run(&["fleet.yml", "-f", "3"]).assert_code(0);
+    assert_eq!(
+        events(&w.state()),
+        [
+            ("preflight".to_string(), "started".to_string()),
+            ("preflight".to_string(), "completed".to_string())
+        ]
+    );
+}
+
+#[test]
+fn a_rollback_returns_the_record_to_phase1_and_is_refused_after_cutover() {
+    let w = Workdir::new(&local_inventory(&[closed_port()]));
+    std::fs::write(
+        w.path("inventory/zdm-state.json"),
+        r#"{"phase": "phase4", "completed": true, "history": []}"#,
+    )
+    .unwrap();
+    w.write(
+        "rollback.yml",
+        r#"
+- hosts: localhost
+  tasks:
+    - name: begin
+      zdm_phase: {action: rollback}
+    - zdm_phase: {action: complete}
+"#,
+    );
+    let check = w.run(&["rollback.yml", "--check", "--output", "json"]);
+    check.assert_code(0);
+    let planned = task_result(&check.json(), "begin");
+    assert!(
+        planned["summary"]
+            .as_str()
+            .unwrap()
+            .contains("record a rollback from phase4 to phase1"),
+        "{planned}"
+    );
+    w.run(&["rollback.yml"]).assert_code(0);
+    let state = w.state();
+    assert_eq!(
+        (state["phase"].as_str(), state["completed"].as_bool()),
+        (Some("phase1"), Some(true))
+    );
+    assert_eq!(
+        events(&state),
+        [
+            ("phase4".to_string(), "rollback_started".to_string()),
+            ("phase1".to_string(), "rolled_back".to_string())
+        ]
+    );
+    // Forward again: phase2 may start after the rollback.
+    w.write("phase.yml", PHASE);
+    w.run(&["phase.yml", "-e", "phase=phase2"]).assert_code(0);
+
+    std::fs::write(
+        w.path("inventory/zdm-state.json"),
+        r#"{"phase": "phase5", "completed": true, "history": []}"#,
+    )
+    .unwrap();
+    let refused = w.run(&["rollback.yml"]);
+    refused.assert_code(2);
+    assert!(
+        refused.text().contains("the migration was cut over"),
+        "{}",
+        refused.text()
+    );
+}

@@ -216,12 +216,43 @@ struct Decision {
     summary: String,
 }
 
+/// `Some` when this run already recorded exactly this (the task ran on several hosts without
+/// `run_once`): recording it again would clear the gates measured since the start.
+fn already_recorded(act: Action, phase: Option<Phase>, run: &MigrationRun) -> Option<String> {
+    let t = run.transition()?;
+    let same = match act {
+        Action::Start => !t.rollback && Some(t.phase) == phase && !t.finished,
+        Action::Rollback => t.rollback && !t.finished,
+        Action::Complete | Action::Fail => t.finished,
+    };
+    same.then(|| {
+        format!(
+            "already recorded by this run ({}{})",
+            if t.rollback { "rollback from " } else { "" },
+            t.phase
+        )
+    })
+}
+
+/// `Ok(Err(note))` when there is nothing left to record.
 fn decide(
     ctx: &ModuleCtx<'_>,
     run: &MigrationRun,
     state: &MigrationState,
-) -> Result<Decision, ModuleError> {
+) -> Result<Result<Decision, String>, ModuleError> {
     let act = action(ctx.args)?;
+    if let Some(done) = already_recorded(act, phase_arg(ctx.args)?, run) {
+        return Ok(Err(done));
+    }
+    decide_new(ctx, act, run, state).map(Ok)
+}
+
+fn decide_new(
+    ctx: &ModuleCtx<'_>,
+    act: Action,
+    run: &MigrationRun,
+    state: &MigrationState,
+) -> Result<Decision, ModuleError> {
     let transition = run.transition();
     match act {
         Action::Start => {
@@ -353,7 +384,10 @@ impl Module for ZdmPhase {
         async move {
             let run = run()?;
             let state = load(&run)?;
-            let d = decide(ctx, &run, &state)?;
+            let d = match decide(ctx, &run, &state)? {
+                Ok(d) => d,
+                Err(done) => return Ok(Query::Done(ModResult::msg(done))),
+            };
             let mut summary = d.summary;
             if let Some(w) = &d.forced {
                 summary = format!("{w}\n{summary}");
@@ -369,10 +403,16 @@ impl Module for ZdmPhase {
     fn apply<'a>(&'a self, ctx: &'a ModuleCtx<'a>, _: &'a Planned) -> ModFuture<'a, ModResult> {
         async move {
             let run = run()?;
+            // One recording at a time within the run (hosts of a task run in parallel); no
+            // await happens while the guard is held.
+            let _serial = run.serialize();
             // Decided again on the state as it is now (this process holds the lock, so only
             // this run could have changed it since the query).
             let mut state = load(&run)?;
-            let d = decide(ctx, &run, &state)?;
+            let d = match decide(ctx, &run, &state)? {
+                Ok(d) => d,
+                Err(done) => return Ok(ModResult::msg(done)),
+            };
             let mut e = entry(&run.playbook(), d.phase, d.event);
             e.forced = d.forced.clone();
             e.note = arg_str(ctx.args, "msg");
