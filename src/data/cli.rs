@@ -6,6 +6,7 @@
 //! connection return `Err` (the binary exits 1).
 
 use std::collections::BTreeMap;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -401,8 +402,17 @@ impl Progress for TerminalProgress {
 
     fn table_finished(&self, table: &str) {
         if let Ok(b) = self.bars.lock() {
-            if let Some((bar, _)) = b.get(table) {
+            if let Some((bar, start)) = b.get(table) {
                 bar.finish();
+                if !std::io::stderr().is_terminal() {
+                    // Plain lines when there is no terminal to draw bars on (CI, logs).
+                    let rows = self.rows.load(Ordering::Relaxed);
+                    eprintln!(
+                        "{table}: {} ranges, {rows} rows in {:.1}s",
+                        bar.position(),
+                        start.elapsed().as_secs_f64()
+                    );
+                }
             }
         }
     }
