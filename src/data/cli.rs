@@ -30,8 +30,10 @@ pub struct ConnectionArgs {
     /// Origin contact points, comma separated (default: inventory `origin_contact_points`).
     #[arg(long)]
     pub origin_contact_points: Option<String>,
+    /// Origin CQL port (default: inventory `origin_port`, else 9042).
     #[arg(long)]
     pub origin_port: Option<u16>,
+    /// Origin username (default: inventory `origin_username`).
     #[arg(long)]
     pub origin_username: Option<String>,
     /// Origin password (default: inventory `origin_password`).
@@ -40,8 +42,10 @@ pub struct ConnectionArgs {
     /// Target contact points, comma separated (default: inventory `target_contact_points`).
     #[arg(long)]
     pub target_contact_points: Option<String>,
+    /// Target CQL port (default: inventory `target_port`, else 9042).
     #[arg(long)]
     pub target_port: Option<u16>,
+    /// Target username (default: inventory `target_username`).
     #[arg(long)]
     pub target_username: Option<String>,
     /// Target password (default: inventory `target_password`).
@@ -117,8 +121,10 @@ pub struct ValidateArgs {
     /// Write missing and mismatched rows to target (same as both flags below).
     #[arg(long)]
     pub autocorrect: bool,
+    /// Write rows missing on target.
     #[arg(long)]
     pub autocorrect_missing: bool,
+    /// Rewrite rows that differ on target.
     #[arg(long)]
     pub autocorrect_mismatched: bool,
     /// Delete rows that exist only on target (never implied by --autocorrect).
