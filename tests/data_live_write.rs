@@ -20,6 +20,7 @@ async fn newer_write_made_during_backfill_survives() {
     let mut cfg = config();
     let c = connect(&cfg).await;
     let ks = unique_keyspace("live");
+    let _guard = KeyspaceGuard::new(&cfg, &ks);
     let table = format!("{ks}.kv");
     create_schema(
         &c,
@@ -171,6 +172,4 @@ async fn newer_write_made_during_backfill_survives() {
         "{}",
         r.human()
     );
-
-    drop_keyspace(&c, &ks).await;
 }

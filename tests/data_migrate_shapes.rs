@@ -166,6 +166,7 @@ async fn varied_shapes_migrate_then_validate_clean_with_writetime_and_ttl() {
     let cfg = config();
     let c = connect(&cfg).await;
     let ks = unique_keyspace("shapes");
+    let _guard = KeyspaceGuard::new(&cfg, &ks);
     create_schema(&c, &ks, &schema(&ks)).await;
     load(&c, &ks).await;
     let origin_orders = count(&c.origin, &format!("{ks}.orders")).await;
@@ -284,8 +285,6 @@ async fn varied_shapes_migrate_then_validate_clean_with_writetime_and_ttl() {
     )
     .await;
     assert_eq!(r[0].columns[0], Some(CqlValue::BigInt(OLD + 502)));
-
-    drop_keyspace(&c, &ks).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -293,6 +292,7 @@ async fn counter_tables_are_refused_before_anything_is_written_but_can_be_valida
     let cfg = config();
     let c = connect(&cfg).await;
     let ks = unique_keyspace("counter");
+    let _guard = KeyspaceGuard::new(&cfg, &ks);
     create_schema(
         &c,
         &ks,
@@ -363,6 +363,4 @@ async fn counter_tables_are_refused_before_anything_is_written_but_can_be_valida
         hits.mismatched_rows[0].columns["n"],
         ("5".into(), "4".into())
     );
-
-    drop_keyspace(&c, &ks).await;
 }

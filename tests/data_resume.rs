@@ -46,6 +46,7 @@ async fn killed_migrate_resumes_without_recopying_finished_ranges() {
     let cfg = config();
     let c = connect(&cfg).await;
     let ks = unique_keyspace("resume");
+    let _guard = KeyspaceGuard::new(&cfg, &ks);
     let table = format!("{ks}.kv");
     create_schema(
         &c,
@@ -138,8 +139,6 @@ async fn killed_migrate_resumes_without_recopying_finished_ranges() {
         "{}",
         r.human()
     );
-
-    drop_keyspace(&c, &ks).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -147,6 +146,7 @@ async fn failed_ranges_are_retried_and_done_ranges_skipped() {
     let mut cfg = config();
     let c = connect(&cfg).await;
     let ks = unique_keyspace("retry");
+    let _guard = KeyspaceGuard::new(&cfg, &ks);
     let table = format!("{ks}.kv");
     create_schema(
         &c,
@@ -200,6 +200,4 @@ async fn failed_ranges_are_retried_and_done_ranges_skipped() {
         serde_json::from_str(&std::fs::read_to_string(&cp_path).unwrap()).unwrap();
     assert!(after.tables[&table].failed.is_empty());
     assert!(after.finished.is_some());
-
-    drop_keyspace(&c, &ks).await;
 }

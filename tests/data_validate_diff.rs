@@ -69,6 +69,7 @@ async fn target_deletes_alters_and_additions_are_reported_by_key_and_autocorrect
     let cfg = config();
     let c = connect(&cfg).await;
     let ks = unique_keyspace("diff");
+    let _guard = KeyspaceGuard::new(&cfg, &ks);
     create_schema(
         &c,
         &ks,
@@ -261,6 +262,4 @@ async fn target_deletes_alters_and_additions_are_reported_by_key_and_autocorrect
         "{}",
         r.rows_compared
     );
-
-    drop_keyspace(&c, &ks).await;
 }

@@ -178,6 +178,9 @@ impl Phase {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let env = sandbox(&args)?;
+    let load_start = std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into());
     let cfg = DataConfig {
         origin: cluster(&env, "origin")?,
         target: cluster(&env, "target")?,
@@ -295,6 +298,15 @@ async fn main() -> anyhow::Result<()> {
         phases[2].rate() / ceiling,
         phases[4].rate() / ceiling,
         ceiling
+    );
+    let _ = writeln!(
+        md,
+        "Writing is the other ceiling: migrate / bulk load with unlogged batches = {:.2}.",
+        phases[2].rate() / phases[0].rate()
+    );
+    let _ = writeln!(
+        md,
+        "Machine load average when the run started: {load_start} (other sessions share it).",
     );
     if let Some(dir) = args.out.parent() {
         std::fs::create_dir_all(dir)?;

@@ -6,6 +6,7 @@
 //! connection return `Err` (the binary exits 1).
 
 use std::collections::BTreeMap;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -29,8 +30,10 @@ pub struct ConnectionArgs {
     /// Origin contact points, comma separated (default: inventory `origin_contact_points`).
     #[arg(long)]
     pub origin_contact_points: Option<String>,
+    /// Origin CQL port (default: inventory `origin_port`, else 9042).
     #[arg(long)]
     pub origin_port: Option<u16>,
+    /// Origin username (default: inventory `origin_username`).
     #[arg(long)]
     pub origin_username: Option<String>,
     /// Origin password (default: inventory `origin_password`).
@@ -39,8 +42,10 @@ pub struct ConnectionArgs {
     /// Target contact points, comma separated (default: inventory `target_contact_points`).
     #[arg(long)]
     pub target_contact_points: Option<String>,
+    /// Target CQL port (default: inventory `target_port`, else 9042).
     #[arg(long)]
     pub target_port: Option<u16>,
+    /// Target username (default: inventory `target_username`).
     #[arg(long)]
     pub target_username: Option<String>,
     /// Target password (default: inventory `target_password`).
@@ -116,8 +121,10 @@ pub struct ValidateArgs {
     /// Write missing and mismatched rows to target (same as both flags below).
     #[arg(long)]
     pub autocorrect: bool,
+    /// Write rows missing on target.
     #[arg(long)]
     pub autocorrect_missing: bool,
+    /// Rewrite rows that differ on target.
     #[arg(long)]
     pub autocorrect_mismatched: bool,
     /// Delete rows that exist only on target (never implied by --autocorrect).
@@ -401,8 +408,17 @@ impl Progress for TerminalProgress {
 
     fn table_finished(&self, table: &str) {
         if let Ok(b) = self.bars.lock() {
-            if let Some((bar, _)) = b.get(table) {
+            if let Some((bar, start)) = b.get(table) {
                 bar.finish();
+                if !std::io::stderr().is_terminal() {
+                    // Plain lines when there is no terminal to draw bars on (CI, logs).
+                    let rows = self.rows.load(Ordering::Relaxed);
+                    eprintln!(
+                        "{table}: {} ranges, {rows} rows in {:.1}s",
+                        bar.position(),
+                        start.elapsed().as_secs_f64()
+                    );
+                }
             }
         }
     }

@@ -218,6 +218,10 @@ pub async fn migrate(
     Ok(summary)
 }
 
+/// Most statements in one single-partition batch; keeps batches under Cassandra's
+/// `batch_size_fail_threshold` for ordinary rows.
+const MAX_BATCH: usize = 32;
+
 /// Marks a range done or failed in the checkpoint and saves it.
 fn record_range(
     cfg: &DataConfig,
@@ -274,7 +278,8 @@ async fn copy_range(
     let (mut rows_read, mut writes_made) = (0u64, 0u64);
     while let Some(page) = scanner.next_page().await? {
         let read_at = now_micros();
-        let mut writes = Vec::new();
+        // Writes grouped by partition (rows of a partition are adjacent in a token scan).
+        let mut groups: Vec<Vec<copy::Write>> = Vec::new();
         for row in page {
             let row = ScannedRow::from_row(table, row, true)?;
             rows_read += 1;
@@ -282,18 +287,24 @@ async fn copy_range(
             let partition = key_id(&row.key[..pk_len]);
             let first = last_partition.as_deref() != Some(partition.as_str());
             last_partition = Some(partition);
+            if first || groups.last().is_none_or(|g| g.len() >= MAX_BATCH) {
+                groups.push(Vec::new());
+            }
             let opts = WriteOptions {
                 write_static: first,
                 ..WriteOptions::backfill(read_at)
             };
             let target_row = on_target.as_ref().map(|m| m.get(&key_id(&row.key)));
-            writes.extend(row_writes(table, &row, &opts, None, target_row));
+            let group = groups.last_mut().expect("pushed above");
+            group.extend(row_writes(table, &row, &opts, None, target_row));
         }
+        groups.retain(|g| !g.is_empty());
+        let n: usize = groups.iter().map(Vec::len).sum();
         if let Some(limit) = &target_limit {
-            limit.acquire(writes.len()).await;
+            limit.acquire(n).await;
         }
-        writes_made += writes.len() as u64;
-        writer.apply_all(writes, cfg.write_concurrency).await?;
+        writes_made += n as u64;
+        writer.apply_groups(groups, cfg.write_concurrency).await?;
     }
     Ok((rows_read, writes_made))
 }

@@ -368,6 +368,55 @@ mod tests {
     }
 
     #[test]
+    fn target_must_have_every_origin_column_with_the_same_type() {
+        let udts = BTreeSet::new();
+        let col = |n: &str, t: &str, role| Column {
+            name: n.into(),
+            cql_type: t.into(),
+            role,
+            kind: classify(t, &udts),
+            position: 0,
+        };
+        let origin = Table {
+            keyspace: "ks".into(),
+            name: "t".into(),
+            columns: vec![
+                col("k", "int", Role::PartitionKey),
+                col("v", "text", Role::Regular),
+            ],
+        };
+        let mut target = origin.clone();
+        target.columns.push(col("extra", "int", Role::Regular));
+        assert!(check_compatible(&origin, Some(&target)).is_ok());
+
+        let err = check_compatible(&origin, None).unwrap_err().to_string();
+        assert!(
+            err.contains("ks.t") && err.contains("not on target"),
+            "{err}"
+        );
+
+        let mut wrong = origin.clone();
+        wrong.columns[1].cql_type = "int".into();
+        let err = check_compatible(&origin, Some(&wrong))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("\"v\"") && err.contains("text") && err.contains("int"),
+            "{err}"
+        );
+
+        let mut missing = origin.clone();
+        missing.columns.pop();
+        let err = check_compatible(&origin, Some(&missing))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("\"v\" exists on origin but not on target"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn quotes_identifiers() {
         assert_eq!(quote_ident("plain"), "\"plain\"");
         assert_eq!(quote_ident("has\"quote"), "\"has\"\"quote\"");

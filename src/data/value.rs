@@ -170,6 +170,12 @@ fn as_i64(v: &CqlValue) -> Option<i64> {
     }
 }
 
+/// A cell that `ttl()` reports at 0 seconds is still alive but about to expire; writing it with
+/// `TTL 0` would make it permanent, so it is copied with the shortest real TTL instead.
+fn live_ttl(t: i32) -> i32 {
+    t.max(1)
+}
+
 fn parse_times(wt: Option<CqlValue>, ttl: Option<CqlValue>) -> Times {
     match (wt, ttl) {
         (Some(CqlValue::List(wts)), ttls) => {
@@ -182,18 +188,14 @@ fn parse_times(wt: Option<CqlValue>, ttl: Option<CqlValue>) -> Times {
                     .enumerate()
                     .map(|(i, w)| CellTime {
                         writetime: as_i64(w),
-                        ttl: ttls.get(i).copied().flatten().filter(|t| *t > 0),
+                        ttl: ttls.get(i).copied().flatten().map(live_ttl),
                     })
                     .collect(),
             )
         }
         (wt, ttl) => Times::One(CellTime {
             writetime: wt.as_ref().and_then(as_i64),
-            ttl: ttl
-                .as_ref()
-                .and_then(as_i64)
-                .map(|x| x as i32)
-                .filter(|t| *t > 0),
+            ttl: ttl.as_ref().and_then(as_i64).map(|x| live_ttl(x as i32)),
         }),
     }
 }
@@ -280,9 +282,25 @@ mod tests {
                 CqlValue::BigInt(1),
                 CqlValue::BigInt(9),
             ])),
-            Some(CqlValue::List(vec![CqlValue::Int(0), CqlValue::Int(30)])),
+            Some(CqlValue::List(vec![CqlValue::Empty, CqlValue::Int(30)])),
         );
         assert_eq!(many.max_writetime(), Some(9));
+        assert_eq!(
+            many,
+            Times::PerElement(vec![
+                CellTime {
+                    writetime: Some(1),
+                    ttl: None
+                },
+                CellTime {
+                    writetime: Some(9),
+                    ttl: Some(30)
+                }
+            ])
+        );
+        // About to expire is not "never expires".
+        let dying = parse_times(Some(CqlValue::BigInt(5)), Some(CqlValue::Int(0)));
+        assert_eq!(dying.newest().unwrap().ttl, Some(1));
         assert_eq!(
             many.newest(),
             Some(CellTime {

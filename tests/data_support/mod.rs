@@ -107,14 +107,6 @@ pub async fn create_schema(c: &Clusters, keyspace: &str, statements: &[String]) 
     }
 }
 
-pub async fn drop_keyspace(c: &Clusters, keyspace: &str) {
-    for s in [&c.origin, &c.target] {
-        let _ = s
-            .query_unpaged(format!("DROP KEYSPACE IF EXISTS {keyspace}"), &[])
-            .await;
-    }
-}
-
 /// All rows of a query, through the driver's pager (lists with null elements, as `ttl()` of a
 /// collection returns them, are read as the engine reads them).
 pub async fn rows(session: &Session, cql: &str) -> Vec<Row> {
@@ -190,4 +182,44 @@ pub fn range_of(token: i64, splits: u32) -> u32 {
         .find(|r| token > r.start && token <= r.end)
         .expect("every token is in a range")
         .index
+}
+
+/// Drops a test keyspace on both clusters when the test ends, also when it panics, so a failing
+/// test leaves nothing behind on the shared sandbox.
+pub struct KeyspaceGuard {
+    cfg: DataConfig,
+    keyspace: String,
+}
+
+impl KeyspaceGuard {
+    pub fn new(cfg: &DataConfig, keyspace: &str) -> KeyspaceGuard {
+        KeyspaceGuard {
+            cfg: cfg.clone(),
+            keyspace: keyspace.to_string(),
+        }
+    }
+}
+
+impl Drop for KeyspaceGuard {
+    fn drop(&mut self) {
+        let (cfg, ks) = (self.cfg.clone(), self.keyspace.clone());
+        // Drop runs inside the test's runtime, which cannot be blocked on: use a thread with
+        // its own runtime and wait for it.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                for side in [&cfg.origin, &cfg.target] {
+                    if let Ok(s) = side.connect().await {
+                        let _ = s
+                            .query_unpaged(format!("DROP KEYSPACE IF EXISTS {ks}"), &[])
+                            .await;
+                    }
+                }
+            });
+        })
+        .join();
+    }
 }
