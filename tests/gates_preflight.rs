@@ -4,7 +4,7 @@
 mod data_support;
 mod gates_support;
 
-use data_support::{config, connect, create_schema, drop_keyspace, exec, unique_keyspace};
+use data_support::{config, connect, create_schema, exec, unique_keyspace, KeyspaceGuard};
 use gates_support::{sandbox_inventory, task_result, Workdir};
 
 fn preflight_playbook(keyspace: &str) -> String {
@@ -27,17 +27,7 @@ fn preflight_passes_on_identical_schemas_and_names_a_column_added_on_target() {
     let cfg = config();
     let clusters = rt.block_on(connect(&cfg));
     let ks = unique_keyspace("preflight");
-    struct Cleanup<'a>(
-        &'a tokio::runtime::Runtime,
-        &'a data_support::Clusters,
-        String,
-    );
-    impl Drop for Cleanup<'_> {
-        fn drop(&mut self) {
-            self.0.block_on(drop_keyspace(self.1, &self.2));
-        }
-    }
-    let _cleanup = Cleanup(&rt, &clusters, ks.clone());
+    let _guard = KeyspaceGuard::new(&cfg, &ks);
     rt.block_on(create_schema(
         &clusters,
         &ks,

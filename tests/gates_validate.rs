@@ -6,7 +6,7 @@ mod data_support;
 mod gates_support;
 
 use data_support::{
-    config, connect, create_schema, drop_keyspace, exec, load_kv, now_micros, unique_keyspace,
+    config, connect, create_schema, exec, load_kv, now_micros, unique_keyspace, KeyspaceGuard,
 };
 use gates_support::{sandbox_inventory, task_result, Workdir};
 
@@ -32,17 +32,7 @@ fn a_row_deleted_on_target_fails_the_gate_by_key_and_autocorrect_makes_it_pass()
     let cfg = config();
     let clusters = rt.block_on(connect(&cfg));
     let ks = unique_keyspace("gate");
-    struct Cleanup<'a>(
-        &'a tokio::runtime::Runtime,
-        &'a data_support::Clusters,
-        String,
-    );
-    impl Drop for Cleanup<'_> {
-        fn drop(&mut self) {
-            self.0.block_on(drop_keyspace(self.1, &self.2));
-        }
-    }
-    let _cleanup = Cleanup(&rt, &clusters, ks.clone());
+    let _guard = KeyspaceGuard::new(&cfg, &ks);
     rt.block_on(create_schema(
         &clusters,
         &ks,
