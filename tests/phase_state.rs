@@ -438,3 +438,77 @@ fn a_rollback_returns_the_record_to_phase1_and_is_refused_after_cutover() {
         refused.text()
     );
 }
+
+/// The shared task files fleet-facts.yml + phase-start.yml read what each proxy's deployed
+/// configuration says and stop a phase whose recorded predecessor disagrees with the fleet.
+#[test]
+fn the_phase_start_task_file_reads_the_fleet_and_refuses_on_disagreement() {
+    let w = Workdir::new("");
+    let mut inv = String::from("all:\n  children:\n    proxies:\n      hosts:\n");
+    for (h, primary) in [("p1", "ORIGIN"), ("p2", "TARGET")] {
+        let root = w.path(&format!("hosts/{h}"));
+        std::fs::create_dir_all(root.join("opt/zdm-proxy")).unwrap();
+        std::fs::write(
+            root.join("opt/zdm-proxy/zdm-proxy.yml"),
+            format!("primary_cluster: {primary}\nread_mode: PRIMARY_ONLY\norigin_password: \"s3cret\"\n"),
+        )
+        .unwrap();
+        inv.push_str(&format!(
+            "        {h}:\n          ansible_connection: local\n          zdm_local_root: {}\n",
+            root.display()
+        ));
+    }
+    std::fs::write(w.path("inventory/hosts.yml"), inv).unwrap();
+    std::fs::write(
+        w.path("inventory/zdm-state.json"),
+        r#"{"phase": "phase1", "completed": true, "history": []}"#,
+    )
+    .unwrap();
+    let tasks = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("playbooks/tasks");
+    w.write(
+        "phase2.yml",
+        &format!(
+            r#"
+- hosts: proxies
+  vars:
+    zdm_phase_name: phase2
+    zdm_proxy_config: opt/zdm-proxy/zdm-proxy.yml
+  tasks:
+    - import_tasks: {tasks}/phase-start.yml
+    - import_tasks: {tasks}/phase-complete.yml
+"#,
+            tasks = tasks.display()
+        ),
+    );
+    let run = w.run(&["phase2.yml", "--output", "json"]);
+    run.assert_code(2);
+    let msg = task_result(&run.json(), "record the phase start")["msg"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        msg.contains("p2 runs primary_cluster=TARGET read_mode=PRIMARY_ONLY")
+            && !msg.contains("p1 runs"),
+        "{msg}"
+    );
+    assert!(
+        !run.text().contains("s3cret"),
+        "only the two settings are read"
+    );
+
+    // Once the fleet agrees, the phase runs.
+    std::fs::write(
+        w.path("hosts/p2/opt/zdm-proxy/zdm-proxy.yml"),
+        "primary_cluster: ORIGIN\nread_mode: PRIMARY_ONLY\n",
+    )
+    .unwrap();
+    let run = w.run(&["phase2.yml", "--output", "json"]);
+    run.assert_code(0);
+    let msg = task_result(&run.json(), "record the phase start")["msg"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(msg.contains("2 proxies run what phase1 expects"), "{msg}");
+    assert_eq!(w.state()["phase"], "phase2");
+    assert_eq!(w.state()["completed"], true);
+}
