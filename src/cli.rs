@@ -259,10 +259,12 @@ pub fn run_playbooks(args: PlaybookArgs) -> u8 {
             }
             Ok::<(), crate::run::RunError>(())
         };
-        tokio::select! {
+        let r = tokio::select! {
             r = work => Some(r),
             _ = tokio::signal::ctrl_c() => None,
-        }
+        };
+        crate::transport::ssh::close_global();
+        r
     });
     // Dropping the runtime kills child processes (kill_on_drop) of interrupted tasks.
     drop(rt);

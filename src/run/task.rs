@@ -103,8 +103,9 @@ pub fn connect(vars: &Vars, delegate_local: bool) -> Result<Arc<dyn Transport>, 
                 .map(std::path::PathBuf::from);
             Ok(Arc::new(transport::LocalTransport::new(root)))
         }
+        "ssh" | "smart" | "paramiko" => transport::ssh::connect(vars),
         other => Err(ModuleError::Unreachable(format!(
-            "connection '{other}' is not available in this build (use ansible_connection: local)"
+            "connection '{other}' is not available in this build (use ssh or local)"
         ))),
     }
 }

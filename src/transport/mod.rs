@@ -6,12 +6,14 @@
 //! object-safe (`Arc<dyn Transport>`), which an SSH session pool will need.
 
 mod local;
+pub mod ssh;
 
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 
 pub use local::LocalTransport;
+pub use ssh::SshTransport;
 
 /// A transport failure. `Unreachable` means the host could not be contacted at all (Ansible's
 /// "unreachable", exit code 3); `Failed` is an operation that reached the host and failed.
