@@ -211,6 +211,13 @@ pub fn run_playbooks(args: PlaybookArgs) -> u8 {
             return exit::PARSE_ERROR;
         }
     }
+    let templar = Templar::new();
+    for b in &books {
+        if let Err(e) = crate::playbook::preflight(b, &templar) {
+            error(&e.to_string());
+            return exit::PARSE_ERROR;
+        }
+    }
     if args.syntax_check {
         for p in &args.playbooks {
             println!("playbook: {}", p.display());
@@ -226,7 +233,6 @@ pub fn run_playbooks(args: PlaybookArgs) -> u8 {
         skip_tags: args.skip_tags.clone(),
         extra_vars: extra,
     };
-    let templar = Templar::new();
     let redactor = Redactor::default();
     redactor.add_from_vars(&opts.extra_vars);
     if args.list_hosts || args.list_tasks {

@@ -478,3 +478,52 @@ fn failed_validation_keeps_the_old_file() {
         .collect();
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
 }
+
+#[test]
+fn broken_template_or_condition_in_a_later_play_stops_the_run_before_any_task() {
+    let fleet = Fleet::new();
+    std::fs::write(
+        fleet.path("playbooks/templates/syntax.j2"),
+        "a\n{% if x %}\nno endif\n",
+    )
+    .unwrap();
+    let pb = fleet.write_playbook(
+        "later.yml",
+        "- hosts: fleet\n  tasks:\n    - copy: {content: x, dest: /first}\n\
+         - name: second play\n  hosts: fleet\n  tasks:\n    - name: render\n      template: {src: syntax.j2, dest: /x}\n",
+    );
+    let run = fleet.run(&[pb.to_str().unwrap()]);
+    run.assert_code(4);
+    assert!(run.stderr.contains("task 'render'"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("template 'syntax.j2'"),
+        "{}",
+        run.stderr
+    );
+    assert!(!fleet.host_file("h1", "/first").exists());
+
+    let pb = fleet.write_playbook(
+        "cond.yml",
+        "- hosts: fleet\n  tasks:\n    - copy: {content: x, dest: /first}\n    - name: odd\n      debug: {msg: x}\n      when: x ==== 1\n",
+    );
+    let run = fleet.run(&[pb.to_str().unwrap()]);
+    run.assert_code(4);
+    assert!(
+        run.stderr.contains("task 'odd'") && run.stderr.contains("when 'x ==== 1'"),
+        "{}",
+        run.stderr
+    );
+    assert!(!fleet.host_file("h1", "/first").exists());
+
+    let pb = fleet.write_playbook(
+        "missing.yml",
+        "- hosts: fleet\n  tasks:\n    - template: {src: nope.j2, dest: /x}\n",
+    );
+    let run = fleet.run(&[pb.to_str().unwrap()]);
+    run.assert_code(4);
+    assert!(
+        run.stderr.contains("src 'nope.j2' not found"),
+        "{}",
+        run.stderr
+    );
+}

@@ -43,7 +43,7 @@ pub(super) fn parse(inv: &mut Inventory, text: &str, file: &Path) -> Result<(), 
         }
         match &section {
             Section::Hosts(group) => {
-                let tokens = split_words(line).map_err(|e| at(e))?;
+                let tokens = split_words(line).map_err(&at)?;
                 let (name, rest) = tokens.split_first().expect("non-empty line");
                 let mut vars = Vars::new();
                 for t in rest {
@@ -64,7 +64,7 @@ pub(super) fn parse(inv: &mut Inventory, text: &str, file: &Path) -> Result<(), 
                 let (k, v) = line
                     .split_once('=')
                     .ok_or_else(|| at(format!("expected key=value in [{group}:vars]")))?;
-                let v = split_words(v.trim()).map_err(|e| at(e))?.join(" ");
+                let v = split_words(v.trim()).map_err(&at)?.join(" ");
                 inv.ensure_group(group)
                     .vars
                     .insert(k.trim().to_string(), literal(&v));

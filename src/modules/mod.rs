@@ -150,6 +150,8 @@ pub fn module(name: &str) -> Option<Box<dyn Module>> {
 
 // ---- argument helpers shared by modules ----
 
+pub(crate) use files_common::find_src;
+
 pub(crate) fn arg_str(args: &Map<String, Value>, k: &str) -> Option<String> {
     match args.get(k) {
         None | Some(Value::Null) => None,

@@ -5,6 +5,7 @@
 //! `file:line:col: message`.
 
 mod check;
+mod preflight;
 
 use std::path::{Path, PathBuf};
 
@@ -18,6 +19,8 @@ use check::{Shape, ARGS_FIELD, MODULE_FIELD};
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct PlaybookError(pub String);
+
+pub use preflight::preflight;
 
 /// One step of `serial`.
 #[derive(Debug, Clone, PartialEq)]

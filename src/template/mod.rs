@@ -113,6 +113,24 @@ impl Templar {
         serde_json::to_value(&out).map_err(|e| TemplateError(format!("{name}: {e}")))
     }
 
+    /// Checks template text for syntax errors without rendering it (used before a run, so a
+    /// broken template stops the run before any host is touched).
+    pub fn check_syntax(&self, name: &str, source: &str) -> Result<(), TemplateError> {
+        self.env
+            .template_from_named_str(name, source)
+            .map(|_| ())
+            .map_err(|e| self.explain(name, source, &e, &Vars::new(), None))
+    }
+
+    /// Checks a condition's syntax without evaluating it.
+    pub fn check_condition(&self, name: &str, cond: &str) -> Result<(), TemplateError> {
+        let expr = single_expression(cond.trim()).unwrap_or(cond);
+        self.env
+            .compile_expression(expr)
+            .map(|_| ())
+            .map_err(|e| self.explain(name, expr, &e, &Vars::new(), None))
+    }
+
     /// Evaluates a condition (`when:`, `until:`, `failed_when:`). The text may be a bare
     /// expression or a `{{ }}` template, as Ansible tolerates both.
     pub fn eval_bool(&self, name: &str, cond: &str, ctx: &Vars) -> Result<bool, TemplateError> {

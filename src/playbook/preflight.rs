@@ -1,0 +1,110 @@
+//! Checks that need more than the YAML: template files exist and parse, conditions are valid
+//! Jinja, vars files load. Run before the first task so that a typo in a file used by the
+//! last play cannot stop a run half-way through.
+
+use serde_json::Value;
+
+use super::{Playbook, PlaybookError, Task};
+use crate::template::Templar;
+
+fn is_template(s: &str) -> bool {
+    s.contains("{{") || s.contains("{%")
+}
+
+/// Checks every play of `book`; the error names the playbook, play and task.
+pub fn preflight(book: &Playbook, templar: &Templar) -> Result<(), PlaybookError> {
+    for play in &book.plays {
+        let at = |t: &Task, msg: String| {
+            PlaybookError(format!(
+                "{}: play '{}': task '{}': {msg}",
+                book.path.display(),
+                play.name,
+                t.display_name()
+            ))
+        };
+        for f in &play.vars_files {
+            if !is_template(&f.display().to_string()) {
+                crate::inventory::read_vars_file(f).map_err(|e| {
+                    PlaybookError(format!(
+                        "{}: play '{}': vars_files: {}",
+                        book.path.display(),
+                        play.name,
+                        e.0
+                    ))
+                })?;
+            }
+        }
+        let tasks = play
+            .pre_tasks
+            .iter()
+            .chain(&play.tasks)
+            .chain(&play.post_tasks)
+            .chain(&play.handlers);
+        for t in tasks {
+            let conditions = t
+                .when
+                .iter()
+                .map(|c| ("when", c))
+                .chain(t.until.iter().map(|c| ("until", c)))
+                .chain(t.changed_when.iter().map(|c| ("changed_when", c)))
+                .chain(t.failed_when.iter().map(|c| ("failed_when", c)));
+            for (kind, c) in conditions {
+                templar
+                    .check_condition(&format!("{kind} '{c}'"), c)
+                    .map_err(|e| at(t, e.0))?;
+            }
+            if t.module == "assert" {
+                let that: Vec<String> = match t.args.get("that") {
+                    Some(Value::Array(a)) => a.iter().map(crate::vars::display).collect(),
+                    Some(v) => vec![crate::vars::display(v)],
+                    None => vec![],
+                };
+                for c in &that {
+                    templar
+                        .check_condition(&format!("that '{c}'"), c)
+                        .map_err(|e| at(t, e.0))?;
+                }
+            }
+            check_strings(templar, &Value::Object(t.args.clone())).map_err(|e| at(t, e))?;
+            if t.module == "template" {
+                let src = t
+                    .args
+                    .get("src")
+                    .map(crate::vars::display)
+                    .unwrap_or_default();
+                if !is_template(&src) {
+                    let path = crate::modules::find_src(&t.base_dir, "templates", &src)
+                        .map_err(|e| at(t, e.to_string()))?;
+                    let text = std::fs::read_to_string(&path).map_err(|e| {
+                        at(t, format!("cannot read template {}: {e}", path.display()))
+                    })?;
+                    templar.check_syntax(&src, &text).map_err(|e| at(t, e.0))?;
+                }
+            }
+            if t.module == "copy" && !t.args.contains_key("content") {
+                let src = t
+                    .args
+                    .get("src")
+                    .map(crate::vars::display)
+                    .unwrap_or_default();
+                if !is_template(&src) {
+                    crate::modules::find_src(&t.base_dir, "files", &src)
+                        .map_err(|e| at(t, e.to_string()))?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every templated argument string must at least parse.
+fn check_strings(templar: &Templar, v: &Value) -> Result<(), String> {
+    match v {
+        Value::String(s) if is_template(s) => templar
+            .check_syntax(&format!("argument '{s}'"), s)
+            .map_err(|e| e.0),
+        Value::Array(a) => a.iter().try_for_each(|x| check_strings(templar, x)),
+        Value::Object(o) => o.values().try_for_each(|x| check_strings(templar, x)),
+        _ => Ok(()),
+    }
+}
