@@ -164,7 +164,7 @@ fn init_tracing(verbose: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("zdm_run={level}")));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| crate::output::LogWriter)
         .try_init();
 }
 
@@ -172,52 +172,69 @@ fn error(msg: &str) {
     eprintln!("ERROR: {msg}");
 }
 
-/// Runs the playbook mode and returns the exit code.
-pub fn run_playbooks(args: PlaybookArgs) -> u8 {
+/// Everything loaded and checked before the first task runs.
+struct Prepared {
+    extra: Vars,
+    inventory: Inventory,
+    books: Vec<Playbook>,
+    templar: Templar,
+}
+
+/// Loads options, inventory and playbooks; an error carries its exit code.
+fn prepare(args: &PlaybookArgs) -> Result<Prepared, (u8, String)> {
     if args.playbooks.is_empty() {
-        error("no playbook given (usage: zdm-run [OPTIONS] PLAYBOOK...)");
-        return exit::BAD_OPTIONS;
+        return Err((
+            exit::BAD_OPTIONS,
+            "no playbook given (usage: zdm-run [OPTIONS] PLAYBOOK...)".into(),
+        ));
     }
-    let extra = match parse_extra_vars(&args.extra_vars) {
-        Ok(v) => v,
-        Err(e) => {
-            error(&e);
-            return exit::BAD_OPTIONS;
-        }
-    };
-    let mut inventory = match Inventory::load(args.inventory.as_deref()) {
-        Ok(i) => i,
-        Err(e) => {
-            error(&e.to_string());
-            return exit::PARSE_ERROR;
-        }
-    };
-    // Load and check everything before anything runs.
+    let extra = parse_extra_vars(&args.extra_vars).map_err(|e| (exit::BAD_OPTIONS, e))?;
+    let parse_err = |e: String| (exit::PARSE_ERROR, e);
+    let mut inventory =
+        Inventory::load(args.inventory.as_deref()).map_err(|e| parse_err(e.to_string()))?;
     let mut books = Vec::new();
     for p in &args.playbooks {
-        match Playbook::load(p) {
-            Ok(b) => books.push(b),
-            Err(e) => {
-                error(&e.to_string());
-                return exit::PARSE_ERROR;
-            }
-        }
+        books.push(Playbook::load(p).map_err(|e| parse_err(e.to_string()))?);
         let dir = p
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(std::path::Path::new("."));
-        if let Err(e) = inventory.add_vars_dir(dir) {
-            error(&e.to_string());
-            return exit::PARSE_ERROR;
-        }
+        inventory
+            .add_vars_dir(dir)
+            .map_err(|e| parse_err(e.to_string()))?;
     }
     let templar = Templar::new();
     for b in &books {
-        if let Err(e) = crate::playbook::preflight(b, &templar) {
-            error(&e.to_string());
-            return exit::PARSE_ERROR;
-        }
+        crate::playbook::preflight(b, &templar).map_err(|e| parse_err(e.to_string()))?;
     }
+    Ok(Prepared {
+        extra,
+        inventory,
+        books,
+        templar,
+    })
+}
+
+/// Runs the playbook mode and returns the exit code.
+pub fn run_playbooks(args: PlaybookArgs) -> u8 {
+    let Prepared {
+        extra,
+        inventory,
+        books,
+        templar,
+    } = match prepare(&args) {
+        Ok(p) => p,
+        Err((code, msg)) => {
+            error(&msg);
+            if args.output == Format::Json {
+                // Machines reading stdout still get one JSON document.
+                let doc =
+                    serde_json::json!({"error": msg, "exit_code": code, "plays": [], "stats": {}});
+                println!("{doc}");
+            }
+            return code;
+        }
+    };
     if args.syntax_check {
         for p in &args.playbooks {
             println!("playbook: {}", p.display());
@@ -265,12 +282,10 @@ pub fn run_playbooks(args: PlaybookArgs) -> u8 {
             }
             Ok::<(), crate::run::RunError>(())
         };
-        let r = tokio::select! {
+        tokio::select! {
             r = work => Some(r),
             _ = tokio::signal::ctrl_c() => None,
-        };
-        crate::transport::ssh::close_global();
-        r
+        }
     });
     // Dropping the runtime kills child processes (kill_on_drop) of interrupted tasks.
     drop(rt);

@@ -5,8 +5,9 @@
 //! otherwise. `--output json` prints one JSON document at the end with the same facts. All
 //! text passes through the [`Redactor`] first, so no secret reaches the screen or a log.
 
+use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -35,8 +36,28 @@ pub struct Reporter {
     redactor: Redactor,
     recap: Mutex<Recap>,
     doc: Mutex<JsonDoc>,
-    spinner: Mutex<Option<indicatif::ProgressBar>>,
-    tty: bool,
+    /// One spinner per host working on the current task (terminal only).
+    bars: Mutex<BTreeMap<String, indicatif::ProgressBar>>,
+    multi: Option<indicatif::MultiProgress>,
+}
+
+/// The progress display, shared with the tracing writer so log lines are printed above the
+/// spinners instead of through them.
+static PROGRESS: OnceLock<indicatif::MultiProgress> = OnceLock::new();
+
+/// A `tracing` writer for stderr that suspends the progress display while it writes.
+pub struct LogWriter;
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match PROGRESS.get() {
+            Some(m) => m.suspend(|| std::io::stderr().write(buf)),
+            None => std::io::stderr().write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }
 
 impl Reporter {
@@ -55,8 +76,16 @@ impl Reporter {
             redactor,
             recap: Mutex::new(Recap::default()),
             doc: Mutex::new(JsonDoc::default()),
-            spinner: Mutex::new(None),
-            tty: std::io::stdout().is_terminal(),
+            bars: Mutex::new(BTreeMap::new()),
+            multi: (format == Format::Human && std::io::stdout().is_terminal()).then(|| {
+                PROGRESS
+                    .get_or_init(|| {
+                        indicatif::MultiProgress::with_draw_target(
+                            indicatif::ProgressDrawTarget::stdout(),
+                        )
+                    })
+                    .clone()
+            }),
         }
     }
 
@@ -65,9 +94,11 @@ impl Reporter {
         if self.format == Format::Json {
             return;
         }
-        let guard = self.spinner.lock().expect("spinner lock");
-        match guard.as_ref() {
-            Some(pb) => pb.println(text),
+        match &self.multi {
+            // suspend (rather than println) also prints when no spinner is alive.
+            Some(m) => m.suspend(|| {
+                let _ = writeln!(std::io::stdout().lock(), "{text}");
+            }),
             None => {
                 let mut out = std::io::stdout().lock();
                 let _ = writeln!(out, "{text}");
@@ -111,16 +142,25 @@ impl Reporter {
         }
     }
 
-    pub fn task_start(&self, name: &str, handler: bool, hosts: usize) {
+    /// Announces a task; on a terminal, shows a spinner per host until its result arrives.
+    pub fn task_start(&self, name: &str, handler: bool, hosts: &[String]) {
         self.line(&Self::banner(
             if handler { "RUNNING HANDLER" } else { "TASK" },
             name,
         ));
-        if self.tty && self.format == Format::Human {
-            let pb = indicatif::ProgressBar::new_spinner();
-            pb.set_message(format!("{} on {hosts} host(s)", self.redactor.redact(name)));
-            pb.enable_steady_tick(Duration::from_millis(120));
-            *self.spinner.lock().expect("spinner lock") = Some(pb);
+        if let Some(m) = &self.multi {
+            let style =
+                indicatif::ProgressStyle::with_template("{spinner} {prefix}: {msg} ({elapsed})")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
+            let mut bars = self.bars.lock().expect("bars lock");
+            for h in hosts {
+                let pb = m.add(indicatif::ProgressBar::new_spinner());
+                pb.set_style(style.clone());
+                pb.set_prefix(h.clone());
+                pb.set_message(self.redactor.redact(name));
+                pb.enable_steady_tick(Duration::from_millis(120));
+                bars.insert(h.clone(), pb);
+            }
         }
         let mut doc = self.doc.lock().expect("doc lock");
         if let Some(Value::Array(tasks)) = doc.plays.last_mut().and_then(|p| p.get_mut("tasks")) {
@@ -129,8 +169,10 @@ impl Reporter {
         }
     }
 
+    /// Clears any spinners left (hosts that produced no result).
     pub fn task_end(&self) {
-        if let Some(pb) = self.spinner.lock().expect("spinner lock").take() {
+        let mut bars = self.bars.lock().expect("bars lock");
+        for (_, pb) in std::mem::take(&mut *bars) {
             pb.finish_and_clear();
         }
     }
@@ -138,6 +180,11 @@ impl Reporter {
     /// Records and prints one host's result.
     pub fn result(&self, r: &TaskReport) {
         self.recap.lock().expect("recap lock").count(r);
+        if r.item.is_none() {
+            if let Some(pb) = self.bars.lock().expect("bars lock").remove(&r.host) {
+                pb.finish_and_clear();
+            }
+        }
         let status = if r.ignored {
             "failed (ignored)"
         } else {
@@ -216,6 +263,9 @@ impl Reporter {
                         "\n[ERROR]: interrupted by user (Ctrl-C); no file was left half-written",
                     );
                 }
+                if self.check {
+                    self.print_plan();
+                }
                 self.line(&Self::banner("PLAY RECAP", "").replace(" [] ", " "));
                 let width = recap
                     .hosts
@@ -246,6 +296,59 @@ impl Reporter {
                 );
                 let mut stdout = std::io::stdout().lock();
                 let _ = writeln!(stdout, "{text}");
+            }
+        }
+    }
+}
+
+impl Reporter {
+    /// The dry-run plan: per play and host, every task with what would happen to it.
+    fn print_plan(&self) {
+        let doc = self.doc.lock().expect("doc lock");
+        for play in &doc.plays {
+            let name = play["name"].as_str().unwrap_or_default();
+            self.line(&Self::banner("PLAN", name));
+            let mut per_host: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for task in play["tasks"].as_array().into_iter().flatten() {
+                let tname = task["name"].as_str().unwrap_or_default();
+                let handler = if task["handler"] == true {
+                    " (handler)"
+                } else {
+                    ""
+                };
+                for (host, r) in task["hosts"].as_object().into_iter().flatten() {
+                    let reports = match r {
+                        Value::Array(items) => items.clone(),
+                        one => vec![one.clone()],
+                    };
+                    for rep in reports {
+                        let status = rep["status"].as_str().unwrap_or("?").replace('_', " ");
+                        let mut line = format!("  {status:<13}{tname}{handler}");
+                        if let Some(item) = rep["item"].as_str() {
+                            line.push_str(&format!(" (item={item})"));
+                        }
+                        let changing = matches!(
+                            rep["status"].as_str(),
+                            Some("would_change" | "would_run" | "changed")
+                        );
+                        if let Some(s) = rep["summary"].as_str().filter(|_| changing) {
+                            line.push_str(&format!(": {s}"));
+                        } else if rep["status"] == "failed" {
+                            if let Some(m) = rep["msg"].as_str() {
+                                line.push_str(&format!(": {m}"));
+                            }
+                        }
+                        per_host.entry(host.clone()).or_default().push(line);
+                    }
+                }
+            }
+            for host in play["hosts"].as_array().into_iter().flatten() {
+                let host = host.as_str().unwrap_or_default();
+                self.line(&format!("{host}:"));
+                match per_host.get(host) {
+                    Some(lines) => lines.iter().for_each(|l| self.line(l)),
+                    None => self.line("  (not reached)"),
+                }
             }
         }
     }

@@ -20,8 +20,11 @@ const SECRET_WORDS: [&str; 4] = ["password", "secret", "token", "key"];
 const MIN_SECRET_LEN: usize = 3;
 
 /// True when a variable name marks its value as secret.
+///
+/// "keyspace" is the one exception: in a Cassandra tool, keyspace names are everywhere and
+/// are not secret; masking them would make plans unreadable without protecting anything.
 pub fn is_secret_name(name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
+    let lower = name.to_ascii_lowercase().replace("keyspace", "");
     SECRET_WORDS.iter().any(|w| lower.contains(w))
 }
 
@@ -122,6 +125,8 @@ mod tests {
         assert!(is_secret_name("API_TOKEN"));
         assert!(is_secret_name("ssh_key_file"));
         assert!(!is_secret_name("origin_port"));
+        assert!(!is_secret_name("target_keyspace"));
+        assert!(is_secret_name("keyspace_api_key"));
     }
 
     #[test]

@@ -290,3 +290,28 @@ fn ctrl_c_stops_with_exit_99_and_leaves_no_temporary_files() {
         );
     }
 }
+
+#[test]
+fn delegate_to_another_inventory_host_acts_there_with_the_callers_variables() {
+    let fleet = Fleet::new();
+    let pb = fleet.write_playbook(
+        "delegate.yml",
+        r#"
+- hosts: h1:h2
+  tasks:
+    - copy: {content: "from {{ inventory_hostname }}\n", dest: "/from-{{ inventory_hostname }}"}
+      delegate_to: "{{ groups['fleet'][2] }}"
+    - copy: {content: x, dest: /y}
+      delegate_to: nowhere
+      ignore_errors: true
+      register: bad
+    - assert: {that: "bad.failed and 'not an inventory host' in bad.msg"}
+"#,
+    );
+    fleet.run(&[pb.to_str().unwrap()]).assert_code(0);
+    for h in ["h1", "h2"] {
+        let f = fleet.host_file("h3", &format!("/from-{h}"));
+        assert_eq!(std::fs::read_to_string(f).unwrap(), format!("from {h}\n"));
+        assert!(!fleet.host_file(h, &format!("/from-{h}")).exists());
+    }
+}

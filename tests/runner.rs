@@ -311,6 +311,11 @@ fn playbook_errors_exit_4_with_file_line_and_column_before_anything_runs() {
         !fleet.host_file("h1", "/x").exists(),
         "a task ran despite the parse error"
     );
+    let run = fleet.run(&[pb.to_str().unwrap(), "--output", "json"]);
+    run.assert_code(4);
+    let doc = run.json();
+    assert_eq!(doc["exit_code"], 4);
+    assert!(doc["error"].as_str().unwrap().contains(":5:7: "), "{doc}");
 }
 
 #[test]
@@ -526,4 +531,38 @@ fn broken_template_or_condition_in_a_later_play_stops_the_run_before_any_task() 
         "{}",
         run.stderr
     );
+}
+
+#[test]
+fn variables_built_from_templates_resolve_and_registered_output_is_never_templated() {
+    let fleet = Fleet::new();
+    let pb = fleet.write_playbook(
+        "lazy.yml",
+        r#"
+- hosts: h1
+  vars:
+    port: 9042
+    url: "http://{{ inventory_hostname }}:{{ port }}/"
+    broken: "http://{{ missing_host }}/"
+  tasks:
+    - command: echo '{{ "{{" }} not a template }}'
+      register: out
+    - copy: {content: "{{ url }} {{ out.stdout }}\n", dest: /lazy.txt}
+    - copy: {content: "{{ broken }}\n", dest: /broken.txt}
+"#,
+    );
+    let run = fleet.run(&[pb.to_str().unwrap()]);
+    run.assert_code(2);
+    assert_eq!(
+        std::fs::read_to_string(fleet.host_file("h1", "/lazy.txt")).unwrap(),
+        "http://h1:9042/ {{ not a template }}\n"
+    );
+    assert!(
+        run.stdout
+            .contains("variable 'broken' has no value because its template failed")
+            && run.stdout.contains("undefined variable 'missing_host'"),
+        "{}",
+        run.stdout
+    );
+    assert!(!fleet.host_file("h1", "/broken.txt").exists());
 }

@@ -1,12 +1,14 @@
 //! Building each host's variables for a task, in Ansible's precedence order.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
 use crate::inventory::Inventory;
 use crate::template::Templar;
 use crate::vars::{overlay, Vars};
+
+pub use crate::template::UNRESOLVED;
 
 /// Passes of the template pre-resolution (a variable defined from a variable defined from a
 /// variable ...). Deeper chains stay unrendered; four levels cover real configs.
@@ -107,38 +109,57 @@ impl PlayVars {
             "playbook_dir".into(),
             Value::from(self.playbook_dir.clone()),
         );
-        resolve(&mut v, templar);
+        // Registered results and facts are data, never templates (a command's stdout may
+        // contain "{{"): only the other layers are rendered.
+        let protected: BTreeSet<&String> = facts.keys().collect();
+        resolve(&mut v, &protected, templar);
         v
     }
 }
 
 /// Renders variable values that are themselves templates (`url: "http://{{ host }}:{{ port }}"`)
-/// so that templates using them see final values. Values that cannot be rendered yet stay as
-/// written; a template that uses one will then report the real undefined variable.
-fn resolve(vars: &mut Vars, templar: &Templar) {
+/// so that templates using them see final values. A value that still cannot be rendered
+/// is removed and its reason recorded under [`UNRESOLVED`], so a template using it fails
+/// with that reason instead of writing `{{ ... }}` literally into a file.
+fn resolve(vars: &mut Vars, protected: &BTreeSet<&String>, templar: &Templar) {
+    let mut failures: BTreeMap<String, String> = BTreeMap::new();
     for _ in 0..RESOLVE_PASSES {
         let pending: Vec<String> = vars
             .iter()
-            .filter(|(_, v)| has_template(v))
+            .filter(|(k, v)| !protected.contains(k) && has_template(v))
             .map(|(k, _)| k.clone())
             .collect();
         if pending.is_empty() {
             return;
         }
+        failures.clear();
         let mut changed = false;
         for k in pending {
             let raw = vars[&k].clone();
-            if let Ok(rendered) = templar.render_value(&format!("variable '{k}'"), &raw, vars) {
-                if rendered != raw {
+            match templar.render_value(&format!("variable '{k}'"), &raw, vars) {
+                Ok(rendered) if rendered != raw => {
                     vars.insert(k, rendered);
                     changed = true;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    failures.insert(k, e.0);
                 }
             }
         }
         if !changed {
-            return;
+            break;
         }
     }
+    if failures.is_empty() {
+        return;
+    }
+    let mut reasons = serde_json::Map::new();
+    for (k, reason) in failures {
+        vars.remove(&k);
+        reasons.insert(k, Value::String(reason));
+    }
+    vars.insert(UNRESOLVED.into(), Value::Object(reasons));
 }
 
 fn has_template(v: &Value) -> bool {

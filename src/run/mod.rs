@@ -21,7 +21,7 @@ use crate::secrets::Redactor;
 use crate::template::Templar;
 use crate::vars::{overlay, Vars};
 use context::PlayVars;
-pub use task::{connect, NO_LOG_MSG};
+pub use task::NO_LOG_MSG;
 use task::{run_on_host, HostOutcome, TaskEnv};
 
 /// Options from the command line that shape a run.
@@ -67,6 +67,8 @@ pub struct Runner<'a> {
     facts: BTreeMap<String, Vars>,
     /// Hosts that failed or were unreachable: later plays skip them.
     dead: BTreeSet<String>,
+    /// Connections, opened once per host and reused by every task.
+    pool: crate::transport::Pool,
 }
 
 /// Per-play mutable state.
@@ -94,6 +96,7 @@ impl<'a> Runner<'a> {
             out,
             facts: BTreeMap::new(),
             dead: BTreeSet::new(),
+            pool: crate::transport::Pool::default(),
         }
     }
 
@@ -345,7 +348,7 @@ impl<'a> Runner<'a> {
             targets.clone()
         };
         self.out
-            .task_start(&task.display_name(), handler, run_hosts.len());
+            .task_start(&task.display_name(), handler, &run_hosts);
         let env = TaskEnv {
             task,
             play: &play.name,
@@ -353,6 +356,7 @@ impl<'a> Runner<'a> {
             check: self.opts.check,
             templar: self.templar,
             redactor: self.redactor,
+            pool: &self.pool,
         };
         let jobs = run_hosts.iter().map(|h| {
             let mut vars = bases.get(h).cloned().unwrap_or_default();

@@ -30,6 +30,7 @@ pub struct TaskEnv<'a> {
     pub check: bool,
     pub templar: &'a Templar,
     pub redactor: &'a Redactor,
+    pub pool: &'a transport::Pool,
 }
 
 /// Everything one host produced for a task.
@@ -85,27 +86,25 @@ impl TaskEnv<'_> {
     }
 }
 
-/// Picks the transport for a host from its connection variables.
-pub fn connect(vars: &Vars, delegate_local: bool) -> Result<Arc<dyn Transport>, ModuleError> {
-    let conn = vars
-        .get("ansible_connection")
-        .map(display)
-        .unwrap_or_else(|| "ssh".into());
-    if delegate_local {
-        return Ok(Arc::new(transport::LocalTransport::new(None)));
-    }
-    match conn.as_str() {
-        "local" => {
-            let root = vars
-                .get("zdm_local_root")
-                .map(display)
-                .filter(|r| !r.is_empty())
-                .map(std::path::PathBuf::from);
-            Ok(Arc::new(transport::LocalTransport::new(root)))
-        }
-        "ssh" | "smart" | "paramiko" => transport::ssh::connect(vars),
-        other => Err(ModuleError::Unreachable(format!(
-            "connection '{other}' is not available in this build (use ssh or local)"
+/// The transport a task uses: the host's own, or with `delegate_to` the control machine
+/// (`localhost`) or another inventory host's. The task's variables stay the host's.
+fn delegate_transport(env: &TaskEnv<'_>, vars: &Vars) -> Result<Arc<dyn Transport>, ModuleError> {
+    let Some(raw) = &env.task.delegate_to else {
+        return Ok(env.pool.connect(vars)?);
+    };
+    let target = env
+        .templar
+        .render_str(&format!("{} delegate_to", env.name()), raw, vars)?;
+    let target = target.trim();
+    let inventory_vars = vars
+        .get("hostvars")
+        .and_then(|hv| hv.get(target))
+        .and_then(Value::as_object);
+    match (target, inventory_vars) {
+        (_, Some(hv)) => Ok(env.pool.connect(hv)?),
+        ("localhost" | "127.0.0.1", None) => Ok(env.pool.control_machine()),
+        (other, None) => Err(ModuleError::Failed(format!(
+            "delegate_to: '{other}' is not an inventory host"
         ))),
     }
 }
@@ -130,11 +129,15 @@ pub async fn run_on_host(env: &TaskEnv<'_>, host: &str, vars: Vars) -> HostOutco
         out.failed = !ignore || status == TaskStatus::Unreachable;
         out.unreachable = status == TaskStatus::Unreachable;
     };
-    let delegate_local = matches!(task.delegate_to.as_deref(), Some("localhost" | "127.0.0.1"));
-    let transport = match connect(&vars, delegate_local) {
+    let transport = match delegate_transport(env, &vars) {
         Ok(t) => t,
-        Err(e) => {
-            fail(&mut out, e.to_string(), TaskStatus::Unreachable, false);
+        Err(ModuleError::Unreachable(m)) => {
+            fail(&mut out, m, TaskStatus::Unreachable, false);
+            return out;
+        }
+        Err(ModuleError::Failed(m)) => {
+            let ig = env.ignore_errors(&vars);
+            fail(&mut out, m, TaskStatus::Failed, ig);
             return out;
         }
     };

@@ -14,6 +14,10 @@ use serde_json::Value;
 
 use crate::vars::Vars;
 
+/// Context key listing variables whose own template could not be rendered, with the reason
+/// (set by the run engine; read here to explain the resulting "undefined" errors).
+pub const UNRESOLVED: &str = "__zdm_unresolved";
+
 /// A template or expression that failed, with a message that says where and why.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]
@@ -168,6 +172,18 @@ impl Templar {
             } else {
                 on_line
             };
+            let unresolved = chosen.iter().find_map(|n| {
+                let first = n.split('.').next().unwrap_or(n);
+                ctx.get(UNRESOLVED)?
+                    .get(first)?
+                    .as_str()
+                    .map(|r| (first, r))
+            });
+            if let Some((var, reason)) = unresolved {
+                return TemplateError(format!(
+                    "{where_}: variable '{var}' has no value because its template failed: {reason}"
+                ));
+            }
             if !chosen.is_empty() {
                 let names: Vec<String> = chosen.iter().map(|n| format!("'{n}'")).collect();
                 return TemplateError(format!("{where_}: undefined variable {}", names.join(", ")));

@@ -380,3 +380,110 @@ impl Transport for LocalTransport {
         .boxed()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn paths_live_below_the_root_and_stat_reports_host_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = LocalTransport::new(Some(dir.path().to_path_buf()));
+        rt().block_on(async {
+            t.mkdir("/opt/app", 0o750).await.unwrap();
+            assert!(dir.path().join("opt/app").is_dir());
+            let owner = Ownership::default();
+            t.write_file("/opt/app/a.conf", b"x=1\n", 0o640, &owner)
+                .await
+                .unwrap();
+            let st = t.stat("/opt/app/a.conf").await.unwrap().unwrap();
+            assert_eq!((st.kind, st.mode, st.size), (FileKind::File, 0o640, 4));
+            t.symlink("/opt/app/a.conf", "/opt/app/current")
+                .await
+                .unwrap();
+            let link = t.stat("/opt/app/current").await.unwrap().unwrap();
+            assert_eq!(link.kind, FileKind::Symlink);
+            assert_eq!(link.link_target.as_deref(), Some("/opt/app/a.conf"));
+            assert_eq!(
+                t.read_file("/opt/app/current").await.unwrap().unwrap(),
+                b"x=1\n"
+            );
+            t.remove("/opt/app").await.unwrap();
+            t.remove("/opt/app").await.unwrap();
+            assert!(t.stat("/opt/app").await.unwrap().is_none());
+        });
+    }
+
+    #[test]
+    fn a_failed_write_leaves_the_old_file_and_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = LocalTransport::new(Some(dir.path().to_path_buf()));
+        std::fs::write(dir.path().join("f"), "old").unwrap();
+        let bad_owner = Ownership {
+            owner: Some("no-such-user-zdm".into()),
+            group: None,
+        };
+        rt().block_on(async {
+            let err = t.write_file("/f", b"new", 0o644, &bad_owner).await;
+            assert!(err.is_err());
+            let err = t
+                .write_file("/missing/dir/f", b"new", 0o644, &Ownership::default())
+                .await
+                .unwrap_err();
+            assert!(err.to_string().contains("does not exist"), "{err}");
+        });
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("f")).unwrap(),
+            "old"
+        );
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["f"]);
+    }
+
+    #[test]
+    fn commands_get_stdin_rc_output_and_a_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = LocalTransport::new(Some(dir.path().to_path_buf()));
+        rt().block_on(async {
+            let out = t
+                .run(CommandSpec {
+                    shell: Some("cat; echo err >&2; pwd; exit 3".into()),
+                    stdin: Some(b"in\n".to_vec()),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            assert_eq!(out.rc, 3);
+            let pwd = dir.path().canonicalize().unwrap();
+            assert_eq!(out.stdout, format!("in\n{}\n", pwd.display()));
+            assert_eq!(out.stderr, "err\n");
+            let err = t
+                .run(CommandSpec {
+                    argv: vec!["sleep".into(), "5".into()],
+                    timeout: Some(Duration::from_millis(200)),
+                    ..Default::default()
+                })
+                .await
+                .unwrap_err();
+            assert!(err.to_string().contains("timed out"), "{err}");
+            assert_eq!(
+                t.checksum("/nothing").await.unwrap(),
+                None,
+                "checksum of a missing file"
+            );
+        });
+    }
+}

@@ -6,6 +6,7 @@
 //! object-safe (`Arc<dyn Transport>`), which an SSH session pool will need.
 
 mod local;
+mod pool;
 pub mod ssh;
 
 use std::time::Duration;
@@ -13,6 +14,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 pub use local::LocalTransport;
+pub use pool::Pool;
 pub use ssh::SshTransport;
 
 /// A transport failure. `Unreachable` means the host could not be contacted at all (Ansible's

@@ -17,7 +17,7 @@ use futures::FutureExt;
 use openssh::Stdio;
 use tokio::io::AsyncWriteExt;
 
-pub use pool::{close_global, global, SshPool};
+pub use pool::SshPool;
 pub use target::{shell_quote, HostKeyPolicy, SshTarget, TargetError};
 
 use super::{
@@ -289,17 +289,15 @@ impl SshPool {
     }
 }
 
-/// The transport for a host whose connection is ssh, sharing the process-wide pool.
-pub fn connect(
-    vars: &crate::vars::Vars,
-) -> Result<Arc<dyn Transport>, crate::modules::ModuleError> {
+/// The transport for a host whose connection is ssh, sharing `pool`'s masters.
+pub fn connect(vars: &crate::vars::Vars, pool: &Arc<SshPool>) -> TResult<Arc<dyn Transport>> {
     let name = vars
         .get("inventory_hostname")
         .map(crate::vars::display)
         .unwrap_or_default();
-    let target = SshTarget::from_vars(&name, vars)
-        .map_err(|e| crate::modules::ModuleError::Failed(e.to_string()))?;
-    Ok(Arc::new(SshTransport::new(target, global())))
+    let target =
+        SshTarget::from_vars(&name, vars).map_err(|e| TransportError::Failed(e.to_string()))?;
+    Ok(Arc::new(SshTransport::new(target, pool.clone())))
 }
 
 fn parent_dir(path: &str) -> String {

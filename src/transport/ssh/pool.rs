@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder};
@@ -73,20 +73,6 @@ type Slot = Arc<AsyncMutex<Option<Arc<HostConn>>>>;
 pub struct SshPool {
     slots: Mutex<HashMap<String, Slot>>,
     dir: Mutex<Option<tempfile::TempDir>>,
-}
-
-static GLOBAL: OnceLock<Arc<SshPool>> = OnceLock::new();
-
-/// The pool the runner uses: one per process, closed by [`close_global`] when the run ends.
-pub fn global() -> Arc<SshPool> {
-    GLOBAL.get_or_init(|| Arc::new(SshPool::new())).clone()
-}
-
-/// Closes every master of the process-wide pool (the end of a run).
-pub fn close_global() {
-    if let Some(p) = GLOBAL.get() {
-        p.close_all();
-    }
 }
 
 impl SshPool {
