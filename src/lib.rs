@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod diff;
+pub mod facts;
 pub mod inventory;
 pub mod modules;
 pub mod output;
