@@ -117,7 +117,7 @@ fn proxy_config_refuses_a_host_outside_the_proxy_group() {
         .unwrap_err();
     assert!(
         e.to_string()
-            .contains("stray is not a member of group 'proxies'"),
+            .contains("this_host_is_not_in_the_proxy_group"),
         "{e}"
     );
 }
