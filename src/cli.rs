@@ -361,3 +361,32 @@ fn list(
     }
     exit::OK
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn extra_vars_accept_pairs_json_and_files_later_ones_winning() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("vars.yml");
+        std::fs::write(&f, "from_file: 1\nshared: file\n").unwrap();
+        let v = parse_extra_vars(&[
+            "a=1 b=two".into(),
+            r#"{"c": [1, 2], "shared": "json"}"#.into(),
+            format!("@{}", f.display()),
+        ])
+        .unwrap();
+        assert_eq!(v["a"], json!("1"));
+        assert_eq!(v["b"], json!("two"));
+        assert_eq!(v["c"], json!([1, 2]));
+        assert_eq!(v["from_file"], json!(1));
+        assert_eq!(v["shared"], json!("file"));
+        assert!(parse_extra_vars(&["novalue".into()]).is_err());
+        assert!(parse_extra_vars(&["=x".into()]).is_err());
+        assert!(parse_extra_vars(&["@/no/such/file".into()]).is_err());
+        assert!(parse_extra_vars(&["[1, 2]".into()]).is_err());
+    }
+}

@@ -2,10 +2,12 @@
 //!
 //! Written by hand (a longest-common-subsequence over lines) rather than pulling in a diff
 //! crate: config files are small, and the output only has to be a correct, readable unified
-//! diff. Inputs beyond [`MAX_LINES`] get a one-line summary instead of a quadratic table.
+//! diff. The common head and tail are stripped first (a config change usually touches a few
+//! lines), and only the differing middle goes through the quadratic table; when that middle
+//! exceeds [`MAX_CELLS`] the diff is a one-line summary instead.
 
-/// Largest file (in lines, per side) that gets a line-by-line diff.
-pub const MAX_LINES: usize = 4000;
+/// Largest LCS table (lines of old middle x lines of new middle) computed, 4M cells = 16 MB.
+pub const MAX_CELLS: usize = 4_000_000;
 const CONTEXT: usize = 3;
 
 /// Unified diff from `before` to `after`, labelled with the file name. Empty when equal.
@@ -26,7 +28,14 @@ pub fn unified(path: &str, before: Option<&str>, after: Option<&str>) -> String 
         "/dev/null".into()
     };
     let mut out = format!("--- {from}\n+++ {to}\n");
-    if a.len() > MAX_LINES || b.len() > MAX_LINES {
+    let head = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let tail = a[head..]
+        .iter()
+        .rev()
+        .zip(b[head..].iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count();
+    if (a.len() - head - tail).saturating_mul(b.len() - head - tail) > MAX_CELLS {
         out.push_str(&format!(
             "@@ file too large to diff ({} -> {} lines) @@\n",
             a.len(),
@@ -34,7 +43,14 @@ pub fn unified(path: &str, before: Option<&str>, after: Option<&str>) -> String 
         ));
         return out;
     }
-    let ops = edit_script(&a, &b);
+    let mut ops: Vec<Op> = (0..head).map(|i| Op::Same(i, i)).collect();
+    let middle = edit_script(&a[head..a.len() - tail], &b[head..b.len() - tail]);
+    ops.extend(middle.into_iter().map(|op| match op {
+        Op::Same(i, j) => Op::Same(i + head, j + head),
+        Op::Del(i) => Op::Del(i + head),
+        Op::Add(j) => Op::Add(j + head),
+    }));
+    ops.extend((0..tail).map(|k| Op::Same(a.len() - tail + k, b.len() - tail + k)));
     for hunk in hunks(&ops) {
         let (a_start, a_len, b_start, b_len) = hunk_range(&ops[hunk.0..hunk.1]);
         out.push_str(&format!(
@@ -180,6 +196,18 @@ mod tests {
     fn new_file_diffs_against_dev_null() {
         let d = unified("f", None, Some("x\n"));
         assert_eq!(d, "--- /dev/null\n+++ b/f\n@@ -0,0 +1,1 @@\n+x\n");
+    }
+
+    #[test]
+    fn large_files_with_a_small_change_get_a_real_diff() {
+        let before: String = (0..20_000).map(|i| format!("line {i}\n")).collect();
+        let after = before.replace("line 10000\n", "line ten thousand\n");
+        let d = unified("big", Some(&before), Some(&after));
+        assert!(d.contains("-line 10000\n+line ten thousand\n"), "{d}");
+        assert!(d.contains("@@ -9998,7 +9998,7 @@"), "{d}");
+        let unrelated: String = (0..5_000).map(|i| format!("other {i}\n")).collect();
+        let d = unified("big", Some(&before), Some(&unrelated));
+        assert!(d.contains("too large to diff"), "{d}");
     }
 
     #[test]

@@ -125,3 +125,41 @@ impl Recap {
         self.hosts.values().any(|s| s.unreachable > 0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(host: &str, status: TaskStatus, ignored: bool) -> TaskReport {
+        TaskReport {
+            play: "p".into(),
+            task: "t".into(),
+            host: host.into(),
+            status,
+            ignored,
+            handler: false,
+            msg: None,
+            summary: None,
+            diff: None,
+            item: None,
+        }
+    }
+
+    #[test]
+    fn recap_counts_like_ansible_playbook() {
+        let mut r = Recap::default();
+        r.count(&report("h", TaskStatus::Ok, false));
+        r.count(&report("h", TaskStatus::Changed, false));
+        r.count(&report("h", TaskStatus::WouldRun, false));
+        r.count(&report("h", TaskStatus::Skipped, false));
+        r.count(&report("h", TaskStatus::Failed, true));
+        r.count(&report("h", TaskStatus::Failed, false));
+        r.count(&report("u", TaskStatus::Unreachable, false));
+        let h = &r.hosts["h"];
+        assert_eq!(
+            (h.ok, h.changed, h.skipped, h.failed, h.ignored),
+            (4, 2, 1, 1, 1)
+        );
+        assert!(r.any_failed() && r.any_unreachable());
+    }
+}

@@ -65,8 +65,20 @@ impl Redactor {
         }
     }
 
-    /// Adds every string inside `v` (used for `no_log` results and secret-named variables).
+    /// Adds every string and number inside `v`: the value of a secret-named variable (a
+    /// numeric PIN is a secret too).
     pub fn add_all_strings(&self, v: &Value) {
+        self.add_values(v, true);
+    }
+
+    /// Adds the text inside a `no_log` task's arguments and result. Numbers and booleans are
+    /// left out: return codes and HTTP statuses (0, 200) are not secrets, and masking them
+    /// would blank every other result line.
+    pub fn add_no_log(&self, v: &Value) {
+        self.add_values(v, false);
+    }
+
+    fn add_values(&self, v: &Value, numbers: bool) {
         match v {
             Value::String(s) => {
                 self.add(s);
@@ -74,9 +86,9 @@ impl Redactor {
                     self.add(line.trim());
                 }
             }
-            Value::Number(n) => self.add(&n.to_string()),
-            Value::Array(a) => a.iter().for_each(|x| self.add_all_strings(x)),
-            Value::Object(o) => o.values().for_each(|x| self.add_all_strings(x)),
+            Value::Number(n) if numbers => self.add(&n.to_string()),
+            Value::Array(a) => a.iter().for_each(|x| self.add_values(x, numbers)),
+            Value::Object(o) => o.values().for_each(|x| self.add_values(x, numbers)),
             _ => {}
         }
     }

@@ -354,6 +354,11 @@ fn exit_codes_for_bad_options_unreachable_hosts_and_help() {
         .run(&["playbooks/site.yml", "-e", "novalue"])
         .assert_code(5);
     fleet.run(&["--help"]).assert_code(0);
+    let before = fleet.snapshot();
+    let dry = fleet.run(&["playbooks/site.yml", "--dry-run"]);
+    dry.assert_code(0);
+    assert!(dry.stdout.contains("would change: [h1]"), "{}", dry.stdout);
+    assert_eq!(fleet.snapshot(), before, "--dry-run changed files");
     let inv = fleet.path("ssh-inv.ini");
     std::fs::write(&inv, "[remote]\nfar ansible_host=192.0.2.1\n").unwrap();
     let pb = fleet.write_playbook(
@@ -565,4 +570,212 @@ fn variables_built_from_templates_resolve_and_registered_output_is_never_templat
         run.stdout
     );
     assert!(!fleet.host_file("h1", "/broken.txt").exists());
+}
+
+#[test]
+fn a_file_that_gains_a_secret_becomes_private_and_backup_keeps_the_old_copy() {
+    let fleet = Fleet::new();
+    let f = fleet.host_file("h1", "/app.conf");
+    std::fs::write(&f, "user=app\n").unwrap();
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let pb = fleet.write_playbook(
+        "gain.yml",
+        r#"
+- hosts: h1
+  tasks:
+    - copy:
+        content: "user=app\npassword={{ db_password }}\n"
+        dest: /app.conf
+        backup: true
+        validate: grep -q password= %s
+"#,
+    );
+    let run = fleet.run(&[pb.to_str().unwrap(), "--diff"]);
+    run.assert_code(0);
+    assert!(run.stdout.contains("+password=********"), "{}", run.stdout);
+    assert!(run.stdout.contains("mode 0644 -> 0600"), "{}", run.stdout);
+    assert_eq!(
+        std::fs::metadata(&f).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let backups: Vec<_> = std::fs::read_dir(fleet.root("h1"))
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name().to_string_lossy().starts_with("app.conf.")
+                && e.file_name().to_string_lossy().ends_with('~')
+        })
+        .collect();
+    assert_eq!(backups.len(), 1, "one backup file");
+    assert_eq!(
+        std::fs::read_to_string(backups[0].path()).unwrap(),
+        "user=app\n"
+    );
+}
+
+#[test]
+fn default_inventory_is_dot_inventory_unless_zdm_inventory_is_set_and_hosts_may_be_templated() {
+    let fleet = Fleet::new();
+    let pb = fleet.write_playbook(
+        "which.yml",
+        "- hosts: \"{{ targets }}\"\n  tasks:\n    - copy: {content: x, dest: /picked}\n",
+    );
+    let run = |env: Option<&std::path::Path>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_zdm-run"));
+        cmd.current_dir(fleet.dir.path())
+            .env_remove("ZDM_INVENTORY")
+            .args([pb.to_str().unwrap(), "-e", "targets=fleet:!h1"]);
+        if let Some(p) = env {
+            cmd.env("ZDM_INVENTORY", p);
+        }
+        common::Run::from(cmd.output().unwrap())
+    };
+    // ./inventory (the fleet's) is found without -i.
+    run(None).assert_code(0);
+    assert!(!fleet.host_file("h1", "/picked").exists());
+    assert!(fleet.host_file("h2", "/picked").exists());
+    // $ZDM_INVENTORY wins over ./inventory: an inventory without the fleet selects nothing.
+    let other = fleet.path("other.ini");
+    std::fs::write(&other, "[elsewhere]\nnobody ansible_connection=local\n").unwrap();
+    let r = run(Some(&other));
+    r.assert_code(0);
+    assert!(r.stdout.contains("no hosts matched"), "{}", r.stdout);
+}
+
+#[test]
+fn meta_flush_handlers_runs_notified_handlers_at_that_point() {
+    let fleet = Fleet::new();
+    let pb = fleet.write_playbook(
+        "flush.yml",
+        r#"
+- hosts: h1
+  tasks:
+    - copy: {content: "a\n", dest: /a.txt}
+      notify: restart
+    - meta: flush_handlers
+    - shell: echo after-flush >> "$ZDM_LOCAL_ROOT/log"
+  handlers:
+    - name: restart
+      shell: echo restart >> "$ZDM_LOCAL_ROOT/log"
+"#,
+    );
+    fleet.run(&[pb.to_str().unwrap()]).assert_code(0);
+    let log = std::fs::read_to_string(fleet.host_file("h1", "/log")).unwrap();
+    assert_eq!(log, "restart\nafter-flush\n");
+    let bad = fleet.write_playbook(
+        "meta.yml",
+        "- hosts: h1\n  tasks:\n    - meta: end_universe\n",
+    );
+    let run = fleet.run(&[bad.to_str().unwrap()]);
+    run.assert_code(4);
+    assert!(
+        run.stderr.contains("meta: 'end_universe' is not supported"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn owner_is_applied_when_root_and_is_idempotent() {
+    use std::os::unix::fs::MetadataExt;
+    let fleet = Fleet::new();
+    let pb = fleet.write_playbook(
+        "owner.yml",
+        r#"
+- hosts: h1
+  tasks:
+    - copy: {content: "x\n", dest: /owned, owner: nobody, group: "0", mode: "0640"}
+    - file: {path: /owned-dir, state: directory, owner: nobody, mode: "0750"}
+"#,
+    );
+    fleet.run(&[pb.to_str().unwrap()]).assert_code(0);
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let nobody: u32 = std::fs::read_to_string("/etc/passwd")
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("nobody:"))
+        .and_then(|l| l.split(':').nth(2)?.parse().ok())
+        .expect("a 'nobody' user");
+    let me = unsafe { libc::geteuid() };
+    for f in ["/owned", "/owned-dir"] {
+        let md = std::fs::metadata(fleet.host_file("h1", f)).unwrap();
+        let expected = if root { nobody } else { me };
+        assert_eq!(md.uid(), expected, "{f}: owner applied only as root");
+    }
+    let again = fleet.run(&[pb.to_str().unwrap(), "--output", "json"]);
+    again.assert_code(0);
+    assert_eq!(
+        again.json()["stats"]["h1"]["changed"],
+        0,
+        "{}",
+        again.stdout
+    );
+}
+
+#[test]
+fn copy_from_files_dir_and_file_states() {
+    let fleet = Fleet::new();
+    std::fs::write(fleet.host_file("h1", "/old"), "bye").unwrap();
+    let pb = fleet.write_playbook(
+        "files.yml",
+        r#"
+- hosts: h1
+  tasks:
+    - copy: {src: payload.txt, dest: /payload.txt}
+    - file: {path: /old, state: absent}
+    - file: {path: /marker, state: touch, mode: "0600"}
+    - file: {path: /payload.txt, mode: "0640"}
+"#,
+    );
+    let first = fleet.run(&[pb.to_str().unwrap(), "--output", "json"]);
+    first.assert_code(0);
+    assert_eq!(first.json()["stats"]["h1"]["changed"], 4);
+    assert_eq!(
+        std::fs::read_to_string(fleet.host_file("h1", "/payload.txt")).unwrap(),
+        "static payload\n"
+    );
+    assert!(!fleet.host_file("h1", "/old").exists());
+    let mode = |f: &str| {
+        std::fs::metadata(fleet.host_file("h1", f))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode("/marker"), 0o600);
+    assert_eq!(mode("/payload.txt"), 0o640);
+    // Idempotent: the copy keeps the mode the later file task set.
+    let second = fleet.run(&[pb.to_str().unwrap(), "--output", "json"]);
+    second.assert_code(0);
+    assert_eq!(
+        second.json()["stats"]["h1"]["changed"],
+        0,
+        "{}",
+        second.stdout
+    );
+}
+
+#[test]
+fn templates_can_include_other_templates_from_the_templates_dir() {
+    let fleet = Fleet::new();
+    std::fs::write(
+        fleet.path("playbooks/templates/part.j2"),
+        "part for {{ inventory_hostname }}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        fleet.path("playbooks/templates/main.j2"),
+        "main\n{% include 'part.j2' %}end\n",
+    )
+    .unwrap();
+    let pb = fleet.write_playbook(
+        "inc.yml",
+        "- hosts: h2\n  tasks:\n    - template: {src: main.j2, dest: /main.conf}\n",
+    );
+    fleet.run(&[pb.to_str().unwrap()]).assert_code(0);
+    assert_eq!(
+        std::fs::read_to_string(fleet.host_file("h2", "/main.conf")).unwrap(),
+        "main\npart for h2\nend\n"
+    );
 }

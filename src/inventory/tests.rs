@@ -93,8 +93,16 @@ all:
 #[test]
 fn yaml_inventory_rejects_unknown_group_keys() {
     let err = Inventory::from_str("all:\n  hostz:\n    a:\n", Path::new("bad.yml")).unwrap_err();
-    assert!(err.0.contains("bad.yml"), "{err}");
-    assert!(err.0.contains("unknown key 'hostz'"), "{err}");
+    assert_eq!(
+        err.0,
+        "bad.yml:2:3: all: unknown group key 'hostz' (expected hosts, vars, children)"
+    );
+    let err = Inventory::from_str("all:\n  hosts:\n    - h1\n", Path::new("list.yml")).unwrap_err();
+    assert!(err.0.starts_with("list.yml:3:5: "), "{err}");
+    assert!(err.0.contains("expected a mapping of host names"), "{err}");
+    let err = Inventory::from_str("g:\n  hosts:\n    p[3:1]:\n", Path::new("r.yml")).unwrap_err();
+    assert!(err.0.starts_with("r.yml:3:5: "), "{err}");
+    assert!(err.0.contains("ends before it starts"), "{err}");
 }
 
 #[test]

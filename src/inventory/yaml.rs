@@ -1,126 +1,256 @@
 //! The YAML inventory format (`all: {hosts, vars, children}`).
+//!
+//! Read with the same technique as playbooks: the shape is checked while deserializing, so
+//! an unknown key, a bad host range or a list where a mapping belongs is reported with the
+//! file, line and column of the offending node.
 
+use std::fmt;
 use std::path::Path;
 
-use serde_yaml_ng::Value as Y;
+use serde::de::{self, DeserializeSeed, MapAccess, Visitor};
+use serde_json::Value;
 
 use super::{expand_host_range, Inventory, InventoryError};
-use crate::vars::{yaml_to_json, Vars};
+use crate::vars::Vars;
+
+/// One group as written.
+#[derive(Default)]
+struct GroupDef {
+    hosts: Vec<(String, Vars)>,
+    vars: Vars,
+    children: Vec<(String, GroupDef)>,
+}
 
 pub(super) fn parse(inv: &mut Inventory, text: &str, file: &Path) -> Result<(), InventoryError> {
-    let doc: Y = serde_yaml_ng::from_str(text).map_err(|e| located(file, &e))?;
-    let top = match doc {
-        Y::Null => return Ok(()),
-        Y::Mapping(m) => m,
-        _ => {
-            return Err(InventoryError(format!(
-                "{}: an inventory must be a mapping of group names",
-                file.display()
-            )))
-        }
-    };
-    for (name, body) in &top {
-        let name = key(name, file)?;
-        group(inv, &name, body, file)?;
+    let de = serde_yaml_ng::Deserializer::from_str(text);
+    let groups = TopSeed.deserialize(de).map_err(|e| located(file, &e))?;
+    for (name, def) in groups {
+        add_group(inv, &name, def);
     }
     Ok(())
 }
 
+fn add_group(inv: &mut Inventory, name: &str, def: GroupDef) {
+    inv.ensure_group(name);
+    for (h, vars) in def.hosts {
+        inv.add_host(&h, name, vars);
+    }
+    crate::vars::overlay(&mut inv.ensure_group(name).vars, &def.vars);
+    for (child, cdef) in def.children {
+        inv.add_child(name, &child);
+        add_group(inv, &child, cdef);
+    }
+}
+
 fn located(file: &Path, e: &serde_yaml_ng::Error) -> InventoryError {
+    let msg = e.to_string();
+    let msg = match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg,
+    };
+    let msg = msg.strip_prefix('.').map(str::to_string).unwrap_or(msg);
     match e.location() {
         Some(l) => InventoryError(format!(
-            "{}:{}:{}: {e}",
+            "{}:{}:{}: {msg}",
             file.display(),
             l.line(),
             l.column()
         )),
-        None => InventoryError(format!("{}: {e}", file.display())),
+        None => InventoryError(format!("{}: {msg}", file.display())),
     }
 }
 
-fn key(k: &Y, file: &Path) -> Result<String, InventoryError> {
-    match k {
-        Y::String(s) => Ok(s.clone()),
-        Y::Number(n) => Ok(n.to_string()),
-        other => Err(InventoryError(format!(
-            "{}: names must be strings, found {other:?}",
-            file.display()
-        ))),
+/// The document: a mapping of top-level group names (empty documents are allowed).
+struct TopSeed;
+
+impl<'de> DeserializeSeed<'de> for TopSeed {
+    type Value = Vec<(String, GroupDef)>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
     }
 }
 
-fn vars_of(v: &Y, what: &str, file: &Path) -> Result<Vars, InventoryError> {
-    match yaml_to_json(v) {
-        serde_json::Value::Null => Ok(Vars::new()),
-        serde_json::Value::Object(m) => Ok(m),
-        _ => Err(InventoryError(format!(
-            "{}: {what} must be a mapping",
-            file.display()
-        ))),
+impl<'de> Visitor<'de> for TopSeed {
+    type Value = Vec<(String, GroupDef)>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a mapping of group names (e.g. all:)")
     }
-}
-
-fn group(inv: &mut Inventory, name: &str, body: &Y, file: &Path) -> Result<(), InventoryError> {
-    inv.ensure_group(name);
-    let map = match body {
-        Y::Null => return Ok(()),
-        Y::Mapping(m) => m,
-        _ => {
-            return Err(InventoryError(format!(
-                "{}: group '{name}' must be a mapping with hosts, vars or children",
-                file.display()
-            )))
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(vec![])
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(name) = map.next_key::<String>()? {
+            out.push((name, map.next_value_seed(GroupSeed)?));
         }
-    };
-    for (k, v) in map {
-        match key(k, file)?.as_str() {
-            "hosts" => match v {
-                Y::Null => {}
-                Y::Mapping(hosts) => {
-                    for (h, hv) in hosts {
-                        let hname = key(h, file)?;
-                        let vars = vars_of(hv, &format!("host '{hname}' in group '{name}'"), file)?;
-                        for expanded in expand_host_range(&hname)
-                            .map_err(|e| InventoryError(format!("{}: {}", file.display(), e.0)))?
-                        {
-                            inv.add_host(&expanded, name, vars.clone());
-                        }
-                    }
-                }
-                _ => {
-                    return Err(InventoryError(format!(
-                        "{}: group '{name}': 'hosts' must be a mapping of host names",
-                        file.display()
-                    )))
-                }
-            },
-            "vars" => {
-                let vars = vars_of(v, &format!("group '{name}' vars"), file)?;
-                crate::vars::overlay(&mut inv.ensure_group(name).vars, &vars);
-            }
-            "children" => match v {
-                Y::Null => {}
-                Y::Mapping(children) => {
-                    for (c, cv) in children {
-                        let cname = key(c, file)?;
-                        inv.add_child(name, &cname);
-                        group(inv, &cname, cv, file)?;
-                    }
-                }
-                _ => {
-                    return Err(InventoryError(format!(
-                        "{}: group '{name}': 'children' must be a mapping of group names",
-                        file.display()
-                    )))
-                }
-            },
-            other => {
-                return Err(InventoryError(format!(
-                    "{}: group '{name}': unknown key '{other}' (expected hosts, vars, children)",
-                    file.display()
-                )))
+        Ok(out)
+    }
+}
+
+/// A group body: `hosts`, `vars`, `children` (or nothing).
+struct GroupSeed;
+
+impl<'de> DeserializeSeed<'de> for GroupSeed {
+    type Value = GroupDef;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<GroupDef, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for GroupSeed {
+    type Value = GroupDef;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a group (a mapping with hosts, vars or children)")
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<GroupDef, E> {
+        Ok(GroupDef::default())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<GroupDef, A::Error> {
+        let mut def = GroupDef::default();
+        while let Some(k) = map.next_key_seed(GroupKey)? {
+            match k {
+                GroupField::Hosts => def.hosts = map.next_value_seed(HostsSeed)?,
+                GroupField::Vars => def.vars = map.next_value_seed(VarsSeed("group vars"))?,
+                GroupField::Children => def.children = map.next_value_seed(ChildrenSeed)?,
             }
         }
+        Ok(def)
     }
-    Ok(())
+}
+
+enum GroupField {
+    Hosts,
+    Vars,
+    Children,
+}
+
+/// A group key, refused on the spot if unknown so the error points at it.
+struct GroupKey;
+
+impl<'de> DeserializeSeed<'de> for GroupKey {
+    type Value = GroupField;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<GroupField, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for GroupKey {
+    type Value = GroupField;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("hosts, vars or children")
+    }
+    fn visit_str<E: de::Error>(self, k: &str) -> Result<GroupField, E> {
+        match k {
+            "hosts" => Ok(GroupField::Hosts),
+            "vars" => Ok(GroupField::Vars),
+            "children" => Ok(GroupField::Children),
+            other => Err(E::custom(format!(
+                "unknown group key '{other}' (expected hosts, vars, children)"
+            ))),
+        }
+    }
+}
+
+/// `hosts:` — host names (ranges allowed) to their variables.
+struct HostsSeed;
+
+impl<'de> DeserializeSeed<'de> for HostsSeed {
+    type Value = Vec<(String, Vars)>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for HostsSeed {
+    type Value = Vec<(String, Vars)>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a mapping of host names (host: or host: {vars})")
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(vec![])
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(names) = map.next_key_seed(HostName)? {
+            let vars = map.next_value_seed(VarsSeed("host vars"))?;
+            for n in names {
+                out.push((n, vars.clone()));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A host name key, expanded if it is a range; a bad range fails at the key.
+struct HostName;
+
+impl<'de> DeserializeSeed<'de> for HostName {
+    type Value = Vec<String>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Vec<String>, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for HostName {
+    type Value = Vec<String>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a host name")
+    }
+    fn visit_str<E: de::Error>(self, k: &str) -> Result<Vec<String>, E> {
+        expand_host_range(k).map_err(|e| E::custom(e.0))
+    }
+}
+
+/// `vars:` / host variables: a mapping (or nothing).
+struct VarsSeed(&'static str);
+
+impl<'de> DeserializeSeed<'de> for VarsSeed {
+    type Value = Vars;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Vars, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for VarsSeed {
+    type Value = Vars;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "{} (a mapping of variable names)", self.0)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Vars, E> {
+        Ok(Vars::new())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Vars, A::Error> {
+        let mut out = Vars::new();
+        while let Some(k) = map.next_key::<String>()? {
+            out.insert(k, map.next_value::<Value>()?);
+        }
+        Ok(out)
+    }
+}
+
+/// `children:` — group names to group bodies.
+struct ChildrenSeed;
+
+impl<'de> DeserializeSeed<'de> for ChildrenSeed {
+    type Value = Vec<(String, GroupDef)>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ChildrenSeed {
+    type Value = Vec<(String, GroupDef)>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a mapping of child group names")
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(vec![])
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(name) = map.next_key::<String>()? {
+            out.push((name, map.next_value_seed(GroupSeed)?));
+        }
+        Ok(out)
+    }
 }

@@ -143,15 +143,17 @@ async fn plan_file(ctx: &ModuleCtx<'_>, content: Vec<u8>) -> Result<Query, Modul
             });
         }
     }
-    // Mode: explicit, else keep the existing one, else 0600 for content holding a secret
-    // (so a rendered config with a password is never world-readable) and 0644 otherwise.
+    // Mode: explicit; else 0600 for content holding a secret (a rendered config with a
+    // password is never group/world-readable, even if an older copy was); else keep the
+    // existing mode; else 0644.
     let holds_secret = {
         let text = String::from_utf8_lossy(&content);
         ctx.redactor.redact(&text) != text
     };
     let mode = wanted_mode
+        .or(holds_secret.then_some(0o600))
         .or(stat.as_ref().map(|s| s.mode))
-        .unwrap_or(if holds_secret { 0o600 } else { 0o644 });
+        .unwrap_or(0o644);
     if let Some(st) = &stat {
         if st.mode != mode {
             changes.push(format!("mode {:04o} -> {mode:04o}", st.mode));

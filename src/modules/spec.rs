@@ -254,6 +254,15 @@ pub static MODULES: &[ModuleSpec] = &[
         one_of_required: &["file", "_raw"],
         required: &[],
     },
+    // `meta: flush_handlers` / `meta: noop`: handled by the run engine itself.
+    ModuleSpec {
+        name: "meta",
+        free_form: true,
+        any_args: false,
+        args: &[],
+        one_of_required: &["_raw"],
+        required: &[],
+    },
     ModuleSpec {
         name: "import_tasks",
         free_form: true,

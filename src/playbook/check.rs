@@ -365,8 +365,22 @@ fn read_task<'de, A: MapAccess<'de>>(mut map: A, handler: bool) -> Result<Value,
     if module.borrow().is_none() {
         return Err(de::Error::custom(
             "task has no module (expected one of: template, copy, file, command, shell, \
-             set_fact, debug, assert, fail, pause, uri, wait_for, include_tasks, import_tasks)",
+             set_fact, debug, assert, fail, pause, uri, wait_for, include_tasks, import_tasks, meta)",
         ));
+    }
+    // `args:` may come before the module key, so its names are checked once both are read
+    // (the error then points at the task).
+    if let (Some(spec), Some(Value::Object(args))) = (*module.borrow(), out.get("args")) {
+        for k in args.keys() {
+            if !spec.any_args && !spec.args.iter().any(|(n, _)| n == k) {
+                let names: Vec<&str> = spec.args.iter().map(|(n, _)| *n).collect();
+                return Err(de::Error::custom(format!(
+                    "unknown argument '{k}' in args for module '{}' (expected one of: {})",
+                    spec.name,
+                    names.join(", ")
+                )));
+            }
+        }
     }
     Ok(Value::Object(out))
 }

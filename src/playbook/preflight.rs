@@ -41,6 +41,13 @@ pub fn preflight(book: &Playbook, templar: &Templar) -> Result<(), PlaybookError
             .chain(&play.post_tasks)
             .chain(&play.handlers);
         for t in tasks {
+            for d in [
+                t.base_dir.join("templates"),
+                t.base_dir.clone(),
+                t.base_dir.join("..").join("templates"),
+            ] {
+                templar.add_search_dir(&d);
+            }
             let conditions = t
                 .when
                 .iter()
@@ -52,6 +59,19 @@ pub fn preflight(book: &Playbook, templar: &Templar) -> Result<(), PlaybookError
                 templar
                     .check_condition(&format!("{kind} '{c}'"), c)
                     .map_err(|e| at(t, e.0))?;
+            }
+            if t.module == "meta" {
+                let action = t
+                    .args
+                    .get("_raw")
+                    .map(crate::vars::display)
+                    .unwrap_or_default();
+                if !matches!(action.as_str(), "flush_handlers" | "noop") {
+                    return Err(at(
+                        t,
+                        format!("meta: '{action}' is not supported (flush_handlers, noop)"),
+                    ));
+                }
             }
             if t.module == "assert" {
                 let that: Vec<String> = match t.args.get("that") {

@@ -195,3 +195,14 @@ fn include_tasks_and_import_playbook_are_inlined_and_errors_name_the_included_fi
     );
     let _ = Path::new("");
 }
+
+#[test]
+fn unknown_names_under_args_are_refused_at_the_task() {
+    let text = "- hosts: all\n  tasks:\n    - name: init\n      args: {creats: /x}\n      shell: touch /x\n";
+    let msg = err_of("p.yml", text);
+    assert!(msg.starts_with("p.yml:3:7: "), "{msg}");
+    assert!(
+        msg.contains("unknown argument 'creats' in args for module 'shell'"),
+        "{msg}"
+    );
+}

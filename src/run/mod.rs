@@ -24,6 +24,25 @@ use context::PlayVars;
 pub use task::NO_LOG_MSG;
 use task::{run_on_host, HostOutcome, TaskEnv};
 
+/// Splits hosts into batches of the given sizes; the last size repeats until all hosts are
+/// placed (`serial: [1, 2]` on 5 hosts gives 1, 2, 2). Sizes below 1 count as 1.
+pub fn split_batches(hosts: &[String], sizes: &[usize]) -> Vec<Vec<String>> {
+    if sizes.is_empty() {
+        return vec![hosts.to_vec()];
+    }
+    let mut out = Vec::new();
+    let mut rest = hosts;
+    let mut i = 0;
+    while !rest.is_empty() {
+        let size = sizes.get(i).or(sizes.last()).copied().unwrap_or(1).max(1);
+        let n = size.min(rest.len());
+        out.push(rest[..n].to_vec());
+        rest = &rest[n..];
+        i += 1;
+    }
+    out
+}
+
 /// Options from the command line that shape a run.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -102,12 +121,26 @@ impl<'a> Runner<'a> {
 
     /// Hosts a play targets after `--limit`.
     pub fn play_hosts(&self, play: &Play) -> Result<Vec<String>, RunError> {
-        let mut hosts = select_hosts(self.inventory, &play.hosts).map_err(|e| RunError(e.0))?;
+        let pattern = self.play_pattern(play)?;
+        let mut hosts = select_hosts(self.inventory, &pattern).map_err(|e| RunError(e.0))?;
         if let Some(limit) = &self.opts.limit {
             let allowed = select_hosts(self.inventory, limit).map_err(|e| RunError(e.0))?;
             hosts.retain(|h| allowed.contains(h));
         }
         Ok(hosts)
+    }
+
+    /// The play's host pattern, rendered if it is a template (`hosts: "{{ targets }}"`, with
+    /// play vars and extra vars, as Ansible allows).
+    fn play_pattern(&self, play: &Play) -> Result<String, RunError> {
+        if !play.hosts.contains("{{") {
+            return Ok(play.hosts.clone());
+        }
+        let mut ctx = play.vars.clone();
+        overlay(&mut ctx, &self.opts.extra_vars);
+        self.templar
+            .render_str(&format!("play '{}' hosts", play.name), &play.hosts, &ctx)
+            .map_err(|e| RunError(e.0))
     }
 
     /// True if the task is selected by `--tags` / `--skip-tags`.
@@ -138,7 +171,7 @@ impl<'a> Runner<'a> {
 
     async fn run_play(&mut self, play: &Play) -> Result<(), RunError> {
         let mut hosts = self.play_hosts(play)?;
-        for unknown in crate::inventory::unknown_terms(self.inventory, &play.hosts) {
+        for unknown in crate::inventory::unknown_terms(self.inventory, &self.play_pattern(play)?) {
             self.out.warn(&format!(
                 "host pattern '{unknown}' matched no host or group"
             ));
@@ -179,8 +212,15 @@ impl<'a> Runner<'a> {
                     if !self.tags_select(task) {
                         continue;
                     }
-                    self.run_task(play, task, &mut live, &hosts, &pv, &mut state, false)
-                        .await;
+                    if task.module == "meta" {
+                        if task.args.get("_raw").and_then(Value::as_str) == Some("flush_handlers") {
+                            self.flush_handlers(play, &mut live, &hosts, &pv, &mut state)
+                                .await;
+                        }
+                    } else {
+                        self.run_task(play, task, &mut live, &hosts, &pv, &mut state, false)
+                            .await;
+                    }
                     if self.policy_trips(play, &batch, &live) {
                         stop = true;
                         break;
@@ -250,21 +290,12 @@ impl<'a> Runner<'a> {
             }
             .max(1))
         };
-        let mut out = Vec::new();
-        let mut rest = hosts;
-        let mut i = 0;
-        while !rest.is_empty() {
-            let step = play
-                .serial
-                .get(i)
-                .or(play.serial.last())
-                .expect("non-empty serial");
-            let n = size_of(step)?.min(rest.len());
-            out.push(rest[..n].to_vec());
-            rest = &rest[n..];
-            i += 1;
-        }
-        Ok(out)
+        let sizes = play
+            .serial
+            .iter()
+            .map(size_of)
+            .collect::<Result<Vec<usize>, RunError>>()?;
+        Ok(split_batches(hosts, &sizes))
     }
 
     /// Whether the batch's failures end the play.
@@ -453,5 +484,26 @@ impl<'a> Runner<'a> {
                     .warn(&format!("notified handler '{name}' does not exist"));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hosts(n: usize) -> Vec<String> {
+        (1..=n).map(|i| format!("h{i}")).collect()
+    }
+
+    #[test]
+    fn serial_steps_repeat_the_last_size() {
+        let b = split_batches(&hosts(5), &[1, 2]);
+        assert_eq!(b, vec![vec!["h1"], vec!["h2", "h3"], vec!["h4", "h5"]]);
+        let b = split_batches(&hosts(3), &[]);
+        assert_eq!(b, vec![vec!["h1", "h2", "h3"]]);
+        let b = split_batches(&hosts(3), &[0]);
+        assert_eq!(b.len(), 3, "a 0% batch still takes one host");
+        let b = split_batches(&hosts(2), &[5]);
+        assert_eq!(b, vec![vec!["h1", "h2"]]);
     }
 }

@@ -228,7 +228,7 @@ pub async fn run_on_host(env: &TaskEnv<'_>, host: &str, vars: Vars) -> HostOutco
             m.insert("item".into(), it.clone());
         }
         if task.no_log {
-            env.redactor.add_all_strings(&registered.1);
+            env.redactor.add_no_log(&registered.1);
         }
         let mut report = env.report(host, status, item.as_ref());
         match &registered.0 {
@@ -311,7 +311,7 @@ async fn run_item(
             _ => Map::new(),
         };
     if task.no_log {
-        env.redactor.add_all_strings(&Value::Object(args.clone()));
+        env.redactor.add_no_log(&Value::Object(args.clone()));
     }
     let check = task.check_mode.unwrap_or(env.check);
     let ctx = ModuleCtx {

@@ -8,6 +8,8 @@
 mod filters;
 
 use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use minijinja::{Environment, UndefinedBehavior};
 use serde_json::Value;
@@ -26,6 +28,8 @@ pub struct TemplateError(pub String);
 /// The shared template engine.
 pub struct Templar {
     env: Environment<'static>,
+    /// Directories `{% include %}` / `{% import %}` / `{% extends %}` search, in order.
+    search: Arc<RwLock<Vec<PathBuf>>>,
 }
 
 impl Default for Templar {
@@ -42,7 +46,36 @@ impl Templar {
         env.set_keep_trailing_newline(true);
         env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
         filters::register(&mut env);
-        Templar { env }
+        let search: Arc<RwLock<Vec<PathBuf>>> = Arc::default();
+        let dirs = search.clone();
+        env.set_loader(move |name| {
+            if name.contains("..") || Path::new(name).is_absolute() {
+                return Ok(None);
+            }
+            let dirs = dirs.read().expect("template search lock");
+            for d in dirs.iter() {
+                let p = d.join(name);
+                if p.is_file() {
+                    return std::fs::read_to_string(&p).map(Some).map_err(|e| {
+                        minijinja::Error::new(
+                            minijinja::ErrorKind::InvalidOperation,
+                            format!("cannot read {}: {e}", p.display()),
+                        )
+                    });
+                }
+            }
+            Ok(None)
+        });
+        Templar { env, search }
+    }
+
+    /// Adds a directory where included templates are looked for (the playbook's
+    /// `templates/`, registered before the run).
+    pub fn add_search_dir(&self, dir: &Path) {
+        let mut dirs = self.search.write().expect("template search lock");
+        if dir.is_dir() && !dirs.iter().any(|d| d == dir) {
+            dirs.push(dir.to_path_buf());
+        }
     }
 
     /// Renders template text. `name` is what errors call it (a file path or `task 'x'`).
