@@ -284,3 +284,36 @@ async fn a_changed_host_key_is_refused_with_how_to_trust_it() {
     assert_eq!(out.stdout, "trusted\n");
     pool.close_all();
 }
+
+#[tokio::test]
+async fn a_jump_host_and_an_ssh_config_file_are_honoured() {
+    let sb = Sandbox::load();
+    // Names from the sandbox's ssh config (HostName, key, known hosts come from there), and
+    // zdm-h2 reached through zdm-h1.
+    let vars = serde_json::json!({
+        "ansible_host": "zdm-h2",
+        "ansible_ssh_config_file": sb.get("SANDBOX_SSH_CONFIG"),
+        "ansible_ssh_jump_hosts": "zdm-h1",
+    });
+    let target = SshTarget::from_vars("zdm-h2", vars.as_object().unwrap()).unwrap();
+    let pool = Arc::new(SshPool::new());
+    let t = SshTransport::new(target, pool.clone());
+    let out = t
+        .run(shell("echo $SSH_CONNECTION; hostname -I"))
+        .await
+        .unwrap();
+    let client = out
+        .stdout
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(
+        client,
+        sb.address("zdm-h1"),
+        "zdm-h2 must see the jump host as its client: {}",
+        out.stdout
+    );
+    assert!(out.stdout.contains(&sb.address("zdm-h2")), "{}", out.stdout);
+    pool.close_all();
+}

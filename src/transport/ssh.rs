@@ -55,16 +55,7 @@ impl SshTransport {
         limit: Duration,
     ) -> TResult<CommandOutput> {
         let conn = self.pool.conn(&self.target).await?;
-        let secs = format!("{:.3}", limit.as_secs_f64().max(0.001));
-        let body = match &self.target.become_user {
-            Some(u) => format!(
-                "sudo -n -H -u {} -- /bin/sh -c {}",
-                shell_quote(u),
-                shell_quote(script)
-            ),
-            None => format!("/bin/sh -c {}", shell_quote(script)),
-        };
-        let line = format!("exec timeout -k {KILL_GRACE_SECS} {secs} {body}");
+        let line = remote_line(script, self.target.become_user.as_deref(), limit);
         let started = Instant::now();
         let work = async {
             let mut cmd = conn.session.raw_command(&line);
@@ -298,6 +289,22 @@ pub fn connect(vars: &crate::vars::Vars, pool: &Arc<SshPool>) -> TResult<Arc<dyn
     let target =
         SshTarget::from_vars(&name, vars).map_err(|e| TransportError::Failed(e.to_string()))?;
     Ok(Arc::new(SshTransport::new(target, pool.clone())))
+}
+
+/// The command line the remote login shell runs: the script under `timeout` (which kills
+/// its whole process group when `limit` passes, SIGKILL after a grace period), through
+/// `sudo -n` (never prompt: a password prompt would hang) when becoming another user.
+pub fn remote_line(script: &str, become_user: Option<&str>, limit: Duration) -> String {
+    let secs = format!("{:.3}", limit.as_secs_f64().max(0.001));
+    let body = match become_user {
+        Some(u) => format!(
+            "sudo -n -H -u {} -- /bin/sh -c {}",
+            shell_quote(u),
+            shell_quote(script)
+        ),
+        None => format!("/bin/sh -c {}", shell_quote(script)),
+    };
+    format!("exec timeout -k {KILL_GRACE_SECS} {secs} {body}")
 }
 
 fn parent_dir(path: &str) -> String {
@@ -674,6 +681,20 @@ mod tests {
             "cd '/tmp/x y' || exit 1\nexec echo 'a b' 'it'\\''s'"
         );
         assert!(command_script(&CommandSpec::default()).is_err());
+    }
+
+    #[test]
+    fn remote_lines_run_under_timeout_and_sudo() {
+        let plain = remote_line("echo 'x'", None, Duration::from_millis(2500));
+        assert_eq!(
+            plain,
+            r"exec timeout -k 5 2.500 /bin/sh -c 'echo '\''x'\'''"
+        );
+        let sudo = remote_line("id -u", Some("postgres"), Duration::from_secs(3));
+        assert_eq!(
+            sudo,
+            "exec timeout -k 5 3.000 sudo -n -H -u postgres -- /bin/sh -c 'id -u'"
+        );
     }
 
     #[test]
