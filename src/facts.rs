@@ -143,7 +143,9 @@ pub fn facts_from_probe(out: &str) -> Vars {
 impl Module for GatherFacts {
     fn query<'a>(&'a self, ctx: &'a ModuleCtx<'a>) -> ModFuture<'a, Query> {
         async move {
-            let root = crate::modules::zdm_proxy_binary::install_root(ctx);
+            let root = ctx
+                .transport
+                .path_for_command(&crate::modules::zdm_proxy_binary::install_root(ctx));
             let service = crate::modules::arg_str(ctx.args, "service_name")
                 .unwrap_or_else(|| "zdm-proxy".into());
             let script = format!(

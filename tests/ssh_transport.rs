@@ -317,3 +317,31 @@ async fn a_jump_host_and_an_ssh_config_file_are_honoured() {
     assert!(out.stdout.contains(&sb.address("zdm-h2")), "{}", out.stdout);
     pool.close_all();
 }
+
+#[tokio::test]
+async fn a_host_cut_during_a_command_is_unreachable_within_the_keepalive_window() {
+    let sb = Sandbox::load();
+    let pool = Arc::new(SshPool::new());
+    let t = SshTransport::new(with_timeout(&sb, "zdm-h3", 3), pool.clone());
+    assert_eq!(t.run(shell("echo up")).await.unwrap().stdout, "up\n");
+    let mut guard = FaultGuard::new(&sb);
+    let started = Instant::now();
+    let long = t.run(CommandSpec {
+        shell: Some("sleep 120".into()),
+        timeout: Some(Duration::from_secs(300)),
+        ..Default::default()
+    });
+    let cut = async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        guard.apply("cut", "restore", "zdm-h3");
+    };
+    let (result, ()) = tokio::join!(long, cut);
+    let took = started.elapsed();
+    let e = result.unwrap_err();
+    assert!(matches!(e, TransportError::Unreachable(_)), "{e:?}");
+    // Keepalives every 5 s, three missed => about 15-20 s, far below the command's 300 s.
+    assert!(took < Duration::from_secs(40), "took {took:?}");
+    drop(guard);
+    assert_eq!(t.run(shell("echo again")).await.unwrap().stdout, "again\n");
+    pool.close_all();
+}

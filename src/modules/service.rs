@@ -139,15 +139,23 @@ fn settings(ctx: &ModuleCtx<'_>) -> Result<Settings, ModuleError> {
             crate::facts::resolve_address(&h).unwrap_or(h)
         }
     };
+    // Scripts see the host's paths as commands do (a local host with a root maps them).
+    let host_path = |p: String| ctx.transport.path_for_command(&p);
+    let root = host_path(root);
     Ok(Settings {
         state: arg_str(ctx.args, "state").unwrap_or_default(),
         manager,
         command: arg_str(ctx.args, "command")
             .unwrap_or_else(|| format!("{root}/current/zdm-proxy --config {root}/zdm-proxy.yml")),
-        pidfile: arg_str(ctx.args, "pidfile").unwrap_or_else(|| format!("{root}/run/{name}.pid")),
+        pidfile: arg_str(ctx.args, "pidfile")
+            .map(host_path)
+            .unwrap_or_else(|| format!("{root}/run/{name}.pid")),
         log_file: arg_str(ctx.args, "log_file")
+            .map(host_path)
             .unwrap_or_else(|| format!("{root}/logs/{name}.log")),
-        chdir: arg_str(ctx.args, "chdir").unwrap_or_else(|| root.clone()),
+        chdir: arg_str(ctx.args, "chdir")
+            .map(host_path)
+            .unwrap_or_else(|| root.clone()),
         env,
         drain: arg_f64(ctx.args, "drain_timeout")?.unwrap_or(DEFAULT_DRAIN_SECS),
         start: arg_f64(ctx.args, "start_timeout")?.unwrap_or(DEFAULT_START_SECS),
