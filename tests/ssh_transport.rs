@@ -268,6 +268,16 @@ async fn a_changed_host_key_is_refused_with_how_to_trust_it() {
     let sb = Sandbox::load();
     let mut guard = FaultGuard::new(&sb);
     guard.apply("rekey", "trust", "zdm-h3");
+    // `rekey` restarts sshd without waiting for it: wait until it accepts connections.
+    let addr = format!("{}:22", sb.address("zdm-h3"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "sshd on zdm-h3 did not come back after rekey"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let pool = Arc::new(SshPool::new());
     let t = sb.transport("zdm-h3", &pool);
     let e = t.run(shell("true")).await.unwrap_err();
@@ -323,8 +333,9 @@ async fn a_host_cut_during_a_command_is_unreachable_within_the_keepalive_window(
     let sb = Sandbox::load();
     let pool = Arc::new(SshPool::new());
     let t = SshTransport::new(with_timeout(&sb, "zdm-h3", 3), pool.clone());
-    assert_eq!(t.run(shell("echo up")).await.unwrap().stdout, "up\n");
+    // The lock first: another test may have zdm-h3 cut or rekeyed right now.
     let mut guard = FaultGuard::new(&sb);
+    assert_eq!(t.run(shell("echo up")).await.unwrap().stdout, "up\n");
     let started = Instant::now();
     let long = t.run(CommandSpec {
         shell: Some("sleep 120".into()),
