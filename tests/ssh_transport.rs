@@ -356,3 +356,39 @@ async fn a_host_cut_during_a_command_is_unreachable_within_the_keepalive_window(
     assert_eq!(t.run(shell("echo again")).await.unwrap().stdout, "again\n");
     pool.close_all();
 }
+
+#[tokio::test]
+async fn host_keys_are_checked_strictly_unless_the_inventory_says_otherwise() {
+    let sb = Sandbox::load();
+    let empty = tempfile::NamedTempFile::new().unwrap();
+    let kh = empty.path().display().to_string();
+    // Only the known-hosts file is given (an empty one): nothing says how strict to be.
+    let mut vars = sb.vars("zdm-h1");
+    vars.insert(
+        "ansible_ssh_common_args".into(),
+        format!("-o UserKnownHostsFile={kh}").into(),
+    );
+    let pool = Arc::new(SshPool::new());
+    let t = SshTransport::new(SshTarget::from_vars("zdm-h1", &vars).unwrap(), pool.clone());
+    let e = t.run(shell("true")).await.unwrap_err();
+    assert!(matches!(e, TransportError::Unreachable(_)), "{e:?}");
+    assert!(
+        e.to_string().contains("host key verification failed"),
+        "{e}"
+    );
+    assert!(e.to_string().contains(&format!(">> {kh}")), "{e}");
+    assert_eq!(
+        std::fs::read_to_string(&kh).unwrap(),
+        "",
+        "nothing may be trusted silently"
+    );
+    // accept-new is an explicit choice: then the key is recorded and the command runs.
+    vars.insert(
+        "ansible_ssh_common_args".into(),
+        format!("-o UserKnownHostsFile={kh} -o StrictHostKeyChecking=accept-new").into(),
+    );
+    let t = SshTransport::new(SshTarget::from_vars("zdm-h1", &vars).unwrap(), pool.clone());
+    assert_eq!(t.run(shell("echo in")).await.unwrap().stdout, "in\n");
+    assert!(!std::fs::read_to_string(&kh).unwrap().is_empty());
+    pool.close_all();
+}
