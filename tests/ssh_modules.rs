@@ -10,7 +10,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use sha2::Digest;
-use ssh_support::{unique_dir, Sandbox};
+use ssh_support::{RemoteDir, Sandbox};
 use zdm_run::transport::ssh::{SshPool, SshTransport};
 use zdm_run::transport::{CommandSpec, Transport};
 
@@ -101,7 +101,8 @@ fn fake_binary(dir: &Path, version: &str) -> (String, String) {
 async fn binary_is_versioned_by_checksum_uploaded_once_and_switched_atomically() {
     let sb = Sandbox::load();
     let work = tempfile::tempdir().unwrap();
-    let root = unique_dir("binary");
+    let cleanup = RemoteDir::new(&sb, &["zdm-h1"], "binary");
+    let root = cleanup.path.clone();
     let (v1, sha1) = fake_binary(work.path(), "v1");
     let (v2, sha2) = fake_binary(work.path(), "v2");
     let book = |src: &str| {
@@ -183,7 +184,8 @@ async fn binary_is_versioned_by_checksum_uploaded_once_and_switched_atomically()
 async fn supervisor_starts_restarts_with_drain_stops_and_reports_a_crash() {
     let sb = Sandbox::load();
     let work = tempfile::tempdir().unwrap();
-    let root = unique_dir("service");
+    let cleanup = RemoteDir::new(&sb, &["zdm-h2"], "service");
+    let root = cleanup.path.clone();
     let (v1, _) = fake_binary(work.path(), "v1");
     let pool = Arc::new(SshPool::new());
     let h2 = sb.transport("zdm-h2", &pool);

@@ -5,7 +5,7 @@ mod ssh_support;
 use std::process::Command;
 use std::sync::Arc;
 
-use ssh_support::{unique_dir, FaultGuard, Sandbox};
+use ssh_support::{FaultGuard, RemoteDir, Sandbox};
 use zdm_run::transport::ssh::SshPool;
 use zdm_run::transport::Transport;
 
@@ -55,7 +55,8 @@ fn count(line: &str, key: &str) -> u32 {
 async fn a_playbook_configures_the_fleet_over_ssh_and_reports_a_cut_host_unreachable() {
     let sb = Sandbox::load();
     let work = tempfile::tempdir().unwrap();
-    let root = unique_dir("playbook");
+    let cleanup = RemoteDir::new(&sb, &["zdm-h1", "zdm-h2", "zdm-h3"], "playbook");
+    let root = cleanup.path.clone();
     std::fs::create_dir_all(work.path().join("templates")).unwrap();
     std::fs::write(
         work.path().join("templates/app.conf.j2"),

@@ -7,7 +7,7 @@ mod ssh_support;
 use std::process::Command;
 use std::sync::Arc;
 
-use ssh_support::{unique_dir, Sandbox};
+use ssh_support::{RemoteDir, Sandbox};
 use zdm_run::transport::ssh::SshPool;
 use zdm_run::transport::Transport;
 
@@ -32,7 +32,8 @@ fn run(sb: &Sandbox, dir: &std::path::Path, extra: &[&str]) -> (i32, String) {
 async fn proxy_config_renders_per_host_topology_and_diffs_only_read_mode() {
     let sb = Sandbox::load();
     let work = tempfile::tempdir().unwrap();
-    let root = unique_dir("config");
+    let cleanup = RemoteDir::new(&sb, &["zdm-h1", "zdm-h2", "zdm-h3"], "config");
+    let root = cleanup.path.clone();
     let template =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/zdm-proxy.yml.j2");
     std::fs::write(

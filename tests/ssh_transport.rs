@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sha2::Digest;
-use ssh_support::{unique_dir, FaultGuard, Sandbox};
+use ssh_support::{FaultGuard, RemoteDir, Sandbox};
 use zdm_run::transport::ssh::{SshPool, SshTarget, SshTransport};
 use zdm_run::transport::{CommandSpec, FileKind, Ownership, Transport, TransportError};
 
@@ -29,7 +29,8 @@ async fn every_transport_method_works_on_a_real_host() {
     let sb = Sandbox::load();
     let pool = Arc::new(SshPool::new());
     let t = sb.transport("zdm-h1", &pool);
-    let dir = unique_dir("methods");
+    let cleanup = RemoteDir::new(&sb, &["zdm-h1"], "methods");
+    let dir = cleanup.path.clone();
     let no_owner = Ownership::default();
 
     t.mkdir(&dir, 0o750).await.unwrap();
@@ -178,7 +179,8 @@ async fn a_write_on_one_host_is_invisible_on_another() {
     let pool = Arc::new(SshPool::new());
     let h1 = sb.transport("zdm-h1", &pool);
     let h2 = sb.transport("zdm-h2", &pool);
-    let dir = unique_dir("isolation");
+    let cleanup = RemoteDir::new(&sb, &["zdm-h1", "zdm-h2"], "isolation");
+    let dir = cleanup.path.clone();
     h1.mkdir(&dir, 0o755).await.unwrap();
     h1.write_file(
         &format!("{dir}/only-h1"),

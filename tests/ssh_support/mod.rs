@@ -150,3 +150,33 @@ impl Drop for FaultGuard<'_> {
 pub fn unique_dir(tag: &str) -> String {
     format!("/opt/zdm-proxy/test-{tag}-{:08x}", rand::random::<u32>())
 }
+
+/// Removes a test directory from hosts when dropped, also when the test fails half-way.
+/// Uses the plain `ssh` client with the sandbox's config, so it needs no async runtime.
+pub struct RemoteDir {
+    config: String,
+    hosts: Vec<String>,
+    pub path: String,
+}
+
+impl RemoteDir {
+    pub fn new(sb: &Sandbox, hosts: &[&str], tag: &str) -> RemoteDir {
+        RemoteDir {
+            config: sb.get("SANDBOX_SSH_CONFIG"),
+            hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            path: unique_dir(tag),
+        }
+    }
+}
+
+impl Drop for RemoteDir {
+    fn drop(&mut self) {
+        for h in &self.hosts {
+            let _ = Command::new("ssh")
+                .args(["-F", &self.config, "-o", "ConnectTimeout=5", h])
+                .arg(format!("rm -rf -- '{}'", self.path))
+                .stdin(std::process::Stdio::null())
+                .output();
+        }
+    }
+}
