@@ -144,3 +144,105 @@ fn a_row_deleted_on_target_fails_the_gate_by_key_and_autocorrect_makes_it_pass()
     assert_eq!(w.state()["phase"], "phase2");
     assert_eq!(w.state()["completed"], true);
 }
+
+/// `zdm_migrate` backfills through the playbook module (checkpoint and report beside the
+/// migration state), and the consistency gate then passes.
+#[test]
+fn the_migrate_module_backfills_and_the_gate_then_passes() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let cfg = config();
+    let clusters = rt.block_on(connect(&cfg));
+    let ks = unique_keyspace("gatemig");
+    let _guard = KeyspaceGuard::new(&cfg, &ks);
+    rt.block_on(create_schema(
+        &clusters,
+        &ks,
+        &[format!("CREATE TABLE {ks}.kv (k int PRIMARY KEY, v text)")],
+    ));
+    rt.block_on(load_kv(
+        &clusters.origin,
+        &format!("{ks}.kv"),
+        30,
+        now_micros() - 60_000_000,
+    ));
+
+    let w = Workdir::new(&sandbox_inventory());
+    w.write(
+        "phase2.yml",
+        &format!(
+            r#"
+- hosts: proxies
+  vars:
+    zdm_keyspaces: [{ks}]
+  tasks:
+    - zdm_phase: {{action: start, phase: phase2}}
+      run_once: true
+      delegate_to: localhost
+    - name: backfill
+      zdm_migrate: {{splits: 8}}
+      run_once: true
+      delegate_to: localhost
+    - name: consistency
+      zdm_validate: {{splits: 8}}
+      run_once: true
+      delegate_to: localhost
+    - zdm_phase: {{action: complete}}
+      run_once: true
+      delegate_to: localhost
+"#
+        ),
+    );
+    std::fs::write(
+        w.path("inventory/zdm-state.json"),
+        r#"{"phase": "phase1", "completed": true, "history": []}"#,
+    )
+    .unwrap();
+
+    let check = w.run(&["phase2.yml", "--check", "--output", "json"]);
+    check.assert_code(0);
+    let plan = task_result(&check.json(), "backfill");
+    assert_eq!(plan["status"], "would_run");
+    let summary = plan["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with(&format!("copy {ks} from origin"))
+            && summary.contains("8 token ranges"),
+        "{summary}"
+    );
+    assert_eq!(
+        rt.block_on(data_support::count(&clusters.target, &format!("{ks}.kv"))),
+        0
+    );
+
+    let run = w.run(&["phase2.yml", "--output", "json"]);
+    run.assert_code(0);
+    let doc = run.json();
+    let backfill = task_result(&doc, "backfill");
+    assert_eq!(backfill["status"], "changed");
+    assert!(
+        backfill["msg"]
+            .as_str()
+            .unwrap()
+            .contains("MIGRATE SUMMARY"),
+        "{backfill}"
+    );
+    assert!(w.path("inventory/.zdm-state/migrate-report.json").is_file());
+    let gate = task_result(&doc, "consistency");
+    assert!(
+        gate["msg"]
+            .as_str()
+            .unwrap()
+            .contains("[PASS] missing rows: 0 missing of 30 rows compared"),
+        "{gate}"
+    );
+    assert_eq!(
+        rt.block_on(data_support::count(&clusters.target, &format!("{ks}.kv"))),
+        30
+    );
+    let state = w.state();
+    assert_eq!(state["phase"], "phase2");
+    assert_eq!(state["completed"], true);
+    let gates = state["history"][1]["gates"].as_array().unwrap();
+    assert!(gates
+        .iter()
+        .any(|g| g["name"] == "consistency: missing rows" && g["passed"] == true));
+}
