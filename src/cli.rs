@@ -414,21 +414,24 @@ pub fn run_playbooks(args: PlaybookArgs) -> u8 {
     }
 }
 
-/// Whether a playbook records migration state (has `zdm_phase` tasks): such a run takes the
-/// inventory's run lock for its whole duration.
+/// Whether a run of this playbook must hold the inventory's run lock for its whole duration:
+/// it records migration state (has `zdm_phase` tasks), or a play asks for the lock with
+/// `vars: {zdm_lock: true}` (a rolling restart must not interleave with a phase run either).
 fn touches_migration_state(book: &Playbook) -> bool {
     book.plays.iter().any(|play| {
-        play.pre_tasks
-            .iter()
-            .chain(&play.tasks)
-            .chain(&play.post_tasks)
-            .chain(&play.handlers)
-            .any(|t| {
-                t.module
-                    .strip_prefix("ansible.builtin.")
-                    .unwrap_or(&t.module)
-                    == "zdm_phase"
-            })
+        play.vars.get("zdm_lock").is_some_and(crate::vars::truthy)
+            || play
+                .pre_tasks
+                .iter()
+                .chain(&play.tasks)
+                .chain(&play.post_tasks)
+                .chain(&play.handlers)
+                .any(|t| {
+                    t.module
+                        .strip_prefix("ansible.builtin.")
+                        .unwrap_or(&t.module)
+                        == "zdm_phase"
+                })
     })
 }
 

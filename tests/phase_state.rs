@@ -139,7 +139,7 @@ fn a_second_concurrent_run_is_refused_by_the_lock_naming_the_holder() {
 - hosts: localhost
   tasks:
     - zdm_phase: {action: start, phase: preflight}
-    - pause: {seconds: 6}
+    - pause: {seconds: 15}
     - zdm_phase: {action: complete}
 "#,
     );
@@ -177,6 +177,26 @@ fn a_second_concurrent_run_is_refused_by_the_lock_naming_the_holder() {
     );
     assert!(err.contains(&format!("(pid {first_pid})")), "{err}");
     assert!(err.contains("running slow.yml"), "{err}");
+
+    // A playbook without zdm_phase tasks that asks for the lock (a rolling restart) waits its
+    // turn too, and status shows who holds the lock.
+    w.write(
+        "restart.yml",
+        "- hosts: localhost\n  vars: {zdm_lock: true}\n  tasks:\n    - debug: {msg: restart}\n",
+    );
+    let third = w.run(&["restart.yml"]);
+    third.assert_code(1);
+    assert!(
+        third.stderr().contains("running slow.yml"),
+        "{}",
+        third.stderr()
+    );
+    let status = w.command(&["status", "-i", "inventory"]).output().unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.contains(&format!("(pid {first_pid}) running slow.yml")),
+        "{text}"
+    );
 
     let status = guard.0.wait().expect("first run finishes");
     drop(guard);
