@@ -122,8 +122,13 @@ impl MigrationRun {
         }
     }
 
+    /// Keeps a gate's latest verdict: a gate measured again (a task retried with `until` while
+    /// the fleet warms up) replaces its earlier checks, so the phase is judged on the fleet as
+    /// it is now. A failed gate still stops the play unless a task ignores its failure.
     pub fn add_gates(&self, gate: &str, checks: &[Check]) {
         let mut inner = self.inner();
+        let prefix = format!("{gate}: ");
+        inner.gates.retain(|g| !g.name.starts_with(&prefix));
         for c in checks {
             let mut r = c.to_gate_result();
             r.name = format!("{gate}: {}", r.name);
@@ -202,5 +207,50 @@ pub fn finish() -> anyhow::Result<Option<String>> {
         // Dropping the last Arc drops the RunLock, removing the lock file.
         Some(run) => run.record_unfinished(),
         None => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(name: &str, passed: bool) -> Check {
+        Check {
+            name: name.into(),
+            passed,
+            measured: String::new(),
+            threshold: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_gate_measured_again_replaces_its_earlier_verdict_and_a_start_clears_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = MigrationRun::open(Some(dir.path()), "p.yml", true).unwrap();
+        run.add_gates("preflight", &[check("schemas", true)]);
+        run.add_gates("health", &[check("failed writes", false)]);
+        run.add_gates(
+            "health",
+            &[check("failed writes", true), check("p1 ready", true)],
+        );
+        let names: Vec<(String, bool)> = run
+            .gates()
+            .into_iter()
+            .map(|g| (g.name, g.passed))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("preflight: schemas".to_string(), true),
+                ("health: failed writes".to_string(), true),
+                ("health: p1 ready".to_string(), true)
+            ]
+        );
+        run.begin(Phase::Phase1, false, None);
+        assert!(run.gates().is_empty());
+        assert!(
+            !dir.path().join(crate::state::LOCK_FILE).exists(),
+            "check mode takes no lock"
+        );
     }
 }

@@ -5,7 +5,7 @@
 //!   into a loud warning kept in the history. Records the start at once, so a crash leaves
 //!   "started, not completed" and the next phase stays refused.
 //! - `action: complete`: records the phase completed with every gate result measured since the
-//!   start; refused when any of those gates failed.
+//!   start (each gate's latest measurement); refused when any of those gates failed.
 //! - `action: fail`: records the failure (with `msg` as the reason) and the gates.
 //! - `action: rollback`: refused after cutover; records that the rollback began (the following
 //!   `complete` records the migration rolled back to phase1).
