@@ -16,6 +16,8 @@ use crate::routing::Route;
 pub struct Prepared {
     pub target_id: Bytes,
     pub route: Route,
+    /// The statement text, kept for statements the proxy answers itself (topology).
+    pub query: Option<std::sync::Arc<str>>,
 }
 
 pub struct PreparedCache {

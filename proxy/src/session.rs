@@ -12,7 +12,7 @@ use crate::config::Cluster;
 use crate::frame::{opcode, Frame, FrameError};
 use crate::metrics::RequestType;
 use crate::prepared::Prepared;
-use crate::routing::{self, Route};
+use crate::routing::{self, Route, SystemTable};
 use crate::state::Shared;
 use crate::topology::Fleet;
 use crate::wire::{self, error_code, result_kind, Reader};
@@ -157,16 +157,9 @@ impl Session {
         let keyspace = self.keyspace.lock().unwrap().clone();
         match routing::classify(query, keyspace.as_deref()) {
             Route::Topology(table) => {
-                let select = routing::topology_select(query, table);
-                let info = self.shared.info.read().unwrap().clone();
-                let Some(info) = info else {
-                    return Ok(error_frame(
-                        error_code::SERVER_ERROR,
-                        "zdm-proxy: origin facts not yet known",
-                    ));
-                };
-                let (op, body) = self.fleet.answer(&select, &info);
-                Ok(Frame::response(0, op, body))
+                let mut r = Reader::at(&req.body, off);
+                r.long_string()?;
+                Ok(self.topology(query, table, skip_metadata(&mut r)))
             }
             Route::Origin => Ok(self.read(Cluster::Origin, req, req.body.clone()).await),
             Route::Primary => Ok(self.read(self.primary(), req, req.body.clone()).await),
@@ -181,6 +174,17 @@ impl Session {
                 Ok(resp)
             }
         }
+    }
+
+    /// Answers a SELECT of system.local / system.peers(_v2) from the proxy's own view.
+    fn topology(&self, query: &str, table: SystemTable, no_metadata: bool) -> Frame {
+        let select = routing::topology_select(query, table);
+        let info = self.shared.info.read().unwrap().clone();
+        let Some(info) = info else {
+            return error_frame(error_code::SERVER_ERROR, "zdm-proxy: origin facts not yet known");
+        };
+        let (op, body) = self.fleet.answer(&select, &info, no_metadata);
+        Frame::response(0, op, body)
     }
 
     async fn send(&self, c: Cluster, req: &Frame, body: Bytes) -> Result<Frame, ClusterError> {
@@ -275,7 +279,13 @@ impl Session {
         let off = req.message_offset()?;
         let query = Reader::at(&req.body, off).long_string()?;
         let keyspace = self.keyspace.lock().unwrap().clone();
-        let route = match routing::classify(query, keyspace.as_deref()) {
+        let route = routing::classify(query, keyspace.as_deref());
+        if let Route::Topology(table) = route {
+            if !query.contains('?') {
+                return Ok(self.prepare_topology(query, table));
+            }
+        }
+        let route = match route {
             Route::Topology(_) => Route::Origin,
             r => r,
         };
@@ -301,9 +311,32 @@ impl Session {
         let n = self
             .shared
             .prepared
-            .insert(origin_id, Prepared { target_id, route });
+            .insert(origin_id, Prepared { target_id, route, query: None });
         self.shared.metrics.pscache_entries.set(n as i64);
         Ok(o)
+    }
+
+    /// PREPARE of a topology query: answered by the proxy with its own stable id, so the
+    /// EXECUTEs come back here too.
+    fn prepare_topology(&self, query: &str, table: SystemTable) -> Frame {
+        let info = self.shared.info.read().unwrap().clone();
+        let Some(info) = info else {
+            return error_frame(error_code::SERVER_ERROR, "zdm-proxy: origin facts not yet known");
+        };
+        let mut id = crate::topology::hash128(&[b"zdm-proxy-topology", query.as_bytes()]).to_vec();
+        id.truncate(16);
+        let select = routing::topology_select(query, table);
+        let (op, body) = self.fleet.prepared(&select, &info, &id);
+        if op == opcode::RESULT {
+            let entry = Prepared {
+                target_id: Bytes::new(),
+                route: Route::Topology(table),
+                query: Some(query.into()),
+            };
+            let n = self.shared.prepared.insert(Bytes::from(id), entry);
+            self.shared.metrics.pscache_entries.set(n as i64);
+        }
+        Frame::response(0, op, body)
     }
 
     fn unprepared(&self, id: &[u8]) -> Frame {
@@ -317,6 +350,11 @@ impl Session {
         let Some(entry) = self.shared.prepared.get(&id) else {
             return Ok(self.unprepared(&id));
         };
+        if let (Route::Topology(table), Some(query)) = (&entry.route, &entry.query) {
+            let mut r = Reader::at(&req.body, off);
+            r.short_bytes()?;
+            return Ok(self.topology(query, *table, skip_metadata(&mut r)));
+        }
         let for_target = || replace_id(&req.body, off, id.len(), &entry.target_id);
         let resp = match entry.route {
             Route::Both => self.write(req, req.body.clone(), for_target()).await,
@@ -387,6 +425,11 @@ impl Session {
         }
         Ok(resp)
     }
+}
+
+/// Reads <consistency><flags> of query parameters: is Skip_metadata (0x02) set?
+fn skip_metadata(r: &mut Reader<'_>) -> bool {
+    r.short().is_ok() && r.byte().map(|f| f & 0x02 != 0).unwrap_or(false)
 }
 
 /// The id of a RESULT Prepared body.

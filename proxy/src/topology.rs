@@ -97,12 +97,7 @@ impl Fleet {
     /// A stable host id per proxy address, so drivers recognise a proxy across reconnects.
     pub fn host_id(&self, index: usize) -> [u8; 16] {
         let addr = self.addresses[index].to_string();
-        let mut h: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
-        for b in addr.bytes().chain(self.port.to_be_bytes()) {
-            h ^= b as u128;
-            h = h.wrapping_mul(0x0000_0000_0100_0000_0000_0000_0000_013B);
-        }
-        let mut id = h.to_be_bytes();
+        let mut id = hash128(&[addr.as_bytes(), &self.port.to_be_bytes()]);
         id[6] = (id[6] & 0x0f) | 0x40; // version 4 layout
         id[8] = (id[8] & 0x3f) | 0x80;
         id
@@ -147,15 +142,17 @@ impl Fleet {
         ]
     }
 
-    /// Builds the RESULT (or ERROR) body answering a topology SELECT: (opcode, body).
-    pub fn answer(&self, select: &TopologySelect, info: &ClusterInfo) -> (u8, Bytes) {
-        use crate::frame::opcode;
-        let (table, rows): (&str, Vec<Vec<(&'static str, Cell)>>) = match select.table {
+    /// Resolves the selection against the table: (table name, [(alias, template cell index)],
+    /// template row, data rows), or the ERROR body Cassandra would give.
+    #[allow(clippy::type_complexity)]
+    fn resolve(
+        &self,
+        select: &TopologySelect,
+        info: &ClusterInfo,
+    ) -> Result<(&'static str, Vec<(String, usize)>, Vec<(&'static str, Cell)>, Vec<Vec<(&'static str, Cell)>>), Bytes> {
+        let (table, rows): (&'static str, Vec<Vec<(&'static str, Cell)>>) = match select.table {
             SystemTable::PeersV2 => {
-                return (
-                    opcode::ERROR,
-                    wire::error_body(error_code::INVALID, "unconfigured table peers_v2"),
-                )
+                return Err(wire::error_body(error_code::INVALID, "unconfigured table peers_v2"))
             }
             SystemTable::Local => ("local", vec![self.local_row(info)]),
             SystemTable::Peers => (
@@ -170,51 +167,106 @@ impl Fleet {
             SystemTable::Local => self.local_row(info),
             _ => self.peer_row(self.index, info),
         };
-        // (source column, alias) pairs in the order the client asked for.
         let wanted: Vec<(String, String)> = match &select.columns {
-            None => template
-                .iter()
-                .map(|(n, _)| (n.to_string(), n.to_string()))
-                .collect(),
+            None => template.iter().map(|(n, _)| (n.to_string(), n.to_string())).collect(),
             Some(cols) => cols.clone(),
         };
-        let mut positions = Vec::with_capacity(wanted.len());
-        for (name, _) in &wanted {
-            match template.iter().position(|(n, _)| n == name) {
-                Some(p) => positions.push(p),
+        let mut columns = Vec::with_capacity(wanted.len());
+        for (name, alias) in wanted {
+            match template.iter().position(|(n, _)| *n == name) {
+                Some(p) => columns.push((alias, p)),
                 None => {
-                    return (
-                        opcode::ERROR,
-                        wire::error_body(
-                            error_code::INVALID,
-                            &format!("Undefined column name {name} in table system.{table}"),
-                        ),
-                    )
+                    return Err(wire::error_body(
+                        error_code::INVALID,
+                        &format!("Undefined column name {name} in table system.{table}"),
+                    ))
                 }
             }
         }
-        let mut b = BytesMut::new();
-        b.put_i32(result_kind::ROWS);
-        b.put_i32(0x0001); // global table spec
-        b.put_i32(wanted.len() as i32);
-        wire::put_string(&mut b, "system");
-        wire::put_string(&mut b, table);
-        for ((_, alias), p) in wanted.iter().zip(&positions) {
-            wire::put_string(&mut b, alias);
+        Ok((table, columns, template, rows))
+    }
+
+    fn put_column_specs(
+        b: &mut BytesMut,
+        table: &str,
+        columns: &[(String, usize)],
+        template: &[(&'static str, Cell)],
+    ) {
+        wire::put_string(b, "system");
+        wire::put_string(b, table);
+        for (alias, p) in columns {
+            wire::put_string(b, alias);
             let cell = &template[*p].1;
             b.put_u16(cell.type_id());
             if cell.type_id() == SET {
                 b.put_u16(VARCHAR);
             }
         }
+    }
+
+    /// Builds the RESULT (or ERROR) body answering a topology SELECT: (opcode, body).
+    /// `no_metadata` mirrors the request's Skip_metadata flag.
+    pub fn answer(&self, select: &TopologySelect, info: &ClusterInfo, no_metadata: bool) -> (u8, Bytes) {
+        use crate::frame::opcode;
+        let (table, columns, template, rows) = match self.resolve(select, info) {
+            Ok(r) => r,
+            Err(body) => return (opcode::ERROR, body),
+        };
+        let mut b = BytesMut::new();
+        b.put_i32(result_kind::ROWS);
+        if no_metadata {
+            b.put_i32(0x0004);
+            b.put_i32(columns.len() as i32);
+        } else {
+            b.put_i32(0x0001); // global table spec
+            b.put_i32(columns.len() as i32);
+            Self::put_column_specs(&mut b, table, &columns, &template);
+        }
         b.put_i32(rows.len() as i32);
         for row in &rows {
-            for p in &positions {
+            for (_, p) in &columns {
                 row[*p].1.encode(&mut b);
             }
         }
         (opcode::RESULT, b.freeze())
     }
+
+    /// Builds the RESULT Prepared body for a topology SELECT prepared by a driver (the scylla
+    /// driver prepares its control queries). The statement has no bind markers; `id` is the
+    /// proxy's own, stable for the same query text so re-preparing yields the same id.
+    pub fn prepared(&self, select: &TopologySelect, info: &ClusterInfo, id: &[u8]) -> (u8, Bytes) {
+        use crate::frame::opcode;
+        let (table, columns, template, _) = match self.resolve(select, info) {
+            Ok(r) => r,
+            Err(body) => return (opcode::ERROR, body),
+        };
+        let mut b = BytesMut::new();
+        b.put_i32(result_kind::PREPARED);
+        wire::put_short_bytes(&mut b, id);
+        // Bind-variable metadata: none.
+        b.put_i32(0x0001);
+        b.put_i32(0);
+        b.put_i32(0);
+        wire::put_string(&mut b, "system");
+        wire::put_string(&mut b, table);
+        // Result metadata.
+        b.put_i32(0x0001);
+        b.put_i32(columns.len() as i32);
+        Self::put_column_specs(&mut b, table, &columns, &template);
+        (opcode::RESULT, b.freeze())
+    }
+}
+
+/// A 16-byte FNV-1a hash: stable ids for proxy-made prepared statements and host ids.
+pub fn hash128(parts: &[&[u8]]) -> [u8; 16] {
+    let mut h: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
+    for part in parts {
+        for b in part.iter() {
+            h ^= *b as u128;
+            h = h.wrapping_mul(0x0000_0000_0100_0000_0000_0000_0000_013B);
+        }
+    }
+    h.to_be_bytes()
 }
 
 #[cfg(test)]
@@ -269,13 +321,13 @@ mod tests {
             "SELECT host_id, rpc_address, data_center, rack, tokens FROM system.peers",
             SystemTable::Peers,
         );
-        let (op, body) = f.answer(&sel, &info());
+        let (op, body) = f.answer(&sel, &info(), false);
         assert_eq!(op, crate::frame::opcode::RESULT);
         let rows = wire::parse_rows(&body).unwrap();
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0][1].1.as_deref(), Some(&[127u8, 0, 0, 21][..]));
         assert_eq!(rows[1][2].1.as_deref(), Some(&b"dc9"[..]));
         let bad = topology_select("SELECT nope FROM system.local", SystemTable::Local);
-        assert_eq!(f.answer(&bad, &info()).0, crate::frame::opcode::ERROR);
+        assert_eq!(f.answer(&bad, &info(), false).0, crate::frame::opcode::ERROR);
     }
 }
