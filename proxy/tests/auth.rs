@@ -5,12 +5,11 @@ use scylla::client::session_builder::SessionBuilder;
 use std::time::Duration;
 
 async fn connect(addr: &str, user: &str, pass: &str) -> Result<(), String> {
-    let fut = SessionBuilder::new()
+    let builder = SessionBuilder::new()
         .known_node(addr)
         .user(user, pass)
-        .connection_timeout(Duration::from_secs(20))
-        .build();
-    match tokio::time::timeout(Duration::from_secs(60), fut).await {
+        .connection_timeout(Duration::from_secs(20));
+    match tokio::time::timeout(Duration::from_secs(60), builder.build()).await {
         Err(_) => panic!("connecting with credentials {user} hung instead of failing"),
         Ok(r) => r.map(|_| ()).map_err(|e| e.to_string()),
     }

@@ -71,8 +71,17 @@ async fn driver_given_one_proxy_discovers_all_three() {
     assert_eq!(schema, real_schema);
     assert_eq!(tokens.len(), 8, "proxy_topology_num_tokens default is 8");
     let mut all_tokens = BTreeSet::new();
+    let (u, pw) = sb.creds("target");
     for p in &proxies {
-        let ps = p.session(&sb).await;
+        // Only this proxy may serve the session, so the answer is this proxy's own view.
+        let only_p = scylla::policies::host_filter::AllowListHostFilter::new([p.addr.as_str()]).unwrap();
+        let ps = scylla::client::session_builder::SessionBuilder::new()
+            .known_node(&p.addr)
+            .user(&u, &pw)
+            .host_filter(std::sync::Arc::new(only_p))
+            .build()
+            .await
+            .unwrap();
         let (t,): (Vec<String>,) = ps
             .query_unpaged("SELECT tokens FROM system.local", ())
             .await
