@@ -62,6 +62,7 @@ mod tests {
         let p = |t: &'static [u8]| Prepared {
             target_id: Bytes::from_static(t),
             route: Route::Both,
+            query: None,
         };
         c.insert(Bytes::from_static(b"o1"), p(b"t1"));
         c.insert(Bytes::from_static(b"o2"), p(b"t2"));

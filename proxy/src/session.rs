@@ -181,7 +181,10 @@ impl Session {
         let select = routing::topology_select(query, table);
         let info = self.shared.info.read().unwrap().clone();
         let Some(info) = info else {
-            return error_frame(error_code::SERVER_ERROR, "zdm-proxy: origin facts not yet known");
+            return error_frame(
+                error_code::SERVER_ERROR,
+                "zdm-proxy: origin facts not yet known",
+            );
         };
         let (op, body) = self.fleet.answer(&select, &info, no_metadata);
         Frame::response(0, op, body)
@@ -308,10 +311,14 @@ impl Session {
                 "zdm-proxy: PREPARE answer without an id",
             ));
         };
-        let n = self
-            .shared
-            .prepared
-            .insert(origin_id, Prepared { target_id, route, query: None });
+        let n = self.shared.prepared.insert(
+            origin_id,
+            Prepared {
+                target_id,
+                route,
+                query: None,
+            },
+        );
         self.shared.metrics.pscache_entries.set(n as i64);
         Ok(o)
     }
@@ -321,7 +328,10 @@ impl Session {
     fn prepare_topology(&self, query: &str, table: SystemTable) -> Frame {
         let info = self.shared.info.read().unwrap().clone();
         let Some(info) = info else {
-            return error_frame(error_code::SERVER_ERROR, "zdm-proxy: origin facts not yet known");
+            return error_frame(
+                error_code::SERVER_ERROR,
+                "zdm-proxy: origin facts not yet known",
+            );
         };
         let mut id = crate::topology::hash128(&[b"zdm-proxy-topology", query.as_bytes()]).to_vec();
         id.truncate(16);

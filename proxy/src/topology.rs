@@ -27,6 +27,19 @@ pub struct ClusterInfo {
     pub schema_version: [u8; 16],
 }
 
+/// A table row as (column name, value).
+type Row = Vec<(&'static str, Cell)>;
+
+/// A topology SELECT resolved against its table.
+struct Resolved {
+    table: &'static str,
+    /// (alias, index into `template`) in the order asked.
+    columns: Vec<(String, usize)>,
+    /// A row giving each column's type.
+    template: Row,
+    rows: Vec<Row>,
+}
+
 /// The proxy fleet as configured.
 #[derive(Debug, Clone)]
 pub struct Fleet {
@@ -142,17 +155,14 @@ impl Fleet {
         ]
     }
 
-    /// Resolves the selection against the table: (table name, [(alias, template cell index)],
-    /// template row, data rows), or the ERROR body Cassandra would give.
-    #[allow(clippy::type_complexity)]
-    fn resolve(
-        &self,
-        select: &TopologySelect,
-        info: &ClusterInfo,
-    ) -> Result<(&'static str, Vec<(String, usize)>, Vec<(&'static str, Cell)>, Vec<Vec<(&'static str, Cell)>>), Bytes> {
-        let (table, rows): (&'static str, Vec<Vec<(&'static str, Cell)>>) = match select.table {
+    /// Resolves the selection against the table, or gives the ERROR body Cassandra would.
+    fn resolve(&self, select: &TopologySelect, info: &ClusterInfo) -> Result<Resolved, Bytes> {
+        let (table, rows): (&'static str, Vec<Row>) = match select.table {
             SystemTable::PeersV2 => {
-                return Err(wire::error_body(error_code::INVALID, "unconfigured table peers_v2"))
+                return Err(wire::error_body(
+                    error_code::INVALID,
+                    "unconfigured table peers_v2",
+                ))
             }
             SystemTable::Local => ("local", vec![self.local_row(info)]),
             SystemTable::Peers => (
@@ -168,7 +178,10 @@ impl Fleet {
             _ => self.peer_row(self.index, info),
         };
         let wanted: Vec<(String, String)> = match &select.columns {
-            None => template.iter().map(|(n, _)| (n.to_string(), n.to_string())).collect(),
+            None => template
+                .iter()
+                .map(|(n, _)| (n.to_string(), n.to_string()))
+                .collect(),
             Some(cols) => cols.clone(),
         };
         let mut columns = Vec::with_capacity(wanted.len());
@@ -183,7 +196,12 @@ impl Fleet {
                 }
             }
         }
-        Ok((table, columns, template, rows))
+        Ok(Resolved {
+            table,
+            columns,
+            template,
+            rows,
+        })
     }
 
     fn put_column_specs(
@@ -206,9 +224,19 @@ impl Fleet {
 
     /// Builds the RESULT (or ERROR) body answering a topology SELECT: (opcode, body).
     /// `no_metadata` mirrors the request's Skip_metadata flag.
-    pub fn answer(&self, select: &TopologySelect, info: &ClusterInfo, no_metadata: bool) -> (u8, Bytes) {
+    pub fn answer(
+        &self,
+        select: &TopologySelect,
+        info: &ClusterInfo,
+        no_metadata: bool,
+    ) -> (u8, Bytes) {
         use crate::frame::opcode;
-        let (table, columns, template, rows) = match self.resolve(select, info) {
+        let Resolved {
+            table,
+            columns,
+            template,
+            rows,
+        } = match self.resolve(select, info) {
             Ok(r) => r,
             Err(body) => return (opcode::ERROR, body),
         };
@@ -236,7 +264,12 @@ impl Fleet {
     /// proxy's own, stable for the same query text so re-preparing yields the same id.
     pub fn prepared(&self, select: &TopologySelect, info: &ClusterInfo, id: &[u8]) -> (u8, Bytes) {
         use crate::frame::opcode;
-        let (table, columns, template, _) = match self.resolve(select, info) {
+        let Resolved {
+            table,
+            columns,
+            template,
+            ..
+        } = match self.resolve(select, info) {
             Ok(r) => r,
             Err(body) => return (opcode::ERROR, body),
         };
@@ -328,6 +361,9 @@ mod tests {
         assert_eq!(rows[0][1].1.as_deref(), Some(&[127u8, 0, 0, 21][..]));
         assert_eq!(rows[1][2].1.as_deref(), Some(&b"dc9"[..]));
         let bad = topology_select("SELECT nope FROM system.local", SystemTable::Local);
-        assert_eq!(f.answer(&bad, &info(), false).0, crate::frame::opcode::ERROR);
+        assert_eq!(
+            f.answer(&bad, &info(), false).0,
+            crate::frame::opcode::ERROR
+        );
     }
 }

@@ -234,9 +234,12 @@ pub fn skip_type(r: &mut Reader<'_>) -> Result<u16, FrameError> {
     Ok(id)
 }
 
+/// One decoded row: (column name, raw cell value or null).
+pub type Row = Vec<(String, Option<Vec<u8>>)>;
+
 /// Parses a RESULT ROWS body into rows of raw cell values, by column name. Used only by the
 /// proxy's own control connection (system.local), never on the client path.
-pub fn parse_rows(body: &[u8]) -> Result<Vec<Vec<(String, Option<Vec<u8>>)>>, FrameError> {
+pub fn parse_rows(body: &[u8]) -> Result<Vec<Row>, FrameError> {
     let mut r = Reader::new(body);
     if r.int()? != result_kind::ROWS {
         return Err(FrameError::Malformed("not a ROWS result".into()));

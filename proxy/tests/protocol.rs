@@ -257,10 +257,7 @@ async fn health_and_metrics_endpoints_use_the_reference_names() {
     s.query_unpaged("SELECT keyspace_name FROM system_schema.keyspaces", ())
         .await
         .unwrap();
-    assert_eq!(
-        p.metric("zdm_client_connections_total").await as i64 >= 1,
-        true
-    );
+    assert!(p.metric("zdm_client_connections_total").await >= 1.0);
     assert!(p.metric("zdm_proxy_origin_requests_total").await >= 1.0);
 }
 

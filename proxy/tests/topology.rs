@@ -74,7 +74,8 @@ async fn driver_given_one_proxy_discovers_all_three() {
     let (u, pw) = sb.creds("target");
     for p in &proxies {
         // Only this proxy may serve the session, so the answer is this proxy's own view.
-        let only_p = scylla::policies::host_filter::AllowListHostFilter::new([p.addr.as_str()]).unwrap();
+        let only_p =
+            scylla::policies::host_filter::AllowListHostFilter::new([p.addr.as_str()]).unwrap();
         let ps = scylla::client::session_builder::SessionBuilder::new()
             .known_node(&p.addr)
             .user(&u, &pw)

@@ -297,8 +297,7 @@ pub async fn read_v(s: &Session, ks: &str, k: i32) -> Option<String> {
     rows.rows::<(Option<String>,)>()
         .unwrap()
         .next()
-        .map(|r| r.unwrap().0)
-        .flatten()
+        .and_then(|r| r.unwrap().0)
 }
 
 /// Drops a keyspace on both clusters directly (cleanup).
