@@ -7,6 +7,7 @@
 //! password fails fast with the real authentication error instead of hanging.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
@@ -118,7 +119,10 @@ pub async fn client_handshake(
     }
 
     // Origin: the proxy authenticates with the configured credentials, in the background.
-    let timeout = shared.config.request_timeout();
+    // Handshakes are bounded by the connection timeouts, not the request timeout: password
+    // hashing makes authentication far slower than a normal request.
+    let origin_timeout = Duration::from_millis(shared.config.origin.connection_timeout_ms);
+    let timeout = Duration::from_millis(shared.config.target.connection_timeout_ms);
     let origin_task = {
         let shared = shared.clone();
         tokio::spawn(async move {
@@ -126,9 +130,13 @@ pub async fn client_handshake(
                 .connect(Cluster::Origin)
                 .await
                 .map_err(OriginFailure::Connect)?;
-            handshake(&conn, shared.credentials(Cluster::Origin).as_ref(), timeout)
-                .await
-                .map_err(OriginFailure::Handshake)?;
+            handshake(
+                &conn,
+                shared.credentials(Cluster::Origin).as_ref(),
+                origin_timeout,
+            )
+            .await
+            .map_err(OriginFailure::Handshake)?;
             Ok::<_, OriginFailure>(conn)
         })
     };

@@ -151,3 +151,79 @@ async fn lz4_and_snappy_clients_work() {
     }
     drop_ks(&origin, &target, &ks).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_slower_than_the_request_timeout_fails_instead_of_hanging() {
+    let _lock = ClusterLock::shared();
+    let sb = Sandbox::load();
+    let origin = sb.direct("origin").await;
+    let target = sb.direct("target").await;
+    let ks = unique_ks("proxy_to");
+    create_kv(&origin, &ks).await;
+    create_kv(&target, &ks).await;
+    // 1 ms: a logged batch of 30 rows takes longer than that on any cluster.
+    let p = Proxy::start(
+        &sb,
+        "127.0.0.21",
+        19046,
+        &[("ZDM_PROXY_REQUEST_TIMEOUT_MS", "1")],
+    );
+    let (u, pw) = sb.creds("target");
+    let s = SessionBuilder::new()
+        .known_node(&p.addr)
+        .user(u, pw)
+        .fetch_schema_metadata(false) // schema reads would time out too
+        .build()
+        .await
+        .unwrap();
+    let mut batch =
+        scylla::statement::batch::Batch::new(scylla::statement::batch::BatchType::Logged);
+    for k in 0..30 {
+        batch.append_statement(
+            format!(
+                "INSERT INTO {ks}.kv (k, v) VALUES ({k}, '{}')",
+                "x".repeat(200)
+            )
+            .as_str(),
+        );
+    }
+    let values: Vec<()> = vec![(); 30];
+    let mut timed_out = 0;
+    for _ in 0..10 {
+        let r = tokio::time::timeout(Duration::from_secs(30), s.batch(&batch, &values))
+            .await
+            .expect("the proxy must answer, not hang");
+        if let Err(e) = r {
+            assert!(
+                e.to_string().contains("within 1 ms"),
+                "unexpected error: {e}"
+            );
+            timed_out += 1;
+        }
+    }
+    assert!(timed_out > 0, "no batch exceeded 1 ms");
+    let failed: f64 = p
+        .metric("zdm_proxy_failed_writes_total{failed_on=\"origin\"}")
+        .await
+        + p.metric("zdm_proxy_failed_writes_total{failed_on=\"target\"}")
+            .await
+        + p.metric("zdm_proxy_failed_writes_total{failed_on=\"both\"}")
+            .await;
+    assert_eq!(
+        failed as usize, timed_out,
+        "every timed-out write is a failed write"
+    );
+    let client_timeouts = p
+        .metric(&format!(
+            "zdm_origin_requests_failed_total{{error=\"client_timeout\",node=\"{}\"}}",
+            sb.node("origin")
+        ))
+        .await
+        + p.metric(&format!(
+            "zdm_target_requests_failed_total{{error=\"client_timeout\",node=\"{}\"}}",
+            sb.node("target")
+        ))
+        .await;
+    assert!(client_timeouts >= 1.0);
+    drop_ks(&origin, &target, &ks).await;
+}
