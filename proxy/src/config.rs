@@ -194,6 +194,32 @@ pub const SETTINGS: &[&str] = &[
     "log_level",
 ];
 
+/// Reference proxy settings this proxy does not implement (besides every `*_tls_*` one):
+/// refused with a message that says so rather than "unknown", so an operator knows the file is
+/// not misspelt, just asking for something this proxy lacks.
+const REFERENCE_UNSUPPORTED: &[&str] = &[
+    "replace_cql_functions",
+    "async_handshake_timeout_ms",
+    "control_conn_max_protocol_version",
+    "blocked_protocol_versions",
+    "tracing_enabled",
+    "tracing_rate_limit",
+    "tracing_request_id_key",
+    "origin_secure_connect_bundle_path",
+    "target_secure_connect_bundle_path",
+    "origin_enable_host_assignment",
+    "target_enable_host_assignment",
+    "heartbeat_retry_interval_min_ms",
+    "heartbeat_retry_interval_max_ms",
+    "heartbeat_retry_backoff_factor",
+    "heartbeat_failure_threshold",
+    "system_queries_mode",
+    "forward_client_credentials_to_origin",
+    "metrics_origin_latency_buckets_ms",
+    "metrics_target_latency_buckets_ms",
+    "metrics_async_read_latency_buckets_ms",
+];
+
 impl Raw<'_> {
     fn err(&self, key: &str, why: impl fmt::Display) -> ConfigError {
         ConfigError(format!(
@@ -322,14 +348,7 @@ impl Config {
                 value: RawValue::Env(value),
                 origin: &origin,
             };
-            cfg.apply(&key, &raw, &mut primary_set, &mut read_mode_target_only)
-                .map_err(|e| {
-                    if SETTINGS.contains(&key.as_str()) {
-                        e
-                    } else {
-                        ConfigError(format!("unknown setting `{key}` (from {origin})"))
-                    }
-                })?;
+            cfg.apply(&key, &raw, &mut primary_set, &mut read_mode_target_only)?;
         }
         if let Some(origin) = read_mode_target_only {
             if primary_set && cfg.primary_cluster == Cluster::Origin {
@@ -350,6 +369,12 @@ impl Config {
         primary_set: &mut bool,
         target_only: &mut Option<String>,
     ) -> Result<(), ConfigError> {
+        if REFERENCE_UNSUPPORTED.contains(&key) || key.contains("_tls_") {
+            return Err(ConfigError(format!(
+                "{}: setting `{key}` of the reference zdm-proxy is not supported by this proxy",
+                raw.origin
+            )));
+        }
         let (cluster, rest) = if let Some(rest) = key.strip_prefix("origin_") {
             (Some(&mut self.origin), rest)
         } else if let Some(rest) = key.strip_prefix("target_") {
@@ -551,7 +576,13 @@ mod tests {
         );
 
         let e = Config::load(None, env(&[MIN[0], MIN[1], ("ZDM_BOGUS", "1")])).unwrap_err();
-        assert!(e.to_string().contains("bogus"), "{e}");
+        assert!(e.to_string().contains("unknown setting `bogus`"), "{e}");
+        let e = Config::load(
+            None,
+            env(&[MIN[0], MIN[1], ("ZDM_ORIGIN_TLS_SERVER_CA_PATH", "/x")]),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("not supported"), "{e}");
     }
 
     #[test]
