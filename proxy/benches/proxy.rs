@@ -146,10 +146,15 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(20);
-    let concurrency: usize = std::env::var("BENCH_CONCURRENCY")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(32);
+    let levels: Vec<usize> = std::env::var("BENCH_CONCURRENCY")
+        .unwrap_or_else(|_| "4,32".into())
+        .split(',')
+        .map(|c| {
+            c.trim()
+                .parse()
+                .expect("BENCH_CONCURRENCY: comma-separated integers")
+        })
+        .collect();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -173,6 +178,9 @@ fn main() {
     env.push(("ZDM_METRICS_ADDRESS".into(), "127.0.0.29".into()));
     env.push(("ZDM_METRICS_PORT".into(), metrics_port.into()));
     env.push(("ZDM_LOG_LEVEL".into(), "WARN".into()));
+    if let Ok(n) = std::env::var("TOKIO_WORKER_THREADS") {
+        env.push(("TOKIO_WORKER_THREADS".into(), n));
+    }
     let proxy = Kill(
         Command::new(env!("CARGO_BIN_EXE_zdm-proxy"))
             .env_clear()
@@ -189,7 +197,7 @@ fn main() {
     }
 
     let ks = format!("proxy_bench_{}", std::process::id());
-    let (direct, dual, through, cpu, rss) = rt.block_on(async {
+    let results = rt.block_on(async {
         let connect = |node: String, user: String, pass: String| async move {
             Arc::new(SessionBuilder::new().known_node(node).user(user, pass).build().await.unwrap())
         };
@@ -201,23 +209,25 @@ fn main() {
             s.query_unpaged(format!("CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {{'class':'SimpleStrategy','replication_factor':1}}"), ()).await.unwrap();
             s.query_unpaged(format!("CREATE TABLE IF NOT EXISTS {ks}.kv (k int PRIMARY KEY, v text)"), ()).await.unwrap();
         }
-        let direct = workload(origin.clone(), None, &ks, concurrency, secs).await;
-        let dual = workload(origin.clone(), Some(target.clone()), &ks, concurrency, secs).await;
         let via = connect(addr.to_string(), g("ZDM_TARGET_USERNAME"), g("ZDM_TARGET_PASSWORD")).await;
-        let (cpu0, _) = proc_usage(pid);
-        let through = workload(via, None, &ks, concurrency, secs).await;
-        let (cpu1, rss) = proc_usage(pid);
+        let mut results = Vec::new();
+        for &c in &levels {
+            let direct = workload(origin.clone(), None, &ks, c, secs).await;
+            let dual = workload(origin.clone(), Some(target.clone()), &ks, c, secs).await;
+            let (cpu0, _) = proc_usage(pid);
+            let through = workload(via.clone(), None, &ks, c, secs).await;
+            let (cpu1, _) = proc_usage(pid);
+            results.push((c, direct, dual, through, cpu1 - cpu0));
+        }
         for s in [&origin, &target] {
             let _ = s.query_unpaged(format!("DROP KEYSPACE IF EXISTS {ks}"), ()).await;
         }
-        (direct, dual, through, cpu1 - cpu0, rss)
+        results
     });
+    let (_, rss) = proc_usage(pid);
     drop(proxy);
 
     let tput = |s: &Stats| s.requests as f64 / s.seconds;
-    let overhead = 100.0 * (1.0 - tput(&through) / tput(&direct));
-    let overhead_dual = 100.0 * (1.0 - tput(&through) / tput(&dual));
-    let cpu_per_10k = cpu / (through.requests as f64 / 10_000.0);
     let now = std::process::Command::new("date")
         .arg("-u")
         .output()
@@ -233,23 +243,30 @@ fn main() {
             s.p99_us as f64 / 1000.0
         )
     };
-    let report = format!(
-        "# zdm-proxy benchmark\n\n{now}. Workload: scylla driver, prepared statements, 50% INSERT / 50% SELECT by key over 1000 keys, \
-         concurrency {concurrency}, {secs} s per run, 1000 warm-up writes. Machine: shared 2-core sandbox, both Cassandra nodes local.\n\n\
-         | run | requests | errors | throughput (req/s) | p50 (ms) | p99 (ms) |\n|---|---|---|---|---|---|\n{}{}{}\n\
-         - Throughput cost of the proxy vs the client dual-writing itself (same cluster work): {:.1}% lower.\n\
-         - Throughput through the proxy vs direct to origin only: {:.1}% lower (the proxy also writes every INSERT to target, \
-         so the clusters do more work than in that run).\n\
-         - Proxy CPU: {:.3} s per 10k requests ({cpu:.2} s user+system over the proxied run).\n\
-         - Proxy peak RSS (VmHWM): {:.1} MiB.\n",
-        row("direct to origin", &direct),
-        row("direct, client writes to both", &dual),
-        row("through zdm-proxy", &through),
-        overhead_dual,
-        overhead,
-        cpu_per_10k,
-        rss as f64 / 1024.0,
+    let mut report = format!(
+        "# zdm-proxy benchmark\n\n{now}. Workload: scylla driver, prepared statements, 50% INSERT / 50% SELECT by key \
+         over 1000 keys, {secs} s per run, 1000 warm-up writes per run. Machine: 2 cores shared by the driver, the proxy and \
+         both Cassandra nodes (origin and target), so the runs are CPU-bound: every CPU cycle the proxy and the target's \
+         extra writes take is a cycle the clusters lose.\n"
     );
+    for (c, direct, dual, through, cpu) in &results {
+        report.push_str(&format!(
+            "\n## concurrency {c}\n\n| run | requests | errors | throughput (req/s) | p50 (ms) | p99 (ms) |\n|---|---|---|---|---|---|\n{}{}{}\n\
+             - Throughput through the proxy vs the client dual-writing itself (same cluster work): {:.1}% lower.\n\
+             - Throughput through the proxy vs direct to origin only: {:.1}% lower.\n\
+             - Proxy CPU: {:.3} s per 10k requests ({cpu:.2} s user+system over the proxied run).\n",
+            row("direct to origin", direct),
+            row("direct, client writes to both", dual),
+            row("through zdm-proxy", through),
+            100.0 * (1.0 - tput(through) / tput(dual)),
+            100.0 * (1.0 - tput(through) / tput(direct)),
+            cpu / (through.requests as f64 / 10_000.0),
+        ));
+    }
+    report.push_str(&format!(
+        "\nProxy peak RSS (VmHWM) over all runs: {:.1} MiB.\n",
+        rss as f64 / 1024.0
+    ));
     let out_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench-results");
     std::fs::create_dir_all(&out_dir).unwrap();
     std::fs::write(out_dir.join("proxy.md"), &report).unwrap();
