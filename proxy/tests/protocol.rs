@@ -309,3 +309,48 @@ fn check_config_validates_and_names_bad_settings() {
         String::from_utf8_lossy(&ok.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_over_proxy_max_client_connections_are_refused() {
+    let _lock = ClusterLock::shared();
+    let sb = Sandbox::load();
+    let p = Proxy::start(
+        &sb,
+        "127.0.0.23",
+        19104,
+        &[("ZDM_PROXY_MAX_CLIENT_CONNECTIONS", "1")],
+    );
+    // `Proxy::start` probed the port with a connection that is closed by now; give the proxy a
+    // moment to notice so the slot is free again.
+    let options_answered = |sock: &mut TcpStream| {
+        sock.write_all(&frame(4, 1, 0x05, &[])).is_ok()
+            && read_frame(sock).map(|f| f.2) == Some(0x06)
+    };
+    let mut first = connect(&p.addr);
+    let mut ok = false;
+    for _ in 0..50 {
+        if options_answered(&mut first) {
+            ok = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        first = connect(&p.addr);
+    }
+    assert!(ok, "the first client must be served");
+    let mut second = connect(&p.addr);
+    assert!(
+        !options_answered(&mut second),
+        "a client over the limit must be refused"
+    );
+    drop(first);
+    let mut served = false;
+    for _ in 0..50 {
+        std::thread::sleep(Duration::from_millis(100));
+        let mut third = connect(&p.addr);
+        if options_answered(&mut third) {
+            served = true;
+            break;
+        }
+    }
+    assert!(served, "a slot freed by a closed client must be reusable");
+}
