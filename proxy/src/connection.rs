@@ -89,6 +89,20 @@ async fn serve(
     let inflight = Arc::new(AtomicUsize::new(0));
     let mut draining_since: Option<Instant> = None;
     let mut fatal: Option<FrameError> = None;
+    // Long-lived futures, created once rather than on every request.
+    let cluster_lost = {
+        let session = session.clone();
+        async move {
+            tokio::select! {
+                _ = session.origin.closed() => "origin",
+                _ = session.target.closed() => "target",
+            }
+        }
+    };
+    tokio::pin!(cluster_lost);
+    let drain_requested = shutdown.wait_for(|s| *s);
+    tokio::pin!(drain_requested);
+    let mut drain_tick = tokio::time::interval(Duration::from_millis(50));
     loop {
         tokio::select! {
             frame = source.next() => match frame {
@@ -111,18 +125,14 @@ async fn serve(
                 }
                 None => break,
             },
-            _ = session.origin.closed() => {
-                tracing::warn!("origin connection lost; closing client connection");
+            cluster = &mut cluster_lost => {
+                tracing::warn!("{cluster} connection lost; closing client connection");
                 break;
             }
-            _ = session.target.closed() => {
-                tracing::warn!("target connection lost; closing client connection");
-                break;
-            }
-            _ = shutdown.wait_for(|s| *s), if draining_since.is_none() => {
+            _ = &mut drain_requested, if draining_since.is_none() => {
                 draining_since = Some(Instant::now());
             }
-            _ = tokio::time::sleep(Duration::from_millis(50)), if draining_since.is_some() => {
+            _ = drain_tick.tick(), if draining_since.is_some() => {
                 let since = draining_since.unwrap_or_else(Instant::now);
                 if inflight.load(Ordering::SeqCst) == 0 && since.elapsed() >= DRAIN_LINGER {
                     break;
