@@ -101,3 +101,51 @@ async fn prepared_statements_and_batches_survive_a_proxy_restart() {
     }
     drop_ks(&origin, &target, &ks).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_the_target_forgot_is_reprepared_through_the_proxy() {
+    let _lock = ClusterLock::shared();
+    let sb = Sandbox::load();
+    let origin = sb.direct("origin").await;
+    let target = sb.direct("target").await;
+    let ks = unique_ks("proxy_unp");
+    let p = Proxy::start(&sb, "127.0.0.22", 19051, &[]);
+    let s = p.session(&sb).await;
+    create_kv(&s, &ks).await;
+    let insert = s
+        .prepare(format!("INSERT INTO {ks}.kv (k, v) VALUES (?, ?)"))
+        .await
+        .unwrap();
+    s.execute_unpaged(&insert, (1, "before")).await.unwrap();
+
+    // Dropping and re-creating the table on the target alone makes the target forget the
+    // prepared statement: its next EXECUTE answers UNPREPARED with the target's id, which the
+    // proxy must turn into an UNPREPARED the driver can act on (origin's id).
+    target
+        .query_unpaged(format!("DROP TABLE {ks}.kv"), ())
+        .await
+        .unwrap();
+    target
+        .query_unpaged(
+            format!("CREATE TABLE {ks}.kv (k int PRIMARY KEY, v text)"),
+            (),
+        )
+        .await
+        .unwrap();
+    s.execute_unpaged(&insert, (2, "after"))
+        .await
+        .expect("the driver must re-prepare through the proxy and succeed");
+    assert_eq!(read_v(&origin, &ks, 2).await.as_deref(), Some("after"));
+    assert_eq!(read_v(&target, &ks, 2).await.as_deref(), Some("after"));
+    let unprepared = p
+        .metric(&format!(
+            "zdm_target_requests_failed_total{{error=\"unprepared\",node=\"{}\"}}",
+            sb.node("target")
+        ))
+        .await;
+    assert!(
+        unprepared >= 1.0,
+        "the target's UNPREPARED must have been seen"
+    );
+    drop_ks(&origin, &target, &ks).await;
+}
