@@ -78,14 +78,16 @@ impl Drop for KillOnDrop {
     }
 }
 
-#[test]
-fn the_gate_passes_on_a_real_proxy_carrying_traffic() {
-    let env = data_support::sandbox_env();
-    let _lock = shared_cluster_lock();
-    let bin = proxy_binary();
-    let ip = "127.0.0.41";
+/// Starts the proxy on `ip` with the sandbox's cluster settings (`overrides` win); returns the
+/// process, its CQL port and its metrics base URL.
+fn start_proxy(
+    bin: &PathBuf,
+    ip: &str,
+    env: &std::collections::HashMap<String, String>,
+    overrides: &[(&str, String)],
+) -> (KillOnDrop, u16, String) {
     let (port, metrics) = (free_port(ip), free_port(ip));
-    let mut cmd = Command::new(&bin);
+    let mut cmd = Command::new(bin);
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("ZDM_PROXY_LISTEN_ADDRESS", ip)
@@ -101,8 +103,66 @@ fn the_gate_passes_on_a_real_proxy_carrying_traffic() {
             cmd.env(&key, &env[&key]);
         }
     }
-    let _proxy = KillOnDrop(cmd.spawn().expect("start zdm-proxy"));
-    let base = format!("http://{ip}:{metrics}");
+    for (k, v) in overrides {
+        cmd.env(k, v);
+    }
+    let child = KillOnDrop(cmd.spawn().expect("start zdm-proxy"));
+    (child, port, format!("http://{ip}:{metrics}"))
+}
+
+#[test]
+fn the_gate_refuses_a_proxy_that_cannot_reach_target_and_names_it() {
+    let env = data_support::sandbox_env();
+    let _lock = shared_cluster_lock();
+    let bin = proxy_binary();
+    // Target at an address where nothing listens: the proxy's target control connection fails
+    // exactly as when target Cassandra is down, without stopping the shared sandbox cluster.
+    let nowhere = free_port("127.0.0.1");
+    let (_proxy, _, base) = start_proxy(
+        &bin,
+        "127.0.0.42",
+        &env,
+        &[
+            ("ZDM_TARGET_CONTACT_POINTS", "127.0.0.1".into()),
+            ("ZDM_TARGET_PORT", nowhere.to_string()),
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while http_status(&format!("{base}/health/liveness")).is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the proxy's HTTP endpoint never answered"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let w = Workdir::new("all:\n  hosts: {}\n");
+    w.write(
+        "gate.yml",
+        &format!(
+            "- hosts: localhost\n  tasks:\n    - name: health\n      zdm_health_gate: {{proxies: [\"{base}\"], observe_seconds: 1}}\n"
+        ),
+    );
+    let run = w.run(&["gate.yml", "--output", "json"]);
+    run.assert_code(2);
+    let msg = task_result(&run.json(), "health")["msg"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(msg.starts_with("health gate FAILED"), "{msg}");
+    assert!(
+        msg.contains(&format!("[FAIL] {base} ready: {base}: readiness 503"))
+            && msg.contains("TARGET DOWN"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn the_gate_passes_on_a_real_proxy_carrying_traffic() {
+    let env = data_support::sandbox_env();
+    let _lock = shared_cluster_lock();
+    let bin = proxy_binary();
+    let ip = "127.0.0.41";
+    let (_proxy, port, base) = start_proxy(&bin, ip, &env, &[]);
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let ready = http_status(&format!("{base}/health/readiness"));
