@@ -85,13 +85,13 @@ pub struct FleetSettings {
 
 /// What the fleet runs, per host, when the playbook made it known; empty when it did not.
 fn fleet_settings(ctx: &ModuleCtx<'_>) -> Result<BTreeMap<String, FleetSettings>, ModuleError> {
-    let read = |host: &str, v: &Value, primary: &str, mode: &str| -> Option<FleetSettings> {
+    let read = |v: &Value, primary: &str, mode: &str| -> Option<FleetSettings> {
         let get = |k: &str| {
             v.get(k)
                 .filter(|x| !x.is_null())
                 .map(|x| crate::vars::display(x).trim().to_ascii_uppercase())
+                .filter(|s| !s.is_empty())
         };
-        let _ = host;
         match (get(primary), get(mode)) {
             (None, None) => None,
             (p, m) => Some(FleetSettings {
@@ -109,7 +109,7 @@ fn fleet_settings(ctx: &ModuleCtx<'_>) -> Result<BTreeMap<String, FleetSettings>
                         "expected_proxy_settings.{h}: expected {{primary_cluster, read_mode}}"
                     )));
                 }
-                if let Some(s) = read(h, v, "primary_cluster", "read_mode") {
+                if let Some(s) = read(v, "primary_cluster", "read_mode") {
                     out.insert(h.clone(), s);
                 }
             }
@@ -128,7 +128,7 @@ fn fleet_settings(ctx: &ModuleCtx<'_>) -> Result<BTreeMap<String, FleetSettings>
     let hostvars = ctx.vars.get("hostvars");
     for h in hosts {
         if let Some(hv) = hostvars.and_then(|hv| hv.get(&h)) {
-            if let Some(s) = read(&h, hv, "zdm_proxy_primary_cluster", "zdm_proxy_read_mode") {
+            if let Some(s) = read(hv, "zdm_proxy_primary_cluster", "zdm_proxy_read_mode") {
                 out.insert(h, s);
             }
         }
