@@ -89,6 +89,7 @@ async fn serve(
     let inflight = Arc::new(AtomicUsize::new(0));
     let mut draining_since: Option<Instant> = None;
     let mut fatal: Option<FrameError> = None;
+    let mut refused_while_draining = 0u64;
     // Long-lived futures, created once rather than on every request.
     let cluster_lost = {
         let session = session.clone();
@@ -109,6 +110,7 @@ async fn serve(
                 Some(Ok(req)) => {
                     if draining_since.is_some() {
                         let _ = tx.send(overloaded(req.stream));
+                        refused_while_draining += 1;
                         continue;
                     }
                     inflight.fetch_add(1, Ordering::SeqCst);
@@ -145,6 +147,13 @@ async fn serve(
     let started = Instant::now();
     while inflight.load(Ordering::SeqCst) > 0 && started.elapsed() < bound {
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    if draining_since.is_some() {
+        tracing::info!(
+            refused_while_draining,
+            unfinished = inflight.load(Ordering::SeqCst),
+            "client connection drained"
+        );
     }
     if let Some(e) = fatal {
         let (version, stream) = match &e {

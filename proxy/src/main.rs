@@ -38,6 +38,7 @@ fn main() -> ExitCode {
             "zdm_proxy={level},warn"
         )))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     tracing::info!(config = ?config, "starting zdm-proxy");
     if config.read_mode == ReadMode::DualAsyncOnSecondary {

@@ -104,6 +104,27 @@ async fn sigterm_under_load_loses_no_request_and_no_write() {
         status.0,
         status.1.log_text()
     );
+    let log = status.1.log_text();
+    let drained: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("client connection drained"))
+        .collect();
+    assert!(
+        !drained.is_empty(),
+        "the proxy must drain its client connections:\n{log}"
+    );
+    assert!(
+        drained.iter().all(|l| l.contains("unfinished=0")) && !log.contains("drain did not finish"),
+        "in-flight requests left unfinished:\n{log}"
+    );
+    // Requests arriving during the drain were answered OVERLOADED (and retried on the other
+    // proxy by the driver): the path this test is about was really taken.
+    let refused: u64 = drained
+        .iter()
+        .filter_map(|l| l.split("refused_while_draining=").nth(1))
+        .filter_map(|r| r.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    assert!(refused > 0, "no request reached the draining proxy:\n{log}");
     tokio::time::sleep(Duration::from_secs(3)).await;
     stop.store(true, Ordering::SeqCst);
     for w in workers {
