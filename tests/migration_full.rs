@@ -9,130 +9,18 @@
 //! the inventory) is its own. Observation windows are shortened with `zdm_observe_seconds`.
 
 mod deploy_support;
+mod migration_support;
 mod ssh_support;
 
-use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use deploy_support::workload::{assert_on_both_clusters, create_table, Workload};
-use deploy_support::{unique_keyspace, Fleet, Run, CQL_PORT, HOSTS};
-use scylla::client::execution_profile::ExecutionProfile;
+use deploy_support::{unique_keyspace, Fleet, HOSTS};
+use migration_support::{
+    assert_completed_with, assert_fleet, assert_reads_from, private_inventory, run_phase, state,
+};
 use scylla::client::session::Session;
-use scylla::policies::load_balancing::{NodeIdentifier, SingleTargetLoadBalancingPolicy};
-use scylla::statement::unprepared::Statement;
-
-/// The migration's inventory: the sandbox's generated hosts.yml in a directory of its own.
-fn private_inventory(fleet: &Fleet) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let src = Path::new(&fleet.sb.get("SANDBOX_INVENTORY")).join("hosts.yml");
-    std::fs::copy(&src, dir.path().join("hosts.yml"))
-        .unwrap_or_else(|e| panic!("copy {}: {e}", src.display()));
-    dir
-}
-
-/// Asserts the last history entry completed `phase` with passed gate results, one of them
-/// named like `gate` (e.g. "p99").
-fn assert_completed_with(inv: &Path, phase: &str, gate: &str) {
-    let st = state(inv);
-    let last = st["history"].as_array().unwrap().last().unwrap().clone();
-    assert_eq!(
-        (last["phase"].as_str(), last["event"].as_str()),
-        (Some(phase), Some("completed")),
-        "{last:#}"
-    );
-    let gates = last["gates"].as_array().unwrap();
-    assert!(
-        gates.iter().all(|g| g["passed"] == true),
-        "{phase}: every recorded gate check passed: {gates:#?}"
-    );
-    assert!(
-        gates
-            .iter()
-            .any(|g| g["name"].as_str().unwrap_or_default().contains(gate)),
-        "{phase}: a '{gate}' check is recorded: {gates:#?}"
-    );
-}
-
-fn state(inv: &Path) -> serde_json::Value {
-    let text = std::fs::read_to_string(inv.join("zdm-state.json")).expect("state file");
-    serde_json::from_str(&text).expect("state JSON")
-}
-
-/// A statement the driver must send to this one proxy.
-fn via(fleet: &Fleet, host: &str, cql: &str) -> Statement {
-    let addr: SocketAddr = format!("{}:{CQL_PORT}", fleet.address(host))
-        .parse()
-        .unwrap();
-    let profile = ExecutionProfile::builder()
-        .load_balancing_policy(SingleTargetLoadBalancingPolicy::new(
-            NodeIdentifier::NodeAddress(addr),
-            None,
-        ))
-        .build();
-    let mut s = Statement::new(cql);
-    s.set_execution_profile_handle(Some(profile.into_handle()));
-    s
-}
-
-/// Which cluster answered reads through each proxy: the probe row holds `origin` on origin and
-/// `target` on target.
-async fn assert_reads_from(fleet: &Fleet, s: &Session, probe_ks: &str, want: &str, when: &str) {
-    for h in HOSTS {
-        let row = s
-            .query_unpaged(
-                via(fleet, h, &format!("SELECT side FROM {probe_ks}.probe WHERE k = 1")),
-                &[],
-            )
-            .await
-            .unwrap_or_else(|e| panic!("{when}: probe read through {h}: {e}"))
-            .into_rows_result()
-            .unwrap()
-            .maybe_first_row::<(String,)>()
-            .unwrap();
-        assert_eq!(
-            row,
-            Some((want.to_string(),)),
-            "{when}: reads through {h} must come from {want}"
-        );
-    }
-}
-
-/// Asserts every proxy runs these settings (as deployed).
-fn assert_fleet(fleet: &Fleet, primary: &str, read_mode: &str, when: &str) {
-    for h in HOSTS {
-        assert_eq!(
-            fleet.setting(h, "primary_cluster").as_deref(),
-            Some(primary),
-            "{when}: {h} primary_cluster"
-        );
-        assert_eq!(
-            fleet.setting(h, "read_mode").as_deref(),
-            Some(read_mode),
-            "{when}: {h} read_mode"
-        );
-    }
-}
-
-fn no_secrets(fleet: &Fleet, run: &Run, what: &str) {
-    for p in fleet.passwords() {
-        assert!(!run.out.contains(&p), "{what}: a password reached the output");
-    }
-}
-
-async fn run_phase(fleet: &Fleet, inv: &Path, ks: &str, playbook: &str, extra: &[&str]) -> Run {
-    let ks_arg = format!("zdm_keyspaces={ks}");
-    let mut args = vec!["-e", &ks_arg, "-e", "zdm_observe_seconds=5"];
-    args.extend_from_slice(extra);
-    let pb = format!("playbooks/{playbook}");
-    let inv = inv.to_str().unwrap().to_string();
-    // zdm-run blocks; the workload's tasks keep running on the runtime meanwhile.
-    let run = tokio::task::block_in_place(|| fleet.run_with_inventory(&inv, &pb, &args));
-    eprintln!("{playbook}: exit {} in {:.0?}", run.code, run.took);
-    no_secrets(fleet, &run, playbook);
-    run
-}
 
 /// Creates the migrated keyspace (workload table `kv`, sample table `items` with rows on origin
 /// only) and the probe keyspace, outside the migration, with different rows per cluster.
@@ -189,7 +77,10 @@ async fn the_full_migration_with_a_rollback_under_load_fails_no_request_and_lose
     let check = run_phase(&fleet, inv, &ks, "preflight.yml", &["--check"]).await;
     check.assert_ok("preflight --check");
     assert!(check.out.contains("PLAN"), "{}", check.out);
-    assert!(!inv.join("zdm-state.json").exists(), "check mode records nothing");
+    assert!(
+        !inv.join("zdm-state.json").exists(),
+        "check mode records nothing"
+    );
 
     run_phase(&fleet, inv, &ks, "preflight.yml", &[])
         .await
@@ -236,7 +127,11 @@ async fn the_full_migration_with_a_rollback_under_load_fails_no_request_and_lose
 
     // Forward again: phase 3 may not skip phase 2's gate after a rollback.
     let skip = run_phase(&fleet, inv, &ks, "phase3.yml", &[]).await;
-    assert_eq!(skip.code, 2, "phase3 right after the rollback:\n{}", skip.out);
+    assert_eq!(
+        skip.code, 2,
+        "phase3 right after the rollback:\n{}",
+        skip.out
+    );
     assert_fleet(&fleet, "ORIGIN", "PRIMARY_ONLY", "after the refused phase3");
     for pb in ["phase2.yml", "phase3.yml", "phase4.yml"] {
         run_phase(&fleet, inv, &ks, pb, &[]).await.assert_ok(pb);
@@ -281,7 +176,14 @@ async fn the_full_migration_with_a_rollback_under_load_fails_no_request_and_lose
     let unconfirmed = run_phase(&fleet, inv, &ks, "phase5.yml", &[]).await;
     assert_eq!(unconfirmed.code, 2, "{}", unconfirmed.out);
     assert!(unconfirmed.out.contains("zdm_confirm_cutover=yes"));
-    let p5 = run_phase(&fleet, inv, &ks, "phase5.yml", &["-e", "zdm_confirm_cutover=yes"]).await;
+    let p5 = run_phase(
+        &fleet,
+        inv,
+        &ks,
+        "phase5.yml",
+        &["-e", "zdm_confirm_cutover=yes"],
+    )
+    .await;
     p5.assert_ok("phase5");
     let target_cp = fleet.sb.get("ZDM_TARGET_CONTACT_POINTS");
     assert!(
@@ -291,7 +193,11 @@ async fn the_full_migration_with_a_rollback_under_load_fails_no_request_and_lose
     );
     for h in HOSTS {
         assert_eq!(fleet.proxy_pid(h), None, "{h}'s proxy is retired");
-        assert_eq!(fleet.config(h), "", "{h}'s config (with passwords) is removed");
+        assert_eq!(
+            fleet.config(h),
+            "",
+            "{h}'s config (with passwords) is removed"
+        );
     }
     assert_eq!(state(inv)["phase"], "phase5");
     let late = run_phase(&fleet, inv, &ks, "rollback.yml", &[]).await;

@@ -171,11 +171,7 @@ async fn load(env: &HashMap<String, String>, customers: i64, fresh: bool) -> any
         origin
             .execute_unpaged(
                 &customer,
-                (
-                    id,
-                    format!("customer {id}"),
-                    format!("c{id}@example.com"),
-                ),
+                (id, format!("customer {id}"), format!("c{id}@example.com")),
             )
             .await
             .context("loading customers into origin")?;
@@ -188,7 +184,12 @@ async fn load(env: &HashMap<String, String>, customers: i64, fresh: bool) -> any
             origin
                 .execute_unpaged(
                     &order,
-                    (id, o as i32, amount, if o % 2 == 0 { "paid" } else { "open" }),
+                    (
+                        id,
+                        o as i32,
+                        amount,
+                        if o % 2 == 0 { "paid" } else { "open" },
+                    ),
                 )
                 .await
                 .context("loading orders into origin")?;
@@ -223,7 +224,9 @@ async fn run(
     }
     let session = Arc::new(through_proxies(env).await?);
     let mut insert = session
-        .prepare(format!("INSERT INTO {KEYSPACE}.events (k, v) VALUES (?, ?)"))
+        .prepare(format!(
+            "INSERT INTO {KEYSPACE}.events (k, v) VALUES (?, ?)"
+        ))
         .await
         .context("prepare insert (did `load` run?)")?;
     // Writes by primary key are idempotent: the driver may retry them on another proxy when

@@ -1,0 +1,132 @@
+//! Running the phase playbooks against the sandbox fleet with a migration state of its own,
+//! and reading what they did: the state file, the deployed settings, which cluster answers.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use scylla::client::execution_profile::ExecutionProfile;
+use scylla::client::session::Session;
+use scylla::policies::load_balancing::{NodeIdentifier, SingleTargetLoadBalancingPolicy};
+use scylla::statement::unprepared::Statement;
+
+use crate::deploy_support::{Fleet, Run, CQL_PORT, HOSTS};
+
+/// The migration's inventory: the sandbox's generated hosts.yml in a directory of its own.
+pub fn private_inventory(fleet: &Fleet) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = Path::new(&fleet.sb.get("SANDBOX_INVENTORY")).join("hosts.yml");
+    std::fs::copy(&src, dir.path().join("hosts.yml"))
+        .unwrap_or_else(|e| panic!("copy {}: {e}", src.display()));
+    dir
+}
+
+/// Asserts the last history entry completed `phase` with passed gate results, one of them
+/// named like `gate` (e.g. "p99").
+pub fn assert_completed_with(inv: &Path, phase: &str, gate: &str) {
+    let st = state(inv);
+    let last = st["history"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (last["phase"].as_str(), last["event"].as_str()),
+        (Some(phase), Some("completed")),
+        "{last:#}"
+    );
+    let gates = last["gates"].as_array().unwrap();
+    assert!(
+        gates.iter().all(|g| g["passed"] == true),
+        "{phase}: every recorded gate check passed: {gates:#?}"
+    );
+    assert!(
+        gates
+            .iter()
+            .any(|g| g["name"].as_str().unwrap_or_default().contains(gate)),
+        "{phase}: a '{gate}' check is recorded: {gates:#?}"
+    );
+}
+
+pub fn state(inv: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(inv.join("zdm-state.json")).expect("state file");
+    serde_json::from_str(&text).expect("state JSON")
+}
+
+/// A statement the driver must send to this one proxy.
+pub fn via(fleet: &Fleet, host: &str, cql: &str) -> Statement {
+    let addr: SocketAddr = format!("{}:{CQL_PORT}", fleet.address(host))
+        .parse()
+        .unwrap();
+    let profile = ExecutionProfile::builder()
+        .load_balancing_policy(SingleTargetLoadBalancingPolicy::new(
+            NodeIdentifier::NodeAddress(addr),
+            None,
+        ))
+        .build();
+    let mut s = Statement::new(cql);
+    s.set_execution_profile_handle(Some(profile.into_handle()));
+    s
+}
+
+/// Which cluster answered reads through each proxy: the probe row holds `origin` on origin and
+/// `target` on target.
+pub async fn assert_reads_from(fleet: &Fleet, s: &Session, probe_ks: &str, want: &str, when: &str) {
+    for h in HOSTS {
+        let row = s
+            .query_unpaged(
+                via(
+                    fleet,
+                    h,
+                    &format!("SELECT side FROM {probe_ks}.probe WHERE k = 1"),
+                ),
+                &[],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{when}: probe read through {h}: {e}"))
+            .into_rows_result()
+            .unwrap()
+            .maybe_first_row::<(String,)>()
+            .unwrap();
+        assert_eq!(
+            row,
+            Some((want.to_string(),)),
+            "{when}: reads through {h} must come from {want}"
+        );
+    }
+}
+
+/// Asserts every proxy runs these settings (as deployed).
+pub fn assert_fleet(fleet: &Fleet, primary: &str, read_mode: &str, when: &str) {
+    for h in HOSTS {
+        assert_eq!(
+            fleet.setting(h, "primary_cluster").as_deref(),
+            Some(primary),
+            "{when}: {h} primary_cluster"
+        );
+        assert_eq!(
+            fleet.setting(h, "read_mode").as_deref(),
+            Some(read_mode),
+            "{when}: {h} read_mode"
+        );
+    }
+}
+
+pub fn no_secrets(fleet: &Fleet, run: &Run, what: &str) {
+    for p in fleet.passwords() {
+        assert!(
+            !run.out.contains(&p),
+            "{what}: a password reached the output"
+        );
+    }
+}
+
+pub async fn run_phase(fleet: &Fleet, inv: &Path, ks: &str, playbook: &str, extra: &[&str]) -> Run {
+    let ks_arg = format!("zdm_keyspaces={ks}");
+    let mut args = vec!["-e", &ks_arg, "-e", "zdm_observe_seconds=5"];
+    args.extend_from_slice(extra);
+    let pb = format!("playbooks/{playbook}");
+    let inv = inv.to_str().unwrap().to_string();
+    // zdm-run blocks; the workload's tasks keep running on the runtime meanwhile.
+    let run = tokio::task::block_in_place(|| fleet.run_with_inventory(&inv, &pb, &args));
+    eprintln!("{playbook}: exit {} in {:.0?}", run.code, run.took);
+    no_secrets(fleet, &run, playbook);
+    run
+}
