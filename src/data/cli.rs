@@ -108,6 +108,9 @@ pub struct MigrateArgs {
 pub struct ValidateArgs {
     #[command(flatten)]
     pub common: CommonArgs,
+    /// Ignore the checkpoint of an interrupted validation and check every range again.
+    #[arg(long)]
+    pub fresh: bool,
     /// Percentage of token ranges to check.
     #[arg(long, default_value_t = 100.0)]
     pub sample_percent: f64,
@@ -391,7 +394,9 @@ pub async fn run_migrate(args: MigrateArgs) -> anyhow::Result<i32> {
 
 /// `zdm-run validate`: diff (and optionally autocorrect); returns the process exit code.
 pub async fn run_validate(args: ValidateArgs) -> anyhow::Result<i32> {
-    let (cfg, selection) = data_config(&args.common)?;
+    let (mut cfg, selection) = data_config(&args.common)?;
+    cfg.checkpoint = Some(args.common.state_dir.join("validate-checkpoint.json"));
+    cfg.fresh = args.fresh;
     anyhow::ensure!(
         args.sample_percent > 0.0 && args.sample_percent <= 100.0,
         "--sample-percent must be in (0, 100], got {}",

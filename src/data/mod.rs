@@ -22,7 +22,10 @@
 //! - a row's primary-key liveness (row marker) timestamp is not readable through CQL: a row
 //!   with no non-key cells is written with the time it was read;
 //! - counter tables are refused by migrate (validate compares them);
-//! - only Murmur3 token ranges; validate is not checkpointed (a rerun starts over).
+//! - only Murmur3 token ranges.
+//!
+//! Both migrate and validate checkpoint per range; an interrupted run resumes (a resumed
+//! validate keeps the first run's writetime cut-off and reports totals over all ranges).
 
 pub mod autocorrect;
 pub mod checkpoint;
