@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod data;
 pub mod diff;
+pub mod facts;
 pub mod gates;
 pub mod inventory;
 pub mod modules;

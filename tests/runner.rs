@@ -360,10 +360,15 @@ fn exit_codes_for_bad_options_unreachable_hosts_and_help() {
     assert!(dry.stdout.contains("would change: [h1]"), "{}", dry.stdout);
     assert_eq!(fleet.snapshot(), before, "--dry-run changed files");
     let inv = fleet.path("ssh-inv.ini");
-    std::fs::write(&inv, "[remote]\nfar ansible_host=192.0.2.1\n").unwrap();
+    std::fs::write(
+        &inv,
+        "[remote]\nfar ansible_host=192.0.2.1 ansible_ssh_timeout=2\n",
+    )
+    .unwrap();
+    // `debug` never contacts the host (as in Ansible); a command must.
     let pb = fleet.write_playbook(
         "remote.yml",
-        "- hosts: remote\n  tasks:\n    - debug: {msg: hi}\n",
+        "- hosts: remote\n  tasks:\n    - command: \"true\"\n",
     );
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_zdm-run"))
         .args(["-i", inv.to_str().unwrap(), pb.to_str().unwrap()])

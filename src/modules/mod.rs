@@ -7,11 +7,14 @@
 //! query, so a dry run and a real run cannot disagree about what would change.
 
 mod command;
+mod fetch;
 mod file;
 mod files_common;
 mod info;
 mod net;
+mod service;
 pub mod spec;
+pub(crate) mod zdm_proxy_binary;
 
 use std::path::Path;
 
@@ -144,9 +147,22 @@ pub fn module(name: &str) -> Option<Box<dyn Module>> {
         "pause" => Box::new(info::Pause),
         "uri" => Box::new(net::Uri),
         "wait_for" => Box::new(net::WaitFor),
+        "zdm_proxy_binary" => Box::new(zdm_proxy_binary::ZdmProxyBinary),
+        "service" => Box::new(service::Service),
+        "fetch" => Box::new(fetch::Fetch),
+        "gather_facts" | "setup" => Box::new(crate::facts::GatherFacts),
         _ => return None,
     })
 }
+
+/// Specs of the fleet modules, kept beside their code (looked up after `spec::MODULES`).
+pub(crate) static FLEET_SPECS: &[&spec::ModuleSpec] = &[
+    &zdm_proxy_binary::SPEC,
+    &service::SPEC,
+    &fetch::SPEC,
+    &crate::facts::SPEC,
+    &crate::facts::SETUP_SPEC,
+];
 
 // ---- argument helpers shared by modules ----
 

@@ -276,5 +276,8 @@ pub static MODULES: &[ModuleSpec] = &[
 /// Looks a module up by name (also accepting the `ansible.builtin.` prefix).
 pub fn module_spec(name: &str) -> Option<&'static ModuleSpec> {
     let short = name.strip_prefix("ansible.builtin.").unwrap_or(name);
-    MODULES.iter().find(|m| m.name == short)
+    MODULES
+        .iter()
+        .chain(super::FLEET_SPECS.iter().copied())
+        .find(|m| m.name == short)
 }

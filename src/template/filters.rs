@@ -36,6 +36,7 @@ pub(super) fn register(env: &mut Environment<'static>) {
     env.add_filter("checksum", checksum);
     env.add_filter("quote", quote);
     env.add_filter("bool", to_bool);
+    env.add_filter("resolve", crate::facts::resolve_filter);
     env.add_test("failed", |v: Value| flag(&v, "failed"));
     env.add_test("changed", |v: Value| flag(&v, "changed"));
     env.add_test("skipped", |v: Value| flag(&v, "skipped"));

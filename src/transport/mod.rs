@@ -7,6 +7,7 @@
 
 mod local;
 mod pool;
+pub mod ssh;
 
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use futures::future::BoxFuture;
 
 pub use local::LocalTransport;
 pub use pool::Pool;
+pub use ssh::SshTransport;
 
 /// A transport failure. `Unreachable` means the host could not be contacted at all (Ansible's
 /// "unreachable", exit code 3); `Failed` is an operation that reached the host and failed.

@@ -21,6 +21,7 @@ enum Key {
 #[derive(Default)]
 pub struct Pool {
     open: Mutex<HashMap<Key, Arc<dyn Transport>>>,
+    ssh: Arc<super::ssh::SshPool>,
 }
 
 impl Pool {
@@ -39,6 +40,7 @@ impl Pool {
                     .filter(|r| !r.is_empty())
                     .map(PathBuf::from),
             },
+            "ssh" | "smart" | "paramiko" => return super::ssh::connect(vars, &self.ssh),
             other => {
                 return Err(TransportError::Unreachable(format!(
                     "connection '{other}' is not available in this build (use ansible_connection: local)"

@@ -1,0 +1,177 @@
+//! `zdm_proxy_binary`: ships the proxy binary into a versioned directory and points the
+//! stable `current` link at it.
+//!
+//! Layout on the host (`install_root`, default `/opt/zdm-proxy`):
+//! `versions/<first 16 hex digits of the SHA-256>/zdm-proxy` and `current -> versions/<id>`.
+//! The content hash names the version, so the host's copy is compared by checksum before a
+//! single byte is sent, and a host that already has the build uploads nothing. Old versions
+//! stay, so rolling a binary back is only a link swap (`previous` in the result says where).
+
+use std::path::PathBuf;
+
+use futures::FutureExt;
+use serde_json::Value;
+use sha2::Digest;
+
+use super::spec::{Kind, ModuleSpec};
+use super::{arg_str, ModFuture, ModResult, Module, ModuleCtx, ModuleError, Planned, Query};
+use crate::transport::Ownership;
+
+pub static SPEC: ModuleSpec = ModuleSpec {
+    name: "zdm_proxy_binary",
+    free_form: false,
+    any_args: false,
+    args: &[("src", Kind::Scalar), ("install_root", Kind::Scalar)],
+    one_of_required: &[],
+    required: &[],
+};
+
+/// Default install root, shared with the `service` module and the templates.
+pub const DEFAULT_INSTALL_ROOT: &str = "/opt/zdm-proxy";
+/// Hex digits of the SHA-256 that name a version directory (64 bits: collisions between a
+/// fleet's handful of builds are not a concern, and paths stay short).
+const VERSION_ID_LEN: usize = 16;
+
+pub struct ZdmProxyBinary;
+
+/// The install root from the task, else the host's `zdm_install_root`, else the default.
+pub fn install_root(ctx: &ModuleCtx<'_>) -> String {
+    arg_str(ctx.args, "install_root")
+        .or_else(|| ctx.vars.get("zdm_install_root").map(crate::vars::display))
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_INSTALL_ROOT.into())
+        .trim_end_matches('/')
+        .to_string()
+}
+
+/// Where the binary to ship comes from: the task's `src`, else the host's (or its group's)
+/// `zdm_proxy_binary_src` (another architecture), else the `zdm-proxy` built beside the
+/// running `zdm-run`.
+fn source(ctx: &ModuleCtx<'_>) -> Result<PathBuf, ModuleError> {
+    if let Some(s) = arg_str(ctx.args, "src")
+        .or_else(|| {
+            ctx.vars
+                .get("zdm_proxy_binary_src")
+                .map(crate::vars::display)
+        })
+        .filter(|s| !s.trim().is_empty())
+    {
+        let p = PathBuf::from(&s);
+        return Ok(if p.is_absolute() {
+            p
+        } else {
+            ctx.base_dir.join(p)
+        });
+    }
+    let exe = std::env::current_exe()
+        .map_err(|e| ModuleError::Failed(format!("cannot locate zdm-run itself: {e}")))?;
+    Ok(exe
+        .parent()
+        .map(|d| d.join("zdm-proxy"))
+        .unwrap_or_else(|| PathBuf::from("zdm-proxy")))
+}
+
+impl Module for ZdmProxyBinary {
+    fn query<'a>(&'a self, ctx: &'a ModuleCtx<'a>) -> ModFuture<'a, Query> {
+        async move {
+            let src = source(ctx)?;
+            let bytes = std::fs::read(&src).map_err(|e| {
+                ModuleError::Failed(format!(
+                    "cannot read the proxy binary {} ({e}); build it (cargo build -p zdm-proxy) \
+                     or set src / zdm_proxy_binary_src",
+                    src.display()
+                ))
+            })?;
+            let sha = hex::encode(sha2::Sha256::digest(&bytes));
+            let root = install_root(ctx);
+            let version = &sha[..VERSION_ID_LEN];
+            let dir = format!("{root}/versions/{version}");
+            let bin = format!("{dir}/zdm-proxy");
+            let link = format!("{root}/current");
+            let t = ctx.transport;
+            let present = t.checksum(&bin).await?.as_deref() == Some(sha.as_str())
+                && t.stat(&bin).await?.is_some_and(|s| s.mode & 0o111 != 0);
+            let current = t.stat(&link).await?.and_then(|s| s.link_target);
+            let mut data = serde_json::Map::new();
+            data.insert("sha256".into(), Value::from(sha.clone()));
+            data.insert("version".into(), Value::from(version));
+            data.insert("path".into(), Value::from(bin.clone()));
+            data.insert("src".into(), Value::from(src.display().to_string()));
+            if present && current.as_deref() == Some(dir.as_str()) {
+                data.insert("uploaded".into(), Value::Bool(false));
+                return Ok(Query::Done(ModResult {
+                    msg: Some(format!("version {version} is current")),
+                    data,
+                    ..Default::default()
+                }));
+            }
+            let what = match (present, &current) {
+                (true, _) => format!("switch current to {version} (already on host)"),
+                (false, _) => format!(
+                    "upload {} ({} bytes) and switch current to {version}",
+                    src.display(),
+                    bytes.len()
+                ),
+            };
+            data.insert("upload".into(), Value::Bool(!present));
+            data.insert(
+                "previous".into(),
+                current.clone().map(Value::from).unwrap_or(Value::Null),
+            );
+            data.insert("dir".into(), Value::from(dir.clone()));
+            data.insert("link".into(), Value::from(link));
+            Ok(Query::Change(Planned {
+                summary: what,
+                diff: Some(format!(
+                    "--- current\n+++ current\n-{}\n+{dir}\n",
+                    current.as_deref().unwrap_or("(none)")
+                )),
+                content: (!present).then_some(bytes),
+                detail: data,
+            }))
+        }
+        .boxed()
+    }
+
+    fn apply<'a>(&'a self, ctx: &'a ModuleCtx<'a>, plan: &'a Planned) -> ModFuture<'a, ModResult> {
+        async move {
+            let d = &plan.detail;
+            let get = |k: &str| {
+                d.get(k)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            let (dir, bin, link, sha) = (get("dir"), get("path"), get("link"), get("sha256"));
+            let t = ctx.transport;
+            if let Some(bytes) = &plan.content {
+                t.mkdir(&dir, 0o755).await?;
+                t.write_file(&bin, bytes, 0o755, &Ownership::default())
+                    .await?;
+                // What landed must be what we hashed: a truncated upload must never become
+                // `current`.
+                let landed = t.checksum(&bin).await?;
+                if landed.as_deref() != Some(sha.as_str()) {
+                    return Err(ModuleError::Failed(format!(
+                        "uploaded {bin} has checksum {} instead of {sha}",
+                        landed.unwrap_or_else(|| "(missing)".into())
+                    )));
+                }
+            }
+            t.symlink(&dir, &link).await?;
+            let mut data = d.clone();
+            data.insert("uploaded".into(), Value::Bool(plan.content.is_some()));
+            for k in ["upload", "dir", "link"] {
+                data.remove(k);
+            }
+            Ok(ModResult {
+                changed: true,
+                msg: Some(plan.summary.clone()),
+                data,
+                diff: plan.diff.clone(),
+                ..Default::default()
+            })
+        }
+        .boxed()
+    }
+}
