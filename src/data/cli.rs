@@ -5,20 +5,15 @@
 //! failed (migrate), so scripts cannot mistake a dirty run for success; errors in the input or
 //! connection return `Err` (the binary exits 1).
 
-use std::collections::BTreeMap;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::checkpoint::write_atomic;
 use super::config::{ClusterConfig, DataConfig, Selection};
-use super::engine::{self, Cutoff, Progress, ValidateOptions};
+use super::engine::{self, Cutoff, ValidateOptions};
+use super::progress::RunProgress;
 
 /// Exit code of a run that found differences or could not finish every range.
 pub const EXIT_DIFFERENCES: i32 = 2;
@@ -299,76 +294,6 @@ pub fn data_config(common: &CommonArgs) -> anyhow::Result<(DataConfig, Selection
     ))
 }
 
-/// Progress bars on a terminal (one per table, ranges done, rows/s and ETA); nothing otherwise.
-pub struct TerminalProgress {
-    multi: MultiProgress,
-    bars: Mutex<BTreeMap<String, (ProgressBar, Instant)>>,
-    rows: AtomicU64,
-}
-
-impl TerminalProgress {
-    pub fn new() -> TerminalProgress {
-        TerminalProgress {
-            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
-            bars: Mutex::new(BTreeMap::new()),
-            rows: AtomicU64::new(0),
-        }
-    }
-}
-
-impl Default for TerminalProgress {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Progress for TerminalProgress {
-    fn table_started(&self, table: &str, ranges: u32) {
-        let bar = self.multi.add(ProgressBar::new(ranges as u64));
-        if let Ok(style) = ProgressStyle::with_template(
-            "{prefix:30} [{bar:30}] {pos}/{len} ranges {msg} ETA {eta}",
-        ) {
-            bar.set_style(style.progress_chars("=> "));
-        }
-        bar.set_prefix(table.to_string());
-        bar.enable_steady_tick(Duration::from_millis(500));
-        self.rows.store(0, Ordering::Relaxed);
-        if let Ok(mut b) = self.bars.lock() {
-            b.insert(table.to_string(), (bar, Instant::now()));
-        }
-    }
-
-    fn range_finished(&self, table: &str, rows: u64) {
-        let total = self.rows.fetch_add(rows, Ordering::Relaxed) + rows;
-        if let Ok(b) = self.bars.lock() {
-            if let Some((bar, start)) = b.get(table) {
-                bar.inc(1);
-                let rate = total as f64 / start.elapsed().as_secs_f64().max(1e-3);
-                if total > 0 {
-                    bar.set_message(format!("{total} rows {rate:.0} rows/s"));
-                }
-            }
-        }
-    }
-
-    fn table_finished(&self, table: &str) {
-        if let Ok(b) = self.bars.lock() {
-            if let Some((bar, start)) = b.get(table) {
-                bar.finish();
-                if !std::io::stderr().is_terminal() {
-                    // Plain lines when there is no terminal to draw bars on (CI, logs).
-                    let rows = self.rows.load(Ordering::Relaxed);
-                    eprintln!(
-                        "{table}: {} ranges, {rows} rows in {:.1}s",
-                        bar.position(),
-                        start.elapsed().as_secs_f64()
-                    );
-                }
-            }
-        }
-    }
-}
-
 fn write_report<T: serde::Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
     let json = serde_json::to_vec_pretty(value)?;
     write_atomic(path, &json).with_context(|| format!("writing report {}", path.display()))
@@ -379,7 +304,7 @@ pub async fn run_migrate(args: MigrateArgs) -> anyhow::Result<i32> {
     let (mut cfg, selection) = data_config(&args.common)?;
     cfg.checkpoint = Some(args.common.state_dir.join("migrate-checkpoint.json"));
     cfg.fresh = args.fresh;
-    let progress = TerminalProgress::new();
+    let progress = RunProgress::for_stderr();
     let summary = engine::migrate(&cfg, &selection, &progress).await?;
     let report = args
         .common
@@ -415,7 +340,7 @@ pub async fn run_validate(args: ValidateArgs) -> anyhow::Result<i32> {
         autocorrect_extra: args.autocorrect_extra,
         max_examples: args.max_examples,
     };
-    let progress = TerminalProgress::new();
+    let progress = RunProgress::for_stderr();
     let report = engine::validate(&cfg, &selection, &opts, &progress).await?;
     let path = args
         .common

@@ -24,6 +24,12 @@ use super::value::{key_id, ScannedRow};
 /// Receives progress as ranges finish (progress bars, playbook output). Must be cheap.
 pub trait Progress: Send + Sync {
     fn table_started(&self, _table: &str, _ranges: u32) {}
+    /// Ranges an interrupted run had finished (not worked on now; kept out of rates).
+    fn ranges_resumed(&self, table: &str, ranges: u32) {
+        for _ in 0..ranges {
+            self.range_finished(table, 0);
+        }
+    }
     fn range_finished(&self, _table: &str, _rows: u64) {}
     fn table_finished(&self, _table: &str) {}
 }
@@ -148,9 +154,7 @@ pub async fn migrate(
             ..Default::default()
         };
         progress.table_started(&name, ranges.len() as u32);
-        for _ in 0..t.ranges_resumed {
-            progress.range_finished(&name, 0);
-        }
+        progress.ranges_resumed(&name, t.ranges_resumed);
 
         let results: Vec<(TokenRange, anyhow::Result<(u64, u64)>)> = futures::stream::iter(pending)
             .map(|range| {
@@ -463,9 +467,7 @@ pub async fn validate(
             (pending, resumed)
         };
         progress.table_started(&name, ranges.len() as u32);
-        for _ in 0..resumed_count {
-            progress.range_finished(&name, 0);
-        }
+        progress.ranges_resumed(&name, resumed_count);
         let failures: Vec<(TokenRange, anyhow::Error)> = futures::stream::iter(pending)
             .map(|range| {
                 let (origin_select, target_select) = (&origin_select, &target_select);

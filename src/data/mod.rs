@@ -11,6 +11,7 @@
 //! - [`checkpoint`]: per-range progress file, written atomically, so a run can resume.
 //! - [`report`]: summaries, the JSON report and the human summary.
 //! - [`engine`]: the library entry points [`migrate`] and [`validate`] a playbook module wraps.
+//! - [`progress`]: bars with rows/s and ETA on a terminal, plain periodic lines otherwise.
 //! - [`cli`]: the `zdm-run migrate` / `zdm-run validate` subcommands.
 //!
 //! What is preserved, and where the CQL interface sets limits:
@@ -34,6 +35,7 @@ pub mod config;
 pub mod copy;
 pub mod diff;
 pub mod engine;
+pub mod progress;
 pub mod ranges;
 pub mod report;
 pub mod scan;
