@@ -12,6 +12,8 @@
 //! - [`report`]: summaries, the JSON report and the human summary.
 //! - [`engine`]: the library entry points [`migrate`] and [`validate`] a playbook module wraps.
 //! - [`progress`]: bars with rows/s and ETA on a terminal, plain periodic lines otherwise.
+//! - [`cdm`]: Cassandra Data Migrator's settings, command line and run-tracking gate
+//!   (the `zdm_cdm` module), for data that outgrows one machine.
 //! - [`cli`]: the `zdm-run migrate` / `zdm-run validate` subcommands.
 //!
 //! What is preserved, and where the CQL interface sets limits:
@@ -29,6 +31,7 @@
 //! validate keeps the first run's writetime cut-off and reports totals over all ranges).
 
 pub mod autocorrect;
+pub mod cdm;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
