@@ -24,7 +24,5 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
-echo "== cargo build (release binaries the deploy tests ship)"
-cargo build --workspace --release --quiet
 echo "== cargo test"
 cargo test --workspace --no-fail-fast -- --test-threads="${ZDM_TEST_THREADS:-2}"

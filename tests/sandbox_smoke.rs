@@ -10,7 +10,7 @@ use openssh::{KnownHosts, Session, SessionBuilder};
 use openssh_sftp_client::{Sftp, SftpOptions};
 use scylla::client::session::Session as CqlSession;
 use scylla::client::session_builder::SessionBuilder as CqlSessionBuilder;
-use support::{unique_name, Sandbox};
+use support::{unique_name, FleetLock, Sandbox};
 
 async fn cql_session(
     sb: &Sandbox,
@@ -126,6 +126,7 @@ async fn clusters_refuse_wrong_and_each_others_credentials() {
 #[tokio::test]
 async fn every_host_answers_ssh_and_keeps_its_own_files() {
     let sb = Sandbox::load();
+    let _fleet = FleetLock::shared();
     let hosts = sb.host_names();
     assert!(
         hosts.len() >= 3,
@@ -197,6 +198,7 @@ impl Drop for Restore<'_> {
 #[tokio::test]
 async fn fault_switches_cut_a_host_off_and_bring_it_back() {
     let sb = Sandbox::load();
+    let _fleet = FleetLock::exclusive();
     let host = sb.host_names()[1].clone();
     let _restore = Restore {
         sb: &sb,

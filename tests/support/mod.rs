@@ -81,6 +81,40 @@ impl Sandbox {
     }
 }
 
+/// The lock every test takes that touches the SSH fleet: fault switches (cut, sshd-stop,
+/// rekey) take it exclusively, tests that need every host healthy take it shared, so a test
+/// never sees a host another test has just cut off. It is a file lock, so it also orders tests
+/// in different test binaries. (The SSH tests' `FaultGuard` takes the same file.)
+pub struct FleetLock(std::fs::File);
+
+pub const FLEET_LOCK_PATH: &str = "/tmp/zdm-run-ssh-tests-faults.lock";
+
+impl FleetLock {
+    fn take(mode: libc::c_int) -> FleetLock {
+        use std::os::fd::AsRawFd;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(FLEET_LOCK_PATH)
+            .expect("open the fleet lock file");
+        // SAFETY: flock on a descriptor we own; it blocks until the lock is granted.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), mode) };
+        assert_eq!(rc, 0, "flock {FLEET_LOCK_PATH} failed");
+        FleetLock(file)
+    }
+
+    /// For tests that flip fault switches.
+    pub fn exclusive() -> FleetLock {
+        FleetLock::take(libc::LOCK_EX)
+    }
+
+    /// For tests that need every host up.
+    pub fn shared() -> FleetLock {
+        FleetLock::take(libc::LOCK_SH)
+    }
+}
+
 /// A name no other test run uses, for keyspaces and files.
 pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}_{:08x}", rand::random::<u32>())

@@ -1,0 +1,274 @@
+//! Benchmark: one driver workload (mixed prepared reads and writes, fixed concurrency) run
+//! directly against origin and then through a local zdm-proxy, in the same run. Writes
+//! throughput, p50/p99 latency, the proxy's CPU seconds per 10k requests and its peak RSS to
+//! `bench-results/proxy.md`.
+//!
+//! Run: `ZDM_SANDBOX_ENV=/path/.sandbox/env cargo bench -p zdm-proxy --bench proxy`
+//! (optional: BENCH_SECONDS, BENCH_CONCURRENCY).
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use scylla::client::session::Session;
+use scylla::client::session_builder::SessionBuilder;
+
+fn sandbox() -> HashMap<String, String> {
+    let path = std::env::var("ZDM_SANDBOX_ENV")
+        .unwrap_or_else(|_| format!("{}/../.sandbox/env", env!("CARGO_MANIFEST_DIR")));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!("sandbox env {path} not readable ({e}); start the sandbox or set ZDM_SANDBOX_ENV")
+    });
+    text.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+struct Stats {
+    requests: usize,
+    errors: usize,
+    seconds: f64,
+    p50_us: u64,
+    p99_us: u64,
+}
+
+/// Runs the workload on `s`. With `also_write_to`, every INSERT is also sent (concurrently) to
+/// that second session: the client doing the proxy's dual write itself, the fair baseline.
+async fn workload(
+    s: Arc<Session>,
+    also_write_to: Option<Arc<Session>>,
+    ks: &str,
+    concurrency: usize,
+    secs: u64,
+) -> Stats {
+    let insert_cql = format!("INSERT INTO {ks}.kv (k, v) VALUES (?, ?)");
+    let insert = s.prepare(insert_cql.clone()).await.unwrap();
+    let select = s
+        .prepare(format!("SELECT v FROM {ks}.kv WHERE k = ?"))
+        .await
+        .unwrap();
+    let second = match &also_write_to {
+        Some(t) => Some((t.clone(), t.prepare(insert_cql).await.unwrap())),
+        None => None,
+    };
+    // Warm-up so connections and caches are in place.
+    for k in 0..1000i32 {
+        s.execute_unpaged(&insert, (k, "warm")).await.unwrap();
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..concurrency {
+        let (s, insert, select, stop) = (s.clone(), insert.clone(), select.clone(), stop.clone());
+        let second = second.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(100_000);
+            let mut errors = 0;
+            let mut i: i32 = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let k = (w as i32 * 7919 + i) % 1000;
+                let t = Instant::now();
+                let r = if i % 2 == 0 {
+                    let values = (k, "value-of-some-length");
+                    match &second {
+                        Some((t, tinsert)) => {
+                            let (a, b) = tokio::join!(
+                                s.execute_unpaged(&insert, values),
+                                t.execute_unpaged(tinsert, values)
+                            );
+                            a.and(b).map(|_| ())
+                        }
+                        None => s.execute_unpaged(&insert, values).await.map(|_| ()),
+                    }
+                } else {
+                    s.execute_unpaged(&select, (k,)).await.map(|_| ())
+                };
+                if r.is_err() {
+                    errors += 1;
+                }
+                lat.push(t.elapsed().as_micros() as u64);
+                i += 1;
+            }
+            (lat, errors)
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (l, e) = t.await.unwrap();
+        all.extend(l);
+        errors += e;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    all.sort_unstable();
+    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
+    Stats {
+        requests: all.len(),
+        errors,
+        seconds,
+        p50_us: pct(0.50),
+        p99_us: pct(0.99),
+    }
+}
+
+/// (user+system CPU seconds, peak RSS kB) of a process, from /proc.
+fn proc_usage(pid: u32) -> (f64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let cpu = (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / ticks;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let hwm = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .map(|v| v.trim().trim_end_matches("kB").trim().parse().unwrap())
+        .unwrap_or(0);
+    (cpu, hwm)
+}
+
+struct Kill(Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn main() {
+    let sb = sandbox();
+    let secs: u64 = std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    let levels: Vec<usize> = std::env::var("BENCH_CONCURRENCY")
+        .unwrap_or_else(|_| "4,32".into())
+        .split(',')
+        .map(|c| {
+            c.trim()
+                .parse()
+                .expect("BENCH_CONCURRENCY: comma-separated integers")
+        })
+        .collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let g = |k: &str| {
+        sb.get(k)
+            .unwrap_or_else(|| panic!("sandbox env lacks {k}"))
+            .clone()
+    };
+
+    let mut env: Vec<(String, String)> = Vec::new();
+    for c in ["ORIGIN", "TARGET"] {
+        for k in ["CONTACT_POINTS", "PORT", "USERNAME", "PASSWORD"] {
+            let key = format!("ZDM_{c}_{k}");
+            env.push((key.clone(), g(&key)));
+        }
+    }
+    let (addr, metrics_port) = ("127.0.0.29:19400", "20400");
+    env.push(("ZDM_PROXY_LISTEN_ADDRESS".into(), "127.0.0.29".into()));
+    env.push(("ZDM_PROXY_LISTEN_PORT".into(), "19400".into()));
+    env.push(("ZDM_METRICS_ADDRESS".into(), "127.0.0.29".into()));
+    env.push(("ZDM_METRICS_PORT".into(), metrics_port.into()));
+    env.push(("ZDM_LOG_LEVEL".into(), "WARN".into()));
+    if let Ok(n) = std::env::var("TOKIO_WORKER_THREADS") {
+        env.push(("TOKIO_WORKER_THREADS".into(), n));
+    }
+    let proxy = Kill(
+        Command::new(env!("CARGO_BIN_EXE_zdm-proxy"))
+            .env_clear()
+            .envs(env)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn zdm-proxy"),
+    );
+    let pid = proxy.0.id();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "proxy did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let ks = format!("proxy_bench_{}", std::process::id());
+    let results = rt.block_on(async {
+        let connect = |node: String, user: String, pass: String| async move {
+            Arc::new(SessionBuilder::new().known_node(node).user(user, pass).build().await.unwrap())
+        };
+        let origin_node = format!("{}:{}", g("ZDM_ORIGIN_CONTACT_POINTS"), g("ZDM_ORIGIN_PORT"));
+        let target_node = format!("{}:{}", g("ZDM_TARGET_CONTACT_POINTS"), g("ZDM_TARGET_PORT"));
+        let origin = connect(origin_node, g("ZDM_ORIGIN_USERNAME"), g("ZDM_ORIGIN_PASSWORD")).await;
+        let target = connect(target_node, g("ZDM_TARGET_USERNAME"), g("ZDM_TARGET_PASSWORD")).await;
+        for s in [&origin, &target] {
+            s.query_unpaged(format!("CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {{'class':'SimpleStrategy','replication_factor':1}}"), ()).await.unwrap();
+            s.query_unpaged(format!("CREATE TABLE IF NOT EXISTS {ks}.kv (k int PRIMARY KEY, v text)"), ()).await.unwrap();
+        }
+        let via = connect(addr.to_string(), g("ZDM_TARGET_USERNAME"), g("ZDM_TARGET_PASSWORD")).await;
+        let mut results = Vec::new();
+        for &c in &levels {
+            let direct = workload(origin.clone(), None, &ks, c, secs).await;
+            let dual = workload(origin.clone(), Some(target.clone()), &ks, c, secs).await;
+            let (cpu0, _) = proc_usage(pid);
+            let through = workload(via.clone(), None, &ks, c, secs).await;
+            let (cpu1, _) = proc_usage(pid);
+            results.push((c, direct, dual, through, cpu1 - cpu0));
+        }
+        for s in [&origin, &target] {
+            let _ = s.query_unpaged(format!("DROP KEYSPACE IF EXISTS {ks}"), ()).await;
+        }
+        results
+    });
+    let (_, rss) = proc_usage(pid);
+    drop(proxy);
+
+    let tput = |s: &Stats| s.requests as f64 / s.seconds;
+    let now = std::process::Command::new("date")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let row = |name: &str, s: &Stats| {
+        format!(
+            "| {name} | {} | {} | {:.0} | {:.2} | {:.2} |\n",
+            s.requests,
+            s.errors,
+            tput(s),
+            s.p50_us as f64 / 1000.0,
+            s.p99_us as f64 / 1000.0
+        )
+    };
+    let mut report = format!(
+        "# zdm-proxy benchmark\n\n{now}. Workload: scylla driver, prepared statements, 50% INSERT / 50% SELECT by key \
+         over 1000 keys, {secs} s per run, 1000 warm-up writes per run. Machine: 2 cores shared by the driver, the proxy and \
+         both Cassandra nodes (origin and target), so the runs are CPU-bound: every CPU cycle the proxy and the target's \
+         extra writes take is a cycle the clusters lose.\n"
+    );
+    for (c, direct, dual, through, cpu) in &results {
+        report.push_str(&format!(
+            "\n## concurrency {c}\n\n| run | requests | errors | throughput (req/s) | p50 (ms) | p99 (ms) |\n|---|---|---|---|---|---|\n{}{}{}\n\
+             - Throughput through the proxy vs the client dual-writing itself (same cluster work): {:.1}% lower.\n\
+             - Throughput through the proxy vs direct to origin only: {:.1}% lower.\n\
+             - Proxy CPU: {:.3} s per 10k requests ({cpu:.2} s user+system over the proxied run).\n",
+            row("direct to origin", direct),
+            row("direct, client writes to both", dual),
+            row("through zdm-proxy", through),
+            100.0 * (1.0 - tput(through) / tput(dual)),
+            100.0 * (1.0 - tput(through) / tput(direct)),
+            cpu / (through.requests as f64 / 10_000.0),
+        ));
+    }
+    report.push_str(&format!(
+        "\nProxy peak RSS (VmHWM) over all runs: {:.1} MiB.\n",
+        rss as f64 / 1024.0
+    ));
+    let out_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench-results");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    std::fs::write(out_dir.join("proxy.md"), &report).unwrap();
+    println!("{report}");
+}

@@ -1,0 +1,302 @@
+//! One connection from the proxy to a cluster node, shared by many concurrent requests.
+//!
+//! Stream ids on this connection are the proxy's own, allocated from a pool of
+//! `proxy_max_stream_ids`; a client's stream id never reaches a cluster. That way two clients'
+//! (or a client's and the heartbeat's) requests can never receive each other's answers. An id is
+//! released only when its answer arrives, even if the requester stopped waiting (timeout): an id
+//! whose answer is still on its way must not be reused.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, Notify};
+use tokio_util::codec::{FramedRead, FramedWrite};
+
+use crate::frame::{opcode, Frame, FrameCodec};
+use crate::metrics::NodeMetrics;
+use crate::wire;
+
+/// Why a request to a cluster produced no answer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ClusterError {
+    #[error("no free stream id on the connection to {0}")]
+    StreamIdsExhausted(String),
+    #[error("no answer from {0} within {1} ms")]
+    Timeout(String, u128),
+    #[error("connection to {0} is closed")]
+    Closed(String),
+}
+
+struct Pending {
+    waiters: Vec<Option<oneshot::Sender<Frame>>>,
+    free: Vec<i16>,
+}
+
+/// A multiplexed connection to one cluster node.
+pub struct ClusterConn {
+    pub node: String,
+    tx: mpsc::UnboundedSender<Frame>,
+    pending: Arc<Mutex<Pending>>,
+    closed: Arc<AtomicBool>,
+    closed_notify: Arc<Notify>,
+    metrics: Arc<NodeMetrics>,
+}
+
+impl ClusterConn {
+    /// Opens a TCP connection to the first reachable address of `contact_points`.
+    pub async fn connect(
+        contact_points: &[String],
+        port: u16,
+        timeout: Duration,
+        max_stream_ids: usize,
+        metrics_for: impl Fn(&str) -> Arc<NodeMetrics>,
+    ) -> Result<Arc<ClusterConn>, String> {
+        let mut last_err = String::from("no contact points");
+        for host in contact_points {
+            let node = format!("{host}:{port}");
+            match tokio::time::timeout(timeout, TcpStream::connect(&node)).await {
+                Ok(Ok(stream)) => {
+                    let _ = stream.set_nodelay(true);
+                    let metrics = metrics_for(&node);
+                    return Ok(ClusterConn::start(node, stream, max_stream_ids, metrics));
+                }
+                Ok(Err(e)) => last_err = format!("{node}: {e}"),
+                Err(_) => last_err = format!("{node}: connect timed out"),
+            }
+            metrics_for(&node).failed_connections.inc();
+        }
+        Err(last_err)
+    }
+
+    fn start(
+        node: String,
+        stream: TcpStream,
+        max_stream_ids: usize,
+        metrics: Arc<NodeMetrics>,
+    ) -> Arc<ClusterConn> {
+        let (rd, wr) = stream.into_split();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Frame>();
+        let pending = Arc::new(Mutex::new(Pending {
+            waiters: (0..max_stream_ids).map(|_| None).collect(),
+            free: (0..max_stream_ids).rev().map(|i| i as i16).collect(),
+        }));
+        let closed = Arc::new(AtomicBool::new(false));
+        let closed_notify = Arc::new(Notify::new());
+        metrics.open_connections.add(1);
+        let conn = Arc::new(ClusterConn {
+            node: node.clone(),
+            tx,
+            pending: pending.clone(),
+            closed: closed.clone(),
+            closed_notify: closed_notify.clone(),
+            metrics: metrics.clone(),
+        });
+
+        // Writer: batches whatever is queued into one flush.
+        let writer_closed = closed.clone();
+        let writer_notify = closed_notify.clone();
+        tokio::spawn(async move {
+            let mut sink = FramedWrite::new(wr, FrameCodec::cluster_side());
+            while let Some(frame) = rx.recv().await {
+                if sink.feed(frame).await.is_err() {
+                    break;
+                }
+                while let Ok(frame) = rx.try_recv() {
+                    if sink.feed(frame).await.is_err() {
+                        break;
+                    }
+                }
+                if sink.flush().await.is_err() {
+                    break;
+                }
+            }
+            writer_closed.store(true, Ordering::SeqCst);
+            writer_notify.notify_waiters();
+        });
+
+        // Reader: hands each answer to whoever waits on its stream id.
+        tokio::spawn(async move {
+            let mut source = FramedRead::new(rd, FrameCodec::cluster_side());
+            while let Some(Ok(frame)) = source.next().await {
+                if frame.stream < 0 {
+                    continue; // events: the proxy does not forward cluster events
+                }
+                let waiter = {
+                    let mut p = pending.lock().unwrap();
+                    let idx = frame.stream as usize;
+                    match p.waiters.get_mut(idx).and_then(Option::take) {
+                        Some(w) => {
+                            p.free.push(frame.stream);
+                            Some(w)
+                        }
+                        None => None,
+                    }
+                };
+                if let Some(w) = waiter {
+                    let _ = w.send(frame);
+                }
+            }
+            closed.store(true, Ordering::SeqCst);
+            metrics.open_connections.add(-1);
+            // Dropping the waiters wakes every requester with `Closed`.
+            let mut p = pending.lock().unwrap();
+            for w in p.waiters.iter_mut() {
+                w.take();
+            }
+            drop(p);
+            closed_notify.notify_waiters();
+        });
+        conn
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Resolves when the connection has closed.
+    pub async fn closed(&self) {
+        loop {
+            let notified = self.closed_notify.notified();
+            if self.is_closed() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Number of stream ids currently reserved (answers not yet received).
+    pub fn used_stream_ids(&self) -> usize {
+        let p = self.pending.lock().unwrap();
+        p.waiters.len() - p.free.len()
+    }
+
+    /// Sends one request and waits up to `timeout` for its answer. The returned frame carries the
+    /// proxy's stream id; callers put the client's back.
+    pub async fn request(
+        &self,
+        op: u8,
+        flags: u8,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<Frame, ClusterError> {
+        if self.is_closed() {
+            return Err(ClusterError::Closed(self.node.clone()));
+        }
+        let (tx, rx) = oneshot::channel();
+        let stream = {
+            let mut p = self.pending.lock().unwrap();
+            let Some(id) = p.free.pop() else {
+                return Err(ClusterError::StreamIdsExhausted(self.node.clone()));
+            };
+            p.waiters[id as usize] = Some(tx);
+            id
+        };
+        self.metrics.used_stream_ids.add(1);
+        let started = Instant::now();
+        let mut frame = Frame::request(stream, op, body);
+        frame.flags = flags;
+        let result = if self.tx.send(frame).is_err() {
+            Err(ClusterError::Closed(self.node.clone()))
+        } else {
+            match tokio::time::timeout(timeout, rx).await {
+                Ok(Ok(frame)) => Ok(frame),
+                Ok(Err(_)) => Err(ClusterError::Closed(self.node.clone())),
+                Err(_) => {
+                    self.metrics.client_timeouts.inc();
+                    Err(ClusterError::Timeout(
+                        self.node.clone(),
+                        timeout.as_millis(),
+                    ))
+                }
+            }
+        };
+        self.metrics.used_stream_ids.add(-1);
+        self.metrics.request_duration.observe(started.elapsed());
+        if let Ok(f) = &result {
+            if f.opcode == opcode::ERROR {
+                self.metrics.count_error(&f.body);
+            }
+        }
+        result
+    }
+}
+
+/// Credentials for SASL PLAIN (PasswordAuthenticator).
+#[derive(Clone)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl Credentials {
+    pub fn plain_token(&self) -> Bytes {
+        let mut t = Vec::with_capacity(self.username.len() + self.password.len() + 2);
+        t.push(0);
+        t.extend_from_slice(self.username.as_bytes());
+        t.push(0);
+        t.extend_from_slice(self.password.as_bytes());
+        Bytes::from(t)
+    }
+}
+
+/// Builds an AUTH_RESPONSE body from a SASL token.
+pub fn auth_response_body(token: &[u8]) -> Bytes {
+    let mut b = bytes::BytesMut::new();
+    wire::put_bytes(&mut b, Some(token));
+    b.freeze()
+}
+
+/// The STARTUP body the proxy sends to clusters (never compressed).
+pub fn startup_body() -> Bytes {
+    wire::string_map(&[("CQL_VERSION", "3.0.0")])
+}
+
+/// Full handshake done by the proxy itself with its own credentials (origin connections, control
+/// connections). Returns the cluster's ERROR frame body on refusal.
+pub async fn handshake(
+    conn: &ClusterConn,
+    creds: Option<&Credentials>,
+    timeout: Duration,
+) -> Result<(), HandshakeError> {
+    let resp = conn
+        .request(opcode::STARTUP, 0, startup_body(), timeout)
+        .await?;
+    match resp.opcode {
+        opcode::READY => return Ok(()),
+        opcode::AUTHENTICATE => {}
+        opcode::ERROR => return Err(HandshakeError::Refused(resp.body)),
+        other => return Err(HandshakeError::Unexpected(other)),
+    }
+    let Some(creds) = creds else {
+        return Err(HandshakeError::NoCredentials(conn.node.clone()));
+    };
+    let resp = conn
+        .request(
+            opcode::AUTH_RESPONSE,
+            0,
+            auth_response_body(&creds.plain_token()),
+            timeout,
+        )
+        .await?;
+    match resp.opcode {
+        opcode::AUTH_SUCCESS => Ok(()),
+        opcode::ERROR => Err(HandshakeError::Refused(resp.body)),
+        other => Err(HandshakeError::Unexpected(other)),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HandshakeError {
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error("refused: {}", wire::parse_error(.0).map(|e| e.1).unwrap_or_default())]
+    Refused(Bytes),
+    #[error("unexpected opcode {0:#x} during handshake")]
+    Unexpected(u8),
+    #[error("{0} requires authentication but no username/password is configured for it")]
+    NoCredentials(String),
+}

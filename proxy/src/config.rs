@@ -1,0 +1,654 @@
+//! Proxy settings, with the reference ZDM proxy's names and defaults.
+//!
+//! Sources, later wins: built-in defaults, the YAML file given with `--config`, then `ZDM_<NAME>`
+//! environment variables (the reference proxy's convention). Every key is checked: an unknown
+//! key or an invalid value stops the proxy at start with a message naming the setting (and the
+//! file and line, or the environment variable).
+
+use std::fmt;
+use std::path::Path;
+
+/// Which cluster answers reads and whose answer the client gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cluster {
+    Origin,
+    Target,
+}
+
+impl Cluster {
+    pub fn name(self) -> &'static str {
+        match self {
+            Cluster::Origin => "origin",
+            Cluster::Target => "target",
+        }
+    }
+}
+
+/// How reads are served. `DualAsyncOnSecondary` is accepted (it is a later feature); until it
+/// lands reads behave as `PrimaryOnly` and the proxy says so in its log at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadMode {
+    PrimaryOnly,
+    DualAsyncOnSecondary,
+}
+
+/// Settings of one cluster (origin or target).
+#[derive(Clone)]
+pub struct ClusterConfig {
+    pub contact_points: Vec<String>,
+    pub port: u16,
+    pub username: String,
+    pub password: String,
+    pub local_datacenter: String,
+    pub connection_timeout_ms: u64,
+}
+
+/// All proxy settings.
+#[derive(Clone)]
+pub struct Config {
+    pub primary_cluster: Cluster,
+    pub read_mode: ReadMode,
+    pub origin: ClusterConfig,
+    pub target: ClusterConfig,
+    pub proxy_listen_address: String,
+    pub proxy_listen_port: u16,
+    pub proxy_topology_addresses: Vec<String>,
+    pub proxy_topology_index: usize,
+    pub proxy_topology_num_tokens: usize,
+    pub proxy_request_timeout_ms: u64,
+    pub proxy_max_client_connections: usize,
+    pub proxy_max_stream_ids: usize,
+    pub proxy_max_prepared_statement_cache_size: usize,
+    pub heartbeat_interval_ms: u64,
+    pub metrics_enabled: bool,
+    pub metrics_address: String,
+    pub metrics_port: u16,
+    pub metrics_prefix: String,
+    pub log_level: String,
+}
+
+impl fmt::Debug for ClusterConfig {
+    /// Passwords never reach logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClusterConfig")
+            .field("contact_points", &self.contact_points)
+            .field("port", &self.port)
+            .field("username", &self.username)
+            .field(
+                "password",
+                &if self.password.is_empty() {
+                    ""
+                } else {
+                    "<redacted>"
+                },
+            )
+            .field("local_datacenter", &self.local_datacenter)
+            .field("connection_timeout_ms", &self.connection_timeout_ms)
+            .finish()
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("primary_cluster", &self.primary_cluster)
+            .field("read_mode", &self.read_mode)
+            .field("origin", &self.origin)
+            .field("target", &self.target)
+            .field(
+                "proxy_listen",
+                &(&self.proxy_listen_address, self.proxy_listen_port),
+            )
+            .field("proxy_topology_addresses", &self.proxy_topology_addresses)
+            .field("proxy_topology_index", &self.proxy_topology_index)
+            .field("metrics", &(&self.metrics_address, self.metrics_port))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            contact_points: Vec::new(),
+            port: 9042,
+            username: String::new(),
+            password: String::new(),
+            local_datacenter: String::new(),
+            connection_timeout_ms: 30_000,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            primary_cluster: Cluster::Origin,
+            read_mode: ReadMode::PrimaryOnly,
+            origin: ClusterConfig::default(),
+            target: ClusterConfig::default(),
+            proxy_listen_address: "localhost".into(),
+            proxy_listen_port: 14002,
+            proxy_topology_addresses: Vec::new(),
+            proxy_topology_index: 0,
+            proxy_topology_num_tokens: 8,
+            proxy_request_timeout_ms: 10_000,
+            proxy_max_client_connections: 1000,
+            proxy_max_stream_ids: 2048,
+            proxy_max_prepared_statement_cache_size: 5000,
+            heartbeat_interval_ms: 30_000,
+            metrics_enabled: true,
+            metrics_address: "localhost".into(),
+            metrics_port: 14001,
+            metrics_prefix: "zdm".into(),
+            log_level: "INFO".into(),
+        }
+    }
+}
+
+/// A configuration error; the message names the setting and where it came from.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// One raw setting value and where it came from, for error messages.
+struct Raw<'a> {
+    value: RawValue,
+    origin: &'a str,
+}
+
+enum RawValue {
+    Yaml(serde_yaml_ng::Value),
+    Env(String),
+}
+
+/// Every setting name the proxy knows, as in the reference proxy.
+pub const SETTINGS: &[&str] = &[
+    "primary_cluster",
+    "read_mode",
+    "origin_contact_points",
+    "origin_port",
+    "origin_username",
+    "origin_password",
+    "origin_local_datacenter",
+    "origin_connection_timeout_ms",
+    "target_contact_points",
+    "target_port",
+    "target_username",
+    "target_password",
+    "target_local_datacenter",
+    "target_connection_timeout_ms",
+    "proxy_listen_address",
+    "proxy_listen_port",
+    "proxy_topology_addresses",
+    "proxy_topology_index",
+    "proxy_topology_num_tokens",
+    "proxy_request_timeout_ms",
+    "proxy_max_client_connections",
+    "proxy_max_stream_ids",
+    "proxy_max_prepared_statement_cache_size",
+    "heartbeat_interval_ms",
+    "metrics_enabled",
+    "metrics_address",
+    "metrics_port",
+    "metrics_prefix",
+    "log_level",
+];
+
+/// Reference proxy settings this proxy does not implement (besides every `*_tls_*` one):
+/// refused with a message that says so rather than "unknown", so an operator knows the file is
+/// not misspelt, just asking for something this proxy lacks.
+const REFERENCE_UNSUPPORTED: &[&str] = &[
+    "replace_cql_functions",
+    "async_handshake_timeout_ms",
+    "control_conn_max_protocol_version",
+    "blocked_protocol_versions",
+    "tracing_enabled",
+    "tracing_rate_limit",
+    "tracing_request_id_key",
+    "origin_secure_connect_bundle_path",
+    "target_secure_connect_bundle_path",
+    "origin_enable_host_assignment",
+    "target_enable_host_assignment",
+    "heartbeat_retry_interval_min_ms",
+    "heartbeat_retry_interval_max_ms",
+    "heartbeat_retry_backoff_factor",
+    "heartbeat_failure_threshold",
+    "system_queries_mode",
+    "forward_client_credentials_to_origin",
+    "metrics_origin_latency_buckets_ms",
+    "metrics_target_latency_buckets_ms",
+    "metrics_async_read_latency_buckets_ms",
+];
+
+impl Raw<'_> {
+    fn err(&self, key: &str, why: impl fmt::Display) -> ConfigError {
+        ConfigError(format!(
+            "{}: invalid value for setting `{key}`: {why}",
+            self.origin
+        ))
+    }
+
+    fn string(&self, key: &str) -> Result<String, ConfigError> {
+        match &self.value {
+            RawValue::Env(s) => Ok(s.clone()),
+            RawValue::Yaml(serde_yaml_ng::Value::String(s)) => Ok(s.clone()),
+            RawValue::Yaml(serde_yaml_ng::Value::Number(n)) => Ok(n.to_string()),
+            RawValue::Yaml(serde_yaml_ng::Value::Null) => Ok(String::new()),
+            RawValue::Yaml(_) => Err(self.err(key, "expected a string")),
+        }
+    }
+
+    fn list(&self, key: &str) -> Result<Vec<String>, ConfigError> {
+        let items: Vec<String> = match &self.value {
+            RawValue::Yaml(serde_yaml_ng::Value::Sequence(seq)) => seq
+                .iter()
+                .map(|v| match v {
+                    serde_yaml_ng::Value::String(s) => Ok(s.clone()),
+                    _ => Err(self.err(key, "list items must be strings")),
+                })
+                .collect::<Result<_, _>>()?,
+            _ => self
+                .string(key)?
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .collect(),
+        };
+        Ok(items.into_iter().filter(|s| !s.is_empty()).collect())
+    }
+
+    fn number<T: std::str::FromStr>(&self, key: &str) -> Result<T, ConfigError> {
+        let s = match &self.value {
+            RawValue::Yaml(serde_yaml_ng::Value::Number(n)) => n.to_string(),
+            RawValue::Yaml(serde_yaml_ng::Value::String(s)) | RawValue::Env(s) => s.clone(),
+            _ => return Err(self.err(key, "expected a number")),
+        };
+        s.trim()
+            .parse()
+            .map_err(|_| self.err(key, format!("`{s}` is not a valid non-negative integer")))
+    }
+
+    fn bool(&self, key: &str) -> Result<bool, ConfigError> {
+        match &self.value {
+            RawValue::Yaml(serde_yaml_ng::Value::Bool(b)) => Ok(*b),
+            RawValue::Yaml(serde_yaml_ng::Value::String(s)) | RawValue::Env(s) => {
+                match s.trim().to_ascii_lowercase().as_str() {
+                    "true" => Ok(true),
+                    "false" => Ok(false),
+                    _ => Err(self.err(key, format!("`{s}` is not true or false"))),
+                }
+            }
+            _ => Err(self.err(key, "expected true or false")),
+        }
+    }
+}
+
+fn range<T: PartialOrd + fmt::Display + Copy>(
+    raw: &Raw<'_>,
+    key: &str,
+    v: T,
+    lo: T,
+    hi: T,
+) -> Result<T, ConfigError> {
+    if v < lo || v > hi {
+        return Err(raw.err(key, format!("{v} is outside {lo}..={hi}")));
+    }
+    Ok(v)
+}
+
+impl Config {
+    /// Loads defaults, then the file (if any), then `ZDM_*` variables from `env`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut cfg = Config::default();
+        let mut primary_set = false;
+        let mut read_mode_target_only = None;
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| ConfigError(format!("{}: cannot read: {e}", path.display())))?;
+            let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text)
+                .map_err(|e| ConfigError(format!("{}: not valid YAML: {e}", path.display())))?;
+            let map = match doc {
+                serde_yaml_ng::Value::Mapping(m) => m,
+                serde_yaml_ng::Value::Null => Default::default(),
+                _ => {
+                    return Err(ConfigError(format!(
+                        "{}: expected a mapping of setting names to values",
+                        path.display()
+                    )))
+                }
+            };
+            for (k, v) in map {
+                let key = k.as_str().ok_or_else(|| {
+                    ConfigError(format!("{}: setting names must be strings", path.display()))
+                })?;
+                let line = text
+                    .lines()
+                    .position(|l| l.trim_start().starts_with(&format!("{key}:")))
+                    .map(|i| i + 1)
+                    .unwrap_or(0);
+                let origin = format!("{} line {line}", path.display());
+                let raw = Raw {
+                    value: RawValue::Yaml(v),
+                    origin: &origin,
+                };
+                cfg.apply(key, &raw, &mut primary_set, &mut read_mode_target_only)?;
+            }
+        }
+        let mut env: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("ZDM_"))
+            .collect();
+        env.sort();
+        for (name, value) in env {
+            let key = name["ZDM_".len()..].to_ascii_lowercase();
+            let origin = format!("environment variable {name}");
+            let raw = Raw {
+                value: RawValue::Env(value),
+                origin: &origin,
+            };
+            cfg.apply(&key, &raw, &mut primary_set, &mut read_mode_target_only)?;
+        }
+        if let Some(origin) = read_mode_target_only {
+            if primary_set && cfg.primary_cluster == Cluster::Origin {
+                return Err(ConfigError(format!(
+                    "`read_mode: TARGET_ONLY` ({origin}) contradicts `primary_cluster: ORIGIN`"
+                )));
+            }
+            cfg.primary_cluster = Cluster::Target;
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn apply(
+        &mut self,
+        key: &str,
+        raw: &Raw<'_>,
+        primary_set: &mut bool,
+        target_only: &mut Option<String>,
+    ) -> Result<(), ConfigError> {
+        if REFERENCE_UNSUPPORTED.contains(&key) || key.contains("_tls_") {
+            return Err(ConfigError(format!(
+                "{}: setting `{key}` of the reference zdm-proxy is not supported by this proxy",
+                raw.origin
+            )));
+        }
+        let (cluster, rest) = if let Some(rest) = key.strip_prefix("origin_") {
+            (Some(&mut self.origin), rest)
+        } else if let Some(rest) = key.strip_prefix("target_") {
+            (Some(&mut self.target), rest)
+        } else {
+            (None, key)
+        };
+        if let Some(c) = cluster {
+            match rest {
+                "contact_points" => c.contact_points = raw.list(key)?,
+                "port" => c.port = range(raw, key, raw.number(key)?, 1, 65535)?,
+                "username" => c.username = raw.string(key)?,
+                "password" => c.password = raw.string(key)?,
+                "local_datacenter" => c.local_datacenter = raw.string(key)?,
+                "connection_timeout_ms" => {
+                    c.connection_timeout_ms = range(raw, key, raw.number(key)?, 1, 3_600_000)?
+                }
+                _ => {
+                    return Err(ConfigError(format!(
+                        "{}: unknown setting `{key}`",
+                        raw.origin
+                    )))
+                }
+            }
+            return Ok(());
+        }
+        match key {
+            "primary_cluster" => {
+                *primary_set = true;
+                self.primary_cluster = match raw.string(key)?.to_ascii_uppercase().as_str() {
+                    "ORIGIN" => Cluster::Origin,
+                    "TARGET" => Cluster::Target,
+                    other => return Err(raw.err(key, format!("`{other}` is not ORIGIN or TARGET"))),
+                }
+            }
+            "read_mode" => {
+                self.read_mode = match raw.string(key)?.to_ascii_uppercase().as_str() {
+                    "PRIMARY_ONLY" => ReadMode::PrimaryOnly,
+                    "DUAL_ASYNC_ON_SECONDARY" | "DUAL" => ReadMode::DualAsyncOnSecondary,
+                    "TARGET_ONLY" => {
+                        *target_only = Some(raw.origin.to_string());
+                        ReadMode::PrimaryOnly
+                    }
+                    other => {
+                        return Err(raw.err(
+                            key,
+                            format!(
+                                "`{other}` is not PRIMARY_ONLY, DUAL_ASYNC_ON_SECONDARY, DUAL or \
+                                 TARGET_ONLY"
+                            ),
+                        ))
+                    }
+                }
+            }
+            "proxy_listen_address" => self.proxy_listen_address = raw.string(key)?,
+            "proxy_listen_port" => {
+                self.proxy_listen_port = range(raw, key, raw.number(key)?, 1, 65535)?
+            }
+            "proxy_topology_addresses" => self.proxy_topology_addresses = raw.list(key)?,
+            "proxy_topology_index" => self.proxy_topology_index = raw.number(key)?,
+            "proxy_topology_num_tokens" => {
+                self.proxy_topology_num_tokens = range(raw, key, raw.number(key)?, 1, 256)?
+            }
+            "proxy_request_timeout_ms" => {
+                self.proxy_request_timeout_ms = range(raw, key, raw.number(key)?, 1, 3_600_000)?
+            }
+            "proxy_max_client_connections" => {
+                self.proxy_max_client_connections = range(raw, key, raw.number(key)?, 1, 1_000_000)?
+            }
+            "proxy_max_stream_ids" => {
+                self.proxy_max_stream_ids = range(raw, key, raw.number(key)?, 1, 32768)?
+            }
+            "proxy_max_prepared_statement_cache_size" => {
+                self.proxy_max_prepared_statement_cache_size =
+                    range(raw, key, raw.number(key)?, 1, 10_000_000)?
+            }
+            "heartbeat_interval_ms" => {
+                self.heartbeat_interval_ms = range(raw, key, raw.number(key)?, 50, 3_600_000)?
+            }
+            "metrics_enabled" => self.metrics_enabled = raw.bool(key)?,
+            "metrics_address" => self.metrics_address = raw.string(key)?,
+            "metrics_port" => self.metrics_port = range(raw, key, raw.number(key)?, 1, 65535)?,
+            "metrics_prefix" => {
+                let p = raw.string(key)?;
+                if p.is_empty() || !p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    return Err(raw.err(key, "must be letters, digits and underscores"));
+                }
+                self.metrics_prefix = p;
+            }
+            "log_level" => {
+                let l = raw.string(key)?.to_ascii_uppercase();
+                if !["TRACE", "DEBUG", "INFO", "WARN", "WARNING", "ERROR"].contains(&l.as_str()) {
+                    return Err(raw.err(
+                        key,
+                        format!("`{l}` is not TRACE, DEBUG, INFO, WARN or ERROR"),
+                    ));
+                }
+                self.log_level = l;
+            }
+            _ => {
+                return Err(ConfigError(format!(
+                    "{}: unknown setting `{key}`",
+                    raw.origin
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (name, c) in [("origin", &self.origin), ("target", &self.target)] {
+            if c.contact_points.is_empty() {
+                return Err(ConfigError(format!(
+                    "setting `{name}_contact_points` is required (YAML key or ZDM_{}_CONTACT_POINTS)",
+                    name.to_ascii_uppercase()
+                )));
+            }
+            if c.username.is_empty() != c.password.is_empty() {
+                return Err(ConfigError(format!(
+                    "settings `{name}_username` and `{name}_password` must be set together"
+                )));
+            }
+        }
+        if !self.proxy_topology_addresses.is_empty()
+            && self.proxy_topology_index >= self.proxy_topology_addresses.len()
+        {
+            return Err(ConfigError(format!(
+                "setting `proxy_topology_index` is {} but `proxy_topology_addresses` has only {} entries",
+                self.proxy_topology_index,
+                self.proxy_topology_addresses.len()
+            )));
+        }
+        for a in &self.proxy_topology_addresses {
+            if a.parse::<std::net::IpAddr>().is_err() {
+                return Err(ConfigError(format!(
+                    "setting `proxy_topology_addresses`: `{a}` is not an IP address"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Timeout of one request to a cluster.
+    pub fn request_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.proxy_request_timeout_ms)
+    }
+
+    pub fn cluster(&self, c: Cluster) -> &ClusterConfig {
+        match c {
+            Cluster::Origin => &self.origin,
+            Cluster::Target => &self.target,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    const MIN: &[(&str, &str)] = &[
+        ("ZDM_ORIGIN_CONTACT_POINTS", "10.0.0.1"),
+        ("ZDM_TARGET_CONTACT_POINTS", "10.0.0.2"),
+    ];
+
+    #[test]
+    fn defaults_match_the_reference_proxy() {
+        let c = Config::load(None, env(MIN)).unwrap();
+        assert_eq!(c.metrics_port, 14001);
+        assert_eq!(c.proxy_listen_port, 14002);
+        assert_eq!(c.origin.port, 9042);
+        assert_eq!(c.primary_cluster, Cluster::Origin);
+        assert_eq!(c.read_mode, ReadMode::PrimaryOnly);
+        assert_eq!(c.proxy_request_timeout_ms, 10_000);
+        assert_eq!(c.proxy_topology_num_tokens, 8);
+        assert_eq!(c.heartbeat_interval_ms, 30_000);
+        assert_eq!(c.metrics_prefix, "zdm");
+    }
+
+    #[test]
+    fn env_overrides_file_and_unknown_keys_are_named() {
+        let mut f = tempfile_in_target();
+        writeln!(f.1, "origin_contact_points: [10.0.0.1]\ntarget_contact_points: 10.0.0.2\nproxy_listen_port: 9000").unwrap();
+        let c = Config::load(Some(&f.0), env(&[("ZDM_PROXY_LISTEN_PORT", "9001")])).unwrap();
+        assert_eq!(c.proxy_listen_port, 9001);
+
+        writeln!(f.1, "proxy_listen_prot: 1").unwrap();
+        let e = Config::load(Some(&f.0), vec![]).unwrap_err().to_string();
+        assert!(
+            e.contains("proxy_listen_prot") && e.contains("line 4"),
+            "{e}"
+        );
+
+        let e = Config::load(None, env(&[MIN[0], MIN[1], ("ZDM_BOGUS", "1")])).unwrap_err();
+        assert!(e.to_string().contains("unknown setting `bogus`"), "{e}");
+        let e = Config::load(
+            None,
+            env(&[MIN[0], MIN[1], ("ZDM_ORIGIN_TLS_SERVER_CA_PATH", "/x")]),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("not supported"), "{e}");
+    }
+
+    #[test]
+    fn invalid_values_are_refused_naming_the_setting() {
+        for (k, v) in [
+            ("ZDM_PRIMARY_CLUSTER", "BOTH"),
+            ("ZDM_METRICS_PORT", "70000"),
+            ("ZDM_PROXY_MAX_STREAM_IDS", "abc"),
+            ("ZDM_READ_MODE", "SOMETIMES"),
+            ("ZDM_METRICS_ENABLED", "yes please"),
+        ] {
+            let e = Config::load(None, env(&[MIN[0], MIN[1], (k, v)]))
+                .unwrap_err()
+                .to_string();
+            let setting = k.trim_start_matches("ZDM_").to_ascii_lowercase();
+            assert!(e.contains(&setting), "{k}: {e}");
+        }
+        let e = Config::load(None, env(&MIN[..1])).unwrap_err().to_string();
+        assert!(e.contains("target_contact_points"), "{e}");
+    }
+
+    #[test]
+    fn runbook_read_mode_aliases() {
+        let c = Config::load(
+            None,
+            env(&[MIN[0], MIN[1], ("ZDM_READ_MODE", "TARGET_ONLY")]),
+        )
+        .unwrap();
+        assert_eq!(
+            (c.primary_cluster, c.read_mode),
+            (Cluster::Target, ReadMode::PrimaryOnly)
+        );
+        let c = Config::load(None, env(&[MIN[0], MIN[1], ("ZDM_READ_MODE", "DUAL")])).unwrap();
+        assert_eq!(c.read_mode, ReadMode::DualAsyncOnSecondary);
+        let e = Config::load(
+            None,
+            env(&[
+                MIN[0],
+                MIN[1],
+                ("ZDM_READ_MODE", "TARGET_ONLY"),
+                ("ZDM_PRIMARY_CLUSTER", "ORIGIN"),
+            ]),
+        );
+        assert!(e.is_err());
+    }
+
+    #[test]
+    fn debug_output_hides_passwords() {
+        let c = Config::load(
+            None,
+            env(&[
+                MIN[0],
+                MIN[1],
+                ("ZDM_ORIGIN_USERNAME", "u"),
+                ("ZDM_ORIGIN_PASSWORD", "s3cret"),
+            ]),
+        )
+        .unwrap();
+        assert!(!format!("{c:?}").contains("s3cret"));
+    }
+
+    fn tempfile_in_target() -> (std::path::PathBuf, std::fs::File) {
+        let dir = std::env::temp_dir().join(format!("zdm-proxy-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{:?}.yml", std::thread::current().id()));
+        let f = std::fs::File::create(&path).unwrap();
+        (path, f)
+    }
+}

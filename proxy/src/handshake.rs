@@ -1,0 +1,262 @@
+//! The client's handshake, mirrored onto both clusters.
+//!
+//! The client's own credentials go to the target (its AUTHENTICATE / AUTH_RESPONSE exchange is
+//! relayed as is); the origin is authenticated by the proxy with the configured origin
+//! credentials, concurrently. The client sees READY / AUTH_SUCCESS only when both sides
+//! succeeded; a refusal from either cluster reaches the client as that cluster's ERROR, so a bad
+//! password fails fast with the real authentication error instead of hanging.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_util::codec::Framed;
+
+use crate::cluster::{handshake, startup_body, ClusterConn, HandshakeError};
+use crate::config::Cluster;
+use crate::frame::{opcode, Compression, Frame, FrameCodec, FrameError};
+use crate::state::Shared;
+use crate::wire::{self, error_code};
+
+pub type ClientFramed = Framed<TcpStream, FrameCodec>;
+
+/// Both cluster connections of an authenticated client.
+pub struct Established {
+    pub origin: Arc<ClusterConn>,
+    pub target: Arc<ClusterConn>,
+}
+
+/// Reads the next client frame; answers unreadable input the way the protocol wants and reports
+/// `None` when the connection is over.
+pub async fn next_frame(framed: &mut ClientFramed) -> Option<Frame> {
+    match framed.next().await {
+        Some(Ok(f)) => Some(f),
+        Some(Err(e)) => {
+            reject(framed, e).await;
+            None
+        }
+        None => None,
+    }
+}
+
+/// Answers a frame-level error before the connection is closed: a protocol-version error in a
+/// layout the client can read, or a v4 PROTOCOL_ERROR.
+pub async fn reject(framed: &mut ClientFramed, e: FrameError) {
+    use tokio::io::AsyncWriteExt;
+    tracing::debug!("closing client connection: {e}");
+    let bytes = match e {
+        FrameError::UnsupportedVersion { version, stream } => {
+            crate::frame::unsupported_version_response(version, stream)
+        }
+        FrameError::Io(_) => return,
+        other => {
+            let f = Frame::response(
+                0,
+                opcode::ERROR,
+                wire::error_body(error_code::PROTOCOL_ERROR, &other.to_string()),
+            );
+            let _ = framed.send(f).await;
+            return;
+        }
+    };
+    let _ = framed.get_mut().write_all(&bytes).await;
+}
+
+async fn reply(framed: &mut ClientFramed, stream: i16, op: u8, body: Bytes) -> bool {
+    framed.send(Frame::response(stream, op, body)).await.is_ok()
+}
+
+async fn reply_error(framed: &mut ClientFramed, stream: i16, code: i32, msg: &str) -> bool {
+    reply(framed, stream, opcode::ERROR, wire::error_body(code, msg)).await
+}
+
+/// Runs the handshake; `None` means the client went away or was refused (already told why).
+pub async fn client_handshake(
+    framed: &mut ClientFramed,
+    shared: &Arc<Shared>,
+) -> Option<Established> {
+    // Phase 1: OPTIONS (answered here) until STARTUP.
+    let startup = loop {
+        let f = next_frame(framed).await?;
+        match f.opcode {
+            opcode::OPTIONS => {
+                reply(framed, f.stream, opcode::SUPPORTED, wire::supported_body()).await;
+            }
+            opcode::STARTUP => break f,
+            other => {
+                let msg = format!("unexpected opcode {other:#04x} before STARTUP");
+                reply_error(framed, f.stream, error_code::PROTOCOL_ERROR, &msg).await;
+            }
+        }
+    };
+    let options = match wire::Reader::new(&startup.body).string_map() {
+        Ok(o) => o,
+        Err(e) => {
+            reply_error(
+                framed,
+                startup.stream,
+                error_code::PROTOCOL_ERROR,
+                &e.to_string(),
+            )
+            .await;
+            return None;
+        }
+    };
+    if let Some((_, name)) = options
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("COMPRESSION"))
+    {
+        match Compression::from_name(name) {
+            Some(c) => framed.codec_mut().set_compression(Some(c)),
+            None => {
+                let msg = format!("Unknown compression algorithm: {name}");
+                reply_error(framed, startup.stream, error_code::PROTOCOL_ERROR, &msg).await;
+                return None;
+            }
+        }
+    }
+
+    // Origin: the proxy authenticates with the configured credentials, in the background.
+    // Handshakes are bounded by the connection timeouts, not the request timeout: password
+    // hashing makes authentication far slower than a normal request.
+    let origin_timeout = Duration::from_millis(shared.config.origin.connection_timeout_ms);
+    let timeout = Duration::from_millis(shared.config.target.connection_timeout_ms);
+    let origin_task = {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let conn = shared
+                .connect(Cluster::Origin)
+                .await
+                .map_err(OriginFailure::Connect)?;
+            handshake(
+                &conn,
+                shared.credentials(Cluster::Origin).as_ref(),
+                origin_timeout,
+            )
+            .await
+            .map_err(OriginFailure::Handshake)?;
+            Ok::<_, OriginFailure>(conn)
+        })
+    };
+
+    // Target: relay the client's exchange.
+    let target = match shared.connect(Cluster::Target).await {
+        Ok(c) => c,
+        Err(e) => {
+            origin_task.abort();
+            let msg = format!("zdm-proxy cannot connect to target: {e}");
+            reply_error(framed, startup.stream, error_code::SERVER_ERROR, &msg).await;
+            return None;
+        }
+    };
+    let mut resp = match target
+        .request(opcode::STARTUP, 0, startup_body(), timeout)
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            origin_task.abort();
+            reply_error(
+                framed,
+                startup.stream,
+                error_code::SERVER_ERROR,
+                &format!("target: {e}"),
+            )
+            .await;
+            return None;
+        }
+    };
+    let mut stream = startup.stream;
+    loop {
+        match resp.opcode {
+            opcode::READY | opcode::AUTH_SUCCESS => break,
+            opcode::AUTHENTICATE | opcode::AUTH_CHALLENGE | opcode::ERROR => {
+                if !reply(framed, stream, resp.opcode, resp.body.clone()).await {
+                    origin_task.abort();
+                    return None;
+                }
+            }
+            other => {
+                origin_task.abort();
+                let msg = format!("target answered the handshake with opcode {other:#04x}");
+                reply_error(framed, stream, error_code::PROTOCOL_ERROR, &msg).await;
+                return None;
+            }
+        }
+        // The client's next step must be an AUTH_RESPONSE (after AUTHENTICATE/challenge) or a new
+        // attempt after an ERROR.
+        let f = loop {
+            let Some(f) = next_frame(framed).await else {
+                origin_task.abort();
+                return None;
+            };
+            if f.opcode != opcode::OPTIONS {
+                break f;
+            }
+            reply(framed, f.stream, opcode::SUPPORTED, wire::supported_body()).await;
+        };
+        stream = f.stream;
+        if f.opcode != opcode::AUTH_RESPONSE {
+            origin_task.abort();
+            reply_error(
+                framed,
+                f.stream,
+                error_code::PROTOCOL_ERROR,
+                "expected AUTH_RESPONSE",
+            )
+            .await;
+            return None;
+        }
+        resp = match target
+            .request(opcode::AUTH_RESPONSE, 0, f.body, timeout)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                origin_task.abort();
+                reply_error(
+                    framed,
+                    stream,
+                    error_code::SERVER_ERROR,
+                    &format!("target: {e}"),
+                )
+                .await;
+                return None;
+            }
+        };
+    }
+
+    // Both must have succeeded before the client hears so.
+    let origin = match origin_task.await {
+        Ok(Ok(c)) => c,
+        Ok(Err(OriginFailure::Handshake(HandshakeError::Refused(body)))) => {
+            reply(framed, stream, opcode::ERROR, body).await;
+            return None;
+        }
+        Ok(Err(e)) => {
+            reply_error(
+                framed,
+                stream,
+                error_code::SERVER_ERROR,
+                &format!("origin: {e}"),
+            )
+            .await;
+            return None;
+        }
+        Err(_) => return None,
+    };
+    if !reply(framed, stream, resp.opcode, resp.body).await {
+        return None;
+    }
+    Some(Established { origin, target })
+}
+
+#[derive(Debug, thiserror::Error)]
+enum OriginFailure {
+    #[error("cannot connect: {0}")]
+    Connect(String),
+    #[error(transparent)]
+    Handshake(HandshakeError),
+}

@@ -1,0 +1,73 @@
+//! Prepared statement ids: the client only ever sees origin's id; the proxy remembers the
+//! target's id for the same statement and how the statement routes.
+//!
+//! The cache is process memory only. After a proxy restart it is empty: an EXECUTE with an
+//! unknown id is answered with UNPREPARED carrying that id, which makes every driver re-prepare
+//! (on both clusters, since PREPARE goes to both) and retry.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use bytes::Bytes;
+
+use crate::routing::Route;
+
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub target_id: Bytes,
+    pub route: Route,
+    /// The statement text, kept for statements the proxy answers itself (topology).
+    pub query: Option<std::sync::Arc<str>>,
+}
+
+pub struct PreparedCache {
+    entries: Mutex<HashMap<Bytes, Prepared>>,
+    capacity: usize,
+}
+
+impl PreparedCache {
+    pub fn new(capacity: usize) -> PreparedCache {
+        PreparedCache {
+            entries: Mutex::new(HashMap::new()),
+            capacity,
+        }
+    }
+
+    /// Remembers a statement; when full, an arbitrary entry makes room (its next EXECUTE gets
+    /// UNPREPARED and is re-prepared, so eviction costs a round trip, never correctness).
+    /// Returns the number of entries.
+    pub fn insert(&self, origin_id: Bytes, entry: Prepared) -> usize {
+        let mut m = self.entries.lock().unwrap();
+        if m.len() >= self.capacity && !m.contains_key(&origin_id) {
+            if let Some(k) = m.keys().next().cloned() {
+                m.remove(&k);
+            }
+        }
+        m.insert(origin_id, entry);
+        m.len()
+    }
+
+    pub fn get(&self, origin_id: &[u8]) -> Option<Prepared> {
+        self.entries.lock().unwrap().get(origin_id).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_and_keyed_by_origin_id() {
+        let c = PreparedCache::new(2);
+        let p = |t: &'static [u8]| Prepared {
+            target_id: Bytes::from_static(t),
+            route: Route::Both,
+            query: None,
+        };
+        c.insert(Bytes::from_static(b"o1"), p(b"t1"));
+        c.insert(Bytes::from_static(b"o2"), p(b"t2"));
+        assert_eq!(c.get(b"o1").unwrap().target_id, Bytes::from_static(b"t1"));
+        assert_eq!(c.insert(Bytes::from_static(b"o3"), p(b"t3")), 2);
+        assert!(c.get(b"o3").is_some());
+    }
+}

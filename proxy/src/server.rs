@@ -1,0 +1,101 @@
+//! The listener, the control loops and the process's graceful shutdown (mini-redis style: one
+//! `watch` channel tells every connection to drain; the accept loop stops first; the process
+//! waits, bounded, for connections to finish and then exits 0).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch, Semaphore};
+
+use crate::config::Cluster;
+use crate::connection::handle_client;
+use crate::state::Shared;
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+/// Runs the proxy until a shutdown signal; returns when drained.
+pub async fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
+    let cfg = &shared.config;
+    let http = TcpListener::bind((cfg.metrics_address.as_str(), cfg.metrics_port))
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot listen on metrics_address:metrics_port {}:{}: {e}",
+                cfg.metrics_address,
+                cfg.metrics_port
+            )
+        })?;
+    tokio::spawn(crate::health::serve_http(shared.clone(), http));
+    tokio::spawn(crate::health::control_loop(shared.clone(), Cluster::Origin));
+    tokio::spawn(crate::health::control_loop(shared.clone(), Cluster::Target));
+
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+
+    // Like the reference proxy, only take clients once both clusters answered once.
+    loop {
+        if shared.health.both_up() && shared.info.read().unwrap().is_some() {
+            break;
+        }
+        tokio::select! {
+            _ = &mut signal => return Ok(()),
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+    }
+
+    let listener = TcpListener::bind((cfg.proxy_listen_address.as_str(), cfg.proxy_listen_port))
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot listen on proxy_listen_address:proxy_listen_port {}:{}: {e}",
+                cfg.proxy_listen_address,
+                cfg.proxy_listen_port
+            )
+        })?;
+    tracing::info!(address = %listener.local_addr()?, "zdm-proxy listening");
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+    let limit = Arc::new(Semaphore::new(cfg.proxy_max_client_connections));
+    loop {
+        tokio::select! {
+            _ = &mut signal => break,
+            accepted = listener.accept() => {
+                let Ok((socket, peer)) = accepted else { continue };
+                let Ok(permit) = limit.clone().try_acquire_owned() else {
+                    tracing::warn!(%peer, "proxy_max_client_connections reached; refusing client");
+                    drop(socket);
+                    continue;
+                };
+                let (shared, rx, done) = (shared.clone(), shutdown_rx.clone(), done_tx.clone());
+                tokio::spawn(async move {
+                    shared.metrics.client_connections.add(1);
+                    handle_client(socket, shared.clone(), rx).await;
+                    shared.metrics.client_connections.add(-1);
+                    drop(permit);
+                    drop(done);
+                });
+            }
+        }
+    }
+    tracing::info!("shutdown requested: no new clients; draining open connections");
+    drop(listener);
+    let _ = shutdown_tx.send(true);
+    drop(done_tx);
+    let bound = cfg.request_timeout() + Duration::from_secs(5);
+    if tokio::time::timeout(bound, done_rx.recv()).await.is_err() {
+        tracing::warn!("drain did not finish within {bound:?}; exiting anyway");
+    }
+    tracing::info!("drained; exiting");
+    Ok(())
+}

@@ -1,0 +1,470 @@
+//! Handling of one client request after the handshake: routing, dual writes, prepared-id
+//! rewriting and the answer the client gets.
+
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::cluster::{ClusterConn, ClusterError};
+use crate::config::Cluster;
+use crate::frame::{opcode, Frame, FrameError};
+use crate::metrics::RequestType;
+use crate::prepared::Prepared;
+use crate::routing::{self, Route, SystemTable};
+use crate::state::Shared;
+use crate::topology::Fleet;
+use crate::wire::{self, error_code, result_kind, Reader};
+
+/// One client connection's view after the handshake.
+pub struct Session {
+    pub shared: Arc<Shared>,
+    pub origin: Arc<ClusterConn>,
+    pub target: Arc<ClusterConn>,
+    pub fleet: Fleet,
+    keyspace: Mutex<Option<String>>,
+}
+
+fn error_frame(code: i32, msg: &str) -> Frame {
+    Frame::response(0, opcode::ERROR, wire::error_body(code, msg))
+}
+
+fn cluster_error_frame(c: Cluster, e: &ClusterError) -> Frame {
+    match e {
+        ClusterError::StreamIdsExhausted(_) => error_frame(
+            error_code::OVERLOADED,
+            &format!("zdm-proxy: no free stream id towards {}; retry", c.name()),
+        ),
+        other => error_frame(
+            error_code::SERVER_ERROR,
+            &format!("zdm-proxy: {}: {other}", c.name()),
+        ),
+    }
+}
+
+fn is_error(f: &Frame) -> bool {
+    f.opcode == opcode::ERROR
+}
+
+fn error_code_of(f: &Frame) -> Option<i32> {
+    is_error(f)
+        .then(|| wire::parse_error(&f.body).map(|e| e.0))
+        .flatten()
+}
+
+/// Replaces the [short bytes] id at `at` in `body` by `id`.
+fn replace_id(body: &[u8], at: usize, old_len: usize, id: &[u8]) -> Bytes {
+    let mut b = BytesMut::with_capacity(body.len() + id.len());
+    b.put_slice(&body[..at]);
+    wire::put_short_bytes(&mut b, id);
+    b.put_slice(&body[at + 2 + old_len..]);
+    b.freeze()
+}
+
+impl Session {
+    pub fn new(
+        shared: Arc<Shared>,
+        origin: Arc<ClusterConn>,
+        target: Arc<ClusterConn>,
+        local_ip: IpAddr,
+    ) -> Session {
+        let cfg = &shared.config;
+        let fleet = if cfg.proxy_topology_addresses.is_empty() {
+            Fleet {
+                addresses: vec![local_ip],
+                index: 0,
+                num_tokens: cfg.proxy_topology_num_tokens,
+                port: cfg.proxy_listen_port,
+            }
+        } else {
+            Fleet {
+                addresses: cfg
+                    .proxy_topology_addresses
+                    .iter()
+                    .filter_map(|a| a.parse().ok())
+                    .collect(),
+                index: cfg.proxy_topology_index,
+                num_tokens: cfg.proxy_topology_num_tokens,
+                port: cfg.proxy_listen_port,
+            }
+        };
+        Session {
+            shared,
+            origin,
+            target,
+            fleet,
+            keyspace: Mutex::new(None),
+        }
+    }
+
+    fn conn(&self, c: Cluster) -> &ClusterConn {
+        match c {
+            Cluster::Origin => &self.origin,
+            Cluster::Target => &self.target,
+        }
+    }
+
+    fn primary(&self) -> Cluster {
+        self.shared.config.primary_cluster
+    }
+
+    /// Answers one request; the returned frame already carries the client's stream id.
+    pub async fn handle(&self, req: Frame) -> Frame {
+        let started = Instant::now();
+        let m = &self.shared.metrics;
+        m.requests_total.inc();
+        let mut resp = match self.dispatch(&req).await {
+            Ok(f) => f,
+            Err(e) => error_frame(error_code::PROTOCOL_ERROR, &e.to_string()),
+        };
+        m.requests_duration.observe(started.elapsed());
+        if is_error(&resp) {
+            m.errors_total.inc();
+        }
+        resp.version = crate::frame::VERSION | crate::frame::RESPONSE;
+        resp.stream = req.stream;
+        resp
+    }
+
+    async fn dispatch(&self, req: &Frame) -> Result<Frame, FrameError> {
+        match req.opcode {
+            opcode::QUERY => self.query(req).await,
+            opcode::PREPARE => self.prepare(req).await,
+            opcode::EXECUTE => self.execute(req).await,
+            opcode::BATCH => self.batch(req).await,
+            opcode::OPTIONS => Ok(Frame::response(
+                0,
+                opcode::SUPPORTED,
+                wire::supported_body(),
+            )),
+            // Events are not relayed (they would name the real nodes, not the proxies).
+            opcode::REGISTER => Ok(Frame::response(0, opcode::READY, Bytes::new())),
+            opcode::STARTUP | opcode::AUTH_RESPONSE => Ok(error_frame(
+                error_code::PROTOCOL_ERROR,
+                "connection is already authenticated",
+            )),
+            other => Ok(error_frame(
+                error_code::PROTOCOL_ERROR,
+                &format!("unknown or unexpected request opcode {other:#04x}"),
+            )),
+        }
+    }
+
+    async fn query(&self, req: &Frame) -> Result<Frame, FrameError> {
+        let off = req.message_offset()?;
+        let query = Reader::at(&req.body, off).long_string()?;
+        let keyspace = self.keyspace.lock().unwrap().clone();
+        match routing::classify(query, keyspace.as_deref()) {
+            Route::Topology(table) => {
+                let mut r = Reader::at(&req.body, off);
+                r.long_string()?;
+                Ok(self.topology(query, table, skip_metadata(&mut r)))
+            }
+            Route::Origin => Ok(self.read(Cluster::Origin, req, req.body.clone()).await),
+            Route::Primary => Ok(self.read(self.primary(), req, req.body.clone()).await),
+            Route::Both => {
+                let use_ks = routing::use_keyspace(query);
+                let resp = self.write(req, req.body.clone(), req.body.clone()).await;
+                if let Some(ks) = use_ks {
+                    if !is_error(&resp) {
+                        *self.keyspace.lock().unwrap() = Some(ks);
+                    }
+                }
+                Ok(resp)
+            }
+        }
+    }
+
+    /// Answers a SELECT of system.local / system.peers(_v2) from the proxy's own view.
+    fn topology(&self, query: &str, table: SystemTable, no_metadata: bool) -> Frame {
+        let select = routing::topology_select(query, table);
+        let info = self.shared.info.read().unwrap().clone();
+        let Some(info) = info else {
+            return error_frame(
+                error_code::SERVER_ERROR,
+                "zdm-proxy: origin facts not yet known",
+            );
+        };
+        let (op, body) = self.fleet.answer(&select, &info, no_metadata);
+        Frame::response(0, op, body)
+    }
+
+    async fn send(&self, c: Cluster, req: &Frame, body: Bytes) -> Result<Frame, ClusterError> {
+        let m = &self.shared.metrics;
+        match c {
+            Cluster::Origin => m.origin_requests_total.inc(),
+            Cluster::Target => m.target_requests_total.inc(),
+        }
+        self.conn(c)
+            .request(
+                req.opcode,
+                req.flags,
+                body,
+                self.shared.config.request_timeout(),
+            )
+            .await
+    }
+
+    /// A read: one cluster answers.
+    async fn read(&self, c: Cluster, req: &Frame, body: Bytes) -> Frame {
+        let m = &self.shared.metrics;
+        let t = match c {
+            Cluster::Origin => RequestType::ReadsOrigin,
+            Cluster::Target => RequestType::ReadsTarget,
+        };
+        m.inflight(t).add(1);
+        let started = Instant::now();
+        let result = self.send(c, req, body).await;
+        m.inflight(t).add(-1);
+        m.duration(t).observe(started.elapsed());
+        match result {
+            Ok(f) => {
+                if is_error(&f) {
+                    m.failed_read(c);
+                }
+                f
+            }
+            Err(e) => {
+                m.failed_read(c);
+                cluster_error_frame(c, &e)
+            }
+        }
+    }
+
+    /// A write: both clusters; the client gets the primary's answer, or the error if either
+    /// failed (both failed: the primary's error).
+    async fn write(&self, req: &Frame, origin_body: Bytes, target_body: Bytes) -> Frame {
+        let m = &self.shared.metrics;
+        m.inflight(RequestType::Writes).add(1);
+        let started = Instant::now();
+        let (o, t) = tokio::join!(
+            self.send(Cluster::Origin, req, origin_body),
+            self.send(Cluster::Target, req, target_body)
+        );
+        m.inflight(RequestType::Writes).add(-1);
+        m.duration(RequestType::Writes).observe(started.elapsed());
+        let o = o.unwrap_or_else(|e| cluster_error_frame(Cluster::Origin, &e));
+        let t = t.unwrap_or_else(|e| cluster_error_frame(Cluster::Target, &e));
+        let (primary, secondary) = match self.primary() {
+            Cluster::Origin => (o, t),
+            Cluster::Target => (t, o),
+        };
+        match (is_error(&primary), is_error(&secondary)) {
+            (false, false) => primary,
+            (true, true) => {
+                m.failed_writes_both.inc();
+                primary
+            }
+            (true, false) => {
+                self.count_failed_write(self.primary());
+                primary
+            }
+            (false, true) => {
+                self.count_failed_write(match self.primary() {
+                    Cluster::Origin => Cluster::Target,
+                    Cluster::Target => Cluster::Origin,
+                });
+                secondary
+            }
+        }
+    }
+
+    fn count_failed_write(&self, c: Cluster) {
+        let m = &self.shared.metrics;
+        match c {
+            Cluster::Origin => m.failed_writes_origin.inc(),
+            Cluster::Target => m.failed_writes_target.inc(),
+        }
+    }
+
+    async fn prepare(&self, req: &Frame) -> Result<Frame, FrameError> {
+        let off = req.message_offset()?;
+        let query = Reader::at(&req.body, off).long_string()?;
+        let keyspace = self.keyspace.lock().unwrap().clone();
+        let route = routing::classify(query, keyspace.as_deref());
+        if let Route::Topology(table) = route {
+            if !query.contains('?') {
+                return Ok(self.prepare_topology(query, table));
+            }
+        }
+        let route = match route {
+            Route::Topology(_) => Route::Origin,
+            r => r,
+        };
+        let (o, t) = tokio::join!(
+            self.send(Cluster::Origin, req, req.body.clone()),
+            self.send(Cluster::Target, req, req.body.clone())
+        );
+        let o = o.unwrap_or_else(|e| cluster_error_frame(Cluster::Origin, &e));
+        let t = t.unwrap_or_else(|e| cluster_error_frame(Cluster::Target, &e));
+        if is_error(&o) {
+            return Ok(o);
+        }
+        if is_error(&t) {
+            return Ok(t);
+        }
+        let (Some(origin_id), Some(target_id)) = (prepared_id(&o.body), prepared_id(&t.body))
+        else {
+            return Ok(error_frame(
+                error_code::SERVER_ERROR,
+                "zdm-proxy: PREPARE answer without an id",
+            ));
+        };
+        let n = self.shared.prepared.insert(
+            origin_id,
+            Prepared {
+                target_id,
+                route,
+                query: None,
+            },
+        );
+        self.shared.metrics.pscache_entries.set(n as i64);
+        Ok(o)
+    }
+
+    /// PREPARE of a topology query: answered by the proxy with its own stable id, so the
+    /// EXECUTEs come back here too.
+    fn prepare_topology(&self, query: &str, table: SystemTable) -> Frame {
+        let info = self.shared.info.read().unwrap().clone();
+        let Some(info) = info else {
+            return error_frame(
+                error_code::SERVER_ERROR,
+                "zdm-proxy: origin facts not yet known",
+            );
+        };
+        let mut id = crate::topology::hash128(&[b"zdm-proxy-topology", query.as_bytes()]).to_vec();
+        id.truncate(16);
+        let select = routing::topology_select(query, table);
+        let (op, body) = self.fleet.prepared(&select, &info, &id);
+        if op == opcode::RESULT {
+            let entry = Prepared {
+                target_id: Bytes::new(),
+                route: Route::Topology(table),
+                query: Some(query.into()),
+            };
+            let n = self.shared.prepared.insert(Bytes::from(id), entry);
+            self.shared.metrics.pscache_entries.set(n as i64);
+        }
+        Frame::response(0, op, body)
+    }
+
+    fn unprepared(&self, id: &[u8]) -> Frame {
+        self.shared.metrics.pscache_miss.inc();
+        Frame::response(0, opcode::ERROR, wire::unprepared_body(id))
+    }
+
+    async fn execute(&self, req: &Frame) -> Result<Frame, FrameError> {
+        let off = req.message_offset()?;
+        let id = Bytes::copy_from_slice(Reader::at(&req.body, off).short_bytes()?);
+        let Some(entry) = self.shared.prepared.get(&id) else {
+            return Ok(self.unprepared(&id));
+        };
+        if let (Route::Topology(table), Some(query)) = (&entry.route, &entry.query) {
+            let mut r = Reader::at(&req.body, off);
+            r.short_bytes()?;
+            return Ok(self.topology(query, *table, skip_metadata(&mut r)));
+        }
+        let for_target = || replace_id(&req.body, off, id.len(), &entry.target_id);
+        let resp = match entry.route {
+            Route::Both => self.write(req, req.body.clone(), for_target()).await,
+            Route::Primary if self.primary() == Cluster::Target => {
+                self.read(Cluster::Target, req, for_target()).await
+            }
+            _ => self.read(Cluster::Origin, req, req.body.clone()).await,
+        };
+        // A cluster that lost the statement (restart, eviction) says UNPREPARED with its own id;
+        // the client must hear the id it knows.
+        if error_code_of(&resp) == Some(error_code::UNPREPARED) {
+            return Ok(self.unprepared(&id));
+        }
+        Ok(resp)
+    }
+
+    async fn batch(&self, req: &Frame) -> Result<Frame, FrameError> {
+        let off = req.message_offset()?;
+        let body = &req.body;
+        let mut r = Reader::at(body, off);
+        r.byte()?; // batch type
+        let n = r.short()?;
+        let mut target = BytesMut::with_capacity(body.len());
+        target.put_slice(&body[..r.pos()]);
+        let mut ids: Vec<(Bytes, Bytes)> = Vec::new(); // (origin id, target id)
+        for _ in 0..n {
+            let start = r.pos();
+            match r.byte()? {
+                0 => {
+                    r.long_string()?;
+                    target.put_slice(&body[start..r.pos()]);
+                }
+                1 => {
+                    let id = Bytes::copy_from_slice(r.short_bytes()?);
+                    let Some(entry) = self.shared.prepared.get(&id) else {
+                        return Ok(self.unprepared(&id));
+                    };
+                    target.put_u8(1);
+                    wire::put_short_bytes(&mut target, &entry.target_id);
+                    ids.push((id, entry.target_id));
+                }
+                k => return Err(FrameError::Malformed(format!("batch child kind {k}"))),
+            }
+            let values_start = r.pos();
+            let nv = r.short()?;
+            for _ in 0..nv {
+                let len = r.int()?;
+                if len > 0 {
+                    r.take(len as usize, "batch value")?;
+                }
+            }
+            target.put_slice(&body[values_start..r.pos()]);
+        }
+        target.put_slice(&body[r.pos()..]);
+        let resp = self.write(req, body.clone(), target.freeze()).await;
+        if error_code_of(&resp) == Some(error_code::UNPREPARED) {
+            let mut er = Reader::new(&resp.body);
+            let _ = er.int();
+            let _ = er.string();
+            let unknown = er.short_bytes().unwrap_or_default();
+            let client_id = ids
+                .iter()
+                .find(|(o, t)| o.as_ref() == unknown || t.as_ref() == unknown)
+                .map(|(o, _)| o.clone())
+                .or_else(|| ids.first().map(|(o, _)| o.clone()))
+                .unwrap_or_default();
+            return Ok(self.unprepared(&client_id));
+        }
+        Ok(resp)
+    }
+}
+
+/// Reads <consistency><flags> of query parameters: is Skip_metadata (0x02) set?
+fn skip_metadata(r: &mut Reader<'_>) -> bool {
+    r.short().is_ok() && r.byte().map(|f| f & 0x02 != 0).unwrap_or(false)
+}
+
+/// The id of a RESULT Prepared body.
+fn prepared_id(body: &[u8]) -> Option<Bytes> {
+    let mut r = Reader::new(body);
+    if r.int().ok()? != result_kind::PREPARED {
+        return None;
+    }
+    Some(Bytes::copy_from_slice(r.short_bytes().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaces_a_short_bytes_id_in_place() {
+        let mut b = BytesMut::new();
+        b.put_slice(b"pp");
+        wire::put_short_bytes(&mut b, b"old");
+        b.put_slice(b"tail");
+        let out = replace_id(&b, 2, 3, b"newid");
+        let mut r = Reader::at(&out, 2);
+        assert_eq!(r.short_bytes().unwrap(), b"newid");
+        assert_eq!(&out[..2], b"pp");
+        assert_eq!(&out[out.len() - 4..], b"tail");
+    }
+}

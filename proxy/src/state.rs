@@ -1,0 +1,64 @@
+//! State shared by every connection of one proxy process.
+
+use std::sync::{Arc, RwLock};
+
+use crate::cluster::{ClusterConn, Credentials};
+use crate::config::{Cluster, Config};
+use crate::health::Health;
+use crate::metrics::{Metrics, NodeMetrics};
+use crate::prepared::PreparedCache;
+use crate::topology::ClusterInfo;
+
+pub struct Shared {
+    pub config: Config,
+    pub metrics: Metrics,
+    pub prepared: PreparedCache,
+    pub health: Health,
+    /// Origin's real cluster facts, refreshed by the control connection.
+    pub info: RwLock<Option<ClusterInfo>>,
+}
+
+impl Shared {
+    pub fn new(config: Config) -> Arc<Shared> {
+        let metrics = Metrics::new(&config.metrics_prefix);
+        // Create every configured node's series now so they scrape as 0 before any traffic.
+        for (c, cfg) in [
+            (Cluster::Origin, &config.origin),
+            (Cluster::Target, &config.target),
+        ] {
+            for host in &cfg.contact_points {
+                metrics.node(c, &format!("{host}:{}", cfg.port));
+            }
+        }
+        Arc::new(Shared {
+            prepared: PreparedCache::new(config.proxy_max_prepared_statement_cache_size),
+            health: Health::new(&config),
+            metrics,
+            info: RwLock::new(None),
+            config,
+        })
+    }
+
+    /// The credentials the proxy itself uses for a cluster (origin per-client connections,
+    /// control connections).
+    pub fn credentials(&self, c: Cluster) -> Option<Credentials> {
+        let cfg = self.config.cluster(c);
+        (!cfg.username.is_empty()).then(|| Credentials {
+            username: cfg.username.clone(),
+            password: cfg.password.clone(),
+        })
+    }
+
+    /// Opens a (not yet handshaken) connection to a cluster.
+    pub async fn connect(&self, c: Cluster) -> Result<Arc<ClusterConn>, String> {
+        let cfg = self.config.cluster(c);
+        ClusterConn::connect(
+            &cfg.contact_points,
+            cfg.port,
+            std::time::Duration::from_millis(cfg.connection_timeout_ms),
+            self.config.proxy_max_stream_ids,
+            |node| -> Arc<NodeMetrics> { self.metrics.node(c, node) },
+        )
+        .await
+    }
+}

@@ -1,0 +1,369 @@
+//! Answers for system.local and system.peers that present the proxy fleet as the cluster.
+//!
+//! A driver connected to one proxy learns the other proxies from system.peers and balances and
+//! fails over between them. Tokens are spread evenly over the Murmur3 ring, interleaved between
+//! proxies, so token-aware drivers spread load too. Data center name, cluster name, release and
+//! schema version come from the real origin cluster (refreshed by the control connection), so a
+//! driver configured for the real DC keeps working and schema agreement is reached.
+//! system.peers_v2 gets the "unconfigured table" error, as from the reference proxy and from
+//! Cassandra 3: drivers then fall back to system.peers.
+
+use std::net::IpAddr;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::routing::{SystemTable, TopologySelect};
+use crate::wire::{self, error_code, result_kind};
+
+/// Facts about the real cluster, read from origin's system.local.
+#[derive(Debug, Clone)]
+pub struct ClusterInfo {
+    pub cluster_name: String,
+    pub data_center: String,
+    pub rack: String,
+    pub release_version: String,
+    pub partitioner: String,
+    pub cql_version: String,
+    pub schema_version: [u8; 16],
+}
+
+/// A table row as (column name, value).
+type Row = Vec<(&'static str, Cell)>;
+
+/// A topology SELECT resolved against its table.
+struct Resolved {
+    table: &'static str,
+    /// (alias, index into `template`) in the order asked.
+    columns: Vec<(String, usize)>,
+    /// A row giving each column's type.
+    template: Row,
+    rows: Vec<Row>,
+}
+
+/// The proxy fleet as configured.
+#[derive(Debug, Clone)]
+pub struct Fleet {
+    pub addresses: Vec<IpAddr>,
+    pub index: usize,
+    pub num_tokens: usize,
+    pub port: u16,
+}
+
+const VARCHAR: u16 = 0x000D;
+const UUID: u16 = 0x000C;
+const INET: u16 = 0x0010;
+const INT: u16 = 0x0009;
+const SET: u16 = 0x0022;
+
+#[derive(Clone)]
+enum Cell {
+    Text(String),
+    Uuid([u8; 16]),
+    Inet(IpAddr),
+    Int(i32),
+    TextSet(Vec<String>),
+}
+
+impl Cell {
+    fn type_id(&self) -> u16 {
+        match self {
+            Cell::Text(_) => VARCHAR,
+            Cell::Uuid(_) => UUID,
+            Cell::Inet(_) => INET,
+            Cell::Int(_) => INT,
+            Cell::TextSet(_) => SET,
+        }
+    }
+
+    fn encode(&self, out: &mut BytesMut) {
+        let mut v = BytesMut::new();
+        match self {
+            Cell::Text(s) => v.put_slice(s.as_bytes()),
+            Cell::Uuid(u) => v.put_slice(u),
+            Cell::Inet(IpAddr::V4(a)) => v.put_slice(&a.octets()),
+            Cell::Inet(IpAddr::V6(a)) => v.put_slice(&a.octets()),
+            Cell::Int(i) => v.put_i32(*i),
+            Cell::TextSet(items) => {
+                v.put_i32(items.len() as i32);
+                for s in items {
+                    v.put_i32(s.len() as i32);
+                    v.put_slice(s.as_bytes());
+                }
+            }
+        }
+        wire::put_bytes(out, Some(&v));
+    }
+}
+
+impl Fleet {
+    /// Tokens of the proxy at `index`: the ring is cut into `n * num_tokens` equal slices and
+    /// proxies take every n-th slice, so each owns the same share spread around the ring.
+    pub fn tokens(&self, index: usize) -> Vec<String> {
+        let n = self.addresses.len().max(1) as i128;
+        let slices = n * self.num_tokens as i128;
+        let width = (1i128 << 64) / slices;
+        (0..self.num_tokens as i128)
+            .map(|j| (i64::MIN as i128 + (j * n + index as i128) * width).to_string())
+            .collect()
+    }
+
+    /// A stable host id per proxy address, so drivers recognise a proxy across reconnects.
+    pub fn host_id(&self, index: usize) -> [u8; 16] {
+        let addr = self.addresses[index].to_string();
+        let mut id = hash128(&[addr.as_bytes(), &self.port.to_be_bytes()]);
+        id[6] = (id[6] & 0x0f) | 0x40; // version 4 layout
+        id[8] = (id[8] & 0x3f) | 0x80;
+        id
+    }
+
+    fn local_row(&self, info: &ClusterInfo) -> Vec<(&'static str, Cell)> {
+        let me = self.addresses[self.index];
+        vec![
+            ("key", Cell::Text("local".into())),
+            ("bootstrapped", Cell::Text("COMPLETED".into())),
+            ("broadcast_address", Cell::Inet(me)),
+            ("broadcast_port", Cell::Int(7000)),
+            ("cluster_name", Cell::Text(info.cluster_name.clone())),
+            ("cql_version", Cell::Text(info.cql_version.clone())),
+            ("data_center", Cell::Text(info.data_center.clone())),
+            ("host_id", Cell::Uuid(self.host_id(self.index))),
+            ("listen_address", Cell::Inet(me)),
+            ("listen_port", Cell::Int(7000)),
+            ("native_protocol_version", Cell::Text("4".into())),
+            ("partitioner", Cell::Text(info.partitioner.clone())),
+            ("rack", Cell::Text(info.rack.clone())),
+            ("release_version", Cell::Text(info.release_version.clone())),
+            ("rpc_address", Cell::Inet(me)),
+            ("rpc_port", Cell::Int(self.port as i32)),
+            ("schema_version", Cell::Uuid(info.schema_version)),
+            ("tokens", Cell::TextSet(self.tokens(self.index))),
+        ]
+    }
+
+    fn peer_row(&self, i: usize, info: &ClusterInfo) -> Vec<(&'static str, Cell)> {
+        let addr = self.addresses[i];
+        vec![
+            ("peer", Cell::Inet(addr)),
+            ("data_center", Cell::Text(info.data_center.clone())),
+            ("host_id", Cell::Uuid(self.host_id(i))),
+            ("preferred_ip", Cell::Inet(addr)),
+            ("rack", Cell::Text(info.rack.clone())),
+            ("release_version", Cell::Text(info.release_version.clone())),
+            ("rpc_address", Cell::Inet(addr)),
+            ("schema_version", Cell::Uuid(info.schema_version)),
+            ("tokens", Cell::TextSet(self.tokens(i))),
+        ]
+    }
+
+    /// Resolves the selection against the table, or gives the ERROR body Cassandra would.
+    fn resolve(&self, select: &TopologySelect, info: &ClusterInfo) -> Result<Resolved, Bytes> {
+        let (table, rows): (&'static str, Vec<Row>) = match select.table {
+            SystemTable::PeersV2 => {
+                return Err(wire::error_body(
+                    error_code::INVALID,
+                    "unconfigured table peers_v2",
+                ))
+            }
+            SystemTable::Local => ("local", vec![self.local_row(info)]),
+            SystemTable::Peers => (
+                "peers",
+                (0..self.addresses.len())
+                    .filter(|i| *i != self.index)
+                    .map(|i| self.peer_row(i, info))
+                    .collect(),
+            ),
+        };
+        let template = match select.table {
+            SystemTable::Local => self.local_row(info),
+            _ => self.peer_row(self.index, info),
+        };
+        let wanted: Vec<(String, String)> = match &select.columns {
+            None => template
+                .iter()
+                .map(|(n, _)| (n.to_string(), n.to_string()))
+                .collect(),
+            Some(cols) => cols.clone(),
+        };
+        let mut columns = Vec::with_capacity(wanted.len());
+        for (name, alias) in wanted {
+            match template.iter().position(|(n, _)| *n == name) {
+                Some(p) => columns.push((alias, p)),
+                None => {
+                    return Err(wire::error_body(
+                        error_code::INVALID,
+                        &format!("Undefined column name {name} in table system.{table}"),
+                    ))
+                }
+            }
+        }
+        Ok(Resolved {
+            table,
+            columns,
+            template,
+            rows,
+        })
+    }
+
+    fn put_column_specs(
+        b: &mut BytesMut,
+        table: &str,
+        columns: &[(String, usize)],
+        template: &[(&'static str, Cell)],
+    ) {
+        wire::put_string(b, "system");
+        wire::put_string(b, table);
+        for (alias, p) in columns {
+            wire::put_string(b, alias);
+            let cell = &template[*p].1;
+            b.put_u16(cell.type_id());
+            if cell.type_id() == SET {
+                b.put_u16(VARCHAR);
+            }
+        }
+    }
+
+    /// Builds the RESULT (or ERROR) body answering a topology SELECT: (opcode, body).
+    /// `no_metadata` mirrors the request's Skip_metadata flag.
+    pub fn answer(
+        &self,
+        select: &TopologySelect,
+        info: &ClusterInfo,
+        no_metadata: bool,
+    ) -> (u8, Bytes) {
+        use crate::frame::opcode;
+        let Resolved {
+            table,
+            columns,
+            template,
+            rows,
+        } = match self.resolve(select, info) {
+            Ok(r) => r,
+            Err(body) => return (opcode::ERROR, body),
+        };
+        let mut b = BytesMut::new();
+        b.put_i32(result_kind::ROWS);
+        if no_metadata {
+            b.put_i32(0x0004);
+            b.put_i32(columns.len() as i32);
+        } else {
+            b.put_i32(0x0001); // global table spec
+            b.put_i32(columns.len() as i32);
+            Self::put_column_specs(&mut b, table, &columns, &template);
+        }
+        b.put_i32(rows.len() as i32);
+        for row in &rows {
+            for (_, p) in &columns {
+                row[*p].1.encode(&mut b);
+            }
+        }
+        (opcode::RESULT, b.freeze())
+    }
+
+    /// Builds the RESULT Prepared body for a topology SELECT prepared by a driver (the scylla
+    /// driver prepares its control queries). The statement has no bind markers; `id` is the
+    /// proxy's own, stable for the same query text so re-preparing yields the same id.
+    pub fn prepared(&self, select: &TopologySelect, info: &ClusterInfo, id: &[u8]) -> (u8, Bytes) {
+        use crate::frame::opcode;
+        let Resolved {
+            table,
+            columns,
+            template,
+            ..
+        } = match self.resolve(select, info) {
+            Ok(r) => r,
+            Err(body) => return (opcode::ERROR, body),
+        };
+        let mut b = BytesMut::new();
+        b.put_i32(result_kind::PREPARED);
+        wire::put_short_bytes(&mut b, id);
+        // Bind-variable metadata: none.
+        b.put_i32(0x0001);
+        b.put_i32(0);
+        b.put_i32(0);
+        wire::put_string(&mut b, "system");
+        wire::put_string(&mut b, table);
+        // Result metadata.
+        b.put_i32(0x0001);
+        b.put_i32(columns.len() as i32);
+        Self::put_column_specs(&mut b, table, &columns, &template);
+        (opcode::RESULT, b.freeze())
+    }
+}
+
+/// A 16-byte FNV-1a hash: stable ids for proxy-made prepared statements and host ids.
+pub fn hash128(parts: &[&[u8]]) -> [u8; 16] {
+    let mut h: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
+    for part in parts {
+        for b in part.iter() {
+            h ^= *b as u128;
+            h = h.wrapping_mul(0x0000_0000_0100_0000_0000_0000_0000_013B);
+        }
+    }
+    h.to_be_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routing::topology_select;
+
+    fn fleet() -> Fleet {
+        Fleet {
+            addresses: vec![
+                "127.0.0.21".parse().unwrap(),
+                "127.0.0.22".parse().unwrap(),
+                "127.0.0.23".parse().unwrap(),
+            ],
+            index: 1,
+            num_tokens: 4,
+            port: 9042,
+        }
+    }
+
+    fn info() -> ClusterInfo {
+        ClusterInfo {
+            cluster_name: "c".into(),
+            data_center: "dc9".into(),
+            rack: "r".into(),
+            release_version: "5.0.6".into(),
+            partitioner: "org.apache.cassandra.dht.Murmur3Partitioner".into(),
+            cql_version: "3.4.7".into(),
+            schema_version: [7; 16],
+        }
+    }
+
+    #[test]
+    fn tokens_are_distinct_and_interleaved() {
+        let f = fleet();
+        let mut all: Vec<i128> = (0..3)
+            .flat_map(|i| f.tokens(i))
+            .map(|t| t.parse().unwrap())
+            .collect();
+        let n = all.len();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), n);
+        assert_eq!(f.tokens(0)[0], i64::MIN.to_string());
+        assert_ne!(f.host_id(0), f.host_id(1));
+    }
+
+    #[test]
+    fn peers_lists_the_other_proxies_with_requested_columns() {
+        let f = fleet();
+        let sel = topology_select(
+            "SELECT host_id, rpc_address, data_center, rack, tokens FROM system.peers",
+            SystemTable::Peers,
+        );
+        let (op, body) = f.answer(&sel, &info(), false);
+        assert_eq!(op, crate::frame::opcode::RESULT);
+        let rows = wire::parse_rows(&body).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0][1].1.as_deref(), Some(&[127u8, 0, 0, 21][..]));
+        assert_eq!(rows[1][2].1.as_deref(), Some(&b"dc9"[..]));
+        let bad = topology_select("SELECT nope FROM system.local", SystemTable::Local);
+        assert_eq!(
+            f.answer(&bad, &info(), false).0,
+            crate::frame::opcode::ERROR
+        );
+    }
+}

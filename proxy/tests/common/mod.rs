@@ -1,0 +1,310 @@
+//! Test harness: the sandbox's real clusters, the real `zdm-proxy` binary, the real scylla driver.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use scylla::client::session::Session;
+use scylla::client::session_builder::SessionBuilder;
+
+/// The sandbox's `KEY=value` file. Missing sandbox = failed test, never a skip.
+pub struct Sandbox {
+    pub vars: HashMap<String, String>,
+}
+
+impl Sandbox {
+    pub fn load() -> Sandbox {
+        let path = std::env::var("ZDM_SANDBOX_ENV")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.sandbox/env"));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "sandbox env file {} not readable ({e}): start it with scripts/sandbox.sh up or set ZDM_SANDBOX_ENV",
+                path.display()
+            )
+        });
+        let vars = text
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .collect();
+        Sandbox { vars }
+    }
+
+    pub fn get(&self, k: &str) -> &str {
+        self.vars
+            .get(k)
+            .unwrap_or_else(|| panic!("sandbox env lacks {k}"))
+    }
+
+    pub fn node(&self, cluster: &str) -> String {
+        let c = cluster.to_ascii_uppercase();
+        let host = self
+            .get(&format!("ZDM_{c}_CONTACT_POINTS"))
+            .split(',')
+            .next()
+            .unwrap()
+            .to_string();
+        format!("{host}:{}", self.get(&format!("ZDM_{c}_PORT")))
+    }
+
+    pub fn creds(&self, cluster: &str) -> (String, String) {
+        let c = cluster.to_ascii_uppercase();
+        (
+            self.get(&format!("ZDM_{c}_USERNAME")).into(),
+            self.get(&format!("ZDM_{c}_PASSWORD")).into(),
+        )
+    }
+
+    /// A driver session straight to one cluster (bypassing the proxy).
+    pub async fn direct(&self, cluster: &str) -> Session {
+        let (u, p) = self.creds(cluster);
+        SessionBuilder::new()
+            .known_node(self.node(cluster))
+            .user(u, p)
+            .connection_timeout(Duration::from_secs(30))
+            .build()
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to {cluster} directly: {e}"))
+    }
+
+    /// The settings every proxy needs to reach the clusters (ZDM_* env form).
+    pub fn cluster_settings(&self) -> Vec<(String, String)> {
+        let mut v = Vec::new();
+        for c in ["ORIGIN", "TARGET"] {
+            for k in ["CONTACT_POINTS", "PORT", "USERNAME", "PASSWORD"] {
+                let key = format!("ZDM_{c}_{k}");
+                v.push((key.clone(), self.get(&key).to_string()));
+            }
+        }
+        v
+    }
+}
+
+/// Serializes tests that stop a cluster against every other proxy test (shared lock for the
+/// rest). Other test binaries run sequentially already; this also covers manual parallel runs.
+pub struct ClusterLock(std::fs::File);
+
+impl ClusterLock {
+    fn take(exclusive: bool) -> ClusterLock {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(std::env::temp_dir().join("zdm-proxy-tests.lock"))
+            .unwrap();
+        use std::os::fd::AsRawFd;
+        let op = if exclusive {
+            libc::LOCK_EX
+        } else {
+            libc::LOCK_SH
+        };
+        assert_eq!(unsafe { libc::flock(f.as_raw_fd(), op) }, 0, "flock failed");
+        ClusterLock(f)
+    }
+    pub fn shared() -> ClusterLock {
+        Self::take(false)
+    }
+    pub fn exclusive() -> ClusterLock {
+        Self::take(true)
+    }
+}
+
+/// A running `zdm-proxy` child process, killed on drop.
+pub struct Proxy {
+    pub child: Option<Child>,
+    pub addr: String,
+    pub ip: String,
+    pub port: u16,
+    pub metrics_port: u16,
+    pub log: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+impl Proxy {
+    /// Starts a proxy on `ip:port` (metrics on `ip:port+1000`) and waits until it listens.
+    pub fn start(sb: &Sandbox, ip: &str, port: u16, extra: &[(&str, &str)]) -> Proxy {
+        let mut env = sb.cluster_settings();
+        env.push(("ZDM_PROXY_LISTEN_ADDRESS".into(), ip.into()));
+        env.push(("ZDM_PROXY_LISTEN_PORT".into(), port.to_string()));
+        env.push(("ZDM_METRICS_ADDRESS".into(), ip.into()));
+        env.push(("ZDM_METRICS_PORT".into(), (port + 1000).to_string()));
+        env.push(("ZDM_HEARTBEAT_INTERVAL_MS".into(), "1000".into()));
+        for (k, v) in extra {
+            env.retain(|(ek, _)| ek != k);
+            env.push((k.to_string(), v.to_string()));
+        }
+        let mut p = Proxy {
+            child: None,
+            addr: format!("{ip}:{port}"),
+            ip: ip.into(),
+            port,
+            metrics_port: port + 1000,
+            log: std::env::temp_dir().join(format!("zdm-proxy-test-{ip}-{port}.log")),
+            env,
+        };
+        p.spawn();
+        p
+    }
+
+    pub fn spawn(&mut self) {
+        let log = std::fs::File::create(&self.log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_zdm-proxy"))
+            .env_clear()
+            .envs(self.env.iter().cloned())
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn zdm-proxy");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            if std::net::TcpStream::connect(&self.addr).is_ok() {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "zdm-proxy exited early ({status}); log:\n{}",
+                    self.log_text()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "zdm-proxy did not listen on {} within 90 s; log:\n{}",
+                self.addr,
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// Sends SIGTERM and returns the exit status (waits up to `bound`).
+    pub fn terminate(&mut self, bound: Duration) -> std::process::ExitStatus {
+        let child = self.child.as_mut().expect("running");
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + bound;
+        loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                self.child = None;
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "zdm-proxy did not exit within {bound:?} of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// A driver session through this proxy with the target's credentials.
+    pub async fn session(&self, sb: &Sandbox) -> Session {
+        let (u, p) = sb.creds("target");
+        SessionBuilder::new()
+            .known_node(&self.addr)
+            .user(u, p)
+            .connection_timeout(Duration::from_secs(30))
+            .build()
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot connect through proxy {}: {e}\nlog:\n{}",
+                    self.addr,
+                    self.log_text()
+                )
+            })
+    }
+
+    /// GET on the metrics port: (status, body).
+    pub async fn http_get(&self, path: &str) -> (u16, String) {
+        let url = format!("http://{}:{}{path}", self.ip, self.metrics_port);
+        let resp = reqwest::get(&url)
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        let status = resp.status().as_u16();
+        (status, resp.text().await.unwrap())
+    }
+
+    /// Value of one exact Prometheus series line (e.g. `zdm_proxy_failed_writes_total{failed_on="target"}`).
+    pub async fn metric(&self, series: &str) -> f64 {
+        let (_, body) = self.http_get("/metrics").await;
+        body.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')))
+            .unwrap_or_else(|| panic!("series {series} not in /metrics"))
+            .trim()
+            .parse()
+            .unwrap()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A keyspace name unique to this test run.
+pub fn unique_ks(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}_{}_{}", std::process::id(), nanos % 1_000_000_000)
+}
+
+/// Creates a keyspace and a `kv (k int PRIMARY KEY, v text)` table through `s`.
+pub async fn create_kv(s: &Session, ks: &str) {
+    s.query_unpaged(
+        format!("CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {{'class':'SimpleStrategy','replication_factor':1}}"),
+        (),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("create keyspace {ks}: {e}"));
+    s.query_unpaged(
+        format!("CREATE TABLE IF NOT EXISTS {ks}.kv (k int PRIMARY KEY, v text)"),
+        (),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("create table {ks}.kv: {e}"));
+}
+
+/// Reads `v` of key `k` from `s` (None when absent).
+pub async fn read_v(s: &Session, ks: &str, k: i32) -> Option<String> {
+    let rows = s
+        .query_unpaged(format!("SELECT v FROM {ks}.kv WHERE k = ?"), (k,))
+        .await
+        .unwrap_or_else(|e| panic!("select {ks}.kv k={k}: {e}"))
+        .into_rows_result()
+        .unwrap();
+    rows.rows::<(Option<String>,)>()
+        .unwrap()
+        .next()
+        .and_then(|r| r.unwrap().0)
+}
+
+/// Drops a keyspace on both clusters directly (cleanup).
+pub async fn drop_ks(origin: &Session, target: &Session, ks: &str) {
+    for s in [origin, target] {
+        let _ = s
+            .query_unpaged(format!("DROP KEYSPACE IF EXISTS {ks}"), ())
+            .await;
+    }
+}
