@@ -103,7 +103,9 @@ pub struct MigrateArgs {
 pub struct ValidateArgs {
     #[command(flatten)]
     pub common: CommonArgs,
-    /// Ignore the checkpoint of an interrupted validation and check every range again.
+    /// Ignore the checkpoint of an interrupted validation and check every range again. A
+    /// resumed validation keeps the results of the ranges it had finished: after correcting
+    /// data, validate with --fresh.
     #[arg(long)]
     pub fresh: bool,
     /// Percentage of token ranges to check.
@@ -319,9 +321,7 @@ pub async fn run_migrate(args: MigrateArgs) -> anyhow::Result<i32> {
 
 /// `zdm-run validate`: diff (and optionally autocorrect); returns the process exit code.
 pub async fn run_validate(args: ValidateArgs) -> anyhow::Result<i32> {
-    let (mut cfg, selection) = data_config(&args.common)?;
-    cfg.checkpoint = Some(args.common.state_dir.join("validate-checkpoint.json"));
-    cfg.fresh = args.fresh;
+    let (cfg, selection) = data_config(&args.common)?;
     anyhow::ensure!(
         args.sample_percent > 0.0 && args.sample_percent <= 100.0,
         "--sample-percent must be in (0, 100], got {}",
@@ -339,6 +339,8 @@ pub async fn run_validate(args: ValidateArgs) -> anyhow::Result<i32> {
         autocorrect_mismatched: args.autocorrect || args.autocorrect_mismatched,
         autocorrect_extra: args.autocorrect_extra,
         max_examples: args.max_examples,
+        checkpoint: Some(args.common.state_dir.join("validate-checkpoint.json")),
+        fresh: args.fresh,
     };
     let progress = RunProgress::for_stderr();
     let report = engine::validate(&cfg, &selection, &opts, &progress).await?;

@@ -361,6 +361,11 @@ pub struct ValidateOptions {
     pub autocorrect_extra: bool,
     /// Example keys kept per kind and table in the report.
     pub max_examples: usize,
+    /// Per-range progress file of this validation (never migrate's: the two runs resume
+    /// independently). `None`: nothing is saved and every run starts over.
+    pub checkpoint: Option<std::path::PathBuf>,
+    /// Ignore an existing checkpoint and check every range again.
+    pub fresh: bool,
 }
 
 impl Default for ValidateOptions {
@@ -373,6 +378,8 @@ impl Default for ValidateOptions {
             autocorrect_mismatched: false,
             autocorrect_extra: false,
             max_examples: 20,
+            checkpoint: None,
+            fresh: false,
         }
     }
 }
@@ -397,8 +404,8 @@ fn validate_fingerprint(opts: &ValidateOptions) -> String {
 /// Compares every selected origin table with target (or a sample of token ranges), optionally
 /// correcting what is missing or mismatched.
 ///
-/// With `cfg.checkpoint` set, each finished range's counts are saved, so an interrupted run
-/// resumes (same cut-off, finished ranges not read again) unless `cfg.fresh`.
+/// With `opts.checkpoint` set, each finished range's counts are saved, so an interrupted run
+/// resumes (same cut-off, finished ranges not read again) unless `opts.fresh`.
 pub async fn validate(
     cfg: &DataConfig,
     sel: &Selection,
@@ -407,7 +414,7 @@ pub async fn validate(
 ) -> anyhow::Result<ValidationReport> {
     let started = Instant::now();
     let fingerprint = validate_fingerprint(opts);
-    let resumed = match (&cfg.checkpoint, cfg.fresh) {
+    let resumed = match (&opts.checkpoint, opts.fresh) {
         (Some(path), false) => ValidateCheckpoint::load_for_resume(path, cfg.splits, &fingerprint)?,
         _ => None,
     };
@@ -489,7 +496,7 @@ pub async fn validate(
                     )
                     .await;
                     let rows = result.as_ref().map(|p| p.rows_compared).unwrap_or(0);
-                    record_validated(cfg, checkpoint, name, range, &result, opts.max_examples);
+                    record_validated(opts, checkpoint, name, range, &result);
                     progress.range_finished(name, rows);
                     result.err().map(|e| (range, e))
                 }
@@ -524,7 +531,7 @@ pub async fn validate(
     }
     report.elapsed_secs = started.elapsed().as_secs_f64();
     report.rows_per_sec = report.rows_compared as f64 / report.elapsed_secs.max(1e-9);
-    if let Some(path) = &cfg.checkpoint {
+    if let Some(path) = &opts.checkpoint {
         let mut cp = checkpoint.lock().expect("checkpoint lock");
         if report.ranges_failed == 0 {
             cp.finished = Some(report.clone());
@@ -537,12 +544,11 @@ pub async fn validate(
 /// Adds a finished range's result to the checkpoint (or records its failure) and saves it, in
 /// one atomic write so counts and the set of done ranges never disagree after a kill.
 fn record_validated(
-    cfg: &DataConfig,
+    opts: &ValidateOptions,
     checkpoint: &Mutex<ValidateCheckpoint>,
     table: &str,
     range: TokenRange,
     result: &anyhow::Result<TableValidation>,
-    max_examples: usize,
 ) {
     let mut cp = checkpoint.lock().expect("checkpoint lock");
     let tp = cp.table(table);
@@ -550,13 +556,13 @@ fn record_validated(
         Ok(part) => {
             tp.failed.remove(&range.index);
             tp.done.insert(range.index, part.rows_compared);
-            tp.totals.absorb(part, max_examples);
+            tp.totals.absorb(part, opts.max_examples);
         }
         Err(e) => {
             tp.failed.insert(range.index, format!("{e:#}"));
         }
     }
-    if let Some(path) = &cfg.checkpoint {
+    if let Some(path) = &opts.checkpoint {
         if let Err(e) = checkpoint::save_validate(path, &cp) {
             tracing::error!("cannot save checkpoint {}: {e:#}", path.display());
         }
