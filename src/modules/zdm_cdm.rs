@@ -7,6 +7,11 @@
 //! check mode stops there and shows the diff with passwords masked. Apply writes the file,
 //! runs the job, then reads `cdm_run_info`/`cdm_run_details` for the run id it chose.
 //!
+//! Tested against the sandbox (`tests/cdm_module.rs`): the file, its mode, the masking, the
+//! command line and the gate on real tracking tables. CDM itself and a real `spark-submit` were
+//! NOT exercised: CDM's jar is on no registry the build machine reaches, so the test stands a
+//! script in for `spark-submit` and writes the tracking rows a CDM run would write.
+//!
 //! ```yaml
 //! - zdm_cdm:
 //!     job: diffdata
