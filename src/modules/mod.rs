@@ -132,10 +132,22 @@ pub trait Module: Send + Sync {
     fn apply<'a>(&'a self, ctx: &'a ModuleCtx<'a>, plan: &'a Planned) -> ModFuture<'a, ModResult>;
 }
 
+// The migration's own modules: gates and the phase record.
+mod zdm_common;
+mod zdm_data;
+mod zdm_health_gate;
+mod zdm_phase;
+mod zdm_preflight;
+
 /// The module implementing `name` (names were checked when the playbook was loaded).
 pub fn module(name: &str) -> Option<Box<dyn Module>> {
     let short = name.strip_prefix("ansible.builtin.").unwrap_or(name);
     Some(match short {
+        "zdm_preflight" => Box::new(zdm_preflight::ZdmPreflight),
+        "zdm_health_gate" => Box::new(zdm_health_gate::ZdmHealthGate),
+        "zdm_migrate" => Box::new(zdm_data::ZdmMigrate),
+        "zdm_validate" => Box::new(zdm_data::ZdmValidate),
+        "zdm_phase" => Box::new(zdm_phase::ZdmPhase),
         "template" => Box::new(files_common::Template),
         "copy" => Box::new(files_common::Copy),
         "file" => Box::new(file::File),
