@@ -12,7 +12,7 @@ use clap::Args;
 
 use super::checkpoint::write_atomic;
 use super::config::{ClusterConfig, DataConfig, Selection};
-use super::engine::{self, Cutoff, ValidateOptions};
+use super::engine::{self, Cutoff, ValidateOptions, ValidateResume};
 use super::progress::RunProgress;
 
 /// Exit code of a run that found differences or could not finish every range.
@@ -339,11 +339,14 @@ pub async fn run_validate(args: ValidateArgs) -> anyhow::Result<i32> {
         autocorrect_mismatched: args.autocorrect || args.autocorrect_mismatched,
         autocorrect_extra: args.autocorrect_extra,
         max_examples: args.max_examples,
-        checkpoint: Some(args.common.state_dir.join("validate-checkpoint.json")),
+    };
+    let resume = ValidateResume {
+        checkpoint: args.common.state_dir.join("validate-checkpoint.json"),
         fresh: args.fresh,
     };
     let progress = RunProgress::for_stderr();
-    let report = engine::validate(&cfg, &selection, &opts, &progress).await?;
+    let report =
+        engine::validate_resumable(&cfg, &selection, &opts, Some(&resume), &progress).await?;
     let path = args
         .common
         .report

@@ -361,9 +361,13 @@ pub struct ValidateOptions {
     pub autocorrect_extra: bool,
     /// Example keys kept per kind and table in the report.
     pub max_examples: usize,
-    /// Per-range progress file of this validation (never migrate's: the two runs resume
-    /// independently). `None`: nothing is saved and every run starts over.
-    pub checkpoint: Option<std::path::PathBuf>,
+}
+
+/// Where a validation keeps its per-range progress (never migrate's file: the two runs resume
+/// independently).
+#[derive(Clone, Debug)]
+pub struct ValidateResume {
+    pub checkpoint: std::path::PathBuf,
     /// Ignore an existing checkpoint and check every range again.
     pub fresh: bool,
 }
@@ -378,8 +382,6 @@ impl Default for ValidateOptions {
             autocorrect_mismatched: false,
             autocorrect_extra: false,
             max_examples: 20,
-            checkpoint: None,
-            fresh: false,
         }
     }
 }
@@ -402,20 +404,33 @@ fn validate_fingerprint(opts: &ValidateOptions) -> String {
 }
 
 /// Compares every selected origin table with target (or a sample of token ranges), optionally
-/// correcting what is missing or mismatched.
-///
-/// With `opts.checkpoint` set, each finished range's counts are saved, so an interrupted run
-/// resumes (same cut-off, finished ranges not read again) unless `opts.fresh`.
+/// correcting what is missing or mismatched. Nothing is checkpointed: see
+/// [`validate_resumable`].
 pub async fn validate(
     cfg: &DataConfig,
     sel: &Selection,
     opts: &ValidateOptions,
     progress: &dyn Progress,
 ) -> anyhow::Result<ValidationReport> {
+    validate_resumable(cfg, sel, opts, None, progress).await
+}
+
+/// [`validate`] with a checkpoint: each finished range's counts are saved, so an interrupted
+/// run resumes (same cut-off, finished ranges not read again) unless `resume.fresh`.
+pub async fn validate_resumable(
+    cfg: &DataConfig,
+    sel: &Selection,
+    opts: &ValidateOptions,
+    resume: Option<&ValidateResume>,
+    progress: &dyn Progress,
+) -> anyhow::Result<ValidationReport> {
     let started = Instant::now();
     let fingerprint = validate_fingerprint(opts);
-    let resumed = match (&opts.checkpoint, opts.fresh) {
-        (Some(path), false) => ValidateCheckpoint::load_for_resume(path, cfg.splits, &fingerprint)?,
+    let checkpoint_path = resume.map(|r| r.checkpoint.as_path());
+    let resumed = match resume {
+        Some(r) if !r.fresh => {
+            ValidateCheckpoint::load_for_resume(&r.checkpoint, cfg.splits, &fingerprint)?
+        }
         _ => None,
     };
     let checkpoint = match resumed {
@@ -496,7 +511,7 @@ pub async fn validate(
                     )
                     .await;
                     let rows = result.as_ref().map(|p| p.rows_compared).unwrap_or(0);
-                    record_validated(opts, checkpoint, name, range, &result);
+                    record_validated(opts, checkpoint_path, checkpoint, name, range, &result);
                     progress.range_finished(name, rows);
                     result.err().map(|e| (range, e))
                 }
@@ -531,7 +546,7 @@ pub async fn validate(
     }
     report.elapsed_secs = started.elapsed().as_secs_f64();
     report.rows_per_sec = report.rows_compared as f64 / report.elapsed_secs.max(1e-9);
-    if let Some(path) = &opts.checkpoint {
+    if let Some(path) = checkpoint_path {
         let mut cp = checkpoint.lock().expect("checkpoint lock");
         if report.ranges_failed == 0 {
             cp.finished = Some(report.clone());
@@ -545,6 +560,7 @@ pub async fn validate(
 /// one atomic write so counts and the set of done ranges never disagree after a kill.
 fn record_validated(
     opts: &ValidateOptions,
+    path: Option<&std::path::Path>,
     checkpoint: &Mutex<ValidateCheckpoint>,
     table: &str,
     range: TokenRange,
@@ -562,7 +578,7 @@ fn record_validated(
             tp.failed.insert(range.index, format!("{e:#}"));
         }
     }
-    if let Some(path) = &opts.checkpoint {
+    if let Some(path) = path {
         if let Err(e) = checkpoint::save_validate(path, &cp) {
             tracing::error!("cannot save checkpoint {}: {e:#}", path.display());
         }

@@ -46,5 +46,8 @@ pub mod schema;
 pub mod value;
 
 pub use config::{ClusterConfig, DataConfig, Selection};
-pub use engine::{migrate, validate, Cutoff, NoProgress, Progress, ValidateOptions};
+pub use engine::{
+    migrate, validate, validate_resumable, Cutoff, NoProgress, Progress, ValidateOptions,
+    ValidateResume,
+};
 pub use report::{MigrateSummary, Thresholds, ValidationReport};
