@@ -84,11 +84,19 @@ fn failed(msg: impl Into<String>) -> ModuleError {
     ModuleError::Failed(msg.into())
 }
 
-/// A task argument, else the host variable of the same name (rendered if it is a template).
+/// A task argument; for the connection settings (`origin_*`, `target_*`) else the host variable
+/// of the same name, as the proxy's settings are named in the inventory (rendered if it is a
+/// template). Other arguments never come from host variables: a stray `job` or `timeout`
+/// variable must not steer a migration.
 fn setting(ctx: &ModuleCtx<'_>, name: &str) -> Result<Option<String>, ModuleError> {
+    let from_vars = name.starts_with("origin_")
+        || name.starts_with("target_contact")
+        || name.starts_with("target_port")
+        || name.starts_with("target_username")
+        || name.starts_with("target_password");
     let v = match ctx.args.get(name) {
         Some(v) if !v.is_null() => v.clone(),
-        _ => match ctx.vars.get(name) {
+        _ => match ctx.vars.get(name).filter(|_| from_vars) {
             Some(v) if !v.is_null() => v.clone(),
             _ => return Ok(None),
         },
