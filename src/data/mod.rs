@@ -28,7 +28,8 @@
 //! - only Murmur3 token ranges.
 //!
 //! Both migrate and validate checkpoint per range; an interrupted run resumes (a resumed
-//! validate keeps the first run's writetime cut-off and reports totals over all ranges).
+//! validate keeps the first run's writetime cut-off and reports totals over all ranges). In the
+//! library, [`validate`] keeps no checkpoint and [`validate_resumable`] does (the CLI uses it).
 
 pub mod autocorrect;
 pub mod cdm;
