@@ -85,7 +85,7 @@ pub struct CommonArgs {
     /// Directory for the checkpoint and reports.
     #[arg(long, default_value = ".zdm-state")]
     pub state_dir: PathBuf,
-    /// Where to write the JSON report (default: STATE_DIR/<command>-report.json).
+    /// Where to write the JSON report (default: STATE_DIR/COMMAND-report.json).
     #[arg(long)]
     pub report: Option<PathBuf>,
 }
