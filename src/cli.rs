@@ -46,6 +46,8 @@ pub enum Command {
     Migrate(crate::data::cli::MigrateArgs),
     /// Compare origin with target: missing, mismatched and extra rows (exit 1 when any).
     Validate(crate::data::cli::ValidateArgs),
+    /// Show the migration's phase, each proxy's readiness, the last gate results and history.
+    Status(crate::status::StatusArgs),
 }
 
 /// Arguments of the default (playbook) mode.
@@ -107,6 +109,11 @@ pub struct PlaybookArgs {
     /// Only check the playbook(s) and inventory, then exit.
     #[arg(long = "syntax-check")]
     pub syntax_check: bool,
+
+    /// Let a phase start although the previous one has not completed with its gate passed
+    /// (same as `-e zdm_force_phase=true`). Loudly warned about and recorded in the history.
+    #[arg(long = "force-phase")]
+    pub force_phase: bool,
 }
 
 /// Parses `-e` values: `@file`, a JSON/YAML mapping, or `k=v` words.
@@ -164,6 +171,13 @@ pub fn main() -> ExitCode {
     init_tracing(cli.playbook.verbose);
     match cli.command {
         None => ExitCode::from(run_playbooks(cli.playbook)),
+        Some(Command::Status(args)) => ExitCode::from(match crate::status::run(args) {
+            Ok(code) => code,
+            Err(e) => {
+                error(&format!("{e:#}"));
+                exit::ERROR
+            }
+        }),
         Some(command) => ExitCode::from(run_subcommand(command)),
     }
 }
@@ -181,6 +195,7 @@ fn run_subcommand(command: Command) -> u8 {
         match command {
             Command::Migrate(args) => crate::data::cli::run_migrate(args).await,
             Command::Validate(args) => crate::data::cli::run_validate(args).await,
+            Command::Status(_) => unreachable!("status runs on its own"),
         }
     });
     match result {
@@ -280,6 +295,10 @@ pub fn run_playbooks(args: PlaybookArgs) -> u8 {
         }
         return exit::OK;
     }
+    let mut extra = extra;
+    if args.force_phase {
+        extra.insert("zdm_force_phase".into(), serde_json::Value::Bool(true));
+    }
     let opts = RunOptions {
         check: args.check,
         diff: args.diff,
@@ -294,6 +313,27 @@ pub fn run_playbooks(args: PlaybookArgs) -> u8 {
     if args.list_hosts || args.list_tasks {
         return list(&args, &inventory, &books, &opts, &templar, &redactor);
     }
+    let migration = if books.iter().any(touches_migration_state) {
+        let first = args.playbooks[0].display().to_string();
+        match crate::migration_run::MigrationRun::open(
+            inventory.source.as_deref(),
+            &first,
+            args.check,
+        ) {
+            Ok(run) => Some(crate::migration_run::install(run)),
+            Err(e) => {
+                let msg = e.to_string();
+                error(&msg);
+                if args.output == Format::Json {
+                    let doc = serde_json::json!({"error": msg, "exit_code": exit::ERROR, "plays": [], "stats": {}});
+                    println!("{doc}");
+                }
+                return exit::ERROR;
+            }
+        }
+    } else {
+        None
+    };
     let reporter = Reporter::new(
         args.output,
         args.diff,
@@ -309,12 +349,16 @@ pub fn run_playbooks(args: PlaybookArgs) -> u8 {
         Ok(rt) => rt,
         Err(e) => {
             error(&format!("cannot start the async runtime: {e}"));
+            let _ = crate::migration_run::finish();
             return exit::ERROR;
         }
     };
     let result = rt.block_on(async {
         let work = async {
             for book in &books {
+                if let Some(m) = &migration {
+                    m.set_playbook(&book.path.display().to_string());
+                }
                 let mut runner =
                     Runner::new(&inventory, book, &opts, &templar, &redactor, &reporter);
                 runner.run().await?;
@@ -328,6 +372,23 @@ pub fn run_playbooks(args: PlaybookArgs) -> u8 {
     });
     // Dropping the runtime kills child processes (kill_on_drop) of interrupted tasks.
     drop(rt);
+    if let Some(m) = migration {
+        for w in m.warnings() {
+            reporter.warn(&w);
+        }
+        drop(m);
+        // Records a transition left unfinished and releases the run lock.
+        match crate::migration_run::finish() {
+            Ok(Some(note)) => reporter.warn(&note),
+            Ok(None) => {}
+            Err(e) => {
+                let msg = format!("cannot record the migration state: {e:#}");
+                error(&msg);
+                reporter.finish(result.is_none(), Some(&msg));
+                return exit::ERROR;
+            }
+        }
+    }
     match result {
         None => {
             reporter.finish(true, Some("interrupted"));
@@ -351,6 +412,27 @@ pub fn run_playbooks(args: PlaybookArgs) -> u8 {
             }
         }
     }
+}
+
+/// Whether a run of this playbook must hold the inventory's run lock for its whole duration:
+/// it records migration state (has `zdm_phase` tasks), or a play asks for the lock with
+/// `vars: {zdm_lock: true}` (a rolling restart must not interleave with a phase run either).
+fn touches_migration_state(book: &Playbook) -> bool {
+    book.plays.iter().any(|play| {
+        play.vars.get("zdm_lock").is_some_and(crate::vars::truthy)
+            || play
+                .pre_tasks
+                .iter()
+                .chain(&play.tasks)
+                .chain(&play.post_tasks)
+                .chain(&play.handlers)
+                .any(|t| {
+                    t.module
+                        .strip_prefix("ansible.builtin.")
+                        .unwrap_or(&t.module)
+                        == "zdm_phase"
+                })
+    })
 }
 
 /// `--list-hosts` / `--list-tasks`, formatted like ansible-playbook.

@@ -110,6 +110,9 @@ pub enum Event {
     Started,
     Completed,
     Failed,
+    /// A rollback began: the fleet is being moved back to origin; until it completes the
+    /// current phase is no longer complete (the fleet may be mixed).
+    RollbackStarted,
     RolledBack,
 }
 
@@ -127,6 +130,10 @@ pub struct HistoryEntry {
     /// Set when `--force-phase` overrode the phase order; the warning is kept here for good.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forced: Option<String>,
+    /// Why an entry was written when that is not obvious (a failed gate, a run that ended
+    /// before its phase completed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// The whole state file.
@@ -225,7 +232,7 @@ impl MigrationState {
                 self.phase = entry.phase;
                 self.completed = true;
             }
-            Event::Failed => self.completed = false,
+            Event::Failed | Event::RollbackStarted => self.completed = false,
             Event::RolledBack => {
                 self.phase = entry.phase;
                 self.completed = true;
@@ -256,6 +263,7 @@ pub fn entry(playbook: &str, phase: Phase, event: Event) -> HistoryEntry {
         event,
         gates: Vec::new(),
         forced: None,
+        note: None,
     }
 }
 
@@ -284,6 +292,19 @@ impl StateStore {
         &self.path
     }
 
+    /// The lock file guarding this state file.
+    pub fn lock_path(&self) -> PathBuf {
+        self.path.with_file_name(LOCK_FILE)
+    }
+
+    /// Who holds the run lock right now, if anyone (for `zdm-run status`); a stale lock of a
+    /// dead process on this host is reported as nobody.
+    pub fn lock_holder(&self) -> Option<LockOwner> {
+        let text = fs::read_to_string(self.lock_path()).ok()?;
+        let owner: LockOwner = serde_json::from_str(&text).ok()?;
+        (!is_stale(&owner)).then_some(owner)
+    }
+
     /// The recorded state; a missing file is a migration that has not started.
     pub fn load(&self) -> anyhow::Result<MigrationState> {
         match fs::read_to_string(&self.path) {
@@ -309,7 +330,7 @@ impl StateStore {
 
     /// Takes the inventory's run lock, or says who holds it.
     pub fn lock(&self, playbook: &str) -> Result<RunLock, LockHeld> {
-        RunLock::acquire(&self.path.with_file_name(LOCK_FILE), playbook)
+        RunLock::acquire(&self.lock_path(), playbook)
     }
 }
 

@@ -20,8 +20,12 @@ pub struct HealthThresholds {
     pub max_failed_write_ratio: f64,
     /// Largest allowed share of failed reads (`zdm_max_failed_read_ratio`).
     pub max_failed_read_ratio: f64,
-    /// Judge the target's latency against the origin's (phase 3, `zdm_check_target_latency`).
+    /// Phase 3's checks (`zdm_check_target_latency`): target latency against origin's, and
+    /// shadow reads on target judged apart from the clients' reads (which origin answers).
     pub check_target_latency: bool,
+    /// Largest allowed share of shadow (async) reads that failed on target, phase 3
+    /// (`zdm_max_async_read_error_ratio`).
+    pub max_async_read_error_ratio: f64,
     /// Largest allowed target p99 / origin p99 (`zdm_max_target_p99_ratio`).
     pub max_target_p99_ratio: f64,
     /// Below this p99 (seconds) the target is fast enough whatever the ratio, so that a 1 ms
@@ -36,6 +40,7 @@ impl Default for HealthThresholds {
             max_failed_write_ratio: 0.0,
             max_failed_read_ratio: 0.0,
             check_target_latency: false,
+            max_async_read_error_ratio: 0.0,
             max_target_p99_ratio: 2.0,
             target_p99_floor: 0.05,
         }
@@ -159,7 +164,13 @@ pub fn judge_window(window: &Window<'_>, limits: &HealthThresholds) -> Vec<Check
 
     let reads = window.increase(DURATION, &[("type", "reads_origin")])
         + window.increase(DURATION, &[("type", "reads_target")]);
-    let failed_reads = window.increase("zdm_proxy_failed_reads_total", &[]);
+    // With shadow reads on (phase 3) clients are answered by origin: a read that failed on
+    // target failed no client, and is judged as a shadow-read error instead.
+    let failed_reads = if limits.check_target_latency {
+        window.increase("zdm_proxy_failed_reads_total", &[("cluster", "origin")])
+    } else {
+        window.increase("zdm_proxy_failed_reads_total", &[])
+    };
     checks.push(ratio_check(
         "failed reads",
         failed_reads,
@@ -167,6 +178,19 @@ pub fn judge_window(window: &Window<'_>, limits: &HealthThresholds) -> Vec<Check
         limits.max_failed_read_ratio,
         seconds,
     ));
+    if limits.check_target_latency {
+        let failed_async =
+            window.increase("zdm_proxy_failed_reads_total", &[("cluster", "target")]);
+        // Every client read answered by origin was also sent to target.
+        let shadowed = window.increase(DURATION, &[("type", "reads_origin")]);
+        checks.push(ratio_check(
+            "failed shadow reads on target",
+            failed_async,
+            shadowed.max(failed_async),
+            limits.max_async_read_error_ratio,
+            seconds,
+        ));
+    }
 
     if limits.check_target_latency {
         let origin = window.quantile(0.99, "zdm_origin_request_duration_seconds");
@@ -463,6 +487,44 @@ mod tests {
                 .unwrap()
                 .passed
         );
+    }
+
+    #[test]
+    fn in_phase_3_target_read_failures_are_shadow_errors_not_client_failures() {
+        let text = |reads: u64, origin_failed: u64, target_failed: u64| {
+            Scrape::parse(&format!(
+                "zdm_proxy_request_duration_seconds_count{{type=\"writes\"}} 0\n\
+                 zdm_proxy_request_duration_seconds_count{{type=\"reads_origin\"}} {reads}\n\
+                 zdm_proxy_failed_reads_total{{cluster=\"origin\"}} {origin_failed}\n\
+                 zdm_proxy_failed_reads_total{{cluster=\"target\"}} {target_failed}\n"
+            ))
+            .unwrap()
+        };
+        let before = [text(0, 0, 0)];
+        let after = [text(200, 0, 4)];
+        let window = Window {
+            before: &before,
+            after: &after,
+        };
+        // Outside phase 3 every failed read counts against the clients.
+        let plain = judge_window(&window, &limits());
+        assert!(!plain[1].passed, "{plain:?}");
+        let phase3 = HealthThresholds {
+            check_target_latency: true,
+            max_async_read_error_ratio: 0.01,
+            ..limits()
+        };
+        let checks = judge_window(&window, &phase3);
+        assert!(checks[1].passed, "{:?}", checks[1]);
+        let shadow = &checks[2];
+        assert_eq!(shadow.name, "failed shadow reads on target");
+        assert_eq!(shadow.measured, "4 of 200 in 10 s (2.000%)");
+        assert!(!shadow.passed);
+        let tolerant = HealthThresholds {
+            max_async_read_error_ratio: 0.05,
+            ..phase3
+        };
+        assert!(judge_window(&window, &tolerant)[2].passed);
     }
 
     #[test]

@@ -8,6 +8,9 @@ pub mod health;
 pub mod preflight;
 pub mod prometheus;
 
+/// The reference proxy's metrics (and health) port.
+pub const DEFAULT_METRICS_PORT: u16 = 14001;
+
 /// One measured check of a gate.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Check {

@@ -14,6 +14,7 @@ mod info;
 mod net;
 mod service;
 pub mod spec;
+mod zdm_cdm;
 pub(crate) mod zdm_proxy_binary;
 
 use std::path::Path;
@@ -131,10 +132,22 @@ pub trait Module: Send + Sync {
     fn apply<'a>(&'a self, ctx: &'a ModuleCtx<'a>, plan: &'a Planned) -> ModFuture<'a, ModResult>;
 }
 
+// The migration's own modules: gates and the phase record.
+mod zdm_common;
+mod zdm_data;
+mod zdm_health_gate;
+mod zdm_phase;
+mod zdm_preflight;
+
 /// The module implementing `name` (names were checked when the playbook was loaded).
 pub fn module(name: &str) -> Option<Box<dyn Module>> {
     let short = name.strip_prefix("ansible.builtin.").unwrap_or(name);
     Some(match short {
+        "zdm_preflight" => Box::new(zdm_preflight::ZdmPreflight),
+        "zdm_health_gate" => Box::new(zdm_health_gate::ZdmHealthGate),
+        "zdm_migrate" => Box::new(zdm_data::ZdmMigrate),
+        "zdm_validate" => Box::new(zdm_data::ZdmValidate),
+        "zdm_phase" => Box::new(zdm_phase::ZdmPhase),
         "template" => Box::new(files_common::Template),
         "copy" => Box::new(files_common::Copy),
         "file" => Box::new(file::File),
@@ -148,6 +161,7 @@ pub fn module(name: &str) -> Option<Box<dyn Module>> {
         "uri" => Box::new(net::Uri),
         "wait_for" => Box::new(net::WaitFor),
         "zdm_proxy_binary" => Box::new(zdm_proxy_binary::ZdmProxyBinary),
+        "zdm_cdm" => Box::new(zdm_cdm::ZdmCdm),
         "service" => Box::new(service::Service),
         "fetch" => Box::new(fetch::Fetch),
         "gather_facts" | "setup" => Box::new(crate::facts::GatherFacts),
@@ -158,6 +172,7 @@ pub fn module(name: &str) -> Option<Box<dyn Module>> {
 /// Specs of the fleet modules, kept beside their code (looked up after `spec::MODULES`).
 pub(crate) static FLEET_SPECS: &[&spec::ModuleSpec] = &[
     &zdm_proxy_binary::SPEC,
+    &zdm_cdm::SPEC,
     &service::SPEC,
     &fetch::SPEC,
     &crate::facts::SPEC,

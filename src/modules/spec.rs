@@ -76,6 +76,18 @@ const COMMAND_ARGS: [(&str, Kind); 7] = [
     ("timeout", Kind::Int),
 ];
 
+/// Selection and tuning shared by `zdm_migrate` and `zdm_validate`.
+const DATA_ARGS: [(&str, Kind); 8] = [
+    ("keyspaces", Kind::ScalarList),
+    ("tables", Kind::ScalarList),
+    ("splits", Kind::Int),
+    ("concurrency", Kind::Int),
+    ("page_size", Kind::Int),
+    ("origin_rate", Kind::Int),
+    ("target_rate", Kind::Int),
+    ("state_dir", Kind::Scalar),
+];
+
 /// Every module this build knows.
 pub static MODULES: &[ModuleSpec] = &[
     spec!(
@@ -245,6 +257,104 @@ pub static MODULES: &[ModuleSpec] = &[
         ],
         one_of = ["port", "path"],
         req = []
+    ),
+    spec!(
+        "zdm_preflight",
+        free = false,
+        any = false,
+        args = [
+            ("keyspaces", Kind::ScalarList),
+            ("tables", Kind::ScalarList)
+        ],
+        one_of = [],
+        req = []
+    ),
+    spec!(
+        "zdm_health_gate",
+        free = false,
+        any = false,
+        args = [
+            ("proxies", Kind::ScalarList),
+            ("observe_seconds", Kind::Number),
+            ("max_failed_write_ratio", Kind::Number),
+            ("max_failed_read_ratio", Kind::Number),
+            ("check_target_latency", Kind::Bool),
+            ("max_async_read_error_ratio", Kind::Number),
+            ("max_target_p99_ratio", Kind::Number),
+            ("target_p99_floor_seconds", Kind::Number),
+        ],
+        one_of = [],
+        req = []
+    ),
+    spec!(
+        "zdm_migrate",
+        free = false,
+        any = false,
+        args = [
+            DATA_ARGS[0],
+            DATA_ARGS[1],
+            DATA_ARGS[2],
+            DATA_ARGS[3],
+            DATA_ARGS[4],
+            DATA_ARGS[5],
+            DATA_ARGS[6],
+            DATA_ARGS[7],
+            ("fresh", Kind::Bool),
+        ],
+        one_of = [],
+        req = []
+    ),
+    spec!(
+        "zdm_validate",
+        free = false,
+        any = false,
+        args = [
+            DATA_ARGS[0],
+            DATA_ARGS[1],
+            DATA_ARGS[2],
+            DATA_ARGS[3],
+            DATA_ARGS[4],
+            DATA_ARGS[5],
+            DATA_ARGS[6],
+            DATA_ARGS[7],
+            ("max_missing", Kind::Int),
+            ("max_mismatched", Kind::Int),
+            ("max_extra", Kind::Int),
+            ("autocorrect", Kind::Bool),
+            ("autocorrect_extra", Kind::Bool),
+            ("compare_writetime", Kind::Bool),
+            ("sample_percent", Kind::Number),
+            ("max_examples", Kind::Int),
+            ("report", Kind::Scalar),
+        ],
+        one_of = [],
+        req = []
+    ),
+    spec!(
+        "zdm_phase",
+        free = false,
+        any = false,
+        args = [
+            (
+                "action",
+                Kind::OneOf(&["start", "complete", "fail", "rollback"])
+            ),
+            (
+                "phase",
+                Kind::OneOf(&[
+                    "preflight",
+                    "phase1",
+                    "phase2",
+                    "phase3",
+                    "phase4",
+                    "phase5"
+                ])
+            ),
+            ("expected_proxy_settings", Kind::Any),
+            ("msg", Kind::Scalar),
+        ],
+        one_of = [],
+        req = ["action"]
     ),
     ModuleSpec {
         name: "include_tasks",

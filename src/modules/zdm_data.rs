@@ -1,0 +1,427 @@
+//! `zdm_migrate` (the phase 2 backfill) and `zdm_validate` (the consistency gate), thin wrappers
+//! around [`crate::data::migrate`] and [`crate::data::validate`] run from the control machine.
+//!
+//! Connection settings are the host's `origin_*`/`target_*` variables; the keyspaces default to
+//! `zdm_keyspaces`, else every non-system keyspace. The backfill's checkpoint lives beside the
+//! migration state (so a failed phase 2 resumes where it stopped).
+
+use std::path::{Path, PathBuf};
+
+use futures::FutureExt;
+use serde_json::{Map, Value};
+
+use super::zdm_common::{cluster_from_vars, describe_selection, gate_result, number, selection};
+use super::{
+    arg_bool, arg_str, ModFuture, ModResult, Module, ModuleCtx, ModuleError, Planned, Query,
+};
+use crate::data::report::TableValidation;
+use crate::data::{Cutoff, DataConfig, NoProgress, ValidateOptions, ValidationReport};
+use crate::gates::Check;
+
+pub struct ZdmMigrate;
+pub struct ZdmValidate;
+
+fn failed(e: anyhow::Error) -> ModuleError {
+    ModuleError::Failed(format!("{e:#}"))
+}
+
+fn int(ctx: &ModuleCtx<'_>, arg: &str, default: f64) -> Result<f64, ModuleError> {
+    let n = number(ctx.args, ctx.vars, arg, &format!("zdm_{arg}"), default)?;
+    if n < 0.0 || n.fract() != 0.0 {
+        return Err(ModuleError::Failed(format!(
+            "{arg} must be a whole number >= 0, got {n}"
+        )));
+    }
+    Ok(n)
+}
+
+/// Engine settings from the host's variables and the task's tuning arguments.
+fn data_config(ctx: &ModuleCtx<'_>) -> Result<DataConfig, ModuleError> {
+    let mut origin = cluster_from_vars(ctx.vars, "origin")?;
+    let mut target = cluster_from_vars(ctx.vars, "target")?;
+    let rate = |arg: &str| -> Result<Option<u32>, ModuleError> {
+        Ok(super::arg_f64(ctx.args, arg)?.map(|n| n.max(1.0) as u32))
+    };
+    origin.rate_limit = rate("origin_rate")?;
+    target.rate_limit = rate("target_rate")?;
+    let d = DataConfig::default();
+    Ok(DataConfig {
+        origin,
+        target,
+        splits: int(ctx, "splits", d.splits as f64)?.max(1.0) as u32,
+        concurrency: int(ctx, "concurrency", d.concurrency as f64)?.max(1.0) as usize,
+        page_size: int(ctx, "page_size", d.page_size as f64)?.max(1.0) as i32,
+        ..d
+    })
+}
+
+/// Where reports and the checkpoint go: `state_dir`, else beside the migration state.
+fn state_dir(args: &Map<String, Value>) -> PathBuf {
+    arg_str(args, "state_dir")
+        .map(PathBuf::from)
+        .or_else(|| crate::migration_run::current().map(|r| r.data_dir()))
+        .unwrap_or_else(|| PathBuf::from(".zdm-state"))
+}
+
+fn write_report<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), ModuleError> {
+    let json = serde_json::to_vec_pretty(value).map_err(|e| ModuleError::Failed(e.to_string()))?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| ModuleError::Failed(format!("{}: {e}", dir.display())))?;
+    }
+    crate::data::checkpoint::write_atomic(path, &json)
+        .map_err(|e| ModuleError::Failed(format!("writing report {}: {e}", path.display())))
+}
+
+impl Module for ZdmMigrate {
+    fn query<'a>(&'a self, ctx: &'a ModuleCtx<'a>) -> ModFuture<'a, Query> {
+        async move {
+            let cfg = data_config(ctx)?;
+            let sel = selection(ctx.args, ctx.vars)?;
+            Ok(Query::Run(Planned {
+                summary: format!(
+                    "copy {} from origin ({}) to target ({}) keeping writetime and TTL, {} token \
+                     ranges per table, {} at a time{}; resumes from {}",
+                    describe_selection(&sel),
+                    cfg.origin.contact_points.join(","),
+                    cfg.target.contact_points.join(","),
+                    cfg.splits,
+                    cfg.concurrency,
+                    match (cfg.origin.rate_limit, cfg.target.rate_limit) {
+                        (None, None) => String::new(),
+                        (o, t) => format!(
+                            ", rate limits origin {} / target {} rows/s",
+                            o.map_or("none".into(), |n| n.to_string()),
+                            t.map_or("none".into(), |n| n.to_string())
+                        ),
+                    },
+                    state_dir(ctx.args)
+                        .join("migrate-checkpoint.json")
+                        .display()
+                ),
+                ..Default::default()
+            }))
+        }
+        .boxed()
+    }
+
+    fn apply<'a>(&'a self, ctx: &'a ModuleCtx<'a>, _: &'a Planned) -> ModFuture<'a, ModResult> {
+        async move {
+            let mut cfg = data_config(ctx)?;
+            let sel = selection(ctx.args, ctx.vars)?;
+            let dir = state_dir(ctx.args);
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| ModuleError::Failed(format!("{}: {e}", dir.display())))?;
+            cfg.checkpoint = Some(dir.join("migrate-checkpoint.json"));
+            cfg.fresh = arg_bool(ctx.args, "fresh", false);
+            let summary = crate::data::migrate(&cfg, &sel, &NoProgress)
+                .await
+                .map_err(failed)?;
+            let report = dir.join("migrate-report.json");
+            write_report(&report, &summary)?;
+            let mut data = Map::new();
+            data.insert(
+                "summary".into(),
+                serde_json::to_value(&summary).unwrap_or(Value::Null),
+            );
+            data.insert("report".into(), Value::from(report.display().to_string()));
+            Ok(ModResult {
+                changed: summary.writes > 0,
+                failed: !summary.ok(),
+                msg: Some(format!("{}report: {}", summary.human(), report.display())),
+                data,
+                ..Default::default()
+            })
+        }
+        .boxed()
+    }
+}
+
+/// The consistency gate's limits: `max_missing`, `max_mismatched`, `max_extra` (default 0).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Limits {
+    missing: u64,
+    mismatched: u64,
+    extra: u64,
+}
+
+fn limits(ctx: &ModuleCtx<'_>) -> Result<Limits, ModuleError> {
+    Ok(Limits {
+        missing: int(ctx, "max_missing", 0.0)? as u64,
+        mismatched: int(ctx, "max_mismatched", 0.0)? as u64,
+        extra: int(ctx, "max_extra", 0.0)? as u64,
+    })
+}
+
+fn key_text(k: &std::collections::BTreeMap<String, String>) -> String {
+    k.iter()
+        .map(|(c, v)| format!("{c}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Up to `max` example keys of one kind across tables, as `ks.table (k=v, ...)`.
+fn examples(
+    tables: &[TableValidation],
+    pick: impl Fn(&TableValidation) -> Vec<String>,
+    max: usize,
+) -> Vec<String> {
+    tables
+        .iter()
+        .flat_map(|t| {
+            pick(t)
+                .into_iter()
+                .map(move |k| format!("{} ({k})", t.table))
+        })
+        .take(max)
+        .collect()
+}
+
+/// One check per kind, judged on what remains after autocorrection (found minus corrected),
+/// plus one check that every token range could be read (an unread range proves nothing).
+fn consistency_checks(r: &ValidationReport, l: &Limits, max_examples: usize) -> Vec<Check> {
+    let all_fixed = r.corrections_failed == 0;
+    let remaining = |found: u64, corrected: u64| {
+        if all_fixed {
+            found.saturating_sub(corrected)
+        } else {
+            found
+        }
+    };
+    let kind = |name: &str, found: u64, corrected: u64, limit: u64, keys: Vec<String>| {
+        let left = remaining(found, corrected);
+        let mut measured = format!("{left} {name} of {} rows compared", r.rows_compared);
+        if corrected > 0 {
+            measured.push_str(&format!(
+                " ({found} found, {corrected} corrected on target)"
+            ));
+        }
+        if !keys.is_empty() {
+            measured.push_str(&format!(
+                "; {}: {}",
+                if corrected > 0 { "found" } else { "e.g." },
+                keys.join("; ")
+            ));
+        }
+        Check {
+            name: format!("{name} rows"),
+            passed: left <= limit,
+            measured,
+            threshold: format!("<= {limit}"),
+        }
+    };
+    let mut checks = vec![
+        kind(
+            "missing",
+            r.missing,
+            r.corrected_missing,
+            l.missing,
+            examples(
+                &r.tables,
+                |t| t.missing_keys.iter().map(key_text).collect(),
+                max_examples,
+            ),
+        ),
+        kind(
+            "mismatched",
+            r.mismatched,
+            r.corrected_mismatched,
+            l.mismatched,
+            examples(
+                &r.tables,
+                |t| {
+                    t.mismatched_rows
+                        .iter()
+                        .map(|m| {
+                            let cols: Vec<&str> = m.columns.keys().map(String::as_str).collect();
+                            format!("{} differs in {}", key_text(&m.key), cols.join(", "))
+                        })
+                        .collect()
+                },
+                max_examples,
+            ),
+        ),
+        kind(
+            "extra",
+            r.extra,
+            r.corrected_extra,
+            l.extra,
+            examples(
+                &r.tables,
+                |t| t.extra_keys.iter().map(key_text).collect(),
+                max_examples,
+            ),
+        ),
+    ];
+    let failures: Vec<String> = r
+        .tables
+        .iter()
+        .flat_map(|t| {
+            t.failures
+                .iter()
+                .map(move |(i, e)| format!("{} range {i}: {e}", t.table))
+        })
+        .take(max_examples)
+        .collect();
+    checks.push(Check {
+        name: "token ranges read".into(),
+        passed: r.ranges_failed == 0 && r.corrections_failed == 0,
+        measured: if r.ranges_failed == 0 && r.corrections_failed == 0 {
+            format!(
+                "all ranges of {} table(s) read ({}% sample)",
+                r.tables.len(),
+                r.sample_percent
+            )
+        } else {
+            format!(
+                "{} range(s) unreadable, {} correction(s) failed{}",
+                r.ranges_failed,
+                r.corrections_failed,
+                if failures.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", failures.join("; "))
+                }
+            )
+        },
+        threshold: "0 unreadable ranges, 0 failed corrections".into(),
+    });
+    checks
+}
+
+impl Module for ZdmValidate {
+    fn query<'a>(&'a self, ctx: &'a ModuleCtx<'a>) -> ModFuture<'a, Query> {
+        async move {
+            let cfg = data_config(ctx)?;
+            let sel = selection(ctx.args, ctx.vars)?;
+            let l = limits(ctx)?;
+            let sample = number(
+                ctx.args,
+                ctx.vars,
+                "sample_percent",
+                "zdm_sample_percent",
+                100.0,
+            )?;
+            Ok(Query::Run(Planned {
+                summary: format!(
+                    "compare {} on origin ({}) with target ({}) over {sample}% of the token \
+                     ranges: missing <= {}, mismatched <= {}, extra <= {}{}",
+                    describe_selection(&sel),
+                    cfg.origin.contact_points.join(","),
+                    cfg.target.contact_points.join(","),
+                    l.missing,
+                    l.mismatched,
+                    l.extra,
+                    if arg_bool(ctx.args, "autocorrect", false) {
+                        "; write missing and mismatched rows to target"
+                    } else {
+                        ""
+                    }
+                ),
+                ..Default::default()
+            }))
+        }
+        .boxed()
+    }
+
+    fn apply<'a>(&'a self, ctx: &'a ModuleCtx<'a>, _: &'a Planned) -> ModFuture<'a, ModResult> {
+        async move {
+            let cfg = data_config(ctx)?;
+            let sel = selection(ctx.args, ctx.vars)?;
+            let l = limits(ctx)?;
+            let sample = number(
+                ctx.args,
+                ctx.vars,
+                "sample_percent",
+                "zdm_sample_percent",
+                100.0,
+            )?;
+            if !(sample > 0.0 && sample <= 100.0) {
+                return Err(ModuleError::Failed(format!(
+                    "sample_percent must be in (0, 100], got {sample}"
+                )));
+            }
+            let autocorrect = arg_bool(ctx.args, "autocorrect", false);
+            let max_examples = int(ctx, "max_examples", 5.0)? as usize;
+            let opts = ValidateOptions {
+                sample_percent: sample,
+                cutoff: Cutoff::StartOfRun,
+                compare_writetime: arg_bool(ctx.args, "compare_writetime", false),
+                autocorrect_missing: autocorrect,
+                autocorrect_mismatched: autocorrect,
+                autocorrect_extra: arg_bool(ctx.args, "autocorrect_extra", false),
+                max_examples,
+            };
+            let report = crate::data::validate(&cfg, &sel, &opts, &NoProgress)
+                .await
+                .map_err(failed)?;
+            let path = arg_str(ctx.args, "report")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| state_dir(ctx.args).join("validate-report.json"));
+            write_report(&path, &report)?;
+            let checks = consistency_checks(&report, &l, max_examples);
+            let mut r = gate_result("consistency", &checks);
+            r.changed =
+                report.corrected_missing + report.corrected_mismatched + report.corrected_extra > 0;
+            r.msg = r.msg.map(|m| format!("{m}\nreport: {}", path.display()));
+            r.data.insert(
+                "report".into(),
+                serde_json::to_value(&report).unwrap_or(Value::Null),
+            );
+            r.data.insert(
+                "report_file".into(),
+                Value::from(path.display().to_string()),
+            );
+            Ok(r)
+        }
+        .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn key(k: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([("id".to_string(), k.to_string())])
+    }
+
+    #[test]
+    fn the_gate_names_keys_and_judges_what_autocorrect_left() {
+        let mut r = ValidationReport {
+            missing: 2,
+            rows_compared: 100,
+            sample_percent: 100.0,
+            tables: vec![TableValidation {
+                table: "shop.orders".into(),
+                missing: 2,
+                missing_keys: vec![key("7"), key("9")],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let l = Limits {
+            missing: 0,
+            mismatched: 0,
+            extra: 0,
+        };
+        let checks = consistency_checks(&r, &l, 5);
+        assert!(!checks[0].passed);
+        assert_eq!(
+            checks[0].measured,
+            "2 missing of 100 rows compared; e.g.: shop.orders (id=7); shop.orders (id=9)"
+        );
+        assert!(checks[1..].iter().all(|c| c.passed), "{checks:?}");
+        assert!(consistency_checks(&r, &Limits { missing: 2, ..l }, 5)[0].passed);
+
+        r.corrected_missing = 2;
+        let checks = consistency_checks(&r, &l, 1);
+        assert!(checks[0].passed, "{:?}", checks[0]);
+        assert!(checks[0].measured.contains("2 found, 2 corrected"));
+        // A correction that did not take effect fails the gate.
+        r.corrections_failed = 1;
+        let checks = consistency_checks(&r, &l, 1);
+        assert!(!checks[0].passed && !checks[3].passed, "{checks:?}");
+    }
+}

@@ -1,0 +1,245 @@
+//! `zdm-run status`: where the migration stands, at a glance.
+//!
+//! Prints the recorded phase, who holds the run lock, every proxy of the `proxies` group with
+//! its readiness (asked with a short timeout: a proxy that does not answer is shown as such, it
+//! does not stop the report), the last gate results and the tail of the history. Reads only.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use serde::Serialize;
+
+use crate::gates::health::{fetch_readiness, Readiness};
+use crate::inventory::Inventory;
+use crate::output::Format;
+use crate::state::{Event, GateResult, HistoryEntry, LockOwner, MigrationState, Phase, StateStore};
+
+/// How many history entries the report shows.
+const HISTORY_TAIL: usize = 10;
+
+#[derive(Args, Debug, Clone)]
+pub struct StatusArgs {
+    /// Inventory file or directory [default: $ZDM_INVENTORY, else ./inventory].
+    #[arg(short = 'i', long = "inventory", value_name = "PATH")]
+    pub inventory: Option<PathBuf>,
+
+    /// Output format.
+    #[arg(long = "output", value_enum, default_value = "human")]
+    pub output: Format,
+
+    /// Seconds to wait for each proxy's readiness answer.
+    #[arg(long = "timeout", default_value_t = 2.0)]
+    pub timeout: f64,
+}
+
+/// One proxy as the report shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProxyStatus {
+    pub name: String,
+    pub url: String,
+    pub ready: bool,
+    /// HTTP status of `/health/readiness`; absent when it could not be reached.
+    pub http_status: Option<u16>,
+    pub origin: Option<String>,
+    pub target: Option<String>,
+    pub error: Option<String>,
+    /// The line shown to humans.
+    pub description: String,
+}
+
+impl From<(&str, Readiness)> for ProxyStatus {
+    fn from((url, r): (&str, Readiness)) -> Self {
+        ProxyStatus {
+            name: r.proxy.clone(),
+            url: url.to_string(),
+            ready: r.ready(),
+            http_status: r.status,
+            origin: r.origin.clone(),
+            target: r.target.clone(),
+            error: r.error.clone(),
+            description: r.describe(),
+        }
+    }
+}
+
+/// The whole report (`--output json` prints it as is).
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusReport {
+    pub state_file: String,
+    pub phase: Phase,
+    pub completed: bool,
+    /// `primary_cluster`/`read_mode` the recorded phase means for the proxies.
+    pub expected_proxy_settings: Option<ExpectedSettings>,
+    pub lock: Option<LockOwner>,
+    pub proxies: Vec<ProxyStatus>,
+    pub last_gates: Vec<GateResult>,
+    pub history: Vec<HistoryEntry>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ExpectedSettings {
+    pub primary_cluster: &'static str,
+    pub read_mode: &'static str,
+}
+
+/// The `proxies` group as (name, readiness base URL), from `ansible_host` and `metrics_port`.
+pub fn proxies(inventory: &Inventory) -> Vec<(String, String)> {
+    inventory
+        .group_hosts("proxies")
+        .into_iter()
+        .map(|h| {
+            let vars = inventory.host_vars(&h);
+            let addr = vars
+                .get("ansible_host")
+                .map(crate::vars::display)
+                .unwrap_or_else(|| h.clone());
+            let port = vars
+                .get("metrics_port")
+                .map(crate::vars::display)
+                .unwrap_or_else(|| crate::gates::DEFAULT_METRICS_PORT.to_string());
+            (h, format!("http://{addr}:{port}"))
+        })
+        .collect()
+}
+
+/// Gathers the report: state file beside the inventory, readiness of every proxy in parallel.
+pub async fn gather(inventory: &Inventory, timeout: Duration) -> anyhow::Result<StatusReport> {
+    let store = StateStore::beside_inventory(inventory.source.as_deref().unwrap_or(Path::new(".")));
+    let state: MigrationState = store.load()?;
+    let client = reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .build()?;
+    let fleet = proxies(inventory);
+    let answers = futures::future::join_all(fleet.iter().map(|(name, url)| {
+        let client = &client;
+        async move { (url.as_str(), fetch_readiness(client, name, url).await).into() }
+    }))
+    .await;
+    let tail = state.history.len().saturating_sub(HISTORY_TAIL);
+    Ok(StatusReport {
+        state_file: store.path().display().to_string(),
+        phase: state.phase,
+        completed: state.completed,
+        expected_proxy_settings: state.phase.proxy_settings().map(|(p, m)| ExpectedSettings {
+            primary_cluster: p,
+            read_mode: m,
+        }),
+        lock: store.lock_holder(),
+        proxies: answers,
+        last_gates: state.last_gates().to_vec(),
+        history: state.history[tail..].to_vec(),
+    })
+}
+
+fn event_word(e: Event) -> &'static str {
+    match e {
+        Event::Started => "started",
+        Event::Completed => "completed",
+        Event::Failed => "FAILED",
+        Event::RollbackStarted => "rollback started",
+        Event::RolledBack => "rolled back",
+    }
+}
+
+/// The report for humans.
+pub fn human(r: &StatusReport) -> String {
+    let mut out = String::new();
+    let mut line = |s: String| {
+        out.push_str(&s);
+        out.push('\n');
+    };
+    line(format!("state file: {}", r.state_file));
+    line(format!(
+        "phase:      {} ({})",
+        r.phase,
+        if r.completed {
+            "completed"
+        } else {
+            "NOT completed"
+        }
+    ));
+    line(match &r.lock {
+        None => "lock:       free".into(),
+        Some(o) => format!(
+            "lock:       held by {} on {} (pid {}) running {} since {}",
+            o.user, o.host, o.pid, o.playbook, o.since
+        ),
+    });
+    match &r.expected_proxy_settings {
+        Some(s) => line(format!(
+            "proxies:    {} (this phase means primary_cluster={} read_mode={})",
+            r.proxies.len(),
+            s.primary_cluster,
+            s.read_mode
+        )),
+        None => line(format!(
+            "proxies:    {} (none expected in this phase)",
+            r.proxies.len()
+        )),
+    }
+    for p in &r.proxies {
+        let verdict = if p.ready { "READY" } else { "NOT READY" };
+        line(format!(
+            "  {:<10} {:<28} {verdict:<9} {}",
+            p.name, p.url, p.description
+        ));
+    }
+    if r.last_gates.is_empty() {
+        line("last gates: none recorded".into());
+    } else {
+        line("last gates:".into());
+        for g in &r.last_gates {
+            line(format!(
+                "  [{}] {}: {} (threshold: {})",
+                if g.passed { "PASS" } else { "FAIL" },
+                g.name,
+                g.measured.replace('\n', "\n      "),
+                g.threshold
+            ));
+        }
+    }
+    if r.history.is_empty() {
+        line("history:    empty".into());
+    } else {
+        line(format!("history (last {}):", r.history.len()));
+        for e in &r.history {
+            let mut s = format!(
+                "  {}  {}@{}  {} {}  {}",
+                e.at,
+                e.user,
+                e.host,
+                e.phase,
+                event_word(e.event),
+                e.playbook
+            );
+            if let Some(f) = &e.forced {
+                s.push_str(&format!("\n      FORCED: {f}"));
+            }
+            if let Some(n) = &e.note {
+                s.push_str(&format!("\n      note: {n}"));
+            }
+            line(s);
+        }
+    }
+    out
+}
+
+/// Runs `zdm-run status`; returns the exit code.
+pub fn run(args: StatusArgs) -> anyhow::Result<u8> {
+    let inventory = Inventory::load(args.inventory.as_deref()).map_err(|e| anyhow::anyhow!(e.0))?;
+    anyhow::ensure!(
+        args.timeout > 0.0 && args.timeout <= 60.0,
+        "--timeout must be between 0 and 60 seconds"
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let report = runtime.block_on(gather(&inventory, Duration::from_secs_f64(args.timeout)))?;
+    match args.output {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Human => print!("{}", human(&report)),
+    }
+    Ok(0)
+}
