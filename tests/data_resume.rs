@@ -1,5 +1,6 @@
 //! An interrupted migrate resumes without re-copying the ranges it finished, and ranges recorded
-//! as failed are retried.
+//! as failed are retried. An interrupted validate resumes without re-reading finished ranges and
+//! reports the same totals as an uninterrupted run.
 
 mod data_support;
 
@@ -7,8 +8,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use data_support::*;
-use zdm_run::data::checkpoint::{self, Checkpoint};
-use zdm_run::data::{migrate, validate, MigrateSummary, NoProgress, Selection, ValidateOptions};
+use zdm_run::data::checkpoint::{self, Checkpoint, ValidateCheckpoint};
+use zdm_run::data::{
+    migrate, validate, MigrateSummary, NoProgress, Selection, ValidateOptions, ValidationReport,
+};
 
 const SPLITS: u32 = 64;
 
@@ -22,9 +25,13 @@ impl Drop for KillOnDrop {
 }
 
 fn migrate_command(table: &str, state: &std::path::Path, extra: &[&str]) -> Command {
+    data_command("migrate", table, state, extra)
+}
+
+fn data_command(verb: &str, table: &str, state: &std::path::Path, extra: &[&str]) -> Command {
     let env = sandbox_env();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_zdm-run"));
-    cmd.args(["migrate", "--table", table, "--splits", &SPLITS.to_string()])
+    cmd.args([verb, "--table", table, "--splits", &SPLITS.to_string()])
         .args(["--concurrency", "2"])
         .args(["--origin-contact-points", &env["ZDM_ORIGIN_CONTACT_POINTS"]])
         .args(["--origin-port", &env["ZDM_ORIGIN_PORT"]])
@@ -200,4 +207,174 @@ async fn failed_ranges_are_retried_and_done_ranges_skipped() {
         serde_json::from_str(&std::fs::read_to_string(&cp_path).unwrap()).unwrap();
     assert!(after.tables[&table].failed.is_empty());
     assert!(after.finished.is_some());
+}
+
+fn read_report(path: &std::path::Path) -> ValidationReport {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("reading report {}: {e}", path.display()));
+    serde_json::from_str(&text).expect("validate report is valid JSON")
+}
+
+/// Runs `zdm-run validate` to the end; differences are expected (exit code 2).
+fn validate_to_end(table: &str, state: &std::path::Path, extra: &[&str]) -> ValidationReport {
+    let out = data_command("validate", table, state, extra)
+        .output()
+        .expect("run zdm-run validate");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "validate must exit 2 on differences\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    read_report(&state.join("validate-report.json"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_validate_resumes_without_rereading_finished_ranges() {
+    let cfg = config();
+    let c = connect(&cfg).await;
+    let ks = unique_keyspace("vresume");
+    let _guard = KeyspaceGuard::new(&cfg, &ks);
+    let table = format!("{ks}.kv");
+    create_schema(
+        &c,
+        &ks,
+        &[format!("CREATE TABLE {table} (k int PRIMARY KEY, v text)")],
+    )
+    .await;
+    const ROWS: i32 = 20_000;
+    const TS: i64 = 1_000_000;
+    load_kv(&c.origin, &table, ROWS, TS).await;
+    load_kv(&c.target, &table, ROWS, TS).await;
+    // Differences spread over the ring: 40 missing, 30 mismatched, 20 extra (old timestamps, so
+    // the cut-off judges them).
+    for k in 0..40 {
+        exec(
+            &c.target,
+            &format!(
+                "DELETE FROM {table} USING TIMESTAMP {} WHERE k = {k}",
+                TS + 1
+            ),
+        )
+        .await;
+    }
+    for k in 100..130 {
+        exec(
+            &c.target,
+            &format!(
+                "INSERT INTO {table} (k, v) VALUES ({k}, 'changed') USING TIMESTAMP {}",
+                TS + 1
+            ),
+        )
+        .await;
+    }
+    for k in ROWS..ROWS + 20 {
+        exec(
+            &c.target,
+            &format!("INSERT INTO {table} (k, v) VALUES ({k}, 'x') USING TIMESTAMP {TS}"),
+        )
+        .await;
+    }
+
+    // Interrupted run: about 10 s at 2000 rows/s, killed after a quarter of the ranges.
+    let state = tempfile::tempdir().unwrap();
+    let cp_path = state.path().join("validate-checkpoint.json");
+    let child = data_command("validate", &table, state.path(), &["--origin-rate", "2000"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn zdm-run validate");
+    let mut child = KillOnDrop(child);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let read_cp = || -> Option<ValidateCheckpoint> {
+        serde_json::from_str(&std::fs::read_to_string(&cp_path).ok()?).ok()
+    };
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "validate never finished 16 ranges"
+        );
+        if let Some(status) = child.0.try_wait().unwrap() {
+            panic!("validate exited early with {status}");
+        }
+        if read_cp().is_some_and(|cp| cp.tables.get(&table).is_some_and(|t| t.done.len() >= 16)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+    let cp = read_cp().expect("an interrupted validate leaves a checkpoint");
+    assert!(cp.finished.is_none());
+    let done = cp.tables[&table].done.clone();
+    assert!(
+        done.len() >= 16 && done.len() < SPLITS as usize,
+        "{} ranges done",
+        done.len()
+    );
+
+    // What an uninterrupted run reports (its own state directory).
+    let fresh_state = tempfile::tempdir().unwrap();
+    let full = validate_to_end(&table, fresh_state.path(), &["--fresh"]);
+    assert_eq!(
+        (
+            full.missing,
+            full.mismatched,
+            full.extra,
+            full.rows_compared
+        ),
+        (40, 30, 20, ROWS as u64),
+        "{}",
+        full.human()
+    );
+
+    // Now hide one more row on target in a range the interrupted run already finished: a resumed
+    // run that read that range again would report it as missing.
+    let token_of = tokens(&c.origin, &table).await;
+    let (&hidden, _) = token_of
+        .iter()
+        .filter(|(k, _)| **k >= 1000)
+        .find(|(_, t)| done.contains_key(&range_of(**t, SPLITS)))
+        .expect("a key in a finished range");
+    exec(
+        &c.target,
+        &format!(
+            "DELETE FROM {table} USING TIMESTAMP {} WHERE k = {hidden}",
+            TS + 1
+        ),
+    )
+    .await;
+
+    let resumed = validate_to_end(&table, state.path(), &[]);
+    let t = &resumed.tables[0];
+    assert_eq!(t.ranges_resumed as usize, done.len(), "{}", resumed.human());
+    assert_eq!(t.ranges_checked, SPLITS);
+    assert_eq!(
+        (
+            resumed.missing,
+            resumed.mismatched,
+            resumed.extra,
+            resumed.rows_compared
+        ),
+        (
+            full.missing,
+            full.mismatched,
+            full.extra,
+            full.rows_compared
+        ),
+        "the resumed run re-read a finished range or lost its counts\n{}",
+        resumed.human()
+    );
+    assert_eq!(resumed.cutoff_writetime, cp.cutoff, "the cut-off is kept");
+    let after = read_cp().unwrap();
+    assert!(
+        after.finished.is_some(),
+        "a finished validation records its summary"
+    );
+
+    // The hidden row is really there to be found: a run with --fresh sees it.
+    let again = validate_to_end(&table, state.path(), &["--fresh"]);
+    assert_eq!(again.missing, full.missing + 1, "{}", again.human());
+    assert_eq!(again.tables[0].ranges_resumed, 0);
 }

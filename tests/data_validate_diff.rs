@@ -42,6 +42,9 @@ fn validate_binary(ks: &str, dir: &std::path::Path) -> (i32, ValidationReport) {
             ks,
             "--splits",
             "16",
+            // Each call is a new check of changed data, never the resumption of an earlier one
+            // (a range that timed out under load would otherwise leave a resumable checkpoint).
+            "--fresh",
         ])
         .arg("--state-dir")
         .arg(dir)

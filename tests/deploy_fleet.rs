@@ -266,3 +266,110 @@ async fn check_diff_shows_only_the_read_mode_lines_masks_passwords_and_changes_n
     assert_eq!(snapshot(&fleet), before, "check mode changed something");
     assert_all_ready(&fleet).await;
 }
+
+/// The sandbox inventory without `host`, written to `dir` (an operator's fleet before the
+/// host was added).
+fn inventory_without(fleet: &Fleet, host: &str, dir: &std::path::Path) -> String {
+    let path = std::path::Path::new(&fleet.sb.get("SANDBOX_INVENTORY")).join("hosts.yml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
+    let hosts = doc["all"]["children"]["proxies"]["hosts"]
+        .as_mapping_mut()
+        .expect("proxies.hosts in the sandbox inventory");
+    assert!(hosts.remove(host).is_some(), "{host} not in the inventory");
+    let out = dir.join("hosts.yml");
+    std::fs::write(&out, serde_yaml_ng::to_string(&doc).unwrap()).unwrap();
+    out.display().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adding_a_host_brings_it_up_and_rolls_the_new_topology_through_the_others_under_load() {
+    let fleet = Fleet::take();
+    let dir = tempfile::tempdir().unwrap();
+    let two = inventory_without(&fleet, "zdm-h3", dir.path());
+    fleet
+        .run_with_inventory(&two, DEPLOY, &[])
+        .assert_ok("deploy to zdm-h1, zdm-h2");
+    let pair = format!("{},{}", fleet.address("zdm-h1"), fleet.address("zdm-h2"));
+    for h in ["zdm-h1", "zdm-h2"] {
+        assert_eq!(
+            fleet.setting(h, "proxy_topology_addresses"),
+            Some(pair.clone())
+        );
+    }
+    assert_eq!(fleet.proxy_pid("zdm-h3"), None);
+    let before = [fleet.proxy_pid("zdm-h1"), fleet.proxy_pid("zdm-h2")];
+
+    // An application on the two-proxy fleet keeps writing while the fleet grows.
+    let ks = unique_keyspace("grow");
+    let _drop_ks = fleet.keyspace_guard(&ks);
+    let session = std::sync::Arc::new(fleet.proxy_session(&["zdm-h1", "zdm-h2"]).await);
+    create_table(&session, &ks).await;
+    let load = deploy_support::workload::Workload::start(
+        session.clone(),
+        &ks,
+        2,
+        std::time::Duration::from_millis(40),
+    )
+    .await;
+    let inventory = fleet.sb.get("SANDBOX_INVENTORY");
+    let grown = {
+        let f = &fleet;
+        tokio::task::block_in_place(|| f.run_with_inventory(&inventory, DEPLOY, &[]))
+    };
+    grown.assert_ok("deploy after adding zdm-h3");
+    let report = load.stop().await;
+
+    // zdm-h3 came up first (it served nobody), then zdm-h1 and zdm-h2 took the new topology
+    // one at a time.
+    let order: Vec<&str> = grown
+        .out
+        .lines()
+        .filter(|l| l.starts_with("changed: [") && l.contains(" zdm-proxy"))
+        .collect();
+    assert_eq!(order.len(), 3, "{}", grown.out);
+    for (line, (h, action)) in order.iter().zip([
+        ("zdm-h3", "start zdm-proxy"),
+        ("zdm-h1", "restart zdm-proxy"),
+        ("zdm-h2", "restart zdm-proxy"),
+    ]) {
+        assert!(
+            line.contains(&format!("[{h}]")) && line.ends_with(action),
+            "order: {order:?}"
+        );
+    }
+    let all: Vec<String> = HOSTS.iter().map(|h| fleet.address(h)).collect();
+    for (i, h) in HOSTS.iter().enumerate() {
+        assert_eq!(
+            fleet.setting(h, "proxy_topology_addresses"),
+            Some(all.join(","))
+        );
+        assert_eq!(
+            fleet.setting(h, "proxy_topology_index"),
+            Some(i.to_string())
+        );
+        assert_eq!(fleet.readiness(h).await, Some(200), "{h}");
+    }
+    assert_ne!(fleet.proxy_pid("zdm-h1"), before[0]);
+    assert_ne!(fleet.proxy_pid("zdm-h2"), before[1]);
+    let fresh = fleet.proxy_session(&["zdm-h1"]).await;
+    let mut seen: Vec<String> = fresh
+        .get_cluster_state()
+        .get_nodes_info()
+        .iter()
+        .map(|n| n.address.ip().to_string())
+        .collect();
+    seen.sort();
+    assert_eq!(seen, all, "a client now discovers all three proxies");
+
+    assert!(
+        report.failures.is_empty(),
+        "{} failed client requests, e.g.:\n{}",
+        report.failures.len(),
+        report.failures[..report.failures.len().min(10)].join("\n")
+    );
+    assert!(report.acked.len() > 100, "{} writes", report.acked.len());
+    let origin = fleet.direct_session("origin").await;
+    let target = fleet.direct_session("target").await;
+    deploy_support::workload::assert_on_both_clusters(&origin, &target, &ks, &report.acked).await;
+}

@@ -5,21 +5,15 @@
 //! failed (migrate), so scripts cannot mistake a dirty run for success; errors in the input or
 //! connection return `Err` (the binary exits 1).
 
-use std::collections::BTreeMap;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde_yaml_ng::Value;
 
 use super::checkpoint::write_atomic;
 use super::config::{ClusterConfig, DataConfig, Selection};
-use super::engine::{self, Cutoff, Progress, ValidateOptions};
+use super::engine::{self, Cutoff, ValidateOptions, ValidateResume};
+use super::progress::RunProgress;
 
 /// Exit code of a run that found differences or could not finish every range.
 pub const EXIT_DIFFERENCES: i32 = 2;
@@ -91,7 +85,7 @@ pub struct CommonArgs {
     /// Directory for the checkpoint and reports.
     #[arg(long, default_value = ".zdm-state")]
     pub state_dir: PathBuf,
-    /// Where to write the JSON report (default: STATE_DIR/<command>-report.json).
+    /// Where to write the JSON report (default: STATE_DIR/COMMAND-report.json).
     #[arg(long)]
     pub report: Option<PathBuf>,
 }
@@ -109,6 +103,11 @@ pub struct MigrateArgs {
 pub struct ValidateArgs {
     #[command(flatten)]
     pub common: CommonArgs,
+    /// Ignore the checkpoint of an interrupted validation and check every range again. A
+    /// resumed validation keeps the results of the ranges it had finished: after correcting
+    /// data, validate with --fresh.
+    #[arg(long)]
+    pub fresh: bool,
     /// Percentage of token ranges to check.
     #[arg(long, default_value_t = 100.0)]
     pub sample_percent: f64,
@@ -135,124 +134,70 @@ pub struct ValidateArgs {
     pub max_examples: usize,
 }
 
-/// Variables read from an inventory: `all` vars overlaid with `proxies` group vars.
-pub type InventoryVars = BTreeMap<String, (Value, PathBuf)>;
+/// The connection variables of one inventory host, and where they came from (for messages).
+pub struct InventoryVars {
+    vars: crate::vars::Vars,
+    /// "inventory PATH, host NAME": named by every error about a variable.
+    source: String,
+}
 
-/// Reads the connection variables from an Ansible YAML inventory (file, or directory with
-/// `hosts.yml`) and its `group_vars/`. Precedence, lowest first: `all` vars in the inventory,
-/// `group_vars/all`, `proxies` vars in the inventory, `group_vars/proxies` (Ansible's order).
-///
-/// A stop-gap until the core's inventory module is wired in; each value remembers its file so
-/// errors can name it.
+impl InventoryVars {
+    /// No inventory: every setting must come from flags.
+    pub fn empty() -> InventoryVars {
+        InventoryVars {
+            vars: crate::vars::Vars::new(),
+            source: "no inventory".into(),
+        }
+    }
+}
+
+/// Reads the connection variables through the core's inventory, loaded the way the playbook
+/// mode loads it (YAML or INI, a file or a directory, `group_vars/` and `host_vars/`, Ansible's
+/// precedence): the variables of the `proxies` group's first host, since that is where the proxy
+/// settings (`origin_contact_points`, ...) are meant to live; without a `proxies` group, the
+/// variables every host gets from `all`.
 pub fn read_inventory_vars(path: &Path) -> anyhow::Result<InventoryVars> {
-    let (hosts_file, dir) = if path.is_dir() {
-        let f = ["hosts.yml", "hosts.yaml"]
-            .iter()
-            .map(|n| path.join(n))
-            .find(|p| p.is_file())
-            .with_context(|| {
-                format!(
-                    "{}: no hosts.yml in this inventory directory",
-                    path.display()
-                )
-            })?;
-        (f, path.to_path_buf())
-    } else {
-        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        (path.to_path_buf(), dir)
+    let inv = crate::inventory::Inventory::load(Some(path)).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let host = inv.group_hosts("proxies").into_iter().next();
+    let (vars, source) = match host {
+        Some(h) => (
+            inv.host_vars(&h),
+            format!("inventory {}, host {h}", path.display()),
+        ),
+        // A name no inventory declares gets exactly the `all` layers.
+        None => (
+            inv.host_vars("\u{0}zdm-no-host"),
+            format!("inventory {}, group all", path.display()),
+        ),
     };
-    let text = std::fs::read_to_string(&hosts_file)
-        .with_context(|| format!("reading inventory {}", hosts_file.display()))?;
-    let doc: Value = serde_yaml_ng::from_str(&text)
-        .with_context(|| format!("{}: not valid YAML", hosts_file.display()))?;
-
-    let mut vars = InventoryVars::new();
-    let all = doc.get("all");
-    merge(&mut vars, all.and_then(|a| a.get("vars")), &hosts_file);
-    merge_group_vars(&mut vars, &dir.join("group_vars"), "all")?;
-    let proxies = all
-        .and_then(|a| find_group(a, "proxies"))
-        .or_else(|| doc.get("proxies"));
-    merge(&mut vars, proxies.and_then(|p| p.get("vars")), &hosts_file);
-    merge_group_vars(&mut vars, &dir.join("group_vars"), "proxies")?;
-    Ok(vars)
-}
-
-fn merge(vars: &mut InventoryVars, map: Option<&Value>, file: &Path) {
-    if let Some(Value::Mapping(m)) = map {
-        for (k, v) in m {
-            if let Some(k) = k.as_str() {
-                vars.insert(k.to_string(), (v.clone(), file.to_path_buf()));
-            }
-        }
-    }
-}
-
-fn find_group<'a>(node: &'a Value, name: &str) -> Option<&'a Value> {
-    let children = node.get("children")?;
-    if let Some(g) = children.get(name) {
-        return Some(g);
-    }
-    match children {
-        Value::Mapping(m) => m.values().find_map(|c| find_group(c, name)),
-        _ => None,
-    }
-}
-
-fn merge_group_vars(vars: &mut InventoryVars, dir: &Path, group: &str) -> anyhow::Result<()> {
-    let mut files = Vec::new();
-    for ext in ["yml", "yaml"] {
-        let f = dir.join(format!("{group}.{ext}"));
-        if f.is_file() {
-            files.push(f);
-        }
-    }
-    let sub = dir.join(group);
-    if sub.is_dir() {
-        let mut inner: Vec<PathBuf> = std::fs::read_dir(&sub)?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "yml" || e == "yaml"))
-            .collect();
-        inner.sort();
-        files.extend(inner);
-    }
-    for f in files {
-        let text =
-            std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?;
-        let doc: Value = serde_yaml_ng::from_str(&text)
-            .with_context(|| format!("{}: not valid YAML", f.display()))?;
-        merge(vars, Some(&doc), &f);
-    }
-    Ok(())
+    Ok(InventoryVars { vars, source })
 }
 
 fn scalar(vars: &InventoryVars, name: &str) -> anyhow::Result<Option<String>> {
-    let Some((v, file)) = vars.get(name) else {
+    use serde_json::Value;
+    let Some(v) = vars.vars.get(name) else {
         return Ok(None);
     };
+    let src = &vars.source;
     let s = match v {
         Value::Null => return Ok(None),
         Value::String(s) => s.clone(),
         Value::Number(n) => n.to_string(),
         Value::Bool(b) => b.to_string(),
-        Value::Sequence(items) => items
+        Value::Array(items) => items
             .iter()
             .map(|i| match i {
                 Value::String(s) => Ok(s.clone()),
                 Value::Number(n) => Ok(n.to_string()),
-                _ => anyhow::bail!(
-                    "{}: variable {name}: list items must be strings",
-                    file.display()
-                ),
+                _ => anyhow::bail!("{src}: variable {name}: list items must be strings"),
             })
             .collect::<anyhow::Result<Vec<_>>>()?
             .join(","),
-        _ => anyhow::bail!("{}: variable {name} must be a string", file.display()),
+        _ => anyhow::bail!("{src}: variable {name} must be a string"),
     };
     anyhow::ensure!(
         !s.contains("{{"),
-        "{}: variable {name} is a template; pass --{} instead",
-        file.display(),
+        "{src}: variable {name} is a template; pass --{} instead",
         name.replace('_', "-")
     );
     Ok(Some(s))
@@ -277,15 +222,12 @@ fn cluster_config(
     let port = match port {
         Some(p) => p,
         None => match scalar(vars, &format!("{name}_port"))? {
-            Some(p) => {
-                let file = &vars[&format!("{name}_port")].1;
-                p.parse().with_context(|| {
-                    format!(
-                        "{}: variable {name}_port: {p:?} is not a port number",
-                        file.display()
-                    )
-                })?
-            }
+            Some(p) => p.parse().with_context(|| {
+                format!(
+                    "{}: variable {name}_port: {p:?} is not a port number",
+                    vars.source
+                )
+            })?,
             None => 9042,
         },
     };
@@ -315,7 +257,7 @@ fn cluster_config(
 pub fn data_config(common: &CommonArgs) -> anyhow::Result<(DataConfig, Selection)> {
     let vars = match &common.inventory {
         Some(p) => read_inventory_vars(p)?,
-        None => InventoryVars::new(),
+        None => InventoryVars::empty(),
     };
     let c = &common.connection;
     let origin = cluster_config(
@@ -354,76 +296,6 @@ pub fn data_config(common: &CommonArgs) -> anyhow::Result<(DataConfig, Selection
     ))
 }
 
-/// Progress bars on a terminal (one per table, ranges done, rows/s and ETA); nothing otherwise.
-pub struct TerminalProgress {
-    multi: MultiProgress,
-    bars: Mutex<BTreeMap<String, (ProgressBar, Instant)>>,
-    rows: AtomicU64,
-}
-
-impl TerminalProgress {
-    pub fn new() -> TerminalProgress {
-        TerminalProgress {
-            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
-            bars: Mutex::new(BTreeMap::new()),
-            rows: AtomicU64::new(0),
-        }
-    }
-}
-
-impl Default for TerminalProgress {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Progress for TerminalProgress {
-    fn table_started(&self, table: &str, ranges: u32) {
-        let bar = self.multi.add(ProgressBar::new(ranges as u64));
-        if let Ok(style) = ProgressStyle::with_template(
-            "{prefix:30} [{bar:30}] {pos}/{len} ranges {msg} ETA {eta}",
-        ) {
-            bar.set_style(style.progress_chars("=> "));
-        }
-        bar.set_prefix(table.to_string());
-        bar.enable_steady_tick(Duration::from_millis(500));
-        self.rows.store(0, Ordering::Relaxed);
-        if let Ok(mut b) = self.bars.lock() {
-            b.insert(table.to_string(), (bar, Instant::now()));
-        }
-    }
-
-    fn range_finished(&self, table: &str, rows: u64) {
-        let total = self.rows.fetch_add(rows, Ordering::Relaxed) + rows;
-        if let Ok(b) = self.bars.lock() {
-            if let Some((bar, start)) = b.get(table) {
-                bar.inc(1);
-                let rate = total as f64 / start.elapsed().as_secs_f64().max(1e-3);
-                if total > 0 {
-                    bar.set_message(format!("{total} rows {rate:.0} rows/s"));
-                }
-            }
-        }
-    }
-
-    fn table_finished(&self, table: &str) {
-        if let Ok(b) = self.bars.lock() {
-            if let Some((bar, start)) = b.get(table) {
-                bar.finish();
-                if !std::io::stderr().is_terminal() {
-                    // Plain lines when there is no terminal to draw bars on (CI, logs).
-                    let rows = self.rows.load(Ordering::Relaxed);
-                    eprintln!(
-                        "{table}: {} ranges, {rows} rows in {:.1}s",
-                        bar.position(),
-                        start.elapsed().as_secs_f64()
-                    );
-                }
-            }
-        }
-    }
-}
-
 fn write_report<T: serde::Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
     let json = serde_json::to_vec_pretty(value)?;
     write_atomic(path, &json).with_context(|| format!("writing report {}", path.display()))
@@ -434,7 +306,7 @@ pub async fn run_migrate(args: MigrateArgs) -> anyhow::Result<i32> {
     let (mut cfg, selection) = data_config(&args.common)?;
     cfg.checkpoint = Some(args.common.state_dir.join("migrate-checkpoint.json"));
     cfg.fresh = args.fresh;
-    let progress = TerminalProgress::new();
+    let progress = RunProgress::for_stderr();
     let summary = engine::migrate(&cfg, &selection, &progress).await?;
     let report = args
         .common
@@ -468,8 +340,13 @@ pub async fn run_validate(args: ValidateArgs) -> anyhow::Result<i32> {
         autocorrect_extra: args.autocorrect_extra,
         max_examples: args.max_examples,
     };
-    let progress = TerminalProgress::new();
-    let report = engine::validate(&cfg, &selection, &opts, &progress).await?;
+    let resume = ValidateResume {
+        checkpoint: args.common.state_dir.join("validate-checkpoint.json"),
+        fresh: args.fresh,
+    };
+    let progress = RunProgress::for_stderr();
+    let report =
+        engine::validate_resumable(&cfg, &selection, &opts, Some(&resume), &progress).await?;
     let path = args
         .common
         .report
@@ -494,7 +371,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("hosts.yml"),
-            "all:\n  vars:\n    origin_port: 9000\n    origin_username: a\n  children:\n    proxies:\n      hosts:\n        h1: {}\n      vars:\n        origin_contact_points: [10.0.0.1, 10.0.0.2]\n        origin_username: inv_proxies\n        target_contact_points: 10.0.0.9\n        target_password: secret\n",
+            "all:\n  vars:\n    origin_port: 9000\n    origin_username: a\n  children:\n    proxies:\n      hosts:\n        h1: {}\n        h2: {}\n      vars:\n        origin_contact_points: [10.0.0.1, 10.0.0.2]\n        origin_username: inv_proxies\n        target_contact_points: 10.0.0.9\n        target_password: secret\n",
         )
         .unwrap();
         std::fs::create_dir(dir.path().join("group_vars")).unwrap();
@@ -504,11 +381,18 @@ mod tests {
             "origin_username: gv_proxies\n",
         )
         .unwrap();
+        std::fs::create_dir(dir.path().join("host_vars")).unwrap();
+        // host_vars of the first proxies host win over every group layer.
+        std::fs::write(dir.path().join("host_vars/h1.yml"), "target_port: 9300\n").unwrap();
+        std::fs::write(dir.path().join("host_vars/h2.yml"), "target_port: 1111\n").unwrap();
         let vars = read_inventory_vars(dir.path()).unwrap();
         let c = cluster_config("origin", &vars, &None, None, &None, &None, None).unwrap();
         assert_eq!(c.contact_points, vec!["10.0.0.1", "10.0.0.2"]);
         assert_eq!(c.port, 9100);
         assert_eq!(c.username.as_deref(), Some("gv_proxies"));
+        let t = cluster_config("target", &vars, &None, None, &None, &None, None).unwrap();
+        assert_eq!(t.port, 9300);
+        // Flags override the inventory.
         let t = cluster_config(
             "target",
             &vars,
@@ -529,22 +413,53 @@ mod tests {
     }
 
     #[test]
-    fn bad_port_names_the_file() {
+    fn ini_inventory_and_all_group_without_proxies() {
+        let dir = tempfile::tempdir().unwrap();
+        let ini = dir.path().join("hosts.ini");
+        std::fs::write(
+            &ini,
+            "[proxies]\nh1 target_port=9400\n\n[proxies:vars]\norigin_contact_points=10.1.1.1\ntarget_contact_points=10.1.1.2\n",
+        )
+        .unwrap();
+        let vars = read_inventory_vars(&ini).unwrap();
+        let o = cluster_config("origin", &vars, &None, None, &None, &None, None).unwrap();
+        assert_eq!(o.contact_points, vec!["10.1.1.1"]);
+        let t = cluster_config("target", &vars, &None, None, &None, &None, None).unwrap();
+        assert_eq!(t.port, 9400);
+
+        // No proxies group: the `all` variables.
+        let yml = dir.path().join("other.yml");
+        std::fs::write(
+            &yml,
+            "all:\n  hosts:\n    x: {}\n  vars:\n    origin_contact_points: 10.2.2.2\n",
+        )
+        .unwrap();
+        let vars = read_inventory_vars(&yml).unwrap();
+        let o = cluster_config("origin", &vars, &None, None, &None, &None, None).unwrap();
+        assert_eq!(o.contact_points, vec!["10.2.2.2"]);
+    }
+
+    #[test]
+    fn bad_port_names_the_inventory_and_host() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("inv.yml");
         std::fs::write(
             &f,
-            "all:\n  vars:\n    origin_contact_points: h\n    origin_port: nine\n",
+            "all:\n  children:\n    proxies:\n      hosts:\n        h9: {}\n  vars:\n    origin_contact_points: h\n    origin_port: nine\n",
         )
         .unwrap();
         let vars = read_inventory_vars(&f).unwrap();
         let err = cluster_config("origin", &vars, &None, None, &None, &None, None).unwrap_err();
         let msg = format!("{err:#}");
         assert!(
-            msg.contains("inv.yml") && msg.contains("origin_port"),
+            msg.contains("inv.yml") && msg.contains("h9") && msg.contains("origin_port"),
             "{msg}"
         );
         let err = cluster_config("target", &vars, &None, None, &None, &None, None).unwrap_err();
         assert!(format!("{err:#}").contains("target_contact_points"));
+        let Err(err) = read_inventory_vars(&dir.path().join("nope.yml")) else {
+            panic!("a missing inventory must be an error");
+        };
+        assert!(format!("{err:#}").contains("nope.yml"), "{err:#}");
     }
 }

@@ -249,7 +249,7 @@ pub fn row_writes(
 }
 
 /// Whether copying this table needs target's rows of each range first: a non-frozen list is not
-/// idempotent to write (see [`list_action`]).
+/// idempotent to write (see `list_action`).
 pub fn needs_target_read(table: &Table) -> bool {
     table.value_columns().any(|c| c.kind == CellKind::WholeList)
 }

@@ -11,7 +11,7 @@ use scylla::client::session::Session;
 use scylla::statement::prepared::PreparedStatement;
 
 use super::autocorrect;
-use super::checkpoint::{self, Checkpoint};
+use super::checkpoint::{self, Checkpoint, ValidateCheckpoint};
 use super::config::{DataConfig, Selection};
 use super::copy::{self, row_writes, WriteOptions, Writer};
 use super::diff::{column_diffs, key_map, DiffOptions, Finding, RangeDiff};
@@ -24,6 +24,12 @@ use super::value::{key_id, ScannedRow};
 /// Receives progress as ranges finish (progress bars, playbook output). Must be cheap.
 pub trait Progress: Send + Sync {
     fn table_started(&self, _table: &str, _ranges: u32) {}
+    /// Ranges an interrupted run had finished (not worked on now; kept out of rates).
+    fn ranges_resumed(&self, table: &str, ranges: u32) {
+        for _ in 0..ranges {
+            self.range_finished(table, 0);
+        }
+    }
     fn range_finished(&self, _table: &str, _rows: u64) {}
     fn table_finished(&self, _table: &str) {}
 }
@@ -148,9 +154,7 @@ pub async fn migrate(
             ..Default::default()
         };
         progress.table_started(&name, ranges.len() as u32);
-        for _ in 0..t.ranges_resumed {
-            progress.range_finished(&name, 0);
-        }
+        progress.ranges_resumed(&name, t.ranges_resumed);
 
         let results: Vec<(TokenRange, anyhow::Result<(u64, u64)>)> = futures::stream::iter(pending)
             .map(|range| {
@@ -359,6 +363,15 @@ pub struct ValidateOptions {
     pub max_examples: usize,
 }
 
+/// Where a validation keeps its per-range progress (never migrate's file: the two runs resume
+/// independently).
+#[derive(Clone, Debug)]
+pub struct ValidateResume {
+    pub checkpoint: std::path::PathBuf,
+    /// Ignore an existing checkpoint and check every range again.
+    pub fresh: bool,
+}
+
 impl Default for ValidateOptions {
     fn default() -> Self {
         ValidateOptions {
@@ -373,20 +386,66 @@ impl Default for ValidateOptions {
     }
 }
 
+/// What makes two validate runs' range results comparable; a resumed run must match.
+fn validate_fingerprint(opts: &ValidateOptions) -> String {
+    let cutoff = match opts.cutoff {
+        Cutoff::StartOfRun => "start-of-run".to_string(),
+        Cutoff::At(t) => format!("at-{t}"),
+        Cutoff::None => "none".to_string(),
+    };
+    format!(
+        "sample={} cutoff={cutoff} compare_writetime={} autocorrect={}/{}/{}",
+        opts.sample_percent.min(100.0),
+        opts.compare_writetime,
+        opts.autocorrect_missing,
+        opts.autocorrect_mismatched,
+        opts.autocorrect_extra
+    )
+}
+
 /// Compares every selected origin table with target (or a sample of token ranges), optionally
-/// correcting what is missing or mismatched.
+/// correcting what is missing or mismatched. Nothing is checkpointed: see
+/// [`validate_resumable`].
 pub async fn validate(
     cfg: &DataConfig,
     sel: &Selection,
     opts: &ValidateOptions,
     progress: &dyn Progress,
 ) -> anyhow::Result<ValidationReport> {
+    validate_resumable(cfg, sel, opts, None, progress).await
+}
+
+/// [`validate`] with a checkpoint: each finished range's counts are saved, so an interrupted
+/// run resumes (same cut-off, finished ranges not read again) unless `resume.fresh`.
+pub async fn validate_resumable(
+    cfg: &DataConfig,
+    sel: &Selection,
+    opts: &ValidateOptions,
+    resume: Option<&ValidateResume>,
+    progress: &dyn Progress,
+) -> anyhow::Result<ValidationReport> {
     let started = Instant::now();
-    let cutoff = match opts.cutoff {
-        Cutoff::StartOfRun => Some(now_micros()),
-        Cutoff::At(t) => Some(t),
-        Cutoff::None => None,
+    let fingerprint = validate_fingerprint(opts);
+    let checkpoint_path = resume.map(|r| r.checkpoint.as_path());
+    let resumed = match resume {
+        Some(r) if !r.fresh => {
+            ValidateCheckpoint::load_for_resume(&r.checkpoint, cfg.splits, &fingerprint)?
+        }
+        _ => None,
     };
+    let checkpoint = match resumed {
+        Some(cp) => cp,
+        None => {
+            let cutoff = match opts.cutoff {
+                Cutoff::StartOfRun => Some(now_micros()),
+                Cutoff::At(t) => Some(t),
+                Cutoff::None => None,
+            };
+            ValidateCheckpoint::new(cfg.splits, fingerprint, cutoff)
+        }
+    };
+    let cutoff = checkpoint.cutoff;
+    let checkpoint = Mutex::new(checkpoint);
     let run = prepare_run(cfg, sel).await?;
     if opts.autocorrect_missing || opts.autocorrect_mismatched || opts.autocorrect_extra {
         for (t, _) in &run.tables {
@@ -413,24 +472,30 @@ pub async fn validate(
         cutoff_writetime: cutoff,
         ..Default::default()
     };
-    for (table, target_table) in &run.tables {
+    for (table, _) in &run.tables {
         let name = table.display_name();
-        let with_times = true;
-        let origin_select = prepare_select(&run.origin, table, with_times, "origin").await?;
         // Target is read with origin's column list so cells line up even if target has more.
-        let _ = target_table;
-        let target_select = prepare_select(&run.target, table, with_times, "target").await?;
+        let origin_select = prepare_select(&run.origin, table, true, "origin").await?;
+        let target_select = prepare_select(&run.target, table, true, "target").await?;
         let lookups = autocorrect::Lookups::prepare(&run.target, table).await?;
+        let (pending, resumed_count): (Vec<TokenRange>, u32) = {
+            let cp = checkpoint.lock().expect("checkpoint lock");
+            let pending: Vec<TokenRange> = ranges
+                .iter()
+                .copied()
+                .filter(|r| !cp.is_done(&name, r.index))
+                .collect();
+            let resumed = (ranges.len() - pending.len()) as u32;
+            (pending, resumed)
+        };
         progress.table_started(&name, ranges.len() as u32);
-        let acc = Mutex::new(TableValidation {
-            table: name.clone(),
-            ..Default::default()
-        });
-        let results: Vec<(TokenRange, anyhow::Result<()>)> = futures::stream::iter(ranges.clone())
+        progress.ranges_resumed(&name, resumed_count);
+        let failures: Vec<(TokenRange, anyhow::Error)> = futures::stream::iter(pending)
             .map(|range| {
                 let (origin_select, target_select) = (&origin_select, &target_select);
                 let (origin_limit, target_limit) = (origin_limit.clone(), target_limit.clone());
-                let (acc, writer, run, name, lookups) = (&acc, &writer, &run, &name, &lookups);
+                let (writer, run, name, lookups) = (&writer, &run, &name, &lookups);
+                let checkpoint = &checkpoint;
                 async move {
                     let result = validate_range(
                         cfg,
@@ -443,25 +508,27 @@ pub async fn validate(
                         writer,
                         lookups,
                         range,
-                        acc,
                     )
                     .await;
-                    progress.range_finished(name, 0);
-                    (range, result)
+                    let rows = result.as_ref().map(|p| p.rows_compared).unwrap_or(0);
+                    record_validated(opts, checkpoint_path, checkpoint, name, range, &result);
+                    progress.range_finished(name, rows);
+                    result.err().map(|e| (range, e))
                 }
             })
             .buffer_unordered(cfg.concurrency.max(1))
+            .filter_map(|f| async move { f })
             .collect()
             .await;
-        let mut t = acc.into_inner().expect("validation lock");
-        for (range, result) in results {
-            match result {
-                Ok(()) => t.ranges_checked += 1,
-                Err(e) => {
-                    t.ranges_failed += 1;
-                    t.failures.insert(range.index, format!("{e:#}"));
-                }
-            }
+        let mut t = {
+            let mut cp = checkpoint.lock().expect("checkpoint lock");
+            cp.table(&name).totals.clone()
+        };
+        t.table = name.clone();
+        t.ranges_resumed = resumed_count;
+        for (range, e) in failures {
+            t.ranges_failed += 1;
+            t.failures.insert(range.index, format!("{e:#}"));
         }
         progress.table_finished(&name);
         report.missing += t.missing;
@@ -479,7 +546,43 @@ pub async fn validate(
     }
     report.elapsed_secs = started.elapsed().as_secs_f64();
     report.rows_per_sec = report.rows_compared as f64 / report.elapsed_secs.max(1e-9);
+    if let Some(path) = checkpoint_path {
+        let mut cp = checkpoint.lock().expect("checkpoint lock");
+        if report.ranges_failed == 0 {
+            cp.finished = Some(report.clone());
+        }
+        checkpoint::save_validate(path, &cp)?;
+    }
     Ok(report)
+}
+
+/// Adds a finished range's result to the checkpoint (or records its failure) and saves it, in
+/// one atomic write so counts and the set of done ranges never disagree after a kill.
+fn record_validated(
+    opts: &ValidateOptions,
+    path: Option<&std::path::Path>,
+    checkpoint: &Mutex<ValidateCheckpoint>,
+    table: &str,
+    range: TokenRange,
+    result: &anyhow::Result<TableValidation>,
+) {
+    let mut cp = checkpoint.lock().expect("checkpoint lock");
+    let tp = cp.table(table);
+    match result {
+        Ok(part) => {
+            tp.failed.remove(&range.index);
+            tp.done.insert(range.index, part.rows_compared);
+            tp.totals.absorb(part, opts.max_examples);
+        }
+        Err(e) => {
+            tp.failed.insert(range.index, format!("{e:#}"));
+        }
+    }
+    if let Some(path) = path {
+        if let Err(e) = checkpoint::save_validate(path, &cp) {
+            tracing::error!("cannot save checkpoint {}: {e:#}", path.display());
+        }
+    }
 }
 
 type Limits = (Option<Arc<RateLimiter>>, Option<Arc<RateLimiter>>);
@@ -496,8 +599,7 @@ async fn validate_range(
     writer: &Writer,
     lookups: &autocorrect::Lookups,
     range: TokenRange,
-    acc: &Mutex<TableValidation>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<TableValidation> {
     let retry = retry_policy(cfg);
     let mut target_rows = Vec::new();
     let mut scanner = RangeScanner::new(
@@ -550,7 +652,10 @@ async fn validate_range(
     )
     .await?;
 
-    let mut t = acc.lock().expect("validation lock");
+    let mut t = TableValidation {
+        ranges_checked: 1,
+        ..Default::default()
+    };
     t.rows_compared += compared;
     t.skipped_recent += recent + extra_recent;
     t.corrected_missing += corrected.missing;
@@ -583,5 +688,5 @@ async fn validate_range(
             }
         }
     }
-    Ok(())
+    Ok(t)
 }

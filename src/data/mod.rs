@@ -11,6 +11,9 @@
 //! - [`checkpoint`]: per-range progress file, written atomically, so a run can resume.
 //! - [`report`]: summaries, the JSON report and the human summary.
 //! - [`engine`]: the library entry points [`migrate`] and [`validate`] a playbook module wraps.
+//! - [`progress`]: bars with rows/s and ETA on a terminal, plain periodic lines otherwise.
+//! - [`cdm`]: Cassandra Data Migrator's settings, command line and run-tracking gate
+//!   (the `zdm_cdm` module), for data that outgrows one machine.
 //! - [`cli`]: the `zdm-run migrate` / `zdm-run validate` subcommands.
 //!
 //! What is preserved, and where the CQL interface sets limits:
@@ -22,15 +25,21 @@
 //! - a row's primary-key liveness (row marker) timestamp is not readable through CQL: a row
 //!   with no non-key cells is written with the time it was read;
 //! - counter tables are refused by migrate (validate compares them);
-//! - only Murmur3 token ranges; validate is not checkpointed (a rerun starts over).
+//! - only Murmur3 token ranges.
+//!
+//! Both migrate and validate checkpoint per range; an interrupted run resumes (a resumed
+//! validate keeps the first run's writetime cut-off and reports totals over all ranges). In the
+//! library, [`validate`] keeps no checkpoint and [`validate_resumable`] does (the CLI uses it).
 
 pub mod autocorrect;
+pub mod cdm;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod copy;
 pub mod diff;
 pub mod engine;
+pub mod progress;
 pub mod ranges;
 pub mod report;
 pub mod scan;
@@ -38,5 +47,8 @@ pub mod schema;
 pub mod value;
 
 pub use config::{ClusterConfig, DataConfig, Selection};
-pub use engine::{migrate, validate, Cutoff, NoProgress, Progress, ValidateOptions};
+pub use engine::{
+    migrate, validate, validate_resumable, Cutoff, NoProgress, Progress, ValidateOptions,
+    ValidateResume,
+};
 pub use report::{MigrateSummary, Thresholds, ValidationReport};

@@ -85,7 +85,11 @@ pub struct Mismatch {
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct TableValidation {
     pub table: String,
+    /// Ranges with a result, including those an interrupted earlier run finished.
     pub ranges_checked: u32,
+    /// Of `ranges_checked`, the ranges taken from the checkpoint of an interrupted run.
+    #[serde(default)]
+    pub ranges_resumed: u32,
     pub ranges_failed: u32,
     pub rows_compared: u64,
     pub missing: u64,
@@ -105,6 +109,34 @@ pub struct TableValidation {
     pub mismatched_rows: Vec<Mismatch>,
     pub extra_keys: Vec<BTreeMap<String, String>>,
     pub failures: BTreeMap<u32, String>,
+}
+
+impl TableValidation {
+    /// Adds the result of one more range, keeping at most `max_examples` keys per kind.
+    pub fn absorb(&mut self, part: &TableValidation, max_examples: usize) {
+        self.ranges_checked += part.ranges_checked;
+        self.rows_compared += part.rows_compared;
+        self.missing += part.missing;
+        self.mismatched += part.mismatched;
+        self.extra += part.extra;
+        self.skipped_recent += part.skipped_recent;
+        self.corrected_missing += part.corrected_missing;
+        self.corrected_mismatched += part.corrected_mismatched;
+        self.corrected_extra += part.corrected_extra;
+        self.corrected_raised_writetime += part.corrected_raised_writetime;
+        self.corrections_failed += part.corrections_failed;
+        fn take<T: Clone>(into: &mut Vec<T>, from: &[T], max: usize) {
+            let room = max.saturating_sub(into.len());
+            into.extend(from.iter().take(room).cloned());
+        }
+        take(&mut self.missing_keys, &part.missing_keys, max_examples);
+        take(
+            &mut self.mismatched_rows,
+            &part.mismatched_rows,
+            max_examples,
+        );
+        take(&mut self.extra_keys, &part.extra_keys, max_examples);
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]

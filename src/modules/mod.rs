@@ -14,6 +14,7 @@ mod info;
 mod net;
 mod service;
 pub mod spec;
+mod zdm_cdm;
 pub(crate) mod zdm_proxy_binary;
 
 use std::path::Path;
@@ -160,6 +161,7 @@ pub fn module(name: &str) -> Option<Box<dyn Module>> {
         "uri" => Box::new(net::Uri),
         "wait_for" => Box::new(net::WaitFor),
         "zdm_proxy_binary" => Box::new(zdm_proxy_binary::ZdmProxyBinary),
+        "zdm_cdm" => Box::new(zdm_cdm::ZdmCdm),
         "service" => Box::new(service::Service),
         "fetch" => Box::new(fetch::Fetch),
         "gather_facts" | "setup" => Box::new(crate::facts::GatherFacts),
@@ -170,6 +172,7 @@ pub fn module(name: &str) -> Option<Box<dyn Module>> {
 /// Specs of the fleet modules, kept beside their code (looked up after `spec::MODULES`).
 pub(crate) static FLEET_SPECS: &[&spec::ModuleSpec] = &[
     &zdm_proxy_binary::SPEC,
+    &zdm_cdm::SPEC,
     &service::SPEC,
     &fetch::SPEC,
     &crate::facts::SPEC,
