@@ -1,6 +1,6 @@
-//! The phase order with the real playbooks: phase 4 right after phase 1 is refused before any
-//! proxy is touched; with `--force-phase` it runs, warns, and the state history keeps the
-//! warning for good.
+//! The phase order with the real playbooks: phase 4 right after phase 1 (phases 2 and 3 never
+//! ran) is refused before any proxy is touched; with `--force-phase` it runs, warns, and the
+//! state history keeps the warning for good.
 
 mod deploy_support;
 mod migration_support;
@@ -33,7 +33,7 @@ async fn phase4_before_phase2_is_refused_and_forcing_it_is_recorded() {
     let refused = run_phase(&fleet, inv, &ks, "phase4.yml", &[]).await;
     assert_eq!(refused.code, 2, "phase4 after phase1:\n{}", refused.out);
     assert!(
-        refused.out.contains("phase2") && refused.out.contains("--force-phase"),
+        refused.out.contains("needs phase3 completed") && refused.out.contains("--force-phase"),
         "the refusal names the missing phase and the override:\n{}",
         refused.out
     );
@@ -70,7 +70,7 @@ async fn phase4_before_phase2_is_refused_and_forcing_it_is_recorded() {
         .clone();
     let warning = started["forced"].as_str().unwrap_or_default();
     assert!(
-        warning.starts_with("WARNING: --force-phase") && warning.contains("phase2"),
+        warning.starts_with("WARNING: --force-phase") && warning.contains("phase3"),
         "the override is recorded with the start: {started:#}"
     );
 }
