@@ -219,7 +219,7 @@ async fn run(
     seconds: u64,
     progress_every: u64,
 ) -> anyhow::Result<bool> {
-    if !(rate > 0.0) {
+    if !rate.is_finite() || rate <= 0.0 {
         bail!("--rate must be > 0");
     }
     let session = Arc::new(through_proxies(env).await?);
