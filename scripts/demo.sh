@@ -40,10 +40,14 @@ cargo build --quiet -p zdm-proxy -p zdm-run --bins
 zdm_run=target/debug/zdm-run
 workload_bin=target/debug/zdm-demo-workload
 
-# The proxy hosts are shared with the test suite: hold its fleet lock for the whole demo so no
-# test deploys to /opt/zdm-proxy meanwhile.
-exec 9>/tmp/zdm-run-deploy-tests.lock
-flock 9
+# The sandbox is shared with the test suite: take the locks its fleet tests take, in the same
+# order, for the whole demo: the deploy tests' lock (nobody else deploys to /opt/zdm-proxy),
+# then shared the proxy tests' cluster lock (no test stops a cluster) and the SSH tests' fault
+# lock (no test cuts a host or stops its sshd).
+exec 7>/tmp/zdm-run-deploy-tests.lock 8>"${TMPDIR:-/tmp}/zdm-proxy-tests.lock" 9>/tmp/zdm-run-ssh-tests-faults.lock
+flock 7
+flock -s 8
+flock -s 9
 
 # A migration of its own: the state file lives beside the inventory, so a fresh copy of the
 # generated inventory starts the demo at "not started".
