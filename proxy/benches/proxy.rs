@@ -4,7 +4,7 @@
 //! `bench-results/proxy.md`.
 //!
 //! Run: `ZDM_SANDBOX_ENV=/path/.sandbox/env cargo bench -p zdm-proxy --bench proxy`
-//! (optional: BENCH_SECONDS, BENCH_CONCURRENCY).
+//! (optional: BENCH_SECONDS, BENCH_CONCURRENCY, BENCH_PROXY_BIN).
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
@@ -182,12 +182,16 @@ fn main() {
         env.push(("TOKIO_WORKER_THREADS".into(), n));
     }
     let proxy = Kill(
-        Command::new(env!("CARGO_BIN_EXE_zdm-proxy"))
-            .env_clear()
-            .envs(env)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn zdm-proxy"),
+        // BENCH_PROXY_BIN: run another build (e.g. the previous commit's) under the same conditions.
+        Command::new(
+            std::env::var("BENCH_PROXY_BIN")
+                .unwrap_or_else(|_| env!("CARGO_BIN_EXE_zdm-proxy").to_string()),
+        )
+        .env_clear()
+        .envs(env)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn zdm-proxy"),
     );
     let pid = proxy.0.id();
     let deadline = Instant::now() + Duration::from_secs(90);
