@@ -140,8 +140,27 @@ impl Drop for Kill {
     }
 }
 
+/// Holds the proxy tests' cluster lock shared, so a fault test (target_down stops the target)
+/// cannot run in the middle of a measurement; waits while one runs.
+fn cluster_lock_shared() -> std::fs::File {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(std::env::temp_dir().join("zdm-proxy-tests.lock"))
+        .expect("open the proxy tests' lock file");
+    assert_eq!(
+        unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH) },
+        0,
+        "flock failed"
+    );
+    f
+}
+
 fn main() {
     let sb = sandbox();
+    let _lock = cluster_lock_shared();
     let secs: u64 = std::env::var("BENCH_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
