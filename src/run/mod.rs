@@ -90,6 +90,13 @@ pub struct Runner<'a> {
     pool: crate::transport::Pool,
 }
 
+/// How a play ended.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum PlayEnd {
+    Completed,
+    PolicyTripped,
+}
+
 /// Per-play mutable state.
 #[derive(Default)]
 struct PlayState {
@@ -162,14 +169,25 @@ impl<'a> Runner<'a> {
 
     /// Runs every play. Host failures are in the recap; `Err` is for problems that stop
     /// the whole run (a vars file that cannot be read, ...).
+    ///
+    /// A play whose failure policy trips (`any_errors_fatal`, `max_fail_percentage`, a whole
+    /// batch failed) ends the run, as in Ansible: later plays must not go on with the hosts
+    /// that are left, e.g. a rolling restart after its fact-gathering play lost a host.
     pub async fn run(&mut self) -> Result<(), RunError> {
         for play in &self.playbook.plays {
-            self.run_play(play).await?;
+            if self.run_play(play).await? == PlayEnd::PolicyTripped {
+                self.out.warn(&format!(
+                    "run stopped after play '{}': later plays untouched",
+                    play.name
+                ));
+                break;
+            }
         }
         Ok(())
     }
 
-    async fn run_play(&mut self, play: &Play) -> Result<(), RunError> {
+    /// Runs one play; tells whether it ran to its end or its failure policy stopped it.
+    async fn run_play(&mut self, play: &Play) -> Result<PlayEnd, RunError> {
         let mut hosts = self.play_hosts(play)?;
         for unknown in crate::inventory::unknown_terms(self.inventory, &self.play_pattern(play)?) {
             self.out.warn(&format!(
@@ -181,7 +199,7 @@ impl<'a> Runner<'a> {
         if hosts.is_empty() {
             self.out
                 .warn(&format!("play '{}': no hosts matched, skipping", play.name));
-            return Ok(());
+            return Ok(PlayEnd::Completed);
         }
         let mut play_vars = play.vars.clone();
         for f in &play.vars_files {
@@ -242,10 +260,10 @@ impl<'a> Runner<'a> {
                     play.name,
                     batch.join(", ")
                 ));
-                return Ok(());
+                return Ok(PlayEnd::PolicyTripped);
             }
         }
-        Ok(())
+        Ok(PlayEnd::Completed)
     }
 
     /// Splits the play's hosts into `serial` batches (the last size repeats).

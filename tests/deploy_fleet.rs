@@ -1,0 +1,375 @@
+//! `playbooks/deploy.yml` against the sandbox fleet as generated (no extra variables): a new
+//! fleet, an idempotent second run, a config the proxy refuses, and a `--check --diff` plan.
+
+mod deploy_support;
+mod ssh_support;
+
+use std::net::SocketAddr;
+
+use deploy_support::workload::{create_table, keys_on};
+use deploy_support::{unique_keyspace, Fleet, CQL_PORT, HOSTS};
+use scylla::client::execution_profile::ExecutionProfile;
+use scylla::client::session::Session;
+use scylla::policies::load_balancing::{NodeIdentifier, SingleTargetLoadBalancingPolicy};
+use scylla::statement::unprepared::Statement;
+
+const DEPLOY: &str = "playbooks/deploy.yml";
+
+/// A statement the driver must send to this one proxy (no other node may answer it).
+fn via(fleet: &Fleet, host: &str, cql: String) -> Statement {
+    let addr: SocketAddr = format!("{}:{CQL_PORT}", fleet.address(host))
+        .parse()
+        .unwrap();
+    let profile = ExecutionProfile::builder()
+        .load_balancing_policy(SingleTargetLoadBalancingPolicy::new(
+            NodeIdentifier::NodeAddress(addr),
+            None,
+        ))
+        .build();
+    let mut s = Statement::new(cql);
+    s.set_execution_profile_handle(Some(profile.into_handle()));
+    s
+}
+
+/// Writes key `k` through `host`'s proxy and reads it back through the same proxy.
+async fn write_and_read_through(fleet: &Fleet, s: &Session, host: &str, ks: &str, k: i64) {
+    s.query_unpaged(
+        via(
+            fleet,
+            host,
+            format!("INSERT INTO {ks}.kv (k, v) VALUES ({k}, {})", k * 7),
+        ),
+        &[],
+    )
+    .await
+    .unwrap_or_else(|e| panic!("write through {host}: {e}"));
+    let row = s
+        .query_unpaged(
+            via(fleet, host, format!("SELECT v FROM {ks}.kv WHERE k = {k}")),
+            &[],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("read through {host}: {e}"))
+        .into_rows_result()
+        .unwrap()
+        .maybe_first_row::<(i64,)>()
+        .unwrap();
+    assert_eq!(row, Some((k * 7,)), "read back through {host}");
+}
+
+/// Pid and config of every host, to prove later that nothing was touched.
+fn snapshot(fleet: &Fleet) -> Vec<(Option<u32>, String)> {
+    HOSTS
+        .iter()
+        .map(|h| (fleet.proxy_pid(h), fleet.config(h)))
+        .collect()
+}
+
+async fn assert_all_ready(fleet: &Fleet) {
+    for h in HOSTS {
+        assert_eq!(fleet.readiness(h).await, Some(200), "{h} readiness");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_fleet_is_deployed_each_proxy_serves_cql_and_a_second_run_changes_nothing() {
+    let fleet = Fleet::take();
+    for h in HOSTS {
+        assert_eq!(fleet.proxy_pid(h), None, "{h} must start empty");
+        assert_eq!(fleet.config(h), "", "{h} must start empty");
+    }
+
+    let first = fleet.run(DEPLOY, &[]);
+    first.assert_ok("deploy to a new fleet");
+    let addresses: Vec<String> = HOSTS.iter().map(|h| fleet.address(h)).collect();
+    for (i, h) in HOSTS.iter().enumerate() {
+        assert!(first.recap(h, "changed") > 0, "{h} was not deployed");
+        assert!(fleet.proxy_pid(h).is_some(), "no proxy runs on {h}");
+        assert_eq!(fleet.readiness(h).await, Some(200), "{h} readiness");
+        let cfg = fleet.config(h);
+        let get = |k: &str| deploy_support::setting_of(&cfg, k);
+        assert_eq!(get("proxy_listen_address"), Some(fleet.address(h)));
+        assert_eq!(get("proxy_listen_port").as_deref(), Some("9042"));
+        assert_eq!(get("metrics_port").as_deref(), Some("14001"));
+        assert_eq!(get("proxy_topology_addresses"), Some(addresses.join(",")));
+        assert_eq!(get("proxy_topology_index"), Some(i.to_string()));
+        assert_eq!(
+            fleet
+                .ssh(h, "stat -c %a /opt/zdm-proxy/zdm-proxy.yml")
+                .trim(),
+            "600",
+            "the config holds passwords"
+        );
+    }
+
+    // Each proxy answers CQL: a key written through it is read back through it, and the
+    // write reached both clusters.
+    let ks = unique_keyspace("scratch");
+    let _drop_ks = fleet.keyspace_guard(&ks);
+    let session = fleet.proxy_session(&HOSTS).await;
+    let mut seen: Vec<String> = session
+        .get_cluster_state()
+        .get_nodes_info()
+        .iter()
+        .map(|n| n.address.ip().to_string())
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen, addresses,
+        "the driver sees the proxy fleet as the cluster"
+    );
+    create_table(&session, &ks).await;
+    for (i, h) in HOSTS.iter().enumerate() {
+        write_and_read_through(&fleet, &session, h, &ks, i as i64).await;
+    }
+    for cluster in ["origin", "target"] {
+        let direct = fleet.direct_session(cluster).await;
+        let mut keys: Vec<i64> = keys_on(&direct, &ks).await.into_iter().collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            vec![0, 1, 2],
+            "keys written through the proxies on {cluster}"
+        );
+    }
+
+    // Second run: nothing to do, nothing uploaded, no proxy restarted.
+    let before = snapshot(&fleet);
+    let binary_ids: Vec<String> = HOSTS
+        .iter()
+        .map(|h| fleet.ssh(h, "stat -L -c '%i %Y' /opt/zdm-proxy/current/zdm-proxy"))
+        .collect();
+    let second = fleet.run(DEPLOY, &[]);
+    second.assert_ok("second deploy");
+    for h in HOSTS {
+        assert_eq!(second.recap(h, "changed"), 0, "{h}:\n{}", second.out);
+    }
+    assert!(
+        second.results("changed").is_empty() && !second.out.contains("=> upload"),
+        "{}",
+        second.out
+    );
+    assert_eq!(snapshot(&fleet), before, "a no-op run touched a proxy");
+    let binary_ids_after: Vec<String> = HOSTS
+        .iter()
+        .map(|h| fleet.ssh(h, "stat -L -c '%i %Y' /opt/zdm-proxy/current/zdm-proxy"))
+        .collect();
+    assert_eq!(binary_ids_after, binary_ids, "a binary was uploaded again");
+    assert_all_ready(&fleet).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_the_proxy_rejects_keeps_the_old_config_running_and_stops_the_run() {
+    let fleet = Fleet::take();
+    fleet.run(DEPLOY, &[]).assert_ok("deploy");
+    let before = snapshot(&fleet);
+
+    let run = fleet.run(DEPLOY, &["-e", "read_mode=SOMETIMES"]);
+    assert_eq!(run.code, 2, "a host failed:\n{}", run.out);
+    // The proxy's own words: which setting, which value, what it accepts.
+    let failed = run.results("failed");
+    assert_eq!(failed.len(), 1, "{}", run.out);
+    assert!(failed[0].starts_with("failed: [zdm-h1]"), "{}", failed[0]);
+    for words in [
+        "invalid value for setting `read_mode`",
+        "SOMETIMES",
+        "PRIMARY_ONLY",
+    ] {
+        assert!(failed[0].contains(words), "{words} not in: {}", failed[0]);
+    }
+    assert_eq!(run.recap("zdm-h1", "failed"), 1);
+    for h in ["zdm-h2", "zdm-h3"] {
+        assert_eq!(run.recap(h, "changed"), 0, "{h} must be untouched");
+        assert_eq!(run.recap(h, "failed"), 0);
+    }
+    // Nothing replaced: same processes, same config files (also on zdm-h1), all serving.
+    assert_eq!(snapshot(&fleet), before);
+    assert_eq!(
+        fleet.setting("zdm-h1", "read_mode").as_deref(),
+        Some("PRIMARY_ONLY")
+    );
+    assert_all_ready(&fleet).await;
+    let ks = unique_keyspace("rejected");
+    let _drop_ks = fleet.keyspace_guard(&ks);
+    let session = fleet.proxy_session(&HOSTS).await;
+    create_table(&session, &ks).await;
+    for (i, h) in HOSTS.iter().enumerate() {
+        write_and_read_through(&fleet, &session, h, &ks, i as i64).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_diff_shows_only_the_read_mode_lines_masks_passwords_and_changes_nothing() {
+    let fleet = Fleet::take();
+    fleet.run(DEPLOY, &[]).assert_ok("deploy");
+    let before = snapshot(&fleet);
+
+    let run = fleet.run(
+        DEPLOY,
+        &[
+            "--check",
+            "--diff",
+            "-e",
+            "read_mode=DUAL_ASYNC_ON_SECONDARY",
+        ],
+    );
+    run.assert_ok("check run");
+    let changed_lines: Vec<&str> = run
+        .out
+        .lines()
+        .filter(|l| {
+            (l.starts_with('-') || l.starts_with('+'))
+                && !l.starts_with("---")
+                && !l.starts_with("+++")
+        })
+        .collect();
+    let mut expected = Vec::new();
+    for _ in HOSTS {
+        expected.push("-read_mode: PRIMARY_ONLY");
+        expected.push("+read_mode: DUAL_ASYNC_ON_SECONDARY");
+    }
+    assert_eq!(changed_lines, expected, "{}", run.out);
+    for h in HOSTS {
+        let would: Vec<&str> = run
+            .results("would change")
+            .into_iter()
+            .filter(|l| l.contains(&format!("[{h}]")))
+            .collect();
+        assert_eq!(would.len(), 2, "{h}: config and restart:\n{}", run.out);
+        assert!(would[0].contains("/opt/zdm-proxy/zdm-proxy.yml: update content"));
+        assert!(would[1].contains("restart zdm-proxy"), "{}", would[1]);
+    }
+    for pw in fleet.passwords() {
+        assert!(!run.out.contains(&pw), "a password leaked into the plan");
+    }
+    // The full diff shows the password lines masked (a diff of a password change).
+    let pw_run = fleet.run(
+        DEPLOY,
+        &[
+            "--check",
+            "--diff",
+            "-e",
+            "origin_password=changed-secret-42",
+        ],
+    );
+    pw_run.assert_ok("check run of a password change");
+    assert!(!pw_run.out.contains("changed-secret-42"), "{}", pw_run.out);
+    for pw in fleet.passwords() {
+        assert!(!pw_run.out.contains(&pw), "a password leaked into the diff");
+    }
+    assert!(
+        pw_run.out.contains("+origin_password: \"********\"")
+            || pw_run.out.contains("+origin_password: ********"),
+        "{}",
+        pw_run.out
+    );
+    assert_eq!(snapshot(&fleet), before, "check mode changed something");
+    assert_all_ready(&fleet).await;
+}
+
+/// The sandbox inventory without `host`, written to `dir` (an operator's fleet before the
+/// host was added).
+fn inventory_without(fleet: &Fleet, host: &str, dir: &std::path::Path) -> String {
+    let path = std::path::Path::new(&fleet.sb.get("SANDBOX_INVENTORY")).join("hosts.yml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
+    let hosts = doc["all"]["children"]["proxies"]["hosts"]
+        .as_mapping_mut()
+        .expect("proxies.hosts in the sandbox inventory");
+    assert!(hosts.remove(host).is_some(), "{host} not in the inventory");
+    let out = dir.join("hosts.yml");
+    std::fs::write(&out, serde_yaml_ng::to_string(&doc).unwrap()).unwrap();
+    out.display().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adding_a_host_brings_it_up_and_rolls_the_new_topology_through_the_others_under_load() {
+    let fleet = Fleet::take();
+    let dir = tempfile::tempdir().unwrap();
+    let two = inventory_without(&fleet, "zdm-h3", dir.path());
+    fleet
+        .run_with_inventory(&two, DEPLOY, &[])
+        .assert_ok("deploy to zdm-h1, zdm-h2");
+    let pair = format!("{},{}", fleet.address("zdm-h1"), fleet.address("zdm-h2"));
+    for h in ["zdm-h1", "zdm-h2"] {
+        assert_eq!(
+            fleet.setting(h, "proxy_topology_addresses"),
+            Some(pair.clone())
+        );
+    }
+    assert_eq!(fleet.proxy_pid("zdm-h3"), None);
+    let before = [fleet.proxy_pid("zdm-h1"), fleet.proxy_pid("zdm-h2")];
+
+    // An application on the two-proxy fleet keeps writing while the fleet grows.
+    let ks = unique_keyspace("grow");
+    let _drop_ks = fleet.keyspace_guard(&ks);
+    let session = std::sync::Arc::new(fleet.proxy_session(&["zdm-h1", "zdm-h2"]).await);
+    create_table(&session, &ks).await;
+    let load = deploy_support::workload::Workload::start(
+        session.clone(),
+        &ks,
+        2,
+        std::time::Duration::from_millis(40),
+    )
+    .await;
+    let inventory = fleet.sb.get("SANDBOX_INVENTORY");
+    let grown = {
+        let f = &fleet;
+        tokio::task::block_in_place(|| f.run_with_inventory(&inventory, DEPLOY, &[]))
+    };
+    grown.assert_ok("deploy after adding zdm-h3");
+    let report = load.stop().await;
+
+    // zdm-h3 came up first (it served nobody), then zdm-h1 and zdm-h2 took the new topology
+    // one at a time.
+    let order: Vec<&str> = grown
+        .out
+        .lines()
+        .filter(|l| l.starts_with("changed: [") && l.contains(" zdm-proxy"))
+        .collect();
+    assert_eq!(order.len(), 3, "{}", grown.out);
+    for (line, (h, action)) in order.iter().zip([
+        ("zdm-h3", "start zdm-proxy"),
+        ("zdm-h1", "restart zdm-proxy"),
+        ("zdm-h2", "restart zdm-proxy"),
+    ]) {
+        assert!(
+            line.contains(&format!("[{h}]")) && line.ends_with(action),
+            "order: {order:?}"
+        );
+    }
+    let all: Vec<String> = HOSTS.iter().map(|h| fleet.address(h)).collect();
+    for (i, h) in HOSTS.iter().enumerate() {
+        assert_eq!(
+            fleet.setting(h, "proxy_topology_addresses"),
+            Some(all.join(","))
+        );
+        assert_eq!(
+            fleet.setting(h, "proxy_topology_index"),
+            Some(i.to_string())
+        );
+        assert_eq!(fleet.readiness(h).await, Some(200), "{h}");
+    }
+    assert_ne!(fleet.proxy_pid("zdm-h1"), before[0]);
+    assert_ne!(fleet.proxy_pid("zdm-h2"), before[1]);
+    let fresh = fleet.proxy_session(&["zdm-h1"]).await;
+    let mut seen: Vec<String> = fresh
+        .get_cluster_state()
+        .get_nodes_info()
+        .iter()
+        .map(|n| n.address.ip().to_string())
+        .collect();
+    seen.sort();
+    assert_eq!(seen, all, "a client now discovers all three proxies");
+
+    assert!(
+        report.failures.is_empty(),
+        "{} failed client requests, e.g.:\n{}",
+        report.failures.len(),
+        report.failures[..report.failures.len().min(10)].join("\n")
+    );
+    assert!(report.acked.len() > 100, "{} writes", report.acked.len());
+    let origin = fleet.direct_session("origin").await;
+    let target = fleet.direct_session("target").await;
+    deploy_support::workload::assert_on_both_clusters(&origin, &target, &ks, &report.acked).await;
+}

@@ -1,0 +1,160 @@
+//! Rolling restarts under load: an application (the real driver, knowing all three proxies)
+//! writes and reads at a steady rate while `rolling-restart.yml` restarts every proxy and then
+//! while `deploy.yml` rolls a config change through the fleet. No client request may fail,
+//! and every acknowledged write must be on both clusters.
+
+mod deploy_support;
+mod ssh_support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use deploy_support::workload::{assert_on_both_clusters, create_table, Workload};
+use deploy_support::{unique_keyspace, Fleet, HOSTS};
+
+/// Four workers, each one write + one read every 40 ms: about 100 writes and 100 reads a
+/// second, steady, on a machine shared with two Cassandra JVMs.
+const WORKERS: usize = 4;
+const PERIOD: Duration = Duration::from_millis(40);
+
+fn pids(fleet: &Fleet) -> Vec<u32> {
+    HOSTS
+        .iter()
+        .map(|h| {
+            fleet
+                .proxy_pid(h)
+                .unwrap_or_else(|| panic!("no proxy runs on {h}"))
+        })
+        .collect()
+}
+
+/// Runs a playbook off the test's runtime (the workload keeps running on it).
+async fn run_blocking(
+    fleet: &Arc<Fleet>,
+    playbook: &'static str,
+    args: &'static [&'static str],
+) -> deploy_support::Run {
+    let f = fleet.clone();
+    tokio::task::spawn_blocking(move || f.run(playbook, args))
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_restart_and_rolling_config_change_under_load_fail_no_request_and_lose_no_write() {
+    let fleet = Arc::new(Fleet::take());
+    fleet.run("playbooks/deploy.yml", &[]).assert_ok("deploy");
+    let ks = unique_keyspace("rolling");
+    let _drop_ks = fleet.keyspace_guard(&ks);
+    let session = Arc::new(fleet.proxy_session(&HOSTS).await);
+    assert_eq!(session.get_cluster_state().get_nodes_info().len(), 3);
+    create_table(&session, &ks).await;
+
+    let load = Workload::start(session.clone(), &ks, WORKERS, PERIOD).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let warm = load.acked();
+    assert!(warm > 0, "the workload writes nothing before the restarts");
+
+    // 1. Rolling restart of every proxy.
+    let before = pids(&fleet);
+    let restart = run_blocking(&fleet, "playbooks/rolling-restart.yml", &[]).await;
+    restart.assert_ok("rolling restart");
+    let after_restart = pids(&fleet);
+    for (i, h) in HOSTS.iter().enumerate() {
+        assert_ne!(before[i], after_restart[i], "{h} was not restarted");
+        assert!(restart.recap(h, "changed") > 0);
+    }
+    // One host at a time: each host's drain happens after the previous one is ready again.
+    let order: Vec<&str> = restart
+        .out
+        .lines()
+        .filter(|l| l.starts_with("changed: [") && l.contains("restart zdm-proxy"))
+        .collect();
+    assert_eq!(order.len(), 3, "{}", restart.out);
+    for (line, h) in order.iter().zip(HOSTS) {
+        assert!(line.contains(&format!("[{h}]")), "restart order: {order:?}");
+    }
+    let mid = load.acked();
+    assert!(
+        mid > warm + 100,
+        "the load must go on during the restarts ({warm} -> {mid})"
+    );
+
+    // 2. A rolling config change (any setting goes the same way).
+    let change = run_blocking(
+        &fleet,
+        "playbooks/deploy.yml",
+        &["-e", "proxy_request_timeout_ms=9000 log_level=DEBUG"],
+    )
+    .await;
+    change.assert_ok("rolling config change");
+    let after_change = pids(&fleet);
+    for (i, h) in HOSTS.iter().enumerate() {
+        assert_ne!(after_restart[i], after_change[i], "{h} was not restarted");
+        assert_eq!(
+            fleet.setting(h, "proxy_request_timeout_ms").as_deref(),
+            Some("9000")
+        );
+        assert_eq!(fleet.setting(h, "log_level").as_deref(), Some("DEBUG"));
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let report = load.stop().await;
+    eprintln!(
+        "workload: {} acknowledged writes, {} reads in {:.1}s; longest gap between acks {:?}; \
+         rolling restart {:.1}s, config change {:.1}s",
+        report.acked.len(),
+        report.reads_ok,
+        report.ran.as_secs_f64(),
+        report.longest_gap,
+        restart.took.as_secs_f64(),
+        change.took.as_secs_f64()
+    );
+    assert!(
+        report.failures.is_empty(),
+        "{} failed client requests, e.g.:\n{}",
+        report.failures.len(),
+        report.failures[..report.failures.len().min(10)].join("\n")
+    );
+    assert!(
+        report.acked.len() > mid + 100,
+        "the load must go on during the config change"
+    );
+    assert_eq!(
+        report.reads_ok as usize,
+        report.acked.len(),
+        "every write read back"
+    );
+    assert!(
+        report.longest_gap < Duration::from_secs(5),
+        "the clients stalled for {:?}",
+        report.longest_gap
+    );
+    // The proxies really drained the driver's connections (twice each: restart, config
+    // change), with nothing left unfinished.
+    let mut refused = 0u64;
+    for h in HOSTS {
+        let log = fleet.ssh(h, "cat /opt/zdm-proxy/logs/zdm-proxy.log");
+        let drained: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("client connection drained"))
+            .collect();
+        assert!(
+            drained.len() >= 2,
+            "{h} drained no client connection:\n{log}"
+        );
+        assert!(
+            drained.iter().all(|l| l.contains("unfinished=0"))
+                && !log.contains("drain did not finish"),
+            "{h} left requests unfinished:\n{log}"
+        );
+        refused += drained
+            .iter()
+            .filter_map(|l| l.split("refused_while_draining=").nth(1))
+            .filter_map(|r| r.split_whitespace().next()?.parse::<u64>().ok())
+            .sum::<u64>();
+    }
+    eprintln!("requests refused with OVERLOADED while draining (retried by the driver): {refused}");
+    let origin = fleet.direct_session("origin").await;
+    let target = fleet.direct_session("target").await;
+    assert_on_both_clusters(&origin, &target, &ks, &report.acked).await;
+}
