@@ -143,7 +143,7 @@ async fn serve(
         }
     }
     // Let in-flight requests finish (each is bounded by the request timeout).
-    let bound = session.shared.config.request_timeout() + Duration::from_secs(1);
+    let bound = session.shared.live().request_timeout() + Duration::from_secs(1);
     let started = Instant::now();
     while inflight.load(Ordering::SeqCst) > 0 && started.elapsed() < bound {
         tokio::time::sleep(Duration::from_millis(10)).await;

@@ -9,6 +9,7 @@ pub mod handshake;
 pub mod health;
 pub mod metrics;
 pub mod prepared;
+pub mod reload;
 pub mod routing;
 pub mod server;
 pub mod session;
