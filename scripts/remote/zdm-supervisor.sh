@@ -27,7 +27,7 @@ running_pid() {
   # A zombie or a recycled pid of another program does not count as our service.
   kill -0 "$p" 2>/dev/null || return 1
   grep -q '^State:[[:space:]]*Z' "/proc/$p/status" 2>/dev/null && return 1
-  [ -r "/proc/$p/environ" ] && ! tr '\0' '\n' < "/proc/$p/environ" | grep -qx "ZDM_SUPERVISED=$NAME" && return 1
+  [ -r "/proc/$p/environ" ] && ! tr '\0' '\n' < "/proc/$p/environ" | grep -qx "ZDMRUN_SUPERVISED=$NAME" && return 1
   echo "$p"
 }
 
@@ -58,9 +58,10 @@ do_start() {
   cd "$WORKDIR" || { echo "state=stopped pid= changed=no note=cannot enter $WORKDIR"; exit 3; }
   echo "--- $(date -u '+%Y-%m-%dT%H:%M:%SZ') zdm-run starts $NAME: $COMMAND" >> "$LOGFILE"
   # setsid: its own session, so the ssh channel, our timeout's process group and a
-  # hangup leave it alone. The marker in its environment identifies it later.
+  # hangup leave it alone. The marker in its environment identifies it later; it is not
+  # ZDM_-prefixed because zdm-proxy refuses unknown ZDM_* variables.
   eval "$ENV_LINES"
-  ZDM_SUPERVISED=$NAME setsid sh -c "exec $COMMAND" >> "$LOGFILE" 2>&1 < /dev/null &
+  ZDMRUN_SUPERVISED=$NAME setsid sh -c "exec $COMMAND" >> "$LOGFILE" 2>&1 < /dev/null &
   p=$!
   echo "$p" > "$PIDFILE.tmp" && mv -f "$PIDFILE.tmp" "$PIDFILE"
   started=$(date +%s)
