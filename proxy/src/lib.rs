@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod frame;
+pub mod fuzzing;
 pub mod handshake;
 pub mod health;
 pub mod metrics;
