@@ -54,7 +54,7 @@ fn walk_batch(r: &mut Reader<'_>) {
     };
     for _ in 0..n {
         let ok = match r.byte() {
-            Ok(0) => r.long_string().map(|q| classify_all(q)).is_ok(),
+            Ok(0) => r.long_string().map(classify_all).is_ok(),
             Ok(1) => r.short_bytes().is_ok(),
             _ => false,
         };
