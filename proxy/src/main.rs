@@ -59,6 +59,7 @@ fn main() -> ExitCode {
     let shared = zdm_proxy::state::Shared::new(config);
     shared.reloader.set_source(
         cli.config.clone(),
+        std::env::vars().collect(),
         Some(Box::new(move |level: &str| {
             filter_handle
                 .reload(log_filter(level))

@@ -178,6 +178,9 @@ pub struct Reloader {
     /// The `--config` file (None: environment only; a reload then re-reads the environment,
     /// which cannot change, so it can only confirm the running settings).
     source: Mutex<Option<PathBuf>>,
+    /// The process's environment at start (it cannot change later; a snapshot keeps reloads
+    /// independent of whoever else reads the process environment).
+    env: Mutex<Vec<(String, String)>>,
     log_hook: Mutex<Option<LogLevelHook>>,
     /// Serializes reloads (SIGHUP and HTTP may race).
     busy: tokio::sync::Mutex<()>,
@@ -192,8 +195,14 @@ pub struct Reloader {
 pub struct ReloadRefused(pub String);
 
 impl Reloader {
-    pub fn set_source(&self, file: Option<PathBuf>, log_hook: Option<LogLevelHook>) {
+    pub fn set_source(
+        &self,
+        file: Option<PathBuf>,
+        env: Vec<(String, String)>,
+        log_hook: Option<LogLevelHook>,
+    ) {
         *self.source.lock().unwrap() = file;
+        *self.env.lock().unwrap() = env;
         *self.log_hook.lock().unwrap() = log_hook;
     }
 
@@ -229,8 +238,8 @@ impl Reloader {
         live: &ArcSwap<LiveSettings>,
     ) -> Result<Arc<LiveSettings>, ReloadRefused> {
         let source = self.source.lock().unwrap().clone();
-        let new = Config::load(source.as_deref(), std::env::vars())
-            .map_err(|e| ReloadRefused(e.to_string()))?;
+        let env = self.env.lock().unwrap().clone();
+        let new = Config::load(source.as_deref(), env).map_err(|e| ReloadRefused(e.to_string()))?;
         let changed = restart_only_changes(startup, &new);
         if !changed.is_empty() {
             return Err(ReloadRefused(format!(
@@ -386,7 +395,7 @@ mod tests {
         let startup = Config::load(Some(&file), Vec::new()).unwrap();
         let live = ArcSwap::from_pointee(LiveSettings::of(&startup));
         let r = Reloader::default();
-        r.set_source(Some(file.clone()), None);
+        r.set_source(Some(file.clone()), Vec::new(), None);
 
         write(
             &file,
