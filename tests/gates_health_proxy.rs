@@ -4,6 +4,7 @@
 
 mod data_support;
 mod gates_support;
+mod support;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -13,21 +14,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gates_support::{task_result, Workdir};
-
-/// Builds the proxy binary of this workspace (a no-op when it is up to date).
-fn proxy_binary() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "-p", "zdm-proxy", "--bin", "zdm-proxy"])
-        .current_dir(&root)
-        .status()
-        .expect("run cargo build -p zdm-proxy");
-    assert!(status.success(), "cargo build -p zdm-proxy failed");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    target.join("debug/zdm-proxy")
-}
 
 fn free_port(ip: &str) -> u16 {
     TcpListener::bind((ip, 0))
@@ -114,7 +100,7 @@ fn start_proxy(
 fn the_gate_refuses_a_proxy_that_cannot_reach_target_and_names_it() {
     let env = data_support::sandbox_env();
     let _lock = shared_cluster_lock();
-    let bin = proxy_binary();
+    let bin = support::proxy_binary();
     // Target at an address where nothing listens: the proxy's target control connection fails
     // exactly as when target Cassandra is down, without stopping the shared sandbox cluster.
     let nowhere = free_port("127.0.0.1");
@@ -160,7 +146,7 @@ fn the_gate_refuses_a_proxy_that_cannot_reach_target_and_names_it() {
 fn the_gate_passes_on_a_real_proxy_carrying_traffic() {
     let env = data_support::sandbox_env();
     let _lock = shared_cluster_lock();
-    let bin = proxy_binary();
+    let bin = support::proxy_binary();
     let ip = "127.0.0.41";
     let (_proxy, port, base) = start_proxy(&bin, ip, &env, &[]);
     let deadline = Instant::now() + Duration::from_secs(90);

@@ -4,7 +4,7 @@
 //! `bench-results/proxy.md`.
 //!
 //! Run: `ZDM_SANDBOX_ENV=/path/.sandbox/env cargo bench -p zdm-proxy --bench proxy`
-//! (optional: BENCH_SECONDS, BENCH_CONCURRENCY).
+//! (optional: BENCH_SECONDS, BENCH_CONCURRENCY, BENCH_PROXY_BIN).
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
@@ -140,8 +140,27 @@ impl Drop for Kill {
     }
 }
 
+/// Holds the proxy tests' cluster lock shared, so a fault test (target_down stops the target)
+/// cannot run in the middle of a measurement; waits while one runs.
+fn cluster_lock_shared() -> std::fs::File {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(std::env::temp_dir().join("zdm-proxy-tests.lock"))
+        .expect("open the proxy tests' lock file");
+    assert_eq!(
+        unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH) },
+        0,
+        "flock failed"
+    );
+    f
+}
+
 fn main() {
     let sb = sandbox();
+    let _lock = cluster_lock_shared();
     let secs: u64 = std::env::var("BENCH_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -182,12 +201,16 @@ fn main() {
         env.push(("TOKIO_WORKER_THREADS".into(), n));
     }
     let proxy = Kill(
-        Command::new(env!("CARGO_BIN_EXE_zdm-proxy"))
-            .env_clear()
-            .envs(env)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn zdm-proxy"),
+        // BENCH_PROXY_BIN: run another build (e.g. the previous commit's) under the same conditions.
+        Command::new(
+            std::env::var("BENCH_PROXY_BIN")
+                .unwrap_or_else(|_| env!("CARGO_BIN_EXE_zdm-proxy").to_string()),
+        )
+        .env_clear()
+        .envs(env)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn zdm-proxy"),
     );
     let pid = proxy.0.id();
     let deadline = Instant::now() + Duration::from_secs(90);

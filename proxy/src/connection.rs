@@ -1,17 +1,18 @@
 //! One client connection: handshake, then many concurrent requests, then a graceful end.
 //!
-//! Requests are handled concurrently (each in its own task) and answers are written by a single
-//! writer task that batches whatever is ready into one flush. On shutdown the connection stops
+//! Requests are handled concurrently (each a future polled by the connection's task, read and
+//! forwarded as soon as it arrives) and every answer is written as soon as it is ready, with
+//! whatever else is ready in the same flush. On shutdown the connection stops
 //! taking work: new requests get OVERLOADED ("shutting down, retry on next host") so drivers
 //! retry elsewhere, in-flight requests finish, and the connection closes.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::{SinkExt, StreamExt};
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, SinkExt, StreamExt};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_util::codec::Framed;
 
 use crate::frame::{opcode, Frame, FrameCodec, FrameError};
@@ -68,25 +69,10 @@ async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let (mut sink, mut source) = framed.split();
-    let (tx, mut rx) = mpsc::unbounded_channel::<Frame>();
-    let writer = tokio::spawn(async move {
-        while let Some(frame) = rx.recv().await {
-            if sink.feed(frame).await.is_err() {
-                return;
-            }
-            while let Ok(frame) = rx.try_recv() {
-                if sink.feed(frame).await.is_err() {
-                    return;
-                }
-            }
-            if sink.flush().await.is_err() {
-                return;
-            }
-        }
-        let _ = sink.close().await;
-    });
-
-    let inflight = Arc::new(AtomicUsize::new(0));
+    // Every request of this connection is a future polled by this one task: no task spawn per
+    // request and no hop through a writer task, so a request costs no cross-thread wake-up on
+    // the proxy side; answers are written as soon as they are ready, one flush per batch.
+    let mut inflight = FuturesUnordered::new();
     let mut draining_since: Option<Instant> = None;
     let mut fatal: Option<FrameError> = None;
     let mut refused_while_draining = 0u64;
@@ -101,25 +87,27 @@ async fn serve(
         }
     };
     tokio::pin!(cluster_lost);
-    let drain_requested = shutdown.wait_for(|s| *s);
+    // Mapped to `()`: the watch guard must not live across the awaits in the select arms.
+    let drain_requested = async {
+        let _ = shutdown.wait_for(|s| *s).await;
+    };
     tokio::pin!(drain_requested);
     let mut drain_tick = tokio::time::interval(Duration::from_millis(50));
+    let mut client_gone = false;
     loop {
         tokio::select! {
             frame = source.next() => match frame {
                 Some(Ok(req)) => {
                     if draining_since.is_some() {
-                        let _ = tx.send(overloaded(req.stream));
                         refused_while_draining += 1;
+                        if sink.send(overloaded(req.stream)).await.is_err() {
+                            client_gone = true;
+                            break;
+                        }
                         continue;
                     }
-                    inflight.fetch_add(1, Ordering::SeqCst);
-                    let (session, tx, inflight) = (session.clone(), tx.clone(), inflight.clone());
-                    tokio::spawn(async move {
-                        let resp = session.handle(req).await;
-                        let _ = tx.send(resp);
-                        inflight.fetch_sub(1, Ordering::SeqCst);
-                    });
+                    let session = session.clone();
+                    inflight.push(async move { session.handle(req).await });
                 }
                 Some(Err(e)) => {
                     fatal = Some(e);
@@ -127,6 +115,12 @@ async fn serve(
                 }
                 None => break,
             },
+            Some(resp) = inflight.next(), if !inflight.is_empty() => {
+                if write_ready(&mut sink, &mut inflight, resp).await.is_err() {
+                    client_gone = true;
+                    break;
+                }
+            }
             cluster = &mut cluster_lost => {
                 tracing::warn!("{cluster} connection lost; closing client connection");
                 break;
@@ -136,22 +130,26 @@ async fn serve(
             }
             _ = drain_tick.tick(), if draining_since.is_some() => {
                 let since = draining_since.unwrap_or_else(Instant::now);
-                if inflight.load(Ordering::SeqCst) == 0 && since.elapsed() >= DRAIN_LINGER {
+                if inflight.is_empty() && since.elapsed() >= DRAIN_LINGER {
                     break;
                 }
             }
         }
     }
     // Let in-flight requests finish (each is bounded by the request timeout).
-    let bound = session.shared.config.request_timeout() + Duration::from_secs(1);
-    let started = Instant::now();
-    while inflight.load(Ordering::SeqCst) > 0 && started.elapsed() < bound {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let bound = session.shared.live().request_timeout() + Duration::from_secs(1);
+    let finish = async {
+        while let Some(resp) = inflight.next().await {
+            if !client_gone && write_ready(&mut sink, &mut inflight, resp).await.is_err() {
+                client_gone = true;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(bound, finish).await;
     if draining_since.is_some() {
         tracing::info!(
             refused_while_draining,
-            unfinished = inflight.load(Ordering::SeqCst),
+            unfinished = inflight.len(),
             "client connection drained"
         );
     }
@@ -161,19 +159,39 @@ async fn serve(
             _ => (crate::frame::VERSION, 0),
         };
         tracing::debug!("closing client connection after bad input: {e}");
-        if !matches!(e, FrameError::Io(_)) {
+        if !matches!(e, FrameError::Io(_)) && !client_gone {
             let msg = if version != crate::frame::VERSION {
                 e.to_string()
             } else {
                 format!("malformed frame: {e}")
             };
-            let _ = tx.send(Frame::response(
-                stream,
-                opcode::ERROR,
-                wire::error_body(error_code::PROTOCOL_ERROR, &msg),
-            ));
+            let _ = sink
+                .send(Frame::response(
+                    stream,
+                    opcode::ERROR,
+                    wire::error_body(error_code::PROTOCOL_ERROR, &msg),
+                ))
+                .await;
         }
     }
-    drop(tx);
-    let _ = writer.await;
+    if !client_gone {
+        let _ = sink.close().await;
+    }
+}
+
+/// Writes `first` and every other answer that is already complete, then flushes once.
+async fn write_ready<S, F>(
+    sink: &mut S,
+    inflight: &mut FuturesUnordered<F>,
+    first: Frame,
+) -> Result<(), FrameError>
+where
+    S: futures::Sink<Frame, Error = FrameError> + Unpin,
+    F: std::future::Future<Output = Frame>,
+{
+    sink.feed(first).await?;
+    while let Some(Some(resp)) = inflight.next().now_or_never() {
+        sink.feed(resp).await?;
+    }
+    sink.flush().await
 }

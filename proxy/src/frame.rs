@@ -132,15 +132,32 @@ impl Compression {
                     ));
                 }
                 let len = u32::from_be_bytes([body[0], body[1], body[2], body[3]]) as usize;
-                if len > MAX_BODY {
-                    return Err(FrameError::Compression("lz4 length over 256MB".into()));
+                // LZ4 cannot expand more than 255:1; a larger claim would only make us
+                // allocate for a decompression bomb.
+                if len > MAX_BODY || len > (body.len() - 4).saturating_mul(255) + 16 {
+                    return Err(FrameError::Compression(format!(
+                        "lz4 length {len} impossible for {} compressed bytes",
+                        body.len() - 4
+                    )));
                 }
                 lz4_flex::block::decompress(&body[4..], len)
                     .map_err(|e| FrameError::Compression(e.to_string()))
             }
-            Compression::Snappy => snap::raw::Decoder::new()
-                .decompress_vec(body)
-                .map_err(|e| FrameError::Compression(e.to_string())),
+            Compression::Snappy => {
+                // Same bomb check: the claimed length is allocated up front, and Snappy does
+                // not expand more than ~22:1.
+                let len = snap::raw::decompress_len(body)
+                    .map_err(|e| FrameError::Compression(e.to_string()))?;
+                if len > MAX_BODY || len > body.len().saturating_mul(64) + 16 {
+                    return Err(FrameError::Compression(format!(
+                        "snappy length {len} impossible for {} compressed bytes",
+                        body.len()
+                    )));
+                }
+                snap::raw::Decoder::new()
+                    .decompress_vec(body)
+                    .map_err(|e| FrameError::Compression(e.to_string()))
+            }
         }
     }
 }

@@ -5,7 +5,7 @@
 //! cluster DOWN at once, so `/health/readiness` turns 503 within one heartbeat interval. The
 //! origin's control connection also refreshes the cluster facts used in topology answers.
 //!
-//! The HTTP side is a few lines on a raw `TcpListener` (three GET endpoints, no keep-alive):
+//! The HTTP side is a few lines on a raw `TcpListener` (a handful of endpoints, no keep-alive):
 //! pulling in an HTTP server framework for that would cost more build time than it saves.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -136,15 +136,17 @@ async fn fetch_info(conn: &ClusterConn, timeout: Duration) -> Result<ClusterInfo
 
 /// Keeps one control connection to `cluster` alive for the life of the process.
 pub async fn control_loop(shared: Arc<Shared>, cluster: Cluster) {
-    let interval = Duration::from_millis(shared.config.heartbeat_interval_ms);
-    let retry = interval.min(Duration::from_secs(1));
     let health = shared.health.of(cluster);
     loop {
+        // Read each round: `heartbeat_interval_ms` is reloadable.
+        let interval = shared.live().heartbeat_interval();
+        let retry = interval.min(Duration::from_secs(1));
         match open_control(&shared, cluster, interval).await {
             Ok(conn) => {
                 health.mark_up(&conn.node);
                 tracing::info!(cluster = cluster.name(), node = %conn.node, "control connection up");
                 loop {
+                    let interval = shared.live().heartbeat_interval();
                     tokio::select! {
                         _ = conn.closed() => break,
                         _ = tokio::time::sleep(interval) => {
@@ -198,7 +200,10 @@ async fn open_control(
     Ok(conn)
 }
 
-/// Serves /health/liveness, /health/readiness and /metrics until the process ends.
+/// Serves /health/liveness, /health/readiness, /metrics, /config (the live settings, no
+/// secrets) and POST /reload (200 with the new settings, or 400 with why nothing changed)
+/// until the process ends. The metrics port is the proxy's admin port: bind it to a private
+/// address (`metrics_address`, default localhost).
 pub async fn serve_http(shared: Arc<Shared>, listener: TcpListener) {
     loop {
         let Ok((mut sock, _)) = listener.accept().await else {
@@ -219,9 +224,27 @@ pub async fn serve_http(shared: Arc<Shared>, listener: TcpListener) {
                 }
             }
             let head = String::from_utf8_lossy(&buf[..n]);
+            let method = head.split_whitespace().next().unwrap_or("GET");
             let path = head.split_whitespace().nth(1).unwrap_or("/");
             let path = path.split('?').next().unwrap_or(path);
             let (status, ctype, body) = match path {
+                "/config" => (
+                    200,
+                    "application/json",
+                    crate::reload::report(&shared.live(), &shared.reloader).to_string(),
+                ),
+                "/reload" if method == "POST" => match shared.reload().await {
+                    Ok(live) => (
+                        200,
+                        "application/json",
+                        crate::reload::report(&live, &shared.reloader).to_string(),
+                    ),
+                    Err(e) => {
+                        tracing::warn!("POST /reload: {e}");
+                        (400, "text/plain", format!("{e}\n"))
+                    }
+                },
+                "/reload" => (405, "text/plain", "use POST /reload\n".to_string()),
                 "/health/liveness" => (200, "text/plain", "OK".to_string()),
                 "/health/readiness" => {
                     let code = if shared.health.both_up() { 200 } else { 503 };
@@ -234,6 +257,8 @@ pub async fn serve_http(shared: Arc<Shared>, listener: TcpListener) {
             };
             let reason = match status {
                 200 => "OK",
+                400 => "Bad Request",
+                405 => "Method Not Allowed",
                 503 => "Service Unavailable",
                 _ => "Not Found",
             };

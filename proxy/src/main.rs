@@ -2,6 +2,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 use zdm_proxy::config::{Config, ReadMode};
 
 /// CQL proxy that writes to origin and target and reads from the primary.
@@ -29,16 +31,16 @@ fn main() -> ExitCode {
         println!("zdm-proxy: configuration is valid");
         return ExitCode::SUCCESS;
     }
-    let level = match config.log_level.as_str() {
-        "WARNING" => "WARN".to_string(),
-        l => l.to_string(),
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(format!(
-            "zdm_proxy={level},warn"
-        )))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+    // The filter sits in a reload layer so `log_level` can change on a settings reload.
+    let (filter, filter_handle) =
+        tracing_subscriber::reload::Layer::new(log_filter(&config.log_level));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+        )
         .init();
     tracing::info!(config = ?config, "starting zdm-proxy");
     if config.read_mode == ReadMode::DualAsyncOnSecondary {
@@ -55,6 +57,15 @@ fn main() -> ExitCode {
         }
     };
     let shared = zdm_proxy::state::Shared::new(config);
+    shared.reloader.set_source(
+        cli.config.clone(),
+        std::env::vars().collect(),
+        Some(Box::new(move |level: &str| {
+            filter_handle
+                .reload(log_filter(level))
+                .map_err(|e| e.to_string())
+        })),
+    );
     match runtime.block_on(zdm_proxy::server::run(shared)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -62,4 +73,14 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The log filter for a `log_level` setting: the proxy's own events at that level, other
+/// crates' at WARN.
+fn log_filter(level: &str) -> tracing_subscriber::EnvFilter {
+    let level = match level {
+        "WARNING" => "WARN",
+        l => l,
+    };
+    tracing_subscriber::EnvFilter::new(format!("zdm_proxy={level},warn"))
 }

@@ -23,8 +23,27 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// Reloads the settings on every SIGHUP, for as long as the process runs; the outcome goes to
+/// the log (a refused reload says why and keeps the running settings).
+fn reload_on_sighup(shared: Arc<Shared>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup())
+        .map_err(|e| anyhow::anyhow!("cannot install the SIGHUP handler: {e}"))?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading settings");
+            if let Err(e) = shared.reload().await {
+                tracing::error!("SIGHUP: {e}");
+            }
+        }
+    });
+    Ok(())
+}
+
 /// Runs the proxy until a shutdown signal; returns when drained.
 pub async fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
+    // First, so a SIGHUP during startup is a reload rather than the default (exit).
+    reload_on_sighup(shared.clone())?;
     let cfg = &shared.config;
     let http = TcpListener::bind((cfg.metrics_address.as_str(), cfg.metrics_port))
         .await
@@ -92,7 +111,7 @@ pub async fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
     drop(listener);
     let _ = shutdown_tx.send(true);
     drop(done_tx);
-    let bound = cfg.request_timeout() + Duration::from_secs(5);
+    let bound = shared.live().request_timeout() + Duration::from_secs(5);
     if tokio::time::timeout(bound, done_rx.recv()).await.is_err() {
         tracing::warn!("drain did not finish within {bound:?}; exiting anyway");
     }

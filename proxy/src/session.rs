@@ -106,7 +106,7 @@ impl Session {
     }
 
     fn primary(&self) -> Cluster {
-        self.shared.config.primary_cluster
+        self.shared.live().primary_cluster
     }
 
     /// Answers one request; the returned frame already carries the client's stream id.
@@ -201,7 +201,7 @@ impl Session {
                 req.opcode,
                 req.flags,
                 body,
-                self.shared.config.request_timeout(),
+                self.shared.live().request_timeout(),
             )
             .await
     }
@@ -246,7 +246,8 @@ impl Session {
         m.duration(RequestType::Writes).observe(started.elapsed());
         let o = o.unwrap_or_else(|e| cluster_error_frame(Cluster::Origin, &e));
         let t = t.unwrap_or_else(|e| cluster_error_frame(Cluster::Target, &e));
-        let (primary, secondary) = match self.primary() {
+        let primary_cluster = self.primary();
+        let (primary, secondary) = match primary_cluster {
             Cluster::Origin => (o, t),
             Cluster::Target => (t, o),
         };
@@ -257,11 +258,11 @@ impl Session {
                 primary
             }
             (true, false) => {
-                self.count_failed_write(self.primary());
+                self.count_failed_write(primary_cluster);
                 primary
             }
             (false, true) => {
-                self.count_failed_write(match self.primary() {
+                self.count_failed_write(match primary_cluster {
                     Cluster::Origin => Cluster::Target,
                     Cluster::Target => Cluster::Origin,
                 });

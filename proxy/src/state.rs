@@ -7,10 +7,16 @@ use crate::config::{Cluster, Config};
 use crate::health::Health;
 use crate::metrics::{Metrics, NodeMetrics};
 use crate::prepared::PreparedCache;
+use crate::reload::{LiveSettings, Reloader};
 use crate::topology::ClusterInfo;
 
 pub struct Shared {
+    /// The settings the process started with. Its restart-only settings are in force; for
+    /// the live ones (primary cluster, read mode, timeouts) read `live()` instead.
     pub config: Config,
+    /// The reloadable settings in force (see `reload`).
+    pub live: arc_swap::ArcSwap<LiveSettings>,
+    pub reloader: Reloader,
     pub metrics: Metrics,
     pub prepared: PreparedCache,
     pub health: Health,
@@ -35,8 +41,20 @@ impl Shared {
             health: Health::new(&config),
             metrics,
             info: RwLock::new(None),
+            live: arc_swap::ArcSwap::from_pointee(LiveSettings::of(&config)),
+            reloader: Reloader::default(),
             config,
         })
+    }
+
+    /// The live settings in force now: one snapshot per request, so a reload never splits it.
+    pub fn live(&self) -> arc_swap::Guard<Arc<LiveSettings>> {
+        self.live.load()
+    }
+
+    /// Re-reads the settings file; see `reload`.
+    pub async fn reload(&self) -> Result<Arc<LiveSettings>, crate::reload::ReloadRefused> {
+        self.reloader.reload(&self.config, &self.live).await
     }
 
     /// The credentials the proxy itself uses for a cluster (origin per-client connections,

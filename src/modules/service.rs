@@ -7,6 +7,17 @@
 //! up to `drain_timeout`, then start. A start is confirmed only when the process is alive (and,
 //! with `wait_for_port`, accepts TCP); a process that exits at once fails the task with the
 //! last lines of its log.
+//!
+//! `state: reloaded` with `metrics_port` is the zdm-proxy's live reload: the proxy re-reads its
+//! settings file on `POST /reload` (sent from the host itself to `metrics_host`, default the
+//! host's address like `wait_for_host`) and answers with the settings now in force, or 400 and
+//! why nothing changed; the task fails with that reason. Then `GET /config` must report the
+//! values given in `expect` (e.g. `{primary_cluster: TARGET, read_mode: PRIMARY_ONLY}`), so a
+//! task only succeeds once the proxy really serves the new settings. Only `primary_cluster`,
+//! `read_mode`, `log_level`, `proxy_request_timeout_ms` and `heartbeat_interval_ms` reload;
+//! a file that changes any other setting is refused by the proxy: use `state: restarted` for
+//! those. Without `metrics_port`, `reloaded` only sends SIGHUP (systemd: `reload-or-restart`)
+//! and cannot confirm the outcome.
 
 use std::time::Duration;
 
@@ -42,6 +53,9 @@ pub static SPEC: ModuleSpec = ModuleSpec {
         ("start_timeout", Kind::Number),
         ("wait_for_port", Kind::Int),
         ("wait_for_host", Kind::Scalar),
+        ("metrics_port", Kind::Int),
+        ("metrics_host", Kind::Scalar),
+        ("expect", Kind::Mapping),
     ],
     one_of_required: &[],
     required: &["state"],
@@ -69,6 +83,11 @@ struct Settings {
     start: f64,
     wait_port: Option<u16>,
     wait_host: String,
+    /// The proxy's admin port for a verified reload.
+    metrics_port: Option<u16>,
+    metrics_host: String,
+    /// Settings `/config` must report after a reload.
+    expect: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -139,6 +158,33 @@ fn settings(ctx: &ModuleCtx<'_>) -> Result<Settings, ModuleError> {
             crate::facts::resolve_address(&h).unwrap_or(h)
         }
     };
+    let metrics_port = match arg_str(ctx.args, "metrics_port") {
+        None => None,
+        Some(p) => Some(
+            p.trim()
+                .parse()
+                .map_err(|_| ModuleError::Failed(format!("metrics_port: '{p}' is not a port")))?,
+        ),
+    };
+    let expect = match ctx.args.get("expect") {
+        None | Some(Value::Null) => vec![],
+        Some(Value::Object(m)) => m
+            .iter()
+            .map(|(k, v)| (k.clone(), crate::vars::display(v)))
+            .collect(),
+        Some(other) => {
+            return Err(ModuleError::Failed(format!(
+                "expect must be a mapping of setting to value, got {other}"
+            )))
+        }
+    };
+    if !expect.is_empty() && metrics_port.is_none() {
+        return Err(ModuleError::Failed(
+            "expect needs metrics_port: the settings in force are read from the proxy's /config"
+                .into(),
+        ));
+    }
+    let metrics_host = arg_str(ctx.args, "metrics_host").unwrap_or_else(|| wait_host.clone());
     // Scripts see the host's paths as commands do (a local host with a root maps them).
     let host_path = |p: String| ctx.transport.path_for_command(&p);
     let root = host_path(root);
@@ -161,6 +207,9 @@ fn settings(ctx: &ModuleCtx<'_>) -> Result<Settings, ModuleError> {
         start: arg_f64(ctx.args, "start_timeout")?.unwrap_or(DEFAULT_START_SECS),
         wait_port,
         wait_host,
+        metrics_port,
+        metrics_host,
+        expect,
         name,
     })
 }
@@ -293,6 +342,160 @@ async fn call(
     Ok((report, out.rc))
 }
 
+/// One HTTP/1.0 request to the proxy's admin port, sent from the host (bash's `/dev/tcp`, so
+/// the host needs no curl); prints the raw response.
+fn http_script(host: &str, port: u16, method: &str, path: &str) -> String {
+    format!(
+        "exec bash -c 'exec 3<>\"/dev/tcp/$0/$1\" || exit 7; \
+         printf \"%s %s HTTP/1.0\\r\\nHost: %s\\r\\nContent-Length: 0\\r\\n\\r\\n\" \"$2\" \"$3\" \"$0\" >&3; \
+         timeout 30 cat <&3' {} {port} {method} {}\n",
+        shell_quote(host),
+        shell_quote(path)
+    )
+}
+
+/// (status, body) of a raw HTTP response.
+fn parse_http(raw: &str) -> Option<(u16, String)> {
+    let status = raw
+        .lines()
+        .next()?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    let body = raw.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
+    Some((status, body.to_string()))
+}
+
+async fn http(
+    ctx: &ModuleCtx<'_>,
+    s: &Settings,
+    port: u16,
+    method: &str,
+    path: &str,
+) -> Result<(u16, String), ModuleError> {
+    let out = ctx
+        .transport
+        .run(CommandSpec {
+            shell: Some(http_script(&s.metrics_host, port, method, path)),
+            timeout: Some(Duration::from_secs(40)),
+            ..Default::default()
+        })
+        .await?;
+    parse_http(&out.stdout).ok_or_else(|| {
+        ModuleError::Failed(format!(
+            "service {}: {method} {path} on {}:{port} got no HTTP answer (rc {}): {}",
+            s.name,
+            s.metrics_host,
+            out.rc,
+            out.stderr.trim()
+        ))
+    })
+}
+
+/// The live settings `/config` reports (counters left out, so before/after compare).
+fn live_settings(body: &str) -> Option<Map<String, Value>> {
+    let Value::Object(mut m) = serde_json::from_str(body).ok()? else {
+        return None;
+    };
+    m.retain(|k, _| !k.starts_with("reloads_") && k != "last_reload_error");
+    Some(m)
+}
+
+/// Settings in `expect` that `/config` does not report as given: "name: wanted X, active Y".
+fn unmet(expect: &[(String, String)], active: &Map<String, Value>) -> Vec<String> {
+    expect
+        .iter()
+        .filter_map(|(k, want)| {
+            let got = active.get(k).map(crate::vars::display);
+            (got.as_deref().map(str::to_ascii_uppercase) != Some(want.to_ascii_uppercase())).then(
+                || {
+                    format!(
+                        "{k}: wanted {want}, active {}",
+                        got.unwrap_or("(not reported)".into())
+                    )
+                },
+            )
+        })
+        .collect()
+}
+
+/// `reloaded` through the proxy's admin port: POST /reload, then GET /config must show `expect`.
+async fn verified_reload(
+    ctx: &ModuleCtx<'_>,
+    s: &Settings,
+    port: u16,
+) -> Result<ModResult, ModuleError> {
+    let systemd = uses_systemd(ctx, s).await?;
+    let (now, _) = call(ctx, s, "status").await?;
+    let mut data = result_data(&now, systemd);
+    let fail = |msg: String, data: Map<String, Value>, changed: bool| ModResult {
+        failed: true,
+        changed,
+        msg: Some(msg),
+        data,
+        ..Default::default()
+    };
+    let (before, changed, note) = if now.running {
+        let (_, before) = http(ctx, s, port, "GET", "/config").await?;
+        let (status, body) = http(ctx, s, port, "POST", "/reload").await?;
+        if status != 200 {
+            return Ok(fail(
+                format!(
+                    "service {}: reload refused (HTTP {status}): {}",
+                    s.name,
+                    body.trim()
+                ),
+                data,
+                false,
+            ));
+        }
+        (live_settings(&before), true, "reloaded")
+    } else {
+        // Not running: start it (it reads the new settings at start).
+        let (r, rc) = call(ctx, s, "start").await?;
+        data = result_data(&r, systemd);
+        if rc != 0 {
+            return Ok(fail(
+                format!("service {}: {}\n{}", s.name, r.note, r.rest),
+                data,
+                r.changed,
+            ));
+        }
+        (None, true, "started")
+    };
+    let (status, body) = http(ctx, s, port, "GET", "/config").await?;
+    let active = (status == 200)
+        .then(|| live_settings(&body))
+        .flatten()
+        .ok_or_else(|| {
+            ModuleError::Failed(format!(
+                "service {}: /config answered {status}: {body}",
+                s.name
+            ))
+        })?;
+    let changed = changed && before.as_ref() != Some(&active);
+    data.insert("active".into(), Value::Object(active.clone()));
+    let missing = unmet(&s.expect, &active);
+    if !missing.is_empty() {
+        return Ok(fail(
+            format!(
+                "service {}: after the reload the proxy does not serve the expected settings: {}",
+                s.name,
+                missing.join("; ")
+            ),
+            data,
+            changed,
+        ));
+    }
+    Ok(ModResult {
+        changed,
+        msg: Some(format!("{}: {note}", s.name)),
+        data,
+        ..Default::default()
+    })
+}
+
 fn result_data(r: &Report, systemd: bool) -> Map<String, Value> {
     let mut d = Map::new();
     d.insert(
@@ -355,6 +558,9 @@ impl Module for Service {
                 .get("action")
                 .and_then(Value::as_str)
                 .unwrap_or("status");
+            if let (Some(port), "reload") = (s.metrics_port, action) {
+                return verified_reload(ctx, &s, port).await;
+            }
             let systemd = uses_systemd(ctx, &s).await?;
             let (r, rc) = call(ctx, &s, action).await?;
             let mut data = result_data(&r, systemd);
@@ -406,5 +612,65 @@ mod tests {
         assert_eq!(r.pid, None);
         assert_eq!(r.rest, "--- last lines\nboom");
         assert!(parse_report("nothing here").is_none());
+    }
+
+    #[test]
+    fn http_answers_and_expectations() {
+        let raw = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n\r\nreload refused: x\n";
+        assert_eq!(
+            parse_http(raw),
+            Some((400, "reload refused: x\n".to_string()))
+        );
+        assert_eq!(parse_http(""), None);
+        let active = live_settings(
+            r#"{"primary_cluster":"TARGET","read_mode":"PRIMARY_ONLY","reloads_succeeded":3}"#,
+        )
+        .unwrap();
+        assert!(!active.contains_key("reloads_succeeded"));
+        let want = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+        assert!(unmet(&want("primary_cluster", "target"), &active).is_empty());
+        assert_eq!(
+            unmet(&want("primary_cluster", "ORIGIN"), &active),
+            vec!["primary_cluster: wanted ORIGIN, active TARGET"]
+        );
+        assert_eq!(
+            unmet(&want("log_level", "INFO"), &active),
+            vec!["log_level: wanted INFO, active (not reported)"]
+        );
+    }
+
+    #[test]
+    fn http_script_talks_http_to_a_real_listener() {
+        // A one-shot local listener stands in for the proxy's admin port: the script's bytes
+        // must be a request line the proxy's parser reads.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            let (mut c, _) = l.accept().unwrap();
+            let mut head = Vec::new();
+            let mut buf = [0u8; 512];
+            while !head.ends_with(b"\r\n\r\n") {
+                let n = c.read(&mut buf).unwrap();
+                assert!(n > 0, "request ended early: {head:?}");
+                head.extend_from_slice(&buf[..n]);
+            }
+            let head = String::from_utf8_lossy(&head).to_string();
+            c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                .unwrap();
+            head
+        });
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(http_script("127.0.0.1", port, "POST", "/reload"))
+            .output()
+            .unwrap();
+        let head = server.join().unwrap();
+        assert!(head.starts_with("POST /reload HTTP/1.0\r\n"), "{head:?}");
+        assert!(head.ends_with("\r\n\r\n"), "{head:?}");
+        assert_eq!(
+            parse_http(&String::from_utf8_lossy(&out.stdout)),
+            Some((200, "ok".to_string()))
+        );
     }
 }

@@ -119,3 +119,37 @@ impl FleetLock {
 pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}_{:08x}", rand::random::<u32>())
 }
+
+/// The `zdm-proxy` binary of this workspace, as `cargo test --workspace` builds it (beside the
+/// `zdm-run` binary under test). Building it from inside a test would resolve the proxy's
+/// dependencies with other features and rebuild them for minutes, so the test run builds it
+/// once and tests refuse a binary older than the proxy's sources rather than test stale code.
+pub fn proxy_binary() -> PathBuf {
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_zdm-run"))
+        .parent()
+        .expect("the zdm-run binary has a directory")
+        .to_path_buf();
+    let binary = bin_dir.join("zdm-proxy");
+    let built = std::fs::metadata(&binary)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| {
+            panic!(
+                "{} is missing: run the tests with `cargo test --workspace` (or `cargo build -p zdm-proxy` first)",
+                binary.display()
+            )
+        });
+    let sources = Path::new(env!("CARGO_MANIFEST_DIR")).join("proxy/src");
+    for entry in std::fs::read_dir(&sources).expect("read proxy/src") {
+        let path = entry.expect("proxy/src entry").path();
+        let changed = std::fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .expect("source mtime");
+        assert!(
+            changed <= built,
+            "{} is older than {}: rebuild it (`cargo test --workspace` or `cargo build -p zdm-proxy`)",
+            binary.display(),
+            path.display()
+        );
+    }
+    binary
+}

@@ -122,11 +122,19 @@ pub struct Proxy {
     pub metrics_port: u16,
     pub log: PathBuf,
     env: Vec<(String, String)>,
+    /// Command-line arguments (e.g. `--config FILE`).
+    pub args: Vec<String>,
 }
 
 impl Proxy {
     /// Starts a proxy on `ip:port` (metrics on `ip:port+1000`) and waits until it listens.
     pub fn start(sb: &Sandbox, ip: &str, port: u16, extra: &[(&str, &str)]) -> Proxy {
+        let mut p = Proxy::start_unspawned(sb, ip, port, extra);
+        p.spawn();
+        p
+    }
+
+    fn start_unspawned(sb: &Sandbox, ip: &str, port: u16, extra: &[(&str, &str)]) -> Proxy {
         let mut env = sb.cluster_settings();
         env.push(("ZDM_PROXY_LISTEN_ADDRESS".into(), ip.into()));
         env.push(("ZDM_PROXY_LISTEN_PORT".into(), port.to_string()));
@@ -137,7 +145,7 @@ impl Proxy {
             env.retain(|(ek, _)| ek != k);
             env.push((k.to_string(), v.to_string()));
         }
-        let mut p = Proxy {
+        Proxy {
             child: None,
             addr: format!("{ip}:{port}"),
             ip: ip.into(),
@@ -145,7 +153,15 @@ impl Proxy {
             metrics_port: port + 1000,
             log: std::env::temp_dir().join(format!("zdm-proxy-test-{ip}-{port}.log")),
             env,
-        };
+            args: Vec::new(),
+        }
+    }
+
+    /// Like `start`, with a settings file as well (`--config file`; the environment still
+    /// carries the cluster settings and addresses, and wins over the file).
+    pub fn start_with_file(sb: &Sandbox, ip: &str, port: u16, file: &std::path::Path) -> Proxy {
+        let mut p = Proxy::start_unspawned(sb, ip, port, &[]);
+        p.args = vec!["--config".into(), file.display().to_string()];
         p.spawn();
         p
     }
@@ -153,6 +169,7 @@ impl Proxy {
     pub fn spawn(&mut self) {
         let log = std::fs::File::create(&self.log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_zdm-proxy"))
+            .args(&self.args)
             .env_clear()
             .envs(self.env.iter().cloned())
             .env("PATH", std::env::var("PATH").unwrap_or_default())
