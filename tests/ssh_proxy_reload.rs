@@ -3,6 +3,7 @@
 //! `/config`; a file that changes a restart-only setting fails the task with the proxy's reason.
 
 mod ssh_support;
+mod support;
 
 use std::path::Path;
 use std::process::Command;
@@ -82,12 +83,7 @@ fn reloaded_switches_the_real_proxy_to_target_without_a_restart() {
     let _fleet = shared_lock("/tmp/zdm-run-ssh-tests-faults.lock");
     let _clusters = shared_lock("/tmp/zdm-proxy-tests.lock");
     let sb = Sandbox::load();
-    let binary = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/debug/zdm-proxy");
-    assert!(
-        binary.exists(),
-        "{} missing: build the proxy first (cargo build -p zdm-proxy)",
-        binary.display()
-    );
+    let binary = support::proxy_binary();
     let work = tempfile::tempdir().unwrap();
     let cleanup = RemoteDir::new(&sb, &["zdm-h2"], "reload");
     let root = cleanup.path.clone();
