@@ -23,7 +23,7 @@ struct GroupDef {
 
 pub(super) fn parse(inv: &mut Inventory, text: &str, file: &Path) -> Result<(), InventoryError> {
     let de = serde_yaml_ng::Deserializer::from_str(text);
-    let groups = TopSeed.deserialize(de).map_err(|e| located(file, &e))?;
+    let groups = TOP_GROUPS.deserialize(de).map_err(|e| located(file, &e))?;
     for (name, def) in groups {
         add_group(inv, &name, def);
     }
@@ -60,20 +60,33 @@ fn located(file: &Path, e: &serde_yaml_ng::Error) -> InventoryError {
     }
 }
 
-/// The document: a mapping of top-level group names (empty documents are allowed).
-struct TopSeed;
+/// A mapping of group names to group bodies: the document itself (top-level groups) and every
+/// `children:` block; only the wording of a type error differs. Empty (null) is allowed.
+struct GroupMapSeed {
+    expecting: &'static str,
+}
 
-impl<'de> DeserializeSeed<'de> for TopSeed {
+/// The document: top-level group names.
+const TOP_GROUPS: GroupMapSeed = GroupMapSeed {
+    expecting: "a mapping of group names (e.g. all:)",
+};
+
+/// `children:` — child group names.
+const CHILD_GROUPS: GroupMapSeed = GroupMapSeed {
+    expecting: "a mapping of child group names",
+};
+
+impl<'de> DeserializeSeed<'de> for GroupMapSeed {
     type Value = Vec<(String, GroupDef)>;
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for TopSeed {
+impl<'de> Visitor<'de> for GroupMapSeed {
     type Value = Vec<(String, GroupDef)>;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a mapping of group names (e.g. all:)")
+        f.write_str(self.expecting)
     }
     fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
         Ok(vec![])
@@ -111,7 +124,7 @@ impl<'de> Visitor<'de> for GroupSeed {
             match k {
                 GroupField::Hosts => def.hosts = map.next_value_seed(HostsSeed)?,
                 GroupField::Vars => def.vars = map.next_value_seed(VarsSeed("group vars"))?,
-                GroupField::Children => def.children = map.next_value_seed(ChildrenSeed)?,
+                GroupField::Children => def.children = map.next_value_seed(CHILD_GROUPS)?,
             }
         }
         Ok(def)
@@ -223,33 +236,6 @@ impl<'de> Visitor<'de> for VarsSeed {
         let mut out = Vars::new();
         while let Some(k) = map.next_key::<String>()? {
             out.insert(k, map.next_value::<Value>()?);
-        }
-        Ok(out)
-    }
-}
-
-/// `children:` — group names to group bodies.
-struct ChildrenSeed;
-
-impl<'de> DeserializeSeed<'de> for ChildrenSeed {
-    type Value = Vec<(String, GroupDef)>;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for ChildrenSeed {
-    type Value = Vec<(String, GroupDef)>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a mapping of child group names")
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(vec![])
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut out = Vec::new();
-        while let Some(name) = map.next_key::<String>()? {
-            out.push((name, map.next_value_seed(GroupSeed)?));
         }
         Ok(out)
     }
