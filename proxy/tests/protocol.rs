@@ -225,6 +225,16 @@ async fn health_and_metrics_endpoints_use_the_reference_names() {
         assert!(v[k]["Addr"].as_str().unwrap().ends_with(":9042"), "{body}");
     }
     assert_eq!(v["Status"], "UP");
+    // `spawn` knew the proxy was up by opening (and closing) a CQL connection; the gauge
+    // counts it until the proxy has seen the close, so wait for that before reading zeros.
+    let settle = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while p.metric("zdm_client_connections_total").await != 0.0 {
+        assert!(
+            std::time::Instant::now() < settle,
+            "the readiness probe's connection was never released"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let (code, metrics) = p.http_get("/metrics").await;
     assert_eq!(code, 200);
     let origin = sb.node("origin");
