@@ -7,6 +7,8 @@
 #   scripts/sandbox.sh down [--purge] stop everything we started, by pid; remove the namespaces
 #   scripts/sandbox.sh status        what runs, with each Cassandra node's memory
 #   scripts/sandbox.sh cqlsh origin|target [cqlsh args]
+#   scripts/sandbox.sh users         add the sudo-capable operator account zdmops to a running
+#                                    sandbox (`up` does it too; `down --purge` removes it)
 #
 # Fault switches for tests:
 #   cut HOST | restore HOST          take a proxy host off the network and bring it back
@@ -361,6 +363,10 @@ StrictModes no
 MaxSessions 64
 MaxStartups 64:30:128
 Subsystem sftp /usr/lib/openssh/sftp-server
+# The unprivileged operator account (ensure_ops_user): its own key file, which it can read
+# (sshd reads key files as the user, and $SB/ssh is root's alone).
+Match User $OPS_USER
+  AuthorizedKeysFile $OPS_HOME/.ssh/authorized_keys
 EOF
 }
 
@@ -499,6 +505,65 @@ EOF
 }
 
 # ---------------------------------------------------------------------------------------------
+# The unprivileged operator account for the become (sudo) tests: it logs in with the sandbox
+# key and may run anything as anyone through sudo without a password, like the ops accounts
+# production fleets are reached with. The hosts share this machine's users and /etc.
+
+OPS_USER=zdmops
+OPS_HOME=/home/$OPS_USER
+OPS_SUDOERS=/etc/sudoers.d/zdm-sandbox
+
+ensure_ops_user() {
+  if ! command -v sudo >/dev/null; then
+    log "installing packages: sudo"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sudo >/dev/null
+  fi
+  id -u "$OPS_USER" >/dev/null 2>&1 ||
+    useradd --create-home --home-dir "$OPS_HOME" --shell /bin/bash --user-group "$OPS_USER"
+  # No password, but not locked: sshd (without PAM) refuses key logins to a locked ('!') account.
+  usermod --password '*' "$OPS_USER"
+  install -d -m 700 -o "$OPS_USER" -g "$OPS_USER" "$OPS_HOME/.ssh"
+  install -m 600 -o "$OPS_USER" -g "$OPS_USER" "$SB/ssh/id_ed25519.pub" "$OPS_HOME/.ssh/authorized_keys"
+  local tmp
+  tmp=$(mktemp)
+  printf '# zdm-run sandbox: the become tests log in as %s and sudo to root or any user.\n%s ALL=(ALL:ALL) NOPASSWD: ALL\n' \
+    "$OPS_USER" "$OPS_USER" >"$tmp"
+  visudo -cqf "$tmp" || { rm -f "$tmp"; die "the sudoers drop-in for $OPS_USER does not parse"; }
+  install -m 0440 -o root -g root "$tmp" "$OPS_SUDOERS"
+  rm -f "$tmp"
+}
+
+remove_ops_user() {
+  rm -f "$OPS_SUDOERS"
+  if id -u "$OPS_USER" >/dev/null 2>&1; then
+    userdel --remove "$OPS_USER" 2>/dev/null || userdel "$OPS_USER"
+  fi
+  rm -rf "$OPS_HOME"
+}
+
+# `users`: adds the operator account to a running sandbox. Each running sshd gets the new config
+# through SIGHUP (it re-executes itself; open sessions are untouched).
+cmd_users() {
+  [[ -f $SB/ssh/id_ed25519.pub ]] || die "no sandbox at $SB; run: scripts/sandbox.sh up"
+  ensure_ops_user
+  local i dir before
+  for ((i = 1; i <= FLEET_SIZE; i++)); do
+    dir=$(host_dir "$i")
+    [[ -d $dir ]] || continue
+    before=
+    [[ -f $dir/sshd_config ]] && before=$(cat "$dir/sshd_config")
+    write_sshd_config "$i"
+    if sshd_running "$i" && [[ $before != "$(cat "$dir/sshd_config")" ]]; then
+      kill -HUP "$(cat "$dir/sshd.pid")"
+      sleep 0.5
+      wait_for_ssh "$i"
+    fi
+  done
+  log "user $OPS_USER: ssh with the sandbox key, passwordless sudo ($OPS_SUDOERS)"
+}
+
+# ---------------------------------------------------------------------------------------------
 # Verbs.
 
 cmd_up() {
@@ -514,6 +579,7 @@ cmd_up() {
   launch_cassandra origin
   launch_cassandra target
   ensure_client_key
+  ensure_ops_user
   local i
   for ((i = 1; i <= FLEET_SIZE; i++)); do start_sshd "$i"; done
   write_ssh_client_files
@@ -540,6 +606,7 @@ cmd_down() {
   if [[ $purge == --purge ]]; then
     log "removing $SB"
     rm -rf "$SB"
+    remove_ops_user
   fi
   log "down"
 }
@@ -653,8 +720,9 @@ main() {
     ;;
   rekey) cmd_rekey "${1:?host}" ;;
   trust) cmd_trust "${1:?host}" ;;
+  users) cmd_users ;;
   *)
-    sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     [[ -z $verb || $verb == help || $verb == -h || $verb == --help ]] || exit 2
     ;;
   esac

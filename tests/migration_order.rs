@@ -1,6 +1,10 @@
-//! The phase order with the real playbooks: phase 4 right after phase 1 (phases 2 and 3 never
-//! ran) is refused before any proxy is touched; with `--force-phase` it runs, warns, and the
-//! state history keeps the warning for good.
+//! The phase order with the real playbooks, on one phase-1 deployment (a deploy costs a minute,
+//! so the entry checks share it):
+//! - target Cassandra stopped after phase 1 (the sandbox's real fault switch): phase 2 is
+//!   refused by the readiness check, which names each proxy and the cluster it sees DOWN
+//!   (TARGET), before anything is recorded;
+//! - phase 4 right after phase 1 (phases 2 and 3 never ran) is refused before any proxy is
+//!   touched; with `--force-phase` it runs, warns, and the state history keeps the warning.
 
 mod deploy_support;
 mod migration_support;
@@ -10,8 +14,94 @@ use deploy_support::workload::create_table;
 use deploy_support::{unique_keyspace, Fleet, HOSTS};
 use migration_support::{assert_fleet, private_inventory, run_phase, state};
 
+use std::time::{Duration, Instant};
+
+/// The state file's `phase`, `completed` and number of history entries.
+fn recorded(inv: &std::path::Path) -> (String, bool, usize) {
+    let st = state(inv);
+    (
+        st["phase"].as_str().unwrap_or_default().to_string(),
+        st["completed"].as_bool().unwrap_or_default(),
+        st["history"].as_array().map_or(0, Vec::len),
+    )
+}
+
+/// Waits (bounded) until every proxy's readiness answers `want` (503 once it sees a cluster
+/// DOWN, 200 once both are UP again).
+async fn wait_readiness(fleet: &Fleet, want: u16, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let mut now = Vec::new();
+        for h in HOSTS {
+            now.push(fleet.readiness(h).await);
+        }
+        if now.iter().all(|s| *s == Some(want)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "readiness of {HOSTS:?} is {now:?}, not {want} after {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Target stopped after phase 1 completed: phase 2 is refused naming TARGET DOWN on every
+/// proxy, and the recorded state does not move.
+async fn target_down_refuses_phase2(fleet: &Fleet, inv: &std::path::Path, ks: &str) {
+    let before = recorded(inv);
+    assert_eq!((before.0.as_str(), before.1), ("phase1", true));
+    let down = fleet.stop_cluster("target");
+    let stopped = Instant::now();
+    wait_readiness(fleet, 503, Duration::from_secs(60)).await;
+    eprintln!("proxies saw target DOWN after {:.1?}", stopped.elapsed());
+
+    let refused = run_phase(fleet, inv, ks, "phase2.yml", &[]).await;
+    assert_eq!(refused.code, 2, "phase2 with target down:\n{}", refused.out);
+    assert!(
+        refused.out.contains("readiness gate FAILED"),
+        "the readiness check refused:\n{}",
+        refused.out
+    );
+    for h in HOSTS {
+        assert!(
+            refused
+                .out
+                .contains(&format!("{h}: readiness 503, TARGET DOWN")),
+            "the refusal names {h} and the cluster it sees DOWN:\n{}",
+            refused.out
+        );
+    }
+    assert!(
+        !refused.out.contains("ORIGIN DOWN"),
+        "origin is up and must not be blamed:\n{}",
+        refused.out
+    );
+    assert_eq!(recorded(inv), before, "a refused phase 2 records nothing");
+    let st = state(inv);
+    assert!(
+        st["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["phase"] != "phase2"),
+        "no phase2 entry in the history: {st:#}"
+    );
+    assert_fleet(fleet, "ORIGIN", "PRIMARY_ONLY", "after the refused phase2");
+
+    let restarting = Instant::now();
+    down.start();
+    wait_readiness(fleet, 200, Duration::from_secs(120)).await;
+    eprintln!(
+        "target back and every proxy ready after {:.1?}; target was down {:.1?}",
+        restarting.elapsed(),
+        stopped.elapsed()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn phase4_before_phase2_is_refused_and_forcing_it_is_recorded() {
+async fn target_down_refuses_phase2_and_phase4_before_phase2_is_refused_and_forcing_it_is_recorded()
+{
     let fleet = Fleet::take();
     let inv_dir = private_inventory(&fleet);
     let inv = inv_dir.path();
@@ -29,6 +119,8 @@ async fn phase4_before_phase2_is_refused_and_forcing_it_is_recorded() {
         pids.iter().all(Option::is_some),
         "phase1 started every proxy"
     );
+
+    target_down_refuses_phase2(&fleet, inv, &ks).await;
 
     let refused = run_phase(&fleet, inv, &ks, "phase4.yml", &[]).await;
     assert_eq!(refused.code, 2, "phase4 after phase1:\n{}", refused.out);

@@ -134,6 +134,7 @@ pub trait Module: Send + Sync {
 
 // The migration's own modules: gates and the phase record.
 mod zdm_common;
+mod zdm_config_change;
 mod zdm_data;
 mod zdm_health_gate;
 mod zdm_phase;
@@ -148,6 +149,7 @@ pub fn module(name: &str) -> Option<Box<dyn Module>> {
         "zdm_migrate" => Box::new(zdm_data::ZdmMigrate),
         "zdm_validate" => Box::new(zdm_data::ZdmValidate),
         "zdm_phase" => Box::new(zdm_phase::ZdmPhase),
+        "zdm_config_change" => Box::new(zdm_config_change::ZdmConfigChange),
         "template" => Box::new(files_common::Template),
         "copy" => Box::new(files_common::Copy),
         "file" => Box::new(file::File),
@@ -175,6 +177,7 @@ pub(crate) static FLEET_SPECS: &[&spec::ModuleSpec] = &[
     &zdm_cdm::SPEC,
     &service::SPEC,
     &fetch::SPEC,
+    &zdm_config_change::SPEC,
     &crate::facts::SPEC,
     &crate::facts::SETUP_SPEC,
 ];

@@ -282,6 +282,7 @@ pub static MODULES: &[ModuleSpec] = &[
             ("max_async_read_error_ratio", Kind::Number),
             ("max_target_p99_ratio", Kind::Number),
             ("target_p99_floor_seconds", Kind::Number),
+            ("readiness_only", Kind::Bool),
         ],
         one_of = [],
         req = []

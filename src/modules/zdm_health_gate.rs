@@ -6,6 +6,10 @@
 //! `metrics_port`, default 14001) unless a `proxies` list of URLs is given. Every threshold is
 //! an argument or a playbook variable (`zdm_observe_seconds`, `zdm_max_failed_write_ratio`, ...)
 //! so a demo can shorten the window without editing playbooks.
+//!
+//! `readiness_only: true` asks readiness and nothing else (gate name `readiness`): the entry
+//! check of a transition, which must refuse at once, before anything is recorded, when a
+//! proxy sees a cluster DOWN (the metrics window is the previous phase's exit gate).
 
 use std::time::Duration;
 
@@ -14,6 +18,7 @@ use serde_json::Value;
 
 use super::zdm_common::{flag, gate_result, number, string_list};
 use super::{ModFuture, ModResult, Module, ModuleCtx, ModuleError, Planned, Query};
+use crate::gates::health::{fetch_readiness, readiness_checks};
 use crate::gates::health::{run_health_gate, HealthThresholds};
 use crate::gates::{Check, DEFAULT_METRICS_PORT};
 
@@ -111,13 +116,46 @@ pub fn describe(proxies: &[(String, String)], t: &HealthThresholds) -> String {
     s
 }
 
+fn readiness_only(ctx: &ModuleCtx<'_>) -> bool {
+    ctx.args
+        .get("readiness_only")
+        .is_some_and(crate::vars::truthy)
+}
+
+/// Readiness of every proxy, one check each (the `readiness` gate).
+async fn readiness_gate(proxies: &[(String, String)]) -> Result<ModResult, ModuleError> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| ModuleError::Failed(format!("http client: {e}")))?;
+    let mut answers = Vec::new();
+    for (name, url) in proxies {
+        answers.push(fetch_readiness(&client, name, url).await);
+    }
+    let mut r = gate_result("readiness", &readiness_checks(&answers));
+    r.data.insert(
+        "proxies".into(),
+        Value::from(proxies.iter().map(|(_, u)| u.clone()).collect::<Vec<_>>()),
+    );
+    Ok(r)
+}
+
 impl Module for ZdmHealthGate {
     fn query<'a>(&'a self, ctx: &'a ModuleCtx<'a>) -> ModFuture<'a, Query> {
         async move {
             let proxies = proxy_urls(ctx)?;
-            let limits = thresholds(ctx)?;
+            let summary = if readiness_only(ctx) {
+                let names: Vec<&str> = proxies.iter().map(|(n, _)| n.as_str()).collect();
+                format!(
+                    "check {} proxies ({}): /health/readiness 200 (origin and target UP)",
+                    proxies.len(),
+                    names.join(", ")
+                )
+            } else {
+                describe(&proxies, &thresholds(ctx)?)
+            };
             Ok(Query::Run(Planned {
-                summary: describe(&proxies, &limits),
+                summary,
                 ..Default::default()
             }))
         }
@@ -127,6 +165,9 @@ impl Module for ZdmHealthGate {
     fn apply<'a>(&'a self, ctx: &'a ModuleCtx<'a>, _: &'a Planned) -> ModFuture<'a, ModResult> {
         async move {
             let proxies = proxy_urls(ctx)?;
+            if readiness_only(ctx) {
+                return readiness_gate(&proxies).await;
+            }
             let limits = thresholds(ctx)?;
             let checks = match run_health_gate(&proxies, &limits).await {
                 Ok(checks) => checks,

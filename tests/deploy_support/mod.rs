@@ -36,22 +36,31 @@ struct FileLock(std::fs::File);
 
 impl FileLock {
     fn take(path: &Path, exclusive: bool) -> FileLock {
-        use std::os::fd::AsRawFd;
         let f = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(path)
             .unwrap_or_else(|e| panic!("open lock {}: {e}", path.display()));
+        let lock = FileLock(f);
+        lock.set(exclusive);
+        lock
+    }
+
+    /// Takes the lock shared or exclusive, or converts the one this descriptor holds (blocks
+    /// until granted). Converting on the same descriptor is what lets a holder of the shared
+    /// lock go exclusive: a second descriptor of this process asking for LOCK_EX would wait
+    /// forever on our own shared lock.
+    fn set(&self, exclusive: bool) {
+        use std::os::fd::AsRawFd;
         let op = if exclusive {
             libc::LOCK_EX
         } else {
             libc::LOCK_SH
         };
-        // SAFETY: flock on a descriptor we own; blocks until granted.
-        let rc = unsafe { libc::flock(f.as_raw_fd(), op) };
-        assert_eq!(rc, 0, "flock {} failed", path.display());
-        FileLock(f)
+        // SAFETY: flock on a descriptor we own.
+        let rc = unsafe { libc::flock(self.0.as_raw_fd(), op) };
+        assert_eq!(rc, 0, "flock failed: {}", std::io::Error::last_os_error());
     }
 }
 
@@ -64,6 +73,9 @@ impl FileLock {
 pub struct Fleet {
     pub sb: Sandbox,
     _locks: Vec<FileLock>,
+    /// The proxy tests' cluster lock, shared; exclusive while [`Fleet::stop_cluster`] holds a
+    /// cluster down.
+    clusters: FileLock,
 }
 
 impl Fleet {
@@ -81,16 +93,18 @@ impl Fleet {
     fn new(share_fault_lock: bool) -> Fleet {
         let sb = Sandbox::load();
         check_proxy_binary();
-        let locks = vec![
-            FileLock::take(Path::new("/tmp/zdm-run-deploy-tests.lock"), true),
-            FileLock::take(&std::env::temp_dir().join("zdm-proxy-tests.lock"), false),
-            // The same file `ssh_support::FaultGuard` locks.
-            FileLock::take(
-                Path::new("/tmp/zdm-run-ssh-tests-faults.lock"),
-                !share_fault_lock,
-            ),
-        ];
-        let fleet = Fleet { sb, _locks: locks };
+        let deploy = FileLock::take(Path::new("/tmp/zdm-run-deploy-tests.lock"), true);
+        let clusters = FileLock::take(&std::env::temp_dir().join("zdm-proxy-tests.lock"), false);
+        // The same file `ssh_support::FaultGuard` locks.
+        let faults = FileLock::take(
+            Path::new("/tmp/zdm-run-ssh-tests-faults.lock"),
+            !share_fault_lock,
+        );
+        let fleet = Fleet {
+            sb,
+            _locks: vec![deploy, faults],
+            clusters,
+        };
         fleet.wipe();
         fleet
     }
@@ -104,6 +118,27 @@ impl Fleet {
             undo: Some((undo, host.to_string())),
         };
         self.sb.switch(verb, host);
+        guard
+    }
+
+    /// Stops `cluster`'s Cassandra (`origin` or `target`, the sandbox's real fault switch) until
+    /// the returned guard drops, also on panic; the guard starts it again and waits until CQL
+    /// answers. Meanwhile the proxy tests' cluster lock is held exclusively (converted from the
+    /// shared one this fleet holds), so no test that needs both clusters runs against a
+    /// stopped one. Declare the guard after the fleet.
+    pub fn stop_cluster(&self, cluster: &'static str) -> ClusterDown<'_> {
+        let waited = Instant::now();
+        self.clusters.set(true);
+        eprintln!(
+            "cluster lock exclusive after {:.1?}; stopping {cluster}",
+            waited.elapsed()
+        );
+        let guard = ClusterDown {
+            fleet: self,
+            cluster,
+            started: false,
+        };
+        self.sb.switch("cassandra-stop", cluster);
         guard
     }
 
@@ -551,6 +586,60 @@ impl FaultUndo<'_> {
 impl Drop for FaultUndo<'_> {
     fn drop(&mut self) {
         self.undo_now();
+    }
+}
+
+/// A Cassandra cluster stopped by [`Fleet::stop_cluster`]; started again when dropped.
+pub struct ClusterDown<'a> {
+    fleet: &'a Fleet,
+    cluster: &'static str,
+    started: bool,
+}
+
+impl ClusterDown<'_> {
+    /// Starts the cluster now (waits until CQL answers) and gives the cluster lock back to
+    /// shared.
+    pub fn start(mut self) {
+        self.start_now();
+    }
+
+    fn start_now(&mut self) {
+        if std::mem::replace(&mut self.started, true) {
+            return;
+        }
+        // Not `Sandbox::switch`: a panic here may run during a panic's unwinding (abort).
+        let mut ok = false;
+        for attempt in 1..=2 {
+            let out = Command::new("bash")
+                .arg(self.fleet.sb.get("SANDBOX_SCRIPT"))
+                .args(["cassandra-start", self.cluster])
+                .output();
+            match out {
+                Ok(o) if o.status.success() => {
+                    ok = true;
+                    break;
+                }
+                Ok(o) => eprintln!(
+                    "sandbox.sh cassandra-start {} (attempt {attempt}) failed: {}",
+                    self.cluster,
+                    String::from_utf8_lossy(&o.stderr)
+                ),
+                Err(e) => eprintln!("sandbox.sh cassandra-start {}: {e}", self.cluster),
+            }
+        }
+        if !ok {
+            eprintln!(
+                "WARNING: {} may still be stopped: run scripts/sandbox.sh cassandra-start {}",
+                self.cluster, self.cluster
+            );
+        }
+        self.fleet.clusters.set(false);
+    }
+}
+
+impl Drop for ClusterDown<'_> {
+    fn drop(&mut self) {
+        self.start_now();
     }
 }
 
