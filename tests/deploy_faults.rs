@@ -23,11 +23,15 @@ async fn a_host_cut_mid_run_stops_the_run_there_and_a_rerun_after_restore_finish
     };
     let (h1_before, h3_before) = (pid("zdm-h1"), pid("zdm-h3"));
 
-    // A config change rolls through; zdm-h1 pauses after its restart, and while it pauses
-    // zdm-h2 drops off the network.
+    // A config change that needs a restart (a live setting like log_level would be reloaded,
+    // with no restart and no pause) rolls through; zdm-h1 pauses after its restart, and while
+    // it pauses zdm-h2 drops off the network.
     let mut running = fleet.spawn(
         DEPLOY,
-        &["-e", "log_level=DEBUG zdm_restart_pause_seconds=15"],
+        &[
+            "-e",
+            "proxy_max_client_connections=900 zdm_restart_pause_seconds=15",
+        ],
     );
     // (The first play has a pause task too, skipped: wait for the rolling play's.)
     running.wait_for_line("PLAY [Roll the change", Duration::from_secs(300));
@@ -55,14 +59,18 @@ async fn a_host_cut_mid_run_stops_the_run_there_and_a_rerun_after_restore_finish
     // zdm-h1 got the change; zdm-h3 was never touched and keeps serving its old config.
     assert_ne!(pid("zdm-h1"), h1_before);
     assert_eq!(
-        fleet.setting("zdm-h1", "log_level").as_deref(),
-        Some("DEBUG")
+        fleet
+            .setting("zdm-h1", "proxy_max_client_connections")
+            .as_deref(),
+        Some("900")
     );
     assert_eq!(run.recap("zdm-h3", "changed"), 0, "{}", run.out);
     assert_eq!(pid("zdm-h3"), h3_before, "zdm-h3 was restarted");
     assert_eq!(
-        fleet.setting("zdm-h3", "log_level").as_deref(),
-        Some("INFO")
+        fleet
+            .setting("zdm-h3", "proxy_max_client_connections")
+            .as_deref(),
+        Some("1000")
     );
     for h in ["zdm-h1", "zdm-h3"] {
         assert_eq!(fleet.readiness(h).await, Some(200), "{h} must still serve");
@@ -75,7 +83,7 @@ async fn a_host_cut_mid_run_stops_the_run_there_and_a_rerun_after_restore_finish
 
     // Back on the network, the same command finishes the job: zdm-h1 is already done.
     cut.undo();
-    let rerun = fleet.run(DEPLOY, &["-e", "log_level=DEBUG"]);
+    let rerun = fleet.run(DEPLOY, &["-e", "proxy_max_client_connections=900"]);
     rerun.assert_ok("re-run after restore");
     assert_eq!(rerun.recap("zdm-h1", "changed"), 0, "{}", rerun.out);
     for h in ["zdm-h2", "zdm-h3"] {
@@ -87,8 +95,8 @@ async fn a_host_cut_mid_run_stops_the_run_there_and_a_rerun_after_restore_finish
     }
     for h in HOSTS {
         assert_eq!(
-            fleet.setting(h, "log_level").as_deref(),
-            Some("DEBUG"),
+            fleet.setting(h, "proxy_max_client_connections").as_deref(),
+            Some("900"),
             "{h}"
         );
         assert_eq!(fleet.readiness(h).await, Some(200), "{h}");

@@ -1,7 +1,9 @@
 //! Rolling restarts under load: an application (the real driver, knowing all three proxies)
-//! writes and reads at a steady rate while `rolling-restart.yml` restarts every proxy and then
-//! while `deploy.yml` rolls a config change through the fleet. No client request may fail,
-//! and every acknowledged write must be on both clusters.
+//! writes and reads at a steady rate while `rolling-restart.yml` restarts every proxy, while
+//! `deploy.yml` rolls a restart-only config change through the fleet, and while it applies a
+//! change of live settings only (`read_mode`, as a phase change does), which is a reload: same
+//! processes, no connection drained, and `/config` shows the new values. No client request may
+//! fail, and every acknowledged write must be on both clusters.
 
 mod deploy_support;
 mod ssh_support;
@@ -28,14 +30,49 @@ fn pids(fleet: &Fleet) -> Vec<u32> {
         .collect()
 }
 
+/// Per host, the number of "client connection drained" lines in its proxy's log.
+fn drained_lines(fleet: &Fleet) -> Vec<usize> {
+    HOSTS
+        .iter()
+        .map(|h| {
+            fleet
+                .ssh(h, "cat /opt/zdm-proxy/logs/zdm-proxy.log")
+                .lines()
+                .filter(|l| l.contains("client connection drained"))
+                .count()
+        })
+        .collect()
+}
+
+/// The settings a proxy runs now, from its admin port's `/config`.
+async fn live_config(fleet: &Fleet, host: &str) -> serde_json::Value {
+    let url = format!(
+        "http://{}:{}/config",
+        fleet.address(host),
+        deploy_support::METRICS_PORT
+    );
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+        .get(&url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: not JSON: {e}"))
+}
+
 /// Runs a playbook off the test's runtime (the workload keeps running on it).
 async fn run_blocking(
     fleet: &Arc<Fleet>,
     playbook: &'static str,
-    args: &'static [&'static str],
+    args: &[&'static str],
 ) -> deploy_support::Run {
     let f = fleet.clone();
-    tokio::task::spawn_blocking(move || f.run(playbook, args))
+    let args = args.to_vec();
+    tokio::task::spawn_blocking(move || f.run(playbook, &args))
         .await
         .unwrap()
 }
@@ -80,11 +117,12 @@ async fn rolling_restart_and_rolling_config_change_under_load_fail_no_request_an
         "the load must go on during the restarts ({warm} -> {mid})"
     );
 
-    // 2. A rolling config change (any setting goes the same way).
+    // 2. A rolling config change with a setting the proxy cannot reload (and a live one with
+    // it): every proxy restarts, one at a time.
     let change = run_blocking(
         &fleet,
         "playbooks/deploy.yml",
-        &["-e", "proxy_request_timeout_ms=9000 log_level=DEBUG"],
+        &["-e", "proxy_max_client_connections=900 log_level=DEBUG"],
     )
     .await;
     change.assert_ok("rolling config change");
@@ -92,22 +130,87 @@ async fn rolling_restart_and_rolling_config_change_under_load_fail_no_request_an
     for (i, h) in HOSTS.iter().enumerate() {
         assert_ne!(after_restart[i], after_change[i], "{h} was not restarted");
         assert_eq!(
-            fleet.setting(h, "proxy_request_timeout_ms").as_deref(),
-            Some("9000")
+            fleet.setting(h, "proxy_max_client_connections").as_deref(),
+            Some("900")
         );
         assert_eq!(fleet.setting(h, "log_level").as_deref(), Some("DEBUG"));
+    }
+    let drained_before_reload = drained_lines(&fleet);
+
+    // 3. Live settings only (what a phase change alters): reloaded in place, same processes.
+    let reload = run_blocking(
+        &fleet,
+        "playbooks/deploy.yml",
+        &[
+            "-e",
+            "proxy_max_client_connections=900 log_level=DEBUG",
+            "-e",
+            "read_mode=DUAL_ASYNC_ON_SECONDARY proxy_request_timeout_ms=9000",
+        ],
+    )
+    .await;
+    reload.assert_ok("live settings change");
+    assert_eq!(pids(&fleet), after_change, "a reload restarts no proxy");
+    let reloads: Vec<&str> = reload
+        .out
+        .lines()
+        .filter(|l| l.starts_with("changed: [") && l.ends_with("reload zdm-proxy"))
+        .collect();
+    assert_eq!(reloads.len(), 3, "one reload per host:\n{}", reload.out);
+    for (line, h) in reloads.iter().zip(HOSTS) {
+        assert!(
+            line.contains(&format!("[{h}]")),
+            "reload order: {reloads:?}"
+        );
+    }
+    assert!(
+        !reload.out.contains("restart zdm-proxy"),
+        "nothing restarted:\n{}",
+        reload.out
+    );
+    for h in HOSTS {
+        assert_eq!(
+            fleet.setting(h, "read_mode").as_deref(),
+            Some("DUAL_ASYNC_ON_SECONDARY")
+        );
+        let live = live_config(&fleet, h).await;
+        assert_eq!(live["read_mode"], "DUAL_ASYNC_ON_SECONDARY", "{h}: {live}");
+        assert_eq!(live["proxy_request_timeout_ms"], 9000, "{h}: {live}");
+        assert_eq!(live["primary_cluster"], "ORIGIN", "{h}: {live}");
+    }
+    assert_eq!(
+        drained_lines(&fleet),
+        drained_before_reload,
+        "a reload drains no client connection"
+    );
+    // Applying the same settings again changes nothing.
+    let again = run_blocking(
+        &fleet,
+        "playbooks/deploy.yml",
+        &[
+            "-e",
+            "proxy_max_client_connections=900 log_level=DEBUG",
+            "-e",
+            "read_mode=DUAL_ASYNC_ON_SECONDARY proxy_request_timeout_ms=9000",
+        ],
+    )
+    .await;
+    again.assert_ok("same settings again");
+    for h in HOSTS {
+        assert_eq!(again.recap(h, "changed"), 0, "{h}:\n{}", again.out);
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
     let report = load.stop().await;
     eprintln!(
         "workload: {} acknowledged writes, {} reads in {:.1}s; longest gap between acks {:?}; \
-         rolling restart {:.1}s, config change {:.1}s",
+         rolling restart {:.1}s, config change {:.1}s, live reload {:.1}s",
         report.acked.len(),
         report.reads_ok,
         report.ran.as_secs_f64(),
         report.longest_gap,
         restart.took.as_secs_f64(),
-        change.took.as_secs_f64()
+        change.took.as_secs_f64(),
+        reload.took.as_secs_f64()
     );
     assert!(
         report.failures.is_empty(),

@@ -784,3 +784,56 @@ fn templates_can_include_other_templates_from_the_templates_dir() {
         "main\npart for h2\nend\n"
     );
 }
+
+#[test]
+fn play_level_gather_facts_makes_facts_variables_before_the_first_task() {
+    let fleet = Fleet::new();
+    let arch = String::from_utf8(
+        std::process::Command::new("uname")
+            .arg("-m")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let pb = fleet.write_playbook(
+        "facts.yml",
+        "\
+- name: no facts unless asked
+  hosts: h1
+  tasks:
+    - debug: {msg: \"BEFORE defined={{ ansible_architecture is defined }}\"}
+- name: facts first
+  hosts: h1
+  gather_facts: true
+  tasks:
+    - debug: {msg: \"AFTER arch={{ ansible_architecture }} also={{ ansible_facts.architecture }} running={{ zdm_proxy.running }}\"}
+",
+    );
+    let run = fleet.run(&[pb.to_str().unwrap()]);
+    run.assert_code(0);
+    assert!(
+        run.stdout.contains("BEFORE defined=false"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains(&format!(
+            "AFTER arch={0} also={0} running=false",
+            arch.trim()
+        )),
+        "{}",
+        run.stdout
+    );
+    let gathering: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| l.contains("Gathering Facts"))
+        .collect();
+    assert_eq!(gathering.len(), 1, "{}", run.stdout);
+    // Check mode gathers too (it only reads), so the plan can use the facts; --tags does not
+    // skip it either.
+    let check = fleet.run(&[pb.to_str().unwrap(), "--check", "--tags", "nothing"]);
+    check.assert_code(0);
+    assert!(check.stdout.contains("Gathering Facts"), "{}", check.stdout);
+}

@@ -28,9 +28,14 @@ pub const PLAY_KEYS: &[(&str, Kind)] = &[
     ("tasks", Kind::Tasks),
     ("post_tasks", Kind::Tasks),
     ("handlers", Kind::Handlers),
-    // Accepted for compatibility with existing playbooks; zdm-run never gathers facts.
     ("gather_facts", Kind::Bool),
+    ("become", Kind::Bool),
+    ("become_user", Kind::Scalar),
+    ("become_method", Kind::OneOf(BECOME_METHODS)),
 ];
+
+/// Privilege escalation methods zdm-run implements.
+pub const BECOME_METHODS: &[&str] = &["sudo"];
 
 /// Keywords a task may have besides its one module.
 pub const TASK_KEYS: &[(&str, Kind)] = &[
@@ -53,6 +58,9 @@ pub const TASK_KEYS: &[(&str, Kind)] = &[
     ("failed_when", Kind::ScalarList),
     ("vars", Kind::Mapping),
     ("args", Kind::Mapping),
+    ("become", Kind::Bool),
+    ("become_user", Kind::Scalar),
+    ("become_method", Kind::OneOf(BECOME_METHODS)),
 ];
 
 /// The key under which the loader finds a task's module name.

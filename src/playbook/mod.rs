@@ -31,6 +31,43 @@ pub enum Serial {
     Template(String),
 }
 
+/// The privilege escalation keywords `become`, `become_user` and `become_method` as written
+/// on a play, an include or a task (`None` where not set; `enabled` may be a template).
+///
+/// WHY keywords and variables both: the keywords say what a playbook needs (this task must be
+/// root), the `ansible_become*` connection variables say how a host is reached. As in Ansible,
+/// the more specific keyword wins (task over include over play), and a connection variable set
+/// for the host wins over every keyword.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Escalation {
+    pub enabled: Option<Value>,
+    pub user: Option<String>,
+    pub method: Option<String>,
+}
+
+impl Escalation {
+    fn read(obj: &Map<String, Value>) -> Escalation {
+        Escalation {
+            enabled: obj.get("become").cloned(),
+            user: obj.get("become_user").map(crate::vars::display),
+            method: obj.get("become_method").map(crate::vars::display),
+        }
+    }
+
+    /// These keywords over `outer`'s: each one set here wins.
+    pub fn over(&self, outer: &Escalation) -> Escalation {
+        Escalation {
+            enabled: self.enabled.clone().or_else(|| outer.enabled.clone()),
+            user: self.user.clone().or_else(|| outer.user.clone()),
+            method: self.method.clone().or_else(|| outer.method.clone()),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self == &Escalation::default()
+    }
+}
+
 /// A play.
 #[derive(Debug, Clone, Default)]
 pub struct Play {
@@ -49,6 +86,13 @@ pub struct Play {
     pub handlers: Vec<Task>,
     /// Directory of the playbook file that defined this play (templates/files are found here).
     pub base_dir: PathBuf,
+    /// `become*` keywords of the play (its tasks' own keywords win).
+    pub escalation: Escalation,
+    /// `gather_facts`: gather each host's facts before the play's first task. Unlike Ansible
+    /// the default is off: the bundled playbooks gather facts with a task where they need them
+    /// (with arguments, e.g. the install root), and a fact-gathering round trip per play and
+    /// host would slow every run for nothing.
+    pub gather_facts: bool,
 }
 
 /// A task (or handler).
@@ -78,6 +122,9 @@ pub struct Task {
     pub vars: Vars,
     /// Directory of the file the task came from (relative `src:` paths are found here).
     pub base_dir: PathBuf,
+    /// `become*` keywords of the task over those of the includes it came through (the play's
+    /// apply at run time, under these).
+    pub escalation: Escalation,
 }
 
 impl Task {
@@ -199,7 +246,8 @@ fn build_play(obj: &Map<String, Value>, file: &Path, dir: &Path) -> Result<Play,
         let mut out = Vec::new();
         if let Some(Value::Array(items)) = obj.get(key) {
             for t in items {
-                expand_task(t, file, dir, &[], &[], 0, &mut out)?;
+                let outer = Inherited::default();
+                expand_task(t, file, dir, &outer, 0, &mut out)?;
             }
         }
         Ok(out)
@@ -228,6 +276,8 @@ fn build_play(obj: &Map<String, Value>, file: &Path, dir: &Path) -> Result<Play,
         post_tasks: tasks("post_tasks")?,
         handlers: tasks("handlers")?,
         base_dir: dir.to_path_buf(),
+        escalation: Escalation::read(obj),
+        gather_facts: obj.get("gather_facts").is_some_and(crate::vars::truthy),
     };
     check_notify(&play, file)?;
     Ok(play)
@@ -284,14 +334,21 @@ fn serial_step(v: &Value) -> Serial {
     }
 }
 
+/// What an include passes on to every task it includes.
+#[derive(Default)]
+struct Inherited {
+    when: Vec<String>,
+    tags: Vec<String>,
+    escalation: Escalation,
+}
+
 /// Turns one checked task into model tasks, inlining `include_tasks`/`import_tasks` (their
-/// `when` and `tags` apply to every included task, as with Ansible's static import).
+/// `when`, `tags` and `become*` apply to every included task, as with Ansible's static import).
 fn expand_task(
     raw: &Value,
     file: &Path,
     dir: &Path,
-    inherited_when: &[String],
-    inherited_tags: &[String],
+    inherited: &Inherited,
     depth: usize,
     out: &mut Vec<Task>,
 ) -> Result<(), PlaybookError> {
@@ -310,10 +367,11 @@ fn expand_task(
             args.insert(k.clone(), v.clone());
         }
     }
-    let mut when: Vec<String> = inherited_when.to_vec();
+    let mut when: Vec<String> = inherited.when.clone();
     when.extend(strings(obj.get("when")));
-    let mut tags: Vec<String> = inherited_tags.to_vec();
+    let mut tags: Vec<String> = inherited.tags.clone();
     tags.extend(strings(obj.get("tags")));
+    let escalation = Escalation::read(obj).over(&inherited.escalation);
 
     if module == "include_tasks" || module == "import_tasks" {
         if depth > MAX_INCLUDE_DEPTH {
@@ -338,8 +396,13 @@ fn expand_task(
         let text = read(&inc)?;
         let doc = parse_checked(&text, &inc, Shape::Kind(crate::modules::spec::Kind::Tasks))?;
         let inc_dir = base_dir(&inc);
+        let passed = Inherited {
+            when,
+            tags,
+            escalation,
+        };
         for t in doc.as_array().into_iter().flatten() {
-            expand_task(t, &inc, &inc_dir, &when, &tags, depth + 1, out)?;
+            expand_task(t, &inc, &inc_dir, &passed, depth + 1, out)?;
         }
         return Ok(());
     }
@@ -377,6 +440,7 @@ fn expand_task(
             .cloned()
             .unwrap_or_default(),
         base_dir: dir.to_path_buf(),
+        escalation,
     });
     Ok(())
 }

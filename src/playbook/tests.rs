@@ -206,3 +206,78 @@ fn unknown_names_under_args_are_refused_at_the_task() {
         "{msg}"
     );
 }
+
+#[test]
+fn become_keywords_are_read_at_play_include_and_task_level() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("inc.yml"),
+        "- {command: id}\n- {command: id, become: false}\n",
+    )
+    .unwrap();
+    let text = "\
+- hosts: all
+  become: true
+  become_user: ops
+  gather_facts: yes
+  tasks:
+    - command: id
+    - command: id
+      become_user: nobody
+      become_method: sudo
+    - import_tasks: inc.yml
+      become_user: \"{{ who }}\"
+";
+    let path = dir.path().join("site.yml");
+    std::fs::write(&path, text).unwrap();
+    let pb = Playbook::load(&path).unwrap();
+    let play = &pb.plays[0];
+    assert!(play.gather_facts);
+    assert_eq!(play.escalation.enabled, Some(Value::Bool(true)));
+    assert_eq!(play.escalation.user.as_deref(), Some("ops"));
+    let t = &play.tasks;
+    assert!(t[0].escalation.is_empty());
+    assert_eq!(t[1].escalation.user.as_deref(), Some("nobody"));
+    assert_eq!(t[1].escalation.method.as_deref(), Some("sudo"));
+    // The include's keyword reaches its tasks; a task's own keyword wins.
+    assert_eq!(t[2].escalation.user.as_deref(), Some("{{ who }}"));
+    assert_eq!(t[3].escalation.enabled, Some(Value::Bool(false)));
+    assert_eq!(t[3].escalation.user.as_deref(), Some("{{ who }}"));
+    let effective = t[3].escalation.over(&play.escalation);
+    assert_eq!(effective.enabled, Some(Value::Bool(false)));
+    assert_eq!(effective.user.as_deref(), Some("{{ who }}"));
+    assert_eq!(
+        t[0].escalation.over(&play.escalation).user.as_deref(),
+        Some("ops")
+    );
+}
+
+#[test]
+fn gather_facts_is_off_unless_asked() {
+    let (_d, pb) = load("a.yml", "- hosts: all\n  tasks: []\n");
+    assert!(!pb.unwrap().plays[0].gather_facts);
+    let (_d, pb) = load(
+        "b.yml",
+        "- hosts: all\n  gather_facts: false\n  tasks: []\n",
+    );
+    assert!(!pb.unwrap().plays[0].gather_facts);
+}
+
+#[test]
+fn bad_become_values_are_reported_where_they_are() {
+    let msg = err_of("p.yml", "- hosts: all\n  become: sometimes\n  tasks: []\n");
+    assert!(msg.starts_with("p.yml:2:11: "), "{msg}");
+    let msg = err_of(
+        "p.yml",
+        "- hosts: all\n  tasks:\n    - command: id\n      become_method: su\n",
+    );
+    assert!(
+        msg.starts_with("p.yml:4:22: ") && msg.contains("expected one of: sudo"),
+        "{msg}"
+    );
+    let msg = err_of(
+        "p.yml",
+        "- hosts: all\n  become_user: {name: x}\n  tasks: []\n",
+    );
+    assert!(msg.starts_with("p.yml:2:16: "), "{msg}");
+}

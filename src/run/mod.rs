@@ -7,6 +7,7 @@
 //! next batch is touched.
 
 mod context;
+mod escalation;
 mod task;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -41,6 +42,21 @@ pub fn split_batches(hosts: &[String], sizes: &[usize]) -> Vec<Vec<String>> {
         i += 1;
     }
     out
+}
+
+/// The task `gather_facts: true` runs on each batch before the play's tasks: the
+/// `gather_facts` module with its defaults (the install root from `zdm_install_root`), so the
+/// facts are variables of every later task. Tagged `always`, as in Ansible, so `--tags` does
+/// not leave the play without its facts.
+fn gathering_task(play: &Play) -> Task {
+    Task {
+        name: "Gathering Facts".into(),
+        module: "gather_facts".into(),
+        tags: vec!["always".into()],
+        base_dir: play.base_dir.clone(),
+        ignore_errors: Value::Bool(false),
+        ..Default::default()
+    }
 }
 
 /// Options from the command line that shape a run.
@@ -221,11 +237,20 @@ impl<'a> Runner<'a> {
         self.redactor.add_from_vars(&pv.play);
         self.redactor.add_from_vars(&pv.extra);
 
+        let gather = play.gather_facts.then(|| gathering_task(play));
         for batch in self.batches(play, &hosts, &pv)? {
             let mut state = PlayState::default();
             let mut live: Vec<String> = batch.clone();
             let mut stop = false;
+            if let Some(task) = &gather {
+                self.run_task(play, task, &mut live, &hosts, &pv, &mut state, false)
+                    .await;
+                stop = self.policy_trips(play, &batch, &live);
+            }
             for section in [&play.pre_tasks, &play.tasks, &play.post_tasks] {
+                if stop {
+                    break;
+                }
                 for task in section {
                     if !self.tags_select(task) {
                         continue;
@@ -401,6 +426,7 @@ impl<'a> Runner<'a> {
         let env = TaskEnv {
             task,
             play: &play.name,
+            escalation: task.escalation.over(&play.escalation),
             handler,
             check: self.opts.check,
             templar: self.templar,

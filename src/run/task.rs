@@ -26,6 +26,8 @@ const DEFAULT_DELAY: f64 = 5.0;
 pub struct TaskEnv<'a> {
     pub task: &'a Task,
     pub play: &'a str,
+    /// The task's `become*` keywords over the play's.
+    pub escalation: crate::playbook::Escalation,
     pub handler: bool,
     pub check: bool,
     pub templar: &'a Templar,
@@ -110,7 +112,7 @@ fn delegate_transport(env: &TaskEnv<'_>, vars: &Vars) -> Result<Arc<dyn Transpor
 }
 
 /// Runs `env.task` on `host` with the host's variables.
-pub async fn run_on_host(env: &TaskEnv<'_>, host: &str, vars: Vars) -> HostOutcome {
+pub async fn run_on_host(env: &TaskEnv<'_>, host: &str, mut vars: Vars) -> HostOutcome {
     let mut out = HostOutcome {
         host: host.to_string(),
         ..Default::default()
@@ -129,6 +131,11 @@ pub async fn run_on_host(env: &TaskEnv<'_>, host: &str, vars: Vars) -> HostOutco
         out.failed = !ignore || status == TaskStatus::Unreachable;
         out.unreachable = status == TaskStatus::Unreachable;
     };
+    if let Err(e) = super::escalation::apply(&env.escalation, &mut vars, env.templar, &env.name()) {
+        let ig = env.ignore_errors(&vars);
+        fail(&mut out, e.to_string(), TaskStatus::Failed, ig);
+        return out;
+    }
     let transport = match delegate_transport(env, &vars) {
         Ok(t) => t,
         Err(ModuleError::Unreachable(m)) => {
@@ -238,6 +245,10 @@ pub async fn run_on_host(env: &TaskEnv<'_>, host: &str, vars: Vars) -> HostOutco
                 report.diff = r.diff.clone();
             }
             None => report.msg = registered.1.get("msg").map(display),
+        }
+        // The plan says as whom the change runs (check mode shows it before anything runs).
+        if let (Some(s), Some(u)) = (&mut report.summary, transport.become_user()) {
+            s.push_str(&format!(" (become {u} via sudo)"));
         }
         if task.module == "debug" && status == TaskStatus::Ok {
             report.summary = Some("debug".into());

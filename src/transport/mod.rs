@@ -135,6 +135,12 @@ pub trait Transport: Send + Sync {
     /// True when this connection acts as root (owner changes are only applied then).
     fn is_root(&self) -> bool;
 
+    /// The user commands run as through privilege escalation (`become`), if any. The local
+    /// connection runs everything as the user running zdm-run.
+    fn become_user(&self) -> Option<&str> {
+        None
+    }
+
     /// Tries a TCP connection *from the host* to `host:port` (for `wait_for`).
     fn tcp_probe<'a>(
         &'a self,

@@ -565,6 +565,10 @@ impl Transport for SshTransport {
         .boxed()
     }
 
+    fn become_user(&self) -> Option<&str> {
+        self.target.become_user.as_deref()
+    }
+
     fn is_root(&self) -> bool {
         match &self.target.become_user {
             Some(u) => u == "root" || u == "0",
