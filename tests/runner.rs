@@ -813,13 +813,13 @@ fn play_level_gather_facts_makes_facts_variables_before_the_first_task() {
     let run = fleet.run(&[pb.to_str().unwrap()]);
     run.assert_code(0);
     assert!(
-        run.stdout.contains("BEFORE defined=false"),
+        run.stdout.contains("BEFORE defined=False"),
         "{}",
         run.stdout
     );
     assert!(
         run.stdout.contains(&format!(
-            "AFTER arch={0} also={0} running=false",
+            "AFTER arch={0} also={0} running=False",
             arch.trim()
         )),
         "{}",
