@@ -88,13 +88,18 @@ async fn rolling_restart_and_rolling_config_change_under_load_fail_no_request_an
     create_table(&session, &ks).await;
 
     let load = Workload::start(session.clone(), &ks, WORKERS, PERIOD).await;
+    // Step boundaries on the workload's clock, so a failure's `t=` tells the step it fell in.
+    let clock = std::time::Instant::now();
+    let mark = |what: &str| eprintln!("t={:.1}s {what}", clock.elapsed().as_secs_f64());
     tokio::time::sleep(Duration::from_secs(3)).await;
     let warm = load.acked();
     assert!(warm > 0, "the workload writes nothing before the restarts");
 
     // 1. Rolling restart of every proxy.
     let before = pids(&fleet);
+    mark("rolling restart starts");
     let restart = run_blocking(&fleet, "playbooks/rolling-restart.yml", &[]).await;
+    mark("rolling restart done");
     restart.assert_ok("rolling restart");
     let after_restart = pids(&fleet);
     for (i, h) in HOSTS.iter().enumerate() {
@@ -117,6 +122,7 @@ async fn rolling_restart_and_rolling_config_change_under_load_fail_no_request_an
         "the load must go on during the restarts ({warm} -> {mid})"
     );
 
+    mark("restart-only config change starts");
     // 2. A rolling config change with a setting the proxy cannot reload (and a live one with
     // it): every proxy restarts, one at a time.
     let change = run_blocking(
@@ -125,6 +131,7 @@ async fn rolling_restart_and_rolling_config_change_under_load_fail_no_request_an
         &["-e", "proxy_max_client_connections=900 log_level=DEBUG"],
     )
     .await;
+    mark("restart-only config change done");
     change.assert_ok("rolling config change");
     let after_change = pids(&fleet);
     for (i, h) in HOSTS.iter().enumerate() {
@@ -138,6 +145,7 @@ async fn rolling_restart_and_rolling_config_change_under_load_fail_no_request_an
     let drained_before_reload = drained_lines(&fleet);
 
     // 3. Live settings only (what a phase change alters): reloaded in place, same processes.
+    mark("live settings change starts");
     let reload = run_blocking(
         &fleet,
         "playbooks/deploy.yml",
@@ -149,6 +157,7 @@ async fn rolling_restart_and_rolling_config_change_under_load_fail_no_request_an
         ],
     )
     .await;
+    mark("live settings change done");
     reload.assert_ok("live settings change");
     assert_eq!(pids(&fleet), after_change, "a reload restarts no proxy");
     let reloads: Vec<&str> = reload
