@@ -65,6 +65,8 @@ pub struct Config {
     pub metrics_port: u16,
     pub metrics_prefix: String,
     pub log_level: String,
+    /// Client-facing and per-cluster TLS (see `tls`).
+    pub tls: crate::tls::TlsConfig,
 }
 
 impl fmt::Debug for ClusterConfig {
@@ -102,6 +104,7 @@ impl fmt::Debug for Config {
             .field("proxy_topology_addresses", &self.proxy_topology_addresses)
             .field("proxy_topology_index", &self.proxy_topology_index)
             .field("metrics", &(&self.metrics_address, self.metrics_port))
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }
@@ -141,6 +144,7 @@ impl Default for Config {
             metrics_port: 14001,
             metrics_prefix: "zdm".into(),
             log_level: "INFO".into(),
+            tls: Default::default(),
         }
     }
 }
@@ -194,7 +198,7 @@ pub const SETTINGS: &[&str] = &[
     "log_level",
 ];
 
-/// Reference proxy settings this proxy does not implement (besides every `*_tls_*` one):
+/// Reference proxy settings this proxy does not implement:
 /// refused with a message that says so rather than "unknown", so an operator knows the file is
 /// not misspelt, just asking for something this proxy lacks.
 const REFERENCE_UNSUPPORTED: &[&str] = &[
@@ -359,6 +363,7 @@ impl Config {
             cfg.primary_cluster = Cluster::Target;
         }
         cfg.validate()?;
+        cfg.build_tls()?;
         Ok(cfg)
     }
 
@@ -369,7 +374,15 @@ impl Config {
         primary_set: &mut bool,
         target_only: &mut Option<String>,
     ) -> Result<(), ConfigError> {
-        if REFERENCE_UNSUPPORTED.contains(&key) || key.contains("_tls_") {
+        if crate::tls::SETTINGS.contains(&key) {
+            let set = if crate::tls::is_bool_setting(key) {
+                self.tls.set_bool(key, raw.bool(key)?)
+            } else {
+                self.tls.set_path(key, raw.string(key)?)
+            };
+            return set.map_err(|e| ConfigError(format!("{}: {e}", raw.origin)));
+        }
+        if REFERENCE_UNSUPPORTED.contains(&key) {
             return Err(ConfigError(format!(
                 "{}: setting `{key}` of the reference zdm-proxy is not supported by this proxy",
                 raw.origin
@@ -517,6 +530,11 @@ impl Config {
         Ok(())
     }
 
+    /// Reads the TLS files and builds what they configure; last, once everything else is valid.
+    fn build_tls(&mut self) -> Result<(), ConfigError> {
+        self.tls.build()
+    }
+
     /// Timeout of one request to a cluster.
     pub fn request_timeout(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.proxy_request_timeout_ms)
@@ -579,7 +597,7 @@ mod tests {
         assert!(e.to_string().contains("unknown setting `bogus`"), "{e}");
         let e = Config::load(
             None,
-            env(&[MIN[0], MIN[1], ("ZDM_ORIGIN_TLS_SERVER_CA_PATH", "/x")]),
+            env(&[MIN[0], MIN[1], ("ZDM_TRACING_ENABLED", "true")]),
         )
         .unwrap_err();
         assert!(e.to_string().contains("not supported"), "{e}");

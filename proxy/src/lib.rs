@@ -15,5 +15,6 @@ pub mod routing;
 pub mod server;
 pub mod session;
 pub mod state;
+pub mod tls;
 pub mod topology;
 pub mod wire;

@@ -166,6 +166,8 @@ pub fn restart_only_changes(running: &Config, new: &Config) -> Vec<&'static str>
         "metrics_prefix",
         running.metrics_prefix != new.metrics_prefix,
     );
+    // Certificates are loaded once, into listeners and connectors that already exist.
+    out.extend(running.tls.changed_settings(&new.tls));
     out
 }
 

@@ -81,7 +81,12 @@ pub async fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
                 cfg.proxy_listen_port
             )
         })?;
-    tracing::info!(address = %listener.local_addr()?, "zdm-proxy listening");
+    tracing::info!(
+        address = %listener.local_addr()?,
+        tls = cfg.tls.acceptor().is_some(),
+        client_certificates_required = cfg.tls.proxy.require_client_auth,
+        "zdm-proxy listening"
+    );
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
