@@ -729,7 +729,7 @@ cmd_trust() {
 }
 
 # TLS for a sandbox that is already up: certificates, both nodes' config, then a restart of
-# one node at a time (origin, then target), each waited for until CQL answers. The env file
+# each node that runs without TLS, one at a time, each waited for until CQL answers. The env file
 # gains the SANDBOX_TLS_* lines; nothing else in it changes.
 cmd_tls_apply() {
   need_sandbox
@@ -737,6 +737,10 @@ cmd_tls_apply() {
   ensure_tls
   local c
   for c in origin target; do
+    if cassandra_running "$c" && grep -q '^client_encryption_options:' "$(node_dir "$c")/cassandra.yaml"; then
+      log "cassandra $c already runs with client TLS; not restarted"
+      continue
+    fi
     stop_cassandra "$c"
     launch_cassandra "$c"
     wait_for_cql "$c" "$(cluster_user "$c")" "$(cluster_password "$c")"
