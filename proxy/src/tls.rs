@@ -699,7 +699,9 @@ mod tests {
         let f = Files::new("bad");
         let cert = || ("ZDM_PROXY_TLS_CERT_PATH", f.path("server.pem"));
         let key = || ("ZDM_PROXY_TLS_KEY_PATH", f.path("server.key"));
-        let cases: Vec<(Vec<(&str, String)>, &str, &str)> = vec![
+        // (settings, the setting the message must name, why)
+        type Case<'a> = (Vec<(&'a str, String)>, &'a str, &'a str);
+        let cases: Vec<Case> = vec![
             (
                 vec![("ZDM_ORIGIN_TLS_SERVER_CA_PATH", f.path("missing.pem"))],
                 "origin_tls_server_ca_path",
