@@ -49,6 +49,11 @@ pub async fn handle_client(
             };
             match accepted {
                 Ok(Ok(tls)) => ClientStream::Tls(Box::new(tls)),
+                // A TCP probe (load balancer, port check) that connects and leaves.
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    tracing::debug!(%peer, "client left before the TLS handshake");
+                    return;
+                }
                 Ok(Err(e)) => {
                     tracing::warn!(%peer, "client TLS handshake refused: {e}");
                     return;
