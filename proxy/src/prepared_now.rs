@@ -53,6 +53,9 @@ pub fn response_message_offset(flags: u8, body: &[u8]) -> Result<usize, FrameErr
     Ok(r.pos())
 }
 
+/// One variable's spec: byte span, name and `(keyspace, table)`.
+type Column = ((usize, usize), String, (String, String));
+
 /// The variables section of a RESULT Prepared message, located in its body.
 #[derive(Debug)]
 struct Variables {
@@ -64,8 +67,7 @@ struct Variables {
     global: Option<(String, String)>,
     /// Byte span of the global table spec (empty when absent).
     global_span: (usize, usize),
-    /// Byte span, name and `(keyspace, table)` of each column spec.
-    columns: Vec<((usize, usize), String, (String, String))>,
+    columns: Vec<Column>,
     /// Offset where the result metadata starts.
     end: usize,
 }

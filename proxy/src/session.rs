@@ -348,8 +348,7 @@ impl Session {
         if is_error(&t) {
             return Ok(t);
         }
-        let (Some(origin_id), Some(target_id)) = (prepared_id(&o.body), prepared_id(&t.body))
-        else {
+        let (Some(origin_id), Some(target_id)) = (prepared_id(&o), prepared_id(&t)) else {
             return Ok(error_frame(
                 error_code::SERVER_ERROR,
                 "zdm-proxy: PREPARE answer without an id",
@@ -393,8 +392,7 @@ impl Session {
         if is_error(&t) {
             return Ok(t);
         }
-        let (Some(origin_id), Some(target_id)) = (prepared_id(&o.body), prepared_id(&t.body))
-        else {
+        let (Some(origin_id), Some(target_id)) = (prepared_id(&o), prepared_id(&t)) else {
             return Err("PREPARE answer without an id".into());
         };
         let (client_body, markers) =
@@ -544,9 +542,10 @@ fn use_prepared_table(writes: &mut [TableRef], answer: &Frame) {
     }
 }
 
-/// The id of a RESULT Prepared body.
-fn prepared_id(body: &[u8]) -> Option<Bytes> {
-    let mut r = Reader::new(body);
+/// The id of a RESULT Prepared answer (after its tracing id / warnings, if flagged).
+fn prepared_id(f: &Frame) -> Option<Bytes> {
+    let at = prepared_now::response_message_offset(f.flags, &f.body).ok()?;
+    let mut r = Reader::at(&f.body, at);
     if r.int().ok()? != result_kind::PREPARED {
         return None;
     }

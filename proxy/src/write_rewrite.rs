@@ -145,7 +145,10 @@ mod tests {
     use crate::routing::Route;
     use std::sync::Arc;
 
-    fn batch(children: &[(u8, &[u8], &[&[u8]])]) -> Bytes {
+    /// (kind, statement text or id, values)
+    type Child<'a> = (u8, &'a [u8], &'a [&'a [u8]]);
+
+    fn batch(children: &[Child<'_>]) -> Bytes {
         let mut b = BytesMut::new();
         b.put_u8(0);
         b.put_u16(children.len() as u16);
