@@ -323,16 +323,14 @@ impl Session {
             r => r,
         };
         let mut writes = write_metrics::tables_of(query, keyspace.as_deref());
+        let mut now_not_replaced = None;
         if route == Route::Both && self.shared.config.replace_cql_functions {
             if let Some(rw) = cql_functions::rewrite_for_prepare(query) {
                 let end = off + 4 + query.len();
                 let body = write_rewrite::with_statement(&req.body, off, end, &rw.text);
                 match self.prepare_with_now(req, body, &rw, &mut writes).await {
                     Ok(resp) => return Ok(resp),
-                    Err(why) => tracing::warn!(
-                        "replace_cql_functions: now() left to the clusters in a prepared \
-                         statement ({why}); origin and target will store different values"
-                    ),
+                    Err(why) => now_not_replaced = Some(why),
                 }
             }
         }
@@ -354,6 +352,12 @@ impl Session {
                 "zdm-proxy: PREPARE answer without an id",
             ));
         };
+        if let Some(why) = now_not_replaced {
+            tracing::warn!(
+                "replace_cql_functions: now() left to the clusters in a prepared statement \
+                 ({why}); origin and target will store different values"
+            );
+        }
         use_prepared_table(&mut writes, &o);
         let n = self.shared.prepared.insert(
             origin_id,
@@ -372,7 +376,10 @@ impl Session {
     /// PREPARE of a write whose `now()` calls became bind markers (`body`): the client gets
     /// origin's answer without the injected variables. `Err` (nothing cached, the caller
     /// prepares the statement as the client wrote it) when either cluster's answer does not
-    /// have the variables the proxy expects; an ERROR answer is the client's answer.
+    /// have the variables the proxy expects, or refuses the rewritten text as invalid (the
+    /// statement as written then decides: the client hears its own statement's error, if any).
+    /// Other ERROR answers (overloaded, timeouts) are the client's answer: retried, they will
+    /// be rewritten again rather than silently left unreplaced.
     async fn prepare_with_now(
         &self,
         req: &Frame,
@@ -386,6 +393,13 @@ impl Session {
         );
         let o = o.unwrap_or_else(|e| cluster_error_frame(Cluster::Origin, &e));
         let t = t.unwrap_or_else(|e| cluster_error_frame(Cluster::Target, &e));
+        for (c, f) in [(Cluster::Origin, &o), (Cluster::Target, &t)] {
+            if let Some((code, msg)) = is_error(f).then(|| wire::parse_error(&f.body)).flatten() {
+                if code == error_code::SYNTAX_ERROR || code == error_code::INVALID {
+                    return Err(format!("{} refused the rewritten text: {msg}", c.name()));
+                }
+            }
+        }
         if is_error(&o) {
             return Ok(o);
         }
