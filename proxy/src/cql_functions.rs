@@ -114,11 +114,21 @@ pub fn scan(src: &str) -> Scan {
             }
             Kind::Punct('?') => out.markers += 1,
             Kind::Punct(':') => {
-                // `:name` with no space is a named marker; `:name(` would be a map entry
-                // whose value is a function call.
-                let named = toks.get(i + 1).is_some_and(|n| {
-                    n.start == t.end && matches!(n.kind, Kind::Word | Kind::QuotedIdent)
-                }) && !toks.get(i + 2).is_some_and(|n| n.is_punct('('));
+                // `:name` with no space is a named marker; `:name(` (no space either) or
+                // `:now ( )` is a map entry whose value is a function call.
+                let word = toks
+                    .get(i + 1)
+                    .filter(|n| n.start == t.end)
+                    .filter(|n| matches!(n.kind, Kind::Word | Kind::QuotedIdent));
+                let named = word.is_some_and(|w| {
+                    let call = toks
+                        .get(i + 2)
+                        .is_some_and(|p| p.is_punct('(') && p.start == w.end);
+                    let now_call = w.is_word(src, "now")
+                        && toks.get(i + 2).is_some_and(|p| p.is_punct('('))
+                        && toks.get(i + 3).is_some_and(|p| p.is_punct(')'));
+                    !call && !now_call
+                });
                 if named {
                     out.markers += 1;
                     out.named = true;
@@ -307,8 +317,65 @@ mod tests {
         assert_eq!(r.text, "UPDATE t SET ts = :zdm_now_0, v = :v WHERE k = :k");
         assert_eq!((r.injected, r.total), (vec![0], 3));
         // A map entry `{1: now()}` is not a named marker.
-        let s = scan("UPDATE t SET m = {1:now()} WHERE k = ?");
+        for q in [
+            "UPDATE t SET m = {1:now()} WHERE k = ?",
+            "UPDATE t SET m = {1:now ( )} WHERE k = ?",
+        ] {
+            let s = scan(q);
+            assert_eq!((s.markers, s.named, s.sites.len()), (1, false, 1), "{q}");
+        }
+        let s = scan("UPDATE t SET m = {1:toTimestamp(now())} WHERE k = ?");
         assert_eq!((s.markers, s.named, s.sites.len()), (1, false, 1));
+    }
+
+    use proptest::prelude::*;
+
+    /// CQL-ish text: words, literals, comments, markers, and `now()` calls in any mix.
+    fn cqlish() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            Just("now()".to_string()),
+            Just("NOW ( )".to_string()),
+            Just("system.now()".to_string()),
+            Just("?".to_string()),
+            Just(":name".to_string()),
+            "[a-zA-Z0-9_ '\"$/*?:.(),;{}=\n-]{0,12}",
+        ];
+        (
+            prop_oneof![Just("INSERT "), Just("update "), Just("SELECT "), Just("")],
+            proptest::collection::vec(piece, 0..12),
+        )
+            .prop_map(|(head, parts)| format!("{head}{}", parts.join(" ")))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        /// Any text: no panic; after replacement no `now()` call is left, and the prepared
+        /// rewrite has exactly the markers it claims (a wrong count would bind values to the
+        /// wrong variables, which is why the proxy also checks the cluster's count).
+        #[test]
+        fn replacement_is_complete_and_marker_counts_agree(q in cqlish()) {
+            let found = scan(&q).sites.len();
+            match replace_with_literals(&q, new_timeuuid) {
+                Some(out) => {
+                    prop_assert!(found > 0);
+                    prop_assert!(scan(&out).sites.is_empty(), "{out}");
+                }
+                None => prop_assert_eq!(found, 0),
+            }
+            if let Some(rw) = rewrite_for_prepare(&q) {
+                let again = scan(&rw.text);
+                prop_assert!(again.sites.is_empty(), "{}", rw.text);
+                prop_assert_eq!(again.markers, rw.total, "{}", rw.text);
+            }
+        }
+
+        #[test]
+        fn arbitrary_unicode_never_panics(q in "\\PC{0,200}") {
+            let _ = replace_with_literals(&q, new_timeuuid);
+            let _ = rewrite_for_prepare(&q);
+            let _ = crate::write_metrics::tables_of(&q, Some("ks"));
+        }
     }
 
     #[test]

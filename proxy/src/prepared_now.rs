@@ -366,6 +366,31 @@ mod tests {
             .collect()
     }
 
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        /// Cluster answers and client EXECUTEs are untrusted bytes: errors, never panics.
+        #[test]
+        fn random_bytes_never_panic(
+            body in proptest::collection::vec(any::<u8>(), 0..300),
+            flags in any::<u8>(),
+            at in 0usize..40,
+            pos in proptest::collection::vec(0usize..6, 0..3),
+        ) {
+            let _ = prepared_table(flags, &body);
+            let _ = hide_injected(flags, &body, &pos, 5);
+            let m = NowMarkers { names: pos.iter().map(|p| p.to_string()).collect(), positions: pos };
+            let _ = inject_execute(&body, at.min(body.len()), &m, &fresh_values(&m));
+            let bytes = Bytes::from(body);
+            let _ = crate::write_rewrite::rewrite_batch(&bytes, 0, None, true, |_| None);
+            for op in [crate::frame::opcode::QUERY, crate::frame::opcode::EXECUTE, crate::frame::opcode::BATCH] {
+                let _ = crate::consistency::override_level(op, bytes.clone(), 0, 5);
+            }
+        }
+    }
+
     #[test]
     fn execute_values_get_the_timeuuid_at_the_injected_position() {
         let m = NowMarkers {
