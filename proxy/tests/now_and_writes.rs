@@ -361,3 +361,44 @@ async fn target_consistency_level_applies_to_target_writes_and_reloads() {
     drop_ks(&origin, &target, &ks).await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn an_invalid_target_consistency_level_stops_the_proxy_naming_the_setting() {
+    let dir = std::env::temp_dir().join(format!("zdm-cl-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("proxy.yml");
+    std::fs::write(
+        &file,
+        "origin_contact_points: 10.0.0.1\ntarget_contact_points: 10.0.0.2\n\
+         replace_cql_functions: true\ntarget_consistency_level: LOCAL_SERIAL\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_zdm-proxy"))
+        .env_clear()
+        .args(["--check-config", "--config", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "accepted LOCAL_SERIAL: {err}");
+    assert!(
+        err.contains("target_consistency_level") && err.contains("line 4"),
+        "{err}"
+    );
+    std::fs::write(
+        &file,
+        "origin_contact_points: 10.0.0.1\ntarget_contact_points: 10.0.0.2\n\
+         replace_cql_functions: true\ntarget_consistency_level: local_quorum\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_zdm-proxy"))
+        .env_clear()
+        .args(["--check-config", "--config", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
