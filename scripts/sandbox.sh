@@ -286,6 +286,7 @@ render_cassandra_config() {
     -e "s|@ADDRESS@|${CLUSTER_IP[$cluster]}|g" \
     -e "s|@DIR@|$dir|g" \
     "$ROOT/scripts/sandbox/cassandra.yaml.in" >"$dir/cassandra.yaml"
+  ensure_tls # a sandbox made before TLS existed gets its certificates here
   cassandra_tls_options "$cluster" >>"$dir/cassandra.yaml"
   chmod 600 "$dir/cassandra.yaml"
 }

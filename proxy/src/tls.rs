@@ -600,6 +600,9 @@ mod tests {
             let ca_key = rcgen::KeyPair::generate().unwrap();
             let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
             ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            ca_params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, format!("test CA {tag}"));
             let ca = ca_params.self_signed(&ca_key).unwrap();
             let key = rcgen::KeyPair::generate().unwrap();
             let params =
@@ -800,6 +803,96 @@ mod tests {
             ("ZDM_PROXY_TLS_CERT_PATH", f.path("server.pem")),
             ("ZDM_PROXY_TLS_KEY_PATH", f.path("server.key")),
         )
+    }
+
+    /// A TLS server with the test certificate (names `localhost` and 127.0.0.1) that
+    /// completes one handshake per connection; returns its port.
+    async fn tls_server(f: &Files) -> u16 {
+        let mut server = TlsConfig::default();
+        server
+            .set_path("proxy_tls_cert_path", f.path("server.pem"))
+            .unwrap();
+        server
+            .set_path("proxy_tls_key_path", f.path("server.key"))
+            .unwrap();
+        server.build().unwrap();
+        let acceptor = server.acceptor().unwrap().clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let _ = acceptor.accept(tcp).await;
+                });
+            }
+        });
+        port
+    }
+
+    fn origin_tls(f: &Files, verify_hostname: bool) -> TlsConfig {
+        let mut c = TlsConfig::default();
+        c.set_path("origin_tls_server_ca_path", f.path("ca.pem"))
+            .unwrap();
+        c.set_bool("origin_tls_verify_hostname", verify_hostname)
+            .unwrap();
+        c.build().unwrap();
+        c
+    }
+
+    /// The name checked is the contact point's, as a DNS name or an IP address; a name the
+    /// certificate lacks is refused with the cluster, the name and the switch in the message,
+    /// and accepted (chain still verified) with verification off.
+    #[tokio::test]
+    async fn cluster_certificates_are_checked_against_the_contact_point_name() {
+        let f = Files::new("names");
+        let port = tls_server(&f).await;
+        let on = origin_tls(&f, true);
+        let on = on.cluster(Cluster::Origin).unwrap();
+        let tcp = || TcpStream::connect(("127.0.0.1", port));
+        for good in ["localhost", "127.0.0.1"] {
+            on.connect(good, tcp().await.unwrap())
+                .await
+                .unwrap_or_else(|e| panic!("{good}: {e}"));
+        }
+        for wrong in ["127.0.0.2", "origin.example"] {
+            let e = on
+                .connect(wrong, tcp().await.unwrap())
+                .await
+                .map(|_| ())
+                .unwrap_err();
+            assert!(
+                e.contains("TLS handshake with origin failed")
+                    && e.contains("not valid for name")
+                    && e.contains(&format!("`{wrong}`"))
+                    && e.contains("origin_tls_verify_hostname: false"),
+                "{e}"
+            );
+        }
+        let off = origin_tls(&f, false);
+        let off = off.cluster(Cluster::Origin).unwrap();
+        off.connect("127.0.0.2", tcp().await.unwrap())
+            .await
+            .expect("verification off accepts another name");
+
+        // Off still verifies the chain: a CA that did not sign the certificate is refused.
+        let other = Files::new("names-other-ca");
+        let mut stranger = TlsConfig::default();
+        stranger
+            .set_path("origin_tls_server_ca_path", other.path("ca.pem"))
+            .unwrap();
+        stranger
+            .set_bool("origin_tls_verify_hostname", false)
+            .unwrap();
+        stranger.build().unwrap();
+        let e = stranger
+            .cluster(Cluster::Origin)
+            .unwrap()
+            .connect("localhost", tcp().await.unwrap())
+            .await
+            .map(|_| ())
+            .unwrap_err();
+        assert!(e.contains("UnknownIssuer"), "{e}");
     }
 
     /// Every TLS setting is restart-only: a reload that changes one is refused, naming it.

@@ -485,3 +485,30 @@ fn a_missing_or_wrong_tls_file_stops_the_proxy_at_start_naming_the_setting() {
         assert!(!stderr.contains(key.lines().nth(1).unwrap()), "{stderr}");
     }
 }
+
+/// The sandbox keeps its private keys (and key stores) readable by their owner only.
+#[test]
+fn sandbox_tls_keys_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let sb = Sandbox::load();
+    let files = TlsFiles::of(&sb);
+    let dir = PathBuf::from(sb.get("SANDBOX_TLS_DIR"));
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700, "{}", dir.display());
+    let mut secrets = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let p = entry.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().to_string();
+        if name.ends_with(".key") || name.ends_with(".p12") || name == "store-password" {
+            assert_eq!(mode(&p), 0o600, "{}", p.display());
+            secrets += 1;
+        }
+    }
+    // ca, origin, target, proxy, client keys; two key stores and a trust store; the password.
+    assert!(
+        secrets >= 9,
+        "only {secrets} secret files in {}",
+        dir.display()
+    );
+    assert_eq!(mode(std::path::Path::new(&files.proxy_key)), 0o600);
+}
