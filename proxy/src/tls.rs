@@ -488,6 +488,11 @@ pub struct ClusterTls {
 }
 
 impl ClusterTls {
+    /// Whether the certificate must name the contact point (`*_tls_verify_hostname`).
+    pub fn verifies_hostname(&self) -> bool {
+        self.verify_hostname
+    }
+
     /// Runs the TLS handshake on a connected socket to `host` (a contact point: the name the
     /// certificate must carry, as a DNS name or IP address SAN, unless verification is off).
     pub async fn connect(
