@@ -60,7 +60,7 @@ pub fn judge(counts: &[(String, ClientCount)], max: f64, waited: Duration) -> Ch
         )
     };
     Check {
-        name: "cutover: clients left the proxies".into(),
+        name: "clients left the proxies".into(),
         passed,
         measured,
         threshold: format!("<= {max} client connections on every proxy"),

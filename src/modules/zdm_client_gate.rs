@@ -72,7 +72,7 @@ impl Module for ZdmClientGate {
             let check = wait_for_clients_to_leave(&proxies, max, wait, POLL)
                 .await
                 .map_err(|e| ModuleError::Failed(format!("{e:#}")))?;
-            let mut r = gate_result("clients", &[check]);
+            let mut r = gate_result("cutover", &[check]);
             r.data.insert(
                 "proxies".into(),
                 Value::from(proxies.iter().map(|(_, u)| u.clone()).collect::<Vec<_>>()),
