@@ -61,6 +61,18 @@ has_addr() { # has_addr NETNS|"" DEV ADDRESS
 }
 has_netns() { [[ $'\n'$(ip netns list | awk '{print $1}')$'\n' == *$'\n'"$1"$'\n'* ]]; }
 
+# A daemon must not keep a file descriptor its starter happened to hold: a caller that ran us
+# under `flock` (the tests' shared locks) would otherwise leave the lock held for as long as
+# the daemon lives. Call it in the subshell that starts the daemon, never in the script itself.
+close_inherited_fds() {
+  local fd
+  for fd in /proc/$BASHPID/fd/*; do
+    fd=${fd##*/}
+    ((fd > 2)) && eval "exec $fd>&-" 2>/dev/null
+  done
+  return 0
+}
+
 pid_alive() { [[ -f $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 # ---------------------------------------------------------------------------------------------
@@ -77,6 +89,8 @@ install_packages() {
   command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
   command -v mvn >/dev/null || missing+=(maven)
   command -v openssl >/dev/null || missing+=(openssl)
+  # The tests' TLS client (the scylla driver's openssl feature) links against libssl.
+  pkg-config --exists openssl 2>/dev/null || missing+=(libssl-dev pkg-config)
   python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
   if ((${#missing[@]})); then
     log "installing packages: ${missing[*]}"
@@ -398,6 +412,7 @@ launch_cassandra() {
   log "starting cassandra $cluster at ${CLUSTER_IP[$cluster]}:9042 (heap $HEAP)"
   (
     cd "$dir"
+    close_inherited_fds
     setsid java "${args[@]}" >"$dir/logs/stdout.log" 2>&1 </dev/null &
     echo $! >"$dir/cassandra.pid"
   )
@@ -488,8 +503,11 @@ start_sshd() {
   sshd_running "$i" && return 0
   # Its own mount namespace gives the host a private /opt/zdm-proxy and /tmp, so hosts never
   # see each other's installs; everything started over ssh inherits it from sshd.
-  ip netns exec "zdm-h$i" unshare --mount --propagation private sh -c \
-    "mount --bind '$dir/opt' '$INSTALL_ROOT' && mount --bind '$dir/tmp' /tmp && exec /usr/sbin/sshd -f '$dir/sshd_config' -E '$dir/sshd.log'"
+  (
+    close_inherited_fds
+    ip netns exec "zdm-h$i" unshare --mount --propagation private sh -c \
+      "mount --bind '$dir/opt' '$INSTALL_ROOT' && mount --bind '$dir/tmp' /tmp && exec /usr/sbin/sshd -f '$dir/sshd_config' -E '$dir/sshd.log'"
+  )
 }
 
 stop_sshd() {
