@@ -181,6 +181,8 @@ pub struct Metrics {
     pub origin_requests_total: Counter,
     pub target_requests_total: Counter,
     nodes: Mutex<BTreeMap<(u8, String), Arc<NodeMetrics>>>,
+    /// `proxy_writes_total{keyspace,table,cluster,outcome}`.
+    pub writes: crate::write_metrics::WriteMetrics,
 }
 
 fn cluster_index(c: Cluster) -> usize {
@@ -210,6 +212,7 @@ impl Metrics {
             origin_requests_total: Counter::default(),
             target_requests_total: Counter::default(),
             nodes: Mutex::new(BTreeMap::new()),
+            writes: Default::default(),
         }
     }
 
@@ -464,6 +467,7 @@ impl Metrics {
             "{p}_proxy_target_requests_total {}",
             self.target_requests_total.get()
         );
+        self.writes.render(&mut o, p);
         o
     }
 }

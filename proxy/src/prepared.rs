@@ -18,6 +18,10 @@ pub struct Prepared {
     pub route: Route,
     /// The statement text, kept for statements the proxy answers itself (topology).
     pub query: Option<std::sync::Arc<str>>,
+    /// The tables the statement writes, for the per-table write metrics (empty: not a write).
+    pub writes: std::sync::Arc<[crate::write_metrics::TableRef]>,
+    /// Bind markers the proxy injected in place of `now()`, hidden from the client.
+    pub now: Option<std::sync::Arc<crate::prepared_now::NowMarkers>>,
 }
 
 pub struct PreparedCache {
@@ -63,6 +67,8 @@ mod tests {
             target_id: Bytes::from_static(t),
             route: Route::Both,
             query: None,
+            writes: Vec::new().into(),
+            now: None,
         };
         c.insert(Bytes::from_static(b"o1"), p(b"t1"));
         c.insert(Bytes::from_static(b"o2"), p(b"t2"));

@@ -67,7 +67,8 @@ impl Shared {
         })
     }
 
-    /// Opens a (not yet handshaken) connection to a cluster.
+    /// Opens a (not yet handshaken) connection to a cluster, over TLS when configured (also
+    /// the control connections' heartbeats).
     pub async fn connect(&self, c: Cluster) -> Result<Arc<ClusterConn>, String> {
         let cfg = self.config.cluster(c);
         ClusterConn::connect(
@@ -75,6 +76,7 @@ impl Shared {
             cfg.port,
             std::time::Duration::from_millis(cfg.connection_timeout_ms),
             self.config.proxy_max_stream_ids,
+            self.config.tls.cluster(c),
             |node| -> Arc<NodeMetrics> { self.metrics.node(c, node) },
         )
         .await
