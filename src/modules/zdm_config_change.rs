@@ -41,6 +41,7 @@ pub const RELOADABLE: &[&str] = &[
     "log_level",
     "proxy_request_timeout_ms",
     "heartbeat_interval_ms",
+    "target_consistency_level",
 ];
 
 /// What it takes for the running proxy to run the wanted config.
