@@ -232,6 +232,14 @@ async fn the_full_migration_with_a_rollback_under_load_fails_no_request_and_lose
             "",
             "{h}'s config (with passwords) is removed"
         );
+        assert_eq!(
+            fleet.ssh(
+                h,
+                "ls /opt/zdm-proxy/run/zdm-proxy.running.yml 2>/dev/null || true"
+            ),
+            "",
+            "{h}'s copy of the running config (with passwords) is removed"
+        );
     }
     assert_eq!(state(inv)["phase"], "phase5");
     let late = run_phase(&fleet, inv, &ks, "rollback.yml", &[]).await;
