@@ -8,11 +8,12 @@ use std::time::Instant;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::cluster::{ClusterConn, ClusterError};
-use crate::config::Cluster;
+use crate::config::{Cluster, ReadMode};
 use crate::frame::{opcode, Frame, FrameError};
 use crate::metrics::RequestType;
 use crate::prepared::Prepared;
 use crate::routing::{self, Route, SystemTable};
+use crate::shadow::{PreparedRef, Shadow, ShadowRead};
 use crate::state::Shared;
 use crate::topology::Fleet;
 use crate::wire::{self, error_code, result_kind, Reader};
@@ -24,6 +25,7 @@ pub struct Session {
     pub target: Arc<ClusterConn>,
     pub fleet: Fleet,
     keyspace: Mutex<Option<String>>,
+    shadow: Shadow,
 }
 
 fn error_frame(code: i32, msg: &str) -> Frame {
@@ -90,6 +92,7 @@ impl Session {
             }
         };
         Session {
+            shadow: Shadow::new(shared.clone()),
             shared,
             origin,
             target,
@@ -162,7 +165,11 @@ impl Session {
                 Ok(self.topology(query, table, skip_metadata(&mut r)))
             }
             Route::Origin => Ok(self.read(Cluster::Origin, req, req.body.clone()).await),
-            Route::Primary => Ok(self.read(self.primary(), req, req.body.clone()).await),
+            Route::Primary => {
+                let table = routing::select_table(query, keyspace.as_deref());
+                let body = |_: Cluster| req.body.clone();
+                Ok(self.primary_read(req, body, table, None).await)
+            }
             Route::Both => {
                 let use_ks = routing::use_keyspace(query);
                 let resp = self.write(req, req.body.clone(), req.body.clone()).await;
@@ -230,6 +237,44 @@ impl Session {
                 cluster_error_frame(c, &e)
             }
         }
+    }
+
+    /// A read of user data: the primary answers. In DUAL_ASYNC_ON_SECONDARY (read per request,
+    /// so a reload applies to open connections) the secondary gets the same read in the
+    /// background, queued before the primary's is sent; the client never waits for it.
+    async fn primary_read(
+        &self,
+        req: &Frame,
+        body_for: impl Fn(Cluster) -> Bytes,
+        table: Option<(String, String)>,
+        prepared: Option<PreparedRef>,
+    ) -> Frame {
+        let (primary, mode) = {
+            let live = self.shared.live();
+            (live.primary_cluster, live.read_mode)
+        };
+        let secondary = match primary {
+            Cluster::Origin => Cluster::Target,
+            Cluster::Target => Cluster::Origin,
+        };
+        let shadow = (mode == ReadMode::DualAsyncOnSecondary)
+            .then(|| {
+                self.shadow.submit(ShadowRead {
+                    cluster: secondary,
+                    opcode: req.opcode,
+                    flags: req.flags,
+                    body: body_for(secondary),
+                    keyspace: self.keyspace.lock().unwrap().clone(),
+                    table,
+                    prepared,
+                })
+            })
+            .flatten();
+        let resp = self.read(primary, req, body_for(primary)).await;
+        if let Some(s) = shadow {
+            s.deliver(&resp);
+        }
+        resp
     }
 
     /// A write: both clusters; the client gets the primary's answer, or the error if either
@@ -317,7 +362,8 @@ impl Session {
             Prepared {
                 target_id,
                 route,
-                query: None,
+                // Kept to re-prepare it on a shadow-read connection that lost it.
+                query: Some(query.into()),
             },
         );
         self.shared.metrics.pscache_entries.set(n as i64);
@@ -369,8 +415,21 @@ impl Session {
         let for_target = || replace_id(&req.body, off, id.len(), &entry.target_id);
         let resp = match entry.route {
             Route::Both => self.write(req, req.body.clone(), for_target()).await,
-            Route::Primary if self.primary() == Cluster::Target => {
-                self.read(Cluster::Target, req, for_target()).await
+            Route::Primary => {
+                let body = |c: Cluster| match c {
+                    Cluster::Origin => req.body.clone(),
+                    Cluster::Target => for_target(),
+                };
+                let keyspace = self.keyspace.lock().unwrap().clone();
+                let query = entry.query.clone();
+                let table = query
+                    .as_deref()
+                    .and_then(|q| routing::select_table(q, keyspace.as_deref()));
+                let prepared = query.map(|query| PreparedRef {
+                    id_offset: off,
+                    query,
+                });
+                self.primary_read(req, body, table, prepared).await
             }
             _ => self.read(Cluster::Origin, req, req.body.clone()).await,
         };
