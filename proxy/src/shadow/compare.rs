@@ -141,7 +141,10 @@ pub fn compare(primary: &Frame, secondary: &Frame) -> Verdict {
         return Verdict::NotComparable;
     }
     if secondary.opcode != opcode::RESULT {
-        return mismatch(format!("secondary answered opcode {:#04x}", secondary.opcode));
+        return mismatch(format!(
+            "secondary answered opcode {:#04x}",
+            secondary.opcode
+        ));
     }
     let (p, s) = match (decode_rows(primary), decode_rows(secondary)) {
         (Ok(Some(p)), Ok(Some(s))) => (p, s),
@@ -187,8 +190,22 @@ pub fn compare(primary: &Frame, secondary: &Frame) -> Verdict {
         .unwrap_or(p.rows.len().min(s.rows.len()));
     // The row to name: the primary's (what the client saw) or, past its end, the secondary's.
     let (row, columns) = match p.rows.get(i) {
-        Some(r) => (r, if p.columns.is_empty() { &s.columns } else { &p.columns }),
-        None => (&s.rows[i], if s.columns.is_empty() { &p.columns } else { &s.columns }),
+        Some(r) => (
+            r,
+            if p.columns.is_empty() {
+                &s.columns
+            } else {
+                &p.columns
+            },
+        ),
+        None => (
+            &s.rows[i],
+            if s.columns.is_empty() {
+                &p.columns
+            } else {
+                &s.columns
+            },
+        ),
     };
     Verdict::Mismatch(Mismatch {
         what: format!(
@@ -239,9 +256,9 @@ fn show_cell(cell: Option<&[u8]>, type_id: Option<u16>) -> String {
     };
     match type_id {
         // bigint, counter, int, smallint, tinyint, timestamp
-        Some(0x0002 | 0x0005 | 0x0009 | 0x0013 | 0x0014 | 0x000B) => int(b)
-            .map(|v| v.to_string())
-            .unwrap_or_else(|| hex(b)),
+        Some(0x0002 | 0x0005 | 0x0009 | 0x0013 | 0x0014 | 0x000B) => {
+            int(b).map(|v| v.to_string()).unwrap_or_else(|| hex(b))
+        }
         Some(0x0004) if b.len() == 1 => (b[0] != 0).to_string(),
         // ascii, varchar
         Some(0x0001 | 0x000D) => match std::str::from_utf8(b) {
@@ -320,7 +337,11 @@ mod tests {
     #[test]
     fn equal_rows_match_whatever_the_paging_state_and_order() {
         let a = rows(&[(1, Some("a")), (2, Some("b"))], Some(b"p1"), 0);
-        let b = rows(&[(2, Some("b")), (1, Some("a"))], Some(b"other"), FLAG_WARNING);
+        let b = rows(
+            &[(2, Some("b")), (1, Some("a"))],
+            Some(b"other"),
+            FLAG_WARNING,
+        );
         assert_eq!(compare(&a, &b), Verdict::Match);
     }
 

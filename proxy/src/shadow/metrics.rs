@@ -75,7 +75,10 @@ impl ShadowMetrics {
     }
 
     pub fn dropped(&self, why: DropReason) {
-        let i = DROP_REASONS.iter().position(|(r, _)| *r == why).unwrap_or(0);
+        let i = DROP_REASONS
+            .iter()
+            .position(|(r, _)| *r == why)
+            .unwrap_or(0);
         self.dropped[i].inc();
     }
 
@@ -127,7 +130,10 @@ impl ShadowMetrics {
         );
         for (node, m) in &nodes {
             let v = m.inflight.get();
-            let _ = writeln!(o, "{p}_async_inflight_requests_total{{node=\"{node}\"}} {v}");
+            let _ = writeln!(
+                o,
+                "{p}_async_inflight_requests_total{{node=\"{node}\"}} {v}"
+            );
         }
         head(
             o,

@@ -343,8 +343,7 @@ async fn use_keyspace(shared: &Shared, conn: &ClusterConn, ks: &str) -> Result<(
 /// Counts a failure the connection itself did not count (it counts ERROR answers and
 /// timeouts; a closed connection or exhausted stream ids are "other").
 fn count_failure(shared: &Shared, conn: &ClusterConn, e: &ShadowError) {
-    if let ShadowError::Cluster(ClusterError::Closed(_) | ClusterError::StreamIdsExhausted(_)) = e
-    {
+    if let ShadowError::Cluster(ClusterError::Closed(_) | ClusterError::StreamIdsExhausted(_)) = e {
         shared.metrics.shadow.node(&conn.node).conn.errors[crate::metrics::ERROR_KINDS.len() - 1]
             .inc();
     }
@@ -413,7 +412,11 @@ async fn run(shared: Arc<Shared>, conn: Arc<ClusterConn>, job: Job) {
 
 /// Sends the read; a prepared statement the secondary does not know is prepared again on this
 /// connection (with the id it answers) and the read retried once.
-async fn send(shared: &Shared, conn: &ClusterConn, read: &ShadowRead) -> Result<Frame, ShadowError> {
+async fn send(
+    shared: &Shared,
+    conn: &ClusterConn,
+    read: &ShadowRead,
+) -> Result<Frame, ShadowError> {
     let timeout = shared.live().request_timeout();
     // Tracing a shadow read would cost the secondary and reach no one.
     let flags = read.flags & !0x02;
@@ -485,7 +488,10 @@ mod tests {
         assert!(b.grow(80));
         assert!(!b.grow(1), "over the byte cap");
         drop(a);
-        assert!(l.reserve(200).is_none(), "one job larger than the byte budget");
+        assert!(
+            l.reserve(200).is_none(),
+            "one job larger than the byte budget"
+        );
         let c = l.reserve(10).unwrap();
         drop((b, c));
         assert_eq!(l.jobs.load(Ordering::SeqCst), 0);
