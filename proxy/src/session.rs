@@ -166,9 +166,8 @@ impl Session {
             }
             Route::Origin => Ok(self.read(Cluster::Origin, req, req.body.clone()).await),
             Route::Primary => {
-                let table = routing::select_table(query, keyspace.as_deref());
                 let body = |_: Cluster| req.body.clone();
-                Ok(self.primary_read(req, body, table, None).await)
+                Ok(self.primary_read(req, body, Some(query), None).await)
             }
             Route::Both => {
                 let use_ks = routing::use_keyspace(query);
@@ -246,7 +245,7 @@ impl Session {
         &self,
         req: &Frame,
         body_for: impl Fn(Cluster) -> Bytes,
-        table: Option<(String, String)>,
+        statement: Option<&str>,
         prepared: Option<PreparedRef>,
     ) -> Frame {
         let (primary, mode) = {
@@ -259,13 +258,14 @@ impl Session {
         };
         let shadow = (mode == ReadMode::DualAsyncOnSecondary)
             .then(|| {
+                let keyspace = self.keyspace.lock().unwrap().clone();
                 self.shadow.submit(ShadowRead {
                     cluster: secondary,
                     opcode: req.opcode,
                     flags: req.flags,
                     body: body_for(secondary),
-                    keyspace: self.keyspace.lock().unwrap().clone(),
-                    table,
+                    table: statement.and_then(|q| routing::select_table(q, keyspace.as_deref())),
+                    keyspace,
                     prepared,
                 })
             })
@@ -420,16 +420,12 @@ impl Session {
                     Cluster::Origin => req.body.clone(),
                     Cluster::Target => for_target(),
                 };
-                let keyspace = self.keyspace.lock().unwrap().clone();
-                let query = entry.query.clone();
-                let table = query
-                    .as_deref()
-                    .and_then(|q| routing::select_table(q, keyspace.as_deref()));
-                let prepared = query.map(|query| PreparedRef {
+                let prepared = entry.query.clone().map(|query| PreparedRef {
                     id_offset: off,
                     query,
                 });
-                self.primary_read(req, body, table, prepared).await
+                self.primary_read(req, body, entry.query.as_deref(), prepared)
+                    .await
             }
             _ => self.read(Cluster::Origin, req, req.body.clone()).await,
         };
