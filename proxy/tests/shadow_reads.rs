@@ -1,8 +1,8 @@
 //! `read_mode: DUAL_ASYNC_ON_SECONDARY` against the sandbox's real clusters, through the scylla
 //! driver: shadow reads on target are compared with origin's answers (mismatches counted per
-//! table, the client served by origin), prepared reads are shadowed with target's own id, a
-//! reload turns shadowing on for open connections, and a stopped target neither fails nor
-//! slows the client's reads.
+//! table, the client served by origin), prepared reads are shadowed with target's own id (and
+//! prepared again when target forgot them), a reload turns shadowing on for open connections,
+//! and a stopped target neither fails nor slows the client's reads.
 mod common;
 use common::*;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -183,6 +183,66 @@ async fn dual_mode_shadows_prepared_selects_with_the_targets_own_id() {
         p.metric("zdm_pscache_miss_total").await,
         before_pscache_miss
     );
+    drop_ks(&origin, &target, &ks).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dual_mode_reprepares_a_select_the_target_forgot_on_the_async_connection() {
+    let _lock = ClusterLock::shared();
+    let sb = Sandbox::load();
+    let origin = sb.direct("origin").await;
+    let target = sb.direct("target").await;
+    let ks = unique_ks("proxy_shadow_u");
+    let p = Proxy::start(&sb, IP, 19164, &[DUAL]);
+    let s = p.session(&sb).await;
+    seed_with_drift(&s, &target, &ks).await;
+    let select = s
+        .prepare(format!("SELECT v FROM {ks}.kv WHERE k = ?"))
+        .await
+        .unwrap();
+    // Dropping and re-creating the table on target alone makes target forget the statement
+    // (and its rows): the shadow EXECUTE gets UNPREPARED, must prepare it again on the async
+    // connection and retry, and then finds no row where origin has one.
+    target
+        .query_unpaged(format!("DROP TABLE {ks}.kv"), ())
+        .await
+        .unwrap();
+    target
+        .query_unpaged(
+            format!("CREATE TABLE {ks}.kv (k int PRIMARY KEY, v text)"),
+            (),
+        )
+        .await
+        .unwrap();
+    let (v,) = s
+        .execute_unpaged(&select, (1,))
+        .await
+        .unwrap()
+        .into_rows_result()
+        .unwrap()
+        .single_row::<(String,)>()
+        .unwrap();
+    assert_eq!(v, "v1");
+    wait_verdicts(&p, &ks, (0.0, 1.0)).await;
+    let unprepared = p
+        .metric(&format!(
+            "zdm_async_requests_failed_total{{error=\"unprepared\",node=\"{}\"}}",
+            sb.node("target")
+        ))
+        .await;
+    assert_eq!(
+        unprepared, 1.0,
+        "the first shadow EXECUTE must have met UNPREPARED"
+    );
+    assert_eq!(
+        metric_sum(&p, "zdm_async_requests_failed_total").await,
+        1.0,
+        "nothing but that UNPREPARED may fail"
+    );
+    // The retry went through: a second read needs no re-prepare.
+    s.execute_unpaged(&select, (1,)).await.unwrap();
+    wait_verdicts(&p, &ks, (0.0, 2.0)).await;
+    assert_eq!(metric_sum(&p, "zdm_async_requests_failed_total").await, 1.0);
     drop_ks(&origin, &target, &ks).await;
 }
 
