@@ -42,7 +42,7 @@ pub const QUEUE_CAPACITY: usize = 256;
 pub const MAX_INFLIGHT_PER_CONNECTION: usize = 128;
 /// Shadow reads alive (queued or in flight) in the whole process.
 pub const MAX_JOBS: usize = 8192;
-/// Bytes of requests and primary answers held for comparisons in the whole process.
+/// Bytes of requests and answers held for comparisons in the whole process.
 pub const MAX_BYTES: usize = 64 * 1024 * 1024;
 /// First and longest wait before reopening a failed async connection.
 const RECONNECT_MIN: Duration = Duration::from_millis(500);
@@ -375,6 +375,10 @@ async fn run(shared: Arc<Shared>, conn: Arc<ClusterConn>, job: Job) {
             return;
         }
     };
+    if !ticket.grow(secondary.body.len()) {
+        shared.metrics.shadow.dropped(DropReason::MemoryBudget);
+        return;
+    }
     // The client connection went away before its primary answer: nothing to compare.
     let Ok(primary) = primary.await else {
         return;
