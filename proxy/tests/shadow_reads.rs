@@ -443,8 +443,15 @@ async fn target_stopped_in_dual_mode_reads_keep_succeeding_and_shadow_losses_are
     let verdicts_down = verdicts(&p, &ks).await;
     eprintln!(
         "reads in {secs} s: {ok_up} with target up ({verdicts_up:?} matches/mismatches, \
-         {lost_before} lost), {ok_down} with target down ({} lost)",
-        lost_after - lost_before
+         {lost_before} lost), {ok_down} with target down ({} lost); at the end:\n{}",
+        lost_after - lost_before,
+        p.http_get("/metrics")
+            .await
+            .1
+            .lines()
+            .filter(|l| l.starts_with("zdm_async_requests_") && !l.ends_with(" 0"))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     assert_eq!(
         failed_down, 0,
