@@ -13,6 +13,11 @@
 #   sshd-stop HOST | sshd-start HOST
 #   cassandra-stop origin|target | cassandra-start origin|target
 #   rekey HOST | trust HOST          give a host a new host key (not trusted) / trust its key
+#   tls-apply                        (re)make missing certificates, rewrite both nodes' TLS
+#                                    config and restart them one at a time (for a running sandbox)
+#
+# TLS: `up` makes a CA and certificates under .sandbox/tls/ and starts both nodes with client
+# encryption enabled but optional, so the native port takes TLS and plain clients alike.
 #
 # Settings (environment): ZDM_SANDBOX_HOSTS (fleet size, default 3), ZDM_SANDBOX_HEAP (per node,
 # default 640m), ZDM_SANDBOX_DIR (default <repo>/.sandbox), ZDM_CACHE_DIR (default
@@ -56,6 +61,18 @@ has_addr() { # has_addr NETNS|"" DEV ADDRESS
 }
 has_netns() { [[ $'\n'$(ip netns list | awk '{print $1}')$'\n' == *$'\n'"$1"$'\n'* ]]; }
 
+# A daemon must not keep a file descriptor its starter happened to hold: a caller that ran us
+# under `flock` (the tests' shared locks) would otherwise leave the lock held for as long as
+# the daemon lives. Call it in the subshell that starts the daemon, never in the script itself.
+close_inherited_fds() {
+  local fd
+  for fd in /proc/$BASHPID/fd/*; do
+    fd=${fd##*/}
+    ((fd > 2)) && eval "exec $fd>&-" 2>/dev/null
+  done
+  return 0
+}
+
 pid_alive() { [[ -f $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 # ---------------------------------------------------------------------------------------------
@@ -71,6 +88,9 @@ install_packages() {
   command -v unshare >/dev/null || missing+=(util-linux)
   command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
   command -v mvn >/dev/null || missing+=(maven)
+  command -v openssl >/dev/null || missing+=(openssl)
+  # The tests' TLS client (the scylla driver's openssl feature) links against libssl.
+  pkg-config --exists openssl 2>/dev/null || missing+=(libssl-dev pkg-config)
   python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
   if ((${#missing[@]})); then
     log "installing packages: ${missing[*]}"
@@ -165,6 +185,109 @@ remove_network() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# TLS: one sandbox CA; a server certificate per cluster node, one for proxies, one for clients.
+# Made once per sandbox (a missing file is made again); private keys and key stores are 0600.
+
+declare -A CLUSTER_DNS=([origin]=origin.zdm.test [target]=target.zdm.test)
+tls_dir() { echo "$SB/tls"; }
+
+# tls_leaf NAME CN SAN EKU: a key and a certificate signed by the sandbox CA.
+tls_leaf() {
+  local name=$1 cn=$2 san=$3 eku=$4 dir
+  dir=$(tls_dir)
+  [[ -s $dir/$name.pem && -s $dir/$name.key ]] && return 0
+  (umask 077 && openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$dir/$name.key" 2>/dev/null)
+  cat >"$dir/$name.ext" <<EOF
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = $eku
+subjectAltName = $san
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+EOF
+  openssl req -new -key "$dir/$name.key" -subj "/O=zdm-sandbox/CN=$cn" -out "$dir/$name.csr" 2>/dev/null
+  openssl x509 -req -in "$dir/$name.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" -CAcreateserial \
+    -days 3650 -sha256 -extfile "$dir/$name.ext" -out "$dir/$name.pem" 2>/dev/null
+  rm -f "$dir/$name.csr" "$dir/$name.ext" "$dir/$name.p12" # a new key needs a new key store
+}
+
+ensure_tls() {
+  local dir
+  dir=$(tls_dir)
+  mkdir -p "$dir"
+  chmod 700 "$dir"
+  if [[ ! -s $dir/ca.pem || ! -s $dir/ca.key ]]; then
+    log "making the sandbox TLS CA and certificates in $dir"
+    rm -f "$dir"/*.pem "$dir"/*.key "$dir"/*.p12
+    (umask 077 && openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$dir/ca.key" 2>/dev/null)
+    openssl req -x509 -new -key "$dir/ca.key" -sha256 -days 3650 -subj "/O=zdm-sandbox/CN=zdm sandbox CA" \
+      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+      -out "$dir/ca.pem" 2>/dev/null
+  fi
+  local c
+  for c in origin target; do
+    tls_leaf "$c" "${CLUSTER_DNS[$c]}" "DNS:${CLUSTER_DNS[$c]}, IP:${CLUSTER_IP[$c]}" serverAuth
+  done
+  # Proxies in tests listen on 127.0.0.x; fleet proxies on the hosts' addresses.
+  local san="DNS:localhost, DNS:proxy.zdm.test" i
+  for ((i = 1; i <= 99; i++)); do san+=", IP:127.0.0.$i"; done
+  for ((i = 1; i <= FLEET_SIZE; i++)); do san+=", IP:$(host_ip "$i")"; done
+  tls_leaf proxy proxy.zdm.test "$san" serverAuth
+  tls_leaf client zdm-sandbox-client "DNS:client.zdm.test" clientAuth
+  # Cassandra's default SSL context factory reads PKCS#12 stores. Their password only guards
+  # files that already sit in this 0700 directory next to the keys; it is kept 0600 all the same.
+  [[ -s $dir/store-password ]] || (umask 077 && head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$dir/store-password")
+  local pw
+  pw=$(cat "$dir/store-password")
+  for c in origin target; do
+    [[ -s $dir/$c.p12 ]] || (umask 077 && openssl pkcs12 -export -name "$c" -inkey "$dir/$c.key" -in "$dir/$c.pem" \
+      -certfile "$dir/ca.pem" -passout "pass:$pw" -out "$dir/$c.p12")
+  done
+  if [[ ! -s $dir/truststore.p12 ]]; then
+    keytool -importcert -noprompt -alias zdm-sandbox-ca -file "$dir/ca.pem" -storetype PKCS12 \
+      -keystore "$dir/truststore.p12" -storepass "$pw" >/dev/null 2>&1 || die "keytool could not write $dir/truststore.p12"
+  fi
+  chmod 600 "$dir"/*.key "$dir"/*.p12 "$dir/store-password"
+  chmod 644 "$dir"/*.pem
+}
+
+# Client encryption on the native port, optional: a connection that opens with a TLS
+# handshake gets TLS, any other is served in plain, so plain clients and tests keep working.
+cassandra_tls_options() {
+  local cluster=$1 dir pw
+  dir=$(tls_dir)
+  pw=$(cat "$dir/store-password")
+  cat <<EOF
+
+# Written by scripts/sandbox.sh (TLS): encrypted and plain clients on the same port.
+client_encryption_options:
+  enabled: true
+  optional: true
+  keystore: $dir/$cluster.p12
+  keystore_password: $pw
+  truststore: $dir/truststore.p12
+  truststore_password: $pw
+  store_type: PKCS12
+  require_client_auth: false
+EOF
+}
+
+tls_env_lines() {
+  local dir
+  dir=$(tls_dir)
+  cat <<EOF
+SANDBOX_TLS_DIR=$dir
+SANDBOX_TLS_CA=$dir/ca.pem
+SANDBOX_TLS_ORIGIN_NAME=${CLUSTER_DNS[origin]}
+SANDBOX_TLS_TARGET_NAME=${CLUSTER_DNS[target]}
+SANDBOX_TLS_PROXY_CERT=$dir/proxy.pem
+SANDBOX_TLS_PROXY_KEY=$dir/proxy.key
+SANDBOX_TLS_CLIENT_CERT=$dir/client.pem
+SANDBOX_TLS_CLIENT_KEY=$dir/client.key
+EOF
+}
+
+# ---------------------------------------------------------------------------------------------
 # Cassandra nodes.
 
 node_dir() { echo "$SB/$1"; }
@@ -177,6 +300,9 @@ render_cassandra_config() {
     -e "s|@ADDRESS@|${CLUSTER_IP[$cluster]}|g" \
     -e "s|@DIR@|$dir|g" \
     "$ROOT/scripts/sandbox/cassandra.yaml.in" >"$dir/cassandra.yaml"
+  ensure_tls # a sandbox made before TLS existed gets its certificates here
+  cassandra_tls_options "$cluster" >>"$dir/cassandra.yaml"
+  chmod 600 "$dir/cassandra.yaml"
 }
 
 # The JVM options of Cassandra's own conf/jvm17-server.options (G1, JPMS exports/opens, Netty),
@@ -286,6 +412,7 @@ launch_cassandra() {
   log "starting cassandra $cluster at ${CLUSTER_IP[$cluster]}:9042 (heap $HEAP)"
   (
     cd "$dir"
+    close_inherited_fds
     setsid java "${args[@]}" >"$dir/logs/stdout.log" 2>&1 </dev/null &
     echo $! >"$dir/cassandra.pid"
   )
@@ -376,8 +503,11 @@ start_sshd() {
   sshd_running "$i" && return 0
   # Its own mount namespace gives the host a private /opt/zdm-proxy and /tmp, so hosts never
   # see each other's installs; everything started over ssh inherits it from sshd.
-  ip netns exec "zdm-h$i" unshare --mount --propagation private sh -c \
-    "mount --bind '$dir/opt' '$INSTALL_ROOT' && mount --bind '$dir/tmp' /tmp && exec /usr/sbin/sshd -f '$dir/sshd_config' -E '$dir/sshd.log'"
+  (
+    close_inherited_fds
+    ip netns exec "zdm-h$i" unshare --mount --propagation private sh -c \
+      "mount --bind '$dir/opt' '$INSTALL_ROOT' && mount --bind '$dir/tmp' /tmp && exec /usr/sbin/sshd -f '$dir/sshd_config' -E '$dir/sshd.log'"
+  )
 }
 
 stop_sshd() {
@@ -467,6 +597,7 @@ SANDBOX_HOSTS="${hosts[*]}"
 SANDBOX_HOST_NAMES="${names[*]}"
 SANDBOX_CASSANDRA_VERSION=$CASSANDRA_VERSION
 EOF
+  tls_env_lines >>"$SB/env.tmp"
   mv "$SB/env.tmp" "$SB/env"
 
   mkdir -p "$SB/inventory"
@@ -510,6 +641,7 @@ cmd_up() {
   cassandra_classpath >/dev/null
   cqlsh_bin >/dev/null
   ensure_credentials
+  ensure_tls
   ensure_network
   launch_cassandra origin
   launch_cassandra target
@@ -615,6 +747,35 @@ cmd_trust() {
   log "known_hosts trusts the current keys of every host"
 }
 
+# TLS for a sandbox that is already up: certificates, both nodes' config, then a restart of
+# each node that runs without TLS, one at a time, each waited for until CQL answers. The env file
+# gains the SANDBOX_TLS_* lines; nothing else in it changes.
+cmd_tls_apply() {
+  need_sandbox
+  install_packages
+  ensure_tls
+  local c
+  for c in origin target; do
+    if cassandra_running "$c" && grep -q '^client_encryption_options:' "$(node_dir "$c")/cassandra.yaml"; then
+      log "cassandra $c already runs with client TLS; not restarted"
+      continue
+    fi
+    stop_cassandra "$c"
+    launch_cassandra "$c"
+    wait_for_cql "$c" "$(cluster_user "$c")" "$(cluster_password "$c")"
+    grep -q '^client_encryption_options:' "$(node_dir "$c")/cassandra.yaml" || die "$c: TLS options missing from cassandra.yaml"
+    log "cassandra $c back, with optional client TLS"
+  done
+  if [[ -f $SB/env ]]; then
+    umask 077
+    grep -v '^SANDBOX_TLS_' "$SB/env" >"$SB/env.tmp" || true
+    tls_env_lines >>"$SB/env.tmp"
+    mv "$SB/env.tmp" "$SB/env"
+    umask 022
+  fi
+  log "TLS applied: CA $(tls_dir)/ca.pem"
+}
+
 need_sandbox() {
   [[ -f $SB/cluster-credentials.env ]] || die "no sandbox at $SB; run: scripts/sandbox.sh up"
   ensure_credentials
@@ -652,9 +813,10 @@ main() {
     wait_for_cql "$1" "$(cluster_user "$1")" "$(cluster_password "$1")"
     ;;
   rekey) cmd_rekey "${1:?host}" ;;
+  tls-apply) cmd_tls_apply ;;
   trust) cmd_trust "${1:?host}" ;;
   *)
-    sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     [[ -z $verb || $verb == help || $verb == -h || $verb == --help ]] || exit 2
     ;;
   esac

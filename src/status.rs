@@ -1,8 +1,11 @@
 //! `zdm-run status`: where the migration stands, at a glance.
 //!
 //! Prints the recorded phase, who holds the run lock, every proxy of the `proxies` group with
-//! its readiness (asked with a short timeout: a proxy that does not answer is shown as such, it
-//! does not stop the report), the last gate results and the tail of the history. Reads only.
+//! its readiness, the settings it really runs (`GET /config`: `primary_cluster`, `read_mode`,
+//! flagged when they are not what the recorded phase means) and how many clients are connected
+//! to it (`zdm_client_connections_total`), then the last gate results and the tail of the
+//! history. Every proxy is asked with a short timeout: one that does not answer is shown as
+//! such, it does not stop the report. Reads only.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -46,11 +49,39 @@ pub struct ProxyStatus {
     pub error: Option<String>,
     /// The line shown to humans.
     pub description: String,
+    /// What the proxy says it runs (`GET /config`); absent when it could not be asked.
+    pub running: Option<RunningSettings>,
+    /// `zdm_client_connections_total` from its `/metrics`; absent when it could not be read.
+    pub client_connections: Option<f64>,
+}
+
+/// The live settings a proxy reports on `GET /config` that tell which phase it serves.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RunningSettings {
+    pub primary_cluster: String,
+    pub read_mode: String,
+}
+
+impl RunningSettings {
+    /// Reads the two settings out of a `/config` answer.
+    pub fn from_config_json(body: &str) -> Option<RunningSettings> {
+        let v: serde_json::Value = serde_json::from_str(body).ok()?;
+        Some(RunningSettings {
+            primary_cluster: v.get("primary_cluster")?.as_str()?.to_string(),
+            read_mode: v.get("read_mode")?.as_str()?.to_string(),
+        })
+    }
+
+    fn matches(&self, expected: &ExpectedSettings) -> bool {
+        self.primary_cluster == expected.primary_cluster && self.read_mode == expected.read_mode
+    }
 }
 
 impl From<(&str, Readiness)> for ProxyStatus {
     fn from((url, r): (&str, Readiness)) -> Self {
         ProxyStatus {
+            running: None,
+            client_connections: None,
             name: r.proxy.clone(),
             url: url.to_string(),
             ready: r.ready(),
@@ -114,7 +145,17 @@ pub async fn gather(inventory: &Inventory, timeout: Duration) -> anyhow::Result<
     let fleet = proxies(inventory);
     let answers = futures::future::join_all(fleet.iter().map(|(name, url)| {
         let client = &client;
-        async move { (url.as_str(), fetch_readiness(client, name, url).await).into() }
+        async move {
+            let (readiness, running, clients) = tokio::join!(
+                fetch_readiness(client, name, url),
+                fetch_running(client, url),
+                fetch_client_connections(client, url)
+            );
+            let mut status = ProxyStatus::from((url.as_str(), readiness));
+            status.running = running;
+            status.client_connections = clients;
+            status
+        }
     }))
     .await;
     let tail = state.history.len().saturating_sub(HISTORY_TAIL);
@@ -131,6 +172,50 @@ pub async fn gather(inventory: &Inventory, timeout: Duration) -> anyhow::Result<
         last_gates: state.last_gates().to_vec(),
         history: state.history[tail..].to_vec(),
     })
+}
+
+/// Asks a proxy which `primary_cluster`/`read_mode` it runs; `None` when it cannot tell
+/// (down, or a proxy too old to have `/config`).
+async fn fetch_running(client: &reqwest::Client, base_url: &str) -> Option<RunningSettings> {
+    let response = client.get(format!("{base_url}/config")).send().await.ok()?;
+    if !response.status().is_success() {
+        return None;
+    }
+    RunningSettings::from_config_json(&response.text().await.ok()?)
+}
+
+async fn fetch_client_connections(client: &reqwest::Client, base_url: &str) -> Option<f64> {
+    let scrape = crate::gates::health::fetch_metrics(client, base_url)
+        .await
+        .ok()?;
+    scrape
+        .has("zdm_client_connections_total")
+        .then(|| scrape.sum("zdm_client_connections_total", &[]))
+}
+
+/// The settings and client count part of a proxy's line, with a loud flag when the proxy
+/// runs something other than what the recorded phase means.
+fn running_words(p: &ProxyStatus, expected: Option<&ExpectedSettings>) -> String {
+    let mut words = match &p.running {
+        Some(run) => {
+            let mut w = format!(
+                "primary_cluster={} read_mode={}",
+                run.primary_cluster, run.read_mode
+            );
+            if expected.is_some_and(|e| !run.matches(e)) {
+                w.push_str(" (DIFFERS from the recorded phase)");
+            }
+            w
+        }
+        None => "settings unknown".to_string(),
+    };
+    if let Some(n) = p.client_connections {
+        words.push_str(&format!(
+            ", {n} client connection{}",
+            if n == 1.0 { "" } else { "s" }
+        ));
+    }
+    words
 }
 
 fn event_word(e: Event) -> &'static str {
@@ -184,6 +269,13 @@ pub fn human(r: &StatusReport) -> String {
         line(format!(
             "  {:<10} {:<28} {verdict:<9} {}",
             p.name, p.url, p.description
+        ));
+        line(format!(
+            "  {:<10} {:<28} {:<9} {}",
+            "",
+            "",
+            "",
+            running_words(p, r.expected_proxy_settings.as_ref())
         ));
     }
     if r.last_gates.is_empty() {
@@ -242,4 +334,72 @@ pub fn run(args: StatusArgs) -> anyhow::Result<u8> {
         Format::Human => print!("{}", human(&report)),
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn proxy(running: Option<RunningSettings>, clients: Option<f64>) -> ProxyStatus {
+        ProxyStatus {
+            name: "h1".into(),
+            url: "http://10.0.0.1:14001".into(),
+            ready: true,
+            http_status: Some(200),
+            origin: None,
+            target: None,
+            error: None,
+            description: String::new(),
+            running,
+            client_connections: clients,
+        }
+    }
+
+    #[test]
+    fn config_answer_gives_the_running_settings() {
+        let body = r#"{"primary_cluster":"TARGET","read_mode":"DUAL_ASYNC_ON_SECONDARY","log_level":"info"}"#;
+        assert_eq!(
+            RunningSettings::from_config_json(body),
+            Some(RunningSettings {
+                primary_cluster: "TARGET".into(),
+                read_mode: "DUAL_ASYNC_ON_SECONDARY".into()
+            })
+        );
+        assert_eq!(RunningSettings::from_config_json("not json"), None);
+        assert_eq!(
+            RunningSettings::from_config_json(r#"{"read_mode":"PRIMARY_ONLY"}"#),
+            None
+        );
+    }
+
+    #[test]
+    fn a_proxy_running_another_phase_is_flagged() {
+        let expected = ExpectedSettings {
+            primary_cluster: "ORIGIN",
+            read_mode: "PRIMARY_ONLY",
+        };
+        let same = proxy(
+            Some(RunningSettings {
+                primary_cluster: "ORIGIN".into(),
+                read_mode: "PRIMARY_ONLY".into(),
+            }),
+            Some(2.0),
+        );
+        let words = running_words(&same, Some(&expected));
+        assert_eq!(
+            words,
+            "primary_cluster=ORIGIN read_mode=PRIMARY_ONLY, 2 client connections"
+        );
+        let other = proxy(
+            Some(RunningSettings {
+                primary_cluster: "TARGET".into(),
+                read_mode: "PRIMARY_ONLY".into(),
+            }),
+            Some(1.0),
+        );
+        let words = running_words(&other, Some(&expected));
+        assert!(words.contains("DIFFERS from the recorded phase"), "{words}");
+        assert!(words.ends_with("1 client connection"), "{words}");
+        assert_eq!(running_words(&proxy(None, None), None), "settings unknown");
+    }
 }

@@ -18,7 +18,8 @@ use std::time::Duration;
 use deploy_support::workload::{assert_on_both_clusters, create_table, Workload};
 use deploy_support::{unique_keyspace, Fleet, HOSTS};
 use migration_support::{
-    assert_completed_with, assert_fleet, assert_reads_from, private_inventory, run_phase, state,
+    assert_completed_with, assert_fleet, assert_reads_from, assert_status_shows, private_inventory,
+    run_phase, state,
 };
 use scylla::client::session::Session;
 
@@ -111,6 +112,7 @@ async fn the_full_migration_with_a_rollback_under_load_fails_no_request_and_lose
         .assert_ok("phase4");
     assert_completed_with(inv, "phase4", "missing");
     assert_fleet(&fleet, "TARGET", "PRIMARY_ONLY", "after phase4");
+    assert_status_shows(inv, "TARGET", "PRIMARY_ONLY", "after phase4");
     assert_reads_from(&fleet, &session, &probe_ks, "target", "phase4").await;
 
     // Back to phase 1.
@@ -159,8 +161,6 @@ async fn the_full_migration_with_a_rollback_under_load_fails_no_request_and_lose
         report.longest_gap,
         report.ran
     );
-    drop(session);
-
     let st = state(inv);
     assert_eq!(
         (st["phase"].as_str(), st["completed"].as_bool()),
@@ -171,6 +171,31 @@ async fn the_full_migration_with_a_rollback_under_load_fails_no_request_and_lose
         history.iter().any(|e| e["event"] == "rolled_back"),
         "the rollback is in the history: {history:#?}"
     );
+
+    // Cutover while a client is still connected to the proxies: refused before any proxy
+    // stops, naming the proxies that still have clients.
+    let early = run_phase(
+        &fleet,
+        inv,
+        &ks,
+        "phase5.yml",
+        &[
+            "-e",
+            "zdm_confirm_cutover=yes",
+            "-e",
+            "zdm_cutover_client_wait_seconds=3",
+        ],
+    )
+    .await;
+    assert_eq!(early.code, 2, "{}", early.out);
+    assert!(early.out.contains("still connected after"), "{}", early.out);
+    for h in HOSTS {
+        assert!(
+            fleet.proxy_pid(h).is_some(),
+            "{h} keeps serving its clients"
+        );
+    }
+    drop(session);
 
     // Cutover: refused without the confirmation, then retires every proxy.
     let unconfirmed = run_phase(&fleet, inv, &ks, "phase5.yml", &[]).await;
@@ -185,6 +210,15 @@ async fn the_full_migration_with_a_rollback_under_load_fails_no_request_and_lose
     )
     .await;
     p5.assert_ok("phase5");
+    let recorded = state(inv);
+    let completed = recorded["history"].as_array().unwrap().last().unwrap();
+    let clients_gate = completed["gates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "cutover: clients left the proxies")
+        .expect("the clients gate is recorded");
+    assert_eq!(clients_gate["passed"], true, "{clients_gate}");
     let target_cp = fleet.sb.get("ZDM_TARGET_CONTACT_POINTS");
     assert!(
         p5.out.contains("CUTOVER") && p5.out.contains(&target_cp),

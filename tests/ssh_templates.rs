@@ -109,6 +109,51 @@ fn proxy_config_follows_inventory_overrides_and_position() {
 }
 
 #[test]
+fn proxy_config_renders_tls_settings_only_when_the_inventory_defines_them() {
+    let plain = render_config("p1", json!({}));
+    let tls_keys: Vec<&str> = plain
+        .keys()
+        .filter_map(|k| k.as_str())
+        .filter(|k| k.contains("_tls_"))
+        .collect();
+    assert!(tls_keys.is_empty(), "no TLS unless asked: {tls_keys:?}");
+
+    let c = render_config(
+        "p1",
+        json!({"proxy_tls_cert_path": "/etc/zdm/proxy.pem", "proxy_tls_key_path": "/etc/zdm/proxy.key",
+               "proxy_tls_ca_path": "/etc/zdm/ca.pem", "proxy_tls_require_client_auth": "yes",
+               "origin_tls_server_ca_path": "/etc/zdm/origin-ca.pem",
+               "origin_tls_verify_hostname": false,
+               "target_tls_server_ca_path": "/etc/zdm/target ca.pem",
+               "target_tls_client_cert_path": "/etc/zdm/client.pem",
+               "target_tls_client_key_path": "/etc/zdm/client.key",
+               "origin_tls_client_cert_path": ""}),
+    );
+    let s = |k: &str| {
+        get(&c, k)
+            .as_str()
+            .unwrap_or_else(|| panic!("{k} not a string"))
+    };
+    assert_eq!(s("proxy_tls_cert_path"), "/etc/zdm/proxy.pem");
+    assert_eq!(s("proxy_tls_key_path"), "/etc/zdm/proxy.key");
+    assert_eq!(s("proxy_tls_ca_path"), "/etc/zdm/ca.pem");
+    assert_eq!(
+        get(&c, "proxy_tls_require_client_auth").as_bool(),
+        Some(true)
+    );
+    assert_eq!(s("origin_tls_server_ca_path"), "/etc/zdm/origin-ca.pem");
+    assert_eq!(get(&c, "origin_tls_verify_hostname").as_bool(), Some(false));
+    assert_eq!(s("target_tls_server_ca_path"), "/etc/zdm/target ca.pem");
+    assert_eq!(s("target_tls_client_cert_path"), "/etc/zdm/client.pem");
+    assert_eq!(s("target_tls_client_key_path"), "/etc/zdm/client.key");
+    assert!(
+        c.get("origin_tls_client_cert_path").is_none(),
+        "empty = unset"
+    );
+    assert!(c.get("target_tls_verify_hostname").is_none());
+}
+
+#[test]
 fn proxy_config_refuses_a_host_outside_the_proxy_group() {
     let mut v = fleet_vars("p1", json!({}));
     v.insert("inventory_hostname".into(), json!("stray"));

@@ -12,12 +12,14 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_util::codec::{FramedRead, FramedWrite};
 
 use crate::frame::{opcode, Frame, FrameCodec};
 use crate::metrics::NodeMetrics;
+use crate::tls::ClusterTls;
 use crate::wire;
 
 /// Why a request to a cluster produced no answer.
@@ -47,12 +49,14 @@ pub struct ClusterConn {
 }
 
 impl ClusterConn {
-    /// Opens a TCP connection to the first reachable address of `contact_points`.
+    /// Opens a TCP connection (TLS when `tls` is set) to the first reachable address of
+    /// `contact_points`.
     pub async fn connect(
         contact_points: &[String],
         port: u16,
         timeout: Duration,
         max_stream_ids: usize,
+        tls: Option<&ClusterTls>,
         metrics_for: impl Fn(&str) -> Arc<NodeMetrics>,
     ) -> Result<Arc<ClusterConn>, String> {
         let mut last_err = String::from("no contact points");
@@ -61,8 +65,21 @@ impl ClusterConn {
             match tokio::time::timeout(timeout, TcpStream::connect(&node)).await {
                 Ok(Ok(stream)) => {
                     let _ = stream.set_nodelay(true);
-                    let metrics = metrics_for(&node);
-                    return Ok(ClusterConn::start(node, stream, max_stream_ids, metrics));
+                    let Some(tls) = tls else {
+                        // Plain: tokio's owned halves, no lock between reader and writer.
+                        let (rd, wr) = stream.into_split();
+                        let metrics = metrics_for(&node);
+                        return Ok(ClusterConn::start(node, rd, wr, max_stream_ids, metrics));
+                    };
+                    match tokio::time::timeout(timeout, tls.connect(host, stream)).await {
+                        Ok(Ok(stream)) => {
+                            let (rd, wr) = tokio::io::split(stream);
+                            let metrics = metrics_for(&node);
+                            return Ok(ClusterConn::start(node, rd, wr, max_stream_ids, metrics));
+                        }
+                        Ok(Err(e)) => last_err = format!("{node}: {e}"),
+                        Err(_) => last_err = format!("{node}: TLS handshake timed out"),
+                    }
                 }
                 Ok(Err(e)) => last_err = format!("{node}: {e}"),
                 Err(_) => last_err = format!("{node}: connect timed out"),
@@ -72,13 +89,17 @@ impl ClusterConn {
         Err(last_err)
     }
 
-    fn start(
+    fn start<R, W>(
         node: String,
-        stream: TcpStream,
+        rd: R,
+        wr: W,
         max_stream_ids: usize,
         metrics: Arc<NodeMetrics>,
-    ) -> Arc<ClusterConn> {
-        let (rd, wr) = stream.into_split();
+    ) -> Arc<ClusterConn>
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
         let (tx, mut rx) = mpsc::unbounded_channel::<Frame>();
         let pending = Arc::new(Mutex::new(Pending {
             waiters: (0..max_stream_ids).map(|_| None).collect(),

@@ -65,6 +65,12 @@ pub struct Config {
     pub metrics_port: u16,
     pub metrics_prefix: String,
     pub log_level: String,
+    /// Replace `now()` in writes by a proxy-generated timeuuid (see `cql_functions`).
+    pub replace_cql_functions: bool,
+    /// Consistency level (protocol code) forced on writes sent to target (see `consistency`).
+    pub target_consistency_level: Option<u16>,
+    /// Client-facing and per-cluster TLS (see `tls`).
+    pub tls: crate::tls::TlsConfig,
 }
 
 impl fmt::Debug for ClusterConfig {
@@ -102,6 +108,7 @@ impl fmt::Debug for Config {
             .field("proxy_topology_addresses", &self.proxy_topology_addresses)
             .field("proxy_topology_index", &self.proxy_topology_index)
             .field("metrics", &(&self.metrics_address, self.metrics_port))
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }
@@ -141,6 +148,9 @@ impl Default for Config {
             metrics_port: 14001,
             metrics_prefix: "zdm".into(),
             log_level: "INFO".into(),
+            replace_cql_functions: false,
+            target_consistency_level: None,
+            tls: Default::default(),
         }
     }
 }
@@ -192,13 +202,14 @@ pub const SETTINGS: &[&str] = &[
     "metrics_port",
     "metrics_prefix",
     "log_level",
+    "replace_cql_functions",
+    "target_consistency_level",
 ];
 
-/// Reference proxy settings this proxy does not implement (besides every `*_tls_*` one):
+/// Reference proxy settings this proxy does not implement:
 /// refused with a message that says so rather than "unknown", so an operator knows the file is
 /// not misspelt, just asking for something this proxy lacks.
 const REFERENCE_UNSUPPORTED: &[&str] = &[
-    "replace_cql_functions",
     "async_handshake_timeout_ms",
     "control_conn_max_protocol_version",
     "blocked_protocol_versions",
@@ -359,6 +370,7 @@ impl Config {
             cfg.primary_cluster = Cluster::Target;
         }
         cfg.validate()?;
+        cfg.build_tls()?;
         Ok(cfg)
     }
 
@@ -369,11 +381,31 @@ impl Config {
         primary_set: &mut bool,
         target_only: &mut Option<String>,
     ) -> Result<(), ConfigError> {
-        if REFERENCE_UNSUPPORTED.contains(&key) || key.contains("_tls_") {
+        if crate::tls::SETTINGS.contains(&key) {
+            let set = if crate::tls::is_bool_setting(key) {
+                self.tls.set_bool(key, raw.bool(key)?)
+            } else {
+                self.tls.set_path(key, raw.string(key)?)
+            };
+            return set.map_err(|e| ConfigError(format!("{}: {e}", raw.origin)));
+        }
+        if REFERENCE_UNSUPPORTED.contains(&key) {
             return Err(ConfigError(format!(
                 "{}: setting `{key}` of the reference zdm-proxy is not supported by this proxy",
                 raw.origin
             )));
+        }
+        if key == "target_consistency_level" {
+            let v = raw.string(key)?;
+            self.target_consistency_level = if v.trim().is_empty() {
+                None
+            } else {
+                let names: Vec<&str> = crate::consistency::LEVELS.iter().map(|l| l.0).collect();
+                Some(crate::consistency::parse(&v).ok_or_else(|| {
+                    raw.err(key, format!("`{v}` is not one of {}", names.join(", ")))
+                })?)
+            };
+            return Ok(());
         }
         let (cluster, rest) = if let Some(rest) = key.strip_prefix("origin_") {
             (Some(&mut self.origin), rest)
@@ -455,6 +487,7 @@ impl Config {
                 self.heartbeat_interval_ms = range(raw, key, raw.number(key)?, 50, 3_600_000)?
             }
             "metrics_enabled" => self.metrics_enabled = raw.bool(key)?,
+            "replace_cql_functions" => self.replace_cql_functions = raw.bool(key)?,
             "metrics_address" => self.metrics_address = raw.string(key)?,
             "metrics_port" => self.metrics_port = range(raw, key, raw.number(key)?, 1, 65535)?,
             "metrics_prefix" => {
@@ -515,6 +548,11 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// Reads the TLS files and builds what they configure; last, once everything else is valid.
+    fn build_tls(&mut self) -> Result<(), ConfigError> {
+        self.tls.build()
     }
 
     /// Timeout of one request to a cluster.
@@ -579,7 +617,7 @@ mod tests {
         assert!(e.to_string().contains("unknown setting `bogus`"), "{e}");
         let e = Config::load(
             None,
-            env(&[MIN[0], MIN[1], ("ZDM_ORIGIN_TLS_SERVER_CA_PATH", "/x")]),
+            env(&[MIN[0], MIN[1], ("ZDM_TRACING_ENABLED", "true")]),
         )
         .unwrap_err();
         assert!(e.to_string().contains("not supported"), "{e}");
@@ -593,6 +631,9 @@ mod tests {
             ("ZDM_PROXY_MAX_STREAM_IDS", "abc"),
             ("ZDM_READ_MODE", "SOMETIMES"),
             ("ZDM_METRICS_ENABLED", "yes please"),
+            ("ZDM_REPLACE_CQL_FUNCTIONS", "sometimes"),
+            ("ZDM_TARGET_CONSISTENCY_LEVEL", "SERIAL"),
+            ("ZDM_TARGET_CONSISTENCY_LEVEL", "QUORUMS"),
         ] {
             let e = Config::load(None, env(&[MIN[0], MIN[1], (k, v)]))
                 .unwrap_err()

@@ -21,11 +21,16 @@ use crate::handshake::client_handshake;
 use crate::secondary_loss::SecondaryLoss;
 use crate::session::Session;
 use crate::state::Shared;
+use crate::tls::ClientStream;
 use crate::wire::{self, error_code};
 
 /// How long a draining connection keeps answering OVERLOADED after its last in-flight request,
 /// so drivers see the refusal (and move on) rather than a reset.
 const DRAIN_LINGER: Duration = Duration::from_millis(1000);
+
+/// Bound on a client's TLS handshake, so a client that connects and sends nothing does not
+/// hold a connection slot.
+const TLS_ACCEPT_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub async fn handle_client(
     socket: TcpStream,
@@ -33,11 +38,36 @@ pub async fn handle_client(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let _ = socket.set_nodelay(true);
-    let local_ip = match socket.local_addr() {
-        Ok(a) => a.ip(),
-        Err(_) => return,
+    let (local_ip, peer) = match (socket.local_addr(), socket.peer_addr()) {
+        (Ok(local), Ok(peer)) => (local.ip(), peer),
+        _ => return,
     };
-    let mut framed = Framed::new(socket, FrameCodec::client_side());
+    let stream = match shared.config.tls.acceptor() {
+        None => ClientStream::Plain(socket),
+        Some(acceptor) => {
+            let accepted = tokio::select! {
+                a = tokio::time::timeout(TLS_ACCEPT_TIMEOUT, acceptor.accept(socket)) => a,
+                _ = shutdown.wait_for(|s| *s) => return,
+            };
+            match accepted {
+                Ok(Ok(tls)) => ClientStream::Tls(Box::new(tls)),
+                // A TCP probe (load balancer, port check) that connects and leaves.
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    tracing::debug!(%peer, "client left before the TLS handshake");
+                    return;
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(%peer, "client TLS handshake refused: {e}");
+                    return;
+                }
+                Err(_) => {
+                    tracing::warn!(%peer, "client TLS handshake timed out");
+                    return;
+                }
+            }
+        }
+    };
+    let mut framed = Framed::new(stream, FrameCodec::client_side());
     let established = tokio::select! {
         e = client_handshake(&mut framed, &shared) => e,
         _ = shutdown.wait_for(|s| *s) => None,
@@ -66,7 +96,7 @@ fn overloaded(stream: i16) -> Frame {
 }
 
 async fn serve(
-    framed: Framed<TcpStream, FrameCodec>,
+    framed: Framed<ClientStream, FrameCodec>,
     session: Arc<Session>,
     mut shutdown: watch::Receiver<bool>,
 ) {

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
 use crate::cluster::{handshake, startup_body, ClusterConn, HandshakeError};
@@ -20,7 +19,7 @@ use crate::frame::{opcode, Compression, Frame, FrameCodec, FrameError};
 use crate::state::Shared;
 use crate::wire::{self, error_code};
 
-pub type ClientFramed = Framed<TcpStream, FrameCodec>;
+pub type ClientFramed = Framed<crate::tls::ClientStream, FrameCodec>;
 
 /// Both cluster connections of an authenticated client.
 pub struct Established {

@@ -199,6 +199,8 @@ pub struct Metrics {
     /// `zdm_async_*`: shadow reads on the secondary (read_mode DUAL_ASYNC_ON_SECONDARY).
     pub shadow: crate::shadow::metrics::ShadowMetrics,
     nodes: Mutex<BTreeMap<(u8, String), Arc<NodeMetrics>>>,
+    /// `proxy_writes_total{keyspace,table,cluster,outcome}`.
+    pub writes: crate::write_metrics::WriteMetrics,
 }
 
 fn cluster_index(c: Cluster) -> usize {
@@ -229,6 +231,7 @@ impl Metrics {
             target_requests_total: Counter::default(),
             shadow: Default::default(),
             nodes: Mutex::new(BTreeMap::new()),
+            writes: Default::default(),
         }
     }
 
@@ -483,6 +486,7 @@ impl Metrics {
             "{p}_proxy_target_requests_total {}",
             self.target_requests_total.get()
         );
+        self.writes.render(&mut o, p);
         self.shadow.render(&mut o, p);
         o
     }

@@ -19,6 +19,10 @@ pub struct Prepared {
     /// The statement text: the proxy answers topology statements itself from it, and prepares
     /// a statement again on a shadow-read connection that does not know it.
     pub query: Option<std::sync::Arc<str>>,
+    /// The tables the statement writes, for the per-table write metrics (empty: not a write).
+    pub writes: std::sync::Arc<[crate::write_metrics::TableRef]>,
+    /// Bind markers the proxy injected in place of `now()`, hidden from the client.
+    pub now: Option<std::sync::Arc<crate::prepared_now::NowMarkers>>,
 }
 
 pub struct PreparedCache {
@@ -64,6 +68,8 @@ mod tests {
             target_id: Bytes::from_static(t),
             route: Route::Both,
             query: None,
+            writes: Vec::new().into(),
+            now: None,
         };
         c.insert(Bytes::from_static(b"o1"), p(b"t1"));
         c.insert(Bytes::from_static(b"o2"), p(b"t2"));

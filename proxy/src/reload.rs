@@ -28,6 +28,7 @@ pub const RELOADABLE: &[&str] = &[
     "log_level",
     "proxy_request_timeout_ms",
     "heartbeat_interval_ms",
+    "target_consistency_level",
 ];
 
 /// The live part of the settings; one immutable snapshot per reload.
@@ -38,6 +39,8 @@ pub struct LiveSettings {
     pub log_level: String,
     pub proxy_request_timeout_ms: u64,
     pub heartbeat_interval_ms: u64,
+    /// Protocol code of the level forced on writes to target (read per request).
+    pub target_consistency_level: Option<u16>,
 }
 
 impl LiveSettings {
@@ -48,6 +51,7 @@ impl LiveSettings {
             log_level: c.log_level.clone(),
             proxy_request_timeout_ms: c.proxy_request_timeout_ms,
             heartbeat_interval_ms: c.heartbeat_interval_ms,
+            target_consistency_level: c.target_consistency_level,
         }
     }
 
@@ -166,6 +170,14 @@ pub fn restart_only_changes(running: &Config, new: &Config) -> Vec<&'static str>
         "metrics_prefix",
         running.metrics_prefix != new.metrics_prefix,
     );
+    // Restart-only: the prepared-statement cache holds statements rewritten (or not) under
+    // the setting in force when they were prepared.
+    check(
+        "replace_cql_functions",
+        running.replace_cql_functions != new.replace_cql_functions,
+    );
+    // Certificates are loaded once, into listeners and connectors that already exist.
+    out.extend(running.tls.changed_settings(&new.tls));
     out
 }
 
@@ -287,6 +299,7 @@ pub fn report(live: &LiveSettings, reloader: &Reloader) -> serde_json::Value {
         "log_level": live.log_level,
         "proxy_request_timeout_ms": live.proxy_request_timeout_ms,
         "heartbeat_interval_ms": live.heartbeat_interval_ms,
+        "target_consistency_level": live.target_consistency_level.map(crate::consistency::name),
         "reloadable_settings": RELOADABLE,
         "reloads_succeeded": reloader.succeeded.load(Ordering::Relaxed),
         "reloads_failed": reloader.failed.load(Ordering::Relaxed),
@@ -329,6 +342,8 @@ mod tests {
             | "proxy_max_prepared_statement_cache_size" => "99",
             "metrics_enabled" => "false",
             "metrics_prefix" => "other",
+            "replace_cql_functions" => "true",
+            "target_consistency_level" => "ALL",
             _ => return None,
         })
     }

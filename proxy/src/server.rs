@@ -54,6 +54,17 @@ pub async fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
                 cfg.metrics_port
             )
         })?;
+    for c in [Cluster::Origin, Cluster::Target] {
+        let tls = shared.config.tls.cluster(c);
+        if tls.is_some_and(|t| !t.verifies_hostname()) {
+            tracing::warn!(
+                cluster = c.name(),
+                "{}_tls_verify_hostname is false: the cluster's certificate is checked against \
+                 the CA but not against the contact point's name",
+                c.name()
+            );
+        }
+    }
     tokio::spawn(crate::health::serve_http(shared.clone(), http));
     tokio::spawn(crate::health::control_loop(shared.clone(), Cluster::Origin));
     tokio::spawn(crate::health::control_loop(shared.clone(), Cluster::Target));
@@ -81,7 +92,12 @@ pub async fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
                 cfg.proxy_listen_port
             )
         })?;
-    tracing::info!(address = %listener.local_addr()?, "zdm-proxy listening");
+    tracing::info!(
+        address = %listener.local_addr()?,
+        tls = cfg.tls.acceptor().is_some(),
+        client_certificates_required = cfg.tls.proxy.require_client_auth,
+        "zdm-proxy listening"
+    );
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);

@@ -17,6 +17,9 @@ use crate::shadow::{PreparedRef, Shadow, ShadowRead};
 use crate::state::Shared;
 use crate::topology::Fleet;
 use crate::wire::{self, error_code, result_kind, Reader};
+use crate::write_metrics::{self, TableRef};
+use crate::write_rewrite::{self, BatchError};
+use crate::{consistency, cql_functions, prepared_now};
 
 /// One client connection's view after the handshake.
 pub struct Session {
@@ -171,7 +174,14 @@ impl Session {
             }
             Route::Both => {
                 let use_ks = routing::use_keyspace(query);
-                let resp = self.write(req, req.body.clone(), req.body.clone()).await;
+                let writes = write_metrics::tables_of(query, keyspace.as_deref());
+                let body = match self.shared.config.replace_cql_functions {
+                    true => write_rewrite::query_with_now_replaced(&req.body, off)?,
+                    false => None,
+                }
+                .unwrap_or_else(|| req.body.clone());
+                let target = self.for_target(req.opcode, body.clone(), off);
+                let resp = self.write(req, body, target, &writes).await;
                 if let Some(ks) = use_ks {
                     if !is_error(&resp) {
                         *self.keyspace.lock().unwrap() = Some(ks);
@@ -277,9 +287,23 @@ impl Session {
         resp
     }
 
+    /// `body` as target gets it: with `target_consistency_level`, if set, as its consistency.
+    fn for_target(&self, op: u8, body: Bytes, off: usize) -> Bytes {
+        match self.shared.live().target_consistency_level {
+            Some(level) => consistency::override_level(op, body, off, level),
+            None => body,
+        }
+    }
+
     /// A write: both clusters; the client gets the primary's answer, or the error if either
-    /// failed (both failed: the primary's error).
-    async fn write(&self, req: &Frame, origin_body: Bytes, target_body: Bytes) -> Frame {
+    /// failed (both failed: the primary's error). `writes` are the tables it writes (metrics).
+    async fn write(
+        &self,
+        req: &Frame,
+        origin_body: Bytes,
+        target_body: Bytes,
+        writes: &[TableRef],
+    ) -> Frame {
         let m = &self.shared.metrics;
         m.inflight(RequestType::Writes).add(1);
         let started = Instant::now();
@@ -291,6 +315,11 @@ impl Session {
         m.duration(RequestType::Writes).observe(started.elapsed());
         let o = o.unwrap_or_else(|e| cluster_error_frame(Cluster::Origin, &e));
         let t = t.unwrap_or_else(|e| cluster_error_frame(Cluster::Target, &e));
+        for (c, f) in [(Cluster::Origin, &o), (Cluster::Target, &t)] {
+            if error_code_of(f) != Some(error_code::UNPREPARED) {
+                m.writes.record(writes, c, !is_error(f));
+            }
+        }
         let primary_cluster = self.primary();
         let (primary, secondary) = match primary_cluster {
             Cluster::Origin => (o, t),
@@ -338,6 +367,18 @@ impl Session {
             Route::Topology(_) => Route::Origin,
             r => r,
         };
+        let mut writes = write_metrics::tables_of(query, keyspace.as_deref());
+        let mut now_not_replaced = None;
+        if route == Route::Both && self.shared.config.replace_cql_functions {
+            if let Some(rw) = cql_functions::rewrite_for_prepare(query) {
+                let end = off + 4 + query.len();
+                let body = write_rewrite::with_statement(&req.body, off, end, &rw.text);
+                match self.prepare_with_now(req, body, &rw, &mut writes).await {
+                    Ok(resp) => return Ok(resp),
+                    Err(why) => now_not_replaced = Some(why),
+                }
+            }
+        }
         let (o, t) = tokio::join!(
             self.send(Cluster::Origin, req, req.body.clone()),
             self.send(Cluster::Target, req, req.body.clone())
@@ -350,13 +391,19 @@ impl Session {
         if is_error(&t) {
             return Ok(t);
         }
-        let (Some(origin_id), Some(target_id)) = (prepared_id(&o.body), prepared_id(&t.body))
-        else {
+        let (Some(origin_id), Some(target_id)) = (prepared_id(&o), prepared_id(&t)) else {
             return Ok(error_frame(
                 error_code::SERVER_ERROR,
                 "zdm-proxy: PREPARE answer without an id",
             ));
         };
+        if let Some(why) = now_not_replaced {
+            tracing::warn!(
+                "replace_cql_functions: now() left to the clusters in a prepared statement \
+                 ({why}); origin and target will store different values"
+            );
+        }
+        use_prepared_table(&mut writes, &o);
         let n = self.shared.prepared.insert(
             origin_id,
             Prepared {
@@ -364,10 +411,74 @@ impl Session {
                 route,
                 // Kept to re-prepare it on a shadow-read connection that lost it.
                 query: Some(query.into()),
+                writes: writes.into(),
+                now: None,
             },
         );
         self.shared.metrics.pscache_entries.set(n as i64);
         Ok(o)
+    }
+
+    /// PREPARE of a write whose `now()` calls became bind markers (`body`): the client gets
+    /// origin's answer without the injected variables. `Err` (nothing cached, the caller
+    /// prepares the statement as the client wrote it) when either cluster's answer does not
+    /// have the variables the proxy expects, or refuses the rewritten text as invalid (the
+    /// statement as written then decides: the client hears its own statement's error, if any).
+    /// Other ERROR answers (overloaded, timeouts) are the client's answer: retried, they will
+    /// be rewritten again rather than silently left unreplaced.
+    async fn prepare_with_now(
+        &self,
+        req: &Frame,
+        body: Bytes,
+        rw: &cql_functions::PreparedRewrite,
+        writes: &mut Vec<TableRef>,
+    ) -> Result<Frame, String> {
+        let (o, t) = tokio::join!(
+            self.send(Cluster::Origin, req, body.clone()),
+            self.send(Cluster::Target, req, body)
+        );
+        let o = o.unwrap_or_else(|e| cluster_error_frame(Cluster::Origin, &e));
+        let t = t.unwrap_or_else(|e| cluster_error_frame(Cluster::Target, &e));
+        for (c, f) in [(Cluster::Origin, &o), (Cluster::Target, &t)] {
+            if let Some((code, msg)) = is_error(f).then(|| wire::parse_error(&f.body)).flatten() {
+                if code == error_code::SYNTAX_ERROR || code == error_code::INVALID {
+                    return Err(format!("{} refused the rewritten text: {msg}", c.name()));
+                }
+            }
+        }
+        if is_error(&o) {
+            return Ok(o);
+        }
+        if is_error(&t) {
+            return Ok(t);
+        }
+        let (Some(origin_id), Some(target_id)) = (prepared_id(&o), prepared_id(&t)) else {
+            return Err("PREPARE answer without an id".into());
+        };
+        let (client_body, markers) =
+            prepared_now::hide_injected(o.flags, &o.body, &rw.injected, rw.total)
+                .map_err(|e| format!("origin: {e}"))?;
+        let (_, target_markers) =
+            prepared_now::hide_injected(t.flags, &t.body, &rw.injected, rw.total)
+                .map_err(|e| format!("target: {e}"))?;
+        if target_markers.names != markers.names {
+            return Err("origin and target name the injected variables differently".into());
+        }
+        use_prepared_table(writes, &o);
+        let n = self.shared.prepared.insert(
+            origin_id,
+            Prepared {
+                target_id,
+                route: Route::Both,
+                query: None,
+                writes: std::mem::take(writes).into(),
+                now: Some(Arc::new(markers)),
+            },
+        );
+        self.shared.metrics.pscache_entries.set(n as i64);
+        let mut resp = o;
+        resp.body = client_body;
+        Ok(resp)
     }
 
     /// PREPARE of a topology query: answered by the proxy with its own stable id, so the
@@ -389,6 +500,8 @@ impl Session {
                 target_id: Bytes::new(),
                 route: Route::Topology(table),
                 query: Some(query.into()),
+                writes: Vec::new().into(),
+                now: None,
             };
             let n = self.shared.prepared.insert(Bytes::from(id), entry);
             self.shared.metrics.pscache_entries.set(n as i64);
@@ -414,7 +527,19 @@ impl Session {
         }
         let for_target = || replace_id(&req.body, off, id.len(), &entry.target_id);
         let resp = match entry.route {
-            Route::Both => self.write(req, req.body.clone(), for_target()).await,
+            Route::Both => {
+                let origin_body = match &entry.now {
+                    Some(markers) => {
+                        let uuids = prepared_now::fresh_values(markers);
+                        let params = off + 2 + id.len();
+                        prepared_now::inject_execute(&req.body, params, markers, &uuids)?
+                    }
+                    None => req.body.clone(),
+                };
+                let target = replace_id(&origin_body, off, id.len(), &entry.target_id);
+                let target = self.for_target(req.opcode, target, off);
+                self.write(req, origin_body, target, &entry.writes).await
+            }
             Route::Primary => {
                 let body = |c: Cluster| match c {
                     Cluster::Origin => req.body.clone(),
@@ -439,43 +564,21 @@ impl Session {
 
     async fn batch(&self, req: &Frame) -> Result<Frame, FrameError> {
         let off = req.message_offset()?;
-        let body = &req.body;
-        let mut r = Reader::at(body, off);
-        r.byte()?; // batch type
-        let n = r.short()?;
-        let mut target = BytesMut::with_capacity(body.len());
-        target.put_slice(&body[..r.pos()]);
-        let mut ids: Vec<(Bytes, Bytes)> = Vec::new(); // (origin id, target id)
-        for _ in 0..n {
-            let start = r.pos();
-            match r.byte()? {
-                0 => {
-                    r.long_string()?;
-                    target.put_slice(&body[start..r.pos()]);
-                }
-                1 => {
-                    let id = Bytes::copy_from_slice(r.short_bytes()?);
-                    let Some(entry) = self.shared.prepared.get(&id) else {
-                        return Ok(self.unprepared(&id));
-                    };
-                    target.put_u8(1);
-                    wire::put_short_bytes(&mut target, &entry.target_id);
-                    ids.push((id, entry.target_id));
-                }
-                k => return Err(FrameError::Malformed(format!("batch child kind {k}"))),
-            }
-            let values_start = r.pos();
-            let nv = r.short()?;
-            for _ in 0..nv {
-                let len = r.int()?;
-                if len > 0 {
-                    r.take(len as usize, "batch value")?;
-                }
-            }
-            target.put_slice(&body[values_start..r.pos()]);
-        }
-        target.put_slice(&body[r.pos()..]);
-        let resp = self.write(req, body.clone(), target.freeze()).await;
+        let keyspace = self.keyspace.lock().unwrap().clone();
+        let bodies = match write_rewrite::rewrite_batch(
+            &req.body,
+            off,
+            keyspace.as_deref(),
+            self.shared.config.replace_cql_functions,
+            |id| self.shared.prepared.get(id),
+        ) {
+            Ok(b) => b,
+            Err(BatchError::Unprepared(id)) => return Ok(self.unprepared(&id)),
+            Err(BatchError::Frame(e)) => return Err(e),
+        };
+        let ids = bodies.ids;
+        let target = self.for_target(req.opcode, bodies.target, off);
+        let resp = self.write(req, bodies.origin, target, &bodies.writes).await;
         if error_code_of(&resp) == Some(error_code::UNPREPARED) {
             let mut er = Reader::new(&resp.body);
             let _ = er.int();
@@ -498,9 +601,20 @@ fn skip_metadata(r: &mut Reader<'_>) -> bool {
     r.short().is_ok() && r.byte().map(|f| f & 0x02 != 0).unwrap_or(false)
 }
 
-/// The id of a RESULT Prepared body.
-fn prepared_id(body: &[u8]) -> Option<Bytes> {
-    let mut r = Reader::new(body);
+/// Replaces a single parsed write table by the one the cluster's PREPARED answer names: the
+/// cluster resolved the keyspace and the identifiers' case, the proxy's parse only guessed.
+fn use_prepared_table(writes: &mut [TableRef], answer: &Frame) {
+    if let [only] = writes {
+        if let Some((keyspace, table)) = prepared_now::prepared_table(answer.flags, &answer.body) {
+            *only = TableRef { keyspace, table };
+        }
+    }
+}
+
+/// The id of a RESULT Prepared answer (after its tracing id / warnings, if flagged).
+fn prepared_id(f: &Frame) -> Option<Bytes> {
+    let at = prepared_now::response_message_offset(f.flags, &f.body).ok()?;
+    let mut r = Reader::at(&f.body, at);
     if r.int().ok()? != result_kind::PREPARED {
         return None;
     }

@@ -71,7 +71,8 @@ impl Shared {
         })
     }
 
-    /// Opens a (not yet handshaken) connection to a cluster.
+    /// Opens a (not yet handshaken) connection to a cluster, over TLS when configured (also
+    /// the control connections' heartbeats).
     pub async fn connect(&self, c: Cluster) -> Result<Arc<ClusterConn>, String> {
         self.connect_observed(c, |node| self.metrics.node(c, node))
             .await
@@ -90,6 +91,7 @@ impl Shared {
             cfg.port,
             std::time::Duration::from_millis(cfg.connection_timeout_ms),
             self.config.proxy_max_stream_ids,
+            self.config.tls.cluster(c),
             metrics_for,
         )
         .await

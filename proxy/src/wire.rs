@@ -16,6 +16,7 @@ pub mod error_code {
     pub const READ_TIMEOUT: i32 = 0x1200;
     pub const READ_FAILURE: i32 = 0x1300;
     pub const WRITE_FAILURE: i32 = 0x1500;
+    pub const SYNTAX_ERROR: i32 = 0x2000;
     pub const INVALID: i32 = 0x2200;
     pub const UNPREPARED: i32 = 0x2500;
 }

@@ -4,6 +4,7 @@
 //! the data itself) and compares it with a threshold; the playbook modules that wrap them print
 //! both, so an operator sees why a transition was allowed or refused.
 
+pub mod clients;
 pub mod health;
 pub mod preflight;
 pub mod prometheus;

@@ -133,6 +133,7 @@ pub trait Module: Send + Sync {
 }
 
 // The migration's own modules: gates and the phase record.
+mod zdm_client_gate;
 mod zdm_common;
 mod zdm_data;
 mod zdm_health_gate;
@@ -145,6 +146,7 @@ pub fn module(name: &str) -> Option<Box<dyn Module>> {
     Some(match short {
         "zdm_preflight" => Box::new(zdm_preflight::ZdmPreflight),
         "zdm_health_gate" => Box::new(zdm_health_gate::ZdmHealthGate),
+        "zdm_client_gate" => Box::new(zdm_client_gate::ZdmClientGate),
         "zdm_migrate" => Box::new(zdm_data::ZdmMigrate),
         "zdm_validate" => Box::new(zdm_data::ZdmValidate),
         "zdm_phase" => Box::new(zdm_phase::ZdmPhase),

@@ -287,6 +287,18 @@ pub static MODULES: &[ModuleSpec] = &[
         req = []
     ),
     spec!(
+        "zdm_client_gate",
+        free = false,
+        any = false,
+        args = [
+            ("proxies", Kind::ScalarList),
+            ("wait_seconds", Kind::Number),
+            ("max_client_connections", Kind::Number),
+        ],
+        one_of = [],
+        req = []
+    ),
+    spec!(
         "zdm_migrate",
         free = false,
         any = false,

@@ -130,3 +130,34 @@ pub async fn run_phase(fleet: &Fleet, inv: &Path, ks: &str, playbook: &str, extr
     no_secrets(fleet, &run, playbook);
     run
 }
+
+/// `zdm-run status --output json` for a private inventory.
+pub fn status_json(inv: &Path) -> serde_json::Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_zdm-run"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["status", "-i", inv.to_str().unwrap(), "--output", "json"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run zdm-run status");
+    assert!(
+        out.status.success(),
+        "zdm-run status failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("status JSON")
+}
+
+/// `zdm-run status` reports what every proxy really runs (asked over `/config`) and that
+/// the workload's clients are connected to each of them.
+pub fn assert_status_shows(inv: &Path, primary: &str, read_mode: &str, when: &str) {
+    let status = status_json(inv);
+    let proxies = status["proxies"].as_array().expect("proxies");
+    assert_eq!(proxies.len(), HOSTS.len(), "{when}: {status:#}");
+    for p in proxies {
+        assert_eq!(p["ready"], true, "{when}: {p:#}");
+        assert_eq!(p["running"]["primary_cluster"], primary, "{when}: {p:#}");
+        assert_eq!(p["running"]["read_mode"], read_mode, "{when}: {p:#}");
+        let clients = p["client_connections"].as_f64().expect("client count");
+        assert!(clients >= 1.0, "{when}: the workload is connected: {p:#}");
+    }
+}

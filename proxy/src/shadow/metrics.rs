@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::metrics::{Counter, Gauge, NodeMetrics, ERROR_KINDS};
 
-/// Beyond this many (keyspace, table) pairs, further tables are counted under `_other`.
+/// Beyond this many (keyspace, table) pairs, further tables are counted under `(other)` (as the write metrics do).
 pub const MAX_TABLE_SERIES: usize = 1000;
 
 /// Why a shadow read was not sent (or not compared).
@@ -94,7 +94,7 @@ impl ShadowMetrics {
             return t.clone();
         }
         let key = if tables.len() >= MAX_TABLE_SERIES {
-            ("_other".to_string(), "_other".to_string())
+            ("(other)".to_string(), "(other)".to_string())
         } else {
             key
         };
@@ -264,7 +264,9 @@ mod tests {
         m.table("ks", "t0").matches.inc();
         let mut s = String::new();
         m.render(&mut s, "zdm");
-        assert!(s.contains("zdm_async_read_matches_total{keyspace=\"_other\",table=\"_other\"} 1"));
+        assert!(
+            s.contains("zdm_async_read_matches_total{keyspace=\"(other)\",table=\"(other)\"} 1")
+        );
         assert!(s.contains("zdm_async_read_matches_total{keyspace=\"ks\",table=\"t0\"} 1"));
         assert!(!s.contains("one_too_many"));
     }
