@@ -269,14 +269,8 @@ async fn reload_to_dual_mode_shadows_reads_on_connections_already_open() {
     assert_eq!(metric_sum(&p, "zdm_async_connections_total").await, 0.0);
 
     std::fs::write(&file, "read_mode: DUAL_ASYNC_ON_SECONDARY\n").unwrap();
-    let url = format!("http://{}:{}/reload", p.ip, p.metrics_port);
-    let resp = reqwest::Client::new().post(&url).send().await.unwrap();
-    assert_eq!(
-        resp.status().as_u16(),
-        200,
-        "{}",
-        resp.text().await.unwrap()
-    );
+    let (status, body) = p.http_post("/reload").await;
+    assert_eq!(status, 200, "{body}");
     let conns = p.metric("zdm_client_connections_total").await;
     for k in [5, 1] {
         read_v(&s, &ks, k).await;
@@ -289,50 +283,6 @@ async fn reload_to_dual_mode_shadows_reads_on_connections_already_open() {
     );
     drop_ks(&origin, &target, &ks).await;
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// Stops the sandbox's target cluster; restarts it on drop (also when the test fails).
-struct TargetStopped {
-    script: String,
-}
-
-impl TargetStopped {
-    fn stop(script: &str) -> TargetStopped {
-        let guard = TargetStopped {
-            script: script.to_string(),
-        };
-        let st = std::process::Command::new(script)
-            .args(["cassandra-stop", "target"])
-            .status()
-            .expect("run sandbox.sh");
-        assert!(
-            st.success(),
-            "sandbox.sh cassandra-stop target failed: {st}"
-        );
-        guard
-    }
-
-    fn start(&mut self) {
-        let st = std::process::Command::new(&self.script)
-            .args(["cassandra-start", "target"])
-            .status()
-            .expect("run sandbox.sh");
-        assert!(
-            st.success(),
-            "sandbox.sh cassandra-start target failed: {st}"
-        );
-        self.script.clear();
-    }
-}
-
-impl Drop for TargetStopped {
-    fn drop(&mut self) {
-        if !self.script.is_empty() {
-            let _ = std::process::Command::new(&self.script)
-                .args(["cassandra-start", "target"])
-                .status();
-        }
-    }
 }
 
 /// Reads by key with `workers` concurrent loops for `secs`: (successes, failures).
