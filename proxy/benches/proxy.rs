@@ -1,7 +1,8 @@
 //! Benchmark: one driver workload (mixed prepared reads and writes, fixed concurrency) run
-//! directly against origin and then through a local zdm-proxy, in the same run. Writes
-//! throughput, p50/p99 latency, the proxy's CPU seconds per 10k requests and its peak RSS to
-//! `bench-results/proxy.md`.
+//! directly against origin and then through a local zdm-proxy, in the same run, and through a
+//! second proxy in `read_mode: DUAL_ASYNC_ON_SECONDARY` (every read also shadowed on target and
+//! compared). Writes throughput, p50/p99 latency (all requests and reads alone), the proxy's
+//! CPU seconds per 10k requests and its peak RSS to `bench-results/proxy.md`.
 //!
 //! Run: `ZDM_SANDBOX_ENV=/path/.sandbox/env cargo bench -p zdm-proxy --bench proxy`
 //! (optional: BENCH_SECONDS, BENCH_CONCURRENCY, BENCH_PROXY_BIN).
@@ -33,6 +34,8 @@ struct Stats {
     seconds: f64,
     p50_us: u64,
     p99_us: u64,
+    read_p50_us: u64,
+    read_p99_us: u64,
 }
 
 /// Runs the workload on `s`. With `also_write_to`, every INSERT is also sent (concurrently) to
@@ -66,6 +69,7 @@ async fn workload(
         let second = second.clone();
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(100_000);
+            let mut read_lat = Vec::with_capacity(50_000);
             let mut errors = 0;
             let mut i: i32 = 0;
             while !stop.load(Ordering::Relaxed) {
@@ -89,31 +93,62 @@ async fn workload(
                 if r.is_err() {
                     errors += 1;
                 }
-                lat.push(t.elapsed().as_micros() as u64);
+                let us = t.elapsed().as_micros() as u64;
+                lat.push(us);
+                if i % 2 == 1 {
+                    read_lat.push(us);
+                }
                 i += 1;
             }
-            (lat, errors)
+            (lat, read_lat, errors)
         }));
     }
     tokio::time::sleep(Duration::from_secs(secs)).await;
     stop.store(true, Ordering::Relaxed);
     let mut all = Vec::new();
+    let mut reads = Vec::new();
     let mut errors = 0;
     for t in tasks {
-        let (l, e) = t.await.unwrap();
+        let (l, r, e) = t.await.unwrap();
         all.extend(l);
+        reads.extend(r);
         errors += e;
     }
     let seconds = started.elapsed().as_secs_f64();
     all.sort_unstable();
-    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
+    reads.sort_unstable();
+    let pct = |v: &[u64], p: f64| v[((v.len() as f64 * p) as usize).min(v.len() - 1)];
     Stats {
         requests: all.len(),
         errors,
         seconds,
-        p50_us: pct(0.50),
-        p99_us: pct(0.99),
+        p50_us: pct(&all, 0.50),
+        p99_us: pct(&all, 0.99),
+        read_p50_us: pct(&reads, 0.50),
+        read_p99_us: pct(&reads, 0.99),
     }
+}
+
+/// (matches, mismatches, dropped, failed) shadow reads so far, from the DUAL proxy's metrics.
+async fn shadow_counts() -> [f64; 4] {
+    let body = reqwest::get("http://127.0.0.29:20401/metrics")
+        .await
+        .expect("scrape the DUAL proxy")
+        .text()
+        .await
+        .unwrap();
+    let sum = |name: &str| -> f64 {
+        body.lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")))
+            .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+            .sum()
+    };
+    [
+        sum("zdm_async_read_matches_total"),
+        sum("zdm_async_read_mismatches_total"),
+        sum("zdm_async_requests_dropped_total"),
+        sum("zdm_async_requests_failed_total"),
+    ]
 }
 
 /// (user+system CPU seconds, peak RSS kB) of a process, from /proc.
@@ -191,33 +226,42 @@ fn main() {
             env.push((key.clone(), g(&key)));
         }
     }
-    let (addr, metrics_port) = ("127.0.0.29:19400", "20400");
-    env.push(("ZDM_PROXY_LISTEN_ADDRESS".into(), "127.0.0.29".into()));
-    env.push(("ZDM_PROXY_LISTEN_PORT".into(), "19400".into()));
-    env.push(("ZDM_METRICS_ADDRESS".into(), "127.0.0.29".into()));
-    env.push(("ZDM_METRICS_PORT".into(), metrics_port.into()));
     env.push(("ZDM_LOG_LEVEL".into(), "WARN".into()));
     if let Ok(n) = std::env::var("TOKIO_WORKER_THREADS") {
         env.push(("TOKIO_WORKER_THREADS".into(), n));
     }
-    let proxy = Kill(
-        // BENCH_PROXY_BIN: run another build (e.g. the previous commit's) under the same conditions.
-        Command::new(
-            std::env::var("BENCH_PROXY_BIN")
-                .unwrap_or_else(|_| env!("CARGO_BIN_EXE_zdm-proxy").to_string()),
-        )
-        .env_clear()
-        .envs(env)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn zdm-proxy"),
-    );
+    // One proxy per read mode (a read mode set in the environment cannot be reloaded).
+    let spawn = |port: u16, read_mode: &str| {
+        let mut env = env.clone();
+        env.push(("ZDM_PROXY_LISTEN_ADDRESS".into(), "127.0.0.29".into()));
+        env.push(("ZDM_PROXY_LISTEN_PORT".into(), port.to_string()));
+        env.push(("ZDM_METRICS_ADDRESS".into(), "127.0.0.29".into()));
+        env.push(("ZDM_METRICS_PORT".into(), (port + 1000).to_string()));
+        env.push(("ZDM_READ_MODE".into(), read_mode.into()));
+        let proxy = Kill(
+            // BENCH_PROXY_BIN: run another build (e.g. the previous commit's) under the same conditions.
+            Command::new(
+                std::env::var("BENCH_PROXY_BIN")
+                    .unwrap_or_else(|_| env!("CARGO_BIN_EXE_zdm-proxy").to_string()),
+            )
+            .env_clear()
+            .envs(env)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn zdm-proxy"),
+        );
+        let addr = format!("127.0.0.29:{port}");
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(Instant::now() < deadline, "proxy did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        (proxy, addr)
+    };
+    let (proxy, addr) = spawn(19400, "PRIMARY_ONLY");
+    let (dual_proxy, dual_addr) = spawn(19401, "DUAL_ASYNC_ON_SECONDARY");
     let pid = proxy.0.id();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while std::net::TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "proxy did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let dual_pid = dual_proxy.0.id();
 
     let ks = format!("proxy_bench_{}", std::process::id());
     let results = rt.block_on(async {
@@ -232,7 +276,8 @@ fn main() {
             s.query_unpaged(format!("CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {{'class':'SimpleStrategy','replication_factor':1}}"), ()).await.unwrap();
             s.query_unpaged(format!("CREATE TABLE IF NOT EXISTS {ks}.kv (k int PRIMARY KEY, v text)"), ()).await.unwrap();
         }
-        let via = connect(addr.to_string(), g("ZDM_TARGET_USERNAME"), g("ZDM_TARGET_PASSWORD")).await;
+        let via = connect(addr.clone(), g("ZDM_TARGET_USERNAME"), g("ZDM_TARGET_PASSWORD")).await;
+        let via_dual = connect(dual_addr.clone(), g("ZDM_TARGET_USERNAME"), g("ZDM_TARGET_PASSWORD")).await;
         let mut results = Vec::new();
         for &c in &levels {
             let direct = workload(origin.clone(), None, &ks, c, secs).await;
@@ -240,7 +285,15 @@ fn main() {
             let (cpu0, _) = proc_usage(pid);
             let through = workload(via.clone(), None, &ks, c, secs).await;
             let (cpu1, _) = proc_usage(pid);
-            results.push((c, direct, dual, through, cpu1 - cpu0));
+            let before = shadow_counts().await;
+            let (dcpu0, _) = proc_usage(dual_pid);
+            let shadowed = workload(via_dual.clone(), None, &ks, c, secs).await;
+            let (dcpu1, _) = proc_usage(dual_pid);
+            // Let the last comparisons finish before counting.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let after = shadow_counts().await;
+            let verdicts = [0, 1, 2, 3].map(|i| after[i] - before[i]);
+            results.push((c, direct, dual, through, cpu1 - cpu0, shadowed, dcpu1 - dcpu0, verdicts));
         }
         for s in [&origin, &target] {
             let _ = s.query_unpaged(format!("DROP KEYSPACE IF EXISTS {ks}"), ()).await;
@@ -248,7 +301,9 @@ fn main() {
         results
     });
     let (_, rss) = proc_usage(pid);
+    let (_, dual_rss) = proc_usage(dual_pid);
     drop(proxy);
+    drop(dual_proxy);
 
     let tput = |s: &Stats| s.requests as f64 / s.seconds;
     let now = std::process::Command::new("date")
@@ -258,12 +313,14 @@ fn main() {
         .unwrap_or_default();
     let row = |name: &str, s: &Stats| {
         format!(
-            "| {name} | {} | {} | {:.0} | {:.2} | {:.2} |\n",
+            "| {name} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} |\n",
             s.requests,
             s.errors,
             tput(s),
             s.p50_us as f64 / 1000.0,
-            s.p99_us as f64 / 1000.0
+            s.p99_us as f64 / 1000.0,
+            s.read_p50_us as f64 / 1000.0,
+            s.read_p99_us as f64 / 1000.0
         )
     };
     let mut report = format!(
@@ -272,23 +329,39 @@ fn main() {
          both Cassandra nodes (origin and target), so the runs are CPU-bound: every CPU cycle the proxy and the target's \
          extra writes take is a cycle the clusters lose.\n"
     );
-    for (c, direct, dual, through, cpu) in &results {
+    for (c, direct, dual, through, cpu, shadowed, dcpu, [matched, mismatched, dropped, failed]) in
+        &results
+    {
         report.push_str(&format!(
-            "\n## concurrency {c}\n\n| run | requests | errors | throughput (req/s) | p50 (ms) | p99 (ms) |\n|---|---|---|---|---|---|\n{}{}{}\n\
+            "\n## concurrency {c}\n\n| run | requests | errors | throughput (req/s) | p50 (ms) | p99 (ms) | read p50 (ms) | read p99 (ms) |\n|---|---|---|---|---|---|---|---|\n{}{}{}{}\n\
              - Throughput through the proxy vs the client dual-writing itself (same cluster work): {:.1}% lower.\n\
              - Throughput through the proxy vs direct to origin only: {:.1}% lower.\n\
-             - Proxy CPU: {:.3} s per 10k requests ({cpu:.2} s user+system over the proxied run).\n",
+             - Proxy CPU: {:.3} s per 10k requests ({cpu:.2} s user+system over the proxied run); \
+             in DUAL mode {:.3} s per 10k requests.\n\
+             - DUAL mode vs PRIMARY_ONLY: read p50 {:+.2} ms, read p99 {:+.2} ms, throughput {:+.1}% (the shadow \
+             reads are extra work for target on the same 2 cores). Shadow reads: {matched} matched, {mismatched} \
+             mismatched (real: see below), {dropped} dropped, {failed} failed.\n",
             row("direct to origin", direct),
             row("direct, client writes to both", dual),
-            row("through zdm-proxy", through),
+            row("through zdm-proxy (PRIMARY_ONLY)", through),
+            row("through zdm-proxy (DUAL_ASYNC_ON_SECONDARY)", shadowed),
             100.0 * (1.0 - tput(through) / tput(dual)),
             100.0 * (1.0 - tput(through) / tput(direct)),
             cpu / (through.requests as f64 / 10_000.0),
+            dcpu / (shadowed.requests as f64 / 10_000.0),
+            (shadowed.read_p50_us as f64 - through.read_p50_us as f64) / 1000.0,
+            (shadowed.read_p99_us as f64 - through.read_p99_us as f64) / 1000.0,
+            100.0 * (tput(shadowed) / tput(through) - 1.0),
         ));
     }
+    report.push_str(
+        "\nMismatches are real differences: each run's warm-up writes go through its own session only, so \
+         the direct-to-origin runs leave origin ahead of target for the keys a later run does not rewrite.\n",
+    );
     report.push_str(&format!(
-        "\nProxy peak RSS (VmHWM) over all runs: {:.1} MiB.\n",
-        rss as f64 / 1024.0
+        "\nProxy peak RSS (VmHWM) over all runs: {:.1} MiB (PRIMARY_ONLY), {:.1} MiB (DUAL_ASYNC_ON_SECONDARY).\n",
+        rss as f64 / 1024.0,
+        dual_rss as f64 / 1024.0
     ));
     let out_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench-results");
     std::fs::create_dir_all(&out_dir).unwrap();

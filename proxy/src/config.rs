@@ -24,8 +24,8 @@ impl Cluster {
     }
 }
 
-/// How reads are served. `DualAsyncOnSecondary` is accepted (it is a later feature); until it
-/// lands reads behave as `PrimaryOnly` and the proxy says so in its log at start.
+/// How reads are served: by the primary only, or by the primary with a shadow copy of each read
+/// sent to the secondary and compared (see `shadow`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadMode {
     PrimaryOnly,

@@ -15,8 +15,10 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_util::codec::Framed;
 
+use crate::config::Cluster;
 use crate::frame::{opcode, Frame, FrameCodec, FrameError};
 use crate::handshake::client_handshake;
+use crate::secondary_loss::SecondaryLoss;
 use crate::session::Session;
 use crate::state::Shared;
 use crate::tls::ClientStream;
@@ -111,12 +113,15 @@ async fn serve(
         let session = session.clone();
         async move {
             tokio::select! {
-                _ = session.origin.closed() => "origin",
-                _ = session.target.closed() => "target",
+                _ = session.origin.closed() => Cluster::Origin,
+                _ = session.target.closed() => Cluster::Target,
             }
         }
     };
     tokio::pin!(cluster_lost);
+    // The secondary's connection lost while the primary's lives: see `secondary_loss`.
+    let mut secondary_lost: Option<SecondaryLoss> = None;
+    let mut lost_tick = tokio::time::interval(Duration::from_millis(500));
     // Mapped to `()`: the watch guard must not live across the awaits in the select arms.
     let drain_requested = async {
         let _ = shutdown.wait_for(|s| *s).await;
@@ -151,9 +156,22 @@ async fn serve(
                     break;
                 }
             }
-            cluster = &mut cluster_lost => {
-                tracing::warn!("{cluster} connection lost; closing client connection");
-                break;
+            cluster = &mut cluster_lost, if secondary_lost.is_none() => {
+                if session.shared.live().primary_cluster == cluster {
+                    tracing::warn!("{} connection lost; closing client connection", cluster.name());
+                    break;
+                }
+                tracing::warn!(
+                    "secondary {} connection lost; reads go on, writes fail until it is back",
+                    cluster.name()
+                );
+                secondary_lost = Some(SecondaryLoss::new(cluster));
+            }
+            _ = lost_tick.tick(), if secondary_lost.is_some() => {
+                if secondary_lost.as_mut().is_some_and(|l| l.ends(&session)) {
+                    tracing::info!("secondary connection lost earlier; closing client connection so it reconnects");
+                    break;
+                }
             }
             _ = &mut drain_requested, if draining_since.is_none() => {
                 draining_since = Some(Instant::now());

@@ -77,6 +77,11 @@ impl Health {
 }
 
 impl ClusterHealth {
+    /// As the last heartbeat saw it.
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::SeqCst)
+    }
+
     fn mark_up(&self, node: &str) {
         *self.addr.lock().unwrap() = node.to_string();
         self.failures.store(0, Ordering::SeqCst);

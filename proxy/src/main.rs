@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use zdm_proxy::config::{Config, ReadMode};
+use zdm_proxy::config::Config;
 
 /// CQL proxy that writes to origin and target and reads from the primary.
 #[derive(Parser)]
@@ -43,9 +43,6 @@ fn main() -> ExitCode {
         )
         .init();
     tracing::info!(config = ?config, "starting zdm-proxy");
-    if config.read_mode == ReadMode::DualAsyncOnSecondary {
-        tracing::warn!("read_mode DUAL_ASYNC_ON_SECONDARY is accepted but async shadow reads are not implemented yet: reads go to the primary only");
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

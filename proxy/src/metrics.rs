@@ -74,7 +74,7 @@ impl Histogram {
             .fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
     }
 
-    fn render(&self, out: &mut String, name: &str, labels: &str) {
+    pub(crate) fn render(&self, out: &mut String, name: &str, labels: &str) {
         let sep = if labels.is_empty() { "" } else { "," };
         let mut cumulative = 0;
         for (i, b) in BUCKETS_MS.iter().enumerate() {
@@ -137,6 +137,22 @@ impl FailedConnections {
 }
 
 impl NodeMetrics {
+    /// Series not registered under a cluster (the shadow-read connections keep their own
+    /// registry, `shadow::metrics`); failed connection attempts are counted but not exported.
+    pub fn detached() -> NodeMetrics {
+        NodeMetrics {
+            errors: Default::default(),
+            client_timeouts: Counter::default(),
+            request_duration: Histogram::default(),
+            open_connections: Gauge::default(),
+            used_stream_ids: Gauge::default(),
+            failed_connections: Arc::new(FailedConnections {
+                node: Counter::default(),
+                cluster: Arc::default(),
+            }),
+        }
+    }
+
     /// Counts an ERROR answer by the kind the reference proxy distinguishes.
     pub fn count_error(&self, body: &[u8]) {
         let code = crate::wire::parse_error(body).map(|e| e.0).unwrap_or(-1);
@@ -180,6 +196,8 @@ pub struct Metrics {
     pub errors_total: Counter,
     pub origin_requests_total: Counter,
     pub target_requests_total: Counter,
+    /// `zdm_async_*`: shadow reads on the secondary (read_mode DUAL_ASYNC_ON_SECONDARY).
+    pub shadow: crate::shadow::metrics::ShadowMetrics,
     nodes: Mutex<BTreeMap<(u8, String), Arc<NodeMetrics>>>,
     /// `proxy_writes_total{keyspace,table,cluster,outcome}`.
     pub writes: crate::write_metrics::WriteMetrics,
@@ -211,6 +229,7 @@ impl Metrics {
             errors_total: Counter::default(),
             origin_requests_total: Counter::default(),
             target_requests_total: Counter::default(),
+            shadow: Default::default(),
             nodes: Mutex::new(BTreeMap::new()),
             writes: Default::default(),
         }
@@ -468,6 +487,7 @@ impl Metrics {
             self.target_requests_total.get()
         );
         self.writes.render(&mut o, p);
+        self.shadow.render(&mut o, p);
         o
     }
 }

@@ -16,7 +16,8 @@ use crate::routing::Route;
 pub struct Prepared {
     pub target_id: Bytes,
     pub route: Route,
-    /// The statement text, kept for statements the proxy answers itself (topology).
+    /// The statement text: the proxy answers topology statements itself from it, and prepares
+    /// a statement again on a shadow-read connection that does not know it.
     pub query: Option<std::sync::Arc<str>>,
     /// The tables the statement writes, for the per-table write metrics (empty: not a write).
     pub writes: std::sync::Arc<[crate::write_metrics::TableRef]>,

@@ -127,6 +127,13 @@ pub fn classify(query: &str, keyspace: Option<&str>) -> Route {
     }
 }
 
+/// The (keyspace, table) a SELECT reads, the keyspace defaulting to the connection's; `None`
+/// when the statement is not a SELECT with a recognisable FROM or no keyspace is known.
+pub fn select_table(query: &str, keyspace: Option<&str>) -> Option<(String, String)> {
+    let (ks, table) = select_from(query)?;
+    Some((ks.or_else(|| keyspace.map(str::to_string))?, table))
+}
+
 /// The keyspace named by a `USE` statement, if the statement is one.
 pub fn use_keyspace(query: &str) -> Option<String> {
     let (word, rest) = first_word(query);

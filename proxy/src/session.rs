@@ -8,11 +8,12 @@ use std::time::Instant;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::cluster::{ClusterConn, ClusterError};
-use crate::config::Cluster;
+use crate::config::{Cluster, ReadMode};
 use crate::frame::{opcode, Frame, FrameError};
 use crate::metrics::RequestType;
 use crate::prepared::Prepared;
 use crate::routing::{self, Route, SystemTable};
+use crate::shadow::{PreparedRef, Shadow, ShadowRead};
 use crate::state::Shared;
 use crate::topology::Fleet;
 use crate::wire::{self, error_code, result_kind, Reader};
@@ -27,6 +28,7 @@ pub struct Session {
     pub target: Arc<ClusterConn>,
     pub fleet: Fleet,
     keyspace: Mutex<Option<String>>,
+    shadow: Shadow,
 }
 
 fn error_frame(code: i32, msg: &str) -> Frame {
@@ -93,6 +95,7 @@ impl Session {
             }
         };
         Session {
+            shadow: Shadow::new(shared.clone()),
             shared,
             origin,
             target,
@@ -165,7 +168,10 @@ impl Session {
                 Ok(self.topology(query, table, skip_metadata(&mut r)))
             }
             Route::Origin => Ok(self.read(Cluster::Origin, req, req.body.clone()).await),
-            Route::Primary => Ok(self.read(self.primary(), req, req.body.clone()).await),
+            Route::Primary => {
+                let body = |_: Cluster| req.body.clone();
+                Ok(self.primary_read(req, body, Some(query), None).await)
+            }
             Route::Both => {
                 let use_ks = routing::use_keyspace(query);
                 let writes = write_metrics::tables_of(query, keyspace.as_deref());
@@ -240,6 +246,45 @@ impl Session {
                 cluster_error_frame(c, &e)
             }
         }
+    }
+
+    /// A read of user data: the primary answers. In DUAL_ASYNC_ON_SECONDARY (read per request,
+    /// so a reload applies to open connections) the secondary gets the same read in the
+    /// background, queued before the primary's is sent; the client never waits for it.
+    async fn primary_read(
+        &self,
+        req: &Frame,
+        body_for: impl Fn(Cluster) -> Bytes,
+        statement: Option<&str>,
+        prepared: Option<PreparedRef>,
+    ) -> Frame {
+        let (primary, mode) = {
+            let live = self.shared.live();
+            (live.primary_cluster, live.read_mode)
+        };
+        let secondary = match primary {
+            Cluster::Origin => Cluster::Target,
+            Cluster::Target => Cluster::Origin,
+        };
+        let shadow = (mode == ReadMode::DualAsyncOnSecondary)
+            .then(|| {
+                let keyspace = self.keyspace.lock().unwrap().clone();
+                self.shadow.submit(ShadowRead {
+                    cluster: secondary,
+                    opcode: req.opcode,
+                    flags: req.flags,
+                    body: body_for(secondary),
+                    table: statement.and_then(|q| routing::select_table(q, keyspace.as_deref())),
+                    keyspace,
+                    prepared,
+                })
+            })
+            .flatten();
+        let resp = self.read(primary, req, body_for(primary)).await;
+        if let Some(s) = shadow {
+            s.deliver(&resp);
+        }
+        resp
     }
 
     /// `body` as target gets it: with `target_consistency_level`, if set, as its consistency.
@@ -364,7 +409,8 @@ impl Session {
             Prepared {
                 target_id,
                 route,
-                query: None,
+                // Kept to re-prepare it on a shadow-read connection that lost it.
+                query: Some(query.into()),
                 writes: writes.into(),
                 now: None,
             },
@@ -494,8 +540,17 @@ impl Session {
                 let target = self.for_target(req.opcode, target, off);
                 self.write(req, origin_body, target, &entry.writes).await
             }
-            Route::Primary if self.primary() == Cluster::Target => {
-                self.read(Cluster::Target, req, for_target()).await
+            Route::Primary => {
+                let body = |c: Cluster| match c {
+                    Cluster::Origin => req.body.clone(),
+                    Cluster::Target => for_target(),
+                };
+                let prepared = entry.query.clone().map(|query| PreparedRef {
+                    id_offset: off,
+                    query,
+                });
+                self.primary_read(req, body, entry.query.as_deref(), prepared)
+                    .await
             }
             _ => self.read(Cluster::Origin, req, req.body.clone()).await,
         };

@@ -22,6 +22,8 @@ pub struct Shared {
     pub health: Health,
     /// Origin's real cluster facts, refreshed by the control connection.
     pub info: RwLock<Option<ClusterInfo>>,
+    /// Process-wide limits of shadow reads (memory budget, mismatch log rate).
+    pub shadow: Arc<crate::shadow::ShadowLimits>,
 }
 
 impl Shared {
@@ -34,6 +36,7 @@ impl Shared {
         ] {
             for host in &cfg.contact_points {
                 metrics.node(c, &format!("{host}:{}", cfg.port));
+                metrics.shadow.node(&format!("{host}:{}", cfg.port));
             }
         }
         Arc::new(Shared {
@@ -41,6 +44,7 @@ impl Shared {
             health: Health::new(&config),
             metrics,
             info: RwLock::new(None),
+            shadow: Default::default(),
             live: arc_swap::ArcSwap::from_pointee(LiveSettings::of(&config)),
             reloader: Reloader::default(),
             config,
@@ -70,6 +74,17 @@ impl Shared {
     /// Opens a (not yet handshaken) connection to a cluster, over TLS when configured (also
     /// the control connections' heartbeats).
     pub async fn connect(&self, c: Cluster) -> Result<Arc<ClusterConn>, String> {
+        self.connect_observed(c, |node| self.metrics.node(c, node))
+            .await
+    }
+
+    /// Like `connect`, with the connection's series kept in `metrics_for` (the shadow-read
+    /// connections export theirs as `zdm_async_*`, not as the cluster's).
+    pub async fn connect_observed(
+        &self,
+        c: Cluster,
+        metrics_for: impl Fn(&str) -> Arc<NodeMetrics>,
+    ) -> Result<Arc<ClusterConn>, String> {
         let cfg = self.config.cluster(c);
         ClusterConn::connect(
             &cfg.contact_points,
@@ -77,7 +92,7 @@ impl Shared {
             std::time::Duration::from_millis(cfg.connection_timeout_ms),
             self.config.proxy_max_stream_ids,
             self.config.tls.cluster(c),
-            |node| -> Arc<NodeMetrics> { self.metrics.node(c, node) },
+            metrics_for,
         )
         .await
     }

@@ -279,17 +279,6 @@ async fn writes_are_counted_per_table_cluster_and_outcome() {
     drop_ks(&origin, &target, &ks).await;
 }
 
-async fn post(p: &Proxy, path: &str) -> (u16, String) {
-    let url = format!("http://{}:{}{path}", p.ip, p.metrics_port);
-    let resp = reqwest::Client::new()
-        .post(&url)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("POST {url}: {e}"));
-    let status = resp.status().as_u16();
-    (status, resp.text().await.unwrap())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn target_consistency_level_applies_to_target_writes_and_reloads() {
     let _lock = ClusterLock::shared();
@@ -347,7 +336,7 @@ async fn target_consistency_level_applies_to_target_writes_and_reloads() {
 
     // Reloadable: ALL is achievable on one node; writes go through again.
     std::fs::write(&file, "target_consistency_level: ALL\n").unwrap();
-    let (status, body) = post(&p, "/reload").await;
+    let (status, body) = p.http_post("/reload").await;
     assert_eq!(status, 200, "{body}");
     assert!(
         body.contains("\"target_consistency_level\":\"ALL\""),

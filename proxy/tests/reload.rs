@@ -6,17 +6,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-async fn post(p: &Proxy, path: &str) -> (u16, String) {
-    let url = format!("http://{}:{}{path}", p.ip, p.metrics_port);
-    let resp = reqwest::Client::new()
-        .post(&url)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("POST {url}: {e}"));
-    let status = resp.status().as_u16();
-    (status, resp.text().await.unwrap())
-}
-
 async fn active(p: &Proxy) -> serde_json::Value {
     let (status, body) = p.http_get("/config").await;
     assert_eq!(status, 200, "{body}");
@@ -148,7 +137,7 @@ async fn reload_switches_reads_to_target_without_closing_connections_or_failing_
 
     // Invalid file: refused with the reason, settings kept, workload undisturbed.
     settings_file(&file, "primary_cluster: SIDEWAYS\n");
-    let (status, body) = post(&p, "/reload").await;
+    let (status, body) = p.http_post("/reload").await;
     assert_eq!(status, 400, "{body}");
     assert!(
         body.contains("primary_cluster") && body.contains("SIDEWAYS"),
@@ -156,7 +145,7 @@ async fn reload_switches_reads_to_target_without_closing_connections_or_failing_
     );
     // A setting that needs a restart: refused whole, named, primary unchanged.
     settings_file(&file, "primary_cluster: TARGET\nproxy_max_stream_ids: 77\n");
-    let (status, body) = post(&p, "/reload").await;
+    let (status, body) = p.http_post("/reload").await;
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("proxy_max_stream_ids"), "{body}");
     let now = active(&p).await;
@@ -166,7 +155,7 @@ async fn reload_switches_reads_to_target_without_closing_connections_or_failing_
 
     // The switch, over HTTP.
     settings_file(&file, "primary_cluster: TARGET\n");
-    let (status, body) = post(&p, "/reload").await;
+    let (status, body) = p.http_post("/reload").await;
     assert_eq!(status, 200, "{body}");
     switched.store(true, Ordering::SeqCst);
     let reported: serde_json::Value = serde_json::from_str(&body).unwrap();

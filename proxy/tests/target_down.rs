@@ -5,49 +5,6 @@ mod common;
 use common::*;
 use std::time::{Duration, Instant};
 
-struct TargetStopped {
-    script: String,
-}
-
-impl TargetStopped {
-    fn stop(script: &str) -> TargetStopped {
-        let guard = TargetStopped {
-            script: script.to_string(),
-        };
-        let st = std::process::Command::new(script)
-            .args(["cassandra-stop", "target"])
-            .status()
-            .expect("run sandbox.sh");
-        assert!(
-            st.success(),
-            "sandbox.sh cassandra-stop target failed: {st}"
-        );
-        guard
-    }
-
-    fn start(&mut self) {
-        let st = std::process::Command::new(&self.script)
-            .args(["cassandra-start", "target"])
-            .status()
-            .expect("run sandbox.sh");
-        assert!(
-            st.success(),
-            "sandbox.sh cassandra-start target failed: {st}"
-        );
-        self.script.clear();
-    }
-}
-
-impl Drop for TargetStopped {
-    fn drop(&mut self) {
-        if !self.script.is_empty() {
-            let _ = std::process::Command::new(&self.script)
-                .args(["cassandra-start", "target"])
-                .status();
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn target_down_fails_writes_turns_unready_and_recovers() {
     let _lock = ClusterLock::exclusive();

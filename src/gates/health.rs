@@ -26,6 +26,10 @@ pub struct HealthThresholds {
     /// Largest allowed share of shadow (async) reads that failed on target, phase 3
     /// (`zdm_max_async_read_error_ratio`).
     pub max_async_read_error_ratio: f64,
+    /// Largest allowed share of compared shadow reads whose rows differed from origin's,
+    /// phase 3 (`zdm_max_async_read_mismatch_ratio`). Not zero by default: a read racing a
+    /// write can see the write on one cluster a moment before the other.
+    pub max_async_read_mismatch_ratio: f64,
     /// Largest allowed target p99 / origin p99 (`zdm_max_target_p99_ratio`).
     pub max_target_p99_ratio: f64,
     /// Below this p99 (seconds) the target is fast enough whatever the ratio, so that a 1 ms
@@ -41,6 +45,7 @@ impl Default for HealthThresholds {
             max_failed_read_ratio: 0.0,
             check_target_latency: false,
             max_async_read_error_ratio: 0.0,
+            max_async_read_mismatch_ratio: 0.01,
             max_target_p99_ratio: 2.0,
             target_p99_floor: 0.05,
         }
@@ -118,6 +123,28 @@ pub struct Window<'a> {
 
 impl Window<'_> {
     /// The fleet-wide increase of a counter (or a histogram's `_count`) inside the window.
+    /// `keyspace.table` of every series of `name` that grew inside the window (a few, sorted).
+    fn tables_with_increase(&self, name: &str) -> Vec<String> {
+        let mut tables = std::collections::BTreeSet::new();
+        for (before, after) in self.before.iter().zip(self.after) {
+            for sample in after.samples.iter().filter(|s| s.name == name) {
+                let label = |k: &str| sample.labels.get(k).map_or("", String::as_str);
+                let (ks, table) = (label("keyspace"), label("table"));
+                let was = before.sum(name, &[("keyspace", ks), ("table", table)]);
+                if increase(was, sample.value) > 0.0 {
+                    tables.insert(format!("{ks}.{table}"));
+                }
+            }
+        }
+        let mut list: Vec<String> = tables.into_iter().collect();
+        if list.len() > 5 {
+            let more = list.len() - 5;
+            list.truncate(5);
+            list.push(format!("{more} more"));
+        }
+        list
+    }
+
     fn increase(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         self.before
             .iter()
@@ -128,10 +155,15 @@ impl Window<'_> {
 
     /// The fleet-wide `q` quantile of a histogram's observations inside the window.
     fn quantile(&self, q: f64, name: &str) -> Option<f64> {
+        self.quantile_of(q, &[name])
+    }
+
+    /// The `q` quantile of several histograms with the same buckets taken together.
+    fn quantile_of(&self, q: f64, names: &[&str]) -> Option<f64> {
         let merge = |scrapes: &[Scrape]| {
             let mut merged: Vec<(f64, f64)> = Vec::new();
             for scrape in scrapes {
-                for (bound, count) in scrape.buckets(name, &[]) {
+                for (bound, count) in names.iter().flat_map(|n| scrape.buckets(n, &[])) {
                     match merged.iter_mut().find(|(b, _)| *b == bound) {
                         Some(slot) => slot.1 += count,
                         None => merged.push((bound, count)),
@@ -179,22 +211,20 @@ pub fn judge_window(window: &Window<'_>, limits: &HealthThresholds) -> Vec<Check
         seconds,
     ));
     if limits.check_target_latency {
-        let failed_async =
-            window.increase("zdm_proxy_failed_reads_total", &[("cluster", "target")]);
-        // Every client read answered by origin was also sent to target.
-        let shadowed = window.increase(DURATION, &[("type", "reads_origin")]);
-        checks.push(ratio_check(
-            "failed shadow reads on target",
-            failed_async,
-            shadowed.max(failed_async),
-            limits.max_async_read_error_ratio,
-            seconds,
-        ));
+        checks.extend(shadow_read_checks(window, limits, seconds));
     }
 
     if limits.check_target_latency {
         let origin = window.quantile(0.99, "zdm_origin_request_duration_seconds");
-        let target = window.quantile(0.99, "zdm_target_request_duration_seconds");
+        // Target's side of phase 3 is the dual writes plus the shadow reads (its async
+        // connections): both are what target will serve alone after phase 4.
+        let target = window.quantile_of(
+            0.99,
+            &[
+                "zdm_target_request_duration_seconds",
+                "zdm_async_request_duration_seconds",
+            ],
+        );
         checks.push(match (origin, target) {
             (Some(origin), Some(target)) => {
                 let ratio = if origin > 0.0 {
@@ -226,6 +256,52 @@ pub fn judge_window(window: &Window<'_>, limits: &HealthThresholds) -> Vec<Check
             },
         });
     }
+    checks
+}
+
+/// Phase 3: the shadow reads on target. Failed ones (errors, timeouts) against all sent, and
+/// mismatches against all compared. Shadow reads dropped to protect the clients (queue or
+/// memory full, target not connected) are neither: they are reported beside the mismatches,
+/// and a window where nothing could be compared at all fails, since it proves nothing.
+fn shadow_read_checks(window: &Window<'_>, limits: &HealthThresholds, seconds: f64) -> Vec<Check> {
+    let sent = window.increase("zdm_async_request_duration_seconds_count", &[]);
+    let failed = window.increase("zdm_async_requests_failed_total", &[]);
+    let mut checks = vec![ratio_check(
+        "failed shadow reads on target",
+        failed,
+        sent.max(failed),
+        limits.max_async_read_error_ratio,
+        seconds,
+    )];
+    let matches = window.increase("zdm_async_read_matches_total", &[]);
+    let mismatches = window.increase("zdm_async_read_mismatches_total", &[]);
+    let dropped = window.increase("zdm_async_requests_dropped_total", &[]);
+    let compared = matches + mismatches;
+    let mut check = ratio_check(
+        "shadow reads that differ from origin",
+        mismatches,
+        compared,
+        limits.max_async_read_mismatch_ratio,
+        seconds,
+    );
+    check.measured.push_str(&format!(
+        "; {dropped:.0} shadow reads dropped to spare the clients"
+    ));
+    if compared == 0.0 {
+        check.passed = false;
+        check.measured = format!(
+            "no shadow read was compared in {seconds:.0} s ({dropped:.0} dropped): is \
+             read_mode DUAL_ASYNC_ON_SECONDARY, and do clients read?"
+        );
+    } else if mismatches > 0.0 {
+        let tables = window.tables_with_increase("zdm_async_read_mismatches_total");
+        if !tables.is_empty() {
+            check
+                .measured
+                .push_str(&format!("; differing in {}", tables.join(", ")));
+        }
+    }
+    checks.push(check);
     checks
 }
 
@@ -470,7 +546,11 @@ mod tests {
             },
             &latency_limits,
         );
-        assert!(checks.iter().all(|c| c.passed), "{checks:?}");
+        let check = checks
+            .iter()
+            .find(|c| c.name == "target p99 latency")
+            .unwrap();
+        assert!(check.passed, "{check:?}");
 
         // No traffic at all: the latency check cannot pass on no evidence.
         let checks = judge_window(
@@ -491,12 +571,16 @@ mod tests {
 
     #[test]
     fn in_phase_3_target_read_failures_are_shadow_errors_not_client_failures() {
-        let text = |reads: u64, origin_failed: u64, target_failed: u64| {
+        let text = |reads: u64, origin_failed: u64, shadow_failed: u64| {
             Scrape::parse(&format!(
                 "zdm_proxy_request_duration_seconds_count{{type=\"writes\"}} 0\n\
                  zdm_proxy_request_duration_seconds_count{{type=\"reads_origin\"}} {reads}\n\
                  zdm_proxy_failed_reads_total{{cluster=\"origin\"}} {origin_failed}\n\
-                 zdm_proxy_failed_reads_total{{cluster=\"target\"}} {target_failed}\n"
+                 zdm_proxy_failed_reads_total{{cluster=\"target\"}} 0\n\
+                 zdm_async_request_duration_seconds_count{{node=\"10.0.0.2:9042\"}} {reads}\n\
+                 zdm_async_requests_failed_total{{error=\"read_timeout\",node=\"10.0.0.2:9042\"}} {shadow_failed}\n\
+                 zdm_async_read_matches_total{{keyspace=\"ks\",table=\"t\"}} {}\n",
+                reads - shadow_failed
             ))
             .unwrap()
         };
@@ -506,16 +590,17 @@ mod tests {
             before: &before,
             after: &after,
         };
-        // Outside phase 3 every failed read counts against the clients.
-        let plain = judge_window(&window, &limits());
-        assert!(!plain[1].passed, "{plain:?}");
         let phase3 = HealthThresholds {
             check_target_latency: true,
             max_async_read_error_ratio: 0.01,
             ..limits()
         };
         let checks = judge_window(&window, &phase3);
-        assert!(checks[1].passed, "{:?}", checks[1]);
+        assert!(
+            checks[1].passed,
+            "clients' reads did not fail: {:?}",
+            checks[1]
+        );
         let shadow = &checks[2];
         assert_eq!(shadow.name, "failed shadow reads on target");
         assert_eq!(shadow.measured, "4 of 200 in 10 s (2.000%)");
@@ -525,6 +610,55 @@ mod tests {
             ..phase3
         };
         assert!(judge_window(&window, &tolerant)[2].passed);
+    }
+
+    #[test]
+    fn in_phase_3_shadow_mismatches_are_judged_and_name_their_tables() {
+        let text = |matches: u64, mismatches: u64, dropped: u64| {
+            Scrape::parse(&format!(
+                "zdm_proxy_request_duration_seconds_count{{type=\"reads_origin\"}} 100\n\
+                 zdm_async_read_matches_total{{keyspace=\"ks\",table=\"kv\"}} {matches}\n\
+                 zdm_async_read_mismatches_total{{keyspace=\"ks\",table=\"kv\"}} {mismatches}\n\
+                 zdm_async_read_mismatches_total{{keyspace=\"ks\",table=\"other\"}} 7\n\
+                 zdm_async_requests_dropped_total{{reason=\"queue_full\"}} {dropped}\n"
+            ))
+            .unwrap()
+        };
+        let phase3 = HealthThresholds {
+            check_target_latency: true,
+            max_async_read_mismatch_ratio: 0.01,
+            ..limits()
+        };
+        let judge = |before: Scrape, after: Scrape| {
+            let (b, a) = ([before], [after]);
+            judge_window(
+                &Window {
+                    before: &b,
+                    after: &a,
+                },
+                &phase3,
+            )
+            .into_iter()
+            .find(|c| c.name == "shadow reads that differ from origin")
+            .unwrap()
+        };
+        // 5 of 100 compared differ, all in ks.kv (ks.other did not grow in the window).
+        let check = judge(text(0, 0, 0), text(95, 5, 30));
+        assert!(!check.passed);
+        assert_eq!(
+            check.measured,
+            "5 of 100 in 10 s (5.000%); 30 shadow reads dropped to spare the clients; \
+             differing in ks.kv"
+        );
+        assert!(judge(text(0, 0, 0), text(100, 0, 0)).passed);
+        // Nothing compared: nothing proven.
+        let check = judge(text(0, 0, 0), text(0, 0, 40));
+        assert!(!check.passed);
+        assert!(
+            check.measured.starts_with("no shadow read was compared"),
+            "{}",
+            check.measured
+        );
     }
 
     #[test]

@@ -280,6 +280,7 @@ pub static MODULES: &[ModuleSpec] = &[
             ("max_failed_read_ratio", Kind::Number),
             ("check_target_latency", Kind::Bool),
             ("max_async_read_error_ratio", Kind::Number),
+            ("max_async_read_mismatch_ratio", Kind::Number),
             ("max_target_p99_ratio", Kind::Number),
             ("target_p99_floor_seconds", Kind::Number),
             ("readiness_only", Kind::Bool),

@@ -88,6 +88,10 @@ pub fn thresholds(ctx: &ModuleCtx<'_>) -> Result<HealthThresholds, ModuleError> 
             d.check_target_latency,
         ),
         max_async_read_error_ratio: n("max_async_read_error_ratio", d.max_async_read_error_ratio)?,
+        max_async_read_mismatch_ratio: n(
+            "max_async_read_mismatch_ratio",
+            d.max_async_read_mismatch_ratio,
+        )?,
         max_target_p99_ratio: n("max_target_p99_ratio", d.max_target_p99_ratio)?,
         target_p99_floor: n("target_p99_floor_seconds", d.target_p99_floor)?,
     })
@@ -107,8 +111,10 @@ pub fn describe(proxies: &[(String, String)], t: &HealthThresholds) -> String {
     );
     if t.check_target_latency {
         s.push_str(&format!(
-            ", failed shadow reads on target <= {:.3}%, target p99 <= x{:.2} of origin p99 (or <= {:.1} ms)",
+            ", failed shadow reads on target <= {:.3}%, shadow reads differing from origin <= {:.3}%, \
+             target p99 <= x{:.2} of origin p99 (or <= {:.1} ms)",
             t.max_async_read_error_ratio * 100.0,
+            t.max_async_read_mismatch_ratio * 100.0,
             t.max_target_p99_ratio,
             t.target_p99_floor * 1000.0
         ));

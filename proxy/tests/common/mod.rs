@@ -260,6 +260,18 @@ impl Proxy {
         (status, resp.text().await.unwrap())
     }
 
+    /// POSTs to the metrics port (e.g. `/reload`): (status, body).
+    pub async fn http_post(&self, path: &str) -> (u16, String) {
+        let url = format!("http://{}:{}{path}", self.ip, self.metrics_port);
+        let resp = reqwest::Client::new()
+            .post(&url)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+        let status = resp.status().as_u16();
+        (status, resp.text().await.unwrap())
+    }
+
     /// Value of one exact Prometheus series line (e.g. `zdm_proxy_failed_writes_total{failed_on="target"}`).
     pub async fn metric(&self, series: &str) -> f64 {
         let (_, body) = self.http_get("/metrics").await;
@@ -323,5 +335,50 @@ pub async fn drop_ks(origin: &Session, target: &Session, ks: &str) {
         let _ = s
             .query_unpaged(format!("DROP KEYSPACE IF EXISTS {ks}"), ())
             .await;
+    }
+}
+
+/// Stops the sandbox's target cluster; restarts it on drop (also when the test fails). Hold
+/// `ClusterLock::exclusive()` meanwhile: no other proxy test may see target vanish.
+pub struct TargetStopped {
+    script: String,
+}
+
+impl TargetStopped {
+    pub fn stop(script: &str) -> TargetStopped {
+        let guard = TargetStopped {
+            script: script.to_string(),
+        };
+        let st = std::process::Command::new(script)
+            .args(["cassandra-stop", "target"])
+            .status()
+            .expect("run sandbox.sh");
+        assert!(
+            st.success(),
+            "sandbox.sh cassandra-stop target failed: {st}"
+        );
+        guard
+    }
+
+    pub fn start(&mut self) {
+        let st = std::process::Command::new(&self.script)
+            .args(["cassandra-start", "target"])
+            .status()
+            .expect("run sandbox.sh");
+        assert!(
+            st.success(),
+            "sandbox.sh cassandra-start target failed: {st}"
+        );
+        self.script.clear();
+    }
+}
+
+impl Drop for TargetStopped {
+    fn drop(&mut self) {
+        if !self.script.is_empty() {
+            let _ = std::process::Command::new(&self.script)
+                .args(["cassandra-start", "target"])
+                .status();
+        }
     }
 }
