@@ -18,8 +18,12 @@ pub const VERSION: u8 = 4;
 pub const RESPONSE: u8 = 0x80;
 /// Header flag: the body is compressed.
 pub const FLAG_COMPRESSION: u8 = 0x01;
-/// Header flag: the request body starts with a custom payload (bytes map).
+/// Header flag: a response body starts with the tracing session id.
+pub const FLAG_TRACING: u8 = 0x02;
+/// Header flag: the body starts with a custom payload (bytes map).
 pub const FLAG_CUSTOM_PAYLOAD: u8 = 0x04;
+/// Header flag: a response body carries warnings (a string list) before the message.
+pub const FLAG_WARNING: u8 = 0x08;
 /// The protocol limits a frame body to 256 MB.
 pub const MAX_BODY: usize = 256 * 1024 * 1024;
 const HEADER_LEN: usize = 9;
@@ -76,8 +80,8 @@ impl Frame {
         }
     }
 
-    /// Offset in `body` where the message proper starts, after an optional custom payload.
-    /// Only request bodies are asked (responses' tracing/warning prefixes are never parsed).
+    /// Offset in a request `body` where the message proper starts, after an optional custom
+    /// payload. (Responses: `response_message_offset`.)
     pub fn message_offset(&self) -> Result<usize, FrameError> {
         if self.flags & FLAG_CUSTOM_PAYLOAD == 0 {
             return Ok(0);
@@ -90,6 +94,29 @@ impl Frame {
         }
         Ok(r.pos())
     }
+}
+
+/// Offset of the message proper in a response body: after the tracing id, the warnings and
+/// the custom payload, in that order, when the header `flags` say they are there.
+pub fn response_message_offset(flags: u8, body: &[u8]) -> Result<usize, FrameError> {
+    let mut r = crate::wire::Reader::new(body);
+    if flags & FLAG_TRACING != 0 {
+        r.take(16, "tracing id")?;
+    }
+    if flags & FLAG_WARNING != 0 {
+        let n = r.short()?;
+        for _ in 0..n {
+            r.string()?;
+        }
+    }
+    if flags & FLAG_CUSTOM_PAYLOAD != 0 {
+        let n = r.short()?;
+        for _ in 0..n {
+            r.string()?;
+            r.bytes()?;
+        }
+    }
+    Ok(r.pos())
 }
 
 /// Compression negotiated by the client's STARTUP.

@@ -12,10 +12,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use crate::frame::FrameError;
 use crate::wire::{self, result_kind, Reader};
 
-/// Response header flags that put something before the message proper.
-const FLAG_TRACING: u8 = 0x02;
-const FLAG_CUSTOM_PAYLOAD: u8 = 0x04;
-const FLAG_WARNING: u8 = 0x08;
+pub use crate::frame::response_message_offset;
+#[cfg(test)]
+use crate::frame::{FLAG_TRACING, FLAG_WARNING};
 
 /// Query-parameter flags (v4, one byte).
 const VALUES: u8 = 0x01;
@@ -28,29 +27,6 @@ pub struct NowMarkers {
     pub positions: Vec<usize>,
     /// The variable names the clusters gave them, for EXECUTEs that send named values.
     pub names: Vec<String>,
-}
-
-/// Offset of the message proper in a response body (after tracing id, warnings and custom
-/// payload, in that order, when the header flags say they are there).
-pub fn response_message_offset(flags: u8, body: &[u8]) -> Result<usize, FrameError> {
-    let mut r = Reader::new(body);
-    if flags & FLAG_TRACING != 0 {
-        r.take(16, "tracing id")?;
-    }
-    if flags & FLAG_WARNING != 0 {
-        let n = r.short()?;
-        for _ in 0..n {
-            r.string()?;
-        }
-    }
-    if flags & FLAG_CUSTOM_PAYLOAD != 0 {
-        let n = r.short()?;
-        for _ in 0..n {
-            r.string()?;
-            r.bytes()?;
-        }
-    }
-    Ok(r.pos())
 }
 
 /// One variable's spec: byte span, name and `(keyspace, table)`.

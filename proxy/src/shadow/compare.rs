@@ -14,10 +14,9 @@
 use crate::frame::{opcode, Frame, FrameError};
 use crate::wire::{result_kind, skip_type, Reader};
 
-/// Response header flags that put something before the message.
-const FLAG_TRACING: u8 = 0x02;
-const FLAG_CUSTOM_PAYLOAD: u8 = 0x04;
-const FLAG_WARNING: u8 = 0x08;
+use crate::frame::response_message_offset;
+#[cfg(test)]
+use crate::frame::FLAG_WARNING;
 
 /// How many leading columns a mismatch report shows.
 const KEY_COLUMNS: usize = 2;
@@ -44,24 +43,7 @@ pub struct Rows<'a> {
 
 /// Where the RESULT message starts in a response body.
 pub fn message_offset(frame: &Frame) -> Result<usize, FrameError> {
-    let mut r = Reader::new(&frame.body);
-    if frame.flags & FLAG_TRACING != 0 {
-        r.take(16, "tracing id")?;
-    }
-    if frame.flags & FLAG_WARNING != 0 {
-        let n = r.short()?;
-        for _ in 0..n {
-            r.string()?;
-        }
-    }
-    if frame.flags & FLAG_CUSTOM_PAYLOAD != 0 {
-        let n = r.short()?;
-        for _ in 0..n {
-            r.string()?;
-            r.bytes()?;
-        }
-    }
-    Ok(r.pos())
+    response_message_offset(frame.flags, &frame.body)
 }
 
 /// Decodes a ROWS result; `None` when the frame is a RESULT of another kind.
