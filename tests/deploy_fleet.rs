@@ -374,3 +374,79 @@ async fn adding_a_host_brings_it_up_and_rolls_the_new_topology_through_the_other
     let target = fleet.direct_session("target").await;
     deploy_support::workload::assert_on_both_clusters(&origin, &target, &ks, &report.acked).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_files_are_shipped_private_and_the_proxies_reach_both_clusters_over_tls() {
+    let fleet = Fleet::take();
+    let ca = fleet.sb.get("SANDBOX_TLS_CA");
+    assert!(
+        std::path::Path::new(&ca).is_file(),
+        "the sandbox has no TLS CA at {ca}: run scripts/sandbox.sh up"
+    );
+    let bad = fleet.run(
+        DEPLOY,
+        &[
+            "-e",
+            r#"{"zdm_proxy_tls_files": {"origin_ca": "/nowhere.pem"}}"#,
+        ],
+    );
+    assert_eq!(bad.code, 2, "{}", bad.out);
+    assert!(
+        bad.out.contains("origin_ca is not one of"),
+        "a misspelt setting is named: {}",
+        bad.out
+    );
+
+    let files = format!(
+        r#"{{"zdm_proxy_tls_files": {{"origin_tls_server_ca_path": "{ca}", "target_tls_server_ca_path": "{ca}"}}}}"#
+    );
+    fleet
+        .run(DEPLOY, &["-e", &files])
+        .assert_ok("deploy with TLS to both clusters");
+    for h in HOSTS {
+        for setting in ["origin_tls_server_ca_path", "target_tls_server_ca_path"] {
+            let shipped = format!("/opt/zdm-proxy/tls/{setting}.pem");
+            let mode = fleet.ssh(h, &format!("stat -c %a {shipped}"));
+            assert_eq!(mode.trim(), "600", "{h}: {shipped}");
+            assert!(
+                fleet
+                    .config(h)
+                    .contains(&format!("{setting}: \"{shipped}\"")),
+                "{h}'s config points {setting} at the shipped file"
+            );
+        }
+    }
+    assert_all_ready(&fleet).await;
+
+    // Each cluster itself reports every connection from a proxy host as encrypted.
+    let hosts = fleet.sb.get("SANDBOX_HOSTS");
+    for cluster in ["origin", "target"] {
+        let session = fleet.direct_session(cluster).await;
+        let rows: Vec<(std::net::IpAddr, Option<bool>)> = session
+            .query_unpaged("SELECT address, ssl_enabled FROM system_views.clients", ())
+            .await
+            .unwrap()
+            .into_rows_result()
+            .unwrap()
+            .rows::<(std::net::IpAddr, Option<bool>)>()
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        for ip in hosts.split_whitespace() {
+            let from_host: Vec<_> = rows.iter().filter(|(a, _)| a.to_string() == ip).collect();
+            assert!(!from_host.is_empty(), "{cluster}: no connection from {ip}");
+            assert!(
+                from_host.iter().all(|(_, ssl)| *ssl == Some(true)),
+                "{cluster}: a plain connection from {ip}: {from_host:?}"
+            );
+        }
+        assert!(
+            rows.iter().any(|(_, ssl)| *ssl == Some(false)),
+            "{cluster} lists this test's own plain session, so the check can tell"
+        );
+    }
+
+    // Back to plain TCP, as the other tests expect the fleet.
+    fleet.run(DEPLOY, &[]).assert_ok("deploy without TLS");
+    assert_all_ready(&fleet).await;
+}

@@ -154,6 +154,31 @@ fn proxy_config_renders_tls_settings_only_when_the_inventory_defines_them() {
 }
 
 #[test]
+fn shipped_tls_files_are_referenced_where_the_deploy_tasks_put_them() {
+    let c = render_config(
+        "p1",
+        json!({"zdm_install_root": "/srv/zdm",
+               "zdm_proxy_tls_files": {"origin_tls_server_ca_path": "/local/ca.pem",
+                                       "target_tls_server_ca_path": "/local/ca.pem"},
+               "target_tls_server_ca_path": "/etc/zdm/ignored.pem",
+               "proxy_tls_ca_path": "/etc/zdm/clients-ca.pem"}),
+    );
+    assert_eq!(
+        get(&c, "origin_tls_server_ca_path").as_str(),
+        Some("/srv/zdm/tls/origin_tls_server_ca_path.pem")
+    );
+    assert_eq!(
+        get(&c, "target_tls_server_ca_path").as_str(),
+        Some("/srv/zdm/tls/target_tls_server_ca_path.pem"),
+        "a shipped file wins over a path on the host"
+    );
+    assert_eq!(
+        get(&c, "proxy_tls_ca_path").as_str(),
+        Some("/etc/zdm/clients-ca.pem")
+    );
+}
+
+#[test]
 fn proxy_config_refuses_a_host_outside_the_proxy_group() {
     let mut v = fleet_vars("p1", json!({}));
     v.insert("inventory_hostname".into(), json!("stray"));
