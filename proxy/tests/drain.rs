@@ -70,6 +70,7 @@ async fn sigterm_under_load_loses_no_request_and_no_write() {
     let acked = Arc::new(Mutex::new(Vec::new()));
     let failed = Arc::new(Mutex::new(Vec::new()));
     let mut workers = Vec::new();
+    let started = std::time::Instant::now();
     for w in 0..8i32 {
         let (s, insert, stop, acked, failed) = (
             s.clone(),
@@ -83,9 +84,13 @@ async fn sigterm_under_load_loses_no_request_and_no_write() {
             while !stop.load(Ordering::SeqCst) {
                 let k = w * 1_000_000 + i;
                 i += 1;
+                let sent = started.elapsed();
                 match s.execute_unpaged(&insert, (k, "v")).await {
                     Ok(_) => acked.lock().unwrap().push(k),
-                    Err(e) => failed.lock().unwrap().push(format!("k={k}: {e}")),
+                    Err(e) => failed
+                        .lock()
+                        .unwrap()
+                        .push(format!("k={k} sent at t={sent:.1?}: {e}")),
                 }
             }
         }));
@@ -132,11 +137,21 @@ async fn sigterm_under_load_loses_no_request_and_no_write() {
     }
     let acked = acked.lock().unwrap().clone();
     let failed = failed.lock().unwrap().clone();
+    // On failure, say when the request was sent (SIGTERM went out at t=3 s) and what the
+    // proxies logged above INFO, so a rare failure can be told apart from a drain problem.
+    let warnings = |log: String| -> Vec<String> {
+        log.lines()
+            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+            .map(str::to_string)
+            .collect()
+    };
     assert!(
         failed.is_empty(),
-        "{} failed requests, e.g. {:?}",
+        "{} failed requests, e.g. {:?}\nproxy a (drained) warnings: {:#?}\nproxy b warnings: {:#?}",
         failed.len(),
-        &failed[..failed.len().min(5)]
+        &failed[..failed.len().min(5)],
+        warnings(log.clone()),
+        warnings(b.log_text())
     );
     assert!(
         acked.len() > before + 50,
