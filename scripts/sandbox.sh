@@ -88,7 +88,7 @@ install_packages() {
   command -v ip >/dev/null || missing+=(iproute2)
   command -v pgrep >/dev/null || missing+=(procps)
   command -v unshare >/dev/null || missing+=(util-linux)
-  command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
+  java17_bin >/dev/null || missing+=(openjdk-17-jre-headless)
   command -v mvn >/dev/null || missing+=(maven)
   command -v openssl >/dev/null || missing+=(openssl)
   # The tests' TLS client (the scylla driver's openssl feature) links against libssl.
@@ -99,6 +99,22 @@ install_packages() {
     apt-get update -qq >/dev/null
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
+}
+
+# Cassandra 5.0 runs on JDK 11 or 17 only, and machines often have a newer default `java`:
+# take a 17 explicitly (JAVA_HOME if it is one, else the distribution's), never whatever is
+# first on PATH.
+java17_bin() {
+  local candidate
+  for candidate in ${JAVA_HOME:+"$JAVA_HOME/bin/java"} /usr/lib/jvm/java-17-openjdk-*/bin/java \
+    /usr/lib/jvm/*17*/bin/java "$(command -v java || true)"; do
+    [[ -x $candidate ]] || continue
+    if "$candidate" -version 2>&1 | head -n1 | grep -Eq 'version "17[."]'; then
+      echo "$candidate"
+      return 0
+    fi
+  done
+  return 1
 }
 
 # The classpath is resolved once per pom content; the jars themselves stay in ~/.m2.
@@ -411,11 +427,13 @@ launch_cassandra() {
   render_cassandra_config "$cluster"
   local args
   mapfile -t args < <(cassandra_jvm_args "$cluster")
+  local java
+  java=$(java17_bin) || die "Cassandra $CASSANDRA_VERSION needs JDK 17 and none was found (apt-get install openjdk-17-jre-headless)"
   log "starting cassandra $cluster at ${CLUSTER_IP[$cluster]}:9042 (heap $HEAP)"
   (
     cd "$dir"
     close_inherited_fds
-    setsid java "${args[@]}" >"$dir/logs/stdout.log" 2>&1 </dev/null &
+    setsid "$java" "${args[@]}" >"$dir/logs/stdout.log" 2>&1 </dev/null &
     echo $! >"$dir/cassandra.pid"
   )
 }
@@ -432,12 +450,19 @@ ensure_roles() {
     wait_for_cql "$cluster" "$user" "$password"
     return
   fi
-  wait_for_cql "$cluster" cassandra cassandra
-  cql_as "$cluster" cassandra cassandra >/dev/null -e \
-    "CREATE ROLE IF NOT EXISTS $user WITH PASSWORD = '$password' AND SUPERUSER = true AND LOGIN = true"
+  # An interrupted earlier `up` may have created our role, or even locked the default one away
+  # already: whichever login answers tells where to continue, so `up` stays idempotent.
+  local deadline=$((SECONDS + 240))
+  until cql_as "$cluster" "$user" "$password" -e "SELECT release_version FROM system.local" >/dev/null 2>&1; do
+    cql_as "$cluster" cassandra cassandra >/dev/null 2>&1 -e \
+      "CREATE ROLE IF NOT EXISTS $user WITH PASSWORD = '$password' AND SUPERUSER = true AND LOGIN = true" \
+      && continue
+    cassandra_running "$cluster" || die "cassandra $cluster exited during start; see $dir/logs/system.log and stdout.log"
+    ((SECONDS < deadline)) || die "cassandra $cluster did not accept a login in time; see $dir/logs/system.log"
+    sleep 2
+  done
   local locked
   locked=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
-  wait_for_cql "$cluster" "$user" "$password"
   cql_as "$cluster" "$user" "$password" >/dev/null -e \
     "ALTER ROLE cassandra WITH PASSWORD = '$locked' AND LOGIN = false"
   touch "$dir/.roles-done"
@@ -446,7 +471,8 @@ ensure_roles() {
 stop_cassandra() {
   local cluster=$1 pidfile
   pidfile=$(node_dir "$cluster")/cassandra.pid
-  pid_alive "$pidfile" || { rm -f "$pidfile"; return 0; }
+  # cassandra_running adopts a node whose pidfile an interrupted `up` lost, so `down` stops it too.
+  cassandra_running "$cluster" || { rm -f "$pidfile"; return 0; }
   local pid
   pid=$(cat "$pidfile")
   log "stopping cassandra $cluster (pid $pid)"

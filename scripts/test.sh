@@ -6,10 +6,10 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+# A sandbox that is up has its env file (`down` removes it): only a sandbox this script brings
+# up is taken down again, never one the user started, even if part of it is unhealthy.
 started_sandbox=0
-if ! scripts/sandbox.sh status >/dev/null 2>&1 || [[ ! -f .sandbox/env ]]; then
-  started_sandbox=1
-fi
+[[ -f .sandbox/env ]] || started_sandbox=1
 cleanup() {
   if ((started_sandbox)) && [[ ${ZDM_KEEP_SANDBOX:-0} != 1 ]]; then
     scripts/sandbox.sh down || true

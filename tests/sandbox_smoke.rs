@@ -135,44 +135,52 @@ async fn every_host_answers_ssh_and_keeps_its_own_files() {
     let file_name = unique_name("smoke");
     let path = format!("/opt/zdm-proxy/{file_name}");
 
-    let writer = ssh_session(&sb, &hosts[0])
-        .await
-        .expect("ssh to the first host");
-    let (ok, hostname_ip) = remote(&writer, "ip -4 -o addr show dev eth0 | awk '{print $4}'").await;
-    assert!(ok);
-    assert!(
-        hostname_ip.starts_with(&sb.host_addresses()[0]),
-        "{} has address {hostname_ip}",
-        hosts[0]
-    );
-
-    let sftp = Sftp::from_clonable_session(std::sync::Arc::new(writer), SftpOptions::default())
-        .await
-        .expect("sftp subsystem");
-    let mut fs = sftp.fs();
-    fs.write(&path, b"only on the first host")
-        .await
-        .expect("sftp write");
-    assert_eq!(
-        &fs.read(&path).await.expect("sftp read")[..],
-        b"only on the first host"
-    );
-    drop(fs);
-    sftp.close().await.unwrap();
-
+    // Every host writes its own file over SFTP, with its own content, at the same path.
     for (i, host) in hosts.iter().enumerate() {
         let session = ssh_session(&sb, host)
             .await
             .unwrap_or_else(|e| panic!("ssh {host}: {e}"));
-        let (present, _) = remote(&session, &format!("test -f {path}")).await;
-        assert_eq!(
-            present,
-            i == 0,
-            "{host} should {}see {path}",
-            if i == 0 { "" } else { "not " }
+        let (ok, address) =
+            remote(&session, "ip -4 -o addr show dev eth0 | awk '{print $4}'").await;
+        assert!(ok, "{host}: ip addr failed");
+        assert!(
+            address.starts_with(&format!("{}/", sb.host_addresses()[i])),
+            "{host} has address {address}, expected {}",
+            sb.host_addresses()[i]
         );
-        if i == 0 {
-            assert!(remote(&session, &format!("rm {path}")).await.0);
+        let sftp =
+            Sftp::from_clonable_session(std::sync::Arc::new(session), SftpOptions::default())
+                .await
+                .unwrap_or_else(|e| panic!("{host}: sftp subsystem: {e}"));
+        let mut fs = sftp.fs();
+        fs.write(&path, format!("written on {host}").as_bytes())
+            .await
+            .unwrap_or_else(|e| panic!("{host}: sftp write: {e}"));
+        drop(fs);
+        sftp.close().await.unwrap();
+    }
+
+    // Each sees only its own content, and reaches both clusters' CQL port from its namespace.
+    let clusters = [sb.contact_point("ORIGIN"), sb.contact_point("TARGET")];
+    for host in &hosts {
+        let session = ssh_session(&sb, host)
+            .await
+            .unwrap_or_else(|e| panic!("ssh {host}: {e}"));
+        let (ok, content) = remote(&session, &format!("cat {path} && rm {path}")).await;
+        assert!(ok, "{host}: its own file is gone");
+        assert_eq!(
+            content,
+            format!("written on {host}"),
+            "{host} sees another host's file"
+        );
+        for cluster in &clusters {
+            let (ip, port) = cluster.rsplit_once(':').expect("contact point is ip:port");
+            let (reachable, _) = remote(
+                &session,
+                &format!("timeout 5 bash -c '</dev/tcp/{ip}/{port}'"),
+            )
+            .await;
+            assert!(reachable, "{host} cannot reach the cluster at {cluster}");
         }
         session.close().await.unwrap();
     }

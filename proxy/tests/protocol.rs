@@ -272,6 +272,22 @@ async fn health_and_metrics_endpoints_use_the_reference_names() {
 }
 
 #[test]
+fn help_prints_the_usage_and_the_settings_sources() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_zdm-proxy"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let usage = String::from_utf8_lossy(&out.stdout);
+    for expected in ["Usage: zdm-proxy", "--config", "--check-config"] {
+        assert!(
+            usage.contains(expected),
+            "`{expected}` missing from:\n{usage}"
+        );
+    }
+}
+
+#[test]
 fn check_config_validates_and_names_bad_settings() {
     let run = |args: &[&str], env: &[(&str, &str)]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_zdm-proxy"))
