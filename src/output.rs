@@ -247,6 +247,27 @@ impl Reporter {
         }
     }
 
+    /// A host of a `run_once` task that did not run it because `first` ran it for the batch.
+    /// Shown (and in the plan) so every host has a line for every task, but not counted in
+    /// the recap, as ansible-playbook does not count it either.
+    pub fn run_once_elsewhere(&self, host: &str, first: &str) {
+        self.line(&format!("skipping: [{host}] => run_once on {first}"));
+        let mut doc = self.doc.lock().expect("doc lock");
+        if let Some(Value::Object(hosts)) = doc
+            .plays
+            .last_mut()
+            .and_then(|p| p.get_mut("tasks"))
+            .and_then(Value::as_array_mut)
+            .and_then(|t| t.last_mut())
+            .and_then(|t| t.get_mut("hosts"))
+        {
+            hosts.insert(
+                host.to_string(),
+                json!({"status": "skipped", "msg": format!("run_once on {first}"), "run_once_on": first}),
+            );
+        }
+    }
+
     /// A copy of the recap so far (also used after Ctrl-C).
     pub fn recap(&self) -> Recap {
         self.recap.lock().expect("recap lock").clone()
@@ -331,7 +352,17 @@ impl Reporter {
                             rep["status"].as_str(),
                             Some("would_change" | "would_run" | "changed")
                         );
-                        if let Some(s) = rep["summary"].as_str().filter(|_| changing) {
+                        if let Some(first) = rep["run_once_on"].as_str() {
+                            line = format!(
+                                "  {:<13}{tname}{handler} (run_once on {first})",
+                                "skipped"
+                            );
+                        } else if let Some(s) = rep["summary"].as_str().filter(|_| changing) {
+                            line.push_str(&format!(": {s}"));
+                        } else if let Some(s) =
+                            rep["summary"].as_str().filter(|_| rep["status"] == "ok")
+                        {
+                            // A command that runs but is reported ok (changed_when: false).
                             line.push_str(&format!(": {s}"));
                         } else if rep["status"] == "failed" {
                             if let Some(m) = rep["msg"].as_str() {

@@ -5,8 +5,11 @@
 //! `file:line:col: message`.
 
 mod check;
+pub mod keyword;
+mod locate;
 mod preflight;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeSeed;
@@ -14,6 +17,8 @@ use serde_json::{Map, Value};
 
 use crate::vars::Vars;
 use check::{Shape, ARGS_FIELD, MODULE_FIELD};
+pub use keyword::{Flag, Number, Templated};
+use locate::Seg;
 
 /// A playbook that could not be loaded. The message starts with `file:line:col:`.
 #[derive(Debug, thiserror::Error)]
@@ -75,8 +80,9 @@ pub struct Play {
     pub hosts: String,
     /// Batch sizes; the last one repeats. Empty: all hosts in one batch.
     pub serial: Vec<Serial>,
-    pub max_fail_percentage: Option<f64>,
-    pub any_errors_fatal: bool,
+    /// Rendered with the play's variables when the play starts (it may be a template).
+    pub max_fail_percentage: Option<Number>,
+    pub any_errors_fatal: Flag,
     pub vars: Vars,
     /// Vars files, resolved against the playbook's directory.
     pub vars_files: Vec<PathBuf>,
@@ -113,10 +119,13 @@ pub struct Task {
     pub notify: Vec<String>,
     pub listen: Vec<String>,
     pub ignore_errors: Value,
-    pub no_log: bool,
-    pub run_once: bool,
+    /// Rendered per host with the task's variables (it may be a template).
+    pub no_log: Flag,
+    /// Rendered with the first host's variables.
+    pub run_once: Flag,
     pub delegate_to: Option<String>,
-    pub check_mode: Option<bool>,
+    /// Rendered per host; `None`: the run's mode (`--check` or not).
+    pub check_mode: Option<Flag>,
     pub changed_when: Vec<String>,
     pub failed_when: Vec<String>,
     pub vars: Vars,
@@ -199,6 +208,31 @@ fn base_dir(file: &Path) -> PathBuf {
     }
 }
 
+/// A file being loaded: its path and text, so positions can be looked up for messages.
+#[derive(Clone, Copy)]
+struct Src<'a> {
+    file: &'a Path,
+    text: &'a str,
+}
+
+impl Src<'_> {
+    /// `file:line:col` of the value at `path`.
+    fn at(&self, path: &[Seg]) -> String {
+        locate::position(self.file, self.text, path, false)
+    }
+
+    /// `file:line:col` of the key that ends `path`.
+    fn at_key(&self, path: &[Seg]) -> String {
+        locate::position(self.file, self.text, path, true)
+    }
+}
+
+fn child(path: &[Seg], seg: Seg) -> Vec<Seg> {
+    let mut p = path.to_vec();
+    p.push(seg);
+    p
+}
+
 fn load_plays(file: &Path, depth: usize, out: &mut Vec<Play>) -> Result<(), PlaybookError> {
     if depth > MAX_INCLUDE_DEPTH {
         return Err(PlaybookError(format!(
@@ -208,22 +242,24 @@ fn load_plays(file: &Path, depth: usize, out: &mut Vec<Play>) -> Result<(), Play
     }
     let text = read(file)?;
     let doc = parse_checked(&text, file, Shape::Plays)?;
+    let src = Src { file, text: &text };
     let dir = base_dir(file);
     for (i, raw) in doc.as_array().into_iter().flatten().enumerate() {
         let obj = raw.as_object().expect("checked: play is a mapping");
+        let here = [Seg::Index(i)];
         if let Some(target) = obj.get("import_playbook") {
-            if obj.len() > 1 {
+            if let Some(other) = obj.keys().find(|k| *k != "import_playbook") {
                 return Err(PlaybookError(format!(
-                    "{}: play #{}: import_playbook takes no other keys (except none)",
-                    file.display(),
-                    i + 1
+                    "{}: '{other}' beside import_playbook: an import_playbook entry takes no \
+                     other keys (put them on the imported plays)",
+                    src.at_key(&child(&here, Seg::key(other)))
                 )));
             }
             let target = dir.join(crate::vars::display(target));
             load_plays(&target, depth + 1, out)?;
             continue;
         }
-        out.push(build_play(obj, file, &dir)?);
+        out.push(build_play(obj, src, &here, &dir)?);
     }
     Ok(())
 }
@@ -236,32 +272,73 @@ fn strings(v: Option<&Value>) -> Vec<String> {
     }
 }
 
-fn build_play(obj: &Map<String, Value>, file: &Path, dir: &Path) -> Result<Play, PlaybookError> {
+/// A boolean keyword of `obj` (at `path` in `src`): fixed, or kept as a template with its
+/// position for the run to render.
+fn flag(obj: &Map<String, Value>, key: &str, src: Src, path: &[Seg]) -> Option<Flag> {
+    let v = obj.get(key)?;
+    Some(if keyword::is_template(v) {
+        Flag::Template(templated(v, key, src, path))
+    } else {
+        Flag::Fixed(keyword::boolean(v).unwrap_or_else(|| crate::vars::truthy(v)))
+    })
+}
+
+fn templated(v: &Value, key: &str, src: Src, path: &[Seg]) -> Templated {
+    Templated {
+        keyword: key.to_string(),
+        expr: crate::vars::display(v),
+        at: src.at(&child(path, Seg::key(key))),
+    }
+}
+
+fn build_play(
+    obj: &Map<String, Value>,
+    src: Src,
+    at: &[Seg],
+    dir: &Path,
+) -> Result<Play, PlaybookError> {
     let serial = match obj.get("serial") {
         None => vec![],
         Some(Value::Array(a)) => a.iter().map(serial_step).collect(),
         Some(v) => vec![serial_step(v)],
     };
-    let tasks = |key: &str| -> Result<Vec<Task>, PlaybookError> {
+    let section = |key: &str, handlers: Option<&BTreeSet<String>>| {
         let mut out = Vec::new();
         if let Some(Value::Array(items)) = obj.get(key) {
-            for t in items {
-                let outer = Inherited::default();
-                expand_task(t, file, dir, &outer, 0, &mut out)?;
+            let ctx = Expand { handlers, depth: 0 };
+            for (j, t) in items.iter().enumerate() {
+                let path = child(&child(at, Seg::key(key)), Seg::Index(j));
+                expand_task(t, src, &path, dir, &Inherited::default(), &ctx, &mut out)?;
             }
         }
-        Ok(out)
+        Ok::<_, PlaybookError>(out)
     };
+    // Handlers first: `notify` in every section (handlers too) is checked against their
+    // names and listen topics, at the position of the offending name.
+    let known: BTreeSet<String> = section("handlers", None)?
+        .iter()
+        .flat_map(|h| std::iter::once(h.name.clone()).chain(h.listen.iter().cloned()))
+        .collect();
     let hosts = strings(obj.get("hosts")).join(":");
-    let play = Play {
+    let max_fail_percentage = match obj.get("max_fail_percentage") {
+        None => None,
+        Some(v) if keyword::is_template(v) => Some(keyword::Number::Template(templated(
+            v,
+            "max_fail_percentage",
+            src,
+            at,
+        ))),
+        Some(v) => keyword::number(v).map(keyword::Number::Fixed),
+    };
+    Ok(Play {
         name: obj
             .get("name")
             .map(crate::vars::display)
             .unwrap_or_else(|| hosts.clone()),
         hosts,
         serial,
-        max_fail_percentage: obj.get("max_fail_percentage").and_then(number),
-        any_errors_fatal: obj.get("any_errors_fatal").is_some_and(crate::vars::truthy),
+        max_fail_percentage,
+        any_errors_fatal: flag(obj, "any_errors_fatal", src, at).unwrap_or_default(),
         vars: obj
             .get("vars")
             .and_then(Value::as_object)
@@ -271,50 +348,14 @@ fn build_play(obj: &Map<String, Value>, file: &Path, dir: &Path) -> Result<Play,
             .iter()
             .map(|f| dir.join(f))
             .collect(),
-        pre_tasks: tasks("pre_tasks")?,
-        tasks: tasks("tasks")?,
-        post_tasks: tasks("post_tasks")?,
-        handlers: tasks("handlers")?,
+        pre_tasks: section("pre_tasks", Some(&known))?,
+        tasks: section("tasks", Some(&known))?,
+        post_tasks: section("post_tasks", Some(&known))?,
+        handlers: section("handlers", Some(&known))?,
         base_dir: dir.to_path_buf(),
         escalation: Escalation::read(obj),
         gather_facts: obj.get("gather_facts").is_some_and(crate::vars::truthy),
-    };
-    check_notify(&play, file)?;
-    Ok(play)
-}
-
-/// A `notify` naming no handler would silently never run: refuse it at load time.
-fn check_notify(play: &Play, file: &Path) -> Result<(), PlaybookError> {
-    let known = |n: &String| {
-        play.handlers
-            .iter()
-            .any(|h| &h.name == n || h.listen.contains(n))
-    };
-    let all = play
-        .pre_tasks
-        .iter()
-        .chain(&play.tasks)
-        .chain(&play.post_tasks)
-        .chain(&play.handlers);
-    for t in all {
-        if let Some(n) = t.notify.iter().find(|n| !known(n)) {
-            return Err(PlaybookError(format!(
-                "{}: play '{}': task '{}' notifies '{n}', which is no handler's name or listen topic",
-                file.display(),
-                play.name,
-                t.display_name()
-            )));
-        }
-    }
-    Ok(())
-}
-
-fn number(v: &Value) -> Option<f64> {
-    match v {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
+    })
 }
 
 fn serial_step(v: &Value) -> Serial {
@@ -334,22 +375,110 @@ fn serial_step(v: &Value) -> Serial {
     }
 }
 
-/// What an include passes on to every task it includes.
-#[derive(Default)]
+/// What an include passes on to every task it includes (a keyword the included task sets
+/// itself wins, as the more specific one does in Ansible).
+#[derive(Default, Clone)]
 struct Inherited {
+    /// Conditions that all must hold (the include's first).
     when: Vec<String>,
     tags: Vec<String>,
     escalation: Escalation,
+    /// The include's `vars:`, under the included task's own `vars:` (both are task vars).
+    vars: Vars,
+    /// Handlers the include notifies: notified by each included task that changes.
+    notify: Vec<String>,
+    no_log: Option<Flag>,
+    run_once: Option<Flag>,
+    check_mode: Option<Flag>,
+    ignore_errors: Option<Value>,
+    delegate_to: Option<String>,
 }
 
-/// Turns one checked task into model tasks, inlining `include_tasks`/`import_tasks` (their
-/// `when`, `tags` and `become*` apply to every included task, as with Ansible's static import).
+/// Keywords refused on `include_tasks`/`import_tasks`, with why: they describe one task's
+/// own result or execution, and an include has neither (it is expanded when the playbook is
+/// loaded). Dropping them silently would run something other than what was written.
+const NOT_ON_INCLUDE: &[(&str, &str)] = &[
+    (
+        "register",
+        "an include has no result of its own; register the included tasks",
+    ),
+    (
+        "loop",
+        "includes are expanded when the playbook is loaded, so they cannot loop",
+    ),
+    (
+        "with_items",
+        "includes are expanded when the playbook is loaded, so they cannot loop",
+    ),
+    (
+        "until",
+        "an include is not retried; put until on the included tasks",
+    ),
+    (
+        "retries",
+        "an include is not retried; put retries on the included tasks",
+    ),
+    (
+        "delay",
+        "an include is not retried; put delay on the included tasks",
+    ),
+    (
+        "changed_when",
+        "an include has no result; put changed_when on the included tasks",
+    ),
+    (
+        "failed_when",
+        "an include has no result; put failed_when on the included tasks",
+    ),
+    ("listen", "put listen on the included handlers"),
+];
+
+/// What stays the same while one section's tasks are expanded.
+struct Expand<'a> {
+    /// Handler names and listen topics `notify` may name (`None`: not checked yet).
+    handlers: Option<&'a BTreeSet<String>>,
+    depth: usize,
+}
+
+/// A `notify` naming no handler would silently never run: refused at load time, at the
+/// position of the name.
+fn check_notify(
+    obj: &Map<String, Value>,
+    src: Src,
+    at: &[Seg],
+    ctx: &Expand,
+    task_name: &str,
+) -> Result<(), PlaybookError> {
+    let Some(known) = ctx.handlers else {
+        return Ok(());
+    };
+    for (j, n) in strings(obj.get("notify")).iter().enumerate() {
+        if known.contains(n) {
+            continue;
+        }
+        let mut path = child(at, Seg::key("notify"));
+        if matches!(obj.get("notify"), Some(Value::Array(_))) {
+            path.push(Seg::Index(j));
+        }
+        return Err(PlaybookError(format!(
+            "{}: task '{task_name}' notifies '{n}', which is no handler's name or listen topic",
+            src.at(&path)
+        )));
+    }
+    Ok(())
+}
+
+/// Turns one checked task into model tasks, inlining `include_tasks`/`import_tasks`: their
+/// `when`, `tags`, `vars`, `notify` and execution keywords (`become*`, `no_log`,
+/// `ignore_errors`, `run_once`, `check_mode`, `delegate_to`) apply to every included task,
+/// as with Ansible's static import.
 fn expand_task(
     raw: &Value,
-    file: &Path,
+    src: Src,
+    at: &[Seg],
     dir: &Path,
     inherited: &Inherited,
-    depth: usize,
+    ctx: &Expand,
     out: &mut Vec<Task>,
 ) -> Result<(), PlaybookError> {
     let obj = raw.as_object().expect("checked: task is a mapping");
@@ -367,17 +496,55 @@ fn expand_task(
             args.insert(k.clone(), v.clone());
         }
     }
+    let name = obj
+        .get("name")
+        .map(crate::vars::display)
+        .unwrap_or_default();
+    check_notify(
+        obj,
+        src,
+        at,
+        ctx,
+        if name.is_empty() { &module } else { &name },
+    )?;
     let mut when: Vec<String> = inherited.when.clone();
     when.extend(strings(obj.get("when")));
     let mut tags: Vec<String> = inherited.tags.clone();
     tags.extend(strings(obj.get("tags")));
+    let mut notify: Vec<String> = strings(obj.get("notify"));
+    for n in &inherited.notify {
+        if !notify.contains(n) {
+            notify.push(n.clone());
+        }
+    }
+    let mut vars = inherited.vars.clone();
+    if let Some(own) = obj.get("vars").and_then(Value::as_object) {
+        crate::vars::overlay(&mut vars, own);
+    }
     let escalation = Escalation::read(obj).over(&inherited.escalation);
+    let no_log = flag(obj, "no_log", src, at).or_else(|| inherited.no_log.clone());
+    let run_once = flag(obj, "run_once", src, at).or_else(|| inherited.run_once.clone());
+    let check_mode = flag(obj, "check_mode", src, at).or_else(|| inherited.check_mode.clone());
+    let ignore_errors = obj
+        .get("ignore_errors")
+        .cloned()
+        .or_else(|| inherited.ignore_errors.clone());
+    let delegate_to = obj
+        .get("delegate_to")
+        .map(crate::vars::display)
+        .or_else(|| inherited.delegate_to.clone());
 
     if module == "include_tasks" || module == "import_tasks" {
-        if depth > MAX_INCLUDE_DEPTH {
+        if let Some((k, why)) = NOT_ON_INCLUDE.iter().find(|(k, _)| obj.contains_key(*k)) {
+            return Err(PlaybookError(format!(
+                "{}: '{k}' on {module}: {why}",
+                src.at_key(&child(at, Seg::key(k)))
+            )));
+        }
+        if ctx.depth > MAX_INCLUDE_DEPTH {
             return Err(PlaybookError(format!(
                 "{}: {module} nested deeper than {MAX_INCLUDE_DEPTH} (a cycle?)",
-                file.display()
+                src.at(at)
             )));
         }
         let target = args
@@ -389,30 +556,41 @@ fn expand_task(
             return Err(PlaybookError(format!(
                 "{}: {module} '{target}': templated file names are not supported (tasks are \
                  loaded and checked before the run starts)",
-                file.display()
+                src.at(&child(at, Seg::key(&module)))
             )));
         }
         let inc = dir.join(&target);
         let text = read(&inc)?;
         let doc = parse_checked(&text, &inc, Shape::Kind(crate::modules::spec::Kind::Tasks))?;
+        let inc_src = Src {
+            file: &inc,
+            text: &text,
+        };
         let inc_dir = base_dir(&inc);
         let passed = Inherited {
             when,
             tags,
             escalation,
+            vars,
+            notify,
+            no_log,
+            run_once,
+            check_mode,
+            ignore_errors,
+            delegate_to,
         };
-        for t in doc.as_array().into_iter().flatten() {
-            expand_task(t, &inc, &inc_dir, &passed, depth + 1, out)?;
+        let inner = Expand {
+            handlers: ctx.handlers,
+            depth: ctx.depth + 1,
+        };
+        for (j, t) in doc.as_array().into_iter().flatten().enumerate() {
+            expand_task(t, inc_src, &[Seg::Index(j)], &inc_dir, &passed, &inner, out)?;
         }
         return Ok(());
     }
 
-    let bool_of = |k: &str| obj.get(k).is_some_and(crate::vars::truthy);
     out.push(Task {
-        name: obj
-            .get("name")
-            .map(crate::vars::display)
-            .unwrap_or_default(),
+        name,
         module,
         args,
         when,
@@ -422,23 +600,16 @@ fn expand_task(
         delay: obj.get("delay").cloned().unwrap_or(Value::Null),
         loop_items: obj.get("loop").or_else(|| obj.get("with_items")).cloned(),
         tags,
-        notify: strings(obj.get("notify")),
+        notify,
         listen: strings(obj.get("listen")),
-        ignore_errors: obj
-            .get("ignore_errors")
-            .cloned()
-            .unwrap_or(Value::Bool(false)),
-        no_log: bool_of("no_log"),
-        run_once: bool_of("run_once"),
-        delegate_to: obj.get("delegate_to").map(crate::vars::display),
-        check_mode: obj.get("check_mode").map(crate::vars::truthy),
+        ignore_errors: ignore_errors.unwrap_or(Value::Bool(false)),
+        no_log: no_log.unwrap_or_default(),
+        run_once: run_once.unwrap_or_default(),
+        delegate_to,
+        check_mode,
         changed_when: strings(obj.get("changed_when")),
         failed_when: strings(obj.get("failed_when")),
-        vars: obj
-            .get("vars")
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default(),
+        vars,
         base_dir: dir.to_path_buf(),
         escalation,
     });

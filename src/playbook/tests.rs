@@ -154,8 +154,8 @@ fn serial_forms_and_full_model() {
     let play = &pb.plays[0];
     assert_eq!(play.hosts, "proxies:!zdm-h3");
     assert_eq!(play.serial, vec![Serial::Count(1), Serial::Percent(50.0)]);
-    assert_eq!(play.max_fail_percentage, Some(0.0));
-    assert!(play.any_errors_fatal);
+    assert_eq!(play.max_fail_percentage, Some(Number::Fixed(0.0)));
+    assert_eq!(play.any_errors_fatal, Flag::Fixed(true));
     assert_eq!(play.tasks[0].module, "template");
     assert_eq!(play.tasks[0].notify, ["restart"]);
     assert_eq!(play.tasks[1].args["_raw"], "echo hi");
@@ -280,4 +280,159 @@ fn bad_become_values_are_reported_where_they_are() {
         "- hosts: all\n  become_user: {name: x}\n  tasks: []\n",
     );
     assert!(msg.starts_with("p.yml:2:16: "), "{msg}");
+}
+
+#[test]
+fn import_playbook_beside_other_keys_is_refused_at_the_key() {
+    let msg = err_of(
+        "site.yml",
+        "- hosts: all\n  tasks: []\n- import_playbook: other.yml\n  vars: {a: 1}\n",
+    );
+    assert_eq!(
+        msg,
+        "site.yml:4:3: 'vars' beside import_playbook: an import_playbook entry takes no other \
+         keys (put them on the imported plays)"
+    );
+}
+
+#[test]
+fn notify_naming_no_handler_is_refused_at_the_name() {
+    let text = "\
+- hosts: all
+  tasks:
+    - name: render
+      debug: {msg: x}
+      notify: [restart, reload]
+  handlers:
+    - name: restart
+      debug: {msg: r}
+      notify: resart
+";
+    let msg = err_of("p.yml", text);
+    assert_eq!(
+        msg,
+        "p.yml:5:25: task 'render' notifies 'reload', which is no handler's name or listen topic"
+    );
+    // A handler notifying a misspelt handler is found too, at its value.
+    let msg = err_of("p.yml", &text.replace("[restart, reload]", "restart"));
+    assert_eq!(
+        msg,
+        "p.yml:9:15: task 'restart' notifies 'resart', which is no handler's name or listen topic"
+    );
+}
+
+/// Writes `files` into a fresh directory and loads `site.yml`.
+fn load_tree(files: &[(&str, &str)]) -> (tempfile::TempDir, Result<Playbook, PlaybookError>) {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    let r = Playbook::load(&dir.path().join("site.yml"));
+    (dir, r)
+}
+
+#[test]
+fn include_passes_vars_and_execution_keywords_to_its_tasks() {
+    let (_d, pb) = load_tree(&[
+        (
+            "shared.yml",
+            "- debug: {msg: \"{{ who }}\"}\n  vars: {own: 2, who: inner}\n- command: id\n  no_log: false\n  notify: b\n",
+        ),
+        (
+            "site.yml",
+            "\
+- hosts: all
+  tasks:
+    - import_tasks: shared.yml
+      vars: {who: outer, from_include: 1}
+      no_log: \"{{ hide }}\"
+      ignore_errors: true
+      run_once: yes
+      check_mode: false
+      delegate_to: localhost
+      notify: a
+  handlers:
+    - {name: a, debug: {msg: a}}
+    - {name: b, debug: {msg: b}}
+",
+        ),
+    ]);
+    let pb = pb.unwrap();
+    let t = &pb.plays[0].tasks;
+    assert_eq!(t.len(), 2);
+    // The include's vars are under the task's own (both are task vars).
+    assert_eq!(t[0].vars["who"], "inner");
+    assert_eq!(t[0].vars["own"], 2);
+    assert_eq!(t[0].vars["from_include"], 1);
+    assert_eq!(t[1].vars["who"], "outer");
+    match &t[0].no_log {
+        Flag::Template(tpl) => {
+            assert_eq!(tpl.expr, "{{ hide }}");
+            assert_eq!(tpl.keyword, "no_log");
+            assert!(tpl.at.ends_with("site.yml:5:15"), "{}", tpl.at);
+        }
+        other => panic!("no_log not inherited: {other:?}"),
+    }
+    assert_eq!(
+        t[1].no_log,
+        Flag::Fixed(false),
+        "the task's own keyword wins"
+    );
+    for task in t {
+        assert_eq!(task.ignore_errors, Value::Bool(true));
+        assert_eq!(task.run_once, Flag::Fixed(true));
+        assert_eq!(task.check_mode, Some(Flag::Fixed(false)));
+        assert_eq!(task.delegate_to.as_deref(), Some("localhost"));
+    }
+    assert_eq!(t[0].notify, ["a"]);
+    assert_eq!(t[1].notify, ["b", "a"]);
+}
+
+#[test]
+fn keywords_without_meaning_on_an_include_are_refused_at_the_key() {
+    for (key, line) in [
+        ("register: out", "register"),
+        ("loop: [1, 2]", "loop"),
+        ("changed_when: false", "changed_when"),
+    ] {
+        let (d, r) = load_tree(&[
+            ("shared.yml", "- debug: {msg: x}\n"),
+            (
+                "site.yml",
+                &format!("- hosts: all\n  tasks:\n    - include_tasks: shared.yml\n      {key}\n"),
+            ),
+        ]);
+        let msg = r.unwrap_err().0;
+        let msg = msg.replace(&format!("{}/", d.path().display()), "");
+        assert!(
+            msg.starts_with(&format!("site.yml:4:7: '{line}' on include_tasks: ")),
+            "{msg}"
+        );
+    }
+}
+
+#[test]
+fn templated_policy_and_task_keywords_are_kept_with_their_position() {
+    let text = "\
+- hosts: all
+  any_errors_fatal: \"{{ strict }}\"
+  max_fail_percentage: \"{{ pct }}\"
+  tasks:
+    - command: id
+      run_once: \"{{ once }}\"
+      check_mode: \"{{ dry }}\"
+";
+    let (_d, pb) = load("p.yml", text);
+    let play = &pb.unwrap().plays[0];
+    let at = |f: &Flag| match f {
+        Flag::Template(t) => t.at.rsplit('/').next().unwrap().to_string(),
+        other => panic!("not kept as a template: {other:?}"),
+    };
+    assert_eq!(at(&play.any_errors_fatal), "p.yml:2:21");
+    match &play.max_fail_percentage {
+        Some(Number::Template(t)) => assert!(t.at.ends_with("p.yml:3:24"), "{}", t.at),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(at(&play.tasks[0].run_once), "p.yml:6:17");
+    assert_eq!(at(play.tasks[0].check_mode.as_ref().unwrap()), "p.yml:7:19");
 }

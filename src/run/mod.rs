@@ -113,6 +113,13 @@ enum PlayEnd {
     PolicyTripped,
 }
 
+/// The play's failure policy, rendered with the play's variables when it starts.
+#[derive(Debug, Clone, Copy)]
+struct Policy {
+    any_errors_fatal: bool,
+    max_fail_percentage: Option<f64>,
+}
+
 /// Per-play mutable state.
 #[derive(Default)]
 struct PlayState {
@@ -237,6 +244,7 @@ impl<'a> Runner<'a> {
         self.redactor.add_from_vars(&pv.play);
         self.redactor.add_from_vars(&pv.extra);
 
+        let policy = self.policy(play, &pv)?;
         let gather = play.gather_facts.then(|| gathering_task(play));
         for batch in self.batches(play, &hosts, &pv)? {
             let mut state = PlayState::default();
@@ -245,7 +253,7 @@ impl<'a> Runner<'a> {
             if let Some(task) = &gather {
                 self.run_task(play, task, &mut live, &hosts, &pv, &mut state, false)
                     .await;
-                stop = self.policy_trips(play, &batch, &live);
+                stop = self.policy_trips(&policy, &batch, &live);
             }
             for section in [&play.pre_tasks, &play.tasks, &play.post_tasks] {
                 if stop {
@@ -264,7 +272,7 @@ impl<'a> Runner<'a> {
                         self.run_task(play, task, &mut live, &hosts, &pv, &mut state, false)
                             .await;
                     }
-                    if self.policy_trips(play, &batch, &live) {
+                    if self.policy_trips(&policy, &batch, &live) {
                         stop = true;
                         break;
                     }
@@ -274,7 +282,7 @@ impl<'a> Runner<'a> {
                 }
                 self.flush_handlers(play, &mut live, &hosts, &pv, &mut state)
                     .await;
-                if self.policy_trips(play, &batch, &live) {
+                if self.policy_trips(&policy, &batch, &live) {
                     stop = true;
                     break;
                 }
@@ -341,16 +349,39 @@ impl<'a> Runner<'a> {
         Ok(split_batches(hosts, &sizes))
     }
 
+    /// Renders `any_errors_fatal` and `max_fail_percentage` with the play's variables and
+    /// the extra vars (as `serial` is): a value of the wrong type stops the run, naming the
+    /// file, line, column and keyword.
+    fn policy(&self, play: &Play, pv: &PlayVars) -> Result<Policy, RunError> {
+        let mut ctx = pv.play.clone();
+        overlay(&mut ctx, &pv.extra);
+        let any_errors_fatal = play
+            .any_errors_fatal
+            .eval(self.templar, &ctx)
+            .map_err(|e| RunError(format!("play '{}': {e}", play.name)))?;
+        let max_fail_percentage = match &play.max_fail_percentage {
+            None => None,
+            Some(n) => Some(
+                n.eval(self.templar, &ctx)
+                    .map_err(|e| RunError(format!("play '{}': {e}", play.name)))?,
+            ),
+        };
+        Ok(Policy {
+            any_errors_fatal,
+            max_fail_percentage,
+        })
+    }
+
     /// Whether the batch's failures end the play.
-    fn policy_trips(&self, play: &Play, batch: &[String], live: &[String]) -> bool {
+    fn policy_trips(&self, policy: &Policy, batch: &[String], live: &[String]) -> bool {
         let failed = batch.len() - live.len();
         if failed == 0 {
             return false;
         }
-        if play.any_errors_fatal || live.is_empty() {
+        if policy.any_errors_fatal || live.is_empty() {
             return true;
         }
-        match play.max_fail_percentage {
+        match policy.max_fail_percentage {
             Some(pct) => (failed as f64) * 100.0 / (batch.len() as f64) > pct,
             None => false,
         }
@@ -416,10 +447,13 @@ impl<'a> Runner<'a> {
                 .map(|(h, v)| (h.clone(), Value::Object(v.clone())))
                 .collect(),
         );
-        let run_hosts: Vec<String> = if task.run_once {
-            targets.iter().take(1).cloned().collect()
-        } else {
-            targets.clone()
+        // run_once is rendered with the first host's variables, as in Ansible.
+        let run_once = bases
+            .get(&targets[0])
+            .map_or(Ok(false), |v| task.run_once.eval(self.templar, v));
+        let run_hosts: Vec<String> = match run_once {
+            Ok(true) => targets.iter().take(1).cloned().collect(),
+            _ => targets.clone(),
         };
         self.out
             .task_start(&task.display_name(), handler, &run_hosts);
@@ -433,28 +467,42 @@ impl<'a> Runner<'a> {
             redactor: self.redactor,
             pool: &self.pool,
         };
-        let jobs = run_hosts.iter().map(|h| {
-            let mut vars = bases.get(h).cloned().unwrap_or_default();
-            self.redactor.add_from_vars(&vars);
-            vars.insert("hostvars".into(), hostvars.clone());
-            let env = &env;
-            async move { run_on_host(env, h, vars).await }
-        });
         let mut outcomes: Vec<HostOutcome> = Vec::new();
-        let mut stream = futures::stream::iter(jobs).buffer_unordered(self.opts.forks.max(1));
-        while let Some(o) = stream.next().await {
-            for r in &o.reports {
-                self.out.result(r);
+        if let Err(msg) = &run_once {
+            // Not knowing whether to run once is a failure of the task on every host, not
+            // a guess (running everywhere might repeat a once-only action).
+            for h in &run_hosts {
+                let o = task::keyword_failure(&env, h, msg);
+                for r in &o.reports {
+                    self.out.result(r);
+                }
+                outcomes.push(o);
             }
-            outcomes.push(o);
+        } else {
+            let jobs = run_hosts.iter().map(|h| {
+                let mut vars = bases.get(h).cloned().unwrap_or_default();
+                self.redactor.add_from_vars(&vars);
+                vars.insert("hostvars".into(), hostvars.clone());
+                let env = &env;
+                async move { run_on_host(env, h, vars).await }
+            });
+            let mut stream = futures::stream::iter(jobs).buffer_unordered(self.opts.forks.max(1));
+            while let Some(o) = stream.next().await {
+                for r in &o.reports {
+                    self.out.result(r);
+                }
+                outcomes.push(o);
+            }
         }
-        drop(stream);
         self.out.task_end();
-        // run_once: the one result counts for every host of the batch.
-        if task.run_once {
+        // run_once: the one result counts for every host of the batch, and the plan (and
+        // the real run's output alike) says so for each of them.
+        if run_once == Ok(true) {
             if let Some(first) = outcomes.first() {
                 let template = (first.registered.clone(), first.facts.clone(), first.changed);
+                let ran_on = first.host.clone();
                 for h in targets.iter().skip(1) {
+                    self.out.run_once_elsewhere(h, &ran_on);
                     outcomes.push(HostOutcome {
                         host: h.clone(),
                         registered: template.0.clone(),

@@ -88,6 +88,21 @@ impl TaskEnv<'_> {
     }
 }
 
+/// The outcome of a task whose keyword (`run_once`, `no_log`, ...) could not be rendered on
+/// `host`: a failure naming the keyword and where it is written, never ignored (the
+/// task's own `ignore_errors` is about what the task does, not about a broken playbook).
+pub fn keyword_failure(env: &TaskEnv<'_>, host: &str, msg: &str) -> HostOutcome {
+    let mut r = env.report(host, TaskStatus::Failed, None);
+    r.msg = Some(msg.to_string());
+    HostOutcome {
+        host: host.to_string(),
+        reports: vec![r],
+        registered: serde_json::json!({"failed": true, "changed": false, "msg": msg}),
+        failed: true,
+        ..Default::default()
+    }
+}
+
 /// The transport a task uses: the host's own, or with `delegate_to` the control machine
 /// (`localhost`) or another inventory host's. The task's variables stay the host's.
 fn delegate_transport(env: &TaskEnv<'_>, vars: &Vars) -> Result<Arc<dyn Transport>, ModuleError> {
@@ -118,9 +133,14 @@ pub async fn run_on_host(env: &TaskEnv<'_>, host: &str, mut vars: Vars) -> HostO
         ..Default::default()
     };
     let task = env.task;
+    // no_log is rendered first: until it is known, nothing about the task may be shown.
+    let no_log = match task.no_log.eval(env.templar, &vars) {
+        Ok(b) => b,
+        Err(msg) => return keyword_failure(env, host, &msg),
+    };
     let fail = |out: &mut HostOutcome, msg: String, status: TaskStatus, ignore: bool| {
         let mut r = env.report(host, status, None);
-        r.msg = Some(if task.no_log {
+        r.msg = Some(if no_log {
             NO_LOG_MSG.into()
         } else {
             msg.clone()
@@ -213,7 +233,7 @@ pub async fn run_on_host(env: &TaskEnv<'_>, host: &str, mut vars: Vars) -> HostO
             results.push(Value::Object(reg));
             continue;
         }
-        let res = run_item(env, host, &ivars, transport.as_ref()).await;
+        let res = run_item(env, host, &ivars, transport.as_ref(), no_log).await;
         let (status, mut registered) = match res {
             Ok(r) => {
                 let reg = register_value(&r);
@@ -234,7 +254,7 @@ pub async fn run_on_host(env: &TaskEnv<'_>, host: &str, mut vars: Vars) -> HostO
         if let (Some(it), Value::Object(m)) = (&item, &mut registered.1) {
             m.insert("item".into(), it.clone());
         }
-        if task.no_log {
+        if no_log {
             env.redactor.add_no_log(&registered.1);
         }
         let mut report = env.report(host, status, item.as_ref());
@@ -253,7 +273,7 @@ pub async fn run_on_host(env: &TaskEnv<'_>, host: &str, mut vars: Vars) -> HostO
         if task.module == "debug" && status == TaskStatus::Ok {
             report.summary = Some("debug".into());
         }
-        if task.no_log {
+        if no_log {
             report.msg = Some(NO_LOG_MSG.into());
             report.summary = None;
             report.diff = None;
@@ -308,6 +328,7 @@ async fn run_item(
     host: &str,
     vars: &Vars,
     transport: &dyn Transport,
+    no_log: bool,
 ) -> Result<ItemResult, ModuleError> {
     let task = env.task;
     let module = modules::module(&task.module).ok_or_else(|| {
@@ -321,10 +342,13 @@ async fn run_item(
             Value::Object(m) => m,
             _ => Map::new(),
         };
-    if task.no_log {
+    if no_log {
         env.redactor.add_no_log(&Value::Object(args.clone()));
     }
-    let check = task.check_mode.unwrap_or(env.check);
+    let check = match &task.check_mode {
+        None => env.check,
+        Some(f) => f.eval(env.templar, vars).map_err(ModuleError::Failed)?,
+    };
     let ctx = ModuleCtx {
         host,
         transport,
@@ -346,6 +370,7 @@ async fn run_item(
     loop {
         attempt += 1;
         let query = module.query(&ctx).await?;
+        let mut predicted_run = false;
         let (mut status, result, summary, diff) = match query {
             Query::Done(r) => {
                 let st = if r.failed {
@@ -367,15 +392,26 @@ async fn run_item(
                 Some(p.summary.clone()),
                 p.diff.clone(),
             ),
-            Query::Run(p) if check => (
-                TaskStatus::WouldRun,
-                ModResult {
-                    changed: true,
-                    ..Default::default()
-                },
-                Some(p.summary.clone()),
-                None,
-            ),
+            Query::Run(p) if check => {
+                // A command whose changed_when does not depend on its result (typically
+                // `changed_when: false`) will be reported as that says: the plan says so too,
+                // so it matches the real run. Otherwise it is unpredictable: "would run".
+                let changed = predict_changed_when(env, vars).unwrap_or(true);
+                predicted_run = true;
+                (
+                    if changed {
+                        TaskStatus::WouldRun
+                    } else {
+                        TaskStatus::Ok
+                    },
+                    ModResult {
+                        changed,
+                        ..Default::default()
+                    },
+                    Some(p.summary.clone()),
+                    None,
+                )
+            }
             Query::Change(p) | Query::Run(p) => {
                 let r = module.apply(&ctx, &p).await?;
                 let st = if r.failed {
@@ -389,7 +425,8 @@ async fn run_item(
                 (st, r, Some(p.summary.clone()), diff)
             }
         };
-        let predicted = matches!(status, TaskStatus::WouldChange | TaskStatus::WouldRun);
+        let predicted =
+            predicted_run || matches!(status, TaskStatus::WouldChange | TaskStatus::WouldRun);
         let mut item = ItemResult {
             status,
             result,
@@ -402,10 +439,16 @@ async fn run_item(
             rvars.insert(reg.clone(), register_value(&item));
         }
         if !predicted {
-            for cond in &task.changed_when {
-                let changed =
-                    env.templar
-                        .eval_bool(&format!("{} changed_when", env.name()), cond, &rvars)?;
+            if !task.changed_when.is_empty() {
+                // A list of conditions must all hold, as with `when` (Ansible's rule).
+                let mut changed = true;
+                for cond in &task.changed_when {
+                    changed &= env.templar.eval_bool(
+                        &format!("{} changed_when", env.name()),
+                        cond,
+                        &rvars,
+                    )?;
+                }
                 if item.status != TaskStatus::Failed {
                     item.status = if changed {
                         TaskStatus::Changed
@@ -472,6 +515,29 @@ async fn run_item(
         tracing::debug!(host, task = %task.display_name(), attempt, "until not met, retrying");
         tokio::time::sleep(Duration::from_secs_f64(delay)).await;
     }
+}
+
+/// In check mode, what `changed_when` will say of a command that is not run: `Some` only
+/// when every condition can be evaluated without the command's result (the registered
+/// variable is not defined here, so a condition that reads it fails to evaluate and the
+/// prediction is left to "would run").
+fn predict_changed_when(env: &TaskEnv<'_>, vars: &Vars) -> Option<bool> {
+    let task = env.task;
+    if task.changed_when.is_empty() {
+        return None;
+    }
+    let mut vars = vars.clone();
+    if let Some(reg) = &task.register {
+        if task.changed_when.iter().any(|c| c.contains(reg.as_str())) {
+            return None;
+        }
+        vars.remove(reg);
+    }
+    let mut changed = true;
+    for cond in &task.changed_when {
+        changed &= env.templar.eval_bool("changed_when", cond, &vars).ok()?;
+    }
+    Some(changed)
 }
 
 fn number(v: &Value, env: &TaskEnv<'_>, vars: &Vars) -> Result<Option<f64>, ModuleError> {
