@@ -221,13 +221,13 @@ fn run_once_delegate_to_and_forks_run_hosts_in_parallel() {
     run.assert_code(2);
 }
 
-#[test]
-fn ctrl_c_stops_with_exit_99_and_leaves_no_temporary_files() {
-    let fleet = Fleet::new();
-    let pb = fleet.write_playbook(
-        "long.yml",
-        "- hosts: fleet\n  tasks:\n    - copy: {content: \"a\\n\", dest: /started}\n    - pause: {seconds: 60}\n    - copy: {content: \"b\\n\", dest: /never}\n",
-    );
+/// Runs `pb` on the fleet, sends Ctrl-C (SIGINT) once `ready` holds, and returns the exit
+/// code and stdout.
+fn interrupt_when(
+    fleet: &Fleet,
+    pb: &std::path::Path,
+    ready: impl Fn() -> bool,
+) -> (Option<i32>, String) {
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_zdm-run"))
         .current_dir(fleet.dir.path())
         .args(["-i", "inventory", pb.to_str().unwrap()])
@@ -243,12 +243,21 @@ fn ctrl_c_stops_with_exit_99_and_leaves_no_temporary_files() {
         }
     }
     let mut child = Kill(child);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !HOSTS
-        .iter()
-        .all(|h| fleet.host_file(h, "/started").exists())
-    {
-        assert!(Instant::now() < deadline, "the run never started");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ready() {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            let mut out = String::new();
+            let _ = child.0.stdout.take().unwrap().read_to_string(&mut out);
+            panic!("the run ended ({status}) before it could be interrupted:\n{out}");
+        }
+        if Instant::now() > deadline {
+            let files: Vec<String> = HOSTS
+                .iter()
+                .flat_map(|h| std::fs::read_dir(fleet.root(h)).unwrap().flatten())
+                .map(|e| e.path().display().to_string())
+                .collect();
+            panic!("the run never got ready to interrupt; files: {files:?}");
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(300));
@@ -266,7 +275,6 @@ fn ctrl_c_stops_with_exit_99_and_leaves_no_temporary_files() {
         );
         std::thread::sleep(Duration::from_millis(50));
     };
-    assert_eq!(status.code(), Some(99));
     let mut out = String::new();
     child
         .0
@@ -275,18 +283,75 @@ fn ctrl_c_stops_with_exit_99_and_leaves_no_temporary_files() {
         .unwrap()
         .read_to_string(&mut out)
         .unwrap();
+    (status.code(), out)
+}
+
+/// Names of zdm-run's temporary files (`.zdm-...`, and any other name holding `zdm-`)
+/// directly under each host's root.
+fn zdm_leftovers(fleet: &Fleet) -> Vec<String> {
+    let mut found = Vec::new();
+    for h in HOSTS {
+        for e in std::fs::read_dir(fleet.root(h)).unwrap().flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.contains("zdm-") {
+                found.push(format!("{h}: {n}"));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn ctrl_c_stops_with_exit_99_and_leaves_no_temporary_files() {
+    let fleet = Fleet::new();
+    let pb = fleet.write_playbook(
+        "long.yml",
+        "- hosts: fleet\n  tasks:\n    - copy: {content: \"a\\n\", dest: /started}\n    - pause: {seconds: 60}\n    - copy: {content: \"b\\n\", dest: /never}\n",
+    );
+    let (code, out) = interrupt_when(&fleet, &pb, || {
+        HOSTS
+            .iter()
+            .all(|h| fleet.host_file(h, "/started").exists())
+    });
+    assert_eq!(code, Some(99), "{out}");
     assert!(out.contains("interrupted"), "{out}");
     assert!(out.contains("PLAY RECAP"), "{out}");
     for h in HOSTS {
         assert!(!fleet.host_file(h, "/never").exists());
-        let names: Vec<String> = std::fs::read_dir(fleet.root(h))
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
+    }
+    assert_eq!(zdm_leftovers(&fleet), Vec::<String>::new());
+}
+
+#[test]
+fn ctrl_c_during_a_validate_command_removes_the_copy_it_was_checking() {
+    let fleet = Fleet::new();
+    let pb = fleet.write_playbook(
+        "validate.yml",
+        r#"
+- hosts: fleet
+  tasks:
+    - copy:
+        content: "password={{ db_password }}\n"
+        dest: /app.conf
+        validate: 'touch "$ZDM_LOCAL_ROOT/validating"; sleep 60; test -s %s'
+"#,
+    );
+    // The copy is written before the command starts.
+    let (code, out) = interrupt_when(&fleet, &pb, || {
+        HOSTS
+            .iter()
+            .all(|h| fleet.host_file(h, "/validating").exists())
+    });
+    assert_eq!(code, Some(99), "{out}");
+    assert_eq!(
+        zdm_leftovers(&fleet),
+        Vec::<String>::new(),
+        "the copy under validation (holding the password) was left behind"
+    );
+    for h in HOSTS {
         assert!(
-            names.iter().all(|n| !n.starts_with(".zdm-")),
-            "{h}: {names:?}"
+            !fleet.host_file(h, "/app.conf").exists(),
+            "{h}: half-applied"
         );
     }
 }

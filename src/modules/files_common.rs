@@ -235,10 +235,14 @@ async fn validate(
             "validate command '{cmd}' must contain %s (the file to check)"
         )));
     }
-    let tmp = format!("{dest}.zdm-validate-{}", std::process::id());
+    let tmp = validate_copy_path(dest);
     ctx.transport
         .write_file(&tmp, content, 0o600, &Ownership::default())
         .await?;
+    let guard = RemoveOnDrop {
+        transport: ctx.transport,
+        path: Some(tmp.clone()),
+    };
     let real_tmp = ctx.transport.path_for_command(&tmp);
     let out = ctx
         .transport
@@ -248,7 +252,7 @@ async fn validate(
             ..Default::default()
         })
         .await;
-    let _ = ctx.transport.remove(&tmp).await;
+    guard.remove().await;
     let out = out?;
     if out.rc != 0 {
         return Err(ModuleError::Failed(format!(
@@ -258,4 +262,71 @@ async fn validate(
         )));
     }
     Ok(())
+}
+
+/// Where the copy checked by `validate` goes: beside `dest` (same filesystem, same
+/// directory permissions) under a `.zdm-` name, so that leftovers are recognisable and the
+/// file keeps its extension (validators such as `nginx -t` may look at it).
+fn validate_copy_path(dest: &str) -> String {
+    let (dir, base) = match dest.rsplit_once('/') {
+        Some((d, b)) => (format!("{d}/"), b),
+        None => (String::new(), dest),
+    };
+    format!("{dir}.zdm-validate-{}-{base}", std::process::id())
+}
+
+/// How long an interrupted run waits for the validate copy to be removed.
+const CLEANUP_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Removes the validate copy (the new content, maybe with secrets) also when the task's
+/// future is dropped mid-command, which is what Ctrl-C does to a running task.
+///
+/// WHY a blocking wait in `drop`: there is no async drop, and the interrupted run drops the
+/// task on the thread that drives the whole run while the runtime's workers keep running,
+/// so the removal can complete there. The wait is bounded so a dead host cannot hang the
+/// exit.
+struct RemoveOnDrop<'a> {
+    transport: &'a dyn crate::transport::Transport,
+    path: Option<String>,
+}
+
+impl RemoveOnDrop<'_> {
+    async fn remove(mut self) {
+        if let Some(p) = self.path.take() {
+            let _ = self.transport.remove(&p).await;
+        }
+    }
+}
+
+impl Drop for RemoveOnDrop<'_> {
+    fn drop(&mut self) {
+        let Some(p) = self.path.take() else {
+            return;
+        };
+        let (tx, rx) = futures::channel::oneshot::channel::<()>();
+        std::thread::spawn(move || {
+            std::thread::sleep(CLEANUP_WAIT);
+            let _ = tx.send(());
+        });
+        let remove = self.transport.remove(&p);
+        futures::executor::block_on(futures::future::select(remove, rx));
+    }
+}
+
+#[cfg(test)]
+mod validate_copy_tests {
+    use super::validate_copy_path;
+
+    #[test]
+    fn the_validate_copy_is_a_dot_zdm_file_beside_dest_keeping_its_extension() {
+        let pid = std::process::id();
+        assert_eq!(
+            validate_copy_path("/etc/app/site.conf"),
+            format!("/etc/app/.zdm-validate-{pid}-site.conf")
+        );
+        assert_eq!(
+            validate_copy_path("rel.yml"),
+            format!(".zdm-validate-{pid}-rel.yml")
+        );
+    }
 }
