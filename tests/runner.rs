@@ -837,3 +837,203 @@ fn play_level_gather_facts_makes_facts_variables_before_the_first_task() {
     check.assert_code(0);
     assert!(check.stdout.contains("Gathering Facts"), "{}", check.stdout);
 }
+
+/// The message zdm-run shows instead of a `no_log` task's output.
+const NO_LOG_SHOWN: &str = "the output has been hidden";
+
+#[test]
+fn templated_no_log_is_rendered_per_host_and_masks_when_true() {
+    let fleet = Fleet::new();
+    // `payload` is no secret-named variable: only no_log can hide it.
+    let pb = fleet.write_playbook(
+        "nolog.yml",
+        r#"
+- hosts: fleet
+  vars:
+    payload: "visible-payload-4711"
+  tasks:
+    - name: echo the payload
+      command: echo {{ payload }}
+      no_log: "{{ hide }}"
+    - name: fail showing the payload
+      fail: {msg: "failing with {{ payload }}"}
+      no_log: "{{ hide }}"
+      ignore_errors: true
+"#,
+    );
+    let pbs = pb.to_str().unwrap();
+    for args in [
+        vec![pbs, "-e", "hide=true", "-vv"],
+        vec![pbs, "-e", "hide=yes", "--output", "json"],
+    ] {
+        let run = fleet.run(&args);
+        run.assert_code(0);
+        let all = run.all();
+        assert!(!all.contains("visible-payload-4711"), "leaked:\n{all}");
+        assert!(all.contains(NO_LOG_SHOWN), "{all}");
+    }
+    // The same playbook with the template false shows the output: the check above can fail.
+    let shown = fleet.run(&[pbs, "-e", "hide=false", "-vv"]);
+    shown.assert_code(0);
+    assert!(
+        shown.stdout.contains("failing with visible-payload-4711"),
+        "{}",
+        shown.stdout
+    );
+    // A value that is no boolean fails the task, naming file, line, column and keyword, and
+    // still shows nothing of the task.
+    let bad = fleet.run(&[pbs, "-e", "hide=maybe", "-vv"]);
+    bad.assert_code(2);
+    assert!(
+        bad.stdout
+            .contains("nolog.yml:8:15: no_log: 'maybe' is not a boolean"),
+        "{}",
+        bad.stdout
+    );
+    assert!(!bad.all().contains("visible-payload-4711"), "{}", bad.all());
+}
+
+#[test]
+fn templated_failure_policy_is_rendered_when_the_play_starts() {
+    let fleet = Fleet::new();
+    let pb = fleet.write_playbook(
+        "policy.yml",
+        r#"
+- hosts: fleet
+  any_errors_fatal: "{{ strict }}"
+  tasks:
+    - fail: {msg: broken}
+      when: inventory_hostname == 'h2'
+    - copy: {content: "x\n", dest: /after.txt}
+"#,
+    );
+    let pbs = pb.to_str().unwrap();
+    fleet.run(&[pbs, "-e", "strict=true"]).assert_code(2);
+    for h in HOSTS {
+        assert!(
+            !fleet.host_file(h, "/after.txt").exists(),
+            "{h} went on although any_errors_fatal rendered true"
+        );
+    }
+    // Rendered false: the other hosts go on (so the check above is about the template).
+    fleet.run(&[pbs, "-e", "strict=false"]).assert_code(2);
+    assert!(fleet.host_file("h1", "/after.txt").exists());
+    assert!(fleet.host_file("h3", "/after.txt").exists());
+    assert!(!fleet.host_file("h2", "/after.txt").exists());
+    // Not a boolean: the run stops before any task, naming where the keyword is.
+    let bad = fleet.run(&[pbs, "-e", "strict=sometimes"]);
+    bad.assert_code(1);
+    assert!(
+        bad.stderr
+            .contains("policy.yml:3:21: any_errors_fatal: 'sometimes' is not a boolean"),
+        "{}",
+        bad.stderr
+    );
+
+    let pct = fleet.write_playbook(
+        "pct_tpl.yml",
+        r#"
+- hosts: fleet
+  max_fail_percentage: "{{ allowed }}"
+  tasks:
+    - fail: {}
+      when: inventory_hostname == 'h1'
+    - copy: {content: "y\n", dest: /pct.txt}
+"#,
+    );
+    let pcts = pct.to_str().unwrap();
+    fleet.run(&[pcts, "-e", "allowed=10"]).assert_code(2);
+    assert!(
+        !fleet.host_file("h2", "/pct.txt").exists(),
+        "33% failed > 10% allowed: the play stops"
+    );
+    fleet.run(&[pcts, "-e", "allowed=50"]).assert_code(2);
+    assert!(fleet.host_file("h2", "/pct.txt").exists());
+    let bad = fleet.run(&[pcts, "-e", "allowed=lots"]);
+    bad.assert_code(1);
+    assert!(
+        bad.stderr
+            .contains("pct_tpl.yml:3:24: max_fail_percentage: 'lots' is not a number"),
+        "{}",
+        bad.stderr
+    );
+}
+
+#[test]
+fn templated_run_once_and_check_mode_are_rendered() {
+    let fleet = Fleet::new();
+    let pb = fleet.write_playbook(
+        "once.yml",
+        r#"
+- hosts: fleet
+  tasks:
+    - shell: echo ran >> "$ZDM_LOCAL_ROOT/once.log"
+      run_once: "{{ once }}"
+    - copy: {content: "z\n", dest: /dry.txt}
+      check_mode: "{{ once }}"
+"#,
+    );
+    let pbs = pb.to_str().unwrap();
+    fleet.run(&[pbs, "-e", "once=true"]).assert_code(0);
+    assert!(fleet.host_file("h1", "/once.log").exists());
+    assert!(!fleet.host_file("h2", "/once.log").exists());
+    assert!(!fleet.host_file("h3", "/once.log").exists());
+    for h in HOSTS {
+        assert!(
+            !fleet.host_file(h, "/dry.txt").exists(),
+            "check_mode rendered true must not write on {h}"
+        );
+    }
+    fleet.run(&[pbs, "-e", "once=false"]).assert_code(0);
+    for h in HOSTS {
+        assert!(fleet.host_file(h, "/once.log").exists());
+        assert!(fleet.host_file(h, "/dry.txt").exists());
+    }
+    let bad = fleet.run(&[pbs, "-e", "once=perhaps"]);
+    bad.assert_code(2);
+    assert!(
+        bad.stdout
+            .contains("once.yml:5:17: run_once: 'perhaps' is not a boolean"),
+        "{}",
+        bad.stdout
+    );
+}
+
+#[test]
+fn include_vars_parameterise_a_shared_file_and_include_no_log_masks_its_tasks() {
+    let fleet = Fleet::new();
+    std::fs::write(
+        fleet.path("playbooks/greet.yml"),
+        "- copy: {content: \"{{ greeting }} {{ inventory_hostname }}\\n\", dest: \"/{{ file_name }}\"}\n\
+         - command: echo {{ greeting }}\n",
+    )
+    .unwrap();
+    let pb = fleet.write_playbook(
+        "inc.yml",
+        r#"
+- hosts: h1
+  vars:
+    greeting: play-level
+  tasks:
+    - include_tasks: greet.yml
+      vars: {greeting: hello-included, file_name: hello.txt}
+    - import_tasks: greet.yml
+      vars: {greeting: quiet-included-4242, file_name: quiet.txt}
+      no_log: true
+"#,
+    );
+    let run = fleet.run(&[pb.to_str().unwrap(), "-vv"]);
+    run.assert_code(0);
+    assert_eq!(
+        std::fs::read_to_string(fleet.host_file("h1", "/hello.txt")).unwrap(),
+        "hello-included h1\n",
+        "the include's vars win over play vars"
+    );
+    assert_eq!(
+        std::fs::read_to_string(fleet.host_file("h1", "/quiet.txt")).unwrap(),
+        "quiet-included-4242 h1\n"
+    );
+    assert!(run.stdout.contains("hello-included"), "{}", run.stdout);
+    assert!(!run.all().contains("quiet-included-4242"), "{}", run.all());
+    assert!(run.stdout.contains(NO_LOG_SHOWN), "{}", run.stdout);
+}
