@@ -128,7 +128,10 @@ pub fn parse_extra_vars(items: &[String]) -> Result<Vars, String> {
             mapping(item).map_err(|e| format!("-e '{item}': {e}"))?
         } else {
             let mut m = Vars::new();
-            for word in item.split_whitespace() {
+            // Shell-style words, as ansible-playbook reads them: `k='a b'` is one value.
+            let words =
+                shlex::split(item).ok_or_else(|| format!("-e '{item}': unbalanced quotes"))?;
+            for word in &words {
                 let (k, v) = word
                     .split_once('=')
                     .ok_or_else(|| format!("-e '{word}': expected key=value, JSON, or @file"))?;
@@ -435,7 +438,8 @@ fn touches_migration_state(book: &Playbook) -> bool {
     })
 }
 
-/// `--list-hosts` / `--list-tasks`, formatted like ansible-playbook.
+/// `--list-hosts` / `--list-tasks`, formatted like ansible-playbook, or as one JSON
+/// document with `--output json` (machines reading stdout always get JSON).
 fn list(
     args: &PlaybookArgs,
     inventory: &Inventory,
@@ -445,42 +449,84 @@ fn list(
     redactor: &Redactor,
 ) -> u8 {
     let reporter = Reporter::new(Format::Human, false, 0, false, redactor.clone());
+    let mut doc = Vec::new();
     for book in books {
-        println!("\nplaybook: {}", book.path.display());
         let runner = Runner::new(inventory, book, opts, templar, redactor, &reporter);
-        for (i, play) in book.plays.iter().enumerate() {
-            println!("\n  play #{} ({}): {}", i + 1, play.hosts, play.name);
+        let mut plays = Vec::new();
+        for play in &book.plays {
+            let mut entry = serde_json::json!({"name": play.name, "pattern": play.hosts});
             if args.list_hosts {
                 match runner.play_hosts(play) {
-                    Ok(hosts) => {
-                        println!("    pattern: ['{}']", play.hosts);
-                        println!("    hosts ({}):", hosts.len());
-                        for h in hosts {
-                            println!("      {h}");
-                        }
-                    }
+                    Ok(hosts) => entry["hosts"] = serde_json::json!(hosts),
                     Err(e) => {
-                        error(&e.to_string());
+                        let msg = redactor.redact(&e.to_string());
+                        error(&msg);
+                        if args.output == Format::Json {
+                            let doc =
+                                serde_json::json!({"error": msg, "exit_code": exit::PARSE_ERROR});
+                            println!("{doc}");
+                        }
                         return exit::PARSE_ERROR;
                     }
                 }
             }
             if args.list_tasks {
-                println!("    tasks:");
-                for t in play
+                let tasks: Vec<serde_json::Value> = play
                     .pre_tasks
                     .iter()
                     .chain(&play.tasks)
                     .chain(&play.post_tasks)
-                {
-                    if runner.tags_select(t) {
-                        println!("      {}\tTAGS: [{}]", t.display_name(), t.tags.join(", "));
-                    }
+                    .filter(|t| runner.tags_select(t))
+                    .map(|t| serde_json::json!({"name": t.display_name(), "tags": t.tags}))
+                    .collect();
+                entry["tasks"] = serde_json::Value::Array(tasks);
+            }
+            plays.push(entry);
+        }
+        doc.push(serde_json::json!({"playbook": book.path.display().to_string(), "plays": plays}));
+    }
+    match args.output {
+        Format::Json => {
+            let out = serde_json::json!({"playbooks": doc});
+            println!(
+                "{}",
+                redactor.redact(&serde_json::to_string_pretty(&out).unwrap_or_default())
+            );
+        }
+        Format::Human => print_list(&doc),
+    }
+    exit::OK
+}
+
+/// The human form of [`list`]'s document, laid out as ansible-playbook prints it.
+fn print_list(doc: &[serde_json::Value]) {
+    let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    for book in doc {
+        println!("\nplaybook: {}", s(&book["playbook"]));
+        for (i, play) in book["plays"].as_array().into_iter().flatten().enumerate() {
+            println!(
+                "\n  play #{} ({}): {}",
+                i + 1,
+                s(&play["pattern"]),
+                s(&play["name"])
+            );
+            if let Some(hosts) = play["hosts"].as_array() {
+                println!("    pattern: ['{}']", s(&play["pattern"]));
+                println!("    hosts ({}):", hosts.len());
+                for h in hosts {
+                    println!("      {}", s(h));
+                }
+            }
+            if let Some(tasks) = play["tasks"].as_array() {
+                println!("    tasks:");
+                for t in tasks {
+                    let tags: Vec<String> =
+                        t["tags"].as_array().into_iter().flatten().map(&s).collect();
+                    println!("      {}\tTAGS: [{}]", s(&t["name"]), tags.join(", "));
                 }
             }
         }
     }
-    exit::OK
 }
 
 #[cfg(test)]
@@ -509,5 +555,18 @@ mod tests {
         assert!(parse_extra_vars(&["=x".into()]).is_err());
         assert!(parse_extra_vars(&["@/no/such/file".into()]).is_err());
         assert!(parse_extra_vars(&["[1, 2]".into()]).is_err());
+    }
+
+    #[test]
+    fn extra_vars_words_honour_shell_quotes_like_ansible() {
+        let v =
+            parse_extra_vars(&["k='a b' plain=x dq=\"c  d\" esc=e\\ f empty=''".into()]).unwrap();
+        assert_eq!(v["k"], json!("a b"));
+        assert_eq!(v["plain"], json!("x"));
+        assert_eq!(v["dq"], json!("c  d"));
+        assert_eq!(v["esc"], json!("e f"));
+        assert_eq!(v["empty"], json!(""));
+        let e = parse_extra_vars(&["k='unterminated".into()]).unwrap_err();
+        assert!(e.contains("unbalanced quotes"), "{e}");
     }
 }

@@ -392,6 +392,27 @@ fn list_hosts_tasks_limit_and_tags() {
     let run = fleet.run(&["playbooks/site.yml", "--list-tasks"]);
     run.assert_code(0);
     assert!(run.stdout.contains("render config"), "{}", run.stdout);
+    // --output json: one JSON document with the same facts.
+    let run = fleet.run(&[
+        "playbooks/site.yml",
+        "--list-hosts",
+        "--list-tasks",
+        "-l",
+        "fleet:!h2",
+        "--output",
+        "json",
+    ]);
+    run.assert_code(0);
+    let doc = run.json();
+    let play = &doc["playbooks"][0]["plays"][0];
+    assert_eq!(play["hosts"], serde_json::json!(["h1", "h3"]), "{doc}");
+    let tasks: Vec<&str> = play["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(tasks.contains(&"render config"), "{doc}");
 
     let pb = fleet.write_playbook(
         "tags.yml",
@@ -454,6 +475,14 @@ fn extra_vars_win_and_loops_register_results() {
     assert_eq!(
         std::fs::read_to_string(fleet.host_file("h1", "/who.txt")).unwrap(),
         "cli\n"
+    );
+    // k=v words honour shell-style quotes, as with ansible-playbook.
+    fleet
+        .run(&[pb.to_str().unwrap(), "-e", "who='two words' other=x"])
+        .assert_code(0);
+    assert_eq!(
+        std::fs::read_to_string(fleet.host_file("h1", "/one.txt")).unwrap(),
+        "two words one\n"
     );
     let _: BTreeMap<(), ()> = BTreeMap::new();
 }
