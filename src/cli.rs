@@ -312,6 +312,7 @@ pub fn run_playbooks(args: PlaybookArgs) -> u8 {
         extra_vars: extra,
     };
     let redactor = Redactor::default();
+    crate::output::redact_logs_with(&redactor);
     redactor.add_from_vars(&opts.extra_vars);
     if args.list_hosts || args.list_tasks {
         return list(&args, &inventory, &books, &opts, &templar, &redactor);

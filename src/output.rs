@@ -45,15 +45,38 @@ pub struct Reporter {
 /// spinners instead of through them.
 static PROGRESS: OnceLock<indicatif::MultiProgress> = OnceLock::new();
 
-/// A `tracing` writer for stderr that suspends the progress display while it writes.
+/// The redactor log lines pass through; set once the run knows its secrets (see
+/// [`redact_logs_with`]). Before that, nothing secret has been read yet.
+static LOG_REDACTOR: OnceLock<Redactor> = OnceLock::new();
+
+/// Makes every later log line pass through `redactor` (it keeps learning secrets as the run
+/// reads variables, so lines logged later are masked with what it knows then).
+pub fn redact_logs_with(redactor: &Redactor) {
+    let _ = LOG_REDACTOR.set(redactor.clone());
+}
+
+/// A `tracing` writer for stderr that masks secrets and suspends the progress display while
+/// it writes.
 pub struct LogWriter;
+
+/// `buf` with the secrets `redactor` knows masked. The fmt layer hands one whole event per
+/// write, so a secret is never split across two calls.
+fn redact_bytes(redactor: Option<&Redactor>, buf: &[u8]) -> Vec<u8> {
+    match redactor {
+        Some(r) => r.redact(&String::from_utf8_lossy(buf)).into_bytes(),
+        None => buf.to_vec(),
+    }
+}
 
 impl Write for LogWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = redact_bytes(LOG_REDACTOR.get(), buf);
         match PROGRESS.get() {
-            Some(m) => m.suspend(|| std::io::stderr().write(buf)),
-            None => std::io::stderr().write(buf),
+            Some(m) => m.suspend(|| std::io::stderr().write_all(&text))?,
+            None => std::io::stderr().write_all(&text)?,
         }
+        // The caller's bytes are all consumed (the masked text may be longer or shorter).
+        Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
         std::io::stderr().flush()
@@ -382,6 +405,21 @@ impl Reporter {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod log_tests {
+    use super::*;
+
+    #[test]
+    fn log_lines_are_masked_with_the_secrets_the_redactor_knows() {
+        let r = Redactor::default();
+        r.add("hunter2-secret");
+        let line = b"DEBUG connecting with hunter2-secret to h1\n";
+        let out = String::from_utf8(redact_bytes(Some(&r), line)).unwrap();
+        assert_eq!(out, "DEBUG connecting with ******** to h1\n");
+        assert_eq!(redact_bytes(None, line), line.to_vec());
     }
 }
 
