@@ -226,21 +226,23 @@ fn digest(s: &str, algo: &str) -> Result<String, Error> {
         "sha512" => Ok(hex::encode(sha2::Sha512::digest(s.as_bytes()))),
         "sha384" => Ok(hex::encode(sha2::Sha384::digest(s.as_bytes()))),
         "sha224" => Ok(hex::encode(sha2::Sha224::digest(s.as_bytes()))),
+        "sha1" => Ok(hex::encode(sha1::Sha1::digest(s.as_bytes()))),
+        "md5" => Ok(hex::encode(md5::Md5::digest(s.as_bytes()))),
         other => Err(err(format!(
-            "hash: unsupported algorithm '{other}' (supported: sha224, sha256, sha384, sha512)"
+            "hash: unsupported algorithm '{other}' (supported: md5, sha1, sha224, sha256, sha384, sha512)"
         ))),
     }
 }
 
-/// `hash('sha256')`. Without an argument Ansible uses sha1; we default to sha256 because
-/// sha1 is not worth a dependency for checksums nobody should rely on for security.
+/// `hash('sha256')`, `hash('md5')`...; without an argument sha1, as in Ansible, so a
+/// template written for Ansible renders the same value here.
 fn hash(s: String, algo: Option<String>) -> Result<String, Error> {
-    digest(&s, algo.as_deref().unwrap_or("sha256"))
+    digest(&s, algo.as_deref().unwrap_or("sha1"))
 }
 
-/// `checksum`: the sha256 of the text (Ansible's is sha1; see `hash`).
+/// `checksum`: the sha1 of the text, as Ansible's (use `hash('sha256')` for sha256).
 fn checksum(s: String) -> Result<String, Error> {
-    digest(&s, "sha256")
+    digest(&s, "sha1")
 }
 
 /// Shell-quotes a value so it is one word for `/bin/sh`.

@@ -71,9 +71,14 @@ fn ansible_filters() {
         r("{{ 'abc' | hash('sha256') }}"),
         "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     );
+    // Ansible's defaults: checksum and hash without an argument are sha1.
+    let sha1_abc = "a9993e364706816aba3e25717850c26c9cd0d89d";
+    assert_eq!(r("{{ 'abc' | checksum }}"), sha1_abc);
+    assert_eq!(r("{{ 'abc' | hash('sha1') }}"), sha1_abc);
+    assert_eq!(r("{{ 'abc' | hash }}"), sha1_abc);
     assert_eq!(
-        r("{{ 'abc' | checksum }}"),
-        r("{{ 'abc' | hash('sha256') }}")
+        r("{{ 'abc' | hash('md5') }}"),
+        "900150983cd24fb0d6963f7d28e17f72"
     );
     assert_eq!(r("{{ \"it's\" | quote }}"), "'it'\"'\"'s'");
     assert_eq!(r("{{ 'plain' | quote }}"), "plain");
