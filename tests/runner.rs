@@ -1066,3 +1066,310 @@ fn include_vars_parameterise_a_shared_file_and_include_no_log_masks_its_tasks() 
     assert!(!run.all().contains("quiet-included-4242"), "{}", run.all());
     assert!(run.stdout.contains(NO_LOG_SHOWN), "{}", run.stdout);
 }
+
+#[test]
+fn plan_covers_run_once_hosts_and_reports_a_quiet_command_as_the_real_run_does() {
+    let fleet = Fleet::new();
+    let pb = fleet.write_playbook(
+        "plan.yml",
+        r#"
+- name: plan play
+  hosts: fleet
+  tasks:
+    - name: once
+      shell: echo once >> "$ZDM_LOCAL_ROOT/once.log"
+      run_once: true
+    - name: quiet probe
+      command: echo probing
+      changed_when: false
+    - name: probe judged by its output
+      command: echo x
+      register: judged
+      changed_when: "'x' in judged.stdout"
+    - name: write
+      copy: {content: "w\n", dest: /w.txt}
+"#,
+    );
+    let pbs = pb.to_str().unwrap();
+    // Human plan, no sandbox needed: a PLAN section per play with a line per host and task.
+    let human = fleet.run(&[pbs, "--check"]);
+    human.assert_code(0);
+    let out = &human.stdout;
+    assert!(out.contains("PLAN [plan play]"), "{out}");
+    let plan = &out[out.find("PLAN [plan play]").unwrap()..];
+    let h2 = &plan[plan.find("h2:").unwrap()..plan.find("h3:").unwrap()];
+    assert!(h2.contains("skipped      once (run_once on h1)"), "{h2}");
+    assert!(
+        h2.contains("ok           quiet probe: run: echo probing"),
+        "{h2}"
+    );
+    assert!(
+        h2.contains("would run    probe judged by its output"),
+        "{h2}"
+    );
+    assert!(h2.contains("would change write"), "{h2}");
+    let h1 = &plan[plan.find("h1:").unwrap()..plan.find("h2:").unwrap()];
+    assert!(h1.contains("would run    once"), "{h1}");
+    for h in HOSTS {
+        assert!(!fleet.host_file(h, "/once.log").exists());
+    }
+
+    // JSON plan vs real run: the same (task, host) lines; `would_change` becomes `changed`,
+    // and `would_run` (a command whose report depends on its output) `changed` or `ok`.
+    let plan = fleet.run(&[pbs, "--check", "--output", "json"]);
+    plan.assert_code(0);
+    let real = fleet.run(&[pbs, "--output", "json"]);
+    real.assert_code(0);
+    let (p, r) = (statuses(&plan.json()), statuses(&real.json()));
+    assert_eq!(p.len(), r.len(), "plan {p:?}\nreal {r:?}");
+    for (p, r) in p.iter().zip(&r) {
+        assert_eq!((&p.0, &p.1), (&r.0, &r.1));
+        let allowed: &[&str] = match p.2.as_str() {
+            "would_change" => &["changed"],
+            "would_run" => &["changed", "ok"],
+            other => &[other],
+        };
+        assert!(
+            allowed.contains(&r.2.as_str()),
+            "{} on {}: plan {} real {}",
+            p.0,
+            p.1,
+            p.2,
+            r.2
+        );
+    }
+    assert!(p.contains(&("quiet probe".into(), "h1".into(), "ok".into())));
+    assert!(p.contains(&("once".into(), "h3".into(), "skipped".into())));
+    // The run_once lines are not counted: the recap is Ansible's.
+    let doc = real.json();
+    assert_eq!(stats(&doc, "h2", "skipped"), 0, "{doc}");
+    assert_eq!(stats(&plan.json(), "h1", "changed"), 3);
+    assert_eq!(stats(&doc, "h1", "changed"), 3);
+    assert_eq!(stats(&doc, "h2", "changed"), 2);
+    assert!(fleet.host_file("h1", "/once.log").exists());
+    assert!(!fleet.host_file("h2", "/once.log").exists());
+}
+
+#[test]
+fn group_vars_and_host_vars_beside_the_playbook_are_read() {
+    let fleet = Fleet::new();
+    std::fs::create_dir_all(fleet.path("playbooks/group_vars")).unwrap();
+    std::fs::create_dir_all(fleet.path("playbooks/host_vars")).unwrap();
+    std::fs::write(
+        fleet.path("playbooks/group_vars/fleet.yml"),
+        "where_from: group-vars-dir\n",
+    )
+    .unwrap();
+    std::fs::write(
+        fleet.path("playbooks/host_vars/h2.yml"),
+        "where_from: host-vars-dir\n",
+    )
+    .unwrap();
+    let pb = fleet.write_playbook(
+        "dirs.yml",
+        "- hosts: fleet\n  tasks:\n    - copy: {content: \"{{ where_from }}\\n\", dest: /from.txt}\n",
+    );
+    fleet.run(&[pb.to_str().unwrap()]).assert_code(0);
+    let read = |h: &str| std::fs::read_to_string(fleet.host_file(h, "/from.txt")).unwrap();
+    assert_eq!(read("h1"), "group-vars-dir\n");
+    assert_eq!(read("h2"), "host-vars-dir\n");
+    assert_eq!(read("h3"), "group-vars-dir\n");
+}
+
+#[test]
+fn variable_precedence_chain_from_inventory_to_extra_vars() {
+    let fleet = Fleet::new();
+    std::fs::create_dir_all(fleet.path("playbooks/group_vars")).unwrap();
+    std::fs::write(
+        fleet.path("playbooks/group_vars/fleet.yml"),
+        "a: group\nb: group\n",
+    )
+    .unwrap();
+    std::fs::write(fleet.path("playbooks/vf.yml"), "b: vars-file\n").unwrap();
+    let pb = fleet.write_playbook(
+        "prec.yml",
+        r#"
+- hosts: h1
+  vars: {a: play, b: play, c: play, d: play, e: play}
+  vars_files: [vf.yml]
+  tasks:
+    - command: echo registered
+      register: d
+    - command: echo registered-e
+      register: e
+    - copy:
+        content: "a={{ a }} b={{ b }} c={{ c }} d={{ d.stdout | default('task-vars-won') }} e={{ e }}\n"
+        dest: /prec.txt
+      vars: {c: task, d: task}
+"#,
+    );
+    fleet
+        .run(&[pb.to_str().unwrap(), "-e", "e=cli"])
+        .assert_code(0);
+    assert_eq!(
+        std::fs::read_to_string(fleet.host_file("h1", "/prec.txt")).unwrap(),
+        // play > group_vars, vars_files > play, task > play, registered > task, -e > registered
+        "a=play b=vars-file c=task d=registered e=cli\n"
+    );
+}
+
+#[test]
+fn handlers_flush_at_the_end_of_pre_tasks_tasks_and_post_tasks() {
+    let fleet = Fleet::new();
+    let pb = fleet.write_playbook(
+        "sections.yml",
+        r#"
+- hosts: h1
+  post_tasks:
+    - shell: echo post >> "$ZDM_LOCAL_ROOT/log"
+      notify: h
+  tasks:
+    - shell: echo task >> "$ZDM_LOCAL_ROOT/log"
+      notify: h
+  pre_tasks:
+    - shell: echo pre >> "$ZDM_LOCAL_ROOT/log"
+      notify: h
+  handlers:
+    - name: h
+      shell: echo handler >> "$ZDM_LOCAL_ROOT/log"
+"#,
+    );
+    fleet.run(&[pb.to_str().unwrap()]).assert_code(0);
+    assert_eq!(
+        std::fs::read_to_string(fleet.host_file("h1", "/log")).unwrap(),
+        "pre\nhandler\ntask\nhandler\npost\nhandler\n"
+    );
+}
+
+/// Runs a two-task play with `serial` on the fleet; returns the shared log's lines.
+fn serial_order(fleet: &Fleet, name: &str, serial: &str) -> Vec<String> {
+    let log = fleet.path(&format!("{name}.log"));
+    let pb = fleet.write_playbook(
+        &format!("{name}.yml"),
+        &format!(
+            "- hosts: fleet\n  serial: {serial}\n  tasks:\n    - shell: echo t1 {{{{ inventory_hostname }}}} >> {log}\n    - shell: echo t2 {{{{ inventory_hostname }}}} >> {log}\n",
+            log = log.display()
+        ),
+    );
+    fleet.run(&[pb.to_str().unwrap()]).assert_code(0);
+    std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn serial_percent_and_list_forms_batch_the_hosts() {
+    let fleet = Fleet::new();
+    // 30% of 3 hosts rounds down to 0, which counts as 1: one host at a time.
+    assert_eq!(
+        serial_order(&fleet, "pct", "\"30%\""),
+        ["t1 h1", "t2 h1", "t1 h2", "t2 h2", "t1 h3", "t2 h3"]
+    );
+    // [1, 2]: h1 alone, then h2 and h3 together (in either order within the batch).
+    let lines = serial_order(&fleet, "list", "[1, 2]");
+    assert_eq!(&lines[..2], ["t1 h1", "t2 h1"]);
+    let mut second: Vec<&str> = lines[2..4].iter().map(String::as_str).collect();
+    second.sort();
+    assert_eq!(second, ["t1 h2", "t1 h3"]);
+    let mut third: Vec<&str> = lines[4..].iter().map(String::as_str).collect();
+    third.sort();
+    assert_eq!(third, ["t2 h2", "t2 h3"]);
+    // Without serial every host does t1 before any does t2 (so the checks above can fail).
+    let lines = serial_order(&fleet, "none", "\"100%\"");
+    assert!(lines[..3].iter().all(|l| l.starts_with("t1")), "{lines:?}");
+}
+
+#[test]
+fn a_check_mode_true_task_changes_nothing_in_a_real_run() {
+    let fleet = Fleet::new();
+    let pb = fleet.write_playbook(
+        "cm.yml",
+        r#"
+- hosts: h1
+  tasks:
+    - copy: {content: "x\n", dest: /cm.txt}
+      check_mode: true
+      register: planned
+    - command: touch "$ZDM_LOCAL_ROOT/ran"
+      check_mode: true
+    - assert: {that: planned.changed}
+    - copy: {content: "y\n", dest: /real.txt}
+"#,
+    );
+    let run = fleet.run(&[pb.to_str().unwrap(), "--output", "json"]);
+    run.assert_code(0);
+    assert!(!fleet.host_file("h1", "/cm.txt").exists());
+    assert!(!fleet.host_file("h1", "/ran").exists());
+    assert!(
+        fleet.host_file("h1", "/real.txt").exists(),
+        "the run itself was real"
+    );
+    let st: Vec<String> = statuses(&run.json()).into_iter().map(|s| s.2).collect();
+    assert_eq!(st, ["would_change", "would_run", "ok", "changed"]);
+}
+
+#[test]
+fn exit_code_1_when_the_run_itself_cannot_go_on() {
+    let fleet = Fleet::new();
+    // serial is rendered when the play starts: a value that is no size stops the run (1).
+    let pb = fleet.write_playbook(
+        "badserial.yml",
+        "- hosts: fleet\n  serial: \"{{ batch }}\"\n  tasks:\n    - copy: {content: x, dest: /x}\n",
+    );
+    let run = fleet.run(&[pb.to_str().unwrap(), "-e", "batch=several"]);
+    run.assert_code(1);
+    assert!(
+        run.stderr.contains("serial 'several' is not a number"),
+        "{}",
+        run.stderr
+    );
+    for h in HOSTS {
+        assert!(!fleet.host_file(h, "/x").exists());
+    }
+    // A missing vars file is found before the run: a playbook error (4), not 1.
+    let pb = fleet.write_playbook(
+        "novf.yml",
+        "- hosts: fleet\n  vars_files: [missing-vars.yml]\n  tasks:\n    - copy: {content: x, dest: /x}\n",
+    );
+    let run = fleet.run(&[pb.to_str().unwrap()]);
+    run.assert_code(4);
+    assert!(run.stderr.contains("missing-vars.yml"), "{}", run.stderr);
+}
+
+#[test]
+fn secrets_named_key_or_secret_are_masked_but_keyspace_names_are_not() {
+    let fleet = Fleet::new();
+    let pb = fleet.write_playbook(
+        "keys.yml",
+        r#"
+- hosts: h1
+  vars:
+    ssh_private_key: "KEYVAL-abc123"
+    client_secret_value: "SECVAL-xyz789"
+    app_keyspace: "ks_visible_name"
+  tasks:
+    - debug: {msg: "{{ ssh_private_key }} {{ client_secret_value }} {{ app_keyspace }}"}
+    - copy:
+        content: "k={{ ssh_private_key }} s={{ client_secret_value }} ks={{ app_keyspace }}\n"
+        dest: /keys.conf
+"#,
+    );
+    let pbs = pb.to_str().unwrap();
+    for args in [
+        vec![pbs, "--check", "--diff", "-vv"],
+        vec![pbs, "--diff", "--output", "json"],
+    ] {
+        let run = fleet.run(&args);
+        run.assert_code(0);
+        let all = run.all();
+        assert!(!all.contains("KEYVAL-abc123"), "*_key leaked:\n{all}");
+        assert!(!all.contains("SECVAL-xyz789"), "*secret* leaked:\n{all}");
+        assert!(
+            all.contains("ks_visible_name"),
+            "keyspace names stay visible:\n{all}"
+        );
+        assert!(all.contains("********"), "{all}");
+    }
+}

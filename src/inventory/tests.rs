@@ -178,3 +178,20 @@ fn host_ranges() {
     );
     assert!(expand_host_range("p[3:1]").is_err());
 }
+
+#[test]
+fn a_loose_host_is_in_ungrouped_and_all_in_both_formats() {
+    let ini = "loose1 ansible_connection=local\n[g]\nmember\n";
+    let inv = Inventory::from_str(ini, Path::new("h.ini")).unwrap();
+    assert_eq!(inv.group_hosts("ungrouped"), ["loose1"]);
+    assert_eq!(inv.group_hosts("all"), ["loose1", "member"]);
+    assert!(!inv.groups_of("member").contains(&"ungrouped".to_string()));
+    let yaml = "all:\n  hosts:\n    loose2:\n  children:\n    g:\n      hosts:\n        member:\n";
+    let inv = Inventory::from_str(yaml, Path::new("h.yml")).unwrap();
+    assert_eq!(inv.group_hosts("ungrouped"), ["loose2"]);
+    assert!(!inv.group_hosts("ungrouped").contains(&"member".to_string()));
+    assert_eq!(
+        crate::inventory::select_hosts(&inv, "ungrouped").unwrap(),
+        ["loose2"]
+    );
+}
