@@ -408,6 +408,11 @@ impl Reporter {
     }
 }
 
+/// `debug` output is the point of the task, so it is shown without `-v`.
+fn is_debug_msg(r: &TaskReport) -> bool {
+    r.status == TaskStatus::Ok && r.summary.as_deref() == Some("debug")
+}
+
 #[cfg(test)]
 mod log_tests {
     use super::*;
@@ -421,9 +426,4 @@ mod log_tests {
         assert_eq!(out, "DEBUG connecting with ******** to h1\n");
         assert_eq!(redact_bytes(None, line), line.to_vec());
     }
-}
-
-/// `debug` output is the point of the task, so it is shown without `-v`.
-fn is_debug_msg(r: &TaskReport) -> bool {
-    r.status == TaskStatus::Ok && r.summary.as_deref() == Some("debug")
 }
