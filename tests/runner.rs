@@ -1373,3 +1373,25 @@ fn secrets_named_key_or_secret_are_masked_but_keyspace_names_are_not() {
         assert!(all.contains("********"), "{all}");
     }
 }
+
+#[test]
+fn templated_ignore_errors_is_rendered_and_a_non_boolean_is_not_read_as_false() {
+    let fleet = Fleet::new();
+    let pb = fleet.write_playbook(
+        "tolerate.yml",
+        "- hosts: h1\n  tasks:\n    - fail: {msg: expected}\n      ignore_errors: \"{{ tolerate }}\"\n    - copy: {content: x, dest: /after.txt}\n",
+    );
+    let pbs = pb.to_str().unwrap();
+    fleet.run(&[pbs, "-e", "tolerate=yes"]).assert_code(0);
+    assert!(fleet.host_file("h1", "/after.txt").exists());
+    std::fs::remove_file(fleet.host_file("h1", "/after.txt")).unwrap();
+    let bad = fleet.run(&[pbs, "-e", "tolerate=maybe"]);
+    bad.assert_code(2);
+    assert!(
+        bad.stdout
+            .contains("tolerate.yml:4:22: ignore_errors: 'maybe' is not a boolean"),
+        "{}",
+        bad.stdout
+    );
+    assert!(!fleet.host_file("h1", "/after.txt").exists());
+}

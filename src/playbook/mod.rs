@@ -118,7 +118,8 @@ pub struct Task {
     pub tags: Vec<String>,
     pub notify: Vec<String>,
     pub listen: Vec<String>,
-    pub ignore_errors: Value,
+    /// Rendered per host (and loop item) with the task's variables (it may be a template).
+    pub ignore_errors: Flag,
     /// Rendered per host with the task's variables (it may be a template).
     pub no_log: Flag,
     /// Rendered with the first host's variables.
@@ -390,7 +391,7 @@ struct Inherited {
     no_log: Option<Flag>,
     run_once: Option<Flag>,
     check_mode: Option<Flag>,
-    ignore_errors: Option<Value>,
+    ignore_errors: Option<Flag>,
     delegate_to: Option<String>,
 }
 
@@ -525,10 +526,8 @@ fn expand_task(
     let no_log = flag(obj, "no_log", src, at).or_else(|| inherited.no_log.clone());
     let run_once = flag(obj, "run_once", src, at).or_else(|| inherited.run_once.clone());
     let check_mode = flag(obj, "check_mode", src, at).or_else(|| inherited.check_mode.clone());
-    let ignore_errors = obj
-        .get("ignore_errors")
-        .cloned()
-        .or_else(|| inherited.ignore_errors.clone());
+    let ignore_errors =
+        flag(obj, "ignore_errors", src, at).or_else(|| inherited.ignore_errors.clone());
     let delegate_to = obj
         .get("delegate_to")
         .map(crate::vars::display)
@@ -602,7 +601,7 @@ fn expand_task(
         tags,
         notify,
         listen: strings(obj.get("listen")),
-        ignore_errors: ignore_errors.unwrap_or(Value::Bool(false)),
+        ignore_errors: ignore_errors.unwrap_or_default(),
         no_log: no_log.unwrap_or_default(),
         run_once: run_once.unwrap_or_default(),
         delegate_to,

@@ -379,7 +379,7 @@ fn include_passes_vars_and_execution_keywords_to_its_tasks() {
         "the task's own keyword wins"
     );
     for task in t {
-        assert_eq!(task.ignore_errors, Value::Bool(true));
+        assert_eq!(task.ignore_errors, Flag::Fixed(true));
         assert_eq!(task.run_once, Flag::Fixed(true));
         assert_eq!(task.check_mode, Some(Flag::Fixed(false)));
         assert_eq!(task.delegate_to.as_deref(), Some("localhost"));

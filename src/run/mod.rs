@@ -54,7 +54,6 @@ fn gathering_task(play: &Play) -> Task {
         module: "gather_facts".into(),
         tags: vec!["always".into()],
         base_dir: play.base_dir.clone(),
-        ignore_errors: Value::Bool(false),
         ..Default::default()
     }
 }

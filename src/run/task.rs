@@ -73,14 +73,14 @@ impl TaskEnv<'_> {
         }
     }
 
+    /// Whether a failure before the task's items run (privilege escalation, connection,
+    /// loop) is ignored. A template that cannot be rendered here counts as not ignoring:
+    /// the failure is shown rather than hidden.
     fn ignore_errors(&self, vars: &Vars) -> bool {
-        match &self.task.ignore_errors {
-            Value::String(s) if s.contains("{{") => self
-                .templar
-                .eval_bool("ignore_errors", s, vars)
-                .unwrap_or(false),
-            v => crate::vars::truthy(v),
-        }
+        self.task
+            .ignore_errors
+            .eval(self.templar, vars)
+            .unwrap_or(false)
     }
 
     fn name(&self) -> String {
@@ -202,7 +202,14 @@ pub async fn run_on_host(env: &TaskEnv<'_>, host: &str, mut vars: Vars) -> HostO
         if let Some(it) = &item {
             ivars.insert("item".into(), it.clone());
         }
-        let ignore = env.ignore_errors(&ivars);
+        // Rendered per item (it may read `item`); a value that is no boolean fails the host.
+        let ignore = match task.ignore_errors.eval(env.templar, &ivars) {
+            Ok(b) => b,
+            Err(m) => {
+                fail(&mut out, m, TaskStatus::Failed, false);
+                return out;
+            }
+        };
         let mut skip = false;
         for cond in &task.when {
             match env
