@@ -22,6 +22,13 @@ pub struct Templated {
 }
 
 impl Templated {
+    /// Checks the template's syntax before the run (the message names where it is).
+    pub fn check_syntax(&self, templar: &Templar) -> Result<(), String> {
+        templar
+            .check_syntax(&self.keyword, &self.expr)
+            .map_err(|e| format!("{}: {}: {e}", self.at, self.keyword))
+    }
+
     fn render(&self, templar: &Templar, vars: &Vars) -> Result<Value, String> {
         templar
             .render_value(&self.keyword, &Value::String(self.expr.clone()), vars)
@@ -64,9 +71,12 @@ impl Flag {
         }
     }
 
-    /// Whether the value is only known once rendered for a host.
-    pub fn is_template(&self) -> bool {
-        matches!(self, Flag::Template(_))
+    /// The template, when the value is only known once rendered.
+    pub fn template(&self) -> Option<&Templated> {
+        match self {
+            Flag::Template(t) => Some(t),
+            Flag::Fixed(_) => None,
+        }
     }
 }
 
@@ -78,6 +88,14 @@ pub enum Number {
 }
 
 impl Number {
+    /// The template, when the value is only known once rendered.
+    pub fn template(&self) -> Option<&Templated> {
+        match self {
+            Number::Template(t) => Some(t),
+            Number::Fixed(_) => None,
+        }
+    }
+
     pub fn eval(&self, templar: &Templar, vars: &Vars) -> Result<f64, String> {
         match self {
             Number::Fixed(n) => Ok(*n),

@@ -22,6 +22,14 @@ pub fn preflight(book: &Playbook, templar: &Templar) -> Result<(), PlaybookError
                 t.display_name()
             ))
         };
+        let play_keywords = play
+            .any_errors_fatal
+            .template()
+            .into_iter()
+            .chain(play.max_fail_percentage.as_ref().and_then(|n| n.template()));
+        for tpl in play_keywords {
+            tpl.check_syntax(templar).map_err(PlaybookError)?;
+        }
         for f in &play.vars_files {
             if !is_template(&f.display().to_string()) {
                 crate::inventory::read_vars_file(f).map_err(|e| {
@@ -47,6 +55,13 @@ pub fn preflight(book: &Playbook, templar: &Templar) -> Result<(), PlaybookError
                 t.base_dir.join("..").join("templates"),
             ] {
                 templar.add_search_dir(&d);
+            }
+            let keywords = [&t.no_log, &t.run_once, &t.ignore_errors]
+                .into_iter()
+                .chain(t.check_mode.as_ref())
+                .filter_map(|f| f.template());
+            for tpl in keywords {
+                tpl.check_syntax(templar).map_err(PlaybookError)?;
             }
             let conditions = t
                 .when

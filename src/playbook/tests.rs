@@ -436,3 +436,22 @@ fn templated_policy_and_task_keywords_are_kept_with_their_position() {
     assert_eq!(at(&play.tasks[0].run_once), "p.yml:6:17");
     assert_eq!(at(play.tasks[0].check_mode.as_ref().unwrap()), "p.yml:7:19");
 }
+
+#[test]
+fn a_broken_templated_keyword_is_found_before_the_run_at_its_position() {
+    let text = "\
+- hosts: all
+  any_errors_fatal: \"{{ strict }}\"
+  tasks:
+    - command: id
+      no_log: \"{{ hide ) }}\"
+";
+    let (d, pb) = load("p.yml", text);
+    let msg = preflight(&pb.unwrap(), &crate::template::Templar::new())
+        .unwrap_err()
+        .0;
+    let msg = msg.replace(&format!("{}/", d.path().display()), "");
+    assert!(msg.starts_with("p.yml:5:15: no_log: "), "{msg}");
+    let (_d, pb) = load("q.yml", &text.replace("{{ hide ) }}", "{{ hide }}"));
+    preflight(&pb.unwrap(), &crate::template::Templar::new()).unwrap();
+}
