@@ -249,10 +249,14 @@ fn load_plays(file: &Path, depth: usize, out: &mut Vec<Play>) -> Result<(), Play
         let obj = raw.as_object().expect("checked: play is a mapping");
         let here = [Seg::Index(i)];
         if let Some(target) = obj.get("import_playbook") {
-            if let Some(other) = obj.keys().find(|k| *k != "import_playbook") {
+            // `name` is a label only (as in Ansible); anything else would be dropped.
+            let other = obj
+                .keys()
+                .find(|k| !matches!(k.as_str(), "import_playbook" | "name"));
+            if let Some(other) = other {
                 return Err(PlaybookError(format!(
                     "{}: '{other}' beside import_playbook: an import_playbook entry takes no \
-                     other keys (put them on the imported plays)",
+                     other keys than name (put them on the imported plays)",
                     src.at_key(&child(&here, Seg::key(other)))
                 )));
             }

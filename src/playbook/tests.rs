@@ -291,7 +291,19 @@ fn import_playbook_beside_other_keys_is_refused_at_the_key() {
     assert_eq!(
         msg,
         "site.yml:4:3: 'vars' beside import_playbook: an import_playbook entry takes no other \
-         keys (put them on the imported plays)"
+         keys than name (put them on the imported plays)"
+    );
+    let (_d, pb) = load_tree(&[
+        ("other.yml", "- hosts: all\n  tasks: []\n"),
+        (
+            "site.yml",
+            "- name: phase one\n  import_playbook: other.yml\n",
+        ),
+    ]);
+    assert_eq!(
+        pb.unwrap().plays.len(),
+        1,
+        "a name beside import_playbook is a label"
     );
 }
 
