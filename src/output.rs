@@ -272,22 +272,24 @@ impl Reporter {
 
     /// A host of a `run_once` task that did not run it because `first` ran it for the batch.
     /// Shown (and in the plan) so every host has a line for every task, but not counted in
-    /// the recap, as ansible-playbook does not count it either.
+    /// the recap, as ansible-playbook does not count it either. In JSON it is kept apart from
+    /// the task's `hosts` (which hold results), as `run_once: {ran_on, covered: [...]}`.
     pub fn run_once_elsewhere(&self, host: &str, first: &str) {
         self.line(&format!("skipping: [{host}] => run_once on {first}"));
         let mut doc = self.doc.lock().expect("doc lock");
-        if let Some(Value::Object(hosts)) = doc
+        if let Some(Value::Object(task)) = doc
             .plays
             .last_mut()
             .and_then(|p| p.get_mut("tasks"))
             .and_then(Value::as_array_mut)
             .and_then(|t| t.last_mut())
-            .and_then(|t| t.get_mut("hosts"))
         {
-            hosts.insert(
-                host.to_string(),
-                json!({"status": "skipped", "msg": format!("run_once on {first}"), "run_once_on": first}),
-            );
+            let entry = task
+                .entry("run_once")
+                .or_insert_with(|| json!({"ran_on": first, "covered": []}));
+            if let Some(Value::Array(covered)) = entry.get_mut("covered") {
+                covered.push(Value::from(host));
+            }
         }
     }
 
@@ -375,12 +377,7 @@ impl Reporter {
                             rep["status"].as_str(),
                             Some("would_change" | "would_run" | "changed")
                         );
-                        if let Some(first) = rep["run_once_on"].as_str() {
-                            line = format!(
-                                "  {:<13}{tname}{handler} (run_once on {first})",
-                                "skipped"
-                            );
-                        } else if let Some(s) = rep["summary"].as_str().filter(|_| changing) {
+                        if let Some(s) = rep["summary"].as_str().filter(|_| changing) {
                             line.push_str(&format!(": {s}"));
                         } else if let Some(s) =
                             rep["summary"].as_str().filter(|_| rep["status"] == "ok")
@@ -394,6 +391,15 @@ impl Reporter {
                         }
                         per_host.entry(host.clone()).or_default().push(line);
                     }
+                }
+                let ran_on = task["run_once"]["ran_on"].as_str().unwrap_or_default();
+                for host in task["run_once"]["covered"].as_array().into_iter().flatten() {
+                    let line =
+                        format!("  {:<13}{tname}{handler} (run_once on {ran_on})", "skipped");
+                    per_host
+                        .entry(host.as_str().unwrap_or_default().to_string())
+                        .or_default()
+                        .push(line);
                 }
             }
             for host in play["hosts"].as_array().into_iter().flatten() {

@@ -1139,7 +1139,17 @@ fn plan_covers_run_once_hosts_and_reports_a_quiet_command_as_the_real_run_does()
         );
     }
     assert!(p.contains(&("quiet probe".into(), "h1".into(), "ok".into())));
-    assert!(p.contains(&("once".into(), "h3".into(), "skipped".into())));
+    // The run_once hosts are kept apart from the results, alike in plan and real run.
+    for doc in [plan.json(), real.json()] {
+        let once = &doc["plays"][0]["tasks"][0];
+        assert_eq!(once["name"], "once");
+        assert_eq!(
+            once["run_once"],
+            serde_json::json!({"ran_on": "h1", "covered": ["h2", "h3"]}),
+            "{doc}"
+        );
+        assert_eq!(once["hosts"].as_object().unwrap().len(), 1);
+    }
     // The run_once lines are not counted: the recap is Ansible's.
     let doc = real.json();
     assert_eq!(stats(&doc, "h2", "skipped"), 0, "{doc}");
