@@ -44,7 +44,7 @@ pub struct Cli {
 pub enum Command {
     /// Copy origin's rows to target, keeping every cell's writetime and TTL (phase 2 backfill).
     Migrate(crate::data::cli::MigrateArgs),
-    /// Compare origin with target: missing, mismatched and extra rows (exit 1 when any).
+    /// Compare origin with target: missing, mismatched and extra rows (exit 2 when any remain).
     Validate(crate::data::cli::ValidateArgs),
     /// Show the migration's phase, each proxy's readiness, the last gate results and history.
     Status(crate::status::StatusArgs),

@@ -82,7 +82,7 @@ async fn killed_migrate_resumes_without_recopying_finished_ranges() {
         if let Some(status) = child.0.try_wait().unwrap() {
             panic!("migrate exited early with {status}");
         }
-        if let Ok(Some(cp)) = Checkpoint::load_for_resume(&cp_path, SPLITS) {
+        if let Ok(Some(cp)) = Checkpoint::load_for_resume(&cp_path, Some(SPLITS)) {
             if cp.tables.get(&table).is_some_and(|t| t.done.len() >= 16) {
                 break;
             }
@@ -92,7 +92,7 @@ async fn killed_migrate_resumes_without_recopying_finished_ranges() {
     child.0.kill().unwrap();
     child.0.wait().unwrap();
 
-    let cp = Checkpoint::load_for_resume(&cp_path, SPLITS)
+    let cp = Checkpoint::load_for_resume(&cp_path, Some(SPLITS))
         .unwrap()
         .expect("an interrupted run leaves a resumable checkpoint");
     let done = cp.tables[&table].done.clone();
@@ -136,7 +136,7 @@ async fn killed_migrate_resumes_without_recopying_finished_ranges() {
         tables: vec![(ks.clone(), "kv".into())],
     };
     let mut vcfg = cfg.clone();
-    vcfg.splits = SPLITS;
+    vcfg.splits = Some(SPLITS);
     let r = validate(&vcfg, &sel, &ValidateOptions::default(), &NoProgress)
         .await
         .unwrap();
@@ -176,7 +176,7 @@ async fn failed_ranges_are_retried_and_done_ranges_skipped() {
     cp.table(&table).failed.insert(4, "read timeout".into());
     checkpoint::save(&cp_path, &cp).unwrap();
 
-    cfg.splits = splits;
+    cfg.splits = Some(splits);
     cfg.checkpoint = Some(cp_path.clone());
     let sel = Selection {
         keyspaces: vec![ks.clone()],

@@ -247,7 +247,7 @@ async fn target_deletes_alters_and_additions_are_reported_by_key_and_autocorrect
 
     // A sampled validation checks a quarter of the token ranges.
     let mut sampled_cfg = cfg.clone();
-    sampled_cfg.splits = 16;
+    sampled_cfg.splits = Some(16);
     let r = validate(
         &sampled_cfg,
         &sel,

@@ -55,7 +55,7 @@ pub fn config() -> DataConfig {
     DataConfig {
         origin: cluster(&env, "origin"),
         target: cluster(&env, "target"),
-        splits: 32,
+        splits: Some(32),
         concurrency: 4,
         ..DataConfig::default()
     }
