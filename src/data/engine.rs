@@ -418,8 +418,9 @@ impl Default for ValidateOptions {
     }
 }
 
-/// What makes two validate runs' range results comparable; a resumed run must match.
-fn validate_fingerprint(opts: &ValidateOptions) -> String {
+/// What makes two validate runs' range results comparable; a resumed run must match (public
+/// so a tool or test can tell which checkpoint a run would resume).
+pub fn validate_fingerprint(opts: &ValidateOptions) -> String {
     let cutoff = match opts.cutoff {
         Cutoff::StartOfRun => "start-of-run".to_string(),
         Cutoff::At(t) => format!("at-{t}"),
