@@ -104,6 +104,26 @@ async fn killed_migrate_resumes_without_recopying_finished_ranges() {
     let rows_done: u64 = done.values().sum();
     assert!(rows_done > 0);
 
+    // Evidence independent of the engine's own counters: change some origin rows of finished
+    // ranges with a newer writetime. A resumed run that copied those ranges again would carry
+    // the change to target (its timestamp wins); one that skips them leaves target as it was.
+    let token_of = tokens(&c.origin, &table).await;
+    let mut altered: Vec<i32> = token_of
+        .iter()
+        .filter(|(_, t)| done.contains_key(&range_of(**t, SPLITS)))
+        .map(|(k, _)| *k)
+        .collect();
+    altered.sort_unstable();
+    altered.truncate(5);
+    assert!(!altered.is_empty());
+    for k in &altered {
+        exec(
+            &c.origin,
+            &format!("UPDATE {table} USING TIMESTAMP 1000005 SET v = 'changed after the kill' WHERE k = {k}"),
+        )
+        .await;
+    }
+
     let out = migrate_command(&table, state.path(), &[])
         .output()
         .expect("run zdm-run migrate again");
@@ -131,6 +151,14 @@ async fn killed_migrate_resumes_without_recopying_finished_ranges() {
     assert_eq!(cp.tables[&table].done.len(), SPLITS as usize);
 
     assert_eq!(count(&c.target, &table).await, ROWS as i64);
+    for k in &altered {
+        let r = rows(&c.target, &format!("SELECT v FROM {table} WHERE k = {k}")).await;
+        assert_eq!(
+            r[0].columns[0],
+            Some(scylla::value::CqlValue::Text(format!("v{k}"))),
+            "key {k} of a finished range was copied again by the resumed run"
+        );
+    }
     let sel = Selection {
         keyspaces: vec![],
         tables: vec![(ks.clone(), "kv".into())],
@@ -140,12 +168,20 @@ async fn killed_migrate_resumes_without_recopying_finished_ranges() {
     let r = validate(&vcfg, &sel, &ValidateOptions::default(), &NoProgress)
         .await
         .unwrap();
+    // Exactly the rows changed on origin after the kill differ; everything else was copied.
     assert_eq!(
         (r.missing, r.mismatched, r.extra),
-        (0, 0, 0),
+        (0, altered.len() as u64, 0),
         "{}",
         r.human()
     );
+    let mut mismatched: Vec<i32> = r.tables[0]
+        .mismatched_rows
+        .iter()
+        .map(|m| m.key["k"].parse().unwrap())
+        .collect();
+    mismatched.sort_unstable();
+    assert_eq!(mismatched, altered);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
