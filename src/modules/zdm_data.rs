@@ -72,8 +72,8 @@ fn data_config(ctx: &ModuleCtx<'_>) -> Result<DataConfig, ModuleError> {
 
 fn describe_splits(splits: Option<u32>) -> String {
     match splits {
-        Some(n) => n.to_string(),
-        None => "a number of".into(),
+        Some(n) => format!("{n} token ranges per table"),
+        None => "token ranges per table as origin's size estimates call for (at least 256)".into(),
     }
 }
 
@@ -115,8 +115,8 @@ impl Module for ZdmMigrate {
             let sel = selection(ctx.args, ctx.vars)?;
             Ok(Query::Run(Planned {
                 summary: format!(
-                    "copy {} from origin ({}) to target ({}) keeping writetime and TTL, {} token \
-                     ranges per table, {} at a time{}; resumes from {}",
+                    "copy {} from origin ({}) to target ({}) keeping writetime and TTL, {}, {} at \
+                     a time{}; resumes from {}",
                     describe_selection(&sel),
                     cfg.origin.contact_points.join(","),
                     cfg.target.contact_points.join(","),
