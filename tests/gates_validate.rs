@@ -338,6 +338,22 @@ fn the_cli_and_the_playbook_module_resume_each_others_backfill() {
     // 2. An interrupted playbook run's checkpoint, resumed by the CLI given only -i.
     rt.block_on(exec(&clusters.target, &format!("TRUNCATE {table}")));
     interrupted_migrate_checkpoint(&cp, &table, SPLITS, 8);
+    // While a playbook holds the migration's run lock, the CLI does not touch its checkpoint.
+    {
+        let _held = zdm_run::state::StateStore::beside_inventory(&w.path("inventory"))
+            .lock("playbooks/phase2.yml")
+            .expect("take the run lock");
+        let out = w
+            .command(&["migrate", "-i", "inventory", "--table", &table])
+            .output()
+            .expect("run zdm-run migrate");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("holds the migration lock") && stderr.contains("playbooks/phase2.yml"),
+            "{stderr}"
+        );
+    }
     let out = w
         .command(&["migrate", "-i", "inventory", "--table", &table])
         .output()

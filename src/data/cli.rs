@@ -317,6 +317,22 @@ pub fn state_dir(common: &CommonArgs) -> PathBuf {
     }
 }
 
+/// With the default state directory beside the inventory, the checkpoint is the one the playbook
+/// modules write: hold the migration's run lock (as a playbook with `zdm_migrate` or
+/// `zdm_validate` does) so two runs never write it at once. An explicit `--state-dir` is the
+/// user's own and takes no lock.
+fn shared_state_lock(
+    common: &CommonArgs,
+    command: &str,
+) -> anyhow::Result<Option<crate::state::RunLock>> {
+    match (&common.state_dir, &common.inventory) {
+        (None, Some(inventory)) => Ok(Some(
+            crate::state::StateStore::beside_inventory(inventory).lock(command)?,
+        )),
+        _ => Ok(None),
+    }
+}
+
 fn write_report<T: serde::Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
     let json = serde_json::to_vec_pretty(value)?;
     write_atomic(path, &json).with_context(|| format!("writing report {}", path.display()))
@@ -325,6 +341,7 @@ fn write_report<T: serde::Serialize>(path: &Path, value: &T) -> anyhow::Result<(
 /// `zdm-run migrate`: backfill; returns the process exit code.
 pub async fn run_migrate(args: MigrateArgs) -> anyhow::Result<i32> {
     let (mut cfg, selection) = data_config(&args.common)?;
+    let _lock = shared_state_lock(&args.common, "zdm-run migrate")?;
     let dir = state_dir(&args.common);
     cfg.checkpoint = Some(dir.join("migrate-checkpoint.json"));
     cfg.fresh = args.fresh;
@@ -362,6 +379,7 @@ pub async fn run_validate(args: ValidateArgs) -> anyhow::Result<i32> {
         autocorrect_extra: args.autocorrect_extra,
         max_examples: args.max_examples,
     };
+    let _lock = shared_state_lock(&args.common, "zdm-run validate")?;
     let dir = state_dir(&args.common);
     let resume = ValidateResume {
         checkpoint: dir.join(VALIDATE_CHECKPOINT),
