@@ -34,7 +34,8 @@
 //!
 //! Both migrate and validate checkpoint per range; an interrupted run resumes (a resumed
 //! validate keeps the first run's writetime cut-off and reports totals over all ranges). In the
-//! library, [`validate`] keeps no checkpoint and [`validate_resumable`] does (the CLI uses it).
+//! library, [`validate`] keeps no checkpoint and [`validate_resumable`] does (the CLI and the
+//! `zdm_validate` gate use it).
 
 pub mod autocorrect;
 pub mod cdm;

@@ -139,7 +139,18 @@ pub async fn derive(session: &Session, tables: &[&Table]) -> anyhow::Result<Spli
     let mut largest = SizeEstimate::default();
     let mut largest_name = String::new();
     for t in tables {
-        let e = estimate(session, t).await?;
+        // The estimates only tune the run: when they cannot be read, the minimum still works
+        // (with bigger ranges), so a run is not refused for it.
+        let e = match estimate(session, t).await {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!("{e:#}; using {MIN_SPLITS} token ranges");
+                return Ok(SplitChoice {
+                    splits: MIN_SPLITS,
+                    reason: format!("the minimum: origin's size estimates unreadable ({e:#})"),
+                });
+            }
+        };
         if splits_for(e) > splits_for(largest) || largest_name.is_empty() {
             largest = e;
             largest_name = t.display_name();
