@@ -4,7 +4,8 @@
 //! `proxy_max_stream_ids`; a client's stream id never reaches a cluster. That way two clients'
 //! (or a client's and the heartbeat's) requests can never receive each other's answers. An id is
 //! released only when its answer arrives, even if the requester stopped waiting (timeout): an id
-//! whose answer is still on its way must not be reused.
+//! whose answer is still on its way must not be reused (see `stream_ids`). A connection with too
+//! many such orphaned ids closes itself, which releases them all.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,9 +17,11 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio_util::sync::CancellationToken;
 
 use crate::frame::{opcode, Frame, FrameCodec};
 use crate::metrics::NodeMetrics;
+use crate::stream_ids::{Answer, OrphanLimits, StreamIds};
 use crate::tls::ClusterTls;
 use crate::wire;
 
@@ -33,10 +36,7 @@ pub enum ClusterError {
     Closed(String),
 }
 
-struct Pending {
-    waiters: Vec<Option<oneshot::Sender<Frame>>>,
-    free: Vec<i16>,
-}
+type Pending = StreamIds<oneshot::Sender<Frame>>;
 
 /// A multiplexed connection to one cluster node.
 pub struct ClusterConn {
@@ -45,7 +45,18 @@ pub struct ClusterConn {
     pending: Arc<Mutex<Pending>>,
     closed: Arc<AtomicBool>,
     closed_notify: Arc<Notify>,
+    /// Ends the reader and writer tasks (and so the socket): on drop, or when orphans pile up.
+    cancel: CancellationToken,
+    orphan_limits: OrphanLimits,
     metrics: Arc<NodeMetrics>,
+}
+
+impl Drop for ClusterConn {
+    fn drop(&mut self) {
+        // Nobody can send on this connection any more: close it rather than let the reader
+        // wait for a peer that may never close its side.
+        self.cancel.cancel();
+    }
 }
 
 impl ClusterConn {
@@ -101,12 +112,10 @@ impl ClusterConn {
         W: AsyncWrite + Unpin + Send + 'static,
     {
         let (tx, mut rx) = mpsc::unbounded_channel::<Frame>();
-        let pending = Arc::new(Mutex::new(Pending {
-            waiters: (0..max_stream_ids).map(|_| None).collect(),
-            free: (0..max_stream_ids).rev().map(|i| i as i16).collect(),
-        }));
+        let pending = Arc::new(Mutex::new(Pending::new(max_stream_ids)));
         let closed = Arc::new(AtomicBool::new(false));
         let closed_notify = Arc::new(Notify::new());
+        let cancel = CancellationToken::new();
         metrics.open_connections.add(1);
         let conn = Arc::new(ClusterConn {
             node: node.clone(),
@@ -114,15 +123,23 @@ impl ClusterConn {
             pending: pending.clone(),
             closed: closed.clone(),
             closed_notify: closed_notify.clone(),
+            cancel: cancel.clone(),
+            orphan_limits: OrphanLimits::for_capacity(max_stream_ids),
             metrics: metrics.clone(),
         });
 
         // Writer: batches whatever is queued into one flush.
         let writer_closed = closed.clone();
         let writer_notify = closed_notify.clone();
+        let writer_cancel = cancel.clone();
         tokio::spawn(async move {
             let mut sink = FramedWrite::new(wr, FrameCodec::cluster_side());
-            while let Some(frame) = rx.recv().await {
+            loop {
+                let frame = tokio::select! {
+                    f = rx.recv() => f,
+                    _ = writer_cancel.cancelled() => None,
+                };
+                let Some(frame) = frame else { break };
                 if sink.feed(frame).await.is_err() {
                     break;
                 }
@@ -142,33 +159,36 @@ impl ClusterConn {
         // Reader: hands each answer to whoever waits on its stream id.
         tokio::spawn(async move {
             let mut source = FramedRead::new(rd, FrameCodec::cluster_side());
-            while let Some(Ok(frame)) = source.next().await {
+            loop {
+                let frame = tokio::select! {
+                    f = source.next() => f,
+                    _ = cancel.cancelled() => None,
+                };
+                let Some(Ok(frame)) = frame else { break };
                 if frame.stream < 0 {
                     continue; // events: the proxy does not forward cluster events
                 }
-                let waiter = {
-                    let mut p = pending.lock().unwrap();
-                    let idx = frame.stream as usize;
-                    match p.waiters.get_mut(idx).and_then(Option::take) {
-                        Some(w) => {
-                            p.free.push(frame.stream);
-                            Some(w)
-                        }
-                        None => None,
+                let answer = pending.lock().unwrap().answer(frame.stream);
+                match answer {
+                    Answer::Waiter(w) => {
+                        metrics.used_stream_ids.add(-1);
+                        let _ = w.send(frame);
                     }
-                };
-                if let Some(w) = waiter {
-                    let _ = w.send(frame);
+                    Answer::Late => {
+                        metrics.used_stream_ids.add(-1);
+                        tracing::debug!(%node, stream = frame.stream, "late answer dropped; its stream id is free again");
+                    }
+                    Answer::Unknown => {
+                        tracing::debug!(%node, stream = frame.stream, "answer on a stream id nobody reserved; dropped");
+                    }
                 }
             }
             closed.store(true, Ordering::SeqCst);
+            cancel.cancel(); // the writer too
             metrics.open_connections.add(-1);
             // Dropping the waiters wakes every requester with `Closed`.
-            let mut p = pending.lock().unwrap();
-            for w in p.waiters.iter_mut() {
-                w.take();
-            }
-            drop(p);
+            let released = pending.lock().unwrap().release_all();
+            metrics.used_stream_ids.add(-(released as i64));
             closed_notify.notify_waiters();
         });
         conn
@@ -189,10 +209,14 @@ impl ClusterConn {
         }
     }
 
-    /// Number of stream ids currently reserved (answers not yet received).
+    /// Number of stream ids currently reserved (answers not yet received, orphans included).
     pub fn used_stream_ids(&self) -> usize {
-        let p = self.pending.lock().unwrap();
-        p.waiters.len() - p.free.len()
+        self.pending.lock().unwrap().reserved()
+    }
+
+    /// Closes the connection: requests waiting on it fail with `Closed`, its ids are released.
+    pub fn close(&self) {
+        self.cancel.cancel();
     }
 
     /// Sends one request and waits up to `timeout` for its answer. The returned frame carries the
@@ -208,17 +232,21 @@ impl ClusterConn {
             return Err(ClusterError::Closed(self.node.clone()));
         }
         let (tx, rx) = oneshot::channel();
-        let stream = {
+        let ticket = {
             let mut p = self.pending.lock().unwrap();
-            let Some(id) = p.free.pop() else {
+            // Checked under the lock: the reader marks the connection closed before it takes
+            // the lock to release every id, so no reservation can slip in after that.
+            if self.is_closed() {
+                return Err(ClusterError::Closed(self.node.clone()));
+            }
+            let Some(ticket) = p.reserve(tx) else {
                 return Err(ClusterError::StreamIdsExhausted(self.node.clone()));
             };
-            p.waiters[id as usize] = Some(tx);
-            id
+            ticket
         };
         self.metrics.used_stream_ids.add(1);
         let started = Instant::now();
-        let mut frame = Frame::request(stream, op, body);
+        let mut frame = Frame::request(ticket.id, op, body);
         frame.flags = flags;
         let result = if self.tx.send(frame).is_err() {
             Err(ClusterError::Closed(self.node.clone()))
@@ -228,6 +256,7 @@ impl ClusterConn {
                 Ok(Err(_)) => Err(ClusterError::Closed(self.node.clone())),
                 Err(_) => {
                     self.metrics.client_timeouts.inc();
+                    self.orphan(ticket);
                     Err(ClusterError::Timeout(
                         self.node.clone(),
                         timeout.as_millis(),
@@ -235,7 +264,6 @@ impl ClusterConn {
                 }
             }
         };
-        self.metrics.used_stream_ids.add(-1);
         self.metrics.request_duration.observe(started.elapsed());
         if let Ok(f) = &result {
             if f.opcode == opcode::ERROR {
@@ -243,6 +271,24 @@ impl ClusterConn {
             }
         }
         result
+    }
+
+    /// The requester of `ticket` gave up: its id stays reserved until the answer comes; past
+    /// the orphan limits the connection is closed, the only safe way to get the ids back.
+    fn orphan(&self, ticket: crate::stream_ids::Ticket) {
+        let now = Instant::now();
+        let mut p = self.pending.lock().unwrap();
+        p.orphan(ticket, now);
+        if self.orphan_limits.exceeded(&mut p, now) {
+            let orphaned = p.orphaned();
+            drop(p);
+            tracing::warn!(
+                node = %self.node,
+                orphaned,
+                "closing the connection: too many requests without an answer (their stream ids cannot be reused safely)"
+            );
+            self.close();
+        }
     }
 }
 

@@ -21,6 +21,7 @@ pub mod server;
 pub mod session;
 pub mod shadow;
 pub mod state;
+pub mod stream_ids;
 pub mod tls;
 pub mod topology;
 pub mod wire;
