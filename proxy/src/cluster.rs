@@ -40,6 +40,9 @@ type Pending = StreamIds<oneshot::Sender<Frame>>;
 
 /// A multiplexed connection to one cluster node.
 pub struct ClusterConn {
+    /// The host as given (contact point name or discovered address), without port.
+    pub host: String,
+    /// `host:port`: the label of this node's metrics.
     pub node: String,
     tx: mpsc::UnboundedSender<Frame>,
     pending: Arc<Mutex<Pending>>,
@@ -60,19 +63,19 @@ impl Drop for ClusterConn {
 }
 
 impl ClusterConn {
-    /// Opens a TCP connection (TLS when `tls` is set) to the first reachable address of
-    /// `contact_points`.
+    /// Opens a TCP connection (TLS when `tls` is set) to the first reachable of `hosts`, tried
+    /// in order (the caller's order is the node assignment: see `nodes`).
     pub async fn connect(
-        contact_points: &[String],
+        hosts: &[String],
         port: u16,
         timeout: Duration,
         max_stream_ids: usize,
         tls: Option<&ClusterTls>,
         metrics_for: impl Fn(&str) -> Arc<NodeMetrics>,
     ) -> Result<Arc<ClusterConn>, String> {
-        let mut last_err = String::from("no contact points");
-        for host in contact_points {
-            let node = format!("{host}:{port}");
+        let mut last_err = String::from("no node to connect to");
+        for host in hosts {
+            let node = crate::nodes::endpoint(host, port);
             match tokio::time::timeout(timeout, TcpStream::connect(&node)).await {
                 Ok(Ok(stream)) => {
                     let _ = stream.set_nodelay(true);
@@ -80,13 +83,27 @@ impl ClusterConn {
                         // Plain: tokio's owned halves, no lock between reader and writer.
                         let (rd, wr) = stream.into_split();
                         let metrics = metrics_for(&node);
-                        return Ok(ClusterConn::start(node, rd, wr, max_stream_ids, metrics));
+                        return Ok(ClusterConn::start(
+                            host,
+                            node,
+                            rd,
+                            wr,
+                            max_stream_ids,
+                            metrics,
+                        ));
                     };
                     match tokio::time::timeout(timeout, tls.connect(host, stream)).await {
                         Ok(Ok(stream)) => {
                             let (rd, wr) = tokio::io::split(stream);
                             let metrics = metrics_for(&node);
-                            return Ok(ClusterConn::start(node, rd, wr, max_stream_ids, metrics));
+                            return Ok(ClusterConn::start(
+                                host,
+                                node,
+                                rd,
+                                wr,
+                                max_stream_ids,
+                                metrics,
+                            ));
                         }
                         Ok(Err(e)) => last_err = format!("{node}: {e}"),
                         Err(_) => last_err = format!("{node}: TLS handshake timed out"),
@@ -101,6 +118,7 @@ impl ClusterConn {
     }
 
     fn start<R, W>(
+        host: &str,
         node: String,
         rd: R,
         wr: W,
@@ -118,6 +136,7 @@ impl ClusterConn {
         let cancel = CancellationToken::new();
         metrics.open_connections.add(1);
         let conn = Arc::new(ClusterConn {
+            host: host.to_string(),
             node: node.clone(),
             tx,
             pending: pending.clone(),
@@ -366,4 +385,131 @@ pub enum HandshakeError {
     Unexpected(u8),
     #[error("{0} requires authentication but no username/password is configured for it")]
     NoCredentials(String),
+}
+
+#[cfg(test)]
+mod tests {
+    //! The connection's stream-id handling, against a peer on an in-memory pipe that answers
+    //! only when told to (the one thing a real node cannot be made to do on cue).
+    use super::*;
+    use crate::frame::FrameCodec;
+    use tokio_util::codec::Framed;
+
+    type Peer = Framed<tokio::io::DuplexStream, FrameCodec>;
+
+    fn pair(max_stream_ids: usize) -> (Arc<ClusterConn>, Peer, Arc<NodeMetrics>) {
+        let (ours, theirs) = tokio::io::duplex(64 * 1024);
+        let (rd, wr) = tokio::io::split(ours);
+        let metrics = Arc::new(NodeMetrics::detached());
+        let conn = ClusterConn::start(
+            "node",
+            "node:9042".into(),
+            rd,
+            wr,
+            max_stream_ids,
+            metrics.clone(),
+        );
+        (
+            conn,
+            Framed::new(theirs, FrameCodec::client_side()),
+            metrics,
+        )
+    }
+
+    async fn answer(peer: &mut Peer, stream: i16, body: &'static [u8]) {
+        peer.send(Frame::response(
+            stream,
+            opcode::RESULT,
+            Bytes::from_static(body),
+        ))
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_late_answer_never_reaches_the_next_request() {
+        // 8 ids: up to two orphans are tolerated before the connection closes itself.
+        let (conn, mut peer, metrics) = pair(8);
+        let short = Duration::from_millis(50);
+        let err = conn
+            .request(opcode::QUERY, 0, Bytes::from_static(b"first"), short)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ClusterError::Timeout(..)), "{err:?}");
+        let first = peer.next().await.unwrap().unwrap();
+        // Still reserved after the timeout, and counted so.
+        assert_eq!(conn.used_stream_ids(), 1);
+        assert_eq!(metrics.used_stream_ids.get(), 1);
+
+        let conn2 = conn.clone();
+        let second = tokio::spawn(async move {
+            conn2
+                .request(
+                    opcode::QUERY,
+                    0,
+                    Bytes::from_static(b"second"),
+                    Duration::from_secs(10),
+                )
+                .await
+        });
+        let req2 = peer.next().await.unwrap().unwrap();
+        assert_ne!(
+            req2.stream, first.stream,
+            "a timed-out id was handed out again"
+        );
+        // The late answer to the first request arrives first; the second request must get its own.
+        answer(&mut peer, first.stream, b"late").await;
+        answer(&mut peer, req2.stream, b"mine").await;
+        let got = second.await.unwrap().unwrap();
+        assert_eq!(&got.body[..], b"mine");
+        assert_eq!(conn.used_stream_ids(), 0);
+        assert_eq!(metrics.used_stream_ids.get(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_connection_whose_ids_are_all_orphaned_closes_instead_of_refusing_forever() {
+        // 4 ids: the limit is one orphan per four ids, so the first unanswered request closes it.
+        let (conn, mut peer, metrics) = pair(4);
+        let short = Duration::from_millis(50);
+        let err = conn
+            .request(opcode::QUERY, 0, Bytes::from_static(b"lost"), short)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ClusterError::Timeout(..)), "{err:?}");
+        tokio::time::timeout(Duration::from_secs(5), conn.closed())
+            .await
+            .expect("the connection did not close");
+        assert_eq!(conn.used_stream_ids(), 0, "closing releases the orphans");
+        assert_eq!(metrics.used_stream_ids.get(), 0);
+        assert_eq!(metrics.open_connections.get(), 0);
+        assert!(matches!(
+            conn.request(opcode::QUERY, 0, Bytes::new(), short).await,
+            Err(ClusterError::Closed(_))
+        ));
+        // The peer sees the socket end.
+        let _request = peer.next().await;
+        assert!(peer.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn connect_falls_back_to_the_next_host() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        // Nothing listens on 127.0.0.2 at that port: refused, so the next host is tried.
+        let hosts = vec!["127.0.0.2".to_string(), "127.0.0.1".to_string()];
+        let failed = Arc::new(NodeMetrics::detached());
+        let ok = Arc::new(NodeMetrics::detached());
+        let conn = ClusterConn::connect(&hosts, port, Duration::from_secs(5), 8, None, |node| {
+            if node.starts_with("127.0.0.2") {
+                failed.clone()
+            } else {
+                ok.clone()
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(conn.node, format!("127.0.0.1:{port}"));
+        assert_eq!(failed.failed_connections.get(), 1);
+        assert_eq!(ok.open_connections.get(), 1);
+    }
 }

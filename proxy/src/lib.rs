@@ -12,6 +12,7 @@ pub mod fuzzing;
 pub mod handshake;
 pub mod health;
 pub mod metrics;
+pub mod nodes;
 pub mod prepared;
 pub mod prepared_now;
 pub mod reload;

@@ -77,6 +77,10 @@ pub async fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
         if shared.health.both_up() && shared.info.read().unwrap().is_some() {
             break;
         }
+        // A settings error (a local data center without nodes) will not go away by waiting.
+        if let Some(e) = shared.health.settings_error() {
+            anyhow::bail!("{e}");
+        }
         tokio::select! {
             _ = &mut signal => return Ok(()),
             _ = tokio::time::sleep(Duration::from_millis(100)) => {}

@@ -6,6 +6,7 @@ use crate::cluster::{ClusterConn, Credentials};
 use crate::config::{Cluster, Config};
 use crate::health::Health;
 use crate::metrics::{Metrics, NodeMetrics};
+use crate::nodes::NodeSet;
 use crate::prepared::PreparedCache;
 use crate::reload::{LiveSettings, Reloader};
 use crate::topology::ClusterInfo;
@@ -24,6 +25,9 @@ pub struct Shared {
     pub info: RwLock<Option<ClusterInfo>>,
     /// Process-wide limits of shadow reads (memory budget, mismatch log rate).
     pub shadow: Arc<crate::shadow::ShadowLimits>,
+    /// Each cluster's local-DC nodes, as the control connection discovered them.
+    origin_nodes: NodeSet,
+    target_nodes: NodeSet,
 }
 
 impl Shared {
@@ -35,8 +39,9 @@ impl Shared {
             (Cluster::Target, &config.target),
         ] {
             for host in &cfg.contact_points {
-                metrics.node(c, &format!("{host}:{}", cfg.port));
-                metrics.shadow.node(&format!("{host}:{}", cfg.port));
+                let node = crate::nodes::endpoint(host, cfg.port);
+                metrics.node(c, &node);
+                metrics.shadow.node(&node);
             }
         }
         Arc::new(Shared {
@@ -45,6 +50,8 @@ impl Shared {
             metrics,
             info: RwLock::new(None),
             shadow: Default::default(),
+            origin_nodes: NodeSet::new(&config.origin.contact_points),
+            target_nodes: NodeSet::new(&config.target.contact_points),
             live: arc_swap::ArcSwap::from_pointee(LiveSettings::of(&config)),
             reloader: Reloader::default(),
             config,
@@ -71,8 +78,27 @@ impl Shared {
         })
     }
 
-    /// Opens a (not yet handshaken) connection to a cluster, over TLS when configured (also
-    /// the control connections' heartbeats).
+    /// The local-DC nodes of a cluster (see `nodes`).
+    pub fn nodes(&self, c: Cluster) -> &NodeSet {
+        match c {
+            Cluster::Origin => &self.origin_nodes,
+            Cluster::Target => &self.target_nodes,
+        }
+    }
+
+    /// Records a discovery's local-DC nodes; their series scrape as 0 from now on.
+    pub fn set_nodes(&self, c: Cluster, nodes: Vec<String>) {
+        let port = self.config.cluster(c).port;
+        for host in &nodes {
+            let node = crate::nodes::endpoint(host, port);
+            self.metrics.node(c, &node);
+            self.metrics.shadow.node(&node);
+        }
+        self.nodes(c).set(nodes);
+    }
+
+    /// Opens a (not yet handshaken) connection to a cluster's next local-DC node (round-robin,
+    /// falling back to the following nodes), over TLS when configured.
     pub async fn connect(&self, c: Cluster) -> Result<Arc<ClusterConn>, String> {
         self.connect_observed(c, |node| self.metrics.node(c, node))
             .await
@@ -85,9 +111,27 @@ impl Shared {
         c: Cluster,
         metrics_for: impl Fn(&str) -> Arc<NodeMetrics>,
     ) -> Result<Arc<ClusterConn>, String> {
+        let hosts = self.nodes(c).assignment();
+        self.connect_to(c, &hosts, metrics_for).await
+    }
+
+    /// The control connection: to the first reachable contact point, which is where discovery
+    /// starts (the node list may be empty or stale when it reconnects).
+    pub async fn connect_control(&self, c: Cluster) -> Result<Arc<ClusterConn>, String> {
+        let hosts = self.config.cluster(c).contact_points.clone();
+        self.connect_to(c, &hosts, |node| self.metrics.node(c, node))
+            .await
+    }
+
+    async fn connect_to(
+        &self,
+        c: Cluster,
+        hosts: &[String],
+        metrics_for: impl Fn(&str) -> Arc<NodeMetrics>,
+    ) -> Result<Arc<ClusterConn>, String> {
         let cfg = self.config.cluster(c);
         ClusterConn::connect(
-            &cfg.contact_points,
+            hosts,
             cfg.port,
             std::time::Duration::from_millis(cfg.connection_timeout_ms),
             self.config.proxy_max_stream_ids,
