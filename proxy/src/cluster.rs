@@ -258,6 +258,12 @@ impl ClusterConn {
             if self.is_closed() {
                 return Err(ClusterError::Closed(self.node.clone()));
             }
+            // An old orphan is found here too, not only at the next timeout.
+            if p.orphaned() > 0 && self.orphan_limits.exceeded(&mut p, Instant::now()) {
+                drop(p);
+                self.close_orphaned();
+                return Err(ClusterError::Closed(self.node.clone()));
+            }
             let Some(ticket) = p.reserve(tx) else {
                 return Err(ClusterError::StreamIdsExhausted(self.node.clone()));
             };
@@ -299,15 +305,21 @@ impl ClusterConn {
         let mut p = self.pending.lock().unwrap();
         p.orphan(ticket, now);
         if self.orphan_limits.exceeded(&mut p, now) {
-            let orphaned = p.orphaned();
             drop(p);
+            self.close_orphaned();
+        }
+    }
+
+    fn close_orphaned(&self) {
+        if !self.cancel.is_cancelled() {
             tracing::warn!(
                 node = %self.node,
-                orphaned,
-                "closing the connection: too many requests without an answer (their stream ids cannot be reused safely)"
+                orphaned = self.pending.lock().unwrap().orphaned(),
+                "closing the connection: too many or too old requests without an answer (their \
+                 stream ids cannot be reused safely)"
             );
-            self.close();
         }
+        self.close();
     }
 }
 
