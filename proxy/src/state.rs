@@ -141,3 +141,52 @@ impl Shared {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// New connections take the nodes round-robin and skip an unreachable one: a listener on
+    /// 127.0.0.1 stands for the live node; nothing listens on 127.0.0.2 at that port.
+    #[tokio::test]
+    async fn connections_go_round_robin_over_the_nodes_and_skip_an_unreachable_one() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let env = [
+            ("ZDM_ORIGIN_CONTACT_POINTS", "127.0.0.1"),
+            ("ZDM_TARGET_CONTACT_POINTS", "127.0.0.1"),
+            ("ZDM_ORIGIN_PORT", &port.to_string()),
+            ("ZDM_TARGET_PORT", &port.to_string()),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let shared = Shared::new(Config::load(None, env).unwrap());
+        shared.set_nodes(
+            Cluster::Target,
+            vec!["127.0.0.2".to_string(), "127.0.0.1".to_string()],
+        );
+        let dead = shared
+            .metrics
+            .node(Cluster::Target, &format!("127.0.0.2:{port}"));
+        let live = shared
+            .metrics
+            .node(Cluster::Target, &format!("127.0.0.1:{port}"));
+
+        // First assignment: 127.0.0.2 (refused), then falls back to 127.0.0.1.
+        let a = shared.connect(Cluster::Target).await.unwrap();
+        assert_eq!(a.node, format!("127.0.0.1:{port}"));
+        assert_eq!(dead.failed_connections.get(), 1);
+        // Second assignment starts at 127.0.0.1: the dead node is not tried.
+        let b = shared.connect(Cluster::Target).await.unwrap();
+        assert_eq!(b.node, format!("127.0.0.1:{port}"));
+        assert_eq!(dead.failed_connections.get(), 1);
+        // Third starts at the dead node again.
+        let c = shared.connect(Cluster::Target).await.unwrap();
+        assert_eq!(c.node, format!("127.0.0.1:{port}"));
+        assert_eq!(dead.failed_connections.get(), 2);
+        assert_eq!(live.open_connections.get(), 3);
+        // The control connection goes to the contact points, not through the assignment.
+        let control = shared.connect_control(Cluster::Target).await.unwrap();
+        assert_eq!(control.node, format!("127.0.0.1:{port}"));
+        assert_eq!(dead.failed_connections.get(), 2);
+    }
+}
