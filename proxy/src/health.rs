@@ -233,15 +233,15 @@ async fn discover(
     let setting = format!("{}_local_datacenter", cluster.name());
     let chosen = nodes::select_local(&local, &peers, &cfg.local_datacenter, &setting)
         .map_err(ControlError::Datacenter)?;
-    if *shared.nodes(cluster).nodes() != chosen.nodes {
+    let nodes_for_log = chosen.nodes.clone();
+    if shared.set_nodes(cluster, chosen.nodes) {
         tracing::info!(
             cluster = cluster.name(),
             data_center = %chosen.data_center,
-            nodes = ?chosen.nodes,
+            nodes = ?nodes_for_log,
             "local data center nodes"
         );
     }
-    shared.set_nodes(cluster, chosen.nodes);
     if cluster == Cluster::Origin {
         info.data_center = chosen.data_center;
         *shared.info.write().unwrap() = Some(info);

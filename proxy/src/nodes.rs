@@ -9,7 +9,7 @@
 //! contact points stand in for the node list.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 /// One node as system.local / system.peers describe it.
@@ -99,6 +99,7 @@ pub fn endpoint(host: &str, port: u16) -> String {
 pub struct NodeSet {
     nodes: RwLock<Arc<Vec<String>>>,
     next: AtomicUsize,
+    discovered: AtomicBool,
 }
 
 impl NodeSet {
@@ -107,6 +108,7 @@ impl NodeSet {
         NodeSet {
             nodes: RwLock::new(Arc::new(contact_points.to_vec())),
             next: AtomicUsize::new(0),
+            discovered: AtomicBool::new(false),
         }
     }
 
@@ -114,12 +116,16 @@ impl NodeSet {
         self.nodes.read().unwrap().clone()
     }
 
-    /// Replaces the node list (a discovery's result); the cursor carries on.
-    pub fn set(&self, nodes: Vec<String>) {
+    /// Replaces the node list (a discovery's result); the cursor carries on. True when this is
+    /// the first discovery or the list changed (worth a log line).
+    pub fn set(&self, nodes: Vec<String>) -> bool {
+        let first = !self.discovered.swap(true, Ordering::Relaxed);
         let mut cur = self.nodes.write().unwrap();
-        if **cur != nodes {
+        let changed = **cur != nodes;
+        if changed {
             *cur = Arc::new(nodes);
         }
+        first || changed
     }
 
     /// The order in which a new connection tries the nodes: the next node round-robin first,
@@ -232,7 +238,8 @@ mod tests {
         assert_eq!(set.assignment(), names(&["c", "a", "b"]));
         assert_eq!(set.assignment(), names(&["a", "b", "c"]));
         // A discovery replaces the list; the cursor carries on over the new one.
-        set.set(names(&["x", "y"]));
+        assert!(set.set(names(&["x", "y"])), "first discovery");
+        assert!(!set.set(names(&["x", "y"])), "unchanged");
         assert_eq!(set.assignment(), names(&["x", "y"]));
         assert_eq!(set.assignment(), names(&["y", "x"]));
         assert!(rotation(&[], 3).is_empty());

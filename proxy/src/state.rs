@@ -86,15 +86,16 @@ impl Shared {
         }
     }
 
-    /// Records a discovery's local-DC nodes; their series scrape as 0 from now on.
-    pub fn set_nodes(&self, c: Cluster, nodes: Vec<String>) {
+    /// Records a discovery's local-DC nodes; their series scrape as 0 from now on. True on the
+    /// first discovery or a change.
+    pub fn set_nodes(&self, c: Cluster, nodes: Vec<String>) -> bool {
         let port = self.config.cluster(c).port;
         for host in &nodes {
             let node = crate::nodes::endpoint(host, port);
             self.metrics.node(c, &node);
             self.metrics.shadow.node(&node);
         }
-        self.nodes(c).set(nodes);
+        self.nodes(c).set(nodes)
     }
 
     /// Opens a (not yet handshaken) connection to a cluster's next local-DC node (round-robin,
@@ -160,10 +161,10 @@ mod tests {
         ]
         .map(|(k, v)| (k.to_string(), v.to_string()));
         let shared = Shared::new(Config::load(None, env).unwrap());
-        shared.set_nodes(
+        assert!(shared.set_nodes(
             Cluster::Target,
             vec!["127.0.0.2".to_string(), "127.0.0.1".to_string()],
-        );
+        ));
         let dead = shared
             .metrics
             .node(Cluster::Target, &format!("127.0.0.2:{port}"));

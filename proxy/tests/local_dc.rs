@@ -77,6 +77,18 @@ async fn the_configured_local_datacenter_is_used_and_reported() {
         // The control connection plus this client's connection.
         assert!(p.metric(&series).await >= 2.0, "{series}");
     }
+    // Each control connection discovered its cluster's nodes in the configured data center.
+    let log = p.log_text();
+    for cluster in ["origin", "target"] {
+        let host = sb.node(cluster).rsplit_once(':').unwrap().0.to_string();
+        let discovered = log.lines().any(|l| {
+            l.contains("local data center nodes")
+                && l.contains(&format!("cluster=\"{cluster}\""))
+                && l.contains(&format!("data_center={SANDBOX_DC}"))
+                && l.contains(&format!("nodes=[\"{host}\"]"))
+        });
+        assert!(discovered, "{cluster}: no discovery line; log:\n{log}");
+    }
     let origin = sb.direct("origin").await;
     let target = sb.direct("target").await;
     assert_eq!(read_v(&target, &ks, 1).await.as_deref(), Some("dc"));
