@@ -217,7 +217,7 @@ impl Session {
                 req.opcode,
                 req.flags,
                 body,
-                self.shared.live().request_timeout(),
+                self.shared.live().request_timeout_for(c),
             )
             .await
     }
