@@ -23,6 +23,7 @@ pub mod shadow;
 pub mod state;
 pub mod tls;
 pub mod topology;
+pub mod topology_where;
 pub mod wire;
 pub mod write_metrics;
 pub mod write_rewrite;

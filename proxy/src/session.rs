@@ -19,7 +19,7 @@ use crate::topology::Fleet;
 use crate::wire::{self, error_code, result_kind, Reader};
 use crate::write_metrics::{self, TableRef};
 use crate::write_rewrite::{self, BatchError};
-use crate::{consistency, cql_functions, prepared_now};
+use crate::{consistency, cql_functions, prepared_now, topology_where};
 
 /// One client connection's view after the handshake.
 pub struct Session {
@@ -165,7 +165,8 @@ impl Session {
             Route::Topology(table) => {
                 let mut r = Reader::at(&req.body, off);
                 r.long_string()?;
-                Ok(self.topology(query, table, skip_metadata(&mut r)))
+                let (no_metadata, bound) = topology_where::read_parameters(&mut r)?;
+                Ok(self.topology(query, table, no_metadata, &bound))
             }
             Route::Origin => Ok(self.read(Cluster::Origin, req, req.body.clone()).await),
             Route::Primary => {
@@ -193,7 +194,14 @@ impl Session {
     }
 
     /// Answers a SELECT of system.local / system.peers(_v2) from the proxy's own view.
-    fn topology(&self, query: &str, table: SystemTable, no_metadata: bool) -> Frame {
+    /// `bound`: the request's values, for the bind markers of its WHERE clause.
+    fn topology(
+        &self,
+        query: &str,
+        table: SystemTable,
+        no_metadata: bool,
+        bound: &topology_where::Bound,
+    ) -> Frame {
         let select = routing::topology_select(query, table);
         let info = self.shared.info.read().unwrap().clone();
         let Some(info) = info else {
@@ -202,7 +210,7 @@ impl Session {
                 "zdm-proxy: origin facts not yet known",
             );
         };
-        let (op, body) = self.fleet.answer(&select, &info, no_metadata);
+        let (op, body) = self.fleet.answer(&select, &info, no_metadata, bound);
         Frame::response(0, op, body)
     }
 
@@ -358,15 +366,11 @@ impl Session {
         let query = Reader::at(&req.body, off).long_string()?;
         let keyspace = self.keyspace.lock().unwrap().clone();
         let route = routing::classify(query, keyspace.as_deref());
+        // Topology statements (with or without bind markers) are the proxy's to answer: origin
+        // would describe the real cluster.
         if let Route::Topology(table) = route {
-            if !query.contains('?') {
-                return Ok(self.prepare_topology(query, table));
-            }
+            return Ok(self.prepare_topology(query, table));
         }
-        let route = match route {
-            Route::Topology(_) => Route::Origin,
-            r => r,
-        };
         let mut writes = write_metrics::tables_of(query, keyspace.as_deref());
         let mut now_not_replaced = None;
         if route == Route::Both && self.shared.config.replace_cql_functions {
@@ -523,7 +527,8 @@ impl Session {
         if let (Route::Topology(table), Some(query)) = (&entry.route, &entry.query) {
             let mut r = Reader::at(&req.body, off);
             r.short_bytes()?;
-            return Ok(self.topology(query, *table, skip_metadata(&mut r)));
+            let (no_metadata, bound) = topology_where::read_parameters(&mut r)?;
+            return Ok(self.topology(query, *table, no_metadata, &bound));
         }
         let for_target = || replace_id(&req.body, off, id.len(), &entry.target_id);
         let resp = match entry.route {
@@ -594,11 +599,6 @@ impl Session {
         }
         Ok(resp)
     }
-}
-
-/// Reads <consistency><flags> of query parameters: is Skip_metadata (0x02) set?
-fn skip_metadata(r: &mut Reader<'_>) -> bool {
-    r.short().is_ok() && r.byte().map(|f| f & 0x02 != 0).unwrap_or(false)
 }
 
 /// Replaces a single parsed write table by the one the cluster's PREPARED answer names: the
