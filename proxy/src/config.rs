@@ -628,11 +628,18 @@ impl Config {
             Cluster::Origin => Cluster::Target,
             Cluster::Target => Cluster::Origin,
         };
+        let others = if self.cluster(other).username.is_empty() {
+            format!("none are configured for {}", other.name())
+        } else {
+            format!(
+                "{} gets the configured {}_username",
+                other.name(),
+                other.name()
+            )
+        };
         let mut note = format!(
-            "client credentials are checked by {}; {} gets the configured {}_username",
-            checker.name(),
-            other.name(),
-            other.name()
+            "client credentials are checked by {}; {others}",
+            checker.name()
         );
         if !self.forward_client_credentials_to_origin
             && self.forward_client_credentials_to_target == Some(false)
