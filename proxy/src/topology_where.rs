@@ -50,11 +50,10 @@ pub fn parse(query: &str) -> Result<Vec<Condition>, String> {
     let mut out = Vec::new();
     let mut markers = 0;
     loop {
-        let (column_tok, eq) = match rest {
-            [c, e, ..] if e.is_punct('=') => (c, e),
+        let column_tok = match rest {
+            [c, e, ..] if e.is_punct('=') => c,
             _ => return Err(unsupported(query, rest)),
         };
-        let _ = eq;
         let column = column_tok
             .ident(query)
             .ok_or_else(|| unsupported(query, rest))?;
