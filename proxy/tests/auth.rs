@@ -278,3 +278,51 @@ fn forwarding_client_credentials_to_both_clusters_is_refused_naming_both_setting
         "{err}"
     );
 }
+
+/// `async_handshake_timeout_ms` bounds the handshake of the shadow-read (async) connection.
+/// 1 ms is less than any password check takes (Cassandra hashes the password with bcrypt on
+/// every login), so every async connection fails its handshake: the log says it timed out, the
+/// shadow reads are dropped as not connected, and the client's reads never notice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_handshake_timeout_ms_bounds_the_shadow_read_handshake() {
+    let _lock = ClusterLock::shared();
+    let sb = Sandbox::load();
+    let p = Proxy::start(
+        &sb,
+        "127.0.0.22",
+        19064,
+        &[
+            ("ZDM_READ_MODE", "DUAL_ASYNC_ON_SECONDARY"),
+            ("ZDM_ASYNC_HANDSHAKE_TIMEOUT_MS", "1"),
+        ],
+    );
+    let origin = sb.direct("origin").await;
+    let target = sb.direct("target").await;
+    let ks = unique_ks("proxy_aht");
+    let s = p.session(&sb).await;
+    create_kv(&s, &ks).await;
+    s.query_unpaged(format!("INSERT INTO {ks}.kv (k, v) VALUES (1, 'x')"), ())
+        .await
+        .unwrap();
+    // Reads over ~3 s: the async connector retries after 0.5 s and 1.5 s meanwhile.
+    let started = std::time::Instant::now();
+    let mut reads = 0;
+    while started.elapsed() < Duration::from_secs(3) {
+        assert_eq!(read_v(&s, &ks, 1).await.as_deref(), Some("x"));
+        reads += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = p.log_text();
+    assert!(
+        log.contains("async connection for shadow reads failed") && log.contains("within 1 ms"),
+        "the async handshake must time out after 1 ms:\n{log}"
+    );
+    let dropped = p
+        .metric("zdm_async_requests_dropped_total{reason=\"not_connected\"}")
+        .await;
+    assert!(
+        dropped >= 1.0,
+        "shadow reads must be dropped while the async connection cannot be opened ({reads} reads)"
+    );
+    drop_ks(&origin, &target, &ks).await;
+}
