@@ -242,7 +242,7 @@ async fn a_per_cluster_request_timeout_applies_to_that_cluster_only() {
     // Created on each cluster directly: the proxies below time out one side on purpose.
     create_kv(&origin, &ks).await;
     create_kv(&target, &ks).await;
-    for (slow, port, fast_session) in [("target", 19046u16, &origin), ("origin", 19047, &target)] {
+    for (slow, port, fast_session) in [("target", 19048u16, &origin), ("origin", 19049, &target)] {
         let var = format!("ZDM_{}_REQUEST_TIMEOUT_MS", slow.to_ascii_uppercase());
         let p = Proxy::start(
             &sb,
