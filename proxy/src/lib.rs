@@ -25,6 +25,7 @@ pub mod state;
 pub mod stream_ids;
 pub mod tls;
 pub mod topology;
+pub mod topology_where;
 pub mod wire;
 pub mod write_metrics;
 pub mod write_rewrite;

@@ -131,7 +131,7 @@ pub async fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
     drop(listener);
     let _ = shutdown_tx.send(true);
     drop(done_tx);
-    let bound = shared.live().request_timeout() + Duration::from_secs(5);
+    let bound = shared.live().longest_request_timeout() + Duration::from_secs(5);
     if tokio::time::timeout(bound, done_rx.recv()).await.is_err() {
         tracing::warn!("drain did not finish within {bound:?}; exiting anyway");
     }
