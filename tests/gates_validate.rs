@@ -226,6 +226,12 @@ fn the_migrate_module_backfills_and_the_gate_then_passes() {
         "{backfill}"
     );
     assert!(w.path("inventory/.zdm-state/migrate-report.json").is_file());
+    // The gate's checkpoint is the phase's own: a later phase's check never resumes it.
+    let gate_cp = w.path("inventory/.zdm-state/validate-phase2-checkpoint.json");
+    let gate_cp: zdm_run::data::checkpoint::ValidateCheckpoint =
+        serde_json::from_str(&std::fs::read_to_string(&gate_cp).expect("the gate's checkpoint"))
+            .unwrap();
+    assert!(gate_cp.finished.is_some(), "the finished gate records it");
     let gate = task_result(&doc, "consistency");
     assert!(
         gate["msg"]
