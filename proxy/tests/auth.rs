@@ -212,6 +212,12 @@ async fn the_runbooks_advanced_configuration_is_accepted_and_runs() {
     let text = RUNBOOK_ADVANCED
         .replace("dse-node1,dse-node2,dse-node3", &origin_host)
         .replace("hcd-node1,hcd-node2,hcd-node3", &target_host)
+        // The runbook's origin is in data center `dc1`; the sandbox's nodes are in
+        // `datacenter1`, and a data center without nodes is refused at start (tested in local_dc).
+        .replace(
+            "origin_local_datacenter: \"dc1\"",
+            "origin_local_datacenter: \"datacenter1\"",
+        )
         .replace(
             "origin_username: \"cassandra\"\norigin_password: \"cassandra\"",
             &format!("origin_username: \"{ou}\"\norigin_password: \"{opw}\""),
@@ -220,7 +226,11 @@ async fn the_runbooks_advanced_configuration_is_accepted_and_runs() {
             "target_username: \"cassandra\"\ntarget_password: \"cassandra\"",
             &format!("target_username: \"{tu}\"\ntarget_password: \"{tpw}\""),
         );
-    assert!(text.contains(&origin_host) && text.contains(&format!("\"{tu}\"")));
+    assert!(
+        text.contains(&origin_host)
+            && text.contains(&format!("\"{tu}\""))
+            && !text.contains("\"dc1\"")
+    );
     let dir = std::env::temp_dir().join(format!("zdm-proxy-runbook-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("config.yml");
