@@ -44,7 +44,7 @@ pub struct Cli {
 pub enum Command {
     /// Copy origin's rows to target, keeping every cell's writetime and TTL (phase 2 backfill).
     Migrate(crate::data::cli::MigrateArgs),
-    /// Compare origin with target: missing, mismatched and extra rows (exit 1 when any).
+    /// Compare origin with target: missing, mismatched and extra rows (exit 2 when any remain).
     Validate(crate::data::cli::ValidateArgs),
     /// Show the migration's phase, each proxy's readiness, the last gate results and history.
     Status(crate::status::StatusArgs),
@@ -419,8 +419,11 @@ pub fn run_playbooks(args: PlaybookArgs) -> u8 {
 }
 
 /// Whether a run of this playbook must hold the inventory's run lock for its whole duration:
-/// it records migration state (has `zdm_phase` tasks), or a play asks for the lock with
-/// `vars: {zdm_lock: true}` (a rolling restart must not interleave with a phase run either).
+/// it records migration state (has `zdm_phase` tasks), keeps a data-engine checkpoint beside
+/// it (`zdm_migrate`, `zdm_validate`: two runs must not write one checkpoint, and the
+/// checkpoint must be the one `zdm-run migrate|validate -i` resumes), or a play asks for the
+/// lock with `vars: {zdm_lock: true}` (a rolling restart must not interleave with a phase run
+/// either).
 fn touches_migration_state(book: &Playbook) -> bool {
     book.plays.iter().any(|play| {
         play.vars.get("zdm_lock").is_some_and(crate::vars::truthy)
@@ -431,10 +434,12 @@ fn touches_migration_state(book: &Playbook) -> bool {
                 .chain(&play.post_tasks)
                 .chain(&play.handlers)
                 .any(|t| {
-                    t.module
-                        .strip_prefix("ansible.builtin.")
-                        .unwrap_or(&t.module)
-                        == "zdm_phase"
+                    matches!(
+                        t.module
+                            .strip_prefix("ansible.builtin.")
+                            .unwrap_or(&t.module),
+                        "zdm_phase" | "zdm_migrate" | "zdm_validate"
+                    )
                 })
     })
 }

@@ -46,6 +46,21 @@ pub struct MigrationRun {
 
 static CURRENT: Mutex<Option<Arc<MigrationRun>>> = Mutex::new(None);
 
+/// Directory name of the data engine's checkpoints and reports, beside the state file.
+const DATA_DIR: &str = ".zdm-state";
+
+fn data_dir_of(store: &StateStore) -> PathBuf {
+    store.path().with_file_name(DATA_DIR)
+}
+
+/// Where the data engine keeps checkpoints and reports for the migration of `inventory` (a
+/// file or directory): beside its state file. The playbook modules (`zdm_migrate`,
+/// `zdm_validate`) and `zdm-run migrate|validate -i INVENTORY` all use this directory, so
+/// either can resume a backfill the other was interrupted in.
+pub fn data_dir_beside(inventory: &Path) -> PathBuf {
+    data_dir_of(&StateStore::beside_inventory(inventory))
+}
+
 impl MigrationRun {
     /// Opens the state beside `inventory` (a file or directory; `.` when the run has none) and,
     /// unless in check mode (which changes nothing), takes its run lock.
@@ -83,7 +98,7 @@ impl MigrationRun {
 
     /// Where the data engine keeps its checkpoints and reports for this migration.
     pub fn data_dir(&self) -> PathBuf {
-        self.store.path().with_file_name(".zdm-state")
+        data_dir_of(&self.store)
     }
 
     fn inner(&self) -> MutexGuard<'_, Inner> {

@@ -33,7 +33,7 @@ async fn newer_write_made_during_backfill_survives() {
 
     let dir = tempfile::tempdir().unwrap();
     let cp_path = dir.path().join("cp.json");
-    cfg.splits = SPLITS;
+    cfg.splits = Some(SPLITS);
     cfg.concurrency = CONCURRENCY;
     cfg.checkpoint = Some(cp_path.clone());
     // Slow enough (about 6 s) that the dual writes land in the middle of the copy.
@@ -54,7 +54,7 @@ async fn newer_write_made_during_backfill_survives() {
             Instant::now() < deadline,
             "the backfill never made progress"
         );
-        if let Ok(Some(cp)) = Checkpoint::load_for_resume(&cp_path, SPLITS) {
+        if let Ok(Some(cp)) = Checkpoint::load_for_resume(&cp_path, Some(SPLITS)) {
             let d = cp.tables.get(&table).map(|t| t.done.len()).unwrap_or(0);
             if d >= 4 {
                 break d;
@@ -77,7 +77,7 @@ async fn newer_write_made_during_backfill_survives() {
     }
     // Ranges are started in index order, so once the live writes are all in, the ranges past
     // (finished + in flight) had not been read yet: the backfill wrote their old values later.
-    let done_after = Checkpoint::load_for_resume(&cp_path, SPLITS)
+    let done_after = Checkpoint::load_for_resume(&cp_path, Some(SPLITS))
         .unwrap()
         .expect("the copy is still running")
         .tables[&table]

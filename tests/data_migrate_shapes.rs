@@ -1,4 +1,6 @@
-//! Varied table shapes survive migrate with their writetimes and TTLs, and validate is clean.
+//! Varied table shapes survive migrate with their writetimes and TTLs, and validate is clean,
+//! with pages so small that ranges span many pages and partitions (and their static cells)
+//! cross page boundaries. A page the server refuses for its tombstones is retried smaller.
 
 mod data_support;
 
@@ -163,7 +165,11 @@ fn ttl_close(a: &Option<CqlValue>, b: &Option<CqlValue>) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn varied_shapes_migrate_then_validate_clean_with_writetime_and_ttl() {
-    let cfg = config();
+    let mut cfg = config();
+    // 4 ranges of ~100 rows read 7 rows at a time: every range takes many pages, and the
+    // 6-row partitions (with static cells) straddle page boundaries.
+    cfg.splits = Some(4);
+    cfg.page_size = 7;
     let c = connect(&cfg).await;
     let ks = unique_keyspace("shapes");
     let _guard = KeyspaceGuard::new(&cfg, &ks);
@@ -172,6 +178,10 @@ async fn varied_shapes_migrate_then_validate_clean_with_writetime_and_ttl() {
     let origin_orders = count(&c.origin, &format!("{ks}.orders")).await;
     let origin_sessions = count(&c.origin, &format!("{ks}.sessions")).await;
     assert!(origin_orders > 300, "{origin_orders}");
+    assert!(
+        (origin_orders + origin_sessions) / 4 > 7 * 10,
+        "ranges must span many pages"
+    );
 
     let sel = Selection {
         keyspaces: vec![ks.clone()],
@@ -362,5 +372,132 @@ async fn counter_tables_are_refused_before_anything_is_written_but_can_be_valida
     assert_eq!(
         hits.mismatched_rows[0].columns["n"],
         ("5".into(), "4".into())
+    );
+}
+
+/// Cassandra refuses a read that crosses more than `tombstone_failure_threshold` (100 000 by
+/// default) tombstones. 200 live rows each carrying 1 500 deleted set elements: a page of 400
+/// or 200 or 100 rows crosses 150 000+ and fails on the server; the scanner halves the page
+/// until it passes (50 rows, 75 000), and migrate and validate still see every row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_refused_for_its_tombstones_is_retried_smaller() {
+    use zdm_run::data::ranges::split_ring;
+    use zdm_run::data::scan::{select_cql, RangeScanner, RetryPolicy};
+
+    let mut cfg = config();
+    let c = connect(&cfg).await;
+    let ks = unique_keyspace("tombs");
+    let _guard = KeyspaceGuard::new(&cfg, &ks);
+    let table = format!("{ks}.wide");
+    create_schema(
+        &c,
+        &ks,
+        &[format!(
+            "CREATE TABLE {table} (p int, c int, v text, s set<int>, PRIMARY KEY (p, c))"
+        )],
+    )
+    .await;
+    let deleted: Vec<String> = (0..1500).map(|i| i.to_string()).collect();
+    let deleted = deleted.join(", ");
+    for row in 0..200 {
+        exec(
+            &c.origin,
+            &format!(
+                "INSERT INTO {table} (p, c, v) VALUES (1, {row}, 'v{row}') USING TIMESTAMP {OLD}"
+            ),
+        )
+        .await;
+        exec(
+            &c.origin,
+            &format!(
+                "UPDATE {table} USING TIMESTAMP {} SET s = s - {{{deleted}}} WHERE p = 1 AND c = {row}",
+                OLD + 1
+            ),
+        )
+        .await;
+    }
+
+    // The scanner on its own, on the range holding the partition.
+    const SPLITS: u32 = 4;
+    let token = match &rows(
+        &c.origin,
+        &format!("SELECT token(p) FROM {table} WHERE p = 1 LIMIT 1"),
+    )
+    .await[0]
+        .columns[0]
+    {
+        Some(CqlValue::BigInt(t)) => *t,
+        other => panic!("token {other:?}"),
+    };
+    let range = split_ring(SPLITS)[range_of(token, SPLITS) as usize];
+    let sel = Selection {
+        keyspaces: vec![],
+        tables: vec![(ks.clone(), "wide".into())],
+    };
+    let t = zdm_run::data::schema::load_tables(&c.origin, "origin", &sel)
+        .await
+        .expect("schema")
+        .remove(0);
+    let stmt = c
+        .origin
+        .prepare(select_cql(&t, true))
+        .await
+        .expect("prepare");
+    let mut scanner = RangeScanner::new(
+        &c.origin,
+        &stmt,
+        range,
+        400,
+        RetryPolicy {
+            attempts: 5,
+            backoff: std::time::Duration::from_millis(50),
+        },
+        None,
+    );
+    let mut seen = 0;
+    while let Some(page) = scanner
+        .next_page()
+        .await
+        .expect("the scan must get through")
+    {
+        assert!(
+            page.len() <= 50,
+            "a page of {} rows got through",
+            page.len()
+        );
+        seen += page.len();
+    }
+    assert_eq!(seen, 200);
+    assert!(
+        scanner.retries >= 3 && scanner.page_size() == 50,
+        "the first pages must have failed on the server and shrunk: {} retries, page {}",
+        scanner.retries,
+        scanner.page_size()
+    );
+
+    // The engine end to end with the same page size.
+    cfg.splits = Some(SPLITS);
+    cfg.page_size = 400;
+    cfg.backoff = std::time::Duration::from_millis(50);
+    let summary = migrate(&cfg, &sel, &NoProgress).await.expect("migrate");
+    assert_eq!(
+        (summary.rows_read, summary.ranges_failed),
+        (200, 0),
+        "{}",
+        summary.human()
+    );
+    let report = validate(&cfg, &sel, &ValidateOptions::default(), &NoProgress)
+        .await
+        .expect("validate");
+    assert_eq!(
+        (
+            report.rows_compared,
+            report.missing,
+            report.mismatched,
+            report.ranges_failed
+        ),
+        (200, 0, 0, 0),
+        "{}",
+        report.human()
     );
 }

@@ -25,9 +25,9 @@ fn pairs(v: &[(i32, i32)]) -> BTreeSet<(String, String)> {
         .collect()
 }
 
-/// Runs `zdm-run validate` on the keyspace with the sandbox inventory; returns the exit code
-/// and the parsed report.
-fn validate_binary(ks: &str, dir: &std::path::Path) -> (i32, ValidationReport) {
+/// Runs `zdm-run validate` on the keyspace with the sandbox inventory (and `extra` flags);
+/// returns the exit code and the parsed report.
+fn validate_binary(ks: &str, dir: &std::path::Path, extra: &[&str]) -> (i32, ValidationReport) {
     let env = sandbox_env();
     let inventory = env
         .get("SANDBOX_INVENTORY")
@@ -50,6 +50,7 @@ fn validate_binary(ks: &str, dir: &std::path::Path) -> (i32, ValidationReport) {
         .arg(dir)
         .arg("--report")
         .arg(&report)
+        .args(extra)
         .output()
         .expect("run zdm-run validate");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -164,30 +165,27 @@ async fn target_deletes_alters_and_additions_are_reported_by_key_and_autocorrect
 
     // The binary: same findings, non-zero exit code, report on disk, no password in output.
     let dir = tempfile::tempdir().unwrap();
-    let (code, bin_report) = validate_binary(&ks, dir.path());
+    let (code, bin_report) = validate_binary(&ks, dir.path(), &[]);
     assert_eq!(code, 2, "differences must fail the command");
     assert_eq!(
         (bin_report.missing, bin_report.mismatched, bin_report.extra),
         (3, 3, 2)
     );
 
-    // Autocorrect missing and mismatched.
-    let fix = ValidateOptions {
-        autocorrect_missing: true,
-        autocorrect_mismatched: true,
-        ..ValidateOptions::default()
-    };
-    let r = validate(&cfg, &sel, &fix, &NoProgress)
-        .await
-        .expect("autocorrect");
+    // Autocorrect missing and mismatched, through the binary: the report keeps what was found
+    // and what was corrected; the two extra rows remain, so the exit code still says 2.
+    let (code, r) = validate_binary(&ks, dir.path(), &["--autocorrect"]);
+    assert_eq!((r.missing, r.mismatched, r.extra), (3, 3, 2), "found");
     assert_eq!(
         (
             r.corrected_missing,
             r.corrected_mismatched,
-            r.corrected_extra
+            r.corrected_extra,
+            r.corrections_failed
         ),
-        (3, 3, 0)
+        (3, 3, 0, 0)
     );
+    assert_eq!(code, 2, "the uncorrected extra rows remain: {}", r.human());
     let r = validate(&cfg, &sel, &ValidateOptions::default(), &NoProgress)
         .await
         .expect("validate after autocorrect");
@@ -220,20 +218,18 @@ async fn target_deletes_alters_and_additions_are_reported_by_key_and_autocorrect
         );
     }
 
-    // Extra rows are only deleted when asked; then everything is clean.
-    let r = validate(
-        &cfg,
-        &sel,
-        &ValidateOptions {
-            autocorrect_extra: true,
-            ..ValidateOptions::default()
-        },
-        &NoProgress,
-    )
-    .await
-    .expect("autocorrect extra");
-    assert_eq!(r.corrected_extra, 2);
-    let (code, clean) = validate_binary(&ks, dir.path());
+    // Extra rows are only deleted when asked. Every difference this run finds it corrects, so
+    // nothing remains and the command succeeds although it found 2 extra rows.
+    let (code, r) = validate_binary(&ks, dir.path(), &["--autocorrect-extra"]);
+    assert_eq!((r.missing, r.mismatched, r.extra), (0, 0, 2), "found");
+    assert_eq!((r.corrected_extra, r.corrections_failed), (2, 0));
+    assert_eq!(
+        code,
+        0,
+        "every difference was corrected, none remains: {}",
+        r.human()
+    );
+    let (code, clean) = validate_binary(&ks, dir.path(), &[]);
     assert_eq!(
         (
             clean.missing,
@@ -247,7 +243,7 @@ async fn target_deletes_alters_and_additions_are_reported_by_key_and_autocorrect
 
     // A sampled validation checks a quarter of the token ranges.
     let mut sampled_cfg = cfg.clone();
-    sampled_cfg.splits = 16;
+    sampled_cfg.splits = Some(16);
     let r = validate(
         &sampled_cfg,
         &sel,

@@ -226,6 +226,12 @@ fn the_migrate_module_backfills_and_the_gate_then_passes() {
         "{backfill}"
     );
     assert!(w.path("inventory/.zdm-state/migrate-report.json").is_file());
+    // The gate's checkpoint is the phase's own: a later phase's check never resumes it.
+    let gate_cp = w.path("inventory/.zdm-state/validate-phase2-checkpoint.json");
+    let gate_cp: zdm_run::data::checkpoint::ValidateCheckpoint =
+        serde_json::from_str(&std::fs::read_to_string(&gate_cp).expect("the gate's checkpoint"))
+            .unwrap();
+    assert!(gate_cp.finished.is_some(), "the finished gate records it");
     let gate = task_result(&doc, "consistency");
     assert!(
         gate["msg"]
@@ -245,4 +251,255 @@ fn the_migrate_module_backfills_and_the_gate_then_passes() {
     assert!(gates
         .iter()
         .any(|g| g["name"] == "consistency: missing rows" && g["passed"] == true));
+}
+
+/// Marks ranges `0..upto` of `table` as finished (with 0 rows) in a migrate checkpoint, as an
+/// interrupted run that had copied them would have, although nothing was copied: a run that
+/// resumes the checkpoint leaves those rows off target, one that does not copies them.
+fn interrupted_migrate_checkpoint(path: &std::path::Path, table: &str, splits: u32, upto: u32) {
+    use zdm_run::data::checkpoint::{save, Checkpoint};
+    let mut cp = Checkpoint::new(splits);
+    for r in 0..upto {
+        cp.table(table).done.insert(r, 0);
+    }
+    save(path, &cp).unwrap();
+}
+
+fn migrate_report(path: &std::path::Path) -> zdm_run::data::MigrateSummary {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("no migrate report {}: {e}", path.display()));
+    serde_json::from_str(&text).expect("migrate report JSON")
+}
+
+/// `zdm-run migrate -i INVENTORY` keeps its checkpoint where the `zdm_migrate` module keeps
+/// its own (`.zdm-state` beside the inventory's state file), so each resumes a backfill the
+/// other was interrupted in.
+#[test]
+fn the_cli_and_the_playbook_module_resume_each_others_backfill() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let cfg = config();
+    let clusters = rt.block_on(connect(&cfg));
+    let ks = unique_keyspace("sharedcp");
+    let _guard = KeyspaceGuard::new(&cfg, &ks);
+    let table = format!("{ks}.kv");
+    rt.block_on(create_schema(
+        &clusters,
+        &ks,
+        &[format!("CREATE TABLE {table} (k int PRIMARY KEY, v text)")],
+    ));
+    const ROWS: i64 = 2000;
+    const SPLITS: u32 = 16;
+    rt.block_on(load_kv(
+        &clusters.origin,
+        &table,
+        ROWS as i32,
+        now_micros() - 60_000_000,
+    ));
+    let token_of = rt.block_on(data_support::tokens(&clusters.origin, &table));
+    let rows_below = |upto: u32| {
+        token_of
+            .values()
+            .filter(|t| data_support::range_of(**t, SPLITS) < upto)
+            .count() as i64
+    };
+
+    let w = Workdir::new(&sandbox_inventory());
+    let state = w.path("inventory/.zdm-state");
+    let cp = state.join("migrate-checkpoint.json");
+
+    // 1. An interrupted CLI run's checkpoint, resumed by the playbook module.
+    interrupted_migrate_checkpoint(&cp, &table, SPLITS, 4);
+    w.write(
+        "backfill.yml",
+        &format!(
+            r#"
+- hosts: proxies
+  tasks:
+    - name: backfill
+      zdm_migrate: {{tables: [{table}], splits: {SPLITS}}}
+      run_once: true
+      delegate_to: localhost
+"#
+        ),
+    );
+    let run = w.run(&["backfill.yml", "--output", "json"]);
+    run.assert_code(0);
+    let report = migrate_report(&state.join("migrate-report.json"));
+    assert_eq!(
+        (
+            report.tables[0].ranges_resumed,
+            report.tables[0].ranges_copied
+        ),
+        (4, SPLITS - 4),
+        "{}",
+        report.human()
+    );
+    assert!(rows_below(4) > 0);
+    assert_eq!(
+        rt.block_on(data_support::count(&clusters.target, &table)),
+        ROWS - rows_below(4),
+        "the playbook resumed the checkpoint: the 'finished' ranges were not copied"
+    );
+
+    // 2. An interrupted playbook run's checkpoint, resumed by the CLI given only -i.
+    rt.block_on(exec(&clusters.target, &format!("TRUNCATE {table}")));
+    interrupted_migrate_checkpoint(&cp, &table, SPLITS, 8);
+    // While a playbook holds the migration's run lock, the CLI does not touch its checkpoint.
+    {
+        let _held = zdm_run::state::StateStore::beside_inventory(&w.path("inventory"))
+            .lock("playbooks/phase2.yml")
+            .expect("take the run lock");
+        let out = w
+            .command(&["migrate", "-i", "inventory", "--table", &table])
+            .output()
+            .expect("run zdm-run migrate");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("holds the migration lock") && stderr.contains("playbooks/phase2.yml"),
+            "{stderr}"
+        );
+    }
+    let out = w
+        .command(&["migrate", "-i", "inventory", "--table", &table])
+        .output()
+        .expect("run zdm-run migrate");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "{SPLITS} token ranges per table (kept from the interrupted run's checkpoint)"
+        )),
+        "without --splits a resumed run keeps the checkpoint's count: {stdout}"
+    );
+    let report = migrate_report(&state.join("migrate-report.json"));
+    assert_eq!(report.tables[0].ranges_resumed, 8, "{}", report.human());
+    assert_eq!(
+        rt.block_on(data_support::count(&clusters.target, &table)),
+        ROWS - rows_below(8),
+        "the CLI resumed the playbook's checkpoint"
+    );
+    assert!(
+        !w.path(".zdm-state").exists(),
+        "nothing is written to the working directory's .zdm-state"
+    );
+}
+
+/// The consistency gate resumes an interrupted check from its checkpoint (ranges it had finished
+/// are not read again), a finished check is never resumed, and `fresh: true` starts over.
+#[test]
+fn the_gate_resumes_an_interrupted_check_and_fresh_starts_over() {
+    use zdm_run::data::checkpoint::{save_validate, ValidateCheckpoint};
+    use zdm_run::data::engine::validate_fingerprint;
+    use zdm_run::data::ValidateOptions;
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let cfg = config();
+    let clusters = rt.block_on(connect(&cfg));
+    let ks = unique_keyspace("gateresume");
+    let _guard = KeyspaceGuard::new(&cfg, &ks);
+    let table = format!("{ks}.kv");
+    rt.block_on(create_schema(
+        &clusters,
+        &ks,
+        &[format!("CREATE TABLE {table} (k int PRIMARY KEY, v text)")],
+    ));
+    let ts = now_micros() - 60_000_000;
+    rt.block_on(load_kv(&clusters.origin, &table, 40, ts));
+    rt.block_on(load_kv(&clusters.target, &table, 40, ts));
+    rt.block_on(exec(
+        &clusters.target,
+        &format!("DELETE FROM {table} WHERE k = 17"),
+    ));
+    const SPLITS: u32 = 16;
+    let token_of = rt.block_on(data_support::tokens(&clusters.origin, &table));
+    let hidden_range = data_support::range_of(token_of[&17], SPLITS);
+    let in_hidden_range = token_of
+        .values()
+        .filter(|t| data_support::range_of(**t, SPLITS) == hidden_range)
+        .count() as u64;
+
+    let w = Workdir::new(&sandbox_inventory());
+    let cp_path = w.path("inventory/.zdm-state/validate-checkpoint.json");
+    // What an interrupted gate run leaves: the range holding k=17 checked (clean at the time),
+    // the others not yet.
+    let interrupted = || {
+        let mut cp = ValidateCheckpoint::new(
+            SPLITS,
+            validate_fingerprint(&ValidateOptions::default()),
+            Some(now_micros()),
+        );
+        let t = cp.table(&table);
+        t.done.insert(hidden_range, in_hidden_range);
+        t.totals.ranges_checked = 1;
+        t.totals.rows_compared = in_hidden_range;
+        save_validate(&cp_path, &cp).unwrap();
+    };
+    let gate = |fresh: bool| {
+        format!(
+            r#"
+- hosts: proxies
+  tasks:
+    - name: consistency
+      zdm_validate: {{tables: [{table}], splits: {SPLITS}, fresh: {fresh}}}
+      run_once: true
+      delegate_to: localhost
+"#
+        )
+    };
+    w.write("resume.yml", &gate(false));
+    w.write("fresh.yml", &gate(true));
+
+    interrupted();
+    let run = w.run(&["resume.yml", "--output", "json"]);
+    run.assert_code(0);
+    let msg = task_result(&run.json(), "consistency")["msg"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        msg.contains("[PASS] missing rows: 0 missing of 40 rows compared"),
+        "the resumed check must not read the finished range again: {msg}"
+    );
+    assert!(
+        msg.contains("1 of them by an interrupted earlier run"),
+        "{msg}"
+    );
+    let cp: ValidateCheckpoint =
+        serde_json::from_str(&std::fs::read_to_string(&cp_path).unwrap()).unwrap();
+    assert!(
+        cp.finished.is_some(),
+        "a finished check records its summary"
+    );
+
+    // A finished check is not resumed: the next gate reads every range and finds k=17.
+    let run = w.run(&["resume.yml", "--output", "json"]);
+    run.assert_code(2);
+    let msg = task_result(&run.json(), "consistency")["msg"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        msg.contains(&format!(
+            "[FAIL] missing rows: 1 missing of 40 rows compared; e.g.: {table} (k=17)"
+        )),
+        "{msg}"
+    );
+
+    // fresh: true ignores an interrupted run's checkpoint.
+    interrupted();
+    let run = w.run(&["fresh.yml", "--output", "json"]);
+    run.assert_code(2);
+    let msg = task_result(&run.json(), "consistency")["msg"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(msg.contains("[FAIL] missing rows: 1 missing"), "{msg}");
+    assert!(!msg.contains("interrupted earlier run"), "{msg}");
 }

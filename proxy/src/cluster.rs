@@ -4,7 +4,8 @@
 //! `proxy_max_stream_ids`; a client's stream id never reaches a cluster. That way two clients'
 //! (or a client's and the heartbeat's) requests can never receive each other's answers. An id is
 //! released only when its answer arrives, even if the requester stopped waiting (timeout): an id
-//! whose answer is still on its way must not be reused.
+//! whose answer is still on its way must not be reused (see `stream_ids`). A connection with too
+//! many such orphaned ids closes itself, which releases them all.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,9 +17,11 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio_util::sync::CancellationToken;
 
 use crate::frame::{opcode, Frame, FrameCodec};
 use crate::metrics::NodeMetrics;
+use crate::stream_ids::{Answer, OrphanLimits, StreamIds};
 use crate::tls::ClusterTls;
 use crate::wire;
 
@@ -33,35 +36,46 @@ pub enum ClusterError {
     Closed(String),
 }
 
-struct Pending {
-    waiters: Vec<Option<oneshot::Sender<Frame>>>,
-    free: Vec<i16>,
-}
+type Pending = StreamIds<oneshot::Sender<Frame>>;
 
 /// A multiplexed connection to one cluster node.
 pub struct ClusterConn {
+    /// The host as given (contact point name or discovered address), without port.
+    pub host: String,
+    /// `host:port`: the label of this node's metrics.
     pub node: String,
     tx: mpsc::UnboundedSender<Frame>,
     pending: Arc<Mutex<Pending>>,
     closed: Arc<AtomicBool>,
     closed_notify: Arc<Notify>,
+    /// Ends the reader and writer tasks (and so the socket): on drop, or when orphans pile up.
+    cancel: CancellationToken,
+    orphan_limits: OrphanLimits,
     metrics: Arc<NodeMetrics>,
 }
 
+impl Drop for ClusterConn {
+    fn drop(&mut self) {
+        // Nobody can send on this connection any more: close it rather than let the reader
+        // wait for a peer that may never close its side.
+        self.cancel.cancel();
+    }
+}
+
 impl ClusterConn {
-    /// Opens a TCP connection (TLS when `tls` is set) to the first reachable address of
-    /// `contact_points`.
+    /// Opens a TCP connection (TLS when `tls` is set) to the first reachable of `hosts`, tried
+    /// in order (the caller's order is the node assignment: see `nodes`).
     pub async fn connect(
-        contact_points: &[String],
+        hosts: &[String],
         port: u16,
         timeout: Duration,
         max_stream_ids: usize,
         tls: Option<&ClusterTls>,
         metrics_for: impl Fn(&str) -> Arc<NodeMetrics>,
     ) -> Result<Arc<ClusterConn>, String> {
-        let mut last_err = String::from("no contact points");
-        for host in contact_points {
-            let node = format!("{host}:{port}");
+        let mut last_err = String::from("no node to connect to");
+        for host in hosts {
+            let node = crate::nodes::endpoint(host, port);
             match tokio::time::timeout(timeout, TcpStream::connect(&node)).await {
                 Ok(Ok(stream)) => {
                     let _ = stream.set_nodelay(true);
@@ -69,13 +83,27 @@ impl ClusterConn {
                         // Plain: tokio's owned halves, no lock between reader and writer.
                         let (rd, wr) = stream.into_split();
                         let metrics = metrics_for(&node);
-                        return Ok(ClusterConn::start(node, rd, wr, max_stream_ids, metrics));
+                        return Ok(ClusterConn::start(
+                            host,
+                            node,
+                            rd,
+                            wr,
+                            max_stream_ids,
+                            metrics,
+                        ));
                     };
                     match tokio::time::timeout(timeout, tls.connect(host, stream)).await {
                         Ok(Ok(stream)) => {
                             let (rd, wr) = tokio::io::split(stream);
                             let metrics = metrics_for(&node);
-                            return Ok(ClusterConn::start(node, rd, wr, max_stream_ids, metrics));
+                            return Ok(ClusterConn::start(
+                                host,
+                                node,
+                                rd,
+                                wr,
+                                max_stream_ids,
+                                metrics,
+                            ));
                         }
                         Ok(Err(e)) => last_err = format!("{node}: {e}"),
                         Err(_) => last_err = format!("{node}: TLS handshake timed out"),
@@ -90,6 +118,7 @@ impl ClusterConn {
     }
 
     fn start<R, W>(
+        host: &str,
         node: String,
         rd: R,
         wr: W,
@@ -101,28 +130,35 @@ impl ClusterConn {
         W: AsyncWrite + Unpin + Send + 'static,
     {
         let (tx, mut rx) = mpsc::unbounded_channel::<Frame>();
-        let pending = Arc::new(Mutex::new(Pending {
-            waiters: (0..max_stream_ids).map(|_| None).collect(),
-            free: (0..max_stream_ids).rev().map(|i| i as i16).collect(),
-        }));
+        let pending = Arc::new(Mutex::new(Pending::new(max_stream_ids)));
         let closed = Arc::new(AtomicBool::new(false));
         let closed_notify = Arc::new(Notify::new());
+        let cancel = CancellationToken::new();
         metrics.open_connections.add(1);
         let conn = Arc::new(ClusterConn {
+            host: host.to_string(),
             node: node.clone(),
             tx,
             pending: pending.clone(),
             closed: closed.clone(),
             closed_notify: closed_notify.clone(),
+            cancel: cancel.clone(),
+            orphan_limits: OrphanLimits::for_capacity(max_stream_ids),
             metrics: metrics.clone(),
         });
 
         // Writer: batches whatever is queued into one flush.
         let writer_closed = closed.clone();
         let writer_notify = closed_notify.clone();
+        let writer_cancel = cancel.clone();
         tokio::spawn(async move {
             let mut sink = FramedWrite::new(wr, FrameCodec::cluster_side());
-            while let Some(frame) = rx.recv().await {
+            loop {
+                let frame = tokio::select! {
+                    f = rx.recv() => f,
+                    _ = writer_cancel.cancelled() => None,
+                };
+                let Some(frame) = frame else { break };
                 if sink.feed(frame).await.is_err() {
                     break;
                 }
@@ -142,33 +178,36 @@ impl ClusterConn {
         // Reader: hands each answer to whoever waits on its stream id.
         tokio::spawn(async move {
             let mut source = FramedRead::new(rd, FrameCodec::cluster_side());
-            while let Some(Ok(frame)) = source.next().await {
+            loop {
+                let frame = tokio::select! {
+                    f = source.next() => f,
+                    _ = cancel.cancelled() => None,
+                };
+                let Some(Ok(frame)) = frame else { break };
                 if frame.stream < 0 {
                     continue; // events: the proxy does not forward cluster events
                 }
-                let waiter = {
-                    let mut p = pending.lock().unwrap();
-                    let idx = frame.stream as usize;
-                    match p.waiters.get_mut(idx).and_then(Option::take) {
-                        Some(w) => {
-                            p.free.push(frame.stream);
-                            Some(w)
-                        }
-                        None => None,
+                let answer = pending.lock().unwrap().answer(frame.stream);
+                match answer {
+                    Answer::Waiter(w) => {
+                        metrics.used_stream_ids.add(-1);
+                        let _ = w.send(frame);
                     }
-                };
-                if let Some(w) = waiter {
-                    let _ = w.send(frame);
+                    Answer::Late => {
+                        metrics.used_stream_ids.add(-1);
+                        tracing::debug!(%node, stream = frame.stream, "late answer dropped; its stream id is free again");
+                    }
+                    Answer::Unknown => {
+                        tracing::debug!(%node, stream = frame.stream, "answer on a stream id nobody reserved; dropped");
+                    }
                 }
             }
             closed.store(true, Ordering::SeqCst);
+            cancel.cancel(); // the writer too
             metrics.open_connections.add(-1);
             // Dropping the waiters wakes every requester with `Closed`.
-            let mut p = pending.lock().unwrap();
-            for w in p.waiters.iter_mut() {
-                w.take();
-            }
-            drop(p);
+            let released = pending.lock().unwrap().release_all();
+            metrics.used_stream_ids.add(-(released as i64));
             closed_notify.notify_waiters();
         });
         conn
@@ -189,10 +228,14 @@ impl ClusterConn {
         }
     }
 
-    /// Number of stream ids currently reserved (answers not yet received).
+    /// Number of stream ids currently reserved (answers not yet received, orphans included).
     pub fn used_stream_ids(&self) -> usize {
-        let p = self.pending.lock().unwrap();
-        p.waiters.len() - p.free.len()
+        self.pending.lock().unwrap().reserved()
+    }
+
+    /// Closes the connection: requests waiting on it fail with `Closed`, its ids are released.
+    pub fn close(&self) {
+        self.cancel.cancel();
     }
 
     /// Sends one request and waits up to `timeout` for its answer. The returned frame carries the
@@ -208,17 +251,27 @@ impl ClusterConn {
             return Err(ClusterError::Closed(self.node.clone()));
         }
         let (tx, rx) = oneshot::channel();
-        let stream = {
+        let ticket = {
             let mut p = self.pending.lock().unwrap();
-            let Some(id) = p.free.pop() else {
+            // Checked under the lock: the reader marks the connection closed before it takes
+            // the lock to release every id, so no reservation can slip in after that.
+            if self.is_closed() {
+                return Err(ClusterError::Closed(self.node.clone()));
+            }
+            // An old orphan is found here too, not only at the next timeout.
+            if p.orphaned() > 0 && self.orphan_limits.exceeded(&mut p, Instant::now()) {
+                drop(p);
+                self.close_orphaned();
+                return Err(ClusterError::Closed(self.node.clone()));
+            }
+            let Some(ticket) = p.reserve(tx) else {
                 return Err(ClusterError::StreamIdsExhausted(self.node.clone()));
             };
-            p.waiters[id as usize] = Some(tx);
-            id
+            ticket
         };
         self.metrics.used_stream_ids.add(1);
         let started = Instant::now();
-        let mut frame = Frame::request(stream, op, body);
+        let mut frame = Frame::request(ticket.id, op, body);
         frame.flags = flags;
         let result = if self.tx.send(frame).is_err() {
             Err(ClusterError::Closed(self.node.clone()))
@@ -228,6 +281,7 @@ impl ClusterConn {
                 Ok(Err(_)) => Err(ClusterError::Closed(self.node.clone())),
                 Err(_) => {
                     self.metrics.client_timeouts.inc();
+                    self.orphan(ticket);
                     Err(ClusterError::Timeout(
                         self.node.clone(),
                         timeout.as_millis(),
@@ -235,7 +289,6 @@ impl ClusterConn {
                 }
             }
         };
-        self.metrics.used_stream_ids.add(-1);
         self.metrics.request_duration.observe(started.elapsed());
         if let Ok(f) = &result {
             if f.opcode == opcode::ERROR {
@@ -243,6 +296,30 @@ impl ClusterConn {
             }
         }
         result
+    }
+
+    /// The requester of `ticket` gave up: its id stays reserved until the answer comes; past
+    /// the orphan limits the connection is closed, the only safe way to get the ids back.
+    fn orphan(&self, ticket: crate::stream_ids::Ticket) {
+        let now = Instant::now();
+        let mut p = self.pending.lock().unwrap();
+        p.orphan(ticket, now);
+        if self.orphan_limits.exceeded(&mut p, now) {
+            drop(p);
+            self.close_orphaned();
+        }
+    }
+
+    fn close_orphaned(&self) {
+        if !self.cancel.is_cancelled() {
+            tracing::warn!(
+                node = %self.node,
+                orphaned = self.pending.lock().unwrap().orphaned(),
+                "closing the connection: too many or too old requests without an answer (their \
+                 stream ids cannot be reused safely)"
+            );
+        }
+        self.close();
     }
 }
 
@@ -320,4 +397,131 @@ pub enum HandshakeError {
     Unexpected(u8),
     #[error("{0} requires authentication but no username/password is configured for it")]
     NoCredentials(String),
+}
+
+#[cfg(test)]
+mod tests {
+    //! The connection's stream-id handling, against a peer on an in-memory pipe that answers
+    //! only when told to (the one thing a real node cannot be made to do on cue).
+    use super::*;
+    use crate::frame::FrameCodec;
+    use tokio_util::codec::Framed;
+
+    type Peer = Framed<tokio::io::DuplexStream, FrameCodec>;
+
+    fn pair(max_stream_ids: usize) -> (Arc<ClusterConn>, Peer, Arc<NodeMetrics>) {
+        let (ours, theirs) = tokio::io::duplex(64 * 1024);
+        let (rd, wr) = tokio::io::split(ours);
+        let metrics = Arc::new(NodeMetrics::detached());
+        let conn = ClusterConn::start(
+            "node",
+            "node:9042".into(),
+            rd,
+            wr,
+            max_stream_ids,
+            metrics.clone(),
+        );
+        (
+            conn,
+            Framed::new(theirs, FrameCodec::client_side()),
+            metrics,
+        )
+    }
+
+    async fn answer(peer: &mut Peer, stream: i16, body: &'static [u8]) {
+        peer.send(Frame::response(
+            stream,
+            opcode::RESULT,
+            Bytes::from_static(body),
+        ))
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_late_answer_never_reaches_the_next_request() {
+        // 8 ids: up to two orphans are tolerated before the connection closes itself.
+        let (conn, mut peer, metrics) = pair(8);
+        let short = Duration::from_millis(50);
+        let err = conn
+            .request(opcode::QUERY, 0, Bytes::from_static(b"first"), short)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ClusterError::Timeout(..)), "{err:?}");
+        let first = peer.next().await.unwrap().unwrap();
+        // Still reserved after the timeout, and counted so.
+        assert_eq!(conn.used_stream_ids(), 1);
+        assert_eq!(metrics.used_stream_ids.get(), 1);
+
+        let conn2 = conn.clone();
+        let second = tokio::spawn(async move {
+            conn2
+                .request(
+                    opcode::QUERY,
+                    0,
+                    Bytes::from_static(b"second"),
+                    Duration::from_secs(10),
+                )
+                .await
+        });
+        let req2 = peer.next().await.unwrap().unwrap();
+        assert_ne!(
+            req2.stream, first.stream,
+            "a timed-out id was handed out again"
+        );
+        // The late answer to the first request arrives first; the second request must get its own.
+        answer(&mut peer, first.stream, b"late").await;
+        answer(&mut peer, req2.stream, b"mine").await;
+        let got = second.await.unwrap().unwrap();
+        assert_eq!(&got.body[..], b"mine");
+        assert_eq!(conn.used_stream_ids(), 0);
+        assert_eq!(metrics.used_stream_ids.get(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_connection_whose_ids_are_all_orphaned_closes_instead_of_refusing_forever() {
+        // 4 ids: the limit is one orphan per four ids, so the first unanswered request closes it.
+        let (conn, mut peer, metrics) = pair(4);
+        let short = Duration::from_millis(50);
+        let err = conn
+            .request(opcode::QUERY, 0, Bytes::from_static(b"lost"), short)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ClusterError::Timeout(..)), "{err:?}");
+        tokio::time::timeout(Duration::from_secs(5), conn.closed())
+            .await
+            .expect("the connection did not close");
+        assert_eq!(conn.used_stream_ids(), 0, "closing releases the orphans");
+        assert_eq!(metrics.used_stream_ids.get(), 0);
+        assert_eq!(metrics.open_connections.get(), 0);
+        assert!(matches!(
+            conn.request(opcode::QUERY, 0, Bytes::new(), short).await,
+            Err(ClusterError::Closed(_))
+        ));
+        // The peer sees the socket end.
+        let _request = peer.next().await;
+        assert!(peer.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn connect_falls_back_to_the_next_host() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        // Nothing listens on 127.0.0.2 at that port: refused, so the next host is tried.
+        let hosts = vec!["127.0.0.2".to_string(), "127.0.0.1".to_string()];
+        let failed = Arc::new(NodeMetrics::detached());
+        let ok = Arc::new(NodeMetrics::detached());
+        let conn = ClusterConn::connect(&hosts, port, Duration::from_secs(5), 8, None, |node| {
+            if node.starts_with("127.0.0.2") {
+                failed.clone()
+            } else {
+                ok.clone()
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(conn.node, format!("127.0.0.1:{port}"));
+        assert_eq!(failed.failed_connections.get(), 1);
+        assert_eq!(ok.open_connections.get(), 1);
+    }
 }

@@ -41,6 +41,9 @@ pub struct ClusterConfig {
     pub password: String,
     pub local_datacenter: String,
     pub connection_timeout_ms: u64,
+    /// `origin_|target_request_timeout_ms` (our runbook's names): the request timeout towards
+    /// this cluster; `None` falls back to `proxy_request_timeout_ms`.
+    pub request_timeout_ms: Option<u64>,
 }
 
 /// All proxy settings.
@@ -71,6 +74,15 @@ pub struct Config {
     pub target_consistency_level: Option<u16>,
     /// Client-facing and per-cluster TLS (see `tls`).
     pub tls: crate::tls::TlsConfig,
+    /// Bound on the handshake of a shadow-read (async) connection, as in the reference proxy:
+    /// a secondary that is slow to authenticate must not hold shadow reads for long.
+    pub async_handshake_timeout_ms: u64,
+    /// The reference proxy's `forward_client_credentials_to_origin`: the client's credentials
+    /// are checked by origin (and target gets the configured target credentials).
+    pub forward_client_credentials_to_origin: bool,
+    /// Our runbook's `forward_client_credentials_to_target`, as written (`None`: not set). See
+    /// [`Config::client_credentials_cluster`] for how it combines with the reference setting.
+    pub forward_client_credentials_to_target: Option<bool>,
 }
 
 impl fmt::Debug for ClusterConfig {
@@ -90,6 +102,7 @@ impl fmt::Debug for ClusterConfig {
             )
             .field("local_datacenter", &self.local_datacenter)
             .field("connection_timeout_ms", &self.connection_timeout_ms)
+            .field("request_timeout_ms", &self.request_timeout_ms)
             .finish()
     }
 }
@@ -122,6 +135,7 @@ impl Default for ClusterConfig {
             password: String::new(),
             local_datacenter: String::new(),
             connection_timeout_ms: 30_000,
+            request_timeout_ms: None,
         }
     }
 }
@@ -151,6 +165,9 @@ impl Default for Config {
             replace_cql_functions: false,
             target_consistency_level: None,
             tls: Default::default(),
+            async_handshake_timeout_ms: 4000,
+            forward_client_credentials_to_origin: false,
+            forward_client_credentials_to_target: None,
         }
     }
 }
@@ -181,12 +198,14 @@ pub const SETTINGS: &[&str] = &[
     "origin_password",
     "origin_local_datacenter",
     "origin_connection_timeout_ms",
+    "origin_request_timeout_ms",
     "target_contact_points",
     "target_port",
     "target_username",
     "target_password",
     "target_local_datacenter",
     "target_connection_timeout_ms",
+    "target_request_timeout_ms",
     "proxy_listen_address",
     "proxy_listen_port",
     "proxy_topology_addresses",
@@ -204,13 +223,15 @@ pub const SETTINGS: &[&str] = &[
     "log_level",
     "replace_cql_functions",
     "target_consistency_level",
+    "async_handshake_timeout_ms",
+    "forward_client_credentials_to_origin",
+    "forward_client_credentials_to_target",
 ];
 
 /// Reference proxy settings this proxy does not implement:
 /// refused with a message that says so rather than "unknown", so an operator knows the file is
 /// not misspelt, just asking for something this proxy lacks.
 const REFERENCE_UNSUPPORTED: &[&str] = &[
-    "async_handshake_timeout_ms",
     "control_conn_max_protocol_version",
     "blocked_protocol_versions",
     "tracing_enabled",
@@ -225,7 +246,6 @@ const REFERENCE_UNSUPPORTED: &[&str] = &[
     "heartbeat_retry_backoff_factor",
     "heartbeat_failure_threshold",
     "system_queries_mode",
-    "forward_client_credentials_to_origin",
     "metrics_origin_latency_buckets_ms",
     "metrics_target_latency_buckets_ms",
     "metrics_async_read_latency_buckets_ms",
@@ -424,6 +444,9 @@ impl Config {
                 "connection_timeout_ms" => {
                     c.connection_timeout_ms = range(raw, key, raw.number(key)?, 1, 3_600_000)?
                 }
+                "request_timeout_ms" => {
+                    c.request_timeout_ms = Some(range(raw, key, raw.number(key)?, 1, 3_600_000)?)
+                }
                 _ => {
                     return Err(ConfigError(format!(
                         "{}: unknown setting `{key}`",
@@ -487,6 +510,15 @@ impl Config {
                 self.heartbeat_interval_ms = range(raw, key, raw.number(key)?, 50, 3_600_000)?
             }
             "metrics_enabled" => self.metrics_enabled = raw.bool(key)?,
+            "async_handshake_timeout_ms" => {
+                self.async_handshake_timeout_ms = range(raw, key, raw.number(key)?, 1, 3_600_000)?
+            }
+            "forward_client_credentials_to_origin" => {
+                self.forward_client_credentials_to_origin = raw.bool(key)?
+            }
+            "forward_client_credentials_to_target" => {
+                self.forward_client_credentials_to_target = Some(raw.bool(key)?)
+            }
             "replace_cql_functions" => self.replace_cql_functions = raw.bool(key)?,
             "metrics_address" => self.metrics_address = raw.string(key)?,
             "metrics_port" => self.metrics_port = range(raw, key, raw.number(key)?, 1, 65535)?,
@@ -540,6 +572,17 @@ impl Config {
                 self.proxy_topology_addresses.len()
             )));
         }
+        if self.forward_client_credentials_to_origin
+            && self.forward_client_credentials_to_target == Some(true)
+        {
+            return Err(ConfigError(
+                "settings `forward_client_credentials_to_origin: true` and \
+                 `forward_client_credentials_to_target: true` contradict each other: the \
+                 client's credentials can be checked by one cluster only (the other gets its \
+                 configured username/password); set one of them to false"
+                    .into(),
+            ));
+        }
         for a in &self.proxy_topology_addresses {
             if a.parse::<std::net::IpAddr>().is_err() {
                 return Err(ConfigError(format!(
@@ -558,6 +601,56 @@ impl Config {
     /// Timeout of one request to a cluster.
     pub fn request_timeout(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.proxy_request_timeout_ms)
+    }
+
+    /// The cluster that checks the client's own credentials (its AUTHENTICATE exchange is
+    /// relayed there); the other cluster gets the proxy's configured credentials.
+    ///
+    /// `forward_client_credentials_to_origin: true` (the reference setting) moves the check to
+    /// origin. Our runbook's `forward_client_credentials_to_target` can only confirm the
+    /// default: `true` is the default itself (with `..._to_origin: true` it is refused, see
+    /// `validate`), and `false` does not move the check anywhere, since the client must be
+    /// checked by some cluster: the runbook's sample `false`/`false` therefore means the
+    /// reference default (target checks), which [`Config::credentials_note`] says at start.
+    pub fn client_credentials_cluster(&self) -> Cluster {
+        if self.forward_client_credentials_to_origin {
+            Cluster::Origin
+        } else {
+            Cluster::Target
+        }
+    }
+
+    /// One line for the start-up log: which cluster checks the client's credentials, and why
+    /// when the two settings could be read otherwise.
+    pub fn credentials_note(&self) -> String {
+        let checker = self.client_credentials_cluster();
+        let other = match checker {
+            Cluster::Origin => Cluster::Target,
+            Cluster::Target => Cluster::Origin,
+        };
+        let others = if self.cluster(other).username.is_empty() {
+            format!("none are configured for {}", other.name())
+        } else {
+            format!(
+                "{} gets the configured {}_username",
+                other.name(),
+                other.name()
+            )
+        };
+        let mut note = format!(
+            "client credentials are checked by {}; {others}",
+            checker.name()
+        );
+        if !self.forward_client_credentials_to_origin
+            && self.forward_client_credentials_to_target == Some(false)
+        {
+            note.push_str(
+                " (forward_client_credentials_to_origin and forward_client_credentials_to_target \
+                 are both false: a client must be checked by one cluster, so the reference \
+                 default applies)",
+            );
+        }
+        note
     }
 
     pub fn cluster(&self, c: Cluster) -> &ClusterConfig {
@@ -585,18 +678,122 @@ mod tests {
         ("ZDM_TARGET_CONTACT_POINTS", "10.0.0.2"),
     ];
 
+    /// Every default checked against the reference proxy's `proxy/pkg/config/config.go`
+    /// (`default:` struct tags; the prepared cache size from its ZDM-133 branch, the version
+    /// that introduced `proxy_max_prepared_statement_cache_size`).
     #[test]
     fn defaults_match_the_reference_proxy() {
         let c = Config::load(None, env(MIN)).unwrap();
-        assert_eq!(c.metrics_port, 14001);
-        assert_eq!(c.proxy_listen_port, 14002);
-        assert_eq!(c.origin.port, 9042);
         assert_eq!(c.primary_cluster, Cluster::Origin);
         assert_eq!(c.read_mode, ReadMode::PrimaryOnly);
-        assert_eq!(c.proxy_request_timeout_ms, 10_000);
+        assert!(!c.replace_cql_functions);
+        assert_eq!(c.async_handshake_timeout_ms, 4000);
+        assert_eq!(c.log_level, "INFO");
+        assert_eq!(c.proxy_topology_index, 0);
+        assert!(c.proxy_topology_addresses.is_empty());
         assert_eq!(c.proxy_topology_num_tokens, 8);
-        assert_eq!(c.heartbeat_interval_ms, 30_000);
+        for cluster in [&c.origin, &c.target] {
+            assert_eq!(cluster.port, 9042);
+            assert_eq!(cluster.connection_timeout_ms, 30_000);
+            assert_eq!(cluster.local_datacenter, "");
+            assert_eq!(cluster.username, "");
+            assert_eq!(cluster.password, "");
+            // Ours (runbook): unset, so proxy_request_timeout_ms applies.
+            assert_eq!(cluster.request_timeout_ms, None);
+        }
+        assert_eq!(c.proxy_listen_address, "localhost");
+        assert_eq!(c.proxy_listen_port, 14002);
+        assert_eq!(c.proxy_request_timeout_ms, 10_000);
+        assert_eq!(c.proxy_max_client_connections, 1000);
+        assert_eq!(c.proxy_max_stream_ids, 2048);
+        assert_eq!(c.proxy_max_prepared_statement_cache_size, 5000);
+        assert!(c.metrics_enabled);
+        assert_eq!(c.metrics_address, "localhost");
+        assert_eq!(c.metrics_port, 14001);
         assert_eq!(c.metrics_prefix, "zdm");
+        assert_eq!(c.heartbeat_interval_ms, 30_000);
+        assert!(!c.forward_client_credentials_to_origin);
+        assert_eq!(c.forward_client_credentials_to_target, None);
+        assert_eq!(c.client_credentials_cluster(), Cluster::Target);
+        assert_eq!(c.target_consistency_level, None);
+        // Every TLS setting is unset by default, as in the reference (no CA, no certificate).
+        assert!(c.tls == crate::tls::TlsConfig::default());
+        assert!(
+            c.tls.cluster(Cluster::Origin).is_none() && c.tls.cluster(Cluster::Target).is_none()
+        );
+    }
+
+    #[test]
+    fn per_cluster_request_timeouts_override_the_proxy_one() {
+        let c = Config::load(
+            None,
+            env(&[
+                MIN[0],
+                MIN[1],
+                ("ZDM_PROXY_REQUEST_TIMEOUT_MS", "7000"),
+                ("ZDM_TARGET_REQUEST_TIMEOUT_MS", "12000"),
+            ]),
+        )
+        .unwrap();
+        let live = crate::reload::LiveSettings::of(&c);
+        assert_eq!(
+            live.request_timeout_for(Cluster::Origin),
+            std::time::Duration::from_millis(7000)
+        );
+        assert_eq!(
+            live.request_timeout_for(Cluster::Target),
+            std::time::Duration::from_millis(12000)
+        );
+        assert_eq!(
+            live.longest_request_timeout(),
+            std::time::Duration::from_millis(12000)
+        );
+        let e = Config::load(
+            None,
+            env(&[MIN[0], MIN[1], ("ZDM_ORIGIN_REQUEST_TIMEOUT_MS", "0")]),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("origin_request_timeout_ms"), "{e}");
+    }
+
+    #[test]
+    fn client_credentials_settings_combine_as_documented() {
+        let with = |o: Option<&str>, t: Option<&str>| {
+            let mut e = env(MIN);
+            if let Some(o) = o {
+                e.push(("ZDM_FORWARD_CLIENT_CREDENTIALS_TO_ORIGIN".into(), o.into()));
+            }
+            if let Some(t) = t {
+                e.push(("ZDM_FORWARD_CLIENT_CREDENTIALS_TO_TARGET".into(), t.into()));
+            }
+            Config::load(None, e)
+        };
+        let checker = |o, t| with(o, t).unwrap().client_credentials_cluster();
+        assert_eq!(checker(None, None), Cluster::Target);
+        assert_eq!(checker(Some("true"), None), Cluster::Origin);
+        assert_eq!(checker(Some("true"), Some("false")), Cluster::Origin);
+        assert_eq!(checker(Some("false"), Some("true")), Cluster::Target);
+        assert_eq!(checker(None, Some("true")), Cluster::Target);
+        // The runbook's sample: both false is the reference default, and says so at start.
+        let c = with(Some("false"), Some("false")).unwrap();
+        assert_eq!(c.client_credentials_cluster(), Cluster::Target);
+        let note = c.credentials_note();
+        assert!(
+            note.contains("checked by target") && note.contains("both false"),
+            "{note}"
+        );
+        assert!(!with(None, None)
+            .unwrap()
+            .credentials_note()
+            .contains("both false"));
+        let e = with(Some("true"), Some("true")).unwrap_err().to_string();
+        assert!(
+            e.contains("forward_client_credentials_to_origin")
+                && e.contains("forward_client_credentials_to_target"),
+            "{e}"
+        );
+        let e = with(Some("maybe"), None).unwrap_err().to_string();
+        assert!(e.contains("forward_client_credentials_to_origin"), "{e}");
     }
 
     #[test]

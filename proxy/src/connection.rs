@@ -185,7 +185,7 @@ async fn serve(
         }
     }
     // Let in-flight requests finish (each is bounded by the request timeout).
-    let bound = session.shared.live().request_timeout() + Duration::from_secs(1);
+    let bound = session.shared.live().longest_request_timeout() + Duration::from_secs(1);
     let finish = async {
         while let Some(resp) = inflight.next().await {
             if !client_gone && write_ready(&mut sink, &mut inflight, resp).await.is_err() {

@@ -2,7 +2,8 @@
 //!
 //! The client's own credentials go to the target (its AUTHENTICATE / AUTH_RESPONSE exchange is
 //! relayed as is); the origin is authenticated by the proxy with the configured origin
-//! credentials, concurrently. The client sees READY / AUTH_SUCCESS only when both sides
+//! credentials, concurrently. With `forward_client_credentials_to_origin` the roles swap: the
+//! client's exchange is relayed to origin and the proxy authenticates target itself. The client sees READY / AUTH_SUCCESS only when both sides
 //! succeeded; a refusal from either cluster reaches the client as that cluster's ERROR, so a bad
 //! password fails fast with the real authentication error instead of hanging.
 
@@ -117,53 +118,47 @@ pub async fn client_handshake(
         }
     }
 
-    // Origin: the proxy authenticates with the configured credentials, in the background.
-    // Handshakes are bounded by the connection timeouts, not the request timeout: password
-    // hashing makes authentication far slower than a normal request.
-    let origin_timeout = Duration::from_millis(shared.config.origin.connection_timeout_ms);
-    let timeout = Duration::from_millis(shared.config.target.connection_timeout_ms);
-    let origin_task = {
+    // The cluster that does not check the client's credentials (origin, unless
+    // `forward_client_credentials_to_origin`): the proxy authenticates with the configured
+    // credentials, in the background. Handshakes are bounded by the connection timeouts, not
+    // the request timeout: password hashing makes authentication far slower than a request.
+    let checker = shared.config.client_credentials_cluster();
+    let other = match checker {
+        Cluster::Origin => Cluster::Target,
+        Cluster::Target => Cluster::Origin,
+    };
+    let other_timeout = Duration::from_millis(shared.config.cluster(other).connection_timeout_ms);
+    let timeout = Duration::from_millis(shared.config.cluster(checker).connection_timeout_ms);
+    let other_task = {
         let shared = shared.clone();
         tokio::spawn(async move {
-            let conn = shared
-                .connect(Cluster::Origin)
+            let conn = shared.connect(other).await.map_err(OtherFailure::Connect)?;
+            handshake(&conn, shared.credentials(other).as_ref(), other_timeout)
                 .await
-                .map_err(OriginFailure::Connect)?;
-            handshake(
-                &conn,
-                shared.credentials(Cluster::Origin).as_ref(),
-                origin_timeout,
-            )
-            .await
-            .map_err(OriginFailure::Handshake)?;
-            Ok::<_, OriginFailure>(conn)
+                .map_err(OtherFailure::Handshake)?;
+            Ok::<_, OtherFailure>(conn)
         })
     };
 
-    // Target: relay the client's exchange.
-    let target = match shared.connect(Cluster::Target).await {
+    // The checking cluster: relay the client's exchange.
+    let relayed = match shared.connect(checker).await {
         Ok(c) => c,
         Err(e) => {
-            origin_task.abort();
-            let msg = format!("zdm-proxy cannot connect to target: {e}");
+            other_task.abort();
+            let msg = format!("zdm-proxy cannot connect to {}: {e}", checker.name());
             reply_error(framed, startup.stream, error_code::SERVER_ERROR, &msg).await;
             return None;
         }
     };
-    let mut resp = match target
+    let mut resp = match relayed
         .request(opcode::STARTUP, 0, startup_body(), timeout)
         .await
     {
         Ok(r) => r,
         Err(e) => {
-            origin_task.abort();
-            reply_error(
-                framed,
-                startup.stream,
-                error_code::SERVER_ERROR,
-                &format!("target: {e}"),
-            )
-            .await;
+            other_task.abort();
+            let msg = format!("{}: {e}", checker.name());
+            reply_error(framed, startup.stream, error_code::SERVER_ERROR, &msg).await;
             return None;
         }
     };
@@ -173,13 +168,16 @@ pub async fn client_handshake(
             opcode::READY | opcode::AUTH_SUCCESS => break,
             opcode::AUTHENTICATE | opcode::AUTH_CHALLENGE | opcode::ERROR => {
                 if !reply(framed, stream, resp.opcode, resp.body.clone()).await {
-                    origin_task.abort();
+                    other_task.abort();
                     return None;
                 }
             }
-            other => {
-                origin_task.abort();
-                let msg = format!("target answered the handshake with opcode {other:#04x}");
+            op => {
+                other_task.abort();
+                let msg = format!(
+                    "{} answered the handshake with opcode {op:#04x}",
+                    checker.name()
+                );
                 reply_error(framed, stream, error_code::PROTOCOL_ERROR, &msg).await;
                 return None;
             }
@@ -188,7 +186,7 @@ pub async fn client_handshake(
         // attempt after an ERROR.
         let f = loop {
             let Some(f) = next_frame(framed).await else {
-                origin_task.abort();
+                other_task.abort();
                 return None;
             };
             if f.opcode != opcode::OPTIONS {
@@ -198,7 +196,7 @@ pub async fn client_handshake(
         };
         stream = f.stream;
         if f.opcode != opcode::AUTH_RESPONSE {
-            origin_task.abort();
+            other_task.abort();
             reply_error(
                 framed,
                 f.stream,
@@ -208,40 +206,30 @@ pub async fn client_handshake(
             .await;
             return None;
         }
-        resp = match target
+        resp = match relayed
             .request(opcode::AUTH_RESPONSE, 0, f.body, timeout)
             .await
         {
             Ok(r) => r,
             Err(e) => {
-                origin_task.abort();
-                reply_error(
-                    framed,
-                    stream,
-                    error_code::SERVER_ERROR,
-                    &format!("target: {e}"),
-                )
-                .await;
+                other_task.abort();
+                let msg = format!("{}: {e}", checker.name());
+                reply_error(framed, stream, error_code::SERVER_ERROR, &msg).await;
                 return None;
             }
         };
     }
 
     // Both must have succeeded before the client hears so.
-    let origin = match origin_task.await {
+    let other_conn = match other_task.await {
         Ok(Ok(c)) => c,
-        Ok(Err(OriginFailure::Handshake(HandshakeError::Refused(body)))) => {
+        Ok(Err(OtherFailure::Handshake(HandshakeError::Refused(body)))) => {
             reply(framed, stream, opcode::ERROR, body).await;
             return None;
         }
         Ok(Err(e)) => {
-            reply_error(
-                framed,
-                stream,
-                error_code::SERVER_ERROR,
-                &format!("origin: {e}"),
-            )
-            .await;
+            let msg = format!("{}: {e}", other.name());
+            reply_error(framed, stream, error_code::SERVER_ERROR, &msg).await;
             return None;
         }
         Err(_) => return None,
@@ -249,11 +237,15 @@ pub async fn client_handshake(
     if !reply(framed, stream, resp.opcode, resp.body).await {
         return None;
     }
+    let (origin, target) = match checker {
+        Cluster::Target => (other_conn, relayed),
+        Cluster::Origin => (relayed, other_conn),
+    };
     Some(Established { origin, target })
 }
 
 #[derive(Debug, thiserror::Error)]
-enum OriginFailure {
+enum OtherFailure {
     #[error("cannot connect: {0}")]
     Connect(String),
     #[error(transparent)]

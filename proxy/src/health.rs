@@ -1,9 +1,12 @@
 //! Control connections, heartbeats and the HTTP endpoints on the metrics port.
 //!
-//! Each cluster gets one control connection authenticated with the configured credentials. It
-//! sends OPTIONS every `heartbeat_interval_ms`; a failed heartbeat or a closed socket marks the
-//! cluster DOWN at once, so `/health/readiness` turns 503 within one heartbeat interval. The
-//! origin's control connection also refreshes the cluster facts used in topology answers.
+//! Each cluster gets one control connection authenticated with the configured credentials, to
+//! the first reachable contact point. It sends OPTIONS often enough, with a reply timeout short
+//! enough, that a closed *or hung* node is DOWN within one `heartbeat_interval_ms` (see
+//! `heartbeat_timing`); a failed heartbeat or a closed socket marks the cluster DOWN at once, so
+//! `/health/readiness` turns 503 within one heartbeat interval. The control connection also
+//! discovers the local data center's nodes (see `nodes`), and origin's refreshes the cluster
+//! facts used in topology answers.
 //!
 //! The HTTP side is a few lines on a raw `TcpListener` (a handful of endpoints, no keep-alive):
 //! pulling in an HTTP server framework for that would cost more build time than it saves.
@@ -16,9 +19,10 @@ use bytes::{BufMut, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use crate::cluster::{handshake, ClusterConn};
+use crate::cluster::{handshake, ClusterConn, ClusterError};
 use crate::config::{Cluster, Config};
 use crate::frame::opcode;
+use crate::nodes::{self, NodeRow};
 use crate::state::Shared;
 use crate::topology::ClusterInfo;
 use crate::wire;
@@ -27,6 +31,9 @@ pub struct ClusterHealth {
     up: AtomicBool,
     failures: AtomicU32,
     addr: Mutex<String>,
+    /// A settings error the control connection found (a local data center without nodes):
+    /// the proxy refuses to start on it rather than retry forever.
+    settings_error: Mutex<Option<String>>,
 }
 
 pub struct Health {
@@ -40,6 +47,7 @@ impl Health {
             up: AtomicBool::new(false),
             failures: AtomicU32::new(0),
             addr: Mutex::new(format!("{}:{}", c.contact_points.join(","), c.port)),
+            settings_error: Mutex::new(None),
         };
         Health {
             origin: h(&config.origin),
@@ -52,6 +60,13 @@ impl Health {
             Cluster::Origin => &self.origin,
             Cluster::Target => &self.target,
         }
+    }
+
+    /// The first settings error either control connection found, if any.
+    pub fn settings_error(&self) -> Option<String> {
+        [&self.origin, &self.target]
+            .iter()
+            .find_map(|h| h.settings_error.lock().unwrap().clone())
     }
 
     pub fn both_up(&self) -> bool {
@@ -88,6 +103,14 @@ impl ClusterHealth {
         self.up.store(true, Ordering::SeqCst);
     }
 
+    fn set_settings_error(&self, e: String) {
+        *self.settings_error.lock().unwrap() = Some(e);
+    }
+
+    fn clear_settings_error(&self) {
+        *self.settings_error.lock().unwrap() = None;
+    }
+
     fn mark_down(&self) {
         self.failures.fetch_add(1, Ordering::SeqCst);
         self.up.store(false, Ordering::SeqCst);
@@ -96,47 +119,143 @@ impl ClusterHealth {
 
 const LOCAL_QUERY: &str = "SELECT cluster_name, data_center, rack, release_version, partitioner, \
                            cql_version, schema_version FROM system.local WHERE key='local'";
+const PEERS_QUERY: &str = "SELECT peer, rpc_address, data_center FROM system.peers";
 
-/// Reads origin's system.local for the topology answers.
-async fn fetch_info(conn: &ClusterConn, timeout: Duration) -> Result<ClusterInfo, String> {
+/// Runs one system-table query on the control connection; its rows.
+async fn select(
+    conn: &ClusterConn,
+    query: &str,
+    timeout: Duration,
+) -> Result<Vec<wire::Row>, ControlError> {
     let mut body = BytesMut::new();
-    wire::put_long_string(&mut body, LOCAL_QUERY);
+    wire::put_long_string(&mut body, query);
     body.put_u16(0x0001); // consistency ONE
     body.put_u8(0); // v4 query flags are one byte
     let resp = conn
         .request(opcode::QUERY, 0, body.freeze(), timeout)
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     if resp.opcode != opcode::RESULT {
-        return Err(format!(
-            "system.local query failed: {:?}",
+        return Err(ControlError::Other(format!(
+            "{query}: {:?}",
             wire::parse_error(&resp.body)
-        ));
+        )));
     }
-    let rows = wire::parse_rows(&resp.body).map_err(|e| e.to_string())?;
-    let row = rows.first().ok_or("system.local returned no row")?;
-    let text = |name: &str| -> String {
-        row.iter()
-            .find(|(n, _)| n == name)
-            .and_then(|(_, v)| v.as_ref())
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-            .unwrap_or_default()
-    };
+    wire::parse_rows(&resp.body).map_err(|e| ControlError::Other(format!("{query}: {e}")))
+}
+
+fn cell<'r>(row: &'r wire::Row, name: &str) -> Option<&'r [u8]> {
+    row.iter()
+        .find(|(n, _)| n == name)
+        .and_then(|(_, v)| v.as_deref())
+}
+
+fn text(row: &wire::Row, name: &str) -> String {
+    cell(row, name)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .unwrap_or_default()
+}
+
+/// Reads the reached node's system.local (the facts topology answers use).
+async fn fetch_info(conn: &ClusterConn, timeout: Duration) -> Result<ClusterInfo, ControlError> {
+    let rows = select(conn, LOCAL_QUERY, timeout).await?;
+    let row = rows
+        .first()
+        .ok_or_else(|| ControlError::Other("system.local returned no row".into()))?;
     let mut schema_version = [0u8; 16];
-    if let Some((_, Some(v))) = row.iter().find(|(n, _)| n == "schema_version") {
+    if let Some(v) = cell(row, "schema_version") {
         if v.len() == 16 {
             schema_version.copy_from_slice(v);
         }
     }
     Ok(ClusterInfo {
-        cluster_name: text("cluster_name"),
-        data_center: text("data_center"),
-        rack: text("rack"),
-        release_version: text("release_version"),
-        partitioner: text("partitioner"),
-        cql_version: text("cql_version"),
+        cluster_name: text(row, "cluster_name"),
+        data_center: text(row, "data_center"),
+        rack: text(row, "rack"),
+        release_version: text(row, "release_version"),
+        partitioner: text(row, "partitioner"),
+        cql_version: text(row, "cql_version"),
         schema_version,
     })
+}
+
+/// Why a control-connection step failed.
+#[derive(Debug)]
+enum ControlError {
+    /// No answer or the socket closed: the cluster is DOWN.
+    Unanswered(ClusterError),
+    /// The configured local data center has no node: a settings error, named.
+    Datacenter(String),
+    /// Anything else (an error answer, a malformed result): logged, retried.
+    Other(String),
+}
+
+impl From<ClusterError> for ControlError {
+    fn from(e: ClusterError) -> ControlError {
+        ControlError::Unanswered(e)
+    }
+}
+
+impl std::fmt::Display for ControlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ControlError::Unanswered(e) => write!(f, "{e}"),
+            ControlError::Datacenter(e) | ControlError::Other(e) => f.write_str(e),
+        }
+    }
+}
+
+/// Discovers the cluster's local-DC nodes and records them (and, for origin, the facts the
+/// topology answers use, with the local data center as theirs).
+async fn discover(
+    shared: &Shared,
+    cluster: Cluster,
+    conn: &ClusterConn,
+    timeout: Duration,
+) -> Result<(), ControlError> {
+    let mut info = fetch_info(conn, timeout).await?;
+    let peers: Vec<NodeRow> = select(conn, PEERS_QUERY, timeout)
+        .await?
+        .iter()
+        .filter_map(|row| {
+            let peer = cell(row, "peer").and_then(nodes::inet);
+            let rpc = cell(row, "rpc_address").and_then(nodes::inet);
+            Some(NodeRow {
+                address: nodes::peer_address(peer, rpc)?.to_string(),
+                data_center: text(row, "data_center"),
+            })
+        })
+        .collect();
+    let local = NodeRow {
+        address: conn.host.clone(),
+        data_center: info.data_center.clone(),
+    };
+    let cfg = shared.config.cluster(cluster);
+    let setting = format!("{}_local_datacenter", cluster.name());
+    let chosen = nodes::select_local(&local, &peers, &cfg.local_datacenter, &setting)
+        .map_err(ControlError::Datacenter)?;
+    let nodes_for_log = chosen.nodes.clone();
+    if shared.set_nodes(cluster, chosen.nodes) {
+        tracing::info!(
+            cluster = cluster.name(),
+            data_center = %chosen.data_center,
+            nodes = ?nodes_for_log,
+            "local data center nodes"
+        );
+    }
+    if cluster == Cluster::Origin {
+        info.data_center = chosen.data_center;
+        *shared.info.write().unwrap() = Some(info);
+    }
+    Ok(())
+}
+
+/// How often the control connection sends a heartbeat and how long it waits for the reply, for
+/// a `heartbeat_interval_ms`. The two add up to the interval, so a node that stops answering
+/// (hung, not closed) is DOWN within one interval of its last answer: a heartbeat is sent at
+/// most a third of an interval after it, and its reply is given the remaining two thirds.
+pub fn heartbeat_timing(interval: Duration) -> (Duration, Duration) {
+    let period = interval / 3;
+    (period, interval - period)
 }
 
 /// Keeps one control connection to `cluster` alive for the life of the process.
@@ -150,21 +269,32 @@ pub async fn control_loop(shared: Arc<Shared>, cluster: Cluster) {
             Ok(conn) => {
                 health.mark_up(&conn.node);
                 tracing::info!(cluster = cluster.name(), node = %conn.node, "control connection up");
+                let mut last_discovery = tokio::time::Instant::now();
                 loop {
                     let interval = shared.live().heartbeat_interval();
+                    let (period, reply_timeout) = heartbeat_timing(interval);
                     tokio::select! {
                         _ = conn.closed() => break,
-                        _ = tokio::time::sleep(interval) => {
-                            match conn.request(opcode::OPTIONS, 0, Default::default(), interval).await {
+                        _ = tokio::time::sleep(period) => {
+                            match conn.request(opcode::OPTIONS, 0, Default::default(), reply_timeout).await {
                                 Ok(f) if f.opcode == opcode::SUPPORTED => {}
                                 other => {
                                     tracing::warn!(cluster = cluster.name(), "heartbeat failed: {:?}", other.err());
                                     break;
                                 }
                             }
-                            if cluster == Cluster::Origin {
-                                if let Ok(info) = fetch_info(&conn, interval).await {
-                                    *shared.info.write().unwrap() = Some(info);
+                            // Rediscover about once an interval, within the same reply budget.
+                            if last_discovery.elapsed() >= interval {
+                                last_discovery = tokio::time::Instant::now();
+                                match discover(&shared, cluster, &conn, reply_timeout).await {
+                                    Ok(()) => {}
+                                    Err(ControlError::Other(e)) => {
+                                        tracing::warn!(cluster = cluster.name(), "node discovery failed: {e}");
+                                    }
+                                    Err(e) => {
+                                        tracing::error!(cluster = cluster.name(), "{e}");
+                                        break;
+                                    }
                                 }
                             }
                         }
@@ -175,6 +305,11 @@ pub async fn control_loop(shared: Arc<Shared>, cluster: Cluster) {
                     cluster = cluster.name(),
                     "control connection lost; cluster DOWN"
                 );
+            }
+            Err(ControlError::Datacenter(e)) => {
+                health.mark_down();
+                tracing::error!(cluster = cluster.name(), "{e}");
+                health.set_settings_error(e);
             }
             Err(e) => {
                 health.mark_down();
@@ -192,16 +327,17 @@ async fn open_control(
     shared: &Shared,
     cluster: Cluster,
     timeout: Duration,
-) -> Result<Arc<ClusterConn>, String> {
-    let conn = shared.connect(cluster).await?;
+) -> Result<Arc<ClusterConn>, ControlError> {
+    let conn = shared
+        .connect_control(cluster)
+        .await
+        .map_err(ControlError::Other)?;
     let timeout = timeout.max(Duration::from_secs(5));
     handshake(&conn, shared.credentials(cluster).as_ref(), timeout)
         .await
-        .map_err(|e| format!("{}: {e}", conn.node))?;
-    if cluster == Cluster::Origin {
-        let info = fetch_info(&conn, timeout).await?;
-        *shared.info.write().unwrap() = Some(info);
-    }
+        .map_err(|e| ControlError::Other(format!("{}: {e}", conn.node)))?;
+    discover(shared, cluster, &conn, timeout).await?;
+    shared.health.of(cluster).clear_settings_error();
     Ok(conn)
 }
 
@@ -274,5 +410,23 @@ pub async fn serve_http(shared: Arc<Shared>, listener: TcpListener) {
             let _ = sock.write_all(resp.as_bytes()).await;
             let _ = sock.shutdown().await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_heartbeat_and_its_reply_timeout_fit_in_one_interval() {
+        for ms in [1u64, 3, 100, 1000, 2000, 30_000] {
+            let interval = Duration::from_millis(ms);
+            let (period, reply) = heartbeat_timing(interval);
+            assert_eq!(period + reply, interval, "{ms} ms");
+            assert!(
+                reply < interval && reply >= period,
+                "{ms} ms: {period:?} + {reply:?}"
+            );
+        }
     }
 }

@@ -43,6 +43,7 @@ fn main() -> ExitCode {
         )
         .init();
     tracing::info!(config = ?config, "starting zdm-proxy");
+    tracing::info!("{}", config.credentials_note());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

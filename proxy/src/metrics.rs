@@ -134,6 +134,11 @@ impl FailedConnections {
         self.node.inc();
         self.cluster.inc();
     }
+
+    /// This node's count.
+    pub fn get(&self) -> u64 {
+        self.node.get()
+    }
 }
 
 impl NodeMetrics {

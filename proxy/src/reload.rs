@@ -27,6 +27,8 @@ pub const RELOADABLE: &[&str] = &[
     "read_mode",
     "log_level",
     "proxy_request_timeout_ms",
+    "origin_request_timeout_ms",
+    "target_request_timeout_ms",
     "heartbeat_interval_ms",
     "target_consistency_level",
 ];
@@ -38,6 +40,9 @@ pub struct LiveSettings {
     pub read_mode: ReadMode,
     pub log_level: String,
     pub proxy_request_timeout_ms: u64,
+    /// Per-cluster overrides of `proxy_request_timeout_ms` (runbook settings).
+    pub origin_request_timeout_ms: Option<u64>,
+    pub target_request_timeout_ms: Option<u64>,
     pub heartbeat_interval_ms: u64,
     /// Protocol code of the level forced on writes to target (read per request).
     pub target_consistency_level: Option<u16>,
@@ -50,6 +55,8 @@ impl LiveSettings {
             read_mode: c.read_mode,
             log_level: c.log_level.clone(),
             proxy_request_timeout_ms: c.proxy_request_timeout_ms,
+            origin_request_timeout_ms: c.origin.request_timeout_ms,
+            target_request_timeout_ms: c.target.request_timeout_ms,
             heartbeat_interval_ms: c.heartbeat_interval_ms,
             target_consistency_level: c.target_consistency_level,
         }
@@ -58,6 +65,23 @@ impl LiveSettings {
     /// Timeout of one request to a cluster.
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.proxy_request_timeout_ms)
+    }
+
+    /// Timeout of one request to cluster `c`: its `_request_timeout_ms`, else
+    /// `proxy_request_timeout_ms`.
+    pub fn request_timeout_for(&self, c: Cluster) -> Duration {
+        let own = match c {
+            Cluster::Origin => self.origin_request_timeout_ms,
+            Cluster::Target => self.target_request_timeout_ms,
+        };
+        Duration::from_millis(own.unwrap_or(self.proxy_request_timeout_ms))
+    }
+
+    /// The longest any request may wait on a cluster: bounds for draining in-flight requests.
+    pub fn longest_request_timeout(&self) -> Duration {
+        self.request_timeout()
+            .max(self.request_timeout_for(Cluster::Origin))
+            .max(self.request_timeout_for(Cluster::Target))
     }
 
     pub fn heartbeat_interval(&self) -> Duration {
@@ -175,6 +199,19 @@ pub fn restart_only_changes(running: &Config, new: &Config) -> Vec<&'static str>
     check(
         "replace_cql_functions",
         running.replace_cql_functions != new.replace_cql_functions,
+    );
+    check(
+        "async_handshake_timeout_ms",
+        running.async_handshake_timeout_ms != new.async_handshake_timeout_ms,
+    );
+    // Restart-only: a client's credentials were checked by one cluster when it connected.
+    check(
+        "forward_client_credentials_to_origin",
+        running.forward_client_credentials_to_origin != new.forward_client_credentials_to_origin,
+    );
+    check(
+        "forward_client_credentials_to_target",
+        running.forward_client_credentials_to_target != new.forward_client_credentials_to_target,
     );
     // Certificates are loaded once, into listeners and connectors that already exist.
     out.extend(running.tls.changed_settings(&new.tls));
@@ -298,6 +335,8 @@ pub fn report(live: &LiveSettings, reloader: &Reloader) -> serde_json::Value {
         "read_mode": read_mode_name(live.read_mode),
         "log_level": live.log_level,
         "proxy_request_timeout_ms": live.proxy_request_timeout_ms,
+        "origin_request_timeout_ms": live.origin_request_timeout_ms,
+        "target_request_timeout_ms": live.target_request_timeout_ms,
         "heartbeat_interval_ms": live.heartbeat_interval_ms,
         "target_consistency_level": live.target_consistency_level.map(crate::consistency::name),
         "reloadable_settings": RELOADABLE,
@@ -325,7 +364,13 @@ mod tests {
             "primary_cluster" => "TARGET",
             "read_mode" => "DUAL_ASYNC_ON_SECONDARY",
             "log_level" => "DEBUG",
-            "proxy_request_timeout_ms" | "heartbeat_interval_ms" => "1234",
+            "proxy_request_timeout_ms"
+            | "heartbeat_interval_ms"
+            | "origin_request_timeout_ms"
+            | "target_request_timeout_ms" => "1234",
+            "async_handshake_timeout_ms" => "777",
+            "forward_client_credentials_to_origin" => "true",
+            "forward_client_credentials_to_target" => "false",
             "origin_contact_points" | "target_contact_points" => "10.9.9.9",
             "origin_port" | "target_port" | "proxy_listen_port" | "metrics_port" => "4321",
             "origin_username" | "target_username" | "origin_password" | "target_password" => {

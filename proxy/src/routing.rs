@@ -31,6 +31,8 @@ pub struct TopologySelect {
     pub table: SystemTable,
     /// Selected column names (`None` for `*`), with their aliases.
     pub columns: Option<Vec<(String, String)>>,
+    /// The WHERE clause's conditions, or why the proxy cannot answer it (see `topology_where`).
+    pub conditions: Result<Vec<crate::topology_where::Condition>, String>,
 }
 
 /// Strips leading whitespace and `--`, `//`, `/* */` comments.
@@ -158,10 +160,12 @@ pub fn topology_select(query: &str, table: SystemTable) -> TopologySelect {
         .or_else(|| list.strip_prefix("json "))
         .unwrap_or(list)
         .trim();
+    let conditions = crate::topology_where::parse(query);
     if list == "*" {
         return TopologySelect {
             table,
             columns: None,
+            conditions,
         };
     }
     let columns = list
@@ -178,6 +182,7 @@ pub fn topology_select(query: &str, table: SystemTable) -> TopologySelect {
     TopologySelect {
         table,
         columns: Some(columns),
+        conditions,
     }
 }
 

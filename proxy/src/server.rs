@@ -77,6 +77,10 @@ pub async fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
         if shared.health.both_up() && shared.info.read().unwrap().is_some() {
             break;
         }
+        // A settings error (a local data center without nodes) will not go away by waiting.
+        if let Some(e) = shared.health.settings_error() {
+            anyhow::bail!("{e}");
+        }
         tokio::select! {
             _ = &mut signal => return Ok(()),
             _ = tokio::time::sleep(Duration::from_millis(100)) => {}
@@ -127,7 +131,7 @@ pub async fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
     drop(listener);
     let _ = shutdown_tx.send(true);
     drop(done_tx);
-    let bound = shared.live().request_timeout() + Duration::from_secs(5);
+    let bound = shared.live().longest_request_timeout() + Duration::from_secs(5);
     if tokio::time::timeout(bound, done_rx.recv()).await.is_err() {
         tracing::warn!("drain did not finish within {bound:?}; exiting anyway");
     }

@@ -19,7 +19,7 @@ use crate::topology::Fleet;
 use crate::wire::{self, error_code, result_kind, Reader};
 use crate::write_metrics::{self, TableRef};
 use crate::write_rewrite::{self, BatchError};
-use crate::{consistency, cql_functions, prepared_now};
+use crate::{consistency, cql_functions, prepared_now, topology_where};
 
 /// One client connection's view after the handshake.
 pub struct Session {
@@ -165,7 +165,8 @@ impl Session {
             Route::Topology(table) => {
                 let mut r = Reader::at(&req.body, off);
                 r.long_string()?;
-                Ok(self.topology(query, table, skip_metadata(&mut r)))
+                let (no_metadata, bound) = topology_where::read_parameters(&mut r)?;
+                Ok(self.topology(query, table, no_metadata, &bound))
             }
             Route::Origin => Ok(self.read(Cluster::Origin, req, req.body.clone()).await),
             Route::Primary => {
@@ -193,7 +194,14 @@ impl Session {
     }
 
     /// Answers a SELECT of system.local / system.peers(_v2) from the proxy's own view.
-    fn topology(&self, query: &str, table: SystemTable, no_metadata: bool) -> Frame {
+    /// `bound`: the request's values, for the bind markers of its WHERE clause.
+    fn topology(
+        &self,
+        query: &str,
+        table: SystemTable,
+        no_metadata: bool,
+        bound: &topology_where::Bound,
+    ) -> Frame {
         let select = routing::topology_select(query, table);
         let info = self.shared.info.read().unwrap().clone();
         let Some(info) = info else {
@@ -202,7 +210,7 @@ impl Session {
                 "zdm-proxy: origin facts not yet known",
             );
         };
-        let (op, body) = self.fleet.answer(&select, &info, no_metadata);
+        let (op, body) = self.fleet.answer(&select, &info, no_metadata, bound);
         Frame::response(0, op, body)
     }
 
@@ -217,7 +225,7 @@ impl Session {
                 req.opcode,
                 req.flags,
                 body,
-                self.shared.live().request_timeout(),
+                self.shared.live().request_timeout_for(c),
             )
             .await
     }
@@ -358,15 +366,11 @@ impl Session {
         let query = Reader::at(&req.body, off).long_string()?;
         let keyspace = self.keyspace.lock().unwrap().clone();
         let route = routing::classify(query, keyspace.as_deref());
+        // Topology statements (with or without bind markers) are the proxy's to answer: origin
+        // would describe the real cluster.
         if let Route::Topology(table) = route {
-            if !query.contains('?') {
-                return Ok(self.prepare_topology(query, table));
-            }
+            return Ok(self.prepare_topology(query, table));
         }
-        let route = match route {
-            Route::Topology(_) => Route::Origin,
-            r => r,
-        };
         let mut writes = write_metrics::tables_of(query, keyspace.as_deref());
         let mut now_not_replaced = None;
         if route == Route::Both && self.shared.config.replace_cql_functions {
@@ -523,9 +527,9 @@ impl Session {
         if let (Route::Topology(table), Some(query)) = (&entry.route, &entry.query) {
             let mut r = Reader::at(&req.body, off);
             r.short_bytes()?;
-            return Ok(self.topology(query, *table, skip_metadata(&mut r)));
+            let (no_metadata, bound) = topology_where::read_parameters(&mut r)?;
+            return Ok(self.topology(query, *table, no_metadata, &bound));
         }
-        let for_target = || replace_id(&req.body, off, id.len(), &entry.target_id);
         let resp = match entry.route {
             Route::Both => {
                 let origin_body = match &entry.now {
@@ -536,15 +540,12 @@ impl Session {
                     }
                     None => req.body.clone(),
                 };
-                let target = replace_id(&origin_body, off, id.len(), &entry.target_id);
+                let target = execute_body_for(Cluster::Target, &origin_body, off, &id, &entry);
                 let target = self.for_target(req.opcode, target, off);
                 self.write(req, origin_body, target, &entry.writes).await
             }
             Route::Primary => {
-                let body = |c: Cluster| match c {
-                    Cluster::Origin => req.body.clone(),
-                    Cluster::Target => for_target(),
-                };
+                let body = |c: Cluster| execute_body_for(c, &req.body, off, &id, &entry);
                 let prepared = entry.query.clone().map(|query| PreparedRef {
                     id_offset: off,
                     query,
@@ -580,25 +581,35 @@ impl Session {
         let target = self.for_target(req.opcode, bodies.target, off);
         let resp = self.write(req, bodies.origin, target, &bodies.writes).await;
         if error_code_of(&resp) == Some(error_code::UNPREPARED) {
-            let mut er = Reader::new(&resp.body);
-            let _ = er.int();
-            let _ = er.string();
-            let unknown = er.short_bytes().unwrap_or_default();
-            let client_id = ids
-                .iter()
-                .find(|(o, t)| o.as_ref() == unknown || t.as_ref() == unknown)
-                .map(|(o, _)| o.clone())
-                .or_else(|| ids.first().map(|(o, _)| o.clone()))
-                .unwrap_or_default();
-            return Ok(self.unprepared(&client_id));
+            return Ok(self.unprepared(&client_id_of_unprepared(&resp.body, &ids)));
         }
         Ok(resp)
     }
 }
 
-/// Reads <consistency><flags> of query parameters: is Skip_metadata (0x02) set?
-fn skip_metadata(r: &mut Reader<'_>) -> bool {
-    r.short().is_ok() && r.byte().map(|f| f & 0x02 != 0).unwrap_or(false)
+/// The EXECUTE body cluster `c` gets: the client's own for origin (it carries origin's id, the
+/// one the client knows), with the target's id in place of it for target. `id` is the id in
+/// `body` at `off`.
+fn execute_body_for(c: Cluster, body: &Bytes, off: usize, id: &[u8], entry: &Prepared) -> Bytes {
+    match c {
+        Cluster::Origin => body.clone(),
+        Cluster::Target => replace_id(body, off, id.len(), &entry.target_id),
+    }
+}
+
+/// The id the client must re-prepare, from a cluster's UNPREPARED answer to a BATCH: the
+/// origin id of the child whose origin or target id the cluster names. `ids` are the batch's
+/// (origin id, target id) pairs.
+fn client_id_of_unprepared(error_body: &[u8], ids: &[(Bytes, Bytes)]) -> Bytes {
+    let mut er = Reader::new(error_body);
+    let _ = er.int();
+    let _ = er.string();
+    let unknown = er.short_bytes().unwrap_or_default();
+    ids.iter()
+        .find(|(o, t)| o.as_ref() == unknown || t.as_ref() == unknown)
+        .map(|(o, _)| o.clone())
+        .or_else(|| ids.first().map(|(o, _)| o.clone()))
+        .unwrap_or_default()
 }
 
 /// Replaces a single parsed write table by the one the cluster's PREPARED answer names: the
@@ -636,5 +647,132 @@ mod tests {
         assert_eq!(r.short_bytes().unwrap(), b"newid");
         assert_eq!(&out[..2], b"pp");
         assert_eq!(&out[out.len() - 4..], b"tail");
+    }
+
+    /// A RESULT Prepared answer carrying `id` (what a cluster answers a PREPARE with).
+    fn prepared_answer(id: &[u8]) -> Frame {
+        let mut b = BytesMut::new();
+        b.put_i32(result_kind::PREPARED);
+        wire::put_short_bytes(&mut b, id);
+        b.put_i32(0x0001); // bind metadata: global spec, 2 variables, no pk
+        b.put_i32(2);
+        b.put_i32(0);
+        Frame::response(0, opcode::RESULT, b.freeze())
+    }
+
+    fn values(b: &mut BytesMut, vals: &[&[u8]]) {
+        b.put_u16(vals.len() as u16);
+        for v in vals {
+            wire::put_bytes(b, Some(v));
+        }
+    }
+
+    /// The prepared ids of a BATCH body's prepared children, in order.
+    fn batch_child_ids(body: &[u8]) -> Vec<Vec<u8>> {
+        let mut r = Reader::new(body);
+        r.byte().unwrap();
+        let n = r.short().unwrap();
+        let mut ids = Vec::new();
+        for _ in 0..n {
+            match r.byte().unwrap() {
+                0 => {
+                    r.long_string().unwrap();
+                }
+                _ => ids.push(r.short_bytes().unwrap().to_vec()),
+            }
+            for _ in 0..r.short().unwrap() {
+                r.bytes().unwrap();
+            }
+        }
+        ids
+    }
+
+    /// Origin and target computing different ids for the same statements (as clusters of
+    /// different versions or with different keyspace names in the hash do): every EXECUTE and
+    /// BATCH child must reach each cluster with that cluster's id, and a cluster's UNPREPARED
+    /// must come back to the client with the id it knows (origin's).
+    #[test]
+    fn each_cluster_gets_its_own_prepared_id_and_unprepared_maps_back_to_origins() {
+        let cache = crate::prepared::PreparedCache::new(16);
+        let statements = [
+            (&b"origin-id-insert"[..], &b"TARGET-ID-INSERT-0123"[..]),
+            (&b"origin-id-update"[..], &b"TARGET-ID-UPDATE-4567"[..]),
+        ];
+        for (o, t) in statements {
+            // What `prepare` does with the two answers.
+            let (oid, tid) = (
+                prepared_id(&prepared_answer(o)).unwrap(),
+                prepared_id(&prepared_answer(t)).unwrap(),
+            );
+            assert_eq!((oid.as_ref(), tid.as_ref()), (o, t));
+            cache.insert(
+                oid,
+                Prepared {
+                    target_id: tid,
+                    route: Route::Both,
+                    query: None,
+                    writes: Vec::new().into(),
+                    now: None,
+                },
+            );
+        }
+
+        // EXECUTE, as the client sends it: origin's id.
+        let (oid, tid) = statements[0];
+        let mut b = BytesMut::new();
+        wire::put_short_bytes(&mut b, oid);
+        b.put_u16(0x000A); // LOCAL_ONE
+        b.put_u8(0x01);
+        values(&mut b, &[b"k1", b"v1"]);
+        let req = Frame::request(5, opcode::EXECUTE, b.freeze());
+        let off = req.message_offset().unwrap();
+        let id = Reader::at(&req.body, off).short_bytes().unwrap().to_vec();
+        let entry = cache.get(&id).unwrap();
+        let to_origin = execute_body_for(Cluster::Origin, &req.body, off, &id, &entry);
+        let to_target = execute_body_for(Cluster::Target, &req.body, off, &id, &entry);
+        let mut ro = Reader::at(&to_origin, off);
+        let mut rt = Reader::at(&to_target, off);
+        assert_eq!(ro.short_bytes().unwrap(), oid);
+        assert_eq!(rt.short_bytes().unwrap(), tid);
+        assert_eq!(
+            &to_origin[ro.pos()..],
+            &to_target[rt.pos()..],
+            "parameters unchanged"
+        );
+
+        // BATCH: a simple statement between two prepared children.
+        let mut b = BytesMut::new();
+        b.put_u8(0);
+        b.put_u16(3);
+        b.put_u8(1);
+        wire::put_short_bytes(&mut b, statements[0].0);
+        values(&mut b, &[b"k2", b"v2"]);
+        b.put_u8(0);
+        wire::put_long_string(&mut b, "INSERT INTO ks.t (k) VALUES (1)");
+        values(&mut b, &[]);
+        b.put_u8(1);
+        wire::put_short_bytes(&mut b, statements[1].0);
+        values(&mut b, &[b"v3", b"k3"]);
+        b.put_u16(0x0001);
+        b.put_u8(0);
+        let body = b.freeze();
+        let out = write_rewrite::rewrite_batch(&body, 0, None, false, |id| cache.get(id)).unwrap();
+        assert_eq!(
+            batch_child_ids(&out.origin),
+            vec![statements[0].0.to_vec(), statements[1].0.to_vec()]
+        );
+        assert_eq!(
+            batch_child_ids(&out.target),
+            vec![statements[0].1.to_vec(), statements[1].1.to_vec()]
+        );
+
+        // UNPREPARED from either cluster, for the second child: the client hears origin's id.
+        for unknown in [statements[1].1, statements[1].0] {
+            let answer = wire::unprepared_body(unknown);
+            assert_eq!(
+                client_id_of_unprepared(&answer, &out.ids).as_ref(),
+                statements[1].0
+            );
+        }
     }
 }

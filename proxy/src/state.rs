@@ -6,6 +6,7 @@ use crate::cluster::{ClusterConn, Credentials};
 use crate::config::{Cluster, Config};
 use crate::health::Health;
 use crate::metrics::{Metrics, NodeMetrics};
+use crate::nodes::NodeSet;
 use crate::prepared::PreparedCache;
 use crate::reload::{LiveSettings, Reloader};
 use crate::topology::ClusterInfo;
@@ -24,6 +25,9 @@ pub struct Shared {
     pub info: RwLock<Option<ClusterInfo>>,
     /// Process-wide limits of shadow reads (memory budget, mismatch log rate).
     pub shadow: Arc<crate::shadow::ShadowLimits>,
+    /// Each cluster's local-DC nodes, as the control connection discovered them.
+    origin_nodes: NodeSet,
+    target_nodes: NodeSet,
 }
 
 impl Shared {
@@ -35,8 +39,9 @@ impl Shared {
             (Cluster::Target, &config.target),
         ] {
             for host in &cfg.contact_points {
-                metrics.node(c, &format!("{host}:{}", cfg.port));
-                metrics.shadow.node(&format!("{host}:{}", cfg.port));
+                let node = crate::nodes::endpoint(host, cfg.port);
+                metrics.node(c, &node);
+                metrics.shadow.node(&node);
             }
         }
         Arc::new(Shared {
@@ -45,6 +50,8 @@ impl Shared {
             metrics,
             info: RwLock::new(None),
             shadow: Default::default(),
+            origin_nodes: NodeSet::new(&config.origin.contact_points),
+            target_nodes: NodeSet::new(&config.target.contact_points),
             live: arc_swap::ArcSwap::from_pointee(LiveSettings::of(&config)),
             reloader: Reloader::default(),
             config,
@@ -71,8 +78,28 @@ impl Shared {
         })
     }
 
-    /// Opens a (not yet handshaken) connection to a cluster, over TLS when configured (also
-    /// the control connections' heartbeats).
+    /// The local-DC nodes of a cluster (see `nodes`).
+    pub fn nodes(&self, c: Cluster) -> &NodeSet {
+        match c {
+            Cluster::Origin => &self.origin_nodes,
+            Cluster::Target => &self.target_nodes,
+        }
+    }
+
+    /// Records a discovery's local-DC nodes; their series scrape as 0 from now on. True on the
+    /// first discovery or a change.
+    pub fn set_nodes(&self, c: Cluster, nodes: Vec<String>) -> bool {
+        let port = self.config.cluster(c).port;
+        for host in &nodes {
+            let node = crate::nodes::endpoint(host, port);
+            self.metrics.node(c, &node);
+            self.metrics.shadow.node(&node);
+        }
+        self.nodes(c).set(nodes)
+    }
+
+    /// Opens a (not yet handshaken) connection to a cluster's next local-DC node (round-robin,
+    /// falling back to the following nodes), over TLS when configured.
     pub async fn connect(&self, c: Cluster) -> Result<Arc<ClusterConn>, String> {
         self.connect_observed(c, |node| self.metrics.node(c, node))
             .await
@@ -85,9 +112,27 @@ impl Shared {
         c: Cluster,
         metrics_for: impl Fn(&str) -> Arc<NodeMetrics>,
     ) -> Result<Arc<ClusterConn>, String> {
+        let hosts = self.nodes(c).assignment();
+        self.connect_to(c, &hosts, metrics_for).await
+    }
+
+    /// The control connection: to the first reachable contact point, which is where discovery
+    /// starts (the node list may be empty or stale when it reconnects).
+    pub async fn connect_control(&self, c: Cluster) -> Result<Arc<ClusterConn>, String> {
+        let hosts = self.config.cluster(c).contact_points.clone();
+        self.connect_to(c, &hosts, |node| self.metrics.node(c, node))
+            .await
+    }
+
+    async fn connect_to(
+        &self,
+        c: Cluster,
+        hosts: &[String],
+        metrics_for: impl Fn(&str) -> Arc<NodeMetrics>,
+    ) -> Result<Arc<ClusterConn>, String> {
         let cfg = self.config.cluster(c);
         ClusterConn::connect(
-            &cfg.contact_points,
+            hosts,
             cfg.port,
             std::time::Duration::from_millis(cfg.connection_timeout_ms),
             self.config.proxy_max_stream_ids,
@@ -95,5 +140,54 @@ impl Shared {
             metrics_for,
         )
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// New connections take the nodes round-robin and skip an unreachable one: a listener on
+    /// 127.0.0.1 stands for the live node; nothing listens on 127.0.0.2 at that port.
+    #[tokio::test]
+    async fn connections_go_round_robin_over_the_nodes_and_skip_an_unreachable_one() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let env = [
+            ("ZDM_ORIGIN_CONTACT_POINTS", "127.0.0.1"),
+            ("ZDM_TARGET_CONTACT_POINTS", "127.0.0.1"),
+            ("ZDM_ORIGIN_PORT", &port.to_string()),
+            ("ZDM_TARGET_PORT", &port.to_string()),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let shared = Shared::new(Config::load(None, env).unwrap());
+        assert!(shared.set_nodes(
+            Cluster::Target,
+            vec!["127.0.0.2".to_string(), "127.0.0.1".to_string()],
+        ));
+        let dead = shared
+            .metrics
+            .node(Cluster::Target, &format!("127.0.0.2:{port}"));
+        let live = shared
+            .metrics
+            .node(Cluster::Target, &format!("127.0.0.1:{port}"));
+
+        // First assignment: 127.0.0.2 (refused), then falls back to 127.0.0.1.
+        let a = shared.connect(Cluster::Target).await.unwrap();
+        assert_eq!(a.node, format!("127.0.0.1:{port}"));
+        assert_eq!(dead.failed_connections.get(), 1);
+        // Second assignment starts at 127.0.0.1: the dead node is not tried.
+        let b = shared.connect(Cluster::Target).await.unwrap();
+        assert_eq!(b.node, format!("127.0.0.1:{port}"));
+        assert_eq!(dead.failed_connections.get(), 1);
+        // Third starts at the dead node again.
+        let c = shared.connect(Cluster::Target).await.unwrap();
+        assert_eq!(c.node, format!("127.0.0.1:{port}"));
+        assert_eq!(dead.failed_connections.get(), 2);
+        assert_eq!(live.open_connections.get(), 3);
+        // The control connection goes to the contact points, not through the assignment.
+        let control = shared.connect_control(Cluster::Target).await.unwrap();
+        assert_eq!(control.node, format!("127.0.0.1:{port}"));
+        assert_eq!(dead.failed_connections.get(), 2);
     }
 }

@@ -13,6 +13,7 @@ use std::net::IpAddr;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::routing::{SystemTable, TopologySelect};
+use crate::topology_where::{self, Bound, Term};
 use crate::wire::{self, error_code, result_kind};
 
 /// Facts about the real cluster, read from origin's system.local.
@@ -38,6 +39,8 @@ struct Resolved {
     /// A row giving each column's type.
     template: Row,
     rows: Vec<Row>,
+    /// Bind markers of the WHERE clause: (variable name, index into `template`), in order.
+    markers: Vec<(String, usize)>,
 }
 
 /// The proxy fleet as configured.
@@ -76,6 +79,11 @@ impl Cell {
     }
 
     fn encode(&self, out: &mut BytesMut) {
+        wire::put_bytes(out, Some(&self.value()));
+    }
+
+    /// The cell's value as serialized in a row (and as a client binds it).
+    fn value(&self) -> BytesMut {
         let mut v = BytesMut::new();
         match self {
             Cell::Text(s) => v.put_slice(s.as_bytes()),
@@ -91,7 +99,19 @@ impl Cell {
                 }
             }
         }
-        wire::put_bytes(out, Some(&v));
+        v
+    }
+
+    /// A CQL literal of this cell's type, serialized; `None` when it is not a valid one.
+    fn literal(&self, text: &str) -> Option<BytesMut> {
+        let cell = match self {
+            Cell::Text(_) => Cell::Text(text.to_string()),
+            Cell::Inet(_) => Cell::Inet(text.parse().ok()?),
+            Cell::Int(_) => Cell::Int(text.parse().ok()?),
+            Cell::Uuid(_) => Cell::Uuid(uuid::Uuid::parse_str(text).ok()?.into_bytes()),
+            Cell::TextSet(_) => return None,
+        };
+        Some(cell.value())
     }
 }
 
@@ -156,7 +176,14 @@ impl Fleet {
     }
 
     /// Resolves the selection against the table, or gives the ERROR body Cassandra would.
-    fn resolve(&self, select: &TopologySelect, info: &ClusterInfo) -> Result<Resolved, Bytes> {
+    /// `bound`: the request's values, to filter the rows by the WHERE clause (`None` when
+    /// preparing: no rows are needed, only the metadata).
+    fn resolve(
+        &self,
+        select: &TopologySelect,
+        info: &ClusterInfo,
+        bound: Option<&Bound>,
+    ) -> Result<Resolved, Bytes> {
         let (table, rows): (&'static str, Vec<Row>) = match select.table {
             SystemTable::PeersV2 => {
                 return Err(wire::error_body(
@@ -184,6 +211,55 @@ impl Fleet {
                 .collect(),
             Some(cols) => cols.clone(),
         };
+        let conditions = select
+            .conditions
+            .as_ref()
+            .map_err(|why| wire::error_body(error_code::INVALID, why))?;
+        let column_of = |name: &str| {
+            template
+                .iter()
+                .position(|(n, _)| *n == name)
+                .ok_or_else(|| {
+                    wire::error_body(
+                        error_code::INVALID,
+                        &format!("Undefined column name {name} in table system.{table}"),
+                    )
+                })
+        };
+        let mut markers = Vec::new();
+        let mut filters = Vec::new();
+        for c in conditions {
+            let p = column_of(&c.column)?;
+            match &c.term {
+                Term::Marker { index, name } => {
+                    markers.push((name.clone(), p));
+                    filters.push((p, None, Some((*index, name.clone()))));
+                }
+                Term::Literal(text) => {
+                    let value = template[p].1.literal(text).ok_or_else(|| {
+                        wire::error_body(
+                            error_code::INVALID,
+                            &format!("Invalid literal `{text}` for column {}", c.column),
+                        )
+                    })?;
+                    filters.push((p, Some(value), None));
+                }
+            }
+        }
+        let mut rows = rows;
+        if let Some(bound) = bound {
+            for (p, literal, marker) in filters {
+                let wanted = match (literal, marker) {
+                    (Some(v), _) => Some(v.freeze()),
+                    (None, Some((index, name))) => topology_where::bound_value(bound, index, &name)
+                        .map_err(|why| wire::error_body(error_code::INVALID, &why))?
+                        .cloned(),
+                    (None, None) => None,
+                };
+                // A null never equals anything, as in CQL.
+                rows.retain(|row| wanted.as_deref() == Some(&row[p].1.value()[..]));
+            }
+        }
         let mut columns = Vec::with_capacity(wanted.len());
         for (name, alias) in wanted {
             match template.iter().position(|(n, _)| *n == name) {
@@ -201,6 +277,7 @@ impl Fleet {
             columns,
             template,
             rows,
+            markers,
         })
     }
 
@@ -229,6 +306,7 @@ impl Fleet {
         select: &TopologySelect,
         info: &ClusterInfo,
         no_metadata: bool,
+        bound: &Bound,
     ) -> (u8, Bytes) {
         use crate::frame::opcode;
         let Resolved {
@@ -236,7 +314,8 @@ impl Fleet {
             columns,
             template,
             rows,
-        } = match self.resolve(select, info) {
+            ..
+        } = match self.resolve(select, info, Some(bound)) {
             Ok(r) => r,
             Err(body) => return (opcode::ERROR, body),
         };
@@ -260,28 +339,30 @@ impl Fleet {
     }
 
     /// Builds the RESULT Prepared body for a topology SELECT prepared by a driver (the scylla
-    /// driver prepares its control queries). The statement has no bind markers; `id` is the
-    /// proxy's own, stable for the same query text so re-preparing yields the same id.
+    /// driver prepares its control queries). Bind markers of its WHERE clause are described
+    /// with their column's type; `id` is the proxy's own, stable for the same query text so
+    /// re-preparing yields the same id.
     pub fn prepared(&self, select: &TopologySelect, info: &ClusterInfo, id: &[u8]) -> (u8, Bytes) {
         use crate::frame::opcode;
         let Resolved {
             table,
             columns,
             template,
+            markers,
             ..
-        } = match self.resolve(select, info) {
+        } = match self.resolve(select, info, None) {
             Ok(r) => r,
             Err(body) => return (opcode::ERROR, body),
         };
         let mut b = BytesMut::new();
         b.put_i32(result_kind::PREPARED);
         wire::put_short_bytes(&mut b, id);
-        // Bind-variable metadata: none.
+        // Bind-variable metadata: one variable per marker, no partition-key indexes (token
+        // routing between proxies would gain nothing: every proxy answers these itself).
         b.put_i32(0x0001);
+        b.put_i32(markers.len() as i32);
         b.put_i32(0);
-        b.put_i32(0);
-        wire::put_string(&mut b, "system");
-        wire::put_string(&mut b, table);
+        Self::put_column_specs(&mut b, table, &markers, &template);
         // Result metadata.
         b.put_i32(0x0001);
         b.put_i32(columns.len() as i32);
@@ -354,7 +435,7 @@ mod tests {
             "SELECT host_id, rpc_address, data_center, rack, tokens FROM system.peers",
             SystemTable::Peers,
         );
-        let (op, body) = f.answer(&sel, &info(), false);
+        let (op, body) = f.answer(&sel, &info(), false, &Vec::new());
         assert_eq!(op, crate::frame::opcode::RESULT);
         let rows = wire::parse_rows(&body).unwrap();
         assert_eq!(rows.len(), 2);
@@ -362,8 +443,106 @@ mod tests {
         assert_eq!(rows[1][2].1.as_deref(), Some(&b"dc9"[..]));
         let bad = topology_select("SELECT nope FROM system.local", SystemTable::Local);
         assert_eq!(
-            f.answer(&bad, &info(), false).0,
+            f.answer(&bad, &info(), false, &Vec::new()).0,
             crate::frame::opcode::ERROR
         );
+    }
+
+    #[test]
+    fn where_clauses_filter_rows_by_literal_or_bound_value() {
+        let f = fleet();
+        let rows = |q: &str, table, bound: Bound| {
+            let (op, body) = f.answer(&topology_select(q, table), &info(), false, &bound);
+            assert_eq!(op, crate::frame::opcode::RESULT, "{q}");
+            wire::parse_rows(&body).unwrap()
+        };
+        let peers = SystemTable::Peers;
+        let one = rows(
+            "SELECT peer FROM system.peers WHERE peer = '127.0.0.23'",
+            peers,
+            vec![],
+        );
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0][0].1.as_deref(), Some(&[127u8, 0, 0, 23][..]));
+        let bound = |b: &[u8]| vec![(None, Some(Bytes::copy_from_slice(b)))];
+        let one = rows(
+            "SELECT peer FROM system.peers WHERE peer = ?",
+            peers,
+            bound(&[127, 0, 0, 21]),
+        );
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0][0].1.as_deref(), Some(&[127u8, 0, 0, 21][..]));
+        // This proxy is not its own peer; an unknown address matches nothing; null neither.
+        for b in [vec![127u8, 0, 0, 22], vec![10, 0, 0, 1]] {
+            let none = rows(
+                "SELECT * FROM system.peers WHERE peer = ?",
+                peers,
+                bound(&b),
+            );
+            assert!(none.is_empty());
+        }
+        assert!(rows(
+            "SELECT * FROM system.peers WHERE peer = ?",
+            peers,
+            vec![(None, None)]
+        )
+        .is_empty());
+        let local = SystemTable::Local;
+        assert_eq!(
+            rows(
+                "SELECT key FROM system.local WHERE key = ?",
+                local,
+                bound(b"local")
+            )
+            .len(),
+            1
+        );
+        assert!(rows(
+            "SELECT key FROM system.local WHERE key = 'nope'",
+            local,
+            vec![]
+        )
+        .is_empty());
+        // Errors Cassandra would give too, and the proxy's own limitation.
+        for (q, t) in [
+            ("SELECT * FROM system.peers WHERE nope = 1", peers),
+            ("SELECT * FROM system.peers WHERE peer = 'not-an-ip'", peers),
+            (
+                "SELECT * FROM system.peers WHERE peer IN ('127.0.0.21')",
+                peers,
+            ),
+            ("SELECT * FROM system.peers WHERE peer = ?", peers),
+        ] {
+            let (op, body) = f.answer(&topology_select(q, t), &info(), false, &vec![]);
+            assert_eq!(op, crate::frame::opcode::ERROR, "{q}");
+            assert_eq!(
+                wire::parse_error(&body).unwrap().0,
+                error_code::INVALID,
+                "{q}"
+            );
+        }
+    }
+
+    #[test]
+    fn prepared_topology_statements_describe_their_bind_markers() {
+        let f = fleet();
+        let sel = topology_select(
+            "SELECT rpc_address FROM system.peers WHERE peer = :address",
+            SystemTable::Peers,
+        );
+        let (op, body) = f.prepared(&sel, &info(), b"id");
+        assert_eq!(op, crate::frame::opcode::RESULT);
+        let mut r = wire::Reader::new(&body);
+        assert_eq!(r.int().unwrap(), result_kind::PREPARED);
+        assert_eq!(r.short_bytes().unwrap(), b"id");
+        assert_eq!(r.int().unwrap(), 0x0001);
+        assert_eq!(r.int().unwrap(), 1, "one bind variable");
+        assert_eq!(r.int().unwrap(), 0, "no partition-key indexes");
+        assert_eq!(
+            (r.string().unwrap(), r.string().unwrap()),
+            ("system", "peers")
+        );
+        assert_eq!(r.string().unwrap(), "address");
+        assert_eq!(r.short().unwrap(), INET);
     }
 }

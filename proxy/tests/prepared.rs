@@ -149,3 +149,151 @@ async fn a_statement_the_target_forgot_is_reprepared_through_the_proxy() {
     );
     drop_ks(&origin, &target, &ks).await;
 }
+
+/// Both clusters' copy of `key`, asserted equal to `want`.
+async fn on_both(
+    origin: &scylla::client::session::Session,
+    target: &scylla::client::session::Session,
+    ks: &str,
+    key: i32,
+    want: &str,
+) {
+    assert_eq!(
+        read_v(origin, ks, key).await.as_deref(),
+        Some(want),
+        "origin k={key}"
+    );
+    assert_eq!(
+        read_v(target, ks, key).await.as_deref(),
+        Some(want),
+        "target k={key}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_prepared_statements_first_after_a_restart_is_reprepared() {
+    let _lock = ClusterLock::shared();
+    let sb = Sandbox::load();
+    let origin = sb.direct("origin").await;
+    let target = sb.direct("target").await;
+    let ks = unique_ks("proxy_psb");
+    let mut p = Proxy::start(&sb, "127.0.0.22", 19052, &[]);
+    let s = p.session(&sb).await;
+    create_kv(&s, &ks).await;
+    let insert = s
+        .prepare(format!("INSERT INTO {ks}.kv (k, v) VALUES (?, ?)"))
+        .await
+        .unwrap();
+    let update = s
+        .prepare(format!("UPDATE {ks}.kv SET v = ? WHERE k = ?"))
+        .await
+        .unwrap();
+    s.execute_unpaged(&insert, (1, "before")).await.unwrap();
+
+    // The restarted proxy knows no prepared id; its first request from this driver is the
+    // BATCH, so the batch path itself must answer UNPREPARED with an id the driver knows.
+    p.kill();
+    p.spawn();
+    let mut batch = Batch::new(BatchType::Logged);
+    batch.append_statement(insert.clone());
+    batch.append_statement(update.clone());
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        match s.batch(&batch, ((30, "b30"), ("b31", 31))).await {
+            Ok(_) => break,
+            Err(e) => {
+                // Only the reconnection may fail: the driver learns of the restart by losing
+                // its connections. An UNPREPARED it cannot act on would fail every attempt.
+                assert!(
+                    Instant::now() < deadline,
+                    "batch never succeeded after the proxy restart: {e}\n{}",
+                    p.log_text()
+                );
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+    assert!(
+        p.metric("zdm_pscache_miss_total").await >= 1.0,
+        "the batch (the only EXECUTE/BATCH sent to the restarted proxy) must have met the \
+         empty cache and been answered UNPREPARED"
+    );
+    on_both(&origin, &target, &ks, 30, "b30").await;
+    on_both(&origin, &target, &ks, 31, "b31").await;
+    drop_ks(&origin, &target, &ks).await;
+}
+
+/// Drops and re-creates `ks.kv` on one cluster only: that cluster forgets every statement
+/// prepared on the table, the other still knows them.
+async fn invalidate_on(s: &scylla::client::session::Session, ks: &str) {
+    s.query_unpaged(format!("DROP TABLE {ks}.kv"), ())
+        .await
+        .unwrap();
+    s.query_unpaged(
+        format!("CREATE TABLE {ks}.kv (k int PRIMARY KEY, v text)"),
+        (),
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_one_cluster_forgot_is_reprepared_for_execute_and_batch() {
+    let _lock = ClusterLock::shared();
+    let sb = Sandbox::load();
+    let origin = sb.direct("origin").await;
+    let target = sb.direct("target").await;
+    let ks = unique_ks("proxy_unpb");
+    let p = Proxy::start(&sb, "127.0.0.22", 19053, &[]);
+    let s = p.session(&sb).await;
+    create_kv(&s, &ks).await;
+    let insert = s
+        .prepare(format!("INSERT INTO {ks}.kv (k, v) VALUES (?, ?)"))
+        .await
+        .unwrap();
+    s.execute_unpaged(&insert, (1, "before")).await.unwrap();
+    let mut batch = Batch::new(BatchType::Logged);
+    batch.append_statement(insert.clone());
+    batch.append_statement(insert.clone());
+    let unprepared = |cluster: &'static str| {
+        let (p, sb) = (&p, &sb);
+        async move {
+            p.metric(&format!(
+                "zdm_{cluster}_requests_failed_total{{error=\"unprepared\",node=\"{}\"}}",
+                sb.node(cluster)
+            ))
+            .await
+        }
+    };
+
+    let mut key = 100;
+    for (name, forgetful) in [("origin", &origin), ("target", &target)] {
+        // EXECUTE: the forgetful cluster answers UNPREPARED with its id, the proxy turns it
+        // into origin's id, the driver re-prepares (on both) and retries.
+        let before = unprepared(name).await;
+        invalidate_on(forgetful, &ks).await;
+        s.execute_unpaged(&insert, (key, "exec"))
+            .await
+            .unwrap_or_else(|e| panic!("EXECUTE after {name} forgot: {e}\n{}", p.log_text()));
+        on_both(&origin, &target, &ks, key, "exec").await;
+        assert!(
+            unprepared(name).await > before,
+            "{name}'s UNPREPARED to the EXECUTE must have been seen"
+        );
+
+        // BATCH of prepared children, likewise.
+        let before = unprepared(name).await;
+        invalidate_on(forgetful, &ks).await;
+        s.batch(&batch, ((key + 1, "batch1"), (key + 2, "batch2")))
+            .await
+            .unwrap_or_else(|e| panic!("BATCH after {name} forgot: {e}\n{}", p.log_text()));
+        on_both(&origin, &target, &ks, key + 1, "batch1").await;
+        on_both(&origin, &target, &ks, key + 2, "batch2").await;
+        assert!(
+            unprepared(name).await > before,
+            "{name}'s UNPREPARED to the BATCH must have been seen"
+        );
+        key += 10;
+    }
+    drop_ks(&origin, &target, &ks).await;
+}

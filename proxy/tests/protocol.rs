@@ -123,8 +123,8 @@ async fn malformed_frames_are_refused_and_other_clients_keep_working() {
         0x06,
         "OPTIONS after the error must still work"
     );
-    // A malformed QUERY body after the handshake: protocol error, connection usable.
-    // (The driver's connection proves the handshake path; here the raw one stays pre-STARTUP.)
+    // Malformed messages after a completed handshake: see
+    // `malformed_messages_on_an_authenticated_connection_get_a_protocol_error`.
 
     // The driver's session, opened before all that, still works; so does a new one.
     good.query_unpaged("SELECT release_version FROM system.local", ())
@@ -135,6 +135,148 @@ async fn malformed_frames_are_refused_and_other_clients_keep_working() {
         .query_unpaged("SELECT keyspace_name FROM system_schema.keyspaces", ())
         .await
         .unwrap();
+}
+
+/// Opens a raw connection and completes the handshake with the target's credentials.
+fn authenticated(addr: &str, sb: &Sandbox) -> TcpStream {
+    let mut sock = connect(addr);
+    sock.write_all(&frame(4, 0, 0x01, &startup_body())).unwrap();
+    let (_, _, op, _) = read_frame(&mut sock).expect("answer to STARTUP");
+    assert_eq!(op, 0x03, "the sandbox's clusters ask for authentication");
+    let (u, p) = sb.creds("target");
+    let token = format!("\0{u}\0{p}");
+    let mut body = (token.len() as i32).to_be_bytes().to_vec();
+    body.extend_from_slice(token.as_bytes());
+    sock.write_all(&frame(4, 0, 0x0F, &body)).unwrap();
+    let (_, _, op, body) = read_frame(&mut sock).expect("answer to AUTH_RESPONSE");
+    assert_eq!(
+        op,
+        0x10,
+        "AUTH_SUCCESS expected: {}",
+        String::from_utf8_lossy(&body)
+    );
+    sock
+}
+
+/// Reads frames until the proxy closes or stays silent: every frame must be a PROTOCOL_ERROR
+/// and there must be at least one frame or a close (the proxy may not hang or answer data).
+fn errors_then_close_or_silence(sock: &mut TcpStream) -> usize {
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut errors = 0;
+    let mut closed = false;
+    loop {
+        let mut h = [0u8; 9];
+        match sock.read_exact(&mut h) {
+            Ok(()) => {}
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                break
+            }
+            Err(_) => {
+                closed = true;
+                break;
+            }
+        }
+        let len = u32::from_be_bytes([h[5], h[6], h[7], h[8]]) as usize;
+        let mut body = vec![0; len];
+        sock.read_exact(&mut body).unwrap();
+        assert_eq!(h[4], 0x00, "expected ERROR, got opcode {:#x}", h[4]);
+        assert_eq!(&body[..4], &[0, 0, 0, 0x0A], "expected PROTOCOL_ERROR");
+        errors += 1;
+    }
+    assert!(errors > 0 || closed, "no protocol error and no close");
+    errors
+}
+
+/// Sends `request` on an authenticated connection and expects a PROTOCOL_ERROR for its stream,
+/// after which the same connection still serves a request.
+fn protocol_error_and_still_usable(sock: &mut TcpStream, stream: i16, op: u8, body: &[u8]) {
+    sock.write_all(&frame(4, stream, op, body)).unwrap();
+    let (_, s, rop, rbody) = read_frame(sock).expect("an answer, not a close");
+    assert_eq!((s, rop), (stream, 0x00), "ERROR for stream {stream}");
+    assert_eq!(
+        &rbody[..4],
+        &[0, 0, 0, 0x0A],
+        "PROTOCOL_ERROR for stream {stream}"
+    );
+    sock.write_all(&frame(4, stream + 1, 0x05, &[])).unwrap();
+    let (_, s, rop, _) = read_frame(sock).expect("the connection must stay usable");
+    assert_eq!((s, rop), (stream + 1, 0x06));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_messages_on_an_authenticated_connection_get_a_protocol_error() {
+    let _lock = ClusterLock::shared();
+    let sb = Sandbox::load();
+    let p = Proxy::start(&sb, "127.0.0.23", 19105, &[]);
+    let other = p.session(&sb).await;
+    let other_works = || async {
+        other
+            .query_unpaged("SELECT keyspace_name FROM system_schema.keyspaces", ())
+            .await
+            .unwrap_or_else(|e| panic!("the other client must keep working: {e}"));
+    };
+    let mut sock = authenticated(&p.addr, &sb);
+
+    // QUERY whose [long string] says 100 bytes and has 10.
+    let mut q = 100i32.to_be_bytes().to_vec();
+    q.extend_from_slice(b"SELECT * F");
+    protocol_error_and_still_usable(&mut sock, 10, 0x07, &q);
+    other_works().await;
+
+    // EXECUTE whose [short bytes] id says 16 bytes and has 4.
+    let mut e = 16u16.to_be_bytes().to_vec();
+    e.extend_from_slice(&[1, 2, 3, 4]);
+    protocol_error_and_still_usable(&mut sock, 20, 0x0A, &e);
+    other_works().await;
+
+    // BATCH announcing 3 children and carrying 1 (a simple statement with no values).
+    let mut b = vec![0u8];
+    b.extend_from_slice(&3u16.to_be_bytes());
+    b.push(0);
+    let stmt = "INSERT INTO nowhere.t (k) VALUES (1)";
+    b.extend_from_slice(&(stmt.len() as i32).to_be_bytes());
+    b.extend_from_slice(stmt.as_bytes());
+    b.extend_from_slice(&0u16.to_be_bytes());
+    b.extend_from_slice(&1u16.to_be_bytes()); // consistency
+    b.push(0); // flags
+    protocol_error_and_still_usable(&mut sock, 30, 0x0D, &b);
+    other_works().await;
+
+    // A header declaring fewer bytes than follow: the declared part is a truncated QUERY, the
+    // rest cannot be a valid header. Errors then a close (or silence), never data.
+    let mut sock = authenticated(&p.addr, &sb);
+    let mut body = 40i32.to_be_bytes().to_vec();
+    body.extend_from_slice(b"SELECT release_version FROM system.local");
+    body.extend_from_slice(&[0, 1, 0]);
+    let mut f = frame(4, 40, 0x07, &body);
+    f[5..9].copy_from_slice(&12u32.to_be_bytes());
+    sock.write_all(&f).unwrap();
+    errors_then_close_or_silence(&mut sock);
+    other_works().await;
+
+    // A header declaring more bytes than follow, then the client stops sending: a close.
+    let mut sock = authenticated(&p.addr, &sb);
+    let mut f = frame(4, 50, 0x07, &body);
+    f[5..9].copy_from_slice(&((body.len() + 100) as u32).to_be_bytes());
+    sock.write_all(&f).unwrap();
+    sock.shutdown(std::net::Shutdown::Write).unwrap();
+    assert!(
+        read_frame(&mut sock).is_none(),
+        "a frame cut short must end in a close, not an answer"
+    );
+    other_works().await;
+
+    // The proxy survived all of it, and said nothing about panicking.
+    let fresh = p.session(&sb).await;
+    fresh
+        .query_unpaged("SELECT release_version FROM system.local", ())
+        .await
+        .unwrap();
+    let log = p.log_text();
+    assert!(!log.contains("panicked"), "the proxy panicked:\n{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -227,3 +227,74 @@ async fn a_request_slower_than_the_request_timeout_fails_instead_of_hanging() {
     assert!(client_timeouts >= 1.0);
     drop_ks(&origin, &target, &ks).await;
 }
+
+/// `origin_|target_request_timeout_ms` (runbook settings) bound the requests to that cluster
+/// only: with 1 ms for one cluster, its side of a large write times out and the client hears
+/// an error naming that cluster, while the other cluster (under the 10 s
+/// `proxy_request_timeout_ms`) answers and keeps every row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_per_cluster_request_timeout_applies_to_that_cluster_only() {
+    let _lock = ClusterLock::shared();
+    let sb = Sandbox::load();
+    let origin = sb.direct("origin").await;
+    let target = sb.direct("target").await;
+    let ks = unique_ks("proxy_rto");
+    // Created on each cluster directly: the proxies below time out one side on purpose.
+    create_kv(&origin, &ks).await;
+    create_kv(&target, &ks).await;
+    for (slow, port, fast_session) in [("target", 19048u16, &origin), ("origin", 19049, &target)] {
+        let var = format!("ZDM_{}_REQUEST_TIMEOUT_MS", slow.to_ascii_uppercase());
+        let p = Proxy::start(
+            &sb,
+            "127.0.0.21",
+            port,
+            &[(&var, "1"), ("ZDM_PROXY_REQUEST_TIMEOUT_MS", "10000")],
+        );
+        let s = p.session(&sb).await;
+        let base = port as i32 * 1000;
+        // A logged batch of 200 rows: far more than 1 ms of work for any cluster.
+        let mut failures = Vec::new();
+        for round in 0..5 {
+            let mut q = String::from("BEGIN BATCH ");
+            for i in 0..200 {
+                let k = base + round * 200 + i;
+                q.push_str(&format!("INSERT INTO {ks}.kv (k, v) VALUES ({k}, 'x'); "));
+            }
+            q.push_str("APPLY BATCH");
+            if let Err(e) = s.query_unpaged(q, ()).await {
+                failures.push(e.to_string());
+            }
+        }
+        assert!(
+            !failures.is_empty(),
+            "{slow} with a 1 ms timeout never timed out\n{}",
+            p.log_text()
+        );
+        for f in &failures {
+            assert!(f.contains(slow), "the error must name {slow}: {f}");
+        }
+        let failed_on = |c: &str| format!("zdm_proxy_failed_writes_total{{failed_on=\"{c}\"}}");
+        let fast = if slow == "target" { "origin" } else { "target" };
+        assert!(p.metric(&failed_on(slow)).await >= 1.0);
+        assert_eq!(p.metric(&failed_on(fast)).await, 0.0);
+        assert_eq!(p.metric(&failed_on("both")).await, 0.0);
+        // The fast cluster took every row of every batch.
+        let n = fast_session
+            .query_unpaged(
+                format!(
+                    "SELECT COUNT(*) FROM {ks}.kv WHERE k >= {base} AND k < {} ALLOW FILTERING",
+                    base + 1000
+                ),
+                (),
+            )
+            .await
+            .unwrap()
+            .into_rows_result()
+            .unwrap()
+            .first_row::<(i64,)>()
+            .unwrap()
+            .0;
+        assert_eq!(n, 1000, "{fast} must hold every row");
+    }
+    drop_ks(&origin, &target, &ks).await;
+}

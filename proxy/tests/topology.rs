@@ -101,3 +101,148 @@ async fn driver_given_one_proxy_discovers_all_three() {
         .expect_err("peers_v2 is not served");
     assert!(err.to_string().contains("peers_v2"), "{err}");
 }
+
+/// Prepared topology queries with bind markers are answered by the proxy from its fleet view,
+/// their WHERE clause honoured: never the real cluster's rows, never every peer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_topology_queries_with_bind_markers_honour_their_where_clause() {
+    let _lock = ClusterLock::shared();
+    let sb = Sandbox::load();
+    let ips = ["127.0.0.21", "127.0.0.22", "127.0.0.23"];
+    let port = 19071;
+    let addresses = ips.join(",");
+    let proxies: Vec<Proxy> = ips
+        .iter()
+        .enumerate()
+        .map(|(i, ip)| {
+            Proxy::start(
+                &sb,
+                ip,
+                port,
+                &[
+                    ("ZDM_PROXY_TOPOLOGY_ADDRESSES", &addresses),
+                    ("ZDM_PROXY_TOPOLOGY_INDEX", &i.to_string()),
+                ],
+            )
+        })
+        .collect();
+    let (u, pw) = sb.creds("target");
+    let me = &proxies[1];
+    // Only proxy 1 serves this session, so every answer is its own view.
+    let only_me =
+        scylla::policies::host_filter::AllowListHostFilter::new([me.addr.as_str()]).unwrap();
+    let s = scylla::client::session_builder::SessionBuilder::new()
+        .known_node(&me.addr)
+        .user(&u, &pw)
+        .host_filter(std::sync::Arc::new(only_me))
+        .build()
+        .await
+        .unwrap();
+    let ip = |s: &str| -> std::net::IpAddr { s.parse().unwrap() };
+
+    let peers = s
+        .prepare("SELECT * FROM system.peers WHERE peer = ?")
+        .await
+        .unwrap_or_else(|e| panic!("prepare peers: {e}\n{}", me.log_text()));
+    let peer_rows = |addr: std::net::IpAddr| {
+        let (s, peers) = (&s, &peers);
+        async move {
+            let rows = s
+                .execute_unpaged(peers, (addr,))
+                .await
+                .unwrap_or_else(|e| panic!("execute peers {addr}: {e}"))
+                .into_rows_result()
+                .unwrap();
+            let col = rows
+                .column_specs()
+                .iter()
+                .position(|c| c.name() == "peer")
+                .expect("peer column");
+            assert_eq!(col, 0, "SELECT * lists peer first");
+            rows.rows::<scylla::value::Row>()
+                .unwrap()
+                .map(|r| match &r.unwrap().columns[0] {
+                    Some(scylla::value::CqlValue::Inet(a)) => *a,
+                    other => panic!("peer is not an inet: {other:?}"),
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(peer_rows(ip(ips[0])).await, vec![ip(ips[0])]);
+    assert_eq!(peer_rows(ip(ips[2])).await, vec![ip(ips[2])]);
+    assert!(
+        peer_rows(ip(ips[1])).await.is_empty(),
+        "a proxy is not its own peer"
+    );
+    let origin_ip = ip(sb
+        .get("ZDM_ORIGIN_CONTACT_POINTS")
+        .split(',')
+        .next()
+        .unwrap());
+    assert!(
+        peer_rows(origin_ip).await.is_empty(),
+        "the real cluster's nodes are not peers"
+    );
+
+    let local = s
+        .prepare("SELECT key, rpc_address, rpc_port, tokens FROM system.local WHERE key = ?")
+        .await
+        .unwrap_or_else(|e| panic!("prepare local: {e}\n{}", me.log_text()));
+    let rows: Vec<(String, std::net::IpAddr, i32, Vec<String>)> = s
+        .execute_unpaged(&local, ("local",))
+        .await
+        .unwrap()
+        .into_rows_result()
+        .unwrap()
+        .rows()
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].0, "local");
+    assert_eq!(
+        rows[0].1,
+        ip(ips[1]),
+        "system.local must describe this proxy"
+    );
+    assert_eq!(rows[0].2, port as i32);
+    assert_eq!(rows[0].3.len(), 8);
+    let none = s
+        .execute_unpaged(&local, ("elsewhere",))
+        .await
+        .unwrap()
+        .into_rows_result()
+        .unwrap();
+    assert_eq!(none.rows_num(), 0);
+
+    // The same statements as unprepared queries with values (the driver prepares them) and
+    // with literals.
+    let n = s
+        .query_unpaged(
+            format!("SELECT peer FROM system.peers WHERE peer = '{}'", ips[2]),
+            (),
+        )
+        .await
+        .unwrap()
+        .into_rows_result()
+        .unwrap()
+        .rows_num();
+    assert_eq!(n, 1);
+    let all = s
+        .query_unpaged("SELECT peer FROM system.peers", ())
+        .await
+        .unwrap()
+        .into_rows_result()
+        .unwrap()
+        .rows_num();
+    assert_eq!(all, 2);
+    // A clause the proxy cannot answer is refused, not answered with every row.
+    let err = s
+        .query_unpaged(
+            format!("SELECT peer FROM system.peers WHERE peer IN ('{}')", ips[0]),
+            (),
+        )
+        .await
+        .expect_err("IN is not supported on the proxy's topology tables");
+    assert!(err.to_string().contains("zdm-proxy"), "{err}");
+}

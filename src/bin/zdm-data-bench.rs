@@ -144,7 +144,8 @@ async fn full_scan(s: &Session, cfg: &DataConfig) -> anyhow::Result<u64> {
         attempts: 5,
         backoff: std::time::Duration::from_millis(200),
     };
-    let counts: Vec<anyhow::Result<u64>> = futures::stream::iter(split_ring(cfg.splits))
+    let splits = cfg.splits.expect("the bench always sets --splits");
+    let counts: Vec<anyhow::Result<u64>> = futures::stream::iter(split_ring(splits))
         .map(|range| {
             let (stmt, retry) = (&stmt, retry.clone());
             async move {
@@ -160,6 +161,16 @@ async fn full_scan(s: &Session, cfg: &DataConfig) -> anyhow::Result<u64> {
         .collect()
         .await;
     counts.into_iter().sum()
+}
+
+/// The Cassandra version a cluster reports (`system.local`), for the figures' context.
+async fn release_version(s: &Session) -> anyhow::Result<String> {
+    let (version,): (String,) = s
+        .query_unpaged("SELECT release_version FROM system.local", &[])
+        .await?
+        .into_rows_result()?
+        .single_row()?;
+    Ok(version)
 }
 
 struct Phase {
@@ -184,12 +195,17 @@ async fn main() -> anyhow::Result<()> {
     let cfg = DataConfig {
         origin: cluster(&env, "origin")?,
         target: cluster(&env, "target")?,
-        splits: args.splits,
+        splits: Some(args.splits),
         concurrency: args.concurrency,
         ..DataConfig::default()
     };
     let origin = Arc::new(cfg.origin.connect().await?);
     let target = Arc::new(cfg.target.connect().await?);
+    let versions = format!(
+        "origin Cassandra {}, target Cassandra {}",
+        release_version(&origin).await?,
+        release_version(&target).await?
+    );
     setup(&origin).await?;
     setup(&target).await?;
 
@@ -267,13 +283,14 @@ async fn main() -> anyhow::Result<()> {
         md,
         "Written by `zdm-data-bench` ({}). One table `(p int, c int, v text, n bigint, PRIMARY KEY (p, c))`, \
          {} rows in {} partitions; {} token sub-ranges, {} in parallel, page size {}. Both clusters are \
-         single-node Cassandra 5.0.6 on the same 2-core machine as the tool.\n",
+         single-node ({versions}) on the same machine as the tool ({} CPUs).\n",
         std::env::var("ZDM_BENCH_LABEL").unwrap_or_else(|_| "sandbox".into()),
         args.rows,
         args.rows.div_ceil(10),
-        cfg.splits,
+        args.splits,
         cfg.concurrency,
-        cfg.page_size
+        cfg.page_size,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     let _ = writeln!(
         md,

@@ -47,7 +47,8 @@ impl Checkpoint {
 
     /// Loads the checkpoint to resume from: `None` when there is no file, or when it belongs to
     /// a finished run or to a different split count (then the run starts over, with a log line).
-    pub fn load_for_resume(path: &Path, splits: u32) -> anyhow::Result<Option<Checkpoint>> {
+    /// `splits: None` (the user did not choose) accepts the checkpoint's own count.
+    pub fn load_for_resume(path: &Path, splits: Option<u32>) -> anyhow::Result<Option<Checkpoint>> {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -74,7 +75,7 @@ impl Checkpoint {
             );
             return Ok(None);
         }
-        if cp.splits != splits {
+        if let Some(splits) = splits.filter(|s| *s != cp.splits) {
             tracing::warn!(
                 "checkpoint {} was written with {} splits, this run uses {splits}; starting over",
                 path.display(),
@@ -145,7 +146,7 @@ impl ValidateCheckpoint {
     /// other options: the run starts over, with a log line).
     pub fn load_for_resume(
         path: &Path,
-        splits: u32,
+        splits: Option<u32>,
         options: &str,
     ) -> anyhow::Result<Option<ValidateCheckpoint>> {
         let text = match std::fs::read_to_string(path) {
@@ -176,7 +177,7 @@ impl ValidateCheckpoint {
             );
             return Ok(None);
         }
-        if cp.splits != splits || cp.options != options {
+        if splits.is_some_and(|s| s != cp.splits) || cp.options != options {
             tracing::warn!(
                 "checkpoint {} was written with other splits or options; starting over",
                 path.display()
@@ -217,6 +218,20 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     tmp.as_file().sync_all()?;
     tmp.persist(path)
         .with_context(|| format!("replacing {}", path.display()))?;
+    // The rename is only durable once the directory entry is: without this a power loss
+    // right after the rename can bring back the previous version (or no file at all).
+    sync_dir(&dir).with_context(|| format!("syncing directory {}", dir.display()))?;
+    Ok(())
+}
+
+#[cfg(unix)]
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(not(unix))]
+fn sync_dir(_dir: &Path) -> std::io::Result<()> {
+    // Directories cannot be opened for syncing on this platform; the rename is atomic anyway.
     Ok(())
 }
 
@@ -234,28 +249,43 @@ mod tests {
     fn roundtrip_and_resume_rules() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/cp.json");
-        assert!(Checkpoint::load_for_resume(&path, 8).unwrap().is_none());
+        assert!(Checkpoint::load_for_resume(&path, Some(8))
+            .unwrap()
+            .is_none());
 
         let mut cp = Checkpoint::new(8);
         cp.table("ks.t").done.insert(3, 42);
         cp.table("ks.t").failed.insert(5, "boom".into());
         save(&path, &cp).unwrap();
-        let back = Checkpoint::load_for_resume(&path, 8).unwrap().unwrap();
+        let back = Checkpoint::load_for_resume(&path, Some(8))
+            .unwrap()
+            .unwrap();
         assert_eq!(back, cp);
         assert!(back.is_done("ks.t", 3));
         assert!(!back.is_done("ks.t", 5));
 
-        // Another split count starts over.
-        assert!(Checkpoint::load_for_resume(&path, 16).unwrap().is_none());
+        // Another split count starts over; no chosen count takes the checkpoint's.
+        assert!(Checkpoint::load_for_resume(&path, Some(16))
+            .unwrap()
+            .is_none());
+        assert_eq!(
+            Checkpoint::load_for_resume(&path, None)
+                .unwrap()
+                .unwrap()
+                .splits,
+            8
+        );
 
         // A finished run starts over.
         cp.finished = Some(MigrateSummary::default());
         save(&path, &cp).unwrap();
-        assert!(Checkpoint::load_for_resume(&path, 8).unwrap().is_none());
+        assert!(Checkpoint::load_for_resume(&path, Some(8))
+            .unwrap()
+            .is_none());
 
         // Garbage is an error naming the file.
         std::fs::write(&path, "{nope").unwrap();
-        let err = Checkpoint::load_for_resume(&path, 8).unwrap_err();
+        let err = Checkpoint::load_for_resume(&path, Some(8)).unwrap_err();
         assert!(format!("{err:#}").contains("cp.json"), "{err:#}");
     }
 
@@ -267,26 +297,32 @@ mod tests {
         cp.table("ks.t").done.insert(2, 10);
         cp.table("ks.t").totals.missing = 3;
         save_validate(&path, &cp).unwrap();
-        let back = ValidateCheckpoint::load_for_resume(&path, 8, "opts-a")
+        let back = ValidateCheckpoint::load_for_resume(&path, Some(8), "opts-a")
             .unwrap()
             .unwrap();
         assert_eq!(back, cp);
         assert!(back.is_done("ks.t", 2) && !back.is_done("ks.t", 3));
-        assert!(ValidateCheckpoint::load_for_resume(&path, 8, "opts-b")
-            .unwrap()
-            .is_none());
-        assert!(ValidateCheckpoint::load_for_resume(&path, 4, "opts-a")
-            .unwrap()
-            .is_none());
+        assert!(
+            ValidateCheckpoint::load_for_resume(&path, Some(8), "opts-b")
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            ValidateCheckpoint::load_for_resume(&path, Some(4), "opts-a")
+                .unwrap()
+                .is_none()
+        );
         cp.finished = Some(ValidationReport::default());
         save_validate(&path, &cp).unwrap();
-        assert!(ValidateCheckpoint::load_for_resume(&path, 8, "opts-a")
-            .unwrap()
-            .is_none());
+        assert!(
+            ValidateCheckpoint::load_for_resume(&path, Some(8), "opts-a")
+                .unwrap()
+                .is_none()
+        );
 
         // A migrate checkpoint is refused, naming the file.
         save(&path, &Checkpoint::new(8)).unwrap();
-        let err = ValidateCheckpoint::load_for_resume(&path, 8, "opts-a").unwrap_err();
+        let err = ValidateCheckpoint::load_for_resume(&path, Some(8), "opts-a").unwrap_err();
         assert!(format!("{err:#}").contains("v.json"), "{err:#}");
     }
 }

@@ -1,9 +1,14 @@
 //! The `zdm-run migrate` and `zdm-run validate` subcommands: flags, connection settings from the
 //! inventory, progress bars, report file and exit code.
 //!
-//! Exit codes: 0 when the run was clean, 2 when differences were found (validate) or ranges
-//! failed (migrate), so scripts cannot mistake a dirty run for success; errors in the input or
-//! connection return `Err` (the binary exits 1).
+//! Exit codes: 0 when the run was clean, 2 when differences remain (validate: found and not
+//! corrected by `--autocorrect*`, or a range could not be checked, or a correction failed) or
+//! ranges failed (migrate), so scripts cannot mistake a dirty run for success; errors in the
+//! input or connection return `Err` (the binary exits 1).
+//!
+//! Checkpoints and reports go to `--state-dir`, by default the directory the playbook modules
+//! use (`.zdm-state` beside the inventory's state file) when `-i` is given, so a command-line
+//! run resumes a backfill a playbook was interrupted in, and the other way round.
 
 use std::path::{Path, PathBuf};
 
@@ -17,6 +22,9 @@ use super::progress::RunProgress;
 
 /// Exit code of a run that found differences or could not finish every range.
 pub const EXIT_DIFFERENCES: i32 = 2;
+
+/// File name of `zdm-run validate`'s checkpoint in the state directory.
+pub const VALIDATE_CHECKPOINT: &str = "validate-checkpoint.json";
 
 /// Connection overrides for one cluster; unset flags fall back to the inventory.
 #[derive(Args, Clone, Debug, Default)]
@@ -61,9 +69,11 @@ pub struct CommonArgs {
     pub tables: Vec<String>,
     #[command(flatten)]
     pub connection: ConnectionArgs,
-    /// Token sub-ranges per table.
-    #[arg(long, default_value_t = 256)]
-    pub splits: u32,
+    /// Token sub-ranges per table [default: an interrupted run's count when resuming, else
+    /// derived from origin's size estimates: about 100k partitions and 64 MiB per range, at
+    /// least 256, at most 16384].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub splits: Option<u32>,
     /// Sub-ranges processed in parallel.
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
@@ -76,15 +86,17 @@ pub struct CommonArgs {
     /// Maximum rows/s read from origin.
     #[arg(long)]
     pub origin_rate: Option<u32>,
-    /// Maximum writes/s (migrate) or rows/s read (validate) on target.
+    /// Maximum rows/s on target: rows written (migrate; a row counts once however many
+    /// statements it takes) or rows read (validate).
     #[arg(long)]
     pub target_rate: Option<u32>,
     /// Attempts per page or write before a range is marked failed.
     #[arg(long, default_value_t = 5)]
     pub retries: u32,
-    /// Directory for the checkpoint and reports.
-    #[arg(long, default_value = ".zdm-state")]
-    pub state_dir: PathBuf,
+    /// Directory for the checkpoint and reports [default: with -i, `.zdm-state` beside the
+    /// inventory (where the playbook modules keep theirs), else ./.zdm-state].
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
     /// Where to write the JSON report (default: STATE_DIR/COMMAND-report.json).
     #[arg(long)]
     pub report: Option<PathBuf>,
@@ -278,7 +290,6 @@ pub fn data_config(common: &CommonArgs) -> anyhow::Result<(DataConfig, Selection
         &c.target_password,
         common.target_rate,
     )?;
-    anyhow::ensure!(common.splits >= 1, "--splits must be at least 1");
     anyhow::ensure!(common.page_size >= 1, "--page-size must be at least 1");
     let selection = Selection::parse(&common.keyspaces, &common.tables)?;
     Ok((
@@ -296,6 +307,32 @@ pub fn data_config(common: &CommonArgs) -> anyhow::Result<(DataConfig, Selection
     ))
 }
 
+/// Where checkpoints and reports go: `--state-dir`, else the playbook modules' directory beside
+/// the inventory, else `./.zdm-state`.
+pub fn state_dir(common: &CommonArgs) -> PathBuf {
+    match (&common.state_dir, &common.inventory) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(inventory)) => crate::migration_run::data_dir_beside(inventory),
+        (None, None) => PathBuf::from(".zdm-state"),
+    }
+}
+
+/// With the default state directory beside the inventory, the checkpoint is the one the playbook
+/// modules write: hold the migration's run lock (as a playbook with `zdm_migrate` or
+/// `zdm_validate` does) so two runs never write it at once. An explicit `--state-dir` is the
+/// user's own and takes no lock.
+fn shared_state_lock(
+    common: &CommonArgs,
+    command: &str,
+) -> anyhow::Result<Option<crate::state::RunLock>> {
+    match (&common.state_dir, &common.inventory) {
+        (None, Some(inventory)) => Ok(Some(
+            crate::state::StateStore::beside_inventory(inventory).lock(command)?,
+        )),
+        _ => Ok(None),
+    }
+}
+
 fn write_report<T: serde::Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
     let json = serde_json::to_vec_pretty(value)?;
     write_atomic(path, &json).with_context(|| format!("writing report {}", path.display()))
@@ -304,7 +341,9 @@ fn write_report<T: serde::Serialize>(path: &Path, value: &T) -> anyhow::Result<(
 /// `zdm-run migrate`: backfill; returns the process exit code.
 pub async fn run_migrate(args: MigrateArgs) -> anyhow::Result<i32> {
     let (mut cfg, selection) = data_config(&args.common)?;
-    cfg.checkpoint = Some(args.common.state_dir.join("migrate-checkpoint.json"));
+    let _lock = shared_state_lock(&args.common, "zdm-run migrate")?;
+    let dir = state_dir(&args.common);
+    cfg.checkpoint = Some(dir.join("migrate-checkpoint.json"));
     cfg.fresh = args.fresh;
     let progress = RunProgress::for_stderr();
     let summary = engine::migrate(&cfg, &selection, &progress).await?;
@@ -312,7 +351,7 @@ pub async fn run_migrate(args: MigrateArgs) -> anyhow::Result<i32> {
         .common
         .report
         .clone()
-        .unwrap_or_else(|| args.common.state_dir.join("migrate-report.json"));
+        .unwrap_or_else(|| dir.join("migrate-report.json"));
     write_report(&report, &summary)?;
     print!("{}", summary.human());
     println!("report: {}", report.display());
@@ -340,8 +379,10 @@ pub async fn run_validate(args: ValidateArgs) -> anyhow::Result<i32> {
         autocorrect_extra: args.autocorrect_extra,
         max_examples: args.max_examples,
     };
+    let _lock = shared_state_lock(&args.common, "zdm-run validate")?;
+    let dir = state_dir(&args.common);
     let resume = ValidateResume {
-        checkpoint: args.common.state_dir.join("validate-checkpoint.json"),
+        checkpoint: dir.join(VALIDATE_CHECKPOINT),
         fresh: args.fresh,
     };
     let progress = RunProgress::for_stderr();
@@ -351,10 +392,11 @@ pub async fn run_validate(args: ValidateArgs) -> anyhow::Result<i32> {
         .common
         .report
         .clone()
-        .unwrap_or_else(|| args.common.state_dir.join("validate-report.json"));
+        .unwrap_or_else(|| dir.join("validate-report.json"));
     write_report(&path, &report)?;
     print!("{}", report.human());
     println!("report: {}", path.display());
+    // Judged on what remains after autocorrection, like the playbook gate.
     Ok(if report.has_differences() {
         EXIT_DIFFERENCES
     } else {

@@ -21,7 +21,9 @@ pub struct ClusterConfig {
     pub username: Option<String>,
     pub password: Option<String>,
     /// Maximum rows per second read from (origin) or written to (target) this cluster; `None`
-    /// is unlimited. Protects a production cluster from the backfill.
+    /// is unlimited. Protects a production cluster from the backfill. Rows, not statements:
+    /// migrate charges target for each origin row it copies (however many statements the row
+    /// takes), validate for each target row it reads.
     pub rate_limit: Option<u32>,
 }
 
@@ -75,8 +77,10 @@ impl ClusterConfig {
 pub struct DataConfig {
     pub origin: ClusterConfig,
     pub target: ClusterConfig,
-    /// Number of token sub-ranges per table. More ranges mean finer resume and better balance.
-    pub splits: u32,
+    /// Number of token sub-ranges per table. More ranges mean finer resume, better balance and
+    /// less memory per range in validate. `None`: the count of an interrupted run's checkpoint
+    /// when resuming, else derived from origin's size estimates (see [`super::sizing`]).
+    pub splits: Option<u32>,
     /// Sub-ranges processed at the same time.
     pub concurrency: usize,
     /// Rows per page when scanning.
@@ -106,7 +110,7 @@ impl Default for DataConfig {
                 port: 9042,
                 ..Default::default()
             },
-            splits: 256,
+            splits: None,
             concurrency: 8,
             page_size: 1000,
             write_concurrency: 32,

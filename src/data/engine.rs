@@ -19,6 +19,7 @@ use super::ranges::{sample, split_ring, TokenRange};
 use super::report::{MigrateSummary, Mismatch, TableMigrate, TableValidation, ValidationReport};
 use super::scan::{select_cql, RangeScanner, RateLimiter, RetryPolicy};
 use super::schema::{self, Table};
+use super::sizing::{self, SplitChoice};
 use super::value::{key_id, ScannedRow};
 
 /// Receives progress as ranges finish (progress bars, playbook output). Must be cheap.
@@ -74,6 +75,29 @@ async fn prepare_run(cfg: &DataConfig, sel: &Selection) -> anyhow::Result<Prepar
     })
 }
 
+/// The run's split count: the configured one, else the interrupted run's (its range indexes
+/// refer to it), else derived from origin's size estimates.
+async fn choose_splits(
+    cfg: &DataConfig,
+    resumed: Option<u32>,
+    run: &Prepared,
+) -> anyhow::Result<SplitChoice> {
+    if let Some(n) = cfg.splits {
+        return Ok(SplitChoice {
+            splits: n.max(1),
+            reason: "as configured".into(),
+        });
+    }
+    if let Some(n) = resumed {
+        return Ok(SplitChoice {
+            splits: n,
+            reason: "kept from the interrupted run's checkpoint".into(),
+        });
+    }
+    let tables: Vec<&Table> = run.tables.iter().map(|(t, _)| t).collect();
+    sizing::derive(&run.origin, &tables).await
+}
+
 fn retry_policy(cfg: &DataConfig) -> RetryPolicy {
     RetryPolicy {
         attempts: cfg.retries,
@@ -116,18 +140,23 @@ pub async fn migrate(
         );
     }
 
-    let checkpoint = match (&cfg.checkpoint, cfg.fresh) {
+    let resumed = match (&cfg.checkpoint, cfg.fresh) {
         (Some(path), false) => Checkpoint::load_for_resume(path, cfg.splits)?,
         _ => None,
-    }
-    .unwrap_or_else(|| Checkpoint::new(cfg.splits));
+    };
+    let choice = choose_splits(cfg, resumed.as_ref().map(|c| c.splits), &run).await?;
+    let checkpoint = resumed.unwrap_or_else(|| Checkpoint::new(choice.splits));
     let checkpoint = Arc::new(Mutex::new(checkpoint));
 
     let origin_limit = cfg.origin.rate_limit.map(RateLimiter::new);
     let target_limit = cfg.target.rate_limit.map(RateLimiter::new);
     let writer = Writer::new(run.target.clone(), retry_policy(cfg));
-    let ranges = split_ring(cfg.splits);
-    let mut summary = MigrateSummary::default();
+    let ranges = split_ring(choice.splits);
+    let mut summary = MigrateSummary {
+        splits: choice.splits,
+        splits_reason: choice.reason.clone(),
+        ..Default::default()
+    };
 
     for (table, _) in &run.tables {
         let name = table.display_name();
@@ -282,6 +311,7 @@ async fn copy_range(
     let (mut rows_read, mut writes_made) = (0u64, 0u64);
     while let Some(page) = scanner.next_page().await? {
         let read_at = now_micros();
+        let page_rows = page.len();
         // Writes grouped by partition (rows of a partition are adjacent in a token scan).
         let mut groups: Vec<Vec<copy::Write>> = Vec::new();
         for row in page {
@@ -304,8 +334,10 @@ async fn copy_range(
         }
         groups.retain(|g| !g.is_empty());
         let n: usize = groups.iter().map(Vec::len).sum();
+        // The target limit is rows/s like origin's: a row costs one unit however many
+        // statements (per-TTL groups, collection elements) it takes.
         if let Some(limit) = &target_limit {
-            limit.acquire(n).await;
+            limit.acquire(page_rows).await;
         }
         writes_made += n as u64;
         writer.apply_groups(groups, cfg.write_concurrency).await?;
@@ -386,8 +418,9 @@ impl Default for ValidateOptions {
     }
 }
 
-/// What makes two validate runs' range results comparable; a resumed run must match.
-fn validate_fingerprint(opts: &ValidateOptions) -> String {
+/// What makes two validate runs' range results comparable; a resumed run must match (public
+/// so a tool or test can tell which checkpoint a run would resume).
+pub fn validate_fingerprint(opts: &ValidateOptions) -> String {
     let cutoff = match opts.cutoff {
         Cutoff::StartOfRun => "start-of-run".to_string(),
         Cutoff::At(t) => format!("at-{t}"),
@@ -433,20 +466,18 @@ pub async fn validate_resumable(
         }
         _ => None,
     };
-    let checkpoint = match resumed {
-        Some(cp) => cp,
-        None => {
-            let cutoff = match opts.cutoff {
-                Cutoff::StartOfRun => Some(now_micros()),
-                Cutoff::At(t) => Some(t),
-                Cutoff::None => None,
-            };
-            ValidateCheckpoint::new(cfg.splits, fingerprint, cutoff)
-        }
+    // Taken before connecting: rows written from now on are live traffic.
+    let new_cutoff = match opts.cutoff {
+        Cutoff::StartOfRun => Some(now_micros()),
+        Cutoff::At(t) => Some(t),
+        Cutoff::None => None,
     };
+    let run = prepare_run(cfg, sel).await?;
+    let choice = choose_splits(cfg, resumed.as_ref().map(|c| c.splits), &run).await?;
+    let checkpoint =
+        resumed.unwrap_or_else(|| ValidateCheckpoint::new(choice.splits, fingerprint, new_cutoff));
     let cutoff = checkpoint.cutoff;
     let checkpoint = Mutex::new(checkpoint);
-    let run = prepare_run(cfg, sel).await?;
     if opts.autocorrect_missing || opts.autocorrect_mismatched || opts.autocorrect_extra {
         for (t, _) in &run.tables {
             anyhow::ensure!(
@@ -465,11 +496,13 @@ pub async fn validate_resumable(
     let origin_limit = cfg.origin.rate_limit.map(RateLimiter::new);
     let target_limit = cfg.target.rate_limit.map(RateLimiter::new);
     let writer = Writer::new(run.target.clone(), retry_policy(cfg));
-    let ranges = sample(&split_ring(cfg.splits), opts.sample_percent);
+    let ranges = sample(&split_ring(choice.splits), opts.sample_percent);
 
     let mut report = ValidationReport {
         sample_percent: opts.sample_percent.min(100.0),
         cutoff_writetime: cutoff,
+        splits: choice.splits,
+        splits_reason: choice.reason.clone(),
         ..Default::default()
     };
     for (table, _) in &run.tables {

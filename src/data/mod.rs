@@ -4,6 +4,7 @@
 //! Layout, one concern per module:
 //! - [`schema`]: reads `system_schema` and classifies columns (how each must be read and written).
 //! - [`ranges`]: splits the Murmur3 ring into sub-ranges, the unit of parallelism and resume.
+//! - [`sizing`]: how many sub-ranges, from origin's size estimates, unless the user says.
 //! - [`scan`]: pages through one sub-range with retries, backoff, rate limit and page shrinking.
 //! - [`copy`]: turns one origin row into target writes that keep per-cell writetime and TTL.
 //! - [`diff`]: compares one sub-range of origin with the same sub-range of target.
@@ -22,14 +23,19 @@
 //! - non-frozen lists and UDTs are written whole with their newest element's time (a list is
 //!   not idempotent to write element by element); a list whose target copy has the same
 //!   timestamp but other content is cleared and written 1 µs later;
-//! - a row's primary-key liveness (row marker) timestamp is not readable through CQL: a row
-//!   with no non-key cells is written with the time it was read;
+//! - a row's primary-key liveness (row marker) timestamp and TTL are not readable through CQL
+//!   (`writetime()`/`ttl()` take non-key columns only): a row with no non-key cells (a key-only
+//!   row, or one whose other columns are all null) is written with the time it was read and
+//!   **without a TTL**, so on target it does not expire when it would on origin (a known limit;
+//!   such rows must be expired or deleted on target by hand, or copied by a tool reading
+//!   SSTables);
 //! - counter tables are refused by migrate (validate compares them);
 //! - only Murmur3 token ranges.
 //!
 //! Both migrate and validate checkpoint per range; an interrupted run resumes (a resumed
 //! validate keeps the first run's writetime cut-off and reports totals over all ranges). In the
-//! library, [`validate`] keeps no checkpoint and [`validate_resumable`] does (the CLI uses it).
+//! library, [`validate`] keeps no checkpoint and [`validate_resumable`] does (the CLI and the
+//! `zdm_validate` gate use it).
 
 pub mod autocorrect;
 pub mod cdm;
@@ -44,6 +50,7 @@ pub mod ranges;
 pub mod report;
 pub mod scan;
 pub mod schema;
+pub mod sizing;
 pub mod value;
 
 pub use config::{ClusterConfig, DataConfig, Selection};

@@ -23,6 +23,11 @@ pub struct TableMigrate {
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct MigrateSummary {
     pub tables: Vec<TableMigrate>,
+    /// Token sub-ranges per table, and why that many.
+    #[serde(default)]
+    pub splits: u32,
+    #[serde(default)]
+    pub splits_reason: String,
     pub rows_read: u64,
     pub writes: u64,
     pub ranges_resumed: u32,
@@ -39,6 +44,11 @@ impl MigrateSummary {
     pub fn human(&self) -> String {
         let mut s = String::new();
         let _ = writeln!(s, "MIGRATE SUMMARY");
+        let _ = writeln!(
+            s,
+            "  {} token ranges per table ({})",
+            self.splits, self.splits_reason
+        );
         for t in &self.tables {
             let _ = writeln!(
                 s,
@@ -142,6 +152,11 @@ impl TableValidation {
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct ValidationReport {
     pub tables: Vec<TableValidation>,
+    /// Token sub-ranges per table (before sampling), and why that many.
+    #[serde(default)]
+    pub splits: u32,
+    #[serde(default)]
+    pub splits_reason: String,
     pub missing: u64,
     pub mismatched: u64,
     pub extra: u64,
@@ -169,14 +184,44 @@ pub struct Thresholds {
     pub extra: u64,
 }
 
+/// Differences still on target after autocorrection, per kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Remaining {
+    pub missing: u64,
+    pub mismatched: u64,
+    pub extra: u64,
+}
+
 impl ValidationReport {
-    /// Whether any count exceeds its threshold, or some range could not be checked (an
-    /// unchecked range proves nothing, so it fails the gate too).
+    /// What is left after autocorrection: found minus corrected. When any correction did not
+    /// take effect the corrected counts cannot be trusted row by row, so every found difference
+    /// counts as remaining (the failed correction also fails [`Self::exceeds`] on its own).
+    pub fn remaining(&self) -> Remaining {
+        let left = |found: u64, corrected: u64| {
+            if self.corrections_failed == 0 {
+                found.saturating_sub(corrected)
+            } else {
+                found
+            }
+        };
+        Remaining {
+            missing: left(self.missing, self.corrected_missing),
+            mismatched: left(self.mismatched, self.corrected_mismatched),
+            extra: left(self.extra, self.corrected_extra),
+        }
+    }
+
+    /// Whether what remains after autocorrection exceeds a threshold, or some range could not
+    /// be checked, or a correction failed (an unchecked range or a failed correction proves
+    /// nothing, so either fails the gate too). The playbook gate and the CLI's exit code both
+    /// judge with this.
     pub fn exceeds(&self, t: &Thresholds) -> bool {
-        self.missing > t.missing
-            || self.mismatched > t.mismatched
-            || self.extra > t.extra
+        let r = self.remaining();
+        r.missing > t.missing
+            || r.mismatched > t.mismatched
+            || r.extra > t.extra
             || self.ranges_failed > 0
+            || self.corrections_failed > 0
     }
 
     /// Whether differences remain after autocorrection (what the exit code reflects).
@@ -188,8 +233,8 @@ impl ValidationReport {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "VALIDATION SUMMARY ({}% of token ranges)",
-            self.sample_percent
+            "VALIDATION SUMMARY ({}% of {} token ranges per table; {})",
+            self.sample_percent, self.splits, self.splits_reason
         );
         for t in &self.tables {
             let _ = writeln!(
@@ -249,6 +294,23 @@ impl ValidationReport {
             self.elapsed_secs,
             self.rows_per_sec
         );
+        if self.corrected_missing + self.corrected_mismatched + self.corrected_extra > 0
+            || self.corrections_failed > 0
+        {
+            let r = self.remaining();
+            let _ = writeln!(
+                s,
+                "  after autocorrect: corrected missing={} mismatched={} extra={} (failed {}); \
+                 remaining missing={} mismatched={} extra={}",
+                self.corrected_missing,
+                self.corrected_mismatched,
+                self.corrected_extra,
+                self.corrections_failed,
+                r.missing,
+                r.mismatched,
+                r.extra
+            );
+        }
         s
     }
 }
@@ -281,5 +343,34 @@ mod tests {
             mismatched: 9,
             extra: 9
         }));
+    }
+
+    #[test]
+    fn corrected_differences_do_not_count_but_failed_corrections_do() {
+        let mut r = ValidationReport {
+            missing: 3,
+            mismatched: 2,
+            extra: 1,
+            corrected_missing: 3,
+            corrected_mismatched: 2,
+            ..Default::default()
+        };
+        assert_eq!(
+            r.remaining(),
+            Remaining {
+                missing: 0,
+                mismatched: 0,
+                extra: 1
+            }
+        );
+        assert!(r.has_differences(), "the uncorrected extra row remains");
+        r.corrected_extra = 1;
+        assert!(!r.has_differences(), "{}", r.human());
+        assert!(r
+            .human()
+            .contains("remaining missing=0 mismatched=0 extra=0"));
+        r.corrections_failed = 1;
+        assert_eq!(r.remaining().missing, 3);
+        assert!(r.has_differences());
     }
 }

@@ -92,9 +92,13 @@ impl RateLimiter {
 }
 
 /// Whether an error is worth retrying with a smaller page (the server struggled with the size).
+/// A page that reads too many tombstones (`READ_TOO_MANY_TOMBSTONES`, Cassandra's
+/// `tombstone_failure_threshold`) counts: the limit is per request, so a smaller page reads
+/// fewer of them.
 pub fn wants_smaller_page(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
-    m.contains("timeout")
+    m.contains("tombstone")
+        || m.contains("timeout")
         || m.contains("timed out")
         || m.contains("too large")
         || m.contains("toolarge")
@@ -130,6 +134,13 @@ pub struct RangeScanner<'a> {
     pub retries: u64,
 }
 
+impl RangeScanner<'_> {
+    /// The page size now asked for: smaller than configured once a page failed for its size.
+    pub fn page_size(&self) -> i32 {
+        self.page_size
+    }
+}
+
 impl<'a> RangeScanner<'a> {
     pub fn new(
         session: &'a Session,
@@ -144,7 +155,7 @@ impl<'a> RangeScanner<'a> {
             statement: statement.clone(),
             range,
             paging: Some(PagingState::start()),
-            page_size: page_size.max(MIN_PAGE_SIZE),
+            page_size: page_size.max(1),
             retry,
             limiter,
             retries: 0,
@@ -240,6 +251,9 @@ mod tests {
     fn recognises_size_trouble() {
         assert!(wants_smaller_page("Read timeout: Operation timed out"));
         assert!(wants_smaller_page("Frame too large"));
+        assert!(wants_smaller_page(
+            "Operation failed - received 0 responses and 1 failures: READ_TOO_MANY_TOMBSTONES"
+        ));
         assert!(!wants_smaller_page("Unauthorized"));
     }
 

@@ -340,6 +340,7 @@ pub static MODULES: &[ModuleSpec] = &[
             ("sample_percent", Kind::Number),
             ("max_examples", Kind::Int),
             ("report", Kind::Scalar),
+            ("fresh", Kind::Bool),
         ],
         one_of = [],
         req = []

@@ -2,8 +2,14 @@
 //! around [`crate::data::migrate`] and [`crate::data::validate`] run from the control machine.
 //!
 //! Connection settings are the host's `origin_*`/`target_*` variables; the keyspaces default to
-//! `zdm_keyspaces`, else every non-system keyspace. The backfill's checkpoint lives beside the
-//! migration state (so a failed phase 2 resumes where it stopped).
+//! `zdm_keyspaces`, else every non-system keyspace. Both keep a checkpoint beside the migration
+//! state (the directory `zdm-run migrate|validate -i INVENTORY` uses too), so a failed or
+//! interrupted phase 2 resumes where it stopped; `fresh: true` starts over.
+//!
+//! Arguments of both: `keyspaces`, `tables`, `splits`, `concurrency`, `page_size`,
+//! `origin_rate`, `target_rate` (rows/s), `state_dir`, `fresh`. `zdm_validate` also takes
+//! `max_missing`, `max_mismatched`, `max_extra` (default 0), `sample_percent`, `autocorrect`,
+//! `autocorrect_extra`, `compare_writetime`, `max_examples` and `report`.
 
 use std::path::{Path, PathBuf};
 
@@ -15,7 +21,9 @@ use super::{
     arg_bool, arg_str, ModFuture, ModResult, Module, ModuleCtx, ModuleError, Planned, Query,
 };
 use crate::data::report::TableValidation;
-use crate::data::{Cutoff, DataConfig, NoProgress, ValidateOptions, ValidationReport};
+use crate::data::{
+    Cutoff, DataConfig, NoProgress, ValidateOptions, ValidateResume, ValidationReport,
+};
 use crate::gates::Check;
 
 pub struct ZdmMigrate;
@@ -45,14 +53,41 @@ fn data_config(ctx: &ModuleCtx<'_>) -> Result<DataConfig, ModuleError> {
     origin.rate_limit = rate("origin_rate")?;
     target.rate_limit = rate("target_rate")?;
     let d = DataConfig::default();
+    // Unset: the engine derives the count from origin's size estimates (or resumes with the
+    // interrupted run's).
+    let splits = if ctx.args.contains_key("splits") || ctx.vars.contains_key("zdm_splits") {
+        Some(int(ctx, "splits", 0.0)?.max(1.0) as u32)
+    } else {
+        None
+    };
     Ok(DataConfig {
         origin,
         target,
-        splits: int(ctx, "splits", d.splits as f64)?.max(1.0) as u32,
+        splits,
         concurrency: int(ctx, "concurrency", d.concurrency as f64)?.max(1.0) as usize,
         page_size: int(ctx, "page_size", d.page_size as f64)?.max(1.0) as i32,
         ..d
     })
+}
+
+fn describe_splits(splits: Option<u32>) -> String {
+    match splits {
+        Some(n) => format!("{n} token ranges per table"),
+        None => "token ranges per table as origin's size estimates call for (at least 256)".into(),
+    }
+}
+
+/// The consistency gate's checkpoint. Named by the phase being entered when there is one, so a
+/// later phase's final check never resumes an earlier phase's interrupted run (its cut-off and
+/// per-range results would be stale).
+fn validate_checkpoint(dir: &Path) -> PathBuf {
+    let phase = crate::migration_run::current()
+        .and_then(|r| r.transition())
+        .map(|t| t.phase.to_string());
+    match phase {
+        Some(p) => dir.join(format!("validate-{p}-checkpoint.json")),
+        None => dir.join(crate::data::cli::VALIDATE_CHECKPOINT),
+    }
 }
 
 /// Where reports and the checkpoint go: `state_dir`, else beside the migration state.
@@ -80,12 +115,12 @@ impl Module for ZdmMigrate {
             let sel = selection(ctx.args, ctx.vars)?;
             Ok(Query::Run(Planned {
                 summary: format!(
-                    "copy {} from origin ({}) to target ({}) keeping writetime and TTL, {} token \
-                     ranges per table, {} at a time{}; resumes from {}",
+                    "copy {} from origin ({}) to target ({}) keeping writetime and TTL, {}, {} at \
+                     a time{}; resumes from {}",
                     describe_selection(&sel),
                     cfg.origin.contact_points.join(","),
                     cfg.target.contact_points.join(","),
-                    cfg.splits,
+                    describe_splits(cfg.splits),
                     cfg.concurrency,
                     match (cfg.origin.rate_limit, cfg.target.rate_limit) {
                         (None, None) => String::new(),
@@ -180,41 +215,36 @@ fn examples(
 /// One check per kind, judged on what remains after autocorrection (found minus corrected),
 /// plus one check that every token range could be read (an unread range proves nothing).
 fn consistency_checks(r: &ValidationReport, l: &Limits, max_examples: usize) -> Vec<Check> {
-    let all_fixed = r.corrections_failed == 0;
-    let remaining = |found: u64, corrected: u64| {
-        if all_fixed {
-            found.saturating_sub(corrected)
-        } else {
-            found
-        }
-    };
-    let kind = |name: &str, found: u64, corrected: u64, limit: u64, keys: Vec<String>| {
-        let left = remaining(found, corrected);
-        let mut measured = format!("{left} {name} of {} rows compared", r.rows_compared);
-        if corrected > 0 {
-            measured.push_str(&format!(
-                " ({found} found, {corrected} corrected on target)"
-            ));
-        }
-        if !keys.is_empty() {
-            measured.push_str(&format!(
-                "; {}: {}",
-                if corrected > 0 { "found" } else { "e.g." },
-                keys.join("; ")
-            ));
-        }
-        Check {
-            name: format!("{name} rows"),
-            passed: left <= limit,
-            measured,
-            threshold: format!("<= {limit}"),
-        }
-    };
+    // The same arithmetic as the CLI's exit code (ValidationReport::remaining).
+    let left = r.remaining();
+    let kind =
+        |name: &str, found: u64, corrected: u64, left: u64, limit: u64, keys: Vec<String>| {
+            let mut measured = format!("{left} {name} of {} rows compared", r.rows_compared);
+            if corrected > 0 {
+                measured.push_str(&format!(
+                    " ({found} found, {corrected} corrected on target)"
+                ));
+            }
+            if !keys.is_empty() {
+                measured.push_str(&format!(
+                    "; {}: {}",
+                    if corrected > 0 { "found" } else { "e.g." },
+                    keys.join("; ")
+                ));
+            }
+            Check {
+                name: format!("{name} rows"),
+                passed: left <= limit,
+                measured,
+                threshold: format!("<= {limit}"),
+            }
+        };
     let mut checks = vec![
         kind(
             "missing",
             r.missing,
             r.corrected_missing,
+            left.missing,
             l.missing,
             examples(
                 &r.tables,
@@ -226,6 +256,7 @@ fn consistency_checks(r: &ValidationReport, l: &Limits, max_examples: usize) -> 
             "mismatched",
             r.mismatched,
             r.corrected_mismatched,
+            left.mismatched,
             l.mismatched,
             examples(
                 &r.tables,
@@ -245,6 +276,7 @@ fn consistency_checks(r: &ValidationReport, l: &Limits, max_examples: usize) -> 
             "extra",
             r.extra,
             r.corrected_extra,
+            left.extra,
             l.extra,
             examples(
                 &r.tables,
@@ -267,11 +299,22 @@ fn consistency_checks(r: &ValidationReport, l: &Limits, max_examples: usize) -> 
         name: "token ranges read".into(),
         passed: r.ranges_failed == 0 && r.corrections_failed == 0,
         measured: if r.ranges_failed == 0 && r.corrections_failed == 0 {
-            format!(
-                "all ranges of {} table(s) read ({}% sample)",
-                r.tables.len(),
-                r.sample_percent
-            )
+            {
+                let resumed: u32 = r.tables.iter().map(|t| t.ranges_resumed).sum();
+                format!(
+                    "all ranges of {} table(s) read ({}% sample){}",
+                    r.tables.len(),
+                    r.sample_percent,
+                    if resumed > 0 {
+                        format!(
+                            ", {resumed} of them by an interrupted earlier run (fresh: true \
+                             checks them again)"
+                        )
+                    } else {
+                        String::new()
+                    }
+                )
+            }
         } else {
             format!(
                 "{} range(s) unreadable, {} correction(s) failed{}",
@@ -305,7 +348,7 @@ impl Module for ZdmValidate {
             Ok(Query::Run(Planned {
                 summary: format!(
                     "compare {} on origin ({}) with target ({}) over {sample}% of the token \
-                     ranges: missing <= {}, mismatched <= {}, extra <= {}{}",
+                     ranges: missing <= {}, mismatched <= {}, extra <= {}{}; {}",
                     describe_selection(&sel),
                     cfg.origin.contact_points.join(","),
                     cfg.target.contact_points.join(","),
@@ -316,6 +359,14 @@ impl Module for ZdmValidate {
                         "; write missing and mismatched rows to target"
                     } else {
                         ""
+                    },
+                    if arg_bool(ctx.args, "fresh", false) {
+                        "checks every range afresh".to_string()
+                    } else {
+                        format!(
+                            "resumes an interrupted check from {}",
+                            validate_checkpoint(&state_dir(ctx.args)).display()
+                        )
                     }
                 ),
                 ..Default::default()
@@ -352,12 +403,18 @@ impl Module for ZdmValidate {
                 autocorrect_extra: arg_bool(ctx.args, "autocorrect_extra", false),
                 max_examples,
             };
-            let report = crate::data::validate(&cfg, &sel, &opts, &NoProgress)
-                .await
-                .map_err(failed)?;
+            let dir = state_dir(ctx.args);
+            let resume = ValidateResume {
+                checkpoint: validate_checkpoint(&dir),
+                fresh: arg_bool(ctx.args, "fresh", false),
+            };
+            let report =
+                crate::data::validate_resumable(&cfg, &sel, &opts, Some(&resume), &NoProgress)
+                    .await
+                    .map_err(failed)?;
             let path = arg_str(ctx.args, "report")
                 .map(PathBuf::from)
-                .unwrap_or_else(|| state_dir(ctx.args).join("validate-report.json"));
+                .unwrap_or_else(|| dir.join("validate-report.json"));
             write_report(&path, &report)?;
             let checks = consistency_checks(&report, &l, max_examples);
             let mut r = gate_result("consistency", &checks);

@@ -55,21 +55,49 @@ pub fn config() -> DataConfig {
     DataConfig {
         origin: cluster(&env, "origin"),
         target: cluster(&env, "target"),
-        splits: 32,
+        splits: Some(32),
         concurrency: 4,
         ..DataConfig::default()
+    }
+}
+
+/// The proxy tests' cluster lock (`$TMPDIR/zdm-proxy-tests.lock`) held shared: a test of another
+/// suite that stops a Cassandra node takes it exclusive, so it waits for this test to end rather
+/// than pull a cluster away in the middle of it (and the other way round).
+pub struct ClusterLock(std::fs::File);
+
+impl ClusterLock {
+    pub fn shared() -> ClusterLock {
+        use std::os::fd::AsRawFd;
+        let path = std::env::temp_dir().join("zdm-proxy-tests.lock");
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("open lock {}: {e}", path.display()));
+        // SAFETY: flock on a descriptor we own; released when the file is closed.
+        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH) };
+        assert_eq!(rc, 0, "flock failed: {}", std::io::Error::last_os_error());
+        ClusterLock(f)
     }
 }
 
 pub struct Clusters {
     pub origin: Arc<Session>,
     pub target: Arc<Session>,
+    /// Held for as long as the test uses the clusters.
+    pub _lock: ClusterLock,
 }
 
 pub async fn connect(cfg: &DataConfig) -> Clusters {
+    let lock = tokio::task::spawn_blocking(ClusterLock::shared)
+        .await
+        .expect("taking the cluster lock");
     Clusters {
         origin: Arc::new(cfg.origin.connect().await.expect("connect origin")),
         target: Arc::new(cfg.target.connect().await.expect("connect target")),
+        _lock: lock,
     }
 }
 

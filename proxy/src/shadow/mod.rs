@@ -306,7 +306,8 @@ async fn open(shared: &Arc<Shared>, c: Cluster) -> Result<Arc<ClusterConn>, Stri
     let conn = shared
         .connect_observed(c, |node| metrics.node(node).conn.clone())
         .await?;
-    let timeout = Duration::from_millis(shared.config.cluster(c).connection_timeout_ms);
+    // The reference proxy's async_handshake_timeout_ms bounds the async connector's handshake.
+    let timeout = Duration::from_millis(shared.config.async_handshake_timeout_ms);
     handshake(&conn, shared.credentials(c).as_ref(), timeout)
         .await
         .map_err(|e| e.to_string())?;
@@ -421,7 +422,7 @@ async fn send(
     conn: &ClusterConn,
     read: &ShadowRead,
 ) -> Result<Frame, ShadowError> {
-    let timeout = shared.live().request_timeout();
+    let timeout = shared.live().request_timeout_for(read.cluster);
     // Tracing a shadow read would cost the secondary and reach no one.
     let flags = read.flags & !0x02;
     let resp = conn

@@ -199,6 +199,46 @@ impl Proxy {
         }
     }
 
+    /// Runs a proxy that is expected to refuse to start: waits (up to `bound`) for it to exit
+    /// and returns its status and log. Panics if it starts listening or outlives `bound`.
+    pub fn run_expecting_exit(
+        sb: &Sandbox,
+        ip: &str,
+        port: u16,
+        extra: &[(&str, &str)],
+        bound: Duration,
+    ) -> (std::process::ExitStatus, String) {
+        let mut p = Proxy::start_unspawned(sb, ip, port, extra);
+        let log = std::fs::File::create(&p.log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_zdm-proxy"))
+            .env_clear()
+            .envs(p.env.iter().cloned())
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn zdm-proxy");
+        p.child = Some(child);
+        let deadline = Instant::now() + bound;
+        loop {
+            if let Some(status) = p.child.as_mut().unwrap().try_wait().unwrap() {
+                p.child = None;
+                return (status, p.log_text());
+            }
+            assert!(
+                std::net::TcpStream::connect(&p.addr).is_err(),
+                "zdm-proxy started listening although it should have refused; log:\n{}",
+                p.log_text()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "zdm-proxy still running after {bound:?}; log:\n{}",
+                p.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     pub fn log_text(&self) -> String {
         let mut s = String::new();
         if let Ok(mut f) = std::fs::File::open(&self.log) {
@@ -379,6 +419,56 @@ impl Drop for TargetStopped {
             let _ = std::process::Command::new(&self.script)
                 .args(["cassandra-start", "target"])
                 .status();
+        }
+    }
+}
+
+/// Freezes the sandbox's target Cassandra with SIGSTOP (a hung node: its sockets stay open but
+/// nothing answers) and thaws it with SIGCONT on `thaw` or drop (also when the test fails). Hold
+/// `ClusterLock::exclusive()` meanwhile, and keep the freeze short.
+pub struct TargetFrozen {
+    pid: Option<i32>,
+}
+
+impl TargetFrozen {
+    pub fn freeze(sb: &Sandbox) -> TargetFrozen {
+        // scripts/sandbox.sh keeps each node in `$SANDBOX_DIR/<cluster>` with its pidfile there.
+        let pidfile = PathBuf::from(sb.get("SANDBOX_DIR")).join("target/cassandra.pid");
+        let text = std::fs::read_to_string(&pidfile)
+            .unwrap_or_else(|e| panic!("target pidfile {} not readable: {e}", pidfile.display()));
+        let pid: i32 = text
+            .trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("target pidfile {}: {e}", pidfile.display()));
+        assert_eq!(
+            unsafe { libc::kill(pid, 0) },
+            0,
+            "target Cassandra (pid {pid}) is not running"
+        );
+        let guard = TargetFrozen { pid: Some(pid) };
+        assert_eq!(
+            unsafe { libc::kill(pid, libc::SIGSTOP) },
+            0,
+            "SIGSTOP {pid}"
+        );
+        guard
+    }
+
+    pub fn thaw(&mut self) {
+        if let Some(pid) = self.pid.take() {
+            assert_eq!(
+                unsafe { libc::kill(pid, libc::SIGCONT) },
+                0,
+                "SIGCONT {pid}"
+            );
+        }
+    }
+}
+
+impl Drop for TargetFrozen {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid.take() {
+            unsafe { libc::kill(pid, libc::SIGCONT) };
         }
     }
 }
