@@ -13,9 +13,9 @@
 //! host's address like `wait_for_host`) and answers with the settings now in force, or 400 and
 //! why nothing changed; the task fails with that reason. Then `GET /config` must report the
 //! values given in `expect` (e.g. `{primary_cluster: TARGET, read_mode: PRIMARY_ONLY}`), so a
-//! task only succeeds once the proxy really serves the new settings. Only `primary_cluster`,
-//! `read_mode`, `log_level`, `proxy_request_timeout_ms` and `heartbeat_interval_ms` reload;
-//! a file that changes any other setting is refused by the proxy: use `state: restarted` for
+//! task only succeeds once the proxy really serves the new settings. Only the settings of
+//! `zdm_config_change::RELOADABLE` (`primary_cluster`, `read_mode`, `log_level`, the request
+//! timeouts, `heartbeat_interval_ms`, ...) reload; a file that changes any other setting is refused by the proxy: use `state: restarted` for
 //! those. Without `metrics_port`, `reloaded` only sends SIGHUP (systemd: `reload-or-restart`)
 //! and cannot confirm the outcome.
 

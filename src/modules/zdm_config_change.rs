@@ -40,6 +40,8 @@ pub const RELOADABLE: &[&str] = &[
     "read_mode",
     "log_level",
     "proxy_request_timeout_ms",
+    "origin_request_timeout_ms",
+    "target_request_timeout_ms",
     "heartbeat_interval_ms",
     "target_consistency_level",
 ];
