@@ -1405,3 +1405,16 @@ fn templated_ignore_errors_is_rendered_and_a_non_boolean_is_not_read_as_false() 
     );
     assert!(!fleet.host_file("h1", "/after.txt").exists());
 }
+
+#[test]
+fn changed_when_lists_must_hold_as_a_whole() {
+    let fleet = Fleet::new();
+    let pb = fleet.write_playbook(
+        "cw.yml",
+        "- hosts: h1\n  tasks:\n    - command: echo a\n      changed_when: [true, false]\n    - command: echo b\n      changed_when: [true, true]\n",
+    );
+    let run = fleet.run(&[pb.to_str().unwrap(), "--output", "json"]);
+    run.assert_code(0);
+    let st: Vec<String> = statuses(&run.json()).into_iter().map(|s| s.2).collect();
+    assert_eq!(st, ["ok", "changed"]);
+}
