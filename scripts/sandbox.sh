@@ -45,6 +45,12 @@ INSTALL_ROOT=/opt/zdm-proxy
 log() { printf '[sandbox] %s\n' "$*" >&2; }
 die() { printf '[sandbox] error: %s\n' "$*" >&2; exit 1; }
 
+# Every proxy host mounts a private /tmp over the machine's: a sandbox directory below /tmp would
+# be invisible to the hosts' sshd (its config and keys live there), and `up` would never finish.
+case $SB/ in
+  /tmp/*) die "ZDM_SANDBOX_DIR ($SB) is below /tmp, which every proxy host replaces with its own; choose another directory" ;;
+esac
+
 host_index() { # zdm-h2 -> 2
   local name=$1
   [[ $name =~ ^zdm-h([0-9]+)$ ]] || die "unknown host '$name' (expected zdm-h1..zdm-h$FLEET_SIZE)"
