@@ -193,8 +193,8 @@ fn cluster_lock_shared() -> std::fs::File {
     f
 }
 
-/// The 1-minute load average: the machine's state next to the figures, because the proxy's CPU
-/// per request depends on it (see the report's conditions line).
+/// The 1-minute load average: what else was running, next to the figures, because the proxy's
+/// CPU per request depends on the machine's load (see the report's conditions line).
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
@@ -310,7 +310,6 @@ fn main() {
         }
         results
     });
-    let load_after = load_average();
     let (_, rss) = proc_usage(pid);
     let (_, dual_rss) = proc_usage(dual_pid);
     drop(proxy);
@@ -343,8 +342,8 @@ fn main() {
          over 1000 keys, {secs} s per run, 1000 warm-up writes per run. Machine: 2 cores shared by the driver, the proxy and \
          both Cassandra nodes (origin and target), so the runs are CPU-bound: every CPU cycle the proxy and the target's \
          extra writes take is a cycle the clusters lose.\n\n\
-         Conditions: proxy binary {proxy_bin}, tokio worker threads {workers}; load average {load_before} at the start, \
-         {load_after} at the end. The proxy's CPU per request falls as its batches grow (more requests per socket write and \
+         Conditions: proxy binary {proxy_bin}, tokio worker threads {workers}; 1-minute load average {load_before} before \
+         the runs (the runs themselves then load both cores). The proxy's CPU per request falls as its batches grow (more requests per socket write and \
          per thread wake-up), so it moves with the machine's load: one build (b441e05) has measured 0.09, 0.12, \
          0.14 and 0.15 s per 10k requests at concurrency 32 in runs of the same day. Compare two builds in alternating runs under the same \
          conditions (BENCH_PROXY_BIN), not against figures from another session.\n"
