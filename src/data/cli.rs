@@ -291,6 +291,7 @@ pub fn data_config(common: &CommonArgs) -> anyhow::Result<(DataConfig, Selection
         common.target_rate,
     )?;
     anyhow::ensure!(common.page_size >= 1, "--page-size must be at least 1");
+    mask_passwords_in_logs(&origin, &target);
     let selection = Selection::parse(&common.keyspaces, &common.tables)?;
     Ok((
         DataConfig {
@@ -305,6 +306,16 @@ pub fn data_config(common: &CommonArgs) -> anyhow::Result<(DataConfig, Selection
         },
         selection,
     ))
+}
+
+/// Log lines of a migrate or validate run (`-v`, `ZDM_LOG`: a driver error may quote what it
+/// was given) pass through the same masking as a playbook run's, knowing both passwords.
+fn mask_passwords_in_logs(origin: &ClusterConfig, target: &ClusterConfig) {
+    let redactor = crate::secrets::Redactor::default();
+    for password in [&origin.password, &target.password].into_iter().flatten() {
+        redactor.add(password);
+    }
+    crate::output::redact_logs_with(&redactor);
 }
 
 /// Where checkpoints and reports go: `--state-dir`, else the playbook modules' directory beside
