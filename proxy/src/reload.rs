@@ -22,16 +22,7 @@ use arc_swap::ArcSwap;
 use crate::config::{Cluster, Config, ReadMode};
 
 /// Settings that a reload may change. Every other setting needs a restart.
-pub const RELOADABLE: &[&str] = &[
-    "primary_cluster",
-    "read_mode",
-    "log_level",
-    "proxy_request_timeout_ms",
-    "origin_request_timeout_ms",
-    "target_request_timeout_ms",
-    "heartbeat_interval_ms",
-    "target_consistency_level",
-];
+pub const RELOADABLE: &[&str] = include!("reloadable_settings.in");
 
 /// The live part of the settings; one immutable snapshot per reload.
 #[derive(Debug, Clone, PartialEq, Eq)]
