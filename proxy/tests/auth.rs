@@ -235,11 +235,7 @@ async fn the_runbooks_advanced_configuration_is_accepted_and_runs() {
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("config.yml");
     std::fs::write(&file, &text).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_zdm-proxy"))
-        .env_clear()
-        .args(["--check-config", "--config", file.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = check_config(Some(&file), &[]);
     assert!(
         out.status.success(),
         "the runbook's sample must pass --check-config: {}",
@@ -269,17 +265,15 @@ async fn the_runbooks_advanced_configuration_is_accepted_and_runs() {
 
 #[test]
 fn forwarding_client_credentials_to_both_clusters_is_refused_naming_both_settings() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_zdm-proxy"))
-        .env_clear()
-        .envs([
+    let out = check_config(
+        None,
+        &[
             ("ZDM_ORIGIN_CONTACT_POINTS", "10.0.0.1"),
             ("ZDM_TARGET_CONTACT_POINTS", "10.0.0.2"),
             ("ZDM_FORWARD_CLIENT_CREDENTIALS_TO_ORIGIN", "true"),
             ("ZDM_FORWARD_CLIENT_CREDENTIALS_TO_TARGET", "true"),
-        ])
-        .arg("--check-config")
-        .output()
-        .unwrap();
+        ],
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

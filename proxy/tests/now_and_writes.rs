@@ -362,11 +362,7 @@ fn an_invalid_target_consistency_level_stops_the_proxy_naming_the_setting() {
          replace_cql_functions: true\ntarget_consistency_level: LOCAL_SERIAL\n",
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_zdm-proxy"))
-        .env_clear()
-        .args(["--check-config", "--config", file.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = check_config(Some(&file), &[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "accepted LOCAL_SERIAL: {err}");
     assert!(
@@ -379,11 +375,7 @@ fn an_invalid_target_consistency_level_stops_the_proxy_naming_the_setting() {
          replace_cql_functions: true\ntarget_consistency_level: local_quorum\n",
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_zdm-proxy"))
-        .env_clear()
-        .args(["--check-config", "--config", file.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = check_config(Some(&file), &[]);
     assert!(
         out.status.success(),
         "{}",

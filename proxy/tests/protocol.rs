@@ -431,29 +431,18 @@ fn help_prints_the_usage_and_the_settings_sources() {
 
 #[test]
 fn check_config_validates_and_names_bad_settings() {
-    let run = |args: &[&str], env: &[(&str, &str)]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_zdm-proxy"))
-            .env_clear()
-            .envs(env.iter().copied())
-            .args(args)
-            .output()
-            .unwrap()
-    };
     let min = [
         ("ZDM_ORIGIN_CONTACT_POINTS", "10.0.0.1"),
         ("ZDM_TARGET_CONTACT_POINTS", "10.0.0.2"),
     ];
-    let ok = run(&["--check-config"], &min);
+    let ok = check_config(None, &min);
     assert!(
         ok.status.success(),
         "{}",
         String::from_utf8_lossy(&ok.stderr)
     );
 
-    let bad = run(
-        &["--check-config"],
-        &[min[0], min[1], ("ZDM_PROXY_LISTEN_PORT", "99999")],
-    );
+    let bad = check_config(None, &[min[0], min[1], ("ZDM_PROXY_LISTEN_PORT", "99999")]);
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("proxy_listen_port"));
 
@@ -461,7 +450,7 @@ fn check_config_validates_and_names_bad_settings() {
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("proxy.yml");
     std::fs::write(&file, "origin_contact_points: 10.0.0.1\ntarget_contact_points: 10.0.0.2\nread_mode: DUAL\nprimary_clutser: TARGET\n").unwrap();
-    let bad = run(&["--check-config", "--config", file.to_str().unwrap()], &[]);
+    let bad = check_config(Some(&file), &[]);
     assert!(!bad.status.success());
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(
@@ -470,7 +459,7 @@ fn check_config_validates_and_names_bad_settings() {
     );
 
     std::fs::write(&file, "origin_contact_points: 10.0.0.1\ntarget_contact_points: 10.0.0.2\nread_mode: TARGET_ONLY\n").unwrap();
-    let ok = run(&["--check-config", "--config", file.to_str().unwrap()], &[]);
+    let ok = check_config(Some(&file), &[]);
     assert!(
         ok.status.success(),
         "{}",

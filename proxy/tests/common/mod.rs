@@ -10,6 +10,19 @@ use std::time::{Duration, Instant};
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 
+/// `zdm-proxy --check-config [--config FILE]` with `env` as its whole environment (nothing of
+/// the test's own leaks in), as an operator would validate a config before deploying it.
+pub fn check_config(file: Option<&std::path::Path>, env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_zdm-proxy"));
+    cmd.env_clear()
+        .envs(env.iter().copied())
+        .arg("--check-config");
+    if let Some(file) = file {
+        cmd.arg("--config").arg(file);
+    }
+    cmd.output().expect("run zdm-proxy --check-config")
+}
+
 /// The sandbox's `KEY=value` file. Missing sandbox = failed test, never a skip.
 pub struct Sandbox {
     pub vars: HashMap<String, String>,
