@@ -22,6 +22,14 @@ impl Cluster {
             Cluster::Target => "target",
         }
     }
+
+    /// The other cluster of the two.
+    pub fn other(self) -> Cluster {
+        match self {
+            Cluster::Origin => Cluster::Target,
+            Cluster::Target => Cluster::Origin,
+        }
+    }
 }
 
 /// How reads are served: by the primary only, or by the primary with a shadow copy of each read
@@ -624,10 +632,7 @@ impl Config {
     /// when the two settings could be read otherwise.
     pub fn credentials_note(&self) -> String {
         let checker = self.client_credentials_cluster();
-        let other = match checker {
-            Cluster::Origin => Cluster::Target,
-            Cluster::Target => Cluster::Origin,
-        };
+        let other = checker.other();
         let others = if self.cluster(other).username.is_empty() {
             format!("none are configured for {}", other.name())
         } else {

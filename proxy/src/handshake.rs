@@ -123,10 +123,7 @@ pub async fn client_handshake(
     // credentials, in the background. Handshakes are bounded by the connection timeouts, not
     // the request timeout: password hashing makes authentication far slower than a request.
     let checker = shared.config.client_credentials_cluster();
-    let other = match checker {
-        Cluster::Origin => Cluster::Target,
-        Cluster::Target => Cluster::Origin,
-    };
+    let other = checker.other();
     let other_timeout = Duration::from_millis(shared.config.cluster(other).connection_timeout_ms);
     let timeout = Duration::from_millis(shared.config.cluster(checker).connection_timeout_ms);
     let other_task = {

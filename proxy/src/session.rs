@@ -270,10 +270,7 @@ impl Session {
             let live = self.shared.live();
             (live.primary_cluster, live.read_mode)
         };
-        let secondary = match primary {
-            Cluster::Origin => Cluster::Target,
-            Cluster::Target => Cluster::Origin,
-        };
+        let secondary = primary.other();
         let shadow = (mode == ReadMode::DualAsyncOnSecondary)
             .then(|| {
                 let keyspace = self.keyspace.lock().unwrap().clone();
@@ -344,10 +341,7 @@ impl Session {
                 primary
             }
             (false, true) => {
-                self.count_failed_write(match primary_cluster {
-                    Cluster::Origin => Cluster::Target,
-                    Cluster::Target => Cluster::Origin,
-                });
+                self.count_failed_write(primary_cluster.other());
                 secondary
             }
         }
