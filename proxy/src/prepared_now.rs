@@ -10,15 +10,12 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::frame::FrameError;
+use crate::wire::query_flags::{NAMES_FOR_VALUES, VALUES};
 use crate::wire::{self, result_kind, Reader};
 
 pub use crate::frame::response_message_offset;
 #[cfg(test)]
 use crate::frame::{FLAG_TRACING, FLAG_WARNING};
-
-/// Query-parameter flags (v4, one byte).
-const VALUES: u8 = 0x01;
-const NAMES_FOR_VALUES: u8 = 0x40;
 
 /// The injected markers of one prepared statement.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,7 +11,7 @@ use bytes::Bytes;
 
 use crate::cql_lex::{tokenize, Kind, Token};
 use crate::frame::FrameError;
-use crate::wire::Reader;
+use crate::wire::{query_flags, Reader};
 
 /// The right-hand side of one condition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,22 +136,19 @@ pub fn read_parameters(r: &mut Reader<'_>) -> Result<(bool, Bound), FrameError> 
     r.short()?;
     let flags = r.byte()?;
     let mut bound = Vec::new();
-    if flags & 0x01 != 0 {
+    if flags & query_flags::VALUES != 0 {
         let n = r.short()?;
         for _ in 0..n {
-            let name = if flags & 0x40 != 0 {
+            let name = if flags & query_flags::NAMES_FOR_VALUES != 0 {
                 Some(r.string()?.to_ascii_lowercase())
             } else {
                 None
             };
-            let value = match r.int()? {
-                n if n < 0 => None,
-                n => Some(Bytes::copy_from_slice(r.take(n as usize, "bound value")?)),
-            };
+            let value = r.bytes()?.map(Bytes::copy_from_slice);
             bound.push((name, value));
         }
     }
-    Ok((flags & 0x02 != 0, bound))
+    Ok((flags & query_flags::SKIP_METADATA != 0, bound))
 }
 
 /// The value bound to `marker`: by name when the request named its values, else by position.

@@ -29,6 +29,13 @@ pub mod result_kind {
     pub const PREPARED: i32 = 0x0004;
 }
 
+/// Query-parameter flags (v4, one byte), as QUERY and EXECUTE carry them.
+pub mod query_flags {
+    pub const VALUES: u8 = 0x01;
+    pub const SKIP_METADATA: u8 = 0x02;
+    pub const NAMES_FOR_VALUES: u8 = 0x40;
+}
+
 /// A bounds-checked cursor over a message body.
 pub struct Reader<'a> {
     buf: &'a [u8],
