@@ -233,12 +233,11 @@ async fn discover(
     let setting = format!("{}_local_datacenter", cluster.name());
     let chosen = nodes::select_local(&local, &peers, &cfg.local_datacenter, &setting)
         .map_err(ControlError::Datacenter)?;
-    let nodes_for_log = chosen.nodes.clone();
-    if shared.set_nodes(cluster, chosen.nodes) {
+    if shared.set_nodes(cluster, &chosen.nodes) {
         tracing::info!(
             cluster = cluster.name(),
             data_center = %chosen.data_center,
-            nodes = ?nodes_for_log,
+            nodes = ?chosen.nodes,
             "local data center nodes"
         );
     }

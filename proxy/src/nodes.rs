@@ -118,12 +118,12 @@ impl NodeSet {
 
     /// Replaces the node list (a discovery's result); the cursor carries on. True when this is
     /// the first discovery or the list changed (worth a log line).
-    pub fn set(&self, nodes: Vec<String>) -> bool {
+    pub fn set(&self, nodes: &[String]) -> bool {
         let first = !self.discovered.swap(true, Ordering::Relaxed);
         let mut cur = self.nodes.write().unwrap();
-        let changed = **cur != nodes;
+        let changed = cur.as_slice() != nodes;
         if changed {
-            *cur = Arc::new(nodes);
+            *cur = Arc::new(nodes.to_vec());
         }
         first || changed
     }
@@ -238,8 +238,8 @@ mod tests {
         assert_eq!(set.assignment(), names(&["c", "a", "b"]));
         assert_eq!(set.assignment(), names(&["a", "b", "c"]));
         // A discovery replaces the list; the cursor carries on over the new one.
-        assert!(set.set(names(&["x", "y"])), "first discovery");
-        assert!(!set.set(names(&["x", "y"])), "unchanged");
+        assert!(set.set(&names(&["x", "y"])), "first discovery");
+        assert!(!set.set(&names(&["x", "y"])), "unchanged");
         assert_eq!(set.assignment(), names(&["x", "y"]));
         assert_eq!(set.assignment(), names(&["y", "x"]));
         assert!(rotation(&[], 3).is_empty());

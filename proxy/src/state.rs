@@ -30,6 +30,16 @@ pub struct Shared {
     target_nodes: NodeSet,
 }
 
+/// Creates the per-node series of `hosts` (as the cluster's and as the shadow reads'), so they
+/// scrape as 0 before any traffic reaches those nodes.
+fn register_node_series(metrics: &Metrics, c: Cluster, hosts: &[String], port: u16) {
+    for host in hosts {
+        let node = crate::nodes::endpoint(host, port);
+        metrics.node(c, &node);
+        metrics.shadow.node(&node);
+    }
+}
+
 impl Shared {
     pub fn new(config: Config) -> Arc<Shared> {
         let metrics = Metrics::new(&config.metrics_prefix);
@@ -38,11 +48,7 @@ impl Shared {
             (Cluster::Origin, &config.origin),
             (Cluster::Target, &config.target),
         ] {
-            for host in &cfg.contact_points {
-                let node = crate::nodes::endpoint(host, cfg.port);
-                metrics.node(c, &node);
-                metrics.shadow.node(&node);
-            }
+            register_node_series(&metrics, c, &cfg.contact_points, cfg.port);
         }
         Arc::new(Shared {
             prepared: PreparedCache::new(config.proxy_max_prepared_statement_cache_size),
@@ -88,14 +94,12 @@ impl Shared {
 
     /// Records a discovery's local-DC nodes; their series scrape as 0 from now on. True on the
     /// first discovery or a change.
-    pub fn set_nodes(&self, c: Cluster, nodes: Vec<String>) -> bool {
-        let port = self.config.cluster(c).port;
-        for host in &nodes {
-            let node = crate::nodes::endpoint(host, port);
-            self.metrics.node(c, &node);
-            self.metrics.shadow.node(&node);
+    pub fn set_nodes(&self, c: Cluster, nodes: &[String]) -> bool {
+        let changed = self.nodes(c).set(nodes);
+        if changed {
+            register_node_series(&self.metrics, c, nodes, self.config.cluster(c).port);
         }
-        self.nodes(c).set(nodes)
+        changed
     }
 
     /// Opens a (not yet handshaken) connection to a cluster's next local-DC node (round-robin,
@@ -119,8 +123,8 @@ impl Shared {
     /// The control connection: to the first reachable contact point, which is where discovery
     /// starts (the node list may be empty or stale when it reconnects).
     pub async fn connect_control(&self, c: Cluster) -> Result<Arc<ClusterConn>, String> {
-        let hosts = self.config.cluster(c).contact_points.clone();
-        self.connect_to(c, &hosts, |node| self.metrics.node(c, node))
+        let hosts = &self.config.cluster(c).contact_points;
+        self.connect_to(c, hosts, |node| self.metrics.node(c, node))
             .await
     }
 
@@ -163,7 +167,7 @@ mod tests {
         let shared = Shared::new(Config::load(None, env).unwrap());
         assert!(shared.set_nodes(
             Cluster::Target,
-            vec!["127.0.0.2".to_string(), "127.0.0.1".to_string()],
+            &["127.0.0.2".to_string(), "127.0.0.1".to_string()],
         ));
         let dead = shared
             .metrics
