@@ -247,9 +247,6 @@ impl ClusterConn {
         body: Bytes,
         timeout: Duration,
     ) -> Result<Frame, ClusterError> {
-        if self.is_closed() {
-            return Err(ClusterError::Closed(self.node.clone()));
-        }
         let (tx, rx) = oneshot::channel();
         let ticket = {
             let mut p = self.pending.lock().unwrap();
