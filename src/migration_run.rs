@@ -46,8 +46,9 @@ pub struct MigrationRun {
 
 static CURRENT: Mutex<Option<Arc<MigrationRun>>> = Mutex::new(None);
 
-/// Directory name of the data engine's checkpoints and reports, beside the state file.
-const DATA_DIR: &str = ".zdm-state";
+/// Directory name of the data engine's checkpoints and reports, beside the state file (and, with
+/// no state file, in the working directory).
+pub const DATA_DIR: &str = ".zdm-state";
 
 fn data_dir_of(store: &StateStore) -> PathBuf {
     store.path().with_file_name(DATA_DIR)

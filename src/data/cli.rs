@@ -324,7 +324,7 @@ pub fn state_dir(common: &CommonArgs) -> PathBuf {
     match (&common.state_dir, &common.inventory) {
         (Some(dir), _) => dir.clone(),
         (None, Some(inventory)) => crate::migration_run::data_dir_beside(inventory),
-        (None, None) => PathBuf::from(".zdm-state"),
+        (None, None) => PathBuf::from(crate::migration_run::DATA_DIR),
     }
 }
 

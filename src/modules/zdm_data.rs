@@ -95,7 +95,7 @@ fn state_dir(args: &Map<String, Value>) -> PathBuf {
     arg_str(args, "state_dir")
         .map(PathBuf::from)
         .or_else(|| crate::migration_run::current().map(|r| r.data_dir()))
-        .unwrap_or_else(|| PathBuf::from(".zdm-state"))
+        .unwrap_or_else(|| PathBuf::from(crate::migration_run::DATA_DIR))
 }
 
 fn write_report<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), ModuleError> {
