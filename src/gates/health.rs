@@ -363,20 +363,36 @@ pub async fn fetch_metrics(client: &reqwest::Client, base_url: &str) -> anyhow::
     Ok(Scrape::parse(&response.text().await?)?)
 }
 
+/// The gates' HTTP client: every request to a proxy is bounded by 10 s.
+fn gate_client() -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?)
+}
+
+/// Readiness of every proxy, one check each.
+async fn readiness_of(client: &reqwest::Client, proxies: &[(String, String)]) -> Vec<Check> {
+    let mut answers = Vec::new();
+    for (name, url) in proxies {
+        answers.push(fetch_readiness(client, name, url).await);
+    }
+    readiness_checks(&answers)
+}
+
+/// The readiness-only gate (`zdm_health_gate: {readiness_only: true}`): only the first step of
+/// [`run_health_gate`], with no observation window.
+pub async fn run_readiness_gate(proxies: &[(String, String)]) -> anyhow::Result<Vec<Check>> {
+    Ok(readiness_of(&gate_client()?, proxies).await)
+}
+
 /// The whole gate over a fleet given as (name, `http://host:port`) pairs: readiness first
 /// (no point watching a fleet that is not ready), then the window, then readiness again.
 pub async fn run_health_gate(
     proxies: &[(String, String)],
     limits: &HealthThresholds,
 ) -> anyhow::Result<Vec<Check>> {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()?;
-    let mut readiness = Vec::new();
-    for (name, url) in proxies {
-        readiness.push(fetch_readiness(&client, name, url).await);
-    }
-    let mut checks = readiness_checks(&readiness);
+    let client = gate_client()?;
+    let mut checks = readiness_of(&client, proxies).await;
     if checks.iter().any(|c| !c.passed) {
         return Ok(checks);
     }

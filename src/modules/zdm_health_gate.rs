@@ -17,9 +17,8 @@ use futures::FutureExt;
 use serde_json::Value;
 
 use super::zdm_common::{flag, gate_result, number, string_list};
-use super::{ModFuture, ModResult, Module, ModuleCtx, ModuleError, Planned, Query};
-use crate::gates::health::{fetch_readiness, readiness_checks};
-use crate::gates::health::{run_health_gate, HealthThresholds};
+use super::{arg_bool, ModFuture, ModResult, Module, ModuleCtx, ModuleError, Planned, Query};
+use crate::gates::health::{run_health_gate, run_readiness_gate, HealthThresholds};
 use crate::gates::{Check, DEFAULT_METRICS_PORT};
 
 pub struct ZdmHealthGate;
@@ -122,35 +121,11 @@ pub fn describe(proxies: &[(String, String)], t: &HealthThresholds) -> String {
     s
 }
 
-fn readiness_only(ctx: &ModuleCtx<'_>) -> bool {
-    ctx.args
-        .get("readiness_only")
-        .is_some_and(crate::vars::truthy)
-}
-
-/// Readiness of every proxy, one check each (the `readiness` gate).
-async fn readiness_gate(proxies: &[(String, String)]) -> Result<ModResult, ModuleError> {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .map_err(|e| ModuleError::Failed(format!("http client: {e}")))?;
-    let mut answers = Vec::new();
-    for (name, url) in proxies {
-        answers.push(fetch_readiness(&client, name, url).await);
-    }
-    let mut r = gate_result("readiness", &readiness_checks(&answers));
-    r.data.insert(
-        "proxies".into(),
-        Value::from(proxies.iter().map(|(_, u)| u.clone()).collect::<Vec<_>>()),
-    );
-    Ok(r)
-}
-
 impl Module for ZdmHealthGate {
     fn query<'a>(&'a self, ctx: &'a ModuleCtx<'a>) -> ModFuture<'a, Query> {
         async move {
             let proxies = proxy_urls(ctx)?;
-            let summary = if readiness_only(ctx) {
+            let summary = if arg_bool(ctx.args, "readiness_only", false) {
                 let names: Vec<&str> = proxies.iter().map(|(n, _)| n.as_str()).collect();
                 format!(
                     "check {} proxies ({}): /health/readiness 200 (origin and target UP)",
@@ -171,21 +146,26 @@ impl Module for ZdmHealthGate {
     fn apply<'a>(&'a self, ctx: &'a ModuleCtx<'a>, _: &'a Planned) -> ModFuture<'a, ModResult> {
         async move {
             let proxies = proxy_urls(ctx)?;
-            if readiness_only(ctx) {
-                return readiness_gate(&proxies).await;
-            }
-            let limits = thresholds(ctx)?;
-            let checks = match run_health_gate(&proxies, &limits).await {
-                Ok(checks) => checks,
-                // A proxy that answers readiness but not /metrics cannot be judged: that fails.
-                Err(e) => vec![Check {
-                    name: "metrics".into(),
-                    passed: false,
-                    measured: format!("cannot scrape /metrics: {e:#}"),
-                    threshold: "every proxy serves /metrics".into(),
-                }],
+            let (gate, checks) = if arg_bool(ctx.args, "readiness_only", false) {
+                let checks = run_readiness_gate(&proxies)
+                    .await
+                    .map_err(|e| ModuleError::Failed(format!("http client: {e:#}")))?;
+                ("readiness", checks)
+            } else {
+                let limits = thresholds(ctx)?;
+                let checks = match run_health_gate(&proxies, &limits).await {
+                    Ok(checks) => checks,
+                    // A proxy that answers readiness but not /metrics cannot be judged: that fails.
+                    Err(e) => vec![Check {
+                        name: "metrics".into(),
+                        passed: false,
+                        measured: format!("cannot scrape /metrics: {e:#}"),
+                        threshold: "every proxy serves /metrics".into(),
+                    }],
+                };
+                ("health", checks)
             };
-            let mut r = gate_result("health", &checks);
+            let mut r = gate_result(gate, &checks);
             r.data.insert(
                 "proxies".into(),
                 Value::from(proxies.iter().map(|(_, u)| u.clone()).collect::<Vec<_>>()),
