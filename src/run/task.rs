@@ -447,15 +447,7 @@ async fn run_item(
         }
         if !predicted {
             if !task.changed_when.is_empty() {
-                // A list of conditions must all hold, as with `when` (Ansible's rule).
-                let mut changed = true;
-                for cond in &task.changed_when {
-                    changed &= env.templar.eval_bool(
-                        &format!("{} changed_when", env.name()),
-                        cond,
-                        &rvars,
-                    )?;
-                }
+                let changed = changed_when_holds(env, &rvars)?;
                 if item.status != TaskStatus::Failed {
                     item.status = if changed {
                         TaskStatus::Changed
@@ -540,11 +532,21 @@ fn predict_changed_when(env: &TaskEnv<'_>, vars: &Vars) -> Option<bool> {
         }
         vars.remove(reg);
     }
+    changed_when_holds(env, &vars).ok()
+}
+
+/// Whether the task's `changed_when` holds: a list of conditions must all hold, as with `when`
+/// (Ansible's rule).
+fn changed_when_holds(
+    env: &TaskEnv<'_>,
+    vars: &Vars,
+) -> Result<bool, crate::template::TemplateError> {
+    let label = format!("{} changed_when", env.name());
     let mut changed = true;
-    for cond in &task.changed_when {
-        changed &= env.templar.eval_bool("changed_when", cond, &vars).ok()?;
+    for cond in &env.task.changed_when {
+        changed &= env.templar.eval_bool(&label, cond, vars)?;
     }
-    Some(changed)
+    Ok(changed)
 }
 
 fn number(v: &Value, env: &TaskEnv<'_>, vars: &Vars) -> Result<Option<f64>, ModuleError> {
