@@ -377,12 +377,12 @@ impl Reporter {
                             rep["status"].as_str(),
                             Some("would_change" | "would_run" | "changed")
                         );
-                        if let Some(s) = rep["summary"].as_str().filter(|_| changing) {
-                            line.push_str(&format!(": {s}"));
-                        } else if let Some(s) =
-                            rep["summary"].as_str().filter(|_| rep["status"] == "ok")
+                        // "ok" with a summary: a command that runs but is reported ok
+                        // (changed_when: false).
+                        if let Some(s) = rep["summary"]
+                            .as_str()
+                            .filter(|_| changing || rep["status"] == "ok")
                         {
-                            // A command that runs but is reported ok (changed_when: false).
                             line.push_str(&format!(": {s}"));
                         } else if rep["status"] == "failed" {
                             if let Some(m) = rep["msg"].as_str() {
