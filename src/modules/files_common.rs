@@ -51,15 +51,20 @@ pub(crate) fn find_src(base: &Path, sub: &str, src: &str) -> Result<PathBuf, Mod
         })
 }
 
+/// Finds the template `src` (see [`find_src`]) and renders it with the task's variables.
+pub(crate) fn render_template(ctx: &ModuleCtx<'_>, src: &str) -> Result<String, ModuleError> {
+    let path = find_src(ctx.base_dir, "templates", src)?;
+    let source = std::fs::read_to_string(&path).map_err(|e| {
+        ModuleError::Failed(format!("cannot read template {}: {e}", path.display()))
+    })?;
+    Ok(ctx.templar.render_str(src, &source, ctx.vars)?)
+}
+
 impl Module for Template {
     fn query<'a>(&'a self, ctx: &'a ModuleCtx<'a>) -> ModFuture<'a, Query> {
         async move {
             let src = arg_str(ctx.args, "src").unwrap_or_default();
-            let path = find_src(ctx.base_dir, "templates", &src)?;
-            let source = std::fs::read_to_string(&path).map_err(|e| {
-                ModuleError::Failed(format!("cannot read template {}: {e}", path.display()))
-            })?;
-            let rendered = ctx.templar.render_str(&src, &source, ctx.vars)?;
+            let rendered = render_template(ctx, &src)?;
             plan_file(ctx, rendered.into_bytes()).await
         }
         .boxed()

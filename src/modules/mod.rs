@@ -186,7 +186,7 @@ pub(crate) static FLEET_SPECS: &[&spec::ModuleSpec] = &[
 
 // ---- argument helpers shared by modules ----
 
-pub(crate) use files_common::find_src;
+pub(crate) use files_common::{find_src, render_template};
 
 pub(crate) fn arg_str(args: &Map<String, Value>, k: &str) -> Option<String> {
     match args.get(k) {

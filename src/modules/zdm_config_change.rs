@@ -21,7 +21,9 @@ use futures::FutureExt;
 use serde_json::{Map, Value};
 
 use super::spec::{Kind, ModuleSpec};
-use super::{arg_str, find_src, ModFuture, ModResult, Module, ModuleCtx, ModuleError, Planned};
+use super::{
+    arg_str, render_template, ModFuture, ModResult, Module, ModuleCtx, ModuleError, Planned,
+};
 use super::{Query, Query::Done};
 
 pub static SPEC: ModuleSpec = ModuleSpec {
@@ -91,11 +93,7 @@ impl ZdmConfigChange {
     async fn run(ctx: &ModuleCtx<'_>) -> Result<ModResult, ModuleError> {
         let src = arg_str(ctx.args, "src").unwrap_or_default();
         let running_path = arg_str(ctx.args, "running").unwrap_or_default();
-        let path = find_src(ctx.base_dir, "templates", &src)?;
-        let source = std::fs::read_to_string(&path).map_err(|e| {
-            ModuleError::Failed(format!("cannot read template {}: {e}", path.display()))
-        })?;
-        let rendered = ctx.templar.render_str(&src, &source, ctx.vars)?;
+        let rendered = render_template(ctx, &src)?;
         let wanted = parse(&format!("rendered {src}"), &rendered).map_err(ModuleError::Failed)?;
         let mut live = Map::new();
         for k in RELOADABLE {
