@@ -109,7 +109,7 @@ fn setting(ctx: &ModuleCtx<'_>, name: &str) -> Result<Option<String>, ModuleErro
             .join(","),
         other => crate::vars::display(other),
     };
-    if text.contains("{{") || text.contains("{%") {
+    if crate::template::is_template(&text) {
         return Ok(Some(ctx.templar.render_str(
             &format!("variable {name}"),
             &text,

@@ -14,6 +14,7 @@ use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Unexpected, Visitor
 use serde_json::{Map, Value};
 
 use crate::modules::spec::{module_spec, Kind, ModuleSpec};
+use crate::template::is_template;
 
 /// Keys a play may have.
 pub const PLAY_KEYS: &[(&str, Kind)] = &[
@@ -111,10 +112,6 @@ fn describe(k: Kind) -> &'static str {
         Kind::Handlers => "a list of handlers",
         Kind::Serial => "an integer, a percentage like \"30%\", or a list of those",
     }
-}
-
-fn is_template(s: &str) -> bool {
-    s.contains("{{") || s.contains("{%")
 }
 
 impl<'de> DeserializeSeed<'de> for Shape {

@@ -136,7 +136,7 @@ pub fn number(v: &Value) -> Option<f64> {
 }
 
 pub fn is_template(v: &Value) -> bool {
-    matches!(v, Value::String(s) if s.contains("{{") || s.contains("{%"))
+    matches!(v, Value::String(s) if crate::template::is_template(s))
 }
 
 #[cfg(test)]

@@ -5,11 +5,7 @@
 use serde_json::Value;
 
 use super::{Playbook, PlaybookError, Task};
-use crate::template::Templar;
-
-fn is_template(s: &str) -> bool {
-    s.contains("{{") || s.contains("{%")
-}
+use crate::template::{is_template, Templar};
 
 /// Checks every play of `book`; the error names the playbook, play and task.
 pub fn preflight(book: &Playbook, templar: &Templar) -> Result<(), PlaybookError> {

@@ -164,7 +164,7 @@ fn resolve(vars: &mut Vars, protected: &BTreeSet<&String>, templar: &Templar) {
 
 fn has_template(v: &Value) -> bool {
     match v {
-        Value::String(s) => s.contains("{{") || s.contains("{%"),
+        Value::String(s) => crate::template::is_template(s),
         Value::Array(a) => a.iter().any(has_template),
         Value::Object(o) => o.values().any(has_template),
         _ => false,

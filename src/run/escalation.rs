@@ -10,12 +10,8 @@ use serde_json::Value;
 
 use crate::modules::ModuleError;
 use crate::playbook::Escalation;
-use crate::template::Templar;
+use crate::template::{is_template, Templar};
 use crate::vars::Vars;
-
-fn is_template(s: &str) -> bool {
-    s.contains("{{") || s.contains("{%")
-}
 
 /// A keyword's text, rendered when it is a template.
 fn render(templar: &Templar, what: &str, raw: &str, vars: &Vars) -> Result<String, ModuleError> {

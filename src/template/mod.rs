@@ -18,6 +18,11 @@ use crate::vars::Vars;
 
 /// Context key listing variables whose own template could not be rendered, with the reason
 /// (set by the run engine; read here to explain the resulting "undefined" errors).
+/// Whether `s` holds Jinja syntax (an expression or a statement) and so needs rendering.
+pub fn is_template(s: &str) -> bool {
+    s.contains("{{") || s.contains("{%")
+}
+
 pub const UNRESOLVED: &str = "__zdm_unresolved";
 
 /// A template or expression that failed, with a message that says where and why.
@@ -101,7 +106,7 @@ impl Templar {
     pub fn render_value(&self, name: &str, v: &Value, ctx: &Vars) -> Result<Value, TemplateError> {
         match v {
             Value::String(s) => {
-                if !s.contains("{{") && !s.contains("{%") {
+                if !is_template(s) {
                     return Ok(v.clone());
                 }
                 if let Some(expr) = single_expression(s) {
