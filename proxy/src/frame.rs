@@ -60,6 +60,12 @@ pub struct Frame {
 }
 
 impl Frame {
+    /// Where this response's message starts in its body (the free [`response_message_offset`]
+    /// on the frame's own flags and body). Requests: [`Frame::message_offset`].
+    pub fn response_message_offset(&self) -> Result<usize, FrameError> {
+        response_message_offset(self.flags, &self.body)
+    }
+
     pub fn request(stream: i16, opcode: u8, body: Bytes) -> Frame {
         Frame {
             version: VERSION,

@@ -13,7 +13,7 @@ use crate::frame::FrameError;
 use crate::wire::query_flags::{NAMES_FOR_VALUES, VALUES};
 use crate::wire::{self, result_kind, Reader};
 
-pub use crate::frame::response_message_offset;
+use crate::frame::response_message_offset;
 #[cfg(test)]
 use crate::frame::{FLAG_TRACING, FLAG_WARNING};
 

@@ -618,7 +618,7 @@ fn use_prepared_table(writes: &mut [TableRef], answer: &Frame) {
 
 /// The id of a RESULT Prepared answer (after its tracing id / warnings, if flagged).
 fn prepared_id(f: &Frame) -> Option<Bytes> {
-    let at = prepared_now::response_message_offset(f.flags, &f.body).ok()?;
+    let at = f.response_message_offset().ok()?;
     let mut r = Reader::at(&f.body, at);
     if r.int().ok()? != result_kind::PREPARED {
         return None;

@@ -14,7 +14,6 @@
 use crate::frame::{opcode, Frame, FrameError};
 use crate::wire::{result_kind, skip_type, Reader};
 
-use crate::frame::response_message_offset;
 #[cfg(test)]
 use crate::frame::FLAG_WARNING;
 
@@ -41,14 +40,9 @@ pub struct Rows<'a> {
     pub rows: Vec<Vec<Option<&'a [u8]>>>,
 }
 
-/// Where the RESULT message starts in a response body.
-pub fn message_offset(frame: &Frame) -> Result<usize, FrameError> {
-    response_message_offset(frame.flags, &frame.body)
-}
-
 /// Decodes a ROWS result; `None` when the frame is a RESULT of another kind.
 pub fn decode_rows(frame: &Frame) -> Result<Option<Rows<'_>>, FrameError> {
-    let mut r = Reader::at(&frame.body, message_offset(frame)?);
+    let mut r = Reader::at(&frame.body, frame.response_message_offset()?);
     if r.int()? != result_kind::ROWS {
         return Ok(None);
     }
@@ -132,7 +126,10 @@ pub fn compare(primary: &Frame, secondary: &Frame) -> Verdict {
         (Ok(Some(p)), Ok(Some(s))) => (p, s),
         (Ok(None), Ok(None)) => {
             // Two non-ROWS results (VOID, SET_KEYSPACE): equal messages match.
-            let same = match (message_offset(primary), message_offset(secondary)) {
+            let same = match (
+                primary.response_message_offset(),
+                secondary.response_message_offset(),
+            ) {
                 (Ok(a), Ok(b)) => primary.body[a..] == secondary.body[b..],
                 _ => false,
             };
