@@ -229,6 +229,29 @@ fn error(msg: &str) {
     eprintln!("ERROR: {msg}");
 }
 
+/// Reports an error that ends the run and returns `code`. With `--output json`, stdout still
+/// gets one JSON document (machines reading it never find it empty): `doc` plus the error and
+/// the exit code.
+fn fail_with_json(args: &PlaybookArgs, code: u8, msg: &str, mut doc: serde_json::Value) -> u8 {
+    error(msg);
+    if args.output == Format::Json {
+        doc["error"] = msg.into();
+        doc["exit_code"] = code.into();
+        println!("{doc}");
+    }
+    code
+}
+
+/// An error before any play ran: the JSON document has the run's shape, with no plays.
+fn refuse_run(args: &PlaybookArgs, code: u8, msg: &str) -> u8 {
+    fail_with_json(
+        args,
+        code,
+        msg,
+        serde_json::json!({"plays": [], "stats": {}}),
+    )
+}
+
 /// Everything loaded and checked before the first task runs.
 struct Prepared {
     extra: Vars,
@@ -281,16 +304,7 @@ pub fn run_playbooks(args: PlaybookArgs) -> u8 {
         templar,
     } = match prepare(&args) {
         Ok(p) => p,
-        Err((code, msg)) => {
-            error(&msg);
-            if args.output == Format::Json {
-                // Machines reading stdout still get one JSON document.
-                let doc =
-                    serde_json::json!({"error": msg, "exit_code": code, "plays": [], "stats": {}});
-                println!("{doc}");
-            }
-            return code;
-        }
+        Err((code, msg)) => return refuse_run(&args, code, &msg),
     };
     if args.syntax_check {
         for p in &args.playbooks {
@@ -325,15 +339,7 @@ pub fn run_playbooks(args: PlaybookArgs) -> u8 {
             args.check,
         ) {
             Ok(run) => Some(crate::migration_run::install(run)),
-            Err(e) => {
-                let msg = e.to_string();
-                error(&msg);
-                if args.output == Format::Json {
-                    let doc = serde_json::json!({"error": msg, "exit_code": exit::ERROR, "plays": [], "stats": {}});
-                    println!("{doc}");
-                }
-                return exit::ERROR;
-            }
+            Err(e) => return refuse_run(&args, exit::ERROR, &e.to_string()),
         }
     } else {
         None
@@ -466,13 +472,12 @@ fn list(
                     Ok(hosts) => entry["hosts"] = serde_json::json!(hosts),
                     Err(e) => {
                         let msg = redactor.redact(&e.to_string());
-                        error(&msg);
-                        if args.output == Format::Json {
-                            let doc =
-                                serde_json::json!({"error": msg, "exit_code": exit::PARSE_ERROR});
-                            println!("{doc}");
-                        }
-                        return exit::PARSE_ERROR;
+                        return fail_with_json(
+                            args,
+                            exit::PARSE_ERROR,
+                            &msg,
+                            serde_json::json!({}),
+                        );
                     }
                 }
             }
