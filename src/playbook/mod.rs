@@ -320,10 +320,26 @@ fn build_play(
     };
     // Handlers first: `notify` in every section (handlers too) is checked against their
     // names and listen topics, at the position of the offending name.
-    let known: BTreeSet<String> = section("handlers", None)?
+    let handlers = section("handlers", None)?;
+    let known: BTreeSet<String> = handlers
         .iter()
         .flat_map(|h| std::iter::once(h.name.clone()).chain(h.listen.iter().cloned()))
         .collect();
+    // In section order, so the first wrong notify reported is the first in the play.
+    let pre_tasks = section("pre_tasks", Some(&known))?;
+    let tasks = section("tasks", Some(&known))?;
+    let post_tasks = section("post_tasks", Some(&known))?;
+    // Handlers notify handlers too. Expanding them again (re-reading their included files) is
+    // only needed to name the position of a notify that no handler answers.
+    let handlers = if handlers
+        .iter()
+        .flat_map(|h| &h.notify)
+        .all(|n| known.contains(n))
+    {
+        handlers
+    } else {
+        section("handlers", Some(&known))?
+    };
     let hosts = strings(obj.get("hosts")).join(":");
     let max_fail_percentage = match obj.get("max_fail_percentage") {
         None => None,
@@ -353,10 +369,10 @@ fn build_play(
             .iter()
             .map(|f| dir.join(f))
             .collect(),
-        pre_tasks: section("pre_tasks", Some(&known))?,
-        tasks: section("tasks", Some(&known))?,
-        post_tasks: section("post_tasks", Some(&known))?,
-        handlers: section("handlers", Some(&known))?,
+        pre_tasks,
+        tasks,
+        post_tasks,
+        handlers,
         base_dir: dir.to_path_buf(),
         escalation: Escalation::read(obj),
         gather_facts: obj.get("gather_facts").is_some_and(crate::vars::truthy),
