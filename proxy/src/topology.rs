@@ -227,13 +227,14 @@ impl Fleet {
                 })
         };
         let mut markers = Vec::new();
+        // (column, literal value) for a literal term, (column, None) for a bind marker.
         let mut filters = Vec::new();
         for c in conditions {
             let p = column_of(&c.column)?;
             match &c.term {
-                Term::Marker { index, name } => {
+                Term::Marker { name, .. } => {
                     markers.push((name.clone(), p));
-                    filters.push((p, None, Some((*index, name.clone()))));
+                    filters.push((p, &c.term, None));
                 }
                 Term::Literal(text) => {
                     let value = template[p].1.literal(text).ok_or_else(|| {
@@ -242,19 +243,20 @@ impl Fleet {
                             &format!("Invalid literal `{text}` for column {}", c.column),
                         )
                     })?;
-                    filters.push((p, Some(value), None));
+                    filters.push((p, &c.term, Some(value.freeze())));
                 }
             }
         }
         let mut rows = rows;
         if let Some(bound) = bound {
-            for (p, literal, marker) in filters {
-                let wanted = match (literal, marker) {
-                    (Some(v), _) => Some(v.freeze()),
-                    (None, Some((index, name))) => topology_where::bound_value(bound, index, &name)
-                        .map_err(|why| wire::error_body(error_code::INVALID, &why))?
-                        .cloned(),
-                    (None, None) => None,
+            for (p, term, literal) in filters {
+                let wanted = match term {
+                    Term::Literal(_) => literal,
+                    Term::Marker { index, name } => {
+                        topology_where::bound_value(bound, *index, name)
+                            .map_err(|why| wire::error_body(error_code::INVALID, &why))?
+                            .cloned()
+                    }
                 };
                 // A null never equals anything, as in CQL.
                 rows.retain(|row| wanted.as_deref() == Some(&row[p].1.value()[..]));
@@ -262,15 +264,7 @@ impl Fleet {
         }
         let mut columns = Vec::with_capacity(wanted.len());
         for (name, alias) in wanted {
-            match template.iter().position(|(n, _)| *n == name) {
-                Some(p) => columns.push((alias, p)),
-                None => {
-                    return Err(wire::error_body(
-                        error_code::INVALID,
-                        &format!("Undefined column name {name} in table system.{table}"),
-                    ))
-                }
-            }
+            columns.push((alias, column_of(&name)?));
         }
         Ok(Resolved {
             table,
