@@ -16,7 +16,7 @@ use std::path::Path;
 use std::process::Command;
 
 use data_support::{config, connect, exec, unique_keyspace, KeyspaceGuard};
-use ssh_support::{RemoteDir, Sandbox};
+use ssh_support::{zdm_run_in, RemoteDir, Run, Sandbox};
 use zdm_run::data::cdm::{judge, read_run, CdmJob, CdmThresholds};
 
 /// CDM's tracking tables, as its `TargetUpsertRunDetailsStatement` creates them.
@@ -199,28 +199,14 @@ async fn gate_reads_cdm_tracking_tables_on_target() {
     assert!(!judge(None, 999, CdmJob::Migrate, &none).ok);
 }
 
-struct Run {
-    code: i32,
-    out: String,
-}
-
 fn zdm_run(sb: &Sandbox, dir: &Path, book: &str, extra: &[&str]) -> Run {
     std::fs::write(dir.join("site.yml"), book).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_zdm-run"))
-        .current_dir(dir)
-        .args(["-i", &sb.get("SANDBOX_INVENTORY"), "-l", "zdm-h1"])
-        .args(extra)
-        .arg("site.yml")
-        .output()
-        .expect("run zdm-run");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        out: format!(
-            "{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    }
+    let args: Vec<&str> = ["-l", "zdm-h1"]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .chain(["site.yml"])
+        .collect();
+    zdm_run_in(sb, dir, &args)
 }
 
 fn on_host(sb: &Sandbox, script: &str) -> String {

@@ -7,7 +7,7 @@ mod ssh_support;
 
 use std::process::Command;
 
-use ssh_support::Sandbox;
+use ssh_support::{zdm_run_in, Run, Sandbox};
 
 const OPS_USER: &str = "zdmops";
 
@@ -41,27 +41,12 @@ fn require_ops_user(sb: &Sandbox) {
     );
 }
 
-struct Run {
-    code: i32,
-    out: String,
-}
-
 fn zdm_run(sb: &Sandbox, dir: &std::path::Path, book: &str, extra: &[&str]) -> Run {
     std::fs::write(dir.join("site.yml"), book).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_zdm-run"))
-        .current_dir(dir)
-        .args(["-i", &sb.get("SANDBOX_INVENTORY"), "site.yml"])
-        .args(extra)
-        .output()
-        .expect("run zdm-run");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        out: format!(
-            "{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    }
+    let args: Vec<&str> = std::iter::once("site.yml")
+        .chain(extra.iter().copied())
+        .collect();
+    zdm_run_in(sb, dir, &args)
 }
 
 /// Every play logs in as the operator account (a play variable, like an inventory would).

@@ -6,11 +6,10 @@
 mod ssh_support;
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 
 use sha2::Digest;
-use ssh_support::{RemoteDir, Sandbox};
+use ssh_support::{zdm_run_in, RemoteDir, Run, Sandbox};
 use zdm_run::transport::ssh::{SshPool, SshTransport};
 use zdm_run::transport::{CommandSpec, Transport};
 
@@ -34,26 +33,9 @@ while True:
     c.close()
 "#;
 
-struct Run {
-    code: i32,
-    out: String,
-}
-
 fn run_playbook(sb: &Sandbox, dir: &Path, host: &str, text: &str) -> Run {
     std::fs::write(dir.join("site.yml"), text).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_zdm-run"))
-        .current_dir(dir)
-        .args(["-i", &sb.get("SANDBOX_INVENTORY"), "-l", host, "site.yml"])
-        .output()
-        .expect("run zdm-run");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        out: format!(
-            "{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    }
+    zdm_run_in(sb, dir, &["-l", host, "site.yml"])
 }
 
 fn changed(run: &Run, host: &str) -> u32 {

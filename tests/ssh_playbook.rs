@@ -2,40 +2,26 @@
 
 mod ssh_support;
 
-use std::process::Command;
 use std::sync::Arc;
 
-use ssh_support::{FaultGuard, RemoteDir, Sandbox};
+use ssh_support::{zdm_run_in, FaultGuard, RemoteDir, Run, Sandbox};
 use zdm_run::transport::ssh::SshPool;
 use zdm_run::transport::Transport;
 
-struct Run {
-    code: i32,
-    stdout: String,
-}
-
 fn zdm_run(sb: &Sandbox, dir: &std::path::Path, extra: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_zdm-run"))
-        .current_dir(dir)
-        .args(["-i", &sb.get("SANDBOX_INVENTORY"), "site.yml"])
-        .args(extra)
-        .output()
-        .expect("run zdm-run");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: format!("{stdout}\n{stderr}"),
-    }
+    let args: Vec<&str> = std::iter::once("site.yml")
+        .chain(extra.iter().copied())
+        .collect();
+    zdm_run_in(sb, dir, &args)
 }
 
 /// The recap line of `host`, e.g. `ok=4 changed=2 unreachable=0 failed=0 ...`.
 fn recap(run: &Run, host: &str) -> String {
-    run.stdout
+    run.out
         .lines()
         .skip_while(|l| !l.contains("PLAY RECAP"))
         .find(|l| l.split_whitespace().next() == Some(host))
-        .unwrap_or_else(|| panic!("no recap line for {host} in:\n{}", run.stdout))
+        .unwrap_or_else(|| panic!("no recap line for {host} in:\n{}", run.out))
         .split_once(':')
         .unwrap()
         .1
@@ -89,7 +75,7 @@ async fn a_playbook_configures_the_fleet_over_ssh_and_reports_a_cut_host_unreach
     .unwrap();
 
     let first = zdm_run(&sb, work.path(), &[]);
-    assert_eq!(first.code, 0, "{}", first.stdout);
+    assert_eq!(first.code, 0, "{}", first.out);
     for h in ["zdm-h1", "zdm-h2", "zdm-h3"] {
         let r = recap(&first, h);
         assert_eq!(
@@ -103,7 +89,7 @@ async fn a_playbook_configures_the_fleet_over_ssh_and_reports_a_cut_host_unreach
         );
     }
     assert!(
-        !first.stdout.contains(&sb.get("ZDM_ORIGIN_PASSWORD")),
+        !first.out.contains(&sb.get("ZDM_ORIGIN_PASSWORD")),
         "the password leaked into the output"
     );
     // The files really are on the hosts, secret file 0600.
@@ -127,16 +113,16 @@ async fn a_playbook_configures_the_fleet_over_ssh_and_reports_a_cut_host_unreach
     );
 
     let second = zdm_run(&sb, work.path(), &[]);
-    assert_eq!(second.code, 0, "{}", second.stdout);
+    assert_eq!(second.code, 0, "{}", second.out);
     for h in ["zdm-h1", "zdm-h2", "zdm-h3"] {
-        assert_eq!(count(&recap(&second, h), "changed"), 0, "{}", second.stdout);
+        assert_eq!(count(&recap(&second, h), "changed"), 0, "{}", second.out);
     }
 
     {
         let mut guard = FaultGuard::new(&sb);
         guard.apply("cut", "restore", "zdm-h3");
         let cut = zdm_run(&sb, work.path(), &["-e", "ansible_ssh_timeout=3"]);
-        assert_eq!(cut.code, 3, "{}", cut.stdout);
+        assert_eq!(cut.code, 3, "{}", cut.out);
         let r3 = recap(&cut, "zdm-h3");
         assert_eq!(count(&r3, "unreachable"), 1, "{r3}");
         assert_eq!(count(&r3, "failed"), 0, "{r3}");
@@ -148,11 +134,7 @@ async fn a_playbook_configures_the_fleet_over_ssh_and_reports_a_cut_host_unreach
                 "{h}: {r}"
             );
         }
-        assert!(
-            cut.stdout.contains("unreachable: [zdm-h3]"),
-            "{}",
-            cut.stdout
-        );
+        assert!(cut.out.contains("unreachable: [zdm-h3]"), "{}", cut.out);
     }
 
     for h in ["zdm-h1", "zdm-h2", "zdm-h3"] {

@@ -13,6 +13,30 @@ use zdm_run::transport::ssh::{SshPool, SshTarget, SshTransport};
 
 /// The sandbox's `env` file, parsed. Panics with a clear message if there is none: these
 /// tests need the real fleet and never pass without it.
+/// What one `zdm-run` run returned: its exit code, and stdout followed by stderr.
+pub struct Run {
+    pub code: i32,
+    pub out: String,
+}
+
+/// Runs `zdm-run -i <the sandbox's inventory> ARGS` in `dir`.
+pub fn zdm_run_in(sb: &Sandbox, dir: &std::path::Path, args: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_zdm-run"))
+        .current_dir(dir)
+        .args(["-i", &sb.get("SANDBOX_INVENTORY")])
+        .args(args)
+        .output()
+        .expect("run zdm-run");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        out: format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
+}
+
 pub struct Sandbox {
     pub env: HashMap<String, String>,
 }
