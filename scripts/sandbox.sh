@@ -4,9 +4,13 @@
 # address, its own sshd and its own private /opt/zdm-proxy.
 #
 #   scripts/sandbox.sh up            start everything (idempotent), write .sandbox/env + inventory
+#   scripts/sandbox.sh up --fleet-only  only the network and the SSH hosts (see ZDM_SANDBOX_PREFIX)
 #   scripts/sandbox.sh down [--purge] stop everything we started, by pid; remove the namespaces
 #   scripts/sandbox.sh status        what runs, with each Cassandra node's memory
 #   scripts/sandbox.sh cqlsh origin|target [cqlsh args]
+#   scripts/sandbox.sh spark-up|spark-down  start/stop the Spark cluster alone (`up` starts it,
+#                                    `down` stops it): master spark://10.213.0.1:7077, a worker on
+#                                    zdm-h1 and zdm-h2
 #   scripts/sandbox.sh users         add the sudo-capable operator account zdmops to a running
 #                                    sandbox (`up` does it too; `down --purge` removes it)
 #
@@ -24,7 +28,8 @@
 # Settings (environment): ZDM_SANDBOX_HOSTS (fleet size, default 3), ZDM_SANDBOX_HEAP (per node,
 # default 640m), ZDM_SANDBOX_DIR (default <repo>/.sandbox), ZDM_CACHE_DIR (default
 # ~/.cache/zdm-run: the resolved Cassandra classpath and the cqlsh virtualenv live there so a
-# second run is fast).
+# second run is fast), ZDM_SANDBOX_NET (the hosts' /24, default 10.213.0), ZDM_SANDBOX_PREFIX
+# (names: PREFIX-h1.., PREFIX-br0; default zdm).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -36,8 +41,14 @@ CASSANDRA_VERSION=5.0.6
 
 # One /24 that lives only on this machine: the bridge in the root namespace (the control side)
 # and one veth per proxy host namespace. Nothing outside the machine is ever addressed.
-NET=10.213.0
-BRIDGE=zdm-br0
+# ZDM_SANDBOX_NET and ZDM_SANDBOX_PREFIX exist for a second, fleet-only instance beside the
+# running one (the `down` test): its own /24 and its own host, namespace and bridge names.
+NET=${ZDM_SANDBOX_NET:-10.213.0}
+PREFIX=${ZDM_SANDBOX_PREFIX:-zdm}
+[[ $PREFIX =~ ^[a-z]{1,4}$ ]] || { echo "[sandbox] error: ZDM_SANDBOX_PREFIX must be 1-4 lower-case letters" >&2; exit 1; }
+[[ $NET =~ ^10\.[0-9]{1,3}\.[0-9]{1,3}$ ]] || { echo "[sandbox] error: ZDM_SANDBOX_NET must be 10.X.Y (a /24 on this machine)" >&2; exit 1; }
+HP=$PREFIX-h # host names: zdm-h1, zdm-h2, ...
+BRIDGE=$PREFIX-br0
 CONTROL_IP=$NET.1
 declare -A CLUSTER_IP=([origin]=$NET.2 [target]=$NET.3)
 INSTALL_ROOT=/opt/zdm-proxy
@@ -53,9 +64,9 @@ esac
 
 host_index() { # zdm-h2 -> 2
   local name=$1
-  [[ $name =~ ^zdm-h([0-9]+)$ ]] || die "unknown host '$name' (expected zdm-h1..zdm-h$FLEET_SIZE)"
+  [[ $name =~ ^$HP([0-9]+)$ ]] || die "unknown host '$name' (expected ${HP}1..$HP$FLEET_SIZE)"
   local i=${BASH_REMATCH[1]}
-  ((i >= 1 && i <= FLEET_SIZE)) || die "unknown host '$name' (fleet has zdm-h1..zdm-h$FLEET_SIZE)"
+  ((i >= 1 && i <= FLEET_SIZE)) || die "unknown host '$name' (fleet has ${HP}1..$HP$FLEET_SIZE)"
   echo "$i"
 }
 host_ip() { echo "$NET.$((10 + $1))"; }
@@ -185,7 +196,7 @@ ensure_network() {
   done
   local i
   for ((i = 1; i <= FLEET_SIZE; i++)); do
-    local ns=zdm-h$i veth=zdm-h$i-br
+    local ns=$HP$i veth=$HP$i-br
     has_netns "$ns" || ip netns add "$ns"
     if ! ip link show "$veth" >/dev/null 2>&1; then
       ip link add "$veth" type veth peer name eth0 netns "$ns"
@@ -201,7 +212,7 @@ ensure_network() {
 
 remove_network() {
   local ns
-  for ns in $(ip netns list | awk '{print $1}' | grep -E '^zdm-h[0-9]+$' || true); do
+  for ns in $(ip netns list | awk '{print $1}' | grep -E "^$HP[0-9]+$" || true); do
     ip link del "$ns-br" 2>/dev/null || true
     ip netns del "$ns"
   done
@@ -493,7 +504,7 @@ stop_cassandra() {
 # ---------------------------------------------------------------------------------------------
 # SSH fleet.
 
-host_dir() { echo "$SB/hosts/zdm-h$1"; }
+host_dir() { echo "$SB/hosts/$HP$1"; }
 
 ensure_client_key() {
   mkdir -p "$SB/ssh"
@@ -536,14 +547,14 @@ start_sshd() {
   dir=$(host_dir "$i")
   mkdir -p "$dir/opt" "$dir/tmp" /run/sshd "$INSTALL_ROOT"
   chmod 1777 "$dir/tmp"
-  [[ -f $dir/ssh_host_ed25519_key ]] || ssh-keygen -q -t ed25519 -N '' -C "zdm-h$i" -f "$dir/ssh_host_ed25519_key"
+  [[ -f $dir/ssh_host_ed25519_key ]] || ssh-keygen -q -t ed25519 -N '' -C "$HP$i" -f "$dir/ssh_host_ed25519_key"
   write_sshd_config "$i"
   sshd_running "$i" && return 0
   # Its own mount namespace gives the host a private /opt/zdm-proxy and /tmp, so hosts never
   # see each other's installs; everything started over ssh inherits it from sshd.
   (
     close_inherited_fds
-    ip netns exec "zdm-h$i" unshare --mount --propagation private sh -c \
+    ip netns exec "$HP$i" unshare --mount --propagation private sh -c \
       "mount --bind '$dir/opt' '$INSTALL_ROOT' && mount --bind '$dir/tmp' /tmp && exec /usr/sbin/sshd -f '$dir/sshd_config' -E '$dir/sshd.log'"
   )
 }
@@ -560,16 +571,27 @@ stop_sshd() {
   rm -f "$pidfile"
 }
 
+# The indexes of every host that has a directory or a network namespace, in order.
+existing_hosts() {
+  {
+    local d
+    for d in "$SB"/hosts/"$HP"*; do
+      [[ -d $d && ${d##*/} =~ ^$HP([0-9]+)$ ]] && echo "${BASH_REMATCH[1]}"
+    done
+    ip netns list | awk '{print $1}' | sed -n "s/^$HP\\([0-9][0-9]*\\)\$/\\1/p"
+  } | sort -nu
+}
+
 # Processes started over ssh on a host (proxies, shells) live in its network namespace; they
 # are ours too, so `down` ends them.
 kill_namespace_processes() {
   local i=$1 pids
-  pids=$(ip netns pids "zdm-h$i" 2>/dev/null || true)
+  pids=$(ip netns pids "$HP$i" 2>/dev/null || true)
   [[ -n $pids ]] || return 0
   kill -TERM $pids 2>/dev/null || true
   local deadline=$((SECONDS + 10))
-  while [[ -n $(ip netns pids "zdm-h$i" 2>/dev/null) ]] && ((SECONDS < deadline)); do sleep 0.2; done
-  pids=$(ip netns pids "zdm-h$i" 2>/dev/null || true)
+  while [[ -n $(ip netns pids "$HP$i" 2>/dev/null) ]] && ((SECONDS < deadline)); do sleep 0.2; done
+  pids=$(ip netns pids "$HP$i" 2>/dev/null || true)
   [[ -z $pids ]] || kill -KILL $pids 2>/dev/null || true
 }
 
@@ -578,11 +600,11 @@ write_ssh_client_files() {
   : >"$kh"
   : >"$cfg"
   for ((i = 1; i <= FLEET_SIZE; i++)); do
-    printf 'zdm-h%s,%s %s\n' "$i" "$(host_ip "$i")" "$(cut -d' ' -f1,2 <"$(host_dir "$i")/ssh_host_ed25519_key.pub")" >>"$kh"
+    printf "$HP%s,%s %s\n" "$i" "$(host_ip "$i")" "$(cut -d' ' -f1,2 <"$(host_dir "$i")/ssh_host_ed25519_key.pub")" >>"$kh"
     cat >>"$cfg" <<EOF
-Host zdm-h$i $(host_ip "$i")
+Host $HP$i $(host_ip "$i")
   HostName $(host_ip "$i")
-  HostKeyAlias zdm-h$i
+  HostKeyAlias $HP$i
 EOF
   done
   cat >>"$cfg" <<EOF
@@ -600,10 +622,153 @@ EOF
 
 wait_for_ssh() {
   local i=$1 deadline=$((SECONDS + 60))
-  until ssh -F "$SB/ssh/config" "zdm-h$i" true 2>/dev/null; do
-    ((SECONDS < deadline)) || die "ssh to zdm-h$i ($(host_ip "$i")) does not answer; see $(host_dir "$i")/sshd.log"
+  until ssh -F "$SB/ssh/config" "$HP$i" true 2>/dev/null; do
+    ((SECONDS < deadline)) || die "ssh to $HP$i ($(host_ip "$i")) does not answer; see $(host_dir "$i")/sshd.log"
     sleep 0.5
   done
+}
+
+# ---------------------------------------------------------------------------------------------
+# Spark: a standalone Spark cluster for Cassandra Data Migrator (CDM), built from Maven Central
+# like Cassandra (no distribution download): a master on the control side and one worker in
+# each of the first SPARK_WORKERS proxy hosts' network namespaces, so CDM's executors really
+# run on other hosts than its driver and reach the clusters over the sandbox network.
+
+SPARK_VERSION=3.5.8
+SPARK_WORKERS=2
+SPARK_MASTER_PORT=7077
+SPARK_DAEMON_HEAP=${ZDM_SANDBOX_SPARK_HEAP:-256m}
+SPARK_WORKER_MEMORY=1g
+
+spark_dir() { echo "$SB/spark"; }
+spark_master_url() { echo "spark://$CONTROL_IP:$SPARK_MASTER_PORT"; }
+
+# SPARK_HOME: the resolved jars linked under jars/ (where Spark's launcher looks for them) and
+# bin/spark-class, bin/spark-submit as small equivalents of Spark's own scripts. Made once per
+# pom content in the cache; the jars themselves stay in ~/.m2.
+spark_home() {
+  local pom=$ROOT/scripts/sandbox/spark-pom.xml key java
+  key=$(sha256sum "$pom" | cut -c1-16)
+  local home=$CACHE/spark-$SPARK_VERSION-$key
+  if [[ ! -x $home/bin/spark-submit ]]; then
+    log "resolving Spark $SPARK_VERSION (Scala 2.13) from Maven Central (first run only)"
+    java=$(java17_bin) || die "Spark $SPARK_VERSION needs JDK 17 and none was found"
+    rm -rf "$home.tmp"
+    mkdir -p "$home.tmp/jars" "$home.tmp/bin" "$home.tmp/conf"
+    mvn -q -B -Dstyle.color=never -f "$pom" dependency:build-classpath -Dmdep.outputFile="$home.tmp/classpath" >&2 \
+      || die "maven could not resolve Spark $SPARK_VERSION"
+    local jar
+    while IFS= read -r jar; do
+      [[ -n $jar ]] && ln -s "$jar" "$home.tmp/jars/${jar##*/}"
+    done < <(tr ':' '\n' <"$home.tmp/classpath"; echo)
+    # Spark's launcher (org.apache.spark.launcher.Main) builds the real command line, with the
+    # --add-opens flags Java 17 needs, as Spark's own bin/spark-class does.
+    {
+      echo '#!/usr/bin/env bash'
+      echo "# Written by zdm-run's scripts/sandbox.sh: Spark's bin/spark-class for jars from Maven Central."
+      echo 'set -euo pipefail'
+      echo 'SPARK_HOME=$(cd "$(dirname "$0")/.." && pwd)'
+      echo 'export SPARK_HOME SPARK_SCALA_VERSION=2.13'
+      echo "export JAVA_HOME=\${JAVA_HOME:-$(dirname "$(dirname "$java")")}"
+      echo 'mapfile -d "" cmd < <("$JAVA_HOME/bin/java" -Xmx128m -cp "$SPARK_HOME/jars/*" org.apache.spark.launcher.Main "$@"; printf "%d\0" $?)'
+      echo 'rc=${cmd[-1]}'
+      echo 'unset "cmd[-1]"'
+      echo '((rc == 0)) || exit "$rc"'
+      echo '# The launcher prints a NUL and a newline before the command (messages may come first).'
+      echo 'while ((${#cmd[@]})) && [[ ${cmd[0]} != $'"'"'\n'"'"'* ]]; do cmd=("${cmd[@]:1}"); done'
+      echo 'cmd[0]=${cmd[0]#$'"'"'\n'"'"'}'
+      echo 'exec "${cmd[@]}"'
+    } >"$home.tmp/bin/spark-class"
+    printf '#!/bin/sh\nexec "$(dirname "$0")/spark-class" org.apache.spark.deploy.SparkSubmit "$@"\n' >"$home.tmp/bin/spark-submit"
+    chmod 755 "$home.tmp/bin/spark-class" "$home.tmp/bin/spark-submit"
+    rm -rf "$home"
+    mv "$home.tmp" "$home"
+  fi
+  echo "$home"
+}
+
+spark_pidfile() { echo "$(spark_dir)/$1.pid"; }
+spark_running() { pid_alive "$(spark_pidfile "$1")"; }
+
+# spark_daemon NAME NETNS|"" CLASS ARGS...: starts one Spark daemon in the background (in a
+# host's network namespace when NETNS is given) in its own process group, its log in
+# $SB/spark/NAME.log.
+spark_daemon() {
+  local name=$1 netns=$2 dir home
+  shift 2
+  dir=$(spark_dir)
+  home=$(spark_home)
+  spark_running "$name" && return 0
+  mkdir -p "$dir/$name"
+  local pre=()
+  [[ -n $netns ]] && pre=(ip netns exec "$netns")
+  log "starting spark $name${netns:+ on $netns}"
+  (
+    cd "$dir/$name"
+    close_inherited_fds
+    SPARK_DAEMON_MEMORY=$SPARK_DAEMON_HEAP SPARK_LOG_DIR="$dir" \
+      setsid "${pre[@]}" "$home/bin/spark-class" "$@" >"$dir/$name.log" 2>&1 </dev/null &
+    echo $! >"$(spark_pidfile "$name")"
+  )
+}
+
+# Waits until the master's log names every worker as registered.
+wait_for_spark() {
+  local deadline=$((SECONDS + 120)) log n
+  log=$(spark_dir)/master.log
+  while :; do
+    n=$(grep -c 'Registering worker' "$log" 2>/dev/null || true)
+    ((n >= SPARK_WORKERS)) && return 0
+    spark_running master || die "spark master exited; see $log"
+    ((SECONDS < deadline)) || die "spark workers did not register with the master in time; see $(spark_dir)/*.log"
+    sleep 1
+  done
+}
+
+cmd_spark_up() {
+  ((FLEET_SIZE >= SPARK_WORKERS)) || die "the Spark cluster needs $SPARK_WORKERS proxy hosts (ZDM_SANDBOX_HOSTS=$FLEET_SIZE)"
+  local fresh=0 i
+  spark_running master || fresh=1
+  mkdir -p "$(spark_dir)"
+  ((fresh)) && rm -f "$(spark_dir)/master.log"
+  spark_daemon master "" org.apache.spark.deploy.master.Master \
+    --host "$CONTROL_IP" --port "$SPARK_MASTER_PORT" --webui-port 0
+  for ((i = 1; i <= SPARK_WORKERS; i++)); do
+    # A worker that outlived its master would not register again in time: restart it too.
+    if ((fresh)) && spark_running "worker$i"; then stop_spark_daemon "worker$i"; fi
+    spark_daemon "worker$i" "$HP$i" org.apache.spark.deploy.worker.Worker \
+      --host "$(host_ip "$i")" --cores 1 --memory "$SPARK_WORKER_MEMORY" --webui-port 0 \
+      --work-dir "$(spark_dir)/worker$i/work" "$(spark_master_url)"
+  done
+  wait_for_spark
+  log "spark: master $(spark_master_url), workers on ${HP}1..$HP$SPARK_WORKERS, $(spark_home)/bin/spark-submit"
+}
+
+stop_spark_daemon() {
+  local pidfile
+  pidfile=$(spark_pidfile "$1")
+  if pid_alive "$pidfile"; then
+    local pid
+    pid=$(cat "$pidfile")
+    # The daemon's children (a worker's executors) go with it: signal its process group.
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    local deadline=$((SECONDS + 20))
+    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
+    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$pidfile"
+}
+
+cmd_spark_down() {
+  local i
+  for ((i = 1; i <= SPARK_WORKERS; i++)); do stop_spark_daemon "worker$i"; done
+  stop_spark_daemon master
+}
+
+spark_env_lines() {
+  echo "SANDBOX_SPARK_MASTER=$(spark_master_url)"
+  echo "SANDBOX_SPARK_SUBMIT=$(spark_home)/bin/spark-submit"
+  echo "SANDBOX_SPARK_VERSION=$SPARK_VERSION"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -613,7 +778,7 @@ write_env() {
   local hosts=() names=() i
   for ((i = 1; i <= FLEET_SIZE; i++)); do
     hosts+=("$(host_ip "$i")")
-    names+=("zdm-h$i")
+    names+=("$HP$i")
   done
   umask 077
   cat >"$SB/env.tmp" <<EOF
@@ -636,6 +801,7 @@ SANDBOX_HOST_NAMES="${names[*]}"
 SANDBOX_CASSANDRA_VERSION=$CASSANDRA_VERSION
 EOF
   tls_env_lines >>"$SB/env.tmp"
+  spark_env_lines >>"$SB/env.tmp"
   mv "$SB/env.tmp" "$SB/env"
 
   mkdir -p "$SB/inventory"
@@ -659,7 +825,7 @@ EOF
     echo "        ansible_ssh_common_args: \"-o UserKnownHostsFile=$SB/ssh/known_hosts -o StrictHostKeyChecking=yes\""
     echo "      hosts:"
     for ((i = 1; i <= FLEET_SIZE; i++)); do
-      echo "        zdm-h$i:"
+      echo "        $HP$i:"
       echo "          ansible_host: \"$(host_ip "$i")\""
     done
   } >"$SB/inventory/hosts.yml.tmp"
@@ -729,14 +895,33 @@ cmd_users() {
 # ---------------------------------------------------------------------------------------------
 # Verbs.
 
+# `up --fleet-only`: the network and the SSH hosts alone (no clusters, no Spark, no operator
+# account), for a second instance with its own ZDM_SANDBOX_DIR, ZDM_SANDBOX_NET and
+# ZDM_SANDBOX_PREFIX beside the running sandbox.
+cmd_up_fleet() {
+  [[ $(id -u) == 0 ]] || die "the sandbox needs root (network namespaces, sshd)"
+  local started=$SECONDS i
+  install_packages
+  mkdir -p "$SB"
+  chmod 700 "$SB"
+  ensure_network
+  ensure_client_key
+  for ((i = 1; i <= FLEET_SIZE; i++)); do start_sshd "$i"; done
+  write_ssh_client_files
+  for ((i = 1; i <= FLEET_SIZE; i++)); do wait_for_ssh "$i"; done
+  log "fleet up in $((SECONDS - started)) s: ${HP}1..$HP$FLEET_SIZE on $NET.0/24 (ssh config $SB/ssh/config)"
+}
+
 cmd_up() {
   [[ $(id -u) == 0 ]] || die "the sandbox needs root (network namespaces, sshd)"
+  [[ ${1:-} == --fleet-only ]] && { cmd_up_fleet; return; }
   local started=$SECONDS
   install_packages
   mkdir -p "$SB"
   chmod 700 "$SB"
   cassandra_classpath >/dev/null
   cqlsh_bin >/dev/null
+  spark_home >/dev/null
   ensure_credentials
   ensure_tls
   ensure_network
@@ -750,16 +935,19 @@ cmd_up() {
   for ((i = 1; i <= FLEET_SIZE; i++)); do wait_for_ssh "$i"; done
   ensure_roles origin
   ensure_roles target
+  cmd_spark_up
   write_env
-  log "up in $((SECONDS - started)) s: origin ${CLUSTER_IP[origin]}:9042, target ${CLUSTER_IP[target]}:9042, hosts $(for ((i = 1; i <= FLEET_SIZE; i++)); do printf 'zdm-h%s ' "$i"; done)"
+  log "up in $((SECONDS - started)) s: origin ${CLUSTER_IP[origin]}:9042, target ${CLUSTER_IP[target]}:9042, hosts $(for ((i = 1; i <= FLEET_SIZE; i++)); do printf "$HP%s " "$i"; done)"
   log "environment: $SB/env   inventory: $SB/inventory/hosts.yml"
 }
 
 cmd_down() {
   local purge=${1:-}
   local i
-  for ((i = 1; i <= 64; i++)); do
-    [[ -d $(host_dir "$i") ]] || has_netns "zdm-h$i" || continue
+  cmd_spark_down
+  # Every host there is, whatever ZDM_SANDBOX_HOSTS says now: the fleet may have been brought
+  # up larger than this call's setting.
+  for i in $(existing_hosts); do
     kill_namespace_processes "$i"
     stop_sshd "$i"
   done
@@ -791,13 +979,13 @@ cmd_status() {
   done
   for ((i = 1; i <= FLEET_SIZE; i++)); do
     local net=absent
-    if has_netns "zdm-h$i"; then
+    if has_netns "$HP$i"; then
       net=cut
-      [[ $(ip -n "zdm-h$i" -o link show eth0 2>/dev/null) == *"state UP"* ]] && net=up
+      [[ $(ip -n "$HP$i" -o link show eth0 2>/dev/null) == *"state UP"* ]] && net=up
     fi
     local sshd=stopped
     sshd_running "$i" && sshd=running
-    printf 'host zdm-h%-3s %-14s network %-6s sshd %s\n' "$i" "$(host_ip "$i")" "$net" "$sshd"
+    printf "host $HP%-3s %-14s network %-6s sshd %s\n" "$i" "$(host_ip "$i")" "$net" "$sshd"
     [[ $net == up && $sshd == running ]] || rc=1
   done
   return $rc
@@ -806,25 +994,25 @@ cmd_status() {
 cmd_cut() {
   local i
   i=$(host_index "$1")
-  ip link set "zdm-h$i-br" down
-  ip -n "zdm-h$i" link set eth0 down
-  log "zdm-h$i cut off the network"
+  ip link set "$HP$i-br" down
+  ip -n "$HP$i" link set eth0 down
+  log "$HP$i cut off the network"
 }
 
 cmd_restore() {
   local i
   i=$(host_index "$1")
-  ip -n "zdm-h$i" link set eth0 up
-  ip link set "zdm-h$i-br" up
-  has_addr "zdm-h$i" eth0 "$(host_ip "$i")" ||
-    ip -n "zdm-h$i" addr add "$(host_ip "$i")/24" dev eth0
+  ip -n "$HP$i" link set eth0 up
+  ip link set "$HP$i-br" up
+  has_addr "$HP$i" eth0 "$(host_ip "$i")" ||
+    ip -n "$HP$i" addr add "$(host_ip "$i")/24" dev eth0
   # Wait until the control side really reaches it again (the bridge port relearns).
   local deadline=$((SECONDS + 30))
-  until ssh -F "$SB/ssh/config" -o ConnectTimeout=2 "zdm-h$i" true 2>/dev/null; do
-    ((SECONDS < deadline)) || die "zdm-h$i restored but not reachable over ssh"
+  until ssh -F "$SB/ssh/config" -o ConnectTimeout=2 "$HP$i" true 2>/dev/null; do
+    ((SECONDS < deadline)) || die "$HP$i restored but not reachable over ssh"
     sleep 0.3
   done
-  log "zdm-h$i back on the network"
+  log "$HP$i back on the network"
 }
 
 cmd_rekey() {
@@ -832,10 +1020,10 @@ cmd_rekey() {
   i=$(host_index "$1")
   dir=$(host_dir "$i")
   rm -f "$dir/ssh_host_ed25519_key" "$dir/ssh_host_ed25519_key.pub"
-  ssh-keygen -q -t ed25519 -N '' -C "zdm-h$i-rekeyed" -f "$dir/ssh_host_ed25519_key"
+  ssh-keygen -q -t ed25519 -N '' -C "$HP$i-rekeyed" -f "$dir/ssh_host_ed25519_key"
   stop_sshd "$i"
   start_sshd "$i"
-  log "zdm-h$i has a new host key that known_hosts does not trust (scripts/sandbox.sh trust zdm-h$i)"
+  log "$HP$i has a new host key that known_hosts does not trust (scripts/sandbox.sh trust $HP$i)"
 }
 
 cmd_trust() {
@@ -884,7 +1072,7 @@ main() {
   local verb=${1:-}
   shift || true
   case $verb in
-  up) cmd_up ;;
+  up) cmd_up "${1:-}" ;;
   down) cmd_down "${1:-}" ;;
   status) cmd_status ;;
   cqlsh)
@@ -915,8 +1103,20 @@ main() {
   tls-apply) cmd_tls_apply ;;
   trust) cmd_trust "${1:?host}" ;;
   users) cmd_users ;;
+  spark-up)
+    need_sandbox
+    cmd_spark_up
+    if [[ -f $SB/env ]]; then
+      umask 077
+      grep -v '^SANDBOX_SPARK_' "$SB/env" >"$SB/env.tmp" || true
+      spark_env_lines >>"$SB/env.tmp"
+      mv "$SB/env.tmp" "$SB/env"
+      umask 022
+    fi
+    ;;
+  spark-down) cmd_spark_down ;;
   *)
-    sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,32p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     [[ -z $verb || $verb == help || $verb == -h || $verb == --help ]] || exit 2
     ;;
   esac
