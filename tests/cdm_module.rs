@@ -1,12 +1,13 @@
 //! `zdm_cdm` against the sandbox: the rendered `cdm.properties` on a real SSH host (exact
 //! keys, mode 0600, passwords masked in human and JSON output), the `spark-submit` command line
 //! it runs there, and the gate reading real `cdm_run_info`/`cdm_run_details` tables created on
-//! the sandbox target with CDM's schema.
+//! the sandbox target with CDM's schema, including the five ways CDM 5.8.1's behaviour could
+//! mislead it (a resume with nothing pending, a reused run id, a failure before the tracking
+//! tables exist, corrections counted as fixes, a mixed-case keyspace).
 //!
-//! What is NOT exercised: CDM itself. Its jar is on no registry this machine reaches, so
-//! `spark-submit` is replaced on the host by a small script that records its arguments and
-//! exits 0; the tracking rows a real CDM run would write are inserted by the test (a finished
-//! run, a run with differences, a failed run, and a run id with no rows at all).
+//! Here `spark-submit` is a small stand-in script on the host that records its arguments, can
+//! hold until the test has written the tracking rows a CDM run would write, and can fail the
+//! way CDM does; the real CDM jar on the real Spark cluster is `tests/cdm_spark.rs`.
 
 mod data_support;
 mod ssh_support;
@@ -149,10 +150,13 @@ async fn gate_reads_cdm_tracking_tables_on_target() {
         .unwrap();
     let v = judge(Some(&run), 102, CdmJob::DiffData, &none);
     assert!(!v.ok);
-    // Two missing rows were corrected by CDM; three mismatches remain.
-    assert_eq!((v.missing, v.mismatched), (0, 3));
+    // CDM corrected the two missing rows: they still count (hazard 4), with the three
+    // mismatches it left alone.
+    assert_eq!((v.missing, v.mismatched), (2, 3));
     assert!(
-        v.summary.contains("3 mismatched (allowed 0)"),
+        v.summary.contains("2 missing (allowed 0)")
+            && v.summary.contains("3 mismatched (allowed 0)")
+            && v.summary.contains("CDM wrote 2 corrections"),
         "{}",
         v.summary
     );
@@ -161,7 +165,7 @@ async fn gate_reads_cdm_tracking_tables_on_target() {
         102,
         CdmJob::DiffData,
         &CdmThresholds {
-            missing: 0,
+            missing: 2,
             mismatched: 3,
         },
     );
@@ -199,6 +203,66 @@ async fn gate_reads_cdm_tracking_tables_on_target() {
     assert!(!judge(None, 999, CdmJob::Migrate, &none).ok);
 }
 
+/// Hazard 5: CDM (5.6.3 and later) quotes the keyspace of its tracking tables, so a
+/// mixed-case keyspace keeps its case; an unquoted read would find the lower-case one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gate_reads_a_mixed_case_keyspace_where_cdm_writes_it() {
+    let cfg = config();
+    let c = connect(&cfg).await;
+    let lower = unique_keyspace("cdmcase");
+    let mixed = lower.replacen("zdm_data_cdmcase", "Zdm_Data_CdmCase", 1);
+    let quoted = format!("\"{mixed}\"");
+    let _guards = (
+        KeyspaceGuard::new(&cfg, &lower),
+        KeyspaceGuard::new(&cfg, &quoted),
+    );
+    for ks in [&lower, &quoted] {
+        exec(
+            &c.target,
+            &format!(
+                "CREATE KEYSPACE {ks} WITH replication = {{'class': 'SimpleStrategy', \
+                 'replication_factor': 1}}"
+            ),
+        )
+        .await;
+        for ddl in tracking_ddl(ks) {
+            exec(&c.target, &ddl).await;
+        }
+    }
+    // The run CDM wrote, in the mixed-case keyspace; a different one under the lower-case name.
+    record_run(
+        &c.target,
+        (&quoted, "orders"),
+        301,
+        "MIGRATE",
+        "ENDED",
+        MIGRATE_DONE,
+        &["PASS"; 4],
+    )
+    .await;
+    record_run(
+        &c.target,
+        (&lower, "orders"),
+        301,
+        "MIGRATE",
+        "STARTED",
+        MIGRATE_FAILED,
+        &["FAIL"; 2],
+    )
+    .await;
+    let run = read_run(&c.target, &mixed, "orders", 301)
+        .await
+        .expect("the mixed-case keyspace's tracking tables")
+        .expect("run 301");
+    assert_eq!(run.status.as_deref(), Some("ENDED"));
+    assert_eq!(run.ranges, BTreeMap::from([("PASS".to_string(), 4)]));
+    let run = read_run(&c.target, &lower, "orders", 301)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(run.status.as_deref(), Some("STARTED"));
+}
+
 fn zdm_run(sb: &Sandbox, dir: &Path, book: &str, extra: &[&str]) -> Run {
     std::fs::write(dir.join("site.yml"), book).unwrap();
     let args: Vec<&str> = ["-l", "zdm-h1"]
@@ -229,9 +293,54 @@ fn on_host(sb: &Sandbox, script: &str) -> String {
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
-/// Stands in for `spark-submit` on the host (CDM's jar is not available here): records its
-/// arguments and exits 0, so the gate alone decides the task's outcome.
-const STAND_IN: &str = "#!/bin/sh\nprintf '%s\\n' \"$@\" > \"$(dirname \"$0\")/argv.txt\"\necho stand-in spark-submit ran\nexit 0\n";
+/// Stands in for `spark-submit` on the host: records its arguments; while a `hold` file is
+/// beside it, says `started` and waits for `go` (the test writes CDM's tracking rows in
+/// between, as a CDM run would); with a `fail` file, prints that file to stderr and exits 1,
+/// as CDM does when it cannot start.
+const STAND_IN: &str = "#!/bin/sh\nd=$(dirname \"$0\")\nprintf '%s\\n' \"$@\" > \"$d/argv.txt\"\n\
+echo stand-in spark-submit ran\nif [ -f \"$d/hold\" ]; then touch \"$d/started\"; i=0; \
+while [ ! -f \"$d/go\" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; \
+rm -f \"$d/started\" \"$d/go\"; fi\nif [ -f \"$d/fail\" ]; then cat \"$d/fail\" >&2; exit 1; fi\nexit 0\n";
+
+/// Runs `book` while the stand-in holds, writing the run's tracking rows (`record`) only once
+/// spark-submit has started: the module refuses a run id that is recorded before it runs.
+async fn run_recording(
+    sb: &Sandbox,
+    dir: &Path,
+    root: &str,
+    book: &str,
+    extra: &[&str],
+    record: impl std::future::Future<Output = ()>,
+) -> Run {
+    on_host(sb, &format!("mkdir -p {root} && touch {root}/hold"));
+    let (dir2, book2) = (dir.to_path_buf(), book.to_string());
+    let extra2: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
+    let zdm = std::thread::spawn(move || {
+        let extra: Vec<&str> = extra2.iter().map(String::as_str).collect();
+        zdm_run(&Sandbox::load(), &dir2, &book2, &extra)
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while on_host(
+        sb,
+        &format!("test -e {root}/started && echo yes || echo no"),
+    )
+    .trim()
+        != "yes"
+    {
+        assert!(
+            !zdm.is_finished(),
+            "zdm-run ended before spark-submit started"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stand-in spark-submit did not start"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    record.await;
+    on_host(sb, &format!("rm -f {root}/hold && touch {root}/go"));
+    zdm.join().expect("zdm-run thread")
+}
 
 fn book(root: &str, ks: &str, job: &str, run_id: i64, extra: &str) -> String {
     format!(
@@ -335,23 +444,24 @@ async fn zdm_cdm_renders_0600_properties_runs_spark_submit_over_ssh_and_gates_on
     let clean = "Read: 100; Valid: 100; Mismatch: 0; Corrected Mismatch: 0; Missing: 0; \
                  Corrected Missing: 0; Skipped: 0; Error: 0; Partitions Passed: 2; \
                  Partitions Failed: 0";
-    record_run(
-        &c.target,
-        (&ks, "orders"),
-        7002,
-        "VALIDATE",
-        "ENDED",
-        clean,
-        &["PASS", "PASS"],
-    )
-    .await;
     // (JSON: the human line of a changed task shows the plan; the verdict is its msg.)
-    let run = zdm_run(
+    let run = run_recording(
         &sb,
         work.path(),
+        &root,
         &book(&root, &ks, "diffdata", 7002, ""),
         &["--output", "json"],
-    );
+        record_run(
+            &c.target,
+            (&ks, "orders"),
+            7002,
+            "VALIDATE",
+            "ENDED",
+            clean,
+            &["PASS", "PASS"],
+        ),
+    )
+    .await;
     assert_eq!(run.code, 0, "{}", run.out);
     assert_masked(&run.out);
     let start = run.out.find('{').expect("a JSON document");
@@ -463,22 +573,23 @@ async fn zdm_cdm_renders_0600_properties_runs_spark_submit_over_ssh_and_gates_on
     );
 
     // Differences above the threshold fail the task although spark-submit exited 0.
-    record_run(
-        &c.target,
-        (&ks, "orders"),
-        7003,
-        "VALIDATE",
-        "ENDED",
-        DIFF_WITH_MISMATCH,
-        &["PASS", "DIFF"],
-    )
-    .await;
-    let run = zdm_run(
+    let run = run_recording(
         &sb,
         work.path(),
+        &root,
         &book(&root, &ks, "diffdata", 7003, ""),
         &[],
-    );
+        record_run(
+            &c.target,
+            (&ks, "orders"),
+            7003,
+            "VALIDATE",
+            "ENDED",
+            DIFF_WITH_MISMATCH,
+            &["PASS", "DIFF"],
+        ),
+    )
+    .await;
     assert_eq!(run.code, 2, "a failed gate is a failed host:\n{}", run.out);
     assert!(
         run.out.contains("run 7003") && run.out.contains("3 mismatched (allowed 0)"),
@@ -486,32 +597,57 @@ async fn zdm_cdm_renders_0600_properties_runs_spark_submit_over_ssh_and_gates_on
         run.out
     );
     assert_masked(&run.out);
-    // ...and pass when the task allows them.
-    let run = zdm_run(
+    // Hazard 4: the two missing rows CDM corrected still count (a correction is a write with
+    // origin's writetime, not a row shown to match)...
+    assert!(
+        run.out.contains("2 missing (allowed 0)") && run.out.contains("CDM wrote 2 corrections"),
+        "{}",
+        run.out
+    );
+    // ...and the run passes when the task allows them all.
+    let run = run_recording(
         &sb,
         work.path(),
-        &book(&root, &ks, "diffdata", 7003, "        max_mismatched: 3\n"),
+        &root,
+        &book(
+            &root,
+            &ks,
+            "diffdata",
+            7013,
+            "        max_missing: 2\n        max_mismatched: 3\n",
+        ),
         &[],
-    );
+        record_run(
+            &c.target,
+            (&ks, "orders"),
+            7013,
+            "VALIDATE",
+            "ENDED",
+            DIFF_WITH_MISMATCH,
+            &["PASS", "DIFF"],
+        ),
+    )
+    .await;
     assert_eq!(run.code, 0, "{}", run.out);
 
     // A failed migrate run, and a run id CDM never recorded, both fail.
-    record_run(
-        &c.target,
-        (&ks, "orders"),
-        7004,
-        "MIGRATE",
-        "STARTED",
-        MIGRATE_FAILED,
-        &["PASS", "FAIL"],
-    )
-    .await;
-    let run = zdm_run(
+    let run = run_recording(
         &sb,
         work.path(),
+        &root,
         &book(&root, &ks, "migrate", 7004, ""),
         &[],
-    );
+        record_run(
+            &c.target,
+            (&ks, "orders"),
+            7004,
+            "MIGRATE",
+            "STARTED",
+            MIGRATE_FAILED,
+            &["PASS", "FAIL"],
+        ),
+    )
+    .await;
     assert_eq!(run.code, 2, "{}", run.out);
     assert!(
         run.out.contains("status STARTED") && run.out.contains("1 FAIL"),
@@ -531,4 +667,159 @@ async fn zdm_cdm_renders_0600_properties_runs_spark_submit_over_ssh_and_gates_on
         !migrate_props.contains("spark.cdm.autocorrect"),
         "{migrate_props}"
     );
+}
+
+/// Hazards 1 to 3 with the module on a real host: a reused run id is refused before
+/// spark-submit runs (CDM would refuse it and the gate would read the old run); a resume whose
+/// previous run left nothing pending passes on that run (CDM records no new run then); and a
+/// CDM that fails before its tracking tables exist is reported with its own words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zdm_cdm_refuses_a_used_run_id_accepts_a_resume_with_nothing_pending_and_shows_why_cdm_failed(
+) {
+    let sb = Sandbox::load();
+    let cfg = config();
+    let c = connect(&cfg).await;
+    let ks = unique_keyspace("cdmhaz");
+    let _guard = KeyspaceGuard::new(&cfg, &ks);
+    let remote = RemoteDir::new(&sb, &["zdm-h1"], "cdmhaz");
+    let root = remote.path.clone();
+    let work = tempfile::tempdir().unwrap();
+    exec(
+        &c.target,
+        &format!(
+            "CREATE KEYSPACE {ks} WITH replication = {{'class': 'SimpleStrategy', \
+             'replication_factor': 1}}"
+        ),
+    )
+    .await;
+    for ddl in tracking_ddl(&ks) {
+        exec(&c.target, &ddl).await;
+    }
+
+    // Hazard 2: run id 7020 is recorded already (a finished, clean run).
+    let clean = "Read: 10; Valid: 10; Mismatch: 0; Corrected Mismatch: 0; Missing: 0; \
+                 Corrected Missing: 0; Skipped: 0; Error: 0; Partitions Passed: 2; \
+                 Partitions Failed: 0";
+    record_run(
+        &c.target,
+        (&ks, "orders"),
+        7020,
+        "VALIDATE",
+        "ENDED",
+        clean,
+        &["PASS", "PASS"],
+    )
+    .await;
+    let run = zdm_run(
+        &sb,
+        work.path(),
+        &book(&root, &ks, "diffdata", 7020, ""),
+        &[],
+    );
+    assert_eq!(run.code, 2, "a reused run id must fail:\n{}", run.out);
+    assert!(
+        run.out.contains("CDM run id 7020 is already recorded") && run.out.contains("status ENDED"),
+        "{}",
+        run.out
+    );
+    assert_eq!(
+        on_host(
+            &sb,
+            &format!("test -e {root}/argv.txt && echo ran || echo not")
+        )
+        .trim(),
+        "not",
+        "spark-submit ran for a refused run id"
+    );
+
+    // Hazard 1: run 7030 finished every range; resuming it records nothing and exits 0.
+    record_run(
+        &c.target,
+        (&ks, "orders"),
+        7030,
+        "MIGRATE",
+        "ENDED",
+        MIGRATE_DONE,
+        &["PASS"; 4],
+    )
+    .await;
+    let run = zdm_run(
+        &sb,
+        work.path(),
+        &book(
+            &root,
+            &ks,
+            "migrate",
+            7031,
+            "        previous_run_id: 7030\n",
+        ),
+        &["--output", "json"],
+    );
+    assert_eq!(run.code, 0, "{}", run.out);
+    let start = run.out.find('{').expect("a JSON document");
+    let doc: serde_json::Value = serde_json::Deserializer::from_str(&run.out[start..])
+        .into_iter()
+        .next()
+        .expect("a JSON document")
+        .expect("valid JSON");
+    let msg = doc["plays"][0]["tasks"][2]["hosts"]["zdm-h1"]["msg"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        msg.contains("run 7031 resumed run 7030") && msg.contains("nothing was pending"),
+        "{}",
+        run.out
+    );
+    // ...but a resume of a run with failed ranges that records nothing is no success.
+    record_run(
+        &c.target,
+        (&ks, "orders"),
+        7032,
+        "MIGRATE",
+        "ENDED",
+        MIGRATE_FAILED,
+        &["PASS", "FAIL"],
+    )
+    .await;
+    let run = zdm_run(
+        &sb,
+        work.path(),
+        &book(
+            &root,
+            &ks,
+            "migrate",
+            7033,
+            "        previous_run_id: 7032\n",
+        ),
+        &[],
+    );
+    assert_eq!(run.code, 2, "{}", run.out);
+    assert!(
+        run.out.contains("1 ranges of run 7032 are pending"),
+        "{}",
+        run.out
+    );
+
+    // Hazard 3: CDM fails before it creates its tracking tables (a keyspace that has none).
+    let error = "Exception in thread \"main\" com.datastax.oss.driver.api.core.\
+                 AllNodesFailedException: Could not reach any contact point";
+    on_host(
+        &sb,
+        &format!("printf '%s\\n' 'INFO starting' '{error}' > {root}/fail"),
+    );
+    let bare = unique_keyspace("cdmnone");
+    let run = zdm_run(
+        &sb,
+        work.path(),
+        &book(&root, &bare, "migrate", 7040, ""),
+        &[],
+    );
+    assert_eq!(run.code, 2, "{}", run.out);
+    assert!(
+        run.out.contains("spark-submit exited 1") && run.out.contains("AllNodesFailedException"),
+        "CDM's own error must be shown:\n{}",
+        run.out
+    );
+    on_host(&sb, &format!("rm -f {root}/fail"));
 }

@@ -287,6 +287,27 @@ pub fn parse_run_info(text: &str) -> Result<BTreeMap<String, u64>, String> {
     Ok(out)
 }
 
+/// The keyspace as CDM names it in its tracking statements: quoted, so its case is kept
+/// (CDM 5.6.3 and later write `"Ks".cdm_run_info`; unquoted, `Ks` would mean `ks`).
+pub fn quoted_keyspace(keyspace: &str) -> String {
+    format!("\"{}\"", keyspace.replace('"', "\"\""))
+}
+
+/// Whether CDM has created its tracking tables in `keyspace` on target (it creates them when
+/// a run starts; a run that failed before, e.g. origin unreachable, leaves none).
+pub async fn tracking_tables_exist(session: &Session, keyspace: &str) -> anyhow::Result<bool> {
+    let rows = session
+        .query_unpaged(
+            "SELECT table_name FROM system_schema.tables WHERE keyspace_name = ? \
+             AND table_name = 'cdm_run_info'",
+            (keyspace,),
+        )
+        .await
+        .context("reading system_schema.tables on target")?
+        .into_rows_result()?;
+    Ok(rows.rows_num() > 0)
+}
+
 /// Reads run `run_id` of `table` from the tracking tables in `keyspace` on target.
 pub async fn read_run(
     session: &Session,
@@ -294,10 +315,11 @@ pub async fn read_run(
     table: &str,
     run_id: i64,
 ) -> anyhow::Result<Option<CdmRun>> {
+    let ks = quoted_keyspace(keyspace);
     let info = session
         .query_unpaged(
             format!(
-                "SELECT run_type, status, run_info FROM {keyspace}.cdm_run_info \
+                "SELECT run_type, status, run_info FROM {ks}.cdm_run_info \
                  WHERE table_name = ? AND run_id = ?"
             ),
             (table, run_id),
@@ -321,7 +343,7 @@ pub async fn read_run(
     let details = session
         .query_unpaged(
             format!(
-                "SELECT status FROM {keyspace}.cdm_run_details \
+                "SELECT status FROM {ks}.cdm_run_details \
                  WHERE table_name = ? AND run_id = ?"
             ),
             (table, run_id),
@@ -408,12 +430,12 @@ pub fn judge(run: Option<&CdmRun>, run_id: i64, job: CdmJob, t: &CdmThresholds) 
             problems.push(format!("{c}: {}", run.counter(c)));
         }
     }
-    let missing = run
-        .counter("Missing")
-        .saturating_sub(run.counter("Corrected Missing"));
-    let mismatched = run
-        .counter("Mismatch")
-        .saturating_sub(run.counter("Corrected Mismatch"));
+    // CDM's "Corrected" counters count the writes it sent, not rows that now match: it writes
+    // with origin's writetime, so a row changed or deleted on target later stays different.
+    // Only a DiffData run that finds the differences gone proves them gone.
+    let missing = run.counter("Missing");
+    let mismatched = run.counter("Mismatch");
+    let corrected = run.counter("Corrected Missing") + run.counter("Corrected Mismatch");
     if job == CdmJob::DiffData {
         if missing > t.missing {
             problems.push(format!("{missing} missing (allowed {})", t.missing));
@@ -422,6 +444,13 @@ pub fn judge(run: Option<&CdmRun>, run_id: i64, job: CdmJob, t: &CdmThresholds) 
             problems.push(format!(
                 "{mismatched} mismatched (allowed {})",
                 t.mismatched
+            ));
+        }
+        if corrected > 0 && (missing > t.missing || mismatched > t.mismatched) {
+            problems.push(format!(
+                "CDM wrote {corrected} corrections, which do not prove the rows now match \
+                 (its writes carry origin's writetime): run DiffData again with a new run id \
+                 to confirm"
             ));
         }
     }
@@ -443,6 +472,81 @@ pub fn judge(run: Option<&CdmRun>, run_id: i64, job: CdmJob, t: &CdmThresholds) 
         missing,
         mismatched,
     }
+}
+
+/// Token-range statuses CDM picks up again when a run resumes a previous one
+/// (`TargetUpsertRunDetailsStatement.getPendingPartitions`).
+pub const PENDING_STATUSES: [&str; 4] = ["NOT_STARTED", "STARTED", "FAIL", "DIFF"];
+
+/// Judges a run that resumed `prev_id` and left no row of its own: CDM writes nothing and exits
+/// 0 when the previous run has no pending token range. That is a pass only when the previous
+/// run is recorded with every range done (and, for DiffData, every range PASS: a corrected
+/// range was written to, not shown to match).
+pub fn judge_resume(prev: Option<&CdmRun>, run_id: i64, prev_id: i64, job: CdmJob) -> CdmVerdict {
+    let verdict = |ok: bool, summary: String| CdmVerdict {
+        ok,
+        summary,
+        missing: 0,
+        mismatched: 0,
+    };
+    let Some(prev) = prev else {
+        return verdict(
+            false,
+            format!(
+                "CDM run {run_id} (resuming run {prev_id}) is not recorded in cdm_run_info on \
+                 target, nor is run {prev_id}: the job never started (see spark-submit's output)"
+            ),
+        );
+    };
+    let total: u64 = prev.ranges.values().sum();
+    let pending: u64 = prev
+        .ranges
+        .iter()
+        .filter(|(s, _)| PENDING_STATUSES.contains(&s.as_str()))
+        .map(|(_, n)| n)
+        .sum();
+    let ranges: Vec<String> = prev.ranges.iter().map(|(s, n)| format!("{n} {s}")).collect();
+    let head = format!(
+        "CDM {} run {run_id} resumed run {prev_id}, which has {} token ranges ({})",
+        job.name(),
+        total,
+        ranges.join(", ")
+    );
+    if prev.run_type.as_deref().is_some_and(|rt| rt != job.run_type()) {
+        return verdict(
+            false,
+            format!(
+                "{head}; FAILED: run {prev_id} is a {} run, not {}",
+                prev.run_type.as_deref().unwrap_or_default(),
+                job.run_type()
+            ),
+        );
+    }
+    if total == 0 || pending > 0 {
+        return verdict(
+            false,
+            format!(
+                "{head}; FAILED: CDM recorded no run {run_id} although {} ranges of run \
+                 {prev_id} are pending (see spark-submit's output)",
+                pending
+            ),
+        );
+    }
+    let unproven = prev.ranges.get("DIFF_CORRECTED").copied().unwrap_or(0);
+    if job == CdmJob::DiffData && unproven > 0 {
+        return verdict(
+            false,
+            format!(
+                "{head}; FAILED: nothing left to resume, but {unproven} ranges were only \
+                 corrected, not shown to match: run DiffData with a new run id and no \
+                 previous_run_id to confirm"
+            ),
+        );
+    }
+    verdict(
+        true,
+        format!("{head}: nothing was pending, so CDM had nothing to do (no new run recorded)"),
+    )
 }
 
 #[cfg(test)]
@@ -601,9 +705,13 @@ mod tests {
         };
         let v = judge(Some(&run), 5, CdmJob::DiffData, &t);
         assert!(!v.ok);
-        assert_eq!((v.missing, v.mismatched), (0, 1));
+        // The corrected missing row still counts: a correction is a write, not a match.
+        assert_eq!((v.missing, v.mismatched), (1, 1));
         assert!(
-            v.summary.contains("run 5") && v.summary.contains("1 mismatched"),
+            v.summary.contains("run 5")
+                && v.summary.contains("1 missing")
+                && v.summary.contains("1 mismatched")
+                && v.summary.contains("CDM wrote 1 corrections"),
             "{}",
             v.summary
         );
@@ -613,6 +721,16 @@ mod tests {
             CdmJob::DiffData,
             &CdmThresholds {
                 missing: 0,
+                mismatched: 1,
+            },
+        );
+        assert!(!v.ok, "{}", v.summary);
+        let v = judge(
+            Some(&run),
+            5,
+            CdmJob::DiffData,
+            &CdmThresholds {
+                missing: 1,
                 mismatched: 1,
             },
         );
@@ -624,7 +742,7 @@ mod tests {
             5,
             CdmJob::DiffData,
             &CdmThresholds {
-                missing: 0,
+                missing: 1,
                 mismatched: 1,
             },
         );
@@ -634,5 +752,43 @@ mod tests {
             "{}",
             v.summary
         );
+    }
+
+    fn finished(run_type: &str, ranges: &[(&str, u64)]) -> CdmRun {
+        CdmRun {
+            run_id: 7,
+            run_type: Some(run_type.into()),
+            status: Some("ENDED".into()),
+            counters: BTreeMap::new(),
+            ranges: ranges.iter().map(|(s, n)| (s.to_string(), *n)).collect(),
+        }
+    }
+
+    #[test]
+    fn a_resume_with_nothing_pending_is_judged_by_the_previous_run() {
+        let done = finished("MIGRATE", &[("PASS", 8)]);
+        let v = judge_resume(Some(&done), 8, 7, CdmJob::Migrate);
+        assert!(v.ok, "{}", v.summary);
+        assert!(
+            v.summary.contains("resumed run 7") && v.summary.contains("nothing was pending"),
+            "{}",
+            v.summary
+        );
+        let pending = finished("MIGRATE", &[("PASS", 6), ("FAIL", 2)]);
+        let v = judge_resume(Some(&pending), 8, 7, CdmJob::Migrate);
+        assert!(!v.ok && v.summary.contains("2 ranges of run 7 are pending"), "{}", v.summary);
+        assert!(!judge_resume(None, 8, 7, CdmJob::Migrate).ok);
+        let other = finished("VALIDATE", &[("PASS", 8)]);
+        assert!(!judge_resume(Some(&other), 8, 7, CdmJob::Migrate).ok);
+        let corrected = finished("VALIDATE", &[("PASS", 6), ("DIFF_CORRECTED", 2)]);
+        let v = judge_resume(Some(&corrected), 8, 7, CdmJob::DiffData);
+        assert!(!v.ok && v.summary.contains("only corrected"), "{}", v.summary);
+        assert!(judge_resume(Some(&other), 8, 7, CdmJob::DiffData).ok);
+    }
+
+    #[test]
+    fn tracking_keyspace_is_quoted_like_cdm_quotes_it() {
+        assert_eq!(quoted_keyspace("Shop"), "\"Shop\"");
+        assert_eq!(quoted_keyspace("a\"b"), "\"a\"\"b\"");
     }
 }

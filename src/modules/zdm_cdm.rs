@@ -4,13 +4,15 @@
 //! rather than on the exit code (see [`crate::data::cdm`] for why).
 //!
 //! Query renders the properties and plans "write the file (0600) and run spark-submit ...";
-//! check mode stops there and shows the diff with passwords masked. Apply writes the file,
-//! runs the job, then reads `cdm_run_info`/`cdm_run_details` for the run id it chose.
+//! check mode stops there and shows the diff with passwords masked. Apply first makes sure the
+//! run id is new (CDM refuses one it has recorded, and the gate would read the old run), then
+//! writes the file, runs the job, and reads `cdm_run_info`/`cdm_run_details` for the run id it
+//! chose. A run that resumed `previous_run_id` and recorded nothing is judged by that previous
+//! run (CDM's answer when nothing is pending); a failure shows spark-submit's own error lines.
 //!
-//! Tested against the sandbox (`tests/cdm_module.rs`): the file, its mode, the masking, the
-//! command line and the gate on real tracking tables. CDM itself and a real `spark-submit` were
-//! NOT exercised: CDM's jar is on no registry the build machine reaches, so the test stands a
-//! script in for `spark-submit` and writes the tracking rows a CDM run would write.
+//! Tested against the sandbox: `tests/cdm_module.rs` with a stand-in `spark-submit` (the file,
+//! its mode, the masking, the command line, the gate and CDM's five pitfalls on real tracking
+//! tables) and `tests/cdm_spark.rs` with the real CDM 5.8.1 jar on the sandbox's Spark cluster.
 //!
 //! ```yaml
 //! - zdm_cdm:
@@ -29,7 +31,7 @@ use super::spec::{Kind, ModuleSpec};
 use super::{arg_bool, arg_str, find_src, ModFuture, ModResult, Module, ModuleCtx, ModuleError};
 use super::{Planned, Query};
 use crate::data::cdm::{
-    self, judge, spark_submit_argv, CdmCluster, CdmJob, CdmSettings, CdmThresholds, SparkSubmit,
+    self, judge, judge_resume, spark_submit_argv, CdmCluster, CdmJob, CdmSettings, CdmThresholds, SparkSubmit,
 };
 use crate::data::ClusterConfig;
 use crate::transport::{CommandSpec, Ownership};
@@ -292,6 +294,29 @@ impl Module for ZdmCdm {
             let run_id = plan.detail.get("run_id").and_then(Value::as_i64);
             let job = job(ctx, run_id)?;
             let content = plan.content.as_deref().unwrap_or_default();
+            let (keyspace, table) = job.settings.tracking_table();
+            // Before anything is written: CDM refuses a run id it has recorded already (exits 1
+            // and writes nothing), and the gate would then read the old run's result.
+            let tracking = Tracking::connect(&job.settings).await.map_err(|e| {
+                failed(ctx.redactor.redact(&format!(
+                    "cannot read CDM's run-tracking tables on target before the run: {e:#}"
+                )))
+            })?;
+            let before = tracking.read(job.settings.run_id).await.map_err(|e| {
+                failed(ctx.redactor.redact(&format!(
+                    "cannot read CDM's run-tracking tables on target before the run: {e:#}"
+                )))
+            })?;
+            if let Some(old) = before {
+                return Err(failed(format!(
+                    "CDM run id {} is already recorded for {table} in {keyspace}.cdm_run_info on \
+                     target (run type {}, status {}): CDM refuses a run id it has seen, so this \
+                     run would not happen; leave run_id unset or choose a new one",
+                    job.settings.run_id,
+                    old.run_type.as_deref().unwrap_or("NULL"),
+                    old.status.as_deref().unwrap_or("NULL"),
+                )));
+            }
             if let Some((dir, _)) = job.dest.rsplit_once('/') {
                 if !dir.is_empty() {
                     ctx.transport.mkdir(dir, 0o700).await?;
@@ -322,20 +347,49 @@ impl Module for ZdmCdm {
                     ..Default::default()
                 })
                 .await?;
+            // CDM's own words when it failed before it could record anything.
+            let cdm_said = || ctx.redactor.redact(&error_excerpt(&out.stdout, &out.stderr));
 
-            let run = read_tracking(&job.settings).await.map_err(|e| {
-                failed(ctx.redactor.redact(&format!(
-                    "spark-submit exited {}; cannot read CDM's run-tracking tables on target: \
-                     {e:#}",
-                    out.rc
-                )))
-            })?;
-            let verdict = judge(
-                run.as_ref(),
-                job.settings.run_id,
-                job.settings.job,
-                &job.thresholds,
-            );
+            let run = match tracking.read(job.settings.run_id).await {
+                Ok(run) => run,
+                Err(e) => {
+                    return Err(failed(ctx.redactor.redact(&format!(
+                        "spark-submit exited {}; cannot read CDM's run-tracking tables on \
+                         target: {e:#}; spark-submit said: {}",
+                        out.rc,
+                        cdm_said()
+                    ))))
+                }
+            };
+            let mut verdict = match (&run, job.settings.previous_run_id) {
+                (None, Some(prev_id)) if out.rc == 0 => {
+                    let prev = tracking.read(prev_id).await.map_err(|e| {
+                        failed(ctx.redactor.redact(&format!(
+                            "cannot read previous CDM run {prev_id} on target: {e:#}"
+                        )))
+                    })?;
+                    judge_resume(
+                        prev.as_ref(),
+                        job.settings.run_id,
+                        prev_id,
+                        job.settings.job,
+                    )
+                }
+                _ => judge(
+                    run.as_ref(),
+                    job.settings.run_id,
+                    job.settings.job,
+                    &job.thresholds,
+                ),
+            };
+            if !verdict.ok && (run.is_none() || out.rc != 0) {
+                verdict.summary = format!(
+                    "{}; spark-submit exited {}: {}",
+                    verdict.summary,
+                    out.rc,
+                    cdm_said()
+                );
+            }
             let tail = |s: &str| -> Value {
                 let lines: Vec<&str> = s.lines().collect();
                 let start = lines.len().saturating_sub(20);
@@ -395,24 +449,72 @@ impl Module for ZdmCdm {
     }
 }
 
-/// Reads the run from target, connecting from the control machine with the same settings CDM
-/// was given.
-async fn read_tracking(s: &CdmSettings) -> anyhow::Result<Option<cdm::CdmRun>> {
-    let target = ClusterConfig {
-        name: "target".into(),
-        contact_points: s
-            .target
-            .host
-            .split(',')
-            .map(|h| h.trim().to_string())
-            .filter(|h| !h.is_empty())
-            .collect(),
-        port: s.target.port,
-        username: Some(s.target.username.clone()).filter(|u| !u.is_empty()),
-        password: Some(s.target.password.clone()).filter(|p| !p.is_empty()),
-        rate_limit: None,
-    };
-    let session = target.connect().await?;
-    let (keyspace, table) = s.tracking_table();
-    cdm::read_run(&session, &keyspace, &table, s.run_id).await
+/// CDM's run-tracking tables on target, read from the control machine with the same settings
+/// CDM was given.
+struct Tracking {
+    session: scylla::client::session::Session,
+    keyspace: String,
+    table: String,
+}
+
+impl Tracking {
+    async fn connect(s: &CdmSettings) -> anyhow::Result<Tracking> {
+        let target = ClusterConfig {
+            name: "target".into(),
+            contact_points: s
+                .target
+                .host
+                .split(',')
+                .map(|h| h.trim().to_string())
+                .filter(|h| !h.is_empty())
+                .collect(),
+            port: s.target.port,
+            username: Some(s.target.username.clone()).filter(|u| !u.is_empty()),
+            password: Some(s.target.password.clone()).filter(|p| !p.is_empty()),
+            rate_limit: None,
+        };
+        let (keyspace, table) = s.tracking_table();
+        Ok(Tracking {
+            session: target.connect().await?,
+            keyspace,
+            table,
+        })
+    }
+
+    /// The run, or `None` when it is not recorded (also when CDM never created its tables).
+    async fn read(&self, run_id: i64) -> anyhow::Result<Option<cdm::CdmRun>> {
+        if !cdm::tracking_tables_exist(&self.session, &self.keyspace).await? {
+            return Ok(None);
+        }
+        cdm::read_run(&self.session, &self.keyspace, &self.table, run_id).await
+    }
+}
+
+/// What spark-submit printed that says why it failed: its error and exception lines (the last
+/// few), else its last lines. Spark logs at INFO to stderr, so the tail alone is mostly noise.
+fn error_excerpt(stdout: &str, stderr: &str) -> String {
+    let lines: Vec<&str> = stderr
+        .lines()
+        .chain(stdout.lines())
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let errors: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| {
+            l.contains(" ERROR ")
+                || l.starts_with("Exception")
+                || l.starts_with("Caused by")
+                || l.contains("Exception:")
+                || l.starts_with("Error")
+        })
+        .collect();
+    let pick = if errors.is_empty() { &lines } else { &errors };
+    let start = pick.len().saturating_sub(6);
+    if pick.is_empty() {
+        "(no output)".into()
+    } else {
+        pick[start..].join(" | ")
+    }
 }
