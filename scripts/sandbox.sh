@@ -908,7 +908,13 @@ cmd_up_fleet() {
   ensure_client_key
   for ((i = 1; i <= FLEET_SIZE; i++)); do start_sshd "$i"; done
   write_ssh_client_files
-  for ((i = 1; i <= FLEET_SIZE; i++)); do wait_for_ssh "$i"; done
+  # All hosts are waited for at once: one after another, a large fleet spends minutes here.
+  local waits=() pid
+  for ((i = 1; i <= FLEET_SIZE; i++)); do
+    wait_for_ssh "$i" &
+    waits+=($!)
+  done
+  for pid in "${waits[@]}"; do wait "$pid" || die "not every host answers over ssh"; done
   log "fleet up in $((SECONDS - started)) s: ${HP}1..$HP$FLEET_SIZE on $NET.0/24 (ssh config $SB/ssh/config)"
 }
 
@@ -987,6 +993,15 @@ cmd_status() {
     sshd_running "$i" && sshd=running
     printf "host $HP%-3s %-14s network %-6s sshd %s\n" "$i" "$(host_ip "$i")" "$net" "$sshd"
     [[ $net == up && $sshd == running ]] || rc=1
+  done
+  local d
+  for d in master $(for ((i = 1; i <= SPARK_WORKERS; i++)); do echo "worker$i"; done); do
+    if spark_running "$d"; then
+      printf 'spark %-8s running  pid %s\n' "$d" "$(cat "$(spark_pidfile "$d")")"
+    else
+      printf 'spark %-8s stopped\n' "$d"
+      rc=1
+    fi
   done
   return $rc
 }

@@ -1,13 +1,13 @@
 //! `scripts/sandbox.sh down` stops every host whatever the fleet size (it once stopped only
-//! hosts 1 to 64). The test brings up a second, fleet-only sandbox of 70 hosts beside the
-//! running one (its own directory, its own /24 and its own names: `zdt-h1..zdt-h70`, so the
+//! hosts 1 to 64). The test brings up a second, fleet-only sandbox of 65 hosts beside the
+//! running one (its own directory, its own /24 and its own names: `zdt-h1..zdt-h65`, so the
 //! shared sandbox's `zdm-h*` hosts are never touched), takes it down, and checks that no sshd,
 //! no namespace and no network interface of it is left.
 
 use std::path::Path;
 use std::process::{Command, Output};
 
-const HOSTS: usize = 70;
+const HOSTS: usize = 65;
 const PREFIX: &str = "zdt";
 const NET: &str = "10.213.1";
 
@@ -67,7 +67,7 @@ fn alive(pid: &str) -> bool {
 }
 
 #[test]
-fn down_stops_every_host_of_a_70_host_fleet() {
+fn down_stops_every_host_of_a_65_host_fleet() {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let sb = dir.path().join("sandbox");
     let _down = Down(&sb);
@@ -92,7 +92,12 @@ fn down_stops_every_host_of_a_70_host_fleet() {
         ])
         .output()
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&ssh.stdout).trim(), "here", "{}", text(&ssh));
+    assert_eq!(
+        String::from_utf8_lossy(&ssh.stdout).trim(),
+        "here",
+        "{}",
+        text(&ssh)
+    );
 
     let down = sandbox(&sb, &["down"]);
     assert!(down.status.success(), "down:\n{}", text(&down));
@@ -102,8 +107,15 @@ fn down_stops_every_host_of_a_70_host_fleet() {
         .filter(|(_, p)| alive(p))
         .map(|(i, p)| (i + 1, p))
         .collect();
-    assert!(left.is_empty(), "sshd still running on hosts (index, pid): {left:?}");
-    assert!(namespaces().is_empty(), "namespaces left: {:?}", namespaces());
+    assert!(
+        left.is_empty(),
+        "sshd still running on hosts (index, pid): {left:?}"
+    );
+    assert!(
+        namespaces().is_empty(),
+        "namespaces left: {:?}",
+        namespaces()
+    );
     assert!(links().is_empty(), "interfaces left: {:?}", links());
     let pgrep = Command::new("pgrep")
         .args(["-f", sb.to_str().unwrap()])

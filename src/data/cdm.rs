@@ -505,14 +505,22 @@ pub fn judge_resume(prev: Option<&CdmRun>, run_id: i64, prev_id: i64, job: CdmJo
         .filter(|(s, _)| PENDING_STATUSES.contains(&s.as_str()))
         .map(|(_, n)| n)
         .sum();
-    let ranges: Vec<String> = prev.ranges.iter().map(|(s, n)| format!("{n} {s}")).collect();
+    let ranges: Vec<String> = prev
+        .ranges
+        .iter()
+        .map(|(s, n)| format!("{n} {s}"))
+        .collect();
     let head = format!(
         "CDM {} run {run_id} resumed run {prev_id}, which has {} token ranges ({})",
         job.name(),
         total,
         ranges.join(", ")
     );
-    if prev.run_type.as_deref().is_some_and(|rt| rt != job.run_type()) {
+    if prev
+        .run_type
+        .as_deref()
+        .is_some_and(|rt| rt != job.run_type())
+    {
         return verdict(
             false,
             format!(
@@ -776,13 +784,21 @@ mod tests {
         );
         let pending = finished("MIGRATE", &[("PASS", 6), ("FAIL", 2)]);
         let v = judge_resume(Some(&pending), 8, 7, CdmJob::Migrate);
-        assert!(!v.ok && v.summary.contains("2 ranges of run 7 are pending"), "{}", v.summary);
+        assert!(
+            !v.ok && v.summary.contains("2 ranges of run 7 are pending"),
+            "{}",
+            v.summary
+        );
         assert!(!judge_resume(None, 8, 7, CdmJob::Migrate).ok);
         let other = finished("VALIDATE", &[("PASS", 8)]);
         assert!(!judge_resume(Some(&other), 8, 7, CdmJob::Migrate).ok);
         let corrected = finished("VALIDATE", &[("PASS", 6), ("DIFF_CORRECTED", 2)]);
         let v = judge_resume(Some(&corrected), 8, 7, CdmJob::DiffData);
-        assert!(!v.ok && v.summary.contains("only corrected"), "{}", v.summary);
+        assert!(
+            !v.ok && v.summary.contains("only corrected"),
+            "{}",
+            v.summary
+        );
         assert!(judge_resume(Some(&other), 8, 7, CdmJob::DiffData).ok);
     }
 

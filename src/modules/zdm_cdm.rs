@@ -31,7 +31,8 @@ use super::spec::{Kind, ModuleSpec};
 use super::{arg_bool, arg_str, find_src, ModFuture, ModResult, Module, ModuleCtx, ModuleError};
 use super::{Planned, Query};
 use crate::data::cdm::{
-    self, judge, judge_resume, spark_submit_argv, CdmCluster, CdmJob, CdmSettings, CdmThresholds, SparkSubmit,
+    self, judge, judge_resume, spark_submit_argv, CdmCluster, CdmJob, CdmSettings, CdmThresholds,
+    SparkSubmit,
 };
 use crate::data::ClusterConfig;
 use crate::transport::{CommandSpec, Ownership};
@@ -348,7 +349,10 @@ impl Module for ZdmCdm {
                 })
                 .await?;
             // CDM's own words when it failed before it could record anything.
-            let cdm_said = || ctx.redactor.redact(&error_excerpt(&out.stdout, &out.stderr));
+            let cdm_said = || {
+                ctx.redactor
+                    .redact(&error_excerpt(&out.stdout, &out.stderr))
+            };
 
             let run = match tracking.read(job.settings.run_id).await {
                 Ok(run) => run,
