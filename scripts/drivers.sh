@@ -145,7 +145,7 @@ run() {
   export ZDM_DRIVER_PASSWORD=${ZDM_DRIVER_PASSWORD:-$ZDM_TARGET_PASSWORD}
   export ZDM_DRIVER_KEYSPACE=${ZDM_DRIVER_KEYSPACE:-drivers_${name}_$(printf '%08x' $((RANDOM * 32768 + RANDOM)))}
   case $name in
-    java) exec java -cp "$OUT/java/classes:$(cat "$OUT/java/classpath")" Conformance ;;
+    java) exec java -Dorg.slf4j.simpleLogger.defaultLogLevel=warn -cp "$OUT/java/classes:$(cat "$OUT/java/classpath")" Conformance ;;
     go) exec "$OUT/go/conformance" ;;
     node) NODE_PATH=$OUT/node/node_modules exec node "$SRC/node/conformance.js" ;;
     python) exec "$OUT/python/bin/python" "$SRC/python/conformance.py" ;;
