@@ -295,7 +295,7 @@ func main() {
 		if err := k.Query("ALTER TABLE users ADD nickname text").Exec(); err != nil {
 			return err
 		}
-		deadline := time.After(15 * time.Second)
+		deadline := time.After(10 * time.Second)
 		for {
 			select {
 			case t := <-watch.updated:
@@ -303,7 +303,7 @@ func main() {
 					return nil
 				}
 			case <-deadline:
-				return errors.New("the second session was not told of the ALTER TABLE within 15 s (no SCHEMA_CHANGE event)")
+				return errors.New("the second session was not told of the ALTER TABLE within 10 s (no SCHEMA_CHANGE event)")
 			}
 		}
 	})

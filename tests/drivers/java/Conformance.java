@@ -278,8 +278,8 @@ public final class Conformance {
         throw new AssertionError("second session: " + secondSessionError);
       }
       s.execute("ALTER TABLE users ADD nickname text");
-      check(watch.seen.await(15, TimeUnit.SECONDS),
-          "the second session was not told of the ALTER TABLE within 15 s (no SCHEMA_CHANGE event)");
+      check(watch.seen.await(10, TimeUnit.SECONDS),
+          "the second session was not told of the ALTER TABLE within 10 s (no SCHEMA_CHANGE event)");
     });
     step("direct_check", () -> {
       for (String name : List.of("ORIGIN", "TARGET")) {

@@ -222,12 +222,12 @@ def schema_event():
     c2 = state.get("cluster2")
     check(c2 is not None, "no second session")
     state["s"].execute("ALTER TABLE users ADD nickname text")
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if "nickname" in c2.metadata.keyspaces[KS].tables["users"].columns:
             return
         time.sleep(0.2)
-    raise AssertionError("the second session was not told of the ALTER TABLE within 15 s (no SCHEMA_CHANGE event)")
+    raise AssertionError("the second session was not told of the ALTER TABLE within 10 s (no SCHEMA_CHANGE event)")
 
 
 def direct_check():
