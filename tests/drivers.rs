@@ -186,6 +186,14 @@ fn every_driver_passes_its_conformance_program_through_the_deployed_fleet() {
                 o.driver
             )),
         }
+        // Issue 12 item 3: the proxies' topology rows must be complete enough that no
+        // driver warns about them (the Java driver reads broadcast ports from them).
+        if o.stderr.contains("Unable to determine broadcast RPC port") {
+            failures.push(format!(
+                "{}: warns 'Unable to determine broadcast RPC port' (topology rows incomplete)",
+                o.driver
+            ));
+        }
         if o.code != Some(0) {
             failures.push(format!("{}: exit {:?}", o.driver, o.code));
         }
