@@ -19,6 +19,9 @@ trap cleanup EXIT
 
 scripts/sandbox.sh up
 scripts/sandbox.sh status
+# The driver suite's toolchains and programs (tests/drivers.rs runs them); cached after the
+# first run.
+scripts/drivers.sh install
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
