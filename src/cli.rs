@@ -57,7 +57,7 @@ pub struct PlaybookArgs {
     #[arg(value_name = "PLAYBOOK")]
     pub playbooks: Vec<PathBuf>,
 
-    /// Inventory file or directory [default: $ZDM_INVENTORY, else ./inventory].
+    /// Inventory file or directory [default: $ZDMRUN_INVENTORY, else ./inventory].
     #[arg(short = 'i', long = "inventory", value_name = "PATH")]
     pub inventory: Option<PathBuf>,
 
@@ -217,8 +217,9 @@ fn init_tracing(verbose: u8) {
         2 => "debug",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("ZDM_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("zdm_run={level}")));
+    let filter = crate::own_env::var("LOG")
+        .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(format!("zdm_run={level}")));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(|| crate::output::LogWriter)
@@ -325,7 +326,8 @@ pub fn run_playbooks(args: PlaybookArgs) -> u8 {
         skip_tags: args.skip_tags.clone(),
         extra_vars: extra,
     };
-    let redactor = Redactor::default();
+    // The template engine's filters report re-encoded secrets to this same set.
+    let redactor = templar.redactor();
     crate::output::redact_logs_with(&redactor);
     redactor.add_from_vars(&opts.extra_vars);
     if args.list_hosts || args.list_tasks {
@@ -383,6 +385,15 @@ pub fn run_playbooks(args: PlaybookArgs) -> u8 {
     // Dropping the runtime kills child processes (kill_on_drop) of interrupted tasks.
     drop(rt);
     if let Some(m) = migration {
+        // The phase's summary, before an unfinished transition is recorded as failed.
+        if result.is_some() {
+            let hosts = reporter.recap().hosts.into_keys().collect();
+            if let Some((title, lines)) =
+                crate::phase_summary::for_run(&m, &reporter.changes(), hosts)
+            {
+                reporter.summary(&title, &lines);
+            }
+        }
         for w in m.warnings() {
             reporter.warn(&w);
         }

@@ -13,6 +13,8 @@ pub mod inventory;
 pub mod migration_run;
 pub mod modules;
 pub mod output;
+pub mod own_env;
+pub mod phase_summary;
 pub mod plan;
 pub mod playbook;
 pub mod run;

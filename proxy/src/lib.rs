@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod config;
+pub mod config_problems;
 pub mod connection;
 pub mod consistency;
 pub mod cql_functions;
