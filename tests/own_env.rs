@@ -35,7 +35,7 @@ fn validate_playbook(proxy: &str, extra_setting: &str) -> String {
           origin_contact_points: 10.0.0.1
           target_contact_points: 10.0.0.2
           {extra_setting}
-        dest: /opt/zdm-proxy/zdm-proxy.yml
+        dest: /zdm-proxy.yml
         mode: "0600"
         validate: "{proxy} --check-config --config %s"
     - name: the command environment has the new name only
@@ -60,7 +60,7 @@ fn a_local_fleet_validates_a_proxy_config_with_zdm_proxy_despite_zdm_runs_own_va
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(0), "{stdout}\n{stderr}");
     assert!(
-        std::fs::read_to_string(fleet.host_file("h1", "/opt/zdm-proxy/zdm-proxy.yml"))
+        std::fs::read_to_string(fleet.host_file("h1", "/zdm-proxy.yml"))
             .unwrap()
             .contains("log_level: INFO")
     );
@@ -84,7 +84,7 @@ fn a_local_fleet_validates_a_proxy_config_with_zdm_proxy_despite_zdm_runs_own_va
         "{stdout}"
     );
     assert!(
-        !std::fs::read_to_string(fleet.host_file("h1", "/opt/zdm-proxy/zdm-proxy.yml"))
+        !std::fs::read_to_string(fleet.host_file("h1", "/zdm-proxy.yml"))
             .unwrap()
             .contains("log_levl")
     );
