@@ -1008,11 +1008,13 @@ mod tests {
         let mut f = tempfile_in_target();
         writeln!(
             f.1,
-            "origin_contact_points: 10.0.0.1\ntarget_contact_points: 10.0.0.2\nmetrics_enabled: no\nreplace_cql_functions: yes\norigin_tls_verify_hostname: off"
+            "origin_contact_points: 10.0.0.1\ntarget_contact_points: 10.0.0.2\nmetrics_enabled: no\nreplace_cql_functions: yes\nforward_client_credentials_to_origin: on"
         )
         .unwrap();
         let c = Config::load(Some(&f.0), vec![]).unwrap();
-        assert!(!c.metrics_enabled && c.replace_cql_functions);
+        assert!(
+            !c.metrics_enabled && c.replace_cql_functions && c.forward_client_credentials_to_origin
+        );
         let c = Config::load(None, env(&[MIN[0], MIN[1], ("ZDM_METRICS_ENABLED", "On")])).unwrap();
         assert!(c.metrics_enabled);
     }

@@ -84,8 +84,8 @@ impl Problems {
 
 fn is_secret_name(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
-    // "pass"/"pwd" also catch a misspelt password key (`origin_pasword`).
-    ["pass", "pwd", "secret", "token"]
+    // "pass"/"pasw"/"pwd" also catch a misspelt password key (`origin_pasword`).
+    ["pass", "pasw", "pwd", "secret", "token"]
         .iter()
         .any(|w| k.contains(w))
 }
