@@ -4,6 +4,7 @@
 //! a file diff, a failure message; human with -vv and JSON; check mode and a real run).
 
 mod common;
+mod support;
 
 use base64::Engine as _;
 use common::Fleet;
@@ -108,4 +109,53 @@ fn a_secret_is_masked_after_every_filter_that_changes_its_text_in_every_output()
     // The file holds what the filters produced (masking is for output only).
     let written = std::fs::read_to_string(fleet.host_file("h1", "/forms.txt")).unwrap();
     assert!(written.contains("Pw%20%22q%22%20/x%20y%2Bz") && written.contains(r#"Pw_"q"_/x_y+z"#));
+}
+
+/// `zdm-proxy --check-config` lists every problem of a config holding passwords, including a
+/// password written under a misspelt key and one put in a numeric setting, and prints none of
+/// them in any form.
+#[test]
+fn zdm_proxy_check_config_lists_every_problem_and_never_prints_a_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("zdm-proxy.yml");
+    std::fs::write(
+        &cfg,
+        "origin_contact_points: 10.0.0.1\ntarget_contact_points: 10.0.0.2\n\
+         origin_username: app\norigin_password: Orig-Pa55word\n\
+         target_pasword: Targ-Pa55word\norigin_port: Orig-Pa55word\nmetrics_port: 70000\n",
+    )
+    .unwrap();
+    let mut proxy = std::process::Command::new(support::proxy_binary());
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("ZDM_")) {
+        proxy.env_remove(k);
+    }
+    let out = proxy
+        .args(["--check-config", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("3 errors:"), "{text}");
+    assert!(
+        text.contains("did you mean `target_password`?")
+            && text.contains("port 70000 is out of range")
+            && text.contains("`origin_port`"),
+        "{text}"
+    );
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    for pw in ["Orig-Pa55word", "Targ-Pa55word"] {
+        for form in [
+            pw.to_string(),
+            b64(pw),
+            pw.to_uppercase(),
+            pw.to_lowercase(),
+        ] {
+            assert!(!text.contains(&form), "{form} printed:\n{text}");
+        }
+    }
 }
