@@ -30,7 +30,11 @@ pub mod exit {
 
 /// Ansible-style orchestrator for zero-downtime Cassandra migrations.
 #[derive(Parser, Debug)]
-#[command(name = "zdm-run", version, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "zdm-run",
+    version = crate::VERSION,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     #[command(flatten)]
     pub playbook: PlaybookArgs,
@@ -48,6 +52,10 @@ pub enum Command {
     Validate(crate::data::cli::ValidateArgs),
     /// Show the migration's phase, each proxy's readiness, the last gate results and history.
     Status(crate::status::StatusArgs),
+    /// Print a completion script for a shell (bash, zsh, fish, ...) to stdout.
+    Completions(crate::cli_docs::CompletionsArgs),
+    /// Print the man page (roff) to stdout: `zdm-run man > zdm-run.1`.
+    Man,
 }
 
 /// Arguments of the default (playbook) mode.
@@ -181,6 +189,8 @@ pub fn main() -> ExitCode {
                 exit::ERROR
             }
         }),
+        Some(Command::Completions(args)) => ExitCode::from(crate::cli_docs::completions(&args)),
+        Some(Command::Man) => ExitCode::from(crate::cli_docs::man()),
         Some(command) => ExitCode::from(run_subcommand(command)),
     }
 }
@@ -198,7 +208,9 @@ fn run_subcommand(command: Command) -> u8 {
         match command {
             Command::Migrate(args) => crate::data::cli::run_migrate(args).await,
             Command::Validate(args) => crate::data::cli::run_validate(args).await,
-            Command::Status(_) => unreachable!("status runs on its own"),
+            Command::Status(_) | Command::Completions(_) | Command::Man => {
+                unreachable!("runs on its own, without a runtime")
+            }
         }
     });
     match result {
