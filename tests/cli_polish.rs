@@ -57,8 +57,18 @@ fn completions_for_bash_zsh_fish_and_a_man_page_list_the_real_flags() {
         let script =
             stdout_of(Command::new(env!("CARGO_BIN_EXE_zdm-run")).args(["completions", shell]));
         assert!(script.contains(marker), "{shell}:\n{script}");
-        for flag in ["--check", "--limit", "status"] {
-            assert!(script.contains(flag), "{shell} completion lacks {flag}");
+        // fish writes long options as `-l check`, the others as `--check`.
+        let long = |f: &str| match shell {
+            "fish" => format!("-l {f}"),
+            _ => format!("--{f}"),
+        };
+        for flag in [
+            long("check"),
+            long("limit"),
+            "status".into(),
+            "completions".into(),
+        ] {
+            assert!(script.contains(&flag), "{shell} completion lacks {flag}");
         }
     }
     let man = stdout_of(Command::new(env!("CARGO_BIN_EXE_zdm-run")).arg("man"));
