@@ -30,7 +30,11 @@ pub mod exit {
 
 /// Ansible-style orchestrator for zero-downtime Cassandra migrations.
 #[derive(Parser, Debug)]
-#[command(name = "zdm-run", version, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "zdm-run",
+    version = crate::VERSION,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     #[command(flatten)]
     pub playbook: PlaybookArgs,
@@ -48,6 +52,10 @@ pub enum Command {
     Validate(crate::data::cli::ValidateArgs),
     /// Show the migration's phase, each proxy's readiness, the last gate results and history.
     Status(crate::status::StatusArgs),
+    /// Print a completion script for a shell (bash, zsh, fish, ...) to stdout.
+    Completions(crate::cli_docs::CompletionsArgs),
+    /// Print the man page (roff) to stdout: `zdm-run man > zdm-run.1`.
+    Man,
 }
 
 /// Arguments of the default (playbook) mode.
@@ -57,7 +65,7 @@ pub struct PlaybookArgs {
     #[arg(value_name = "PLAYBOOK")]
     pub playbooks: Vec<PathBuf>,
 
-    /// Inventory file or directory [default: $ZDM_INVENTORY, else ./inventory].
+    /// Inventory file or directory [default: $ZDMRUN_INVENTORY, else ./inventory].
     #[arg(short = 'i', long = "inventory", value_name = "PATH")]
     pub inventory: Option<PathBuf>,
 
@@ -181,6 +189,8 @@ pub fn main() -> ExitCode {
                 exit::ERROR
             }
         }),
+        Some(Command::Completions(args)) => ExitCode::from(crate::cli_docs::completions(&args)),
+        Some(Command::Man) => ExitCode::from(crate::cli_docs::man()),
         Some(command) => ExitCode::from(run_subcommand(command)),
     }
 }
@@ -198,7 +208,9 @@ fn run_subcommand(command: Command) -> u8 {
         match command {
             Command::Migrate(args) => crate::data::cli::run_migrate(args).await,
             Command::Validate(args) => crate::data::cli::run_validate(args).await,
-            Command::Status(_) => unreachable!("status runs on its own"),
+            Command::Status(_) | Command::Completions(_) | Command::Man => {
+                unreachable!("runs on its own, without a runtime")
+            }
         }
     });
     match result {
@@ -217,8 +229,9 @@ fn init_tracing(verbose: u8) {
         2 => "debug",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("ZDM_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("zdm_run={level}")));
+    let filter = crate::own_env::var("LOG")
+        .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(format!("zdm_run={level}")));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(|| crate::output::LogWriter)
@@ -325,7 +338,8 @@ pub fn run_playbooks(args: PlaybookArgs) -> u8 {
         skip_tags: args.skip_tags.clone(),
         extra_vars: extra,
     };
-    let redactor = Redactor::default();
+    // The template engine's filters report re-encoded secrets to this same set.
+    let redactor = templar.redactor();
     crate::output::redact_logs_with(&redactor);
     redactor.add_from_vars(&opts.extra_vars);
     if args.list_hosts || args.list_tasks {
@@ -383,6 +397,15 @@ pub fn run_playbooks(args: PlaybookArgs) -> u8 {
     // Dropping the runtime kills child processes (kill_on_drop) of interrupted tasks.
     drop(rt);
     if let Some(m) = migration {
+        // The phase's summary, before an unfinished transition is recorded as failed.
+        if result.is_some() {
+            let hosts = reporter.recap().hosts.into_keys().collect();
+            if let Some((title, lines)) =
+                crate::phase_summary::for_run(&m, &reporter.changes(), hosts)
+            {
+                reporter.summary(&title, &lines);
+            }
+        }
         for w in m.warnings() {
             reporter.warn(&w);
         }

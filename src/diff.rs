@@ -1,22 +1,21 @@
 //! Unified diffs of text files for `--diff` and the plan.
 //!
-//! Written by hand (a longest-common-subsequence over lines) rather than pulling in a diff
-//! crate: config files are small, and the output only has to be a correct, readable unified
-//! diff. The common head and tail are stripped first (a config change usually touches a few
-//! lines), and only the differing middle goes through the quadratic table; when that middle
-//! exceeds [`MAX_CELLS`] the diff is a one-line summary instead.
+//! The line diff is `similar`'s Myers diff (a well-kept crate, linear in space), so a big file
+//! with a small change gets a real diff rather than a summary. A deadline bounds the rare
+//! pathological input: past it the diff is still correct, only less minimal.
 
-/// Largest LCS table (lines of old middle x lines of new middle) computed, 4M cells = 16 MB.
-pub const MAX_CELLS: usize = 4_000_000;
+use std::time::Duration;
+
 const CONTEXT: usize = 3;
+/// How long the diff may look for the smallest edit script before settling for a correct,
+/// larger one.
+const DEADLINE: Duration = Duration::from_secs(2);
 
 /// Unified diff from `before` to `after`, labelled with the file name. Empty when equal.
 pub fn unified(path: &str, before: Option<&str>, after: Option<&str>) -> String {
     if before == after {
         return String::new();
     }
-    let a: Vec<&str> = before.map(|s| s.lines().collect()).unwrap_or_default();
-    let b: Vec<&str> = after.map(|s| s.lines().collect()).unwrap_or_default();
     let from = if before.is_some() {
         format!("a{}", slash(path))
     } else {
@@ -27,44 +26,40 @@ pub fn unified(path: &str, before: Option<&str>, after: Option<&str>) -> String 
     } else {
         "/dev/null".into()
     };
+    // Lines are compared without their line ends; a change of the last line's end alone is
+    // said in words below (as the previous diff did), not as a whole-line change.
+    let a: Vec<&str> = before.map(|s| s.lines().collect()).unwrap_or_default();
+    let b: Vec<&str> = after.map(|s| s.lines().collect()).unwrap_or_default();
+    let diff = similar::TextDiff::configure()
+        .algorithm(similar::Algorithm::Myers)
+        .timeout(DEADLINE)
+        .diff_slices(&a, &b);
     let mut out = format!("--- {from}\n+++ {to}\n");
-    let head = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
-    let tail = a[head..]
-        .iter()
-        .rev()
-        .zip(b[head..].iter().rev())
-        .take_while(|(x, y)| x == y)
-        .count();
-    if (a.len() - head - tail).saturating_mul(b.len() - head - tail) > MAX_CELLS {
-        out.push_str(&format!(
-            "@@ file too large to diff ({} -> {} lines) @@\n",
-            a.len(),
-            b.len()
-        ));
-        return out;
-    }
-    let mut ops: Vec<Op> = (0..head).map(|i| Op::Same(i, i)).collect();
-    let middle = edit_script(&a[head..a.len() - tail], &b[head..b.len() - tail]);
-    ops.extend(middle.into_iter().map(|op| match op {
-        Op::Same(i, j) => Op::Same(i + head, j + head),
-        Op::Del(i) => Op::Del(i + head),
-        Op::Add(j) => Op::Add(j + head),
-    }));
-    ops.extend((0..tail).map(|k| Op::Same(a.len() - tail + k, b.len() - tail + k)));
-    for hunk in hunks(&ops) {
-        let (a_start, a_len, b_start, b_len) = hunk_range(&ops[hunk.0..hunk.1]);
+    for group in diff.grouped_ops(CONTEXT) {
+        let (Some(first), Some(last)) = (group.first(), group.last()) else {
+            continue;
+        };
+        let (old, new) = (
+            first.old_range().start..last.old_range().end,
+            first.new_range().start..last.new_range().end,
+        );
         out.push_str(&format!(
             "@@ -{},{} +{},{} @@\n",
-            a_start + usize::from(a_len > 0),
-            a_len,
-            b_start + usize::from(b_len > 0),
-            b_len
+            old.start + usize::from(!old.is_empty()),
+            old.len(),
+            new.start + usize::from(!new.is_empty()),
+            new.len()
         ));
-        for op in &ops[hunk.0..hunk.1] {
-            match op {
-                Op::Same(i, _) => out.push_str(&format!(" {}\n", a[*i])),
-                Op::Del(i) => out.push_str(&format!("-{}\n", a[*i])),
-                Op::Add(j) => out.push_str(&format!("+{}\n", b[*j])),
+        for op in &group {
+            for change in diff.iter_changes(op) {
+                let sign = match change.tag() {
+                    similar::ChangeTag::Equal => ' ',
+                    similar::ChangeTag::Delete => '-',
+                    similar::ChangeTag::Insert => '+',
+                };
+                out.push(sign);
+                out.push_str(change.value());
+                out.push('\n');
             }
         }
     }
@@ -82,101 +77,6 @@ fn slash(p: &str) -> String {
     } else {
         format!("/{p}")
     }
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Op {
-    Same(usize, usize),
-    Del(usize),
-    Add(usize),
-}
-
-fn edit_script(a: &[&str], b: &[&str]) -> Vec<Op> {
-    let (n, m) = (a.len(), b.len());
-    // lcs[i][j] = LCS length of a[i..] and b[j..]
-    let mut lcs = vec![vec![0u32; m + 1]; n + 1];
-    for i in (0..n).rev() {
-        for j in (0..m).rev() {
-            lcs[i][j] = if a[i] == b[j] {
-                lcs[i + 1][j + 1] + 1
-            } else {
-                lcs[i + 1][j].max(lcs[i][j + 1])
-            };
-        }
-    }
-    let (mut i, mut j) = (0, 0);
-    let mut ops = Vec::new();
-    while i < n || j < m {
-        if i < n && j < m && a[i] == b[j] {
-            ops.push(Op::Same(i, j));
-            i += 1;
-            j += 1;
-        } else if i < n && (j == m || lcs[i + 1][j] >= lcs[i][j + 1]) {
-            // Deletions first, as diff(1) prints them.
-            ops.push(Op::Del(i));
-            i += 1;
-        } else {
-            ops.push(Op::Add(j));
-            j += 1;
-        }
-    }
-    ops
-}
-
-/// Groups changes with up to CONTEXT unchanged lines around them into hunks (index ranges).
-fn hunks(ops: &[Op]) -> Vec<(usize, usize)> {
-    let changed: Vec<usize> = ops
-        .iter()
-        .enumerate()
-        .filter(|(_, o)| !matches!(o, Op::Same(..)))
-        .map(|(i, _)| i)
-        .collect();
-    let mut out: Vec<(usize, usize)> = Vec::new();
-    for idx in changed {
-        let start = idx.saturating_sub(CONTEXT);
-        let end = (idx + CONTEXT + 1).min(ops.len());
-        match out.last_mut() {
-            Some(last) if start <= last.1 => last.1 = end,
-            _ => out.push((start, end)),
-        }
-    }
-    out
-}
-
-fn hunk_range(ops: &[Op]) -> (usize, usize, usize, usize) {
-    let mut a_start = None;
-    let mut b_start = None;
-    let (mut a_len, mut b_len) = (0, 0);
-    let mut a_next = 0;
-    let mut b_next = 0;
-    for op in ops {
-        match *op {
-            Op::Same(i, j) => {
-                a_start.get_or_insert(i);
-                b_start.get_or_insert(j);
-                a_len += 1;
-                b_len += 1;
-                a_next = i + 1;
-                b_next = j + 1;
-            }
-            Op::Del(i) => {
-                a_start.get_or_insert(i);
-                a_len += 1;
-                a_next = i + 1;
-            }
-            Op::Add(j) => {
-                b_start.get_or_insert(j);
-                b_len += 1;
-                b_next = j + 1;
-            }
-        }
-    }
-    (
-        a_start.unwrap_or(a_next),
-        a_len,
-        b_start.unwrap_or(b_next),
-        b_len,
-    )
 }
 
 #[cfg(test)]
@@ -199,15 +99,30 @@ mod tests {
     }
 
     #[test]
-    fn large_files_with_a_small_change_get_a_real_diff() {
+    fn large_files_get_a_real_diff_whatever_their_size() {
         let before: String = (0..20_000).map(|i| format!("line {i}\n")).collect();
         let after = before.replace("line 10000\n", "line ten thousand\n");
         let d = unified("big", Some(&before), Some(&after));
         assert!(d.contains("-line 10000\n+line ten thousand\n"), "{d}");
         assert!(d.contains("@@ -9998,7 +9998,7 @@"), "{d}");
+        // Two unrelated big files: no one-line summary any more, every line is in the diff.
         let unrelated: String = (0..5_000).map(|i| format!("other {i}\n")).collect();
         let d = unified("big", Some(&before), Some(&unrelated));
-        assert!(d.contains("too large to diff"), "{d}");
+        assert!(!d.contains("too large"), "{d}");
+        assert_eq!(
+            d.lines().filter(|l| l.starts_with("+other ")).count(),
+            5_000
+        );
+        assert_eq!(
+            d.lines().filter(|l| l.starts_with("-line ")).count(),
+            20_000
+        );
+    }
+
+    #[test]
+    fn a_trailing_newline_change_is_said_in_words() {
+        let d = unified("f", Some("a\nb"), Some("a\nb\n"));
+        assert_eq!(d, "--- a/f\n+++ b/f\n\\ trailing newline changed\n");
     }
 
     #[test]

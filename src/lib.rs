@@ -5,6 +5,7 @@
 //! one concern.
 
 pub mod cli;
+pub mod cli_docs;
 pub mod data;
 pub mod diff;
 pub mod facts;
@@ -13,6 +14,8 @@ pub mod inventory;
 pub mod migration_run;
 pub mod modules;
 pub mod output;
+pub mod own_env;
+pub mod phase_summary;
 pub mod plan;
 pub mod playbook;
 pub mod run;
@@ -22,3 +25,14 @@ pub mod status;
 pub mod template;
 pub mod transport;
 pub mod vars;
+
+/// What `--version` prints after the program name: the package version, the commit it was
+/// built from and the build date (set by the build script).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("ZDMRUN_BUILD_COMMIT"),
+    ", built ",
+    env!("ZDMRUN_BUILD_DATE"),
+    ")"
+);

@@ -25,6 +25,23 @@ pub enum Format {
 #[derive(Default)]
 struct JsonDoc {
     plays: Vec<Value>,
+    summary: Vec<String>,
+}
+
+/// The tag that marks a task as bookkeeping (reading facts, recording state): its lines are
+/// left out of the default output so a phase reads in a screen; `-v` shows them. A failure
+/// or a retry of such a task is always shown, under its task header.
+pub const BOOKKEEPING_TAG: &str = "bookkeeping";
+
+/// The task being reported.
+#[derive(Default)]
+struct Current {
+    name: String,
+    /// A bookkeeping task: its results count towards nothing the operator reads.
+    bookkeeping: bool,
+    /// The task header not printed yet (a bookkeeping task whose lines are hidden until
+    /// something about it must be shown).
+    pending_banner: Option<String>,
 }
 
 /// Prints progress and results, and keeps the recap.
@@ -39,6 +56,9 @@ pub struct Reporter {
     /// One spinner per host working on the current task (terminal only).
     bars: Mutex<BTreeMap<String, indicatif::ProgressBar>>,
     multi: Option<indicatif::MultiProgress>,
+    current: Mutex<Current>,
+    /// Per host, the tasks (not bookkeeping) that changed it, in order: the phase summary.
+    changes: Mutex<BTreeMap<String, Vec<String>>>,
 }
 
 /// The progress display, shared with the tracing writer so log lines are printed above the
@@ -100,6 +120,8 @@ impl Reporter {
             recap: Mutex::new(Recap::default()),
             doc: Mutex::new(JsonDoc::default()),
             bars: Mutex::new(BTreeMap::new()),
+            current: Mutex::new(Current::default()),
+            changes: Mutex::new(BTreeMap::new()),
             multi: (format == Format::Human && std::io::stdout().is_terminal()).then(|| {
                 PROGRESS
                     .get_or_init(|| {
@@ -165,12 +187,38 @@ impl Reporter {
         }
     }
 
+    /// A line about the current task: prints the task header first if it was held back.
+    fn task_line(&self, text: &str) {
+        let pending = self
+            .current
+            .lock()
+            .expect("current lock")
+            .pending_banner
+            .take();
+        if let Some(b) = pending {
+            self.line(&b);
+        }
+        self.line(text);
+    }
+
+    /// Whether the current task's ordinary lines are left out (a bookkeeping task without `-v`).
+    fn quiet(&self) -> bool {
+        self.verbosity == 0 && self.current.lock().expect("current lock").bookkeeping
+    }
+
     /// Announces a task; on a terminal, shows a spinner per host until its result arrives.
-    pub fn task_start(&self, name: &str, handler: bool, hosts: &[String]) {
-        self.line(&Self::banner(
-            if handler { "RUNNING HANDLER" } else { "TASK" },
-            name,
-        ));
+    /// A `bookkeeping` task's header waits until one of its lines must be shown.
+    pub fn task_start(&self, name: &str, handler: bool, hosts: &[String], bookkeeping: bool) {
+        let banner = Self::banner(if handler { "RUNNING HANDLER" } else { "TASK" }, name);
+        let quiet = bookkeeping && self.verbosity == 0;
+        *self.current.lock().expect("current lock") = Current {
+            name: name.to_string(),
+            bookkeeping,
+            pending_banner: quiet.then(|| banner.clone()),
+        };
+        if !quiet {
+            self.line(&banner);
+        }
         if let Some(m) = &self.multi {
             let style =
                 indicatif::ProgressStyle::with_template("{spinner} {prefix}: {msg} ({elapsed})")
@@ -222,16 +270,32 @@ impl Reporter {
             TaskStatus::WouldChange | TaskStatus::WouldRun | TaskStatus::Changed => {
                 r.summary.clone().or_else(|| r.msg.clone())
             }
-            _ if self.verbosity > 0 || is_debug_msg(r) => r.msg.clone(),
+            _ if self.verbosity > 0 || is_debug_msg(r) || r.show_msg => r.msg.clone(),
             _ => None,
         };
         if let Some(d) = detail.filter(|d| !d.is_empty()) {
             text.push_str(&format!(" => {d}"));
         }
-        self.line(&text);
-        if self.show_diff {
-            if let Some(d) = &r.diff {
-                self.line(d.trim_end());
+        let shown =
+            !self.quiet() || matches!(r.status, TaskStatus::Failed | TaskStatus::Unreachable);
+        if shown {
+            self.task_line(&text);
+            if self.show_diff {
+                if let Some(d) = &r.diff {
+                    self.line(d.trim_end());
+                }
+            }
+        }
+        if r.status.is_change() {
+            let current = self.current.lock().expect("current lock");
+            if !current.bookkeeping {
+                let name = current.name.clone();
+                drop(current);
+                let mut changes = self.changes.lock().expect("changes lock");
+                let list = changes.entry(r.host.clone()).or_default();
+                if !list.contains(&name) {
+                    list.push(name);
+                }
             }
         }
         let value = self
@@ -270,12 +334,22 @@ impl Reporter {
         }
     }
 
+    /// One failed attempt of an `until` loop, printed as it happens (as ansible-playbook
+    /// does), so a wait that takes minutes is visibly alive: `left` attempts remain.
+    pub fn retrying(&self, host: &str, task: &str, left: u64) {
+        self.task_line(&format!(
+            "FAILED - RETRYING: [{host}]: {task} ({left} retries left)."
+        ));
+    }
+
     /// A host of a `run_once` task that did not run it because `first` ran it for the batch.
     /// Shown (and in the plan) so every host has a line for every task, but not counted in
     /// the recap, as ansible-playbook does not count it either. In JSON it is kept apart from
     /// the task's `hosts` (which hold results), as `run_once: {ran_on, covered: [...]}`.
     pub fn run_once_elsewhere(&self, host: &str, first: &str) {
-        self.line(&format!("skipping: [{host}] => run_once on {first}"));
+        if !self.quiet() {
+            self.line(&format!("skipping: [{host}] => run_once on {first}"));
+        }
         let mut doc = self.doc.lock().expect("doc lock");
         if let Some(Value::Object(task)) = doc
             .plays
@@ -291,6 +365,22 @@ impl Reporter {
                 covered.push(Value::from(host));
             }
         }
+    }
+
+    /// Per host, the names of the tasks that changed it (or would, in check mode), leaving
+    /// out bookkeeping tasks: what the phase summary reports.
+    pub fn changes(&self) -> BTreeMap<String, Vec<String>> {
+        self.changes.lock().expect("changes lock").clone()
+    }
+
+    /// Prints a titled block of lines (the phase summary) before the recap; in JSON the
+    /// same lines go into the document as `summary`.
+    pub fn summary(&self, title: &str, lines: &[String]) {
+        self.line(&Self::banner("SUMMARY", title));
+        for l in lines {
+            self.line(l);
+        }
+        self.doc.lock().expect("doc lock").summary = lines.to_vec();
     }
 
     /// A copy of the recap so far (also used after Ctrl-C).
@@ -329,13 +419,16 @@ impl Reporter {
             }
             Format::Json => {
                 let doc = self.doc.lock().expect("doc lock");
-                let out = json!({
+                let mut out = json!({
                     "check_mode": self.check,
                     "interrupted": interrupted,
                     "error": error,
                     "plays": doc.plays,
                     "stats": recap.hosts,
                 });
+                if !doc.summary.is_empty() {
+                    out["summary"] = json!(doc.summary);
+                }
                 let text = self.redactor.redact(
                     &serde_json::to_string_pretty(&self.redactor.redact_value(&out))
                         .unwrap_or_default(),

@@ -71,6 +71,10 @@ pub struct TaskReport {
     /// Set for a loop item's report.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub item: Option<String>,
+    /// `msg` is the point of the task and is shown without `-v` (a gate's checks with what
+    /// was measured, the threshold and PASS/FAIL).
+    #[serde(skip)]
+    pub show_msg: bool,
 }
 
 /// Per-host counters of the PLAY RECAP.
@@ -142,6 +146,7 @@ mod tests {
             summary: None,
             diff: None,
             item: None,
+            show_msg: false,
         }
     }
 

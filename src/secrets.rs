@@ -35,16 +35,40 @@ pub struct Redactor {
 }
 
 impl Redactor {
-    /// Adds one secret string.
+    /// Adds one secret string, and the forms the text-changing filters give it (`upper`,
+    /// `lower`, `b64encode`, `urlencode`, `to_json`, `quote`), so a password that went
+    /// through one of them on its way into a file, a command line or a URL is masked too.
     pub fn add(&self, secret: &str) {
         if secret.len() < MIN_SECRET_LEN {
             return;
         }
         let mut guard = self.secrets.write().expect("redactor lock");
-        if !guard.iter().any(|s| s == secret) {
-            guard.push(secret.to_string());
-            // Longest first so a secret containing another is masked whole.
-            guard.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        if guard.iter().any(|s| s == secret) {
+            return;
+        }
+        for form in std::iter::once(secret.to_string()).chain(encoded_forms(secret)) {
+            if form.len() >= MIN_SECRET_LEN && !guard.contains(&form) {
+                guard.push(form);
+            }
+        }
+        // Longest first so a secret containing another is masked whole.
+        guard.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    }
+
+    /// Adds `output` of a filter when its `input` held a known secret that `output` no longer
+    /// shows literally: a filter that changes the text in a way [`encoded_forms`] cannot
+    /// foresee (`regex_replace`, `b64encode` of a longer string holding the secret) still
+    /// leaves no readable trace of it.
+    pub fn taint(&self, input: &str, output: &str) {
+        if output == input || output.trim().is_empty() {
+            return;
+        }
+        let knows_input = self.redact(input) != input;
+        if knows_input && self.redact(output) == output {
+            self.add(output);
+            for line in output.lines() {
+                self.add(line.trim());
+            }
         }
     }
 
@@ -127,6 +151,37 @@ impl Redactor {
     }
 }
 
+/// The forms a secret takes after the filters that re-encode a whole string. Kept in step
+/// with the filters (`template::filters`, minijinja's `upper`/`lower`/`urlencode`).
+fn encoded_forms(secret: &str) -> Vec<String> {
+    use base64::Engine as _;
+    let json = serde_json::to_string(secret).unwrap_or_default();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(secret);
+    vec![
+        secret.to_uppercase(),
+        secret.to_lowercase(),
+        b64.trim_end_matches('=').to_string(),
+        b64,
+        urlencode(secret),
+        json.trim_matches('"').to_string(),
+        crate::modules::command::shell_quote(secret),
+    ]
+}
+
+/// Percent-encoding as minijinja's `urlencode` does it (every byte but ASCII letters, digits
+/// and `/ . - _`; a space becomes `%20`).
+fn urlencode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"/.-_".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,5 +203,35 @@ mod tests {
         r.add_from_vars(vars.as_object().unwrap());
         assert_eq!(r.redact("pw=hunter22;"), format!("pw={MASK};"));
         assert_eq!(r.redact("port 9042"), "port 9042");
+    }
+
+    #[test]
+    fn re_encoded_forms_of_a_secret_are_masked() {
+        let r = Redactor::default();
+        r.add("Hunter 2\"x");
+        for shown in [
+            "HUNTER 2\"X",
+            "hunter 2\"x",
+            "SHVudGVyIDIieA==",
+            "Hunter%202%22x",
+            "Hunter 2\\\"x",
+            "'Hunter 2\"x'",
+        ] {
+            assert_eq!(
+                r.redact(&format!("a {shown} b")),
+                format!("a {MASK} b"),
+                "{shown}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_filter_output_that_hides_a_secret_becomes_one() {
+        let r = Redactor::default();
+        r.add("hunter22");
+        r.taint("pw=hunter22", "pw=HUNTER-22");
+        assert_eq!(r.redact("x pw=HUNTER-22"), format!("x {MASK}"));
+        r.taint("no secret here", "NO SECRET");
+        assert_eq!(r.redact("NO SECRET"), "NO SECRET");
     }
 }

@@ -23,7 +23,7 @@ const HISTORY_TAIL: usize = 10;
 
 #[derive(Args, Debug, Clone)]
 pub struct StatusArgs {
-    /// Inventory file or directory [default: $ZDM_INVENTORY, else ./inventory].
+    /// Inventory file or directory [default: $ZDMRUN_INVENTORY, else ./inventory].
     #[arg(short = 'i', long = "inventory", value_name = "PATH")]
     pub inventory: Option<PathBuf>,
 
@@ -142,7 +142,13 @@ pub async fn gather(inventory: &Inventory, timeout: Duration) -> anyhow::Result<
         .timeout(timeout)
         .connect_timeout(timeout)
         .build()?;
-    let fleet = proxies(inventory);
+    // Nothing recorded yet: no proxy has been deployed by a phase, so asking the fleet would
+    // only print a column of NOT READY (and wait for timeouts) on a fresh inventory.
+    let fleet = if is_fresh(&state) {
+        vec![]
+    } else {
+        proxies(inventory)
+    };
     let answers = futures::future::join_all(fleet.iter().map(|(name, url)| {
         let client = &client;
         async move {
@@ -228,8 +234,17 @@ fn event_word(e: Event) -> &'static str {
     }
 }
 
-/// The report for humans.
+/// No phase has been recorded for this inventory.
+fn is_fresh(state: &MigrationState) -> bool {
+    state.phase == crate::state::Phase::NotStarted && state.history.is_empty()
+}
+
+/// The report for humans. A migration that has not started is one line: there is nothing
+/// else to report.
 pub fn human(r: &StatusReport) -> String {
+    if r.phase == crate::state::Phase::NotStarted && r.history.is_empty() && r.lock.is_none() {
+        return format!("not started (nothing recorded in {})\n", r.state_file);
+    }
     let mut out = String::new();
     let mut line = |s: String| {
         out.push_str(&s);

@@ -3,10 +3,13 @@
 //! Sources, later wins: built-in defaults, the YAML file given with `--config`, then `ZDM_<NAME>`
 //! environment variables (the reference proxy's convention). Every key is checked: an unknown
 //! key or an invalid value stops the proxy at start with a message naming the setting (and the
-//! file and line, or the environment variable).
+//! file and line, or the environment variable). Every problem of a load is reported at once
+//! (see `config_problems`), with "did you mean" for a misspelt setting and no password in it.
 
 use std::fmt;
 use std::path::Path;
+
+use crate::config_problems::{did_you_mean, Problems};
 
 /// Which cluster answers reads and whose answer the client gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -310,10 +313,15 @@ impl Raw<'_> {
         match &self.value {
             RawValue::Yaml(serde_yaml_ng::Value::Bool(b)) => Ok(*b),
             RawValue::Yaml(serde_yaml_ng::Value::String(s)) | RawValue::Env(s) => {
+                // YAML 1.1's words too (`yes`/`no`/`on`/`off`): config files written for
+                // Ansible-era tools use them, and YAML 1.2 parsers read them as strings.
                 match s.trim().to_ascii_lowercase().as_str() {
-                    "true" => Ok(true),
-                    "false" => Ok(false),
-                    _ => Err(self.err(key, format!("`{s}` is not true or false"))),
+                    "true" | "yes" | "on" | "y" => Ok(true),
+                    "false" | "no" | "off" | "n" => Ok(false),
+                    _ => Err(self.err(
+                        key,
+                        format!("`{s}` is not true or false (nor yes/no, on/off)"),
+                    )),
                 }
             }
             _ => Err(self.err(key, "expected true or false")),
@@ -334,8 +342,40 @@ fn range<T: PartialOrd + fmt::Display + Copy>(
     Ok(v)
 }
 
+/// A TCP port setting: a number in 1..=65535, and a value outside that range is called a port
+/// out of range (not "not a valid integer", which is what parsing 70000 as a u16 would say).
+fn port(raw: &Raw<'_>, key: &str) -> Result<u16, ConfigError> {
+    let v: i64 = raw.number(key)?;
+    u16::try_from(v)
+        .ok()
+        .filter(|p| *p >= 1)
+        .ok_or_else(|| raw.err(key, format!("port {v} is out of range (1-65535)")))
+}
+
+/// "unknown setting", with the known setting it most likely meant.
+fn unknown_setting(origin: &str, key: &str) -> ConfigError {
+    let known = SETTINGS.iter().chain(crate::tls::SETTINGS).copied();
+    let hint = did_you_mean(key, known)
+        .map(|k| format!("; did you mean `{k}`?"))
+        .unwrap_or_default();
+    ConfigError(format!("{origin}: unknown setting `{key}`{hint}"))
+}
+
+/// Whether two listen addresses can be the same socket: equal (with `localhost` read as
+/// 127.0.0.1), or either one a wildcard that binds every address.
+fn addresses_overlap(a: &str, b: &str) -> bool {
+    let norm = |s: &str| match s.trim() {
+        "localhost" => "127.0.0.1".to_string(),
+        other => other.trim_matches(|c| c == '[' || c == ']').to_string(),
+    };
+    let (a, b) = (norm(a), norm(b));
+    let wildcard = |s: &str| s.is_empty() || s == "0.0.0.0" || s == "::";
+    a == b || wildcard(&a) || wildcard(&b)
+}
+
 impl Config {
-    /// Loads defaults, then the file (if any), then `ZDM_*` variables from `env`.
+    /// Loads defaults, then the file (if any), then `ZDM_*` variables from `env`. Every
+    /// problem found is reported in the one error returned.
     pub fn load(
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
@@ -343,25 +383,38 @@ impl Config {
         let mut cfg = Config::default();
         let mut primary_set = false;
         let mut read_mode_target_only = None;
+        let mut problems = Problems::default();
         if let Some(path) = file {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| ConfigError(format!("{}: cannot read: {e}", path.display())))?;
-            let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text)
-                .map_err(|e| ConfigError(format!("{}: not valid YAML: {e}", path.display())))?;
+            problems.note_text(&text);
+            let doc: Result<serde_yaml_ng::Value, _> = serde_yaml_ng::from_str(&text);
             let map = match doc {
-                serde_yaml_ng::Value::Mapping(m) => m,
-                serde_yaml_ng::Value::Null => Default::default(),
-                _ => {
-                    return Err(ConfigError(format!(
+                Ok(serde_yaml_ng::Value::Mapping(m)) => m,
+                Ok(serde_yaml_ng::Value::Null) => Default::default(),
+                Ok(_) => {
+                    problems.push(ConfigError(format!(
                         "{}: expected a mapping of setting names to values",
                         path.display()
-                    )))
+                    )));
+                    Default::default()
+                }
+                Err(e) => {
+                    problems.push(ConfigError(format!(
+                        "{}: not valid YAML: {e}",
+                        path.display()
+                    )));
+                    Default::default()
                 }
             };
             for (k, v) in map {
-                let key = k.as_str().ok_or_else(|| {
-                    ConfigError(format!("{}: setting names must be strings", path.display()))
-                })?;
+                let Some(key) = k.as_str() else {
+                    problems.push(ConfigError(format!(
+                        "{}: setting names must be strings",
+                        path.display()
+                    )));
+                    continue;
+                };
                 let line = text
                     .lines()
                     .position(|l| l.trim_start().starts_with(&format!("{key}:")))
@@ -372,7 +425,7 @@ impl Config {
                     value: RawValue::Yaml(v),
                     origin: &origin,
                 };
-                cfg.apply(key, &raw, &mut primary_set, &mut read_mode_target_only)?;
+                problems.keep(cfg.apply(key, &raw, &mut primary_set, &mut read_mode_target_only));
             }
         }
         let mut env: Vec<(String, String)> = env
@@ -382,23 +435,28 @@ impl Config {
         env.sort();
         for (name, value) in env {
             let key = name["ZDM_".len()..].to_ascii_lowercase();
+            problems.note_value(&key, &value);
             let origin = format!("environment variable {name}");
             let raw = Raw {
                 value: RawValue::Env(value),
                 origin: &origin,
             };
-            cfg.apply(&key, &raw, &mut primary_set, &mut read_mode_target_only)?;
+            problems.keep(cfg.apply(&key, &raw, &mut primary_set, &mut read_mode_target_only));
         }
         if let Some(origin) = read_mode_target_only {
             if primary_set && cfg.primary_cluster == Cluster::Origin {
-                return Err(ConfigError(format!(
+                problems.push(ConfigError(format!(
                     "`read_mode: TARGET_ONLY` ({origin}) contradicts `primary_cluster: ORIGIN`"
                 )));
             }
             cfg.primary_cluster = Cluster::Target;
         }
-        cfg.validate()?;
-        cfg.build_tls()?;
+        cfg.validate(&mut problems);
+        // TLS files are read only once everything else is valid.
+        if problems.is_empty() {
+            problems.keep(cfg.build_tls());
+        }
+        problems.finish()?;
         Ok(cfg)
     }
 
@@ -445,7 +503,7 @@ impl Config {
         if let Some(c) = cluster {
             match rest {
                 "contact_points" => c.contact_points = raw.list(key)?,
-                "port" => c.port = range(raw, key, raw.number(key)?, 1, 65535)?,
+                "port" => c.port = port(raw, key)?,
                 "username" => c.username = raw.string(key)?,
                 "password" => c.password = raw.string(key)?,
                 "local_datacenter" => c.local_datacenter = raw.string(key)?,
@@ -455,12 +513,7 @@ impl Config {
                 "request_timeout_ms" => {
                     c.request_timeout_ms = Some(range(raw, key, raw.number(key)?, 1, 3_600_000)?)
                 }
-                _ => {
-                    return Err(ConfigError(format!(
-                        "{}: unknown setting `{key}`",
-                        raw.origin
-                    )))
-                }
+                _ => return Err(unknown_setting(raw.origin, key)),
             }
             return Ok(());
         }
@@ -493,9 +546,7 @@ impl Config {
                 }
             }
             "proxy_listen_address" => self.proxy_listen_address = raw.string(key)?,
-            "proxy_listen_port" => {
-                self.proxy_listen_port = range(raw, key, raw.number(key)?, 1, 65535)?
-            }
+            "proxy_listen_port" => self.proxy_listen_port = port(raw, key)?,
             "proxy_topology_addresses" => self.proxy_topology_addresses = raw.list(key)?,
             "proxy_topology_index" => self.proxy_topology_index = raw.number(key)?,
             "proxy_topology_num_tokens" => {
@@ -529,7 +580,7 @@ impl Config {
             }
             "replace_cql_functions" => self.replace_cql_functions = raw.bool(key)?,
             "metrics_address" => self.metrics_address = raw.string(key)?,
-            "metrics_port" => self.metrics_port = range(raw, key, raw.number(key)?, 1, 65535)?,
+            "metrics_port" => self.metrics_port = port(raw, key)?,
             "metrics_prefix" => {
                 let p = raw.string(key)?;
                 if p.is_empty() || !p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
@@ -547,26 +598,21 @@ impl Config {
                 }
                 self.log_level = l;
             }
-            _ => {
-                return Err(ConfigError(format!(
-                    "{}: unknown setting `{key}`",
-                    raw.origin
-                )))
-            }
+            _ => return Err(unknown_setting(raw.origin, key)),
         }
         Ok(())
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    fn validate(&self, problems: &mut Problems) {
         for (name, c) in [("origin", &self.origin), ("target", &self.target)] {
             if c.contact_points.is_empty() {
-                return Err(ConfigError(format!(
+                problems.push(ConfigError(format!(
                     "setting `{name}_contact_points` is required (YAML key or ZDM_{}_CONTACT_POINTS)",
                     name.to_ascii_uppercase()
                 )));
             }
             if c.username.is_empty() != c.password.is_empty() {
-                return Err(ConfigError(format!(
+                problems.push(ConfigError(format!(
                     "settings `{name}_username` and `{name}_password` must be set together"
                 )));
             }
@@ -574,7 +620,7 @@ impl Config {
         if !self.proxy_topology_addresses.is_empty()
             && self.proxy_topology_index >= self.proxy_topology_addresses.len()
         {
-            return Err(ConfigError(format!(
+            problems.push(ConfigError(format!(
                 "setting `proxy_topology_index` is {} but `proxy_topology_addresses` has only {} entries",
                 self.proxy_topology_index,
                 self.proxy_topology_addresses.len()
@@ -583,7 +629,7 @@ impl Config {
         if self.forward_client_credentials_to_origin
             && self.forward_client_credentials_to_target == Some(true)
         {
-            return Err(ConfigError(
+            problems.push(ConfigError(
                 "settings `forward_client_credentials_to_origin: true` and \
                  `forward_client_credentials_to_target: true` contradict each other: the \
                  client's credentials can be checked by one cluster only (the other gets its \
@@ -593,12 +639,21 @@ impl Config {
         }
         for a in &self.proxy_topology_addresses {
             if a.parse::<std::net::IpAddr>().is_err() {
-                return Err(ConfigError(format!(
+                problems.push(ConfigError(format!(
                     "setting `proxy_topology_addresses`: `{a}` is not an IP address"
                 )));
             }
         }
-        Ok(())
+        if self.metrics_enabled
+            && self.metrics_port == self.proxy_listen_port
+            && addresses_overlap(&self.metrics_address, &self.proxy_listen_address)
+        {
+            problems.push(ConfigError(format!(
+                "settings `proxy_listen_port` and `metrics_port` are both {} on {} and {}: the \
+                 CQL listener and the metrics/health endpoint cannot share a port",
+                self.metrics_port, self.proxy_listen_address, self.metrics_address
+            )));
+        }
     }
 
     /// Reads the TLS files and builds what they configure; last, once everything else is valid.
@@ -885,6 +940,104 @@ mod tests {
         )
         .unwrap();
         assert!(!format!("{c:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once_with_a_suggestion_for_a_misspelt_setting() {
+        let e = Config::load(
+            None,
+            env(&[
+                MIN[0],
+                ("ZDM_METRICS_PORT", "70000"),
+                ("ZDM_PROXY_LISTEN_PROT", "9042"),
+                ("ZDM_READ_MODE", "SOMETIMES"),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("4 errors:\n"), "{e}");
+        assert!(
+            e.contains("`metrics_port`: port 70000 is out of range (1-65535)"),
+            "{e}"
+        );
+        assert!(
+            e.contains("unknown setting `proxy_listen_prot`; did you mean `proxy_listen_port`?"),
+            "{e}"
+        );
+        assert!(
+            e.contains("`read_mode`") && e.contains("target_contact_points"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn listen_and_metrics_ports_may_not_clash() {
+        let clash = |extra: &[(&str, &str)]| {
+            let mut e = env(MIN);
+            e.extend(env(extra));
+            Config::load(None, e)
+        };
+        let e = clash(&[("ZDM_PROXY_LISTEN_PORT", "14001")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`proxy_listen_port` and `metrics_port` are both 14001"),
+            "{e}"
+        );
+        assert!(clash(&[
+            ("ZDM_PROXY_LISTEN_PORT", "14001"),
+            ("ZDM_METRICS_ENABLED", "false")
+        ])
+        .is_ok());
+        assert!(clash(&[
+            ("ZDM_PROXY_LISTEN_PORT", "14001"),
+            ("ZDM_PROXY_LISTEN_ADDRESS", "10.0.0.5"),
+            ("ZDM_METRICS_ADDRESS", "10.0.0.6")
+        ])
+        .is_ok());
+        assert!(clash(&[
+            ("ZDM_PROXY_LISTEN_PORT", "14001"),
+            ("ZDM_PROXY_LISTEN_ADDRESS", "0.0.0.0"),
+            ("ZDM_METRICS_ADDRESS", "10.0.0.6")
+        ])
+        .is_err());
+    }
+
+    #[test]
+    fn yaml_1_1_booleans_are_accepted() {
+        let mut f = tempfile_in_target();
+        writeln!(
+            f.1,
+            "origin_contact_points: 10.0.0.1\ntarget_contact_points: 10.0.0.2\nmetrics_enabled: no\nreplace_cql_functions: yes\nforward_client_credentials_to_origin: on"
+        )
+        .unwrap();
+        let c = Config::load(Some(&f.0), vec![]).unwrap();
+        assert!(
+            !c.metrics_enabled && c.replace_cql_functions && c.forward_client_credentials_to_origin
+        );
+        let c = Config::load(None, env(&[MIN[0], MIN[1], ("ZDM_METRICS_ENABLED", "On")])).unwrap();
+        assert!(c.metrics_enabled);
+    }
+
+    #[test]
+    fn errors_never_show_a_password_even_under_a_misspelt_key() {
+        let mut f = tempfile_in_target();
+        writeln!(
+            f.1,
+            "origin_contact_points: 10.0.0.1\ntarget_contact_points: 10.0.0.2\norigin_username: u\norigin_password: Pa55-hunter\ntarget_pasword: Tg7-secret\norigin_port: Pa55-hunter"
+        )
+        .unwrap();
+        let e = Config::load(Some(&f.0), env(&[("ZDM_TARGET_PASSWD", "Env-pw-77")]))
+            .unwrap_err()
+            .to_string();
+        for pw in ["Pa55-hunter", "Tg7-secret", "Env-pw-77"] {
+            assert!(!e.contains(pw), "{pw} in: {e}");
+        }
+        assert!(
+            e.contains("`origin_port`") && e.contains("<redacted>"),
+            "{e}"
+        );
+        assert!(e.contains("did you mean `target_password`?"), "{e}");
     }
 
     fn tempfile_in_target() -> (std::path::PathBuf, std::fs::File) {

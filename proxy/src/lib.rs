@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod config;
+pub mod config_problems;
 pub mod connection;
 pub mod consistency;
 pub mod cql_functions;
@@ -29,3 +30,14 @@ pub mod topology_where;
 pub mod wire;
 pub mod write_metrics;
 pub mod write_rewrite;
+
+/// What `--version` prints after the program name: the package version, the commit it was
+/// built from and the build date (set by the build script).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("ZDMRUN_BUILD_COMMIT"),
+    ", built ",
+    env!("ZDMRUN_BUILD_DATE"),
+    ")"
+);

@@ -8,7 +8,7 @@ use zdm_proxy::config::Config;
 
 /// CQL proxy that writes to origin and target and reads from the primary.
 #[derive(Parser)]
-#[command(name = "zdm-proxy", version)]
+#[command(name = "zdm-proxy", version = zdm_proxy::VERSION)]
 struct Cli {
     /// Configuration file (YAML); settings may also come from ZDM_* environment variables.
     #[arg(long)]

@@ -39,7 +39,7 @@ pub struct ConnectionArgs {
     #[arg(long)]
     pub origin_username: Option<String>,
     /// Origin password (default: inventory `origin_password`).
-    #[arg(long, env = "ZDM_DATA_ORIGIN_PASSWORD", hide_env_values = true)]
+    #[arg(long, env = "ZDMRUN_DATA_ORIGIN_PASSWORD", hide_env_values = true)]
     pub origin_password: Option<String>,
     /// Target contact points, comma separated (default: inventory `target_contact_points`).
     #[arg(long)]
@@ -51,7 +51,7 @@ pub struct ConnectionArgs {
     #[arg(long)]
     pub target_username: Option<String>,
     /// Target password (default: inventory `target_password`).
-    #[arg(long, env = "ZDM_DATA_TARGET_PASSWORD", hide_env_values = true)]
+    #[arg(long, env = "ZDMRUN_DATA_TARGET_PASSWORD", hide_env_values = true)]
     pub target_password: Option<String>,
 }
 
@@ -272,13 +272,22 @@ pub fn data_config(common: &CommonArgs) -> anyhow::Result<(DataConfig, Selection
         None => InventoryVars::empty(),
     };
     let c = &common.connection;
+    // The deprecated ZDM_DATA_* names still work (clap reads only the ZDMRUN_* ones).
+    let origin_password = c
+        .origin_password
+        .clone()
+        .or_else(|| crate::own_env::var("DATA_ORIGIN_PASSWORD"));
+    let target_password = c
+        .target_password
+        .clone()
+        .or_else(|| crate::own_env::var("DATA_TARGET_PASSWORD"));
     let origin = cluster_config(
         "origin",
         &vars,
         &c.origin_contact_points,
         c.origin_port,
         &c.origin_username,
-        &c.origin_password,
+        &origin_password,
         common.origin_rate,
     )?;
     let target = cluster_config(
@@ -287,7 +296,7 @@ pub fn data_config(common: &CommonArgs) -> anyhow::Result<(DataConfig, Selection
         &c.target_contact_points,
         c.target_port,
         &c.target_username,
-        &c.target_password,
+        &target_password,
         common.target_rate,
     )?;
     anyhow::ensure!(common.page_size >= 1, "--page-size must be at least 1");
@@ -308,7 +317,7 @@ pub fn data_config(common: &CommonArgs) -> anyhow::Result<(DataConfig, Selection
     ))
 }
 
-/// Log lines of a migrate or validate run (`-v`, `ZDM_LOG`: a driver error may quote what it
+/// Log lines of a migrate or validate run (`-v`, `ZDMRUN_LOG`: a driver error may quote what it
 /// was given) pass through the same masking as a playbook run's, knowing both passwords.
 fn mask_passwords_in_logs(origin: &ClusterConfig, target: &ClusterConfig) {
     let redactor = crate::secrets::Redactor::default();

@@ -21,8 +21,9 @@ pub use range::expand_host_range;
 pub use vars_dirs::read_vars_file;
 use vars_dirs::VarsDir;
 
-/// Environment variable that names the default inventory when `-i` is absent.
-pub const INVENTORY_ENV: &str = "ZDM_INVENTORY";
+/// Environment variable that names the default inventory when `-i` is absent:
+/// `ZDMRUN_INVENTORY` (the deprecated `ZDM_INVENTORY` is still read; see `own_env`).
+pub const INVENTORY_ENV: &str = "INVENTORY";
 /// Default inventory location, relative to the working directory.
 pub const DEFAULT_INVENTORY: &str = "inventory";
 
@@ -54,13 +55,13 @@ pub struct Inventory {
 }
 
 impl Inventory {
-    /// Loads `path` (a file or a directory). Without a path, uses `$ZDM_INVENTORY`, then
+    /// Loads `path` (a file or a directory). Without a path, uses `$ZDMRUN_INVENTORY`, then
     /// `./inventory` if it exists; otherwise an empty inventory (only implicit `localhost`).
     pub fn load(path: Option<&Path>) -> Result<Inventory, InventoryError> {
         let chosen = match path {
             Some(p) => Some(p.to_path_buf()),
-            None => match std::env::var_os(INVENTORY_ENV) {
-                Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
+            None => match crate::own_env::var(INVENTORY_ENV) {
+                Some(p) => Some(PathBuf::from(p)),
                 _ => {
                     let d = PathBuf::from(DEFAULT_INVENTORY);
                     d.exists().then_some(d)

@@ -147,12 +147,12 @@ impl Module for Command {
                 failed: out.rc != 0,
                 ..Default::default()
             };
-            if out.rc != 0 {
-                r.msg = Some(format!("non-zero return code {}", out.rc));
-            }
             let lines = |s: &str| Value::from(s.lines().map(str::to_string).collect::<Vec<_>>());
             let stdout = out.stdout.trim_end_matches('\n').to_string();
             let stderr = out.stderr.trim_end_matches('\n').to_string();
+            if out.rc != 0 {
+                r.msg = Some(failure_message(out.rc, &stderr, &stdout));
+            }
             r.data.insert("cmd".into(), Value::String(shown));
             r.data.insert("rc".into(), Value::from(out.rc));
             r.data.insert("stdout_lines".into(), lines(&stdout));
@@ -163,6 +163,39 @@ impl Module for Command {
         }
         .boxed()
     }
+}
+
+/// Lines of each stream a failure message shows: enough for the error an operator needs
+/// (the last lines are where programs print why they stopped), short enough to read.
+const TAIL_LINES: usize = 10;
+
+/// What a failed command says: its return code, then the tail of stderr and of stdout
+/// (Ansible shows both whole in its result; the full text stays in the registered result).
+pub fn failure_message(rc: i32, stderr: &str, stdout: &str) -> String {
+    format!("non-zero return code {rc}{}", output_tail(stderr, stdout))
+}
+
+/// The last lines of stderr and stdout, each under its name on lines of their own (empty
+/// when both are empty).
+pub fn output_tail(stderr: &str, stdout: &str) -> String {
+    let mut msg = String::new();
+    for (name, text) in [("stderr", stderr), ("stdout", stdout)] {
+        let all: Vec<&str> = text.lines().collect();
+        if all.iter().all(|l| l.trim().is_empty()) {
+            continue;
+        }
+        let tail = &all[all.len().saturating_sub(TAIL_LINES)..];
+        let head = if tail.len() < all.len() {
+            format!("{name} (last {} of {} lines)", tail.len(), all.len())
+        } else {
+            name.to_string()
+        };
+        msg.push_str(&format!("\n  {head}:"));
+        for l in tail {
+            msg.push_str(&format!("\n    {l}"));
+        }
+    }
+    msg
 }
 
 #[cfg(test)]
@@ -176,5 +209,22 @@ mod tests {
             vec!["echo", "a b", "c d", "e f", "$HOME"]
         );
         assert!(split_argv("echo 'open").is_err());
+    }
+
+    #[test]
+    fn a_failure_shows_the_return_code_and_the_tail_of_both_streams() {
+        let long: String = (1..=25).map(|i| format!("line {i}\n")).collect();
+        let m = failure_message(3, "boom", &long);
+        assert!(
+            m.starts_with("non-zero return code 3\n  stderr:\n    boom\n"),
+            "{m}"
+        );
+        assert!(
+            m.contains("stdout (last 10 of 25 lines):\n    line 16\n"),
+            "{m}"
+        );
+        assert!(m.ends_with("    line 25"), "{m}");
+        assert!(!m.contains("line 15\n"), "{m}");
+        assert_eq!(failure_message(1, "", " \n"), "non-zero return code 1");
     }
 }

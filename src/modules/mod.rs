@@ -6,7 +6,7 @@
 //! [`Module::apply`] carries out exactly what the query planned. Check mode stops after the
 //! query, so a dry run and a real run cannot disagree about what would change.
 
-mod command;
+pub mod command;
 mod fetch;
 mod file;
 mod files_common;
@@ -135,6 +135,7 @@ pub trait Module: Send + Sync {
 // The migration's own modules: gates and the phase record.
 mod zdm_client_gate;
 mod zdm_common;
+pub use zdm_common::is_gate_result;
 mod zdm_config_change;
 mod zdm_data;
 mod zdm_health_gate;

@@ -123,7 +123,11 @@ impl PlayVars {
 /// with that reason instead of writing `{{ ... }}` literally into a file.
 fn resolve(vars: &mut Vars, protected: &BTreeSet<&String>, templar: &Templar) {
     let mut failures: BTreeMap<String, String> = BTreeMap::new();
+    // The filters mask what they make of a secret only if the secret is known before they
+    // run: `b64: "{{ db_password | b64encode }}"` is rendered right here.
+    let secrets = templar.redactor();
     for _ in 0..RESOLVE_PASSES {
+        secrets.add_from_vars(vars);
         let pending: Vec<String> = vars
             .iter()
             .filter(|(k, v)| !protected.contains(k) && has_template(v))

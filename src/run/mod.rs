@@ -454,8 +454,14 @@ impl<'a> Runner<'a> {
             Ok(true) => targets.iter().take(1).cloned().collect(),
             _ => targets.clone(),
         };
-        self.out
-            .task_start(&task.display_name(), handler, &run_hosts);
+        self.out.task_start(
+            &task.display_name(),
+            handler,
+            &run_hosts,
+            task.tags
+                .iter()
+                .any(|t| t == crate::output::BOOKKEEPING_TAG),
+        );
         let env = TaskEnv {
             task,
             play: &play.name,
@@ -465,6 +471,7 @@ impl<'a> Runner<'a> {
             templar: self.templar,
             redactor: self.redactor,
             pool: &self.pool,
+            out: self.out,
         };
         let mut outcomes: Vec<HostOutcome> = Vec::new();
         if let Err(msg) = &run_once {

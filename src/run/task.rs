@@ -33,6 +33,8 @@ pub struct TaskEnv<'a> {
     pub templar: &'a Templar,
     pub redactor: &'a Redactor,
     pub pool: &'a transport::Pool,
+    /// Where `until` retries are announced while the task runs.
+    pub out: &'a crate::output::Reporter,
 }
 
 /// Everything one host produced for a task.
@@ -70,6 +72,7 @@ impl TaskEnv<'_> {
             summary: None,
             diff: None,
             item: item.map(display),
+            show_msg: false,
         }
     }
 
@@ -268,6 +271,7 @@ pub async fn run_on_host(env: &TaskEnv<'_>, host: &str, mut vars: Vars) -> HostO
         match &registered.0 {
             Some(r) => {
                 report.msg = r.result.msg.clone();
+                report.show_msg = modules::is_gate_result(&r.result);
                 report.summary = r.summary.clone();
                 report.diff = r.diff.clone();
             }
@@ -496,14 +500,9 @@ async fn run_item(
             if !done {
                 item.status = TaskStatus::Failed;
                 item.result.failed = true;
-                let last = item.result.msg.clone().unwrap_or_default();
                 item.result.msg = Some(format!(
-                    "condition not met after {attempt} attempt(s){}",
-                    if last.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {last}")
-                    }
+                    "condition not met after {attempt} attempt(s); last result: {}",
+                    last_result(&item.result)
                 ));
             }
             item.result
@@ -511,9 +510,36 @@ async fn run_item(
                 .insert("attempts".into(), Value::from(attempt));
             return Ok(item);
         }
-        tracing::debug!(host, task = %task.display_name(), attempt, "until not met, retrying");
+        if !no_log {
+            env.out
+                .retrying(host, &task.display_name(), retries + 1 - attempt);
+        }
         tokio::time::sleep(Duration::from_secs_f64(delay)).await;
     }
+}
+
+/// The last attempt of an `until` loop that gave up, in words: its message, else what it
+/// measured (a command's return code and output tail, a request's HTTP status), so the
+/// operator sees why the condition never held.
+fn last_result(r: &ModResult) -> String {
+    let text = |k: &str| r.data.get(k).map(display).unwrap_or_default();
+    let mut out = r.msg.clone().filter(|m| !m.is_empty()).unwrap_or_default();
+    if out.is_empty() {
+        if let Some(rc) = r.data.get("rc") {
+            out = format!(
+                "return code {}{}",
+                display(rc),
+                modules::command::output_tail(&text("stderr"), &text("stdout"))
+            );
+        } else if let Some(st) = r.data.get("status") {
+            out = format!("status {}", display(st));
+        } else if r.data.is_empty() {
+            out = "no output".into();
+        } else {
+            out = serde_json::to_string(&r.data).unwrap_or_default();
+        }
+    }
+    out
 }
 
 /// In check mode, what `changed_when` will say of a command that is not run: `Some` only

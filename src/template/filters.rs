@@ -64,11 +64,11 @@ fn to_yaml(v: &Value, _kwargs: Kwargs) -> Result<String, Error> {
     serde_yaml_ng::to_string(&j).map_err(|e| err(format!("to_yaml: {e}")))
 }
 
-fn to_json(v: &Value, _kwargs: Kwargs) -> Result<String, Error> {
+pub(super) fn to_json(v: &Value, _kwargs: Kwargs) -> Result<String, Error> {
     serde_json::to_string(&to_json_value(v)?).map_err(|e| err(format!("to_json: {e}")))
 }
 
-fn to_nice_json(v: &Value, _kwargs: Kwargs) -> Result<String, Error> {
+pub(super) fn to_nice_json(v: &Value, _kwargs: Kwargs) -> Result<String, Error> {
     serde_json::to_string_pretty(&to_json_value(v)?).map_err(|e| err(format!("to_json: {e}")))
 }
 
@@ -84,7 +84,7 @@ fn from_yaml(s: String) -> Result<Value, Error> {
     Ok(Value::from_serialize(crate::vars::yaml_to_json(&y)))
 }
 
-fn b64encode(s: String) -> String {
+pub(super) fn b64encode(s: String) -> String {
     base64::engine::general_purpose::STANDARD.encode(s.as_bytes())
 }
 
@@ -97,7 +97,7 @@ fn b64decode(s: String) -> Result<String, Error> {
 
 /// `regex_replace(pattern, replacement, ignorecase=false)`. The replacement uses Python's
 /// `\1` / `\g<name>` group syntax as in Ansible.
-fn regex_replace(
+pub(super) fn regex_replace(
     s: String,
     pattern: String,
     replacement: Option<String>,
@@ -246,7 +246,7 @@ fn checksum(s: String) -> Result<String, Error> {
 }
 
 /// Shell-quotes a value so it is one word for `/bin/sh`.
-fn quote(s: String) -> String {
+pub(super) fn quote(s: String) -> String {
     if !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "@%+=:,./-_".contains(c))

@@ -6,6 +6,7 @@
 //! Jinja expressions.
 
 mod filters;
+mod secret_filters;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -35,6 +36,9 @@ pub struct Templar {
     env: Environment<'static>,
     /// Directories `{% include %}` / `{% import %}` / `{% extends %}` search, in order.
     search: Arc<RwLock<Vec<PathBuf>>>,
+    /// The secrets the text-changing filters report their outputs to (see
+    /// `secret_filters`); the run masks its output with this same set.
+    redactor: crate::secrets::Redactor,
 }
 
 impl Default for Templar {
@@ -51,6 +55,8 @@ impl Templar {
         env.set_keep_trailing_newline(true);
         env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
         filters::register(&mut env);
+        let redactor = crate::secrets::Redactor::default();
+        secret_filters::register(&mut env, &redactor);
         let search: Arc<RwLock<Vec<PathBuf>>> = Arc::default();
         let dirs = search.clone();
         env.set_loader(move |name| {
@@ -71,7 +77,16 @@ impl Templar {
             }
             Ok(None)
         });
-        Templar { env, search }
+        Templar {
+            env,
+            search,
+            redactor,
+        }
+    }
+
+    /// The secret set this engine's filters add to: the run's redactor.
+    pub fn redactor(&self) -> crate::secrets::Redactor {
+        self.redactor.clone()
     }
 
     /// Adds a directory where included templates are looked for (the playbook's

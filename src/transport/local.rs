@@ -3,7 +3,7 @@
 //! An optional *root* (`zdm_local_root` host variable) prefixes every absolute path, so that
 //! several inventory hosts with `ansible_connection: local` can each own a private directory
 //! tree on one machine (`/opt/zdm-proxy` of host h1 becomes `<root>/opt/zdm-proxy`). Commands
-//! run with the root as working directory and `ZDM_LOCAL_ROOT` in their environment.
+//! run with the root as working directory and `ZDMRUN_LOCAL_ROOT` in their environment.
 
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
@@ -184,8 +184,22 @@ impl Transport for LocalTransport {
                 c.args(args);
                 c
             };
+            // zdm-run's own variables under their old ZDM_* names would be read by a
+            // zdm-proxy the command starts (or checks) as unknown settings.
+            for old in crate::own_env::legacy_names() {
+                cmd.env_remove(old);
+            }
             if let Some(root) = &self.root {
-                cmd.env("ZDM_LOCAL_ROOT", root);
+                cmd.env(crate::own_env::name("LOCAL_ROOT"), root);
+                // The old name only for a shell line that still reads it, with a warning.
+                if spec
+                    .shell
+                    .as_deref()
+                    .is_some_and(|s| s.contains("ZDM_LOCAL_ROOT"))
+                {
+                    crate::own_env::deprecated("ZDM_LOCAL_ROOT", "ZDMRUN_LOCAL_ROOT");
+                    cmd.env("ZDM_LOCAL_ROOT", root);
+                }
                 cmd.current_dir(root);
             }
             if let Some(dir) = &spec.chdir {

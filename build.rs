@@ -1,0 +1,2 @@
+// The commit and build date for `--version` (see build-support/version.rs).
+include!("build-support/version.rs");
