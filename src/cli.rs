@@ -48,6 +48,8 @@ pub enum Command {
     Validate(crate::data::cli::ValidateArgs),
     /// Show the migration's phase, each proxy's readiness, the last gate results and history.
     Status(crate::status::StatusArgs),
+    /// Serve the migration's phase and last gate results as Prometheus metrics (`/metrics`).
+    Metrics(crate::migration_metrics::MetricsArgs),
 }
 
 /// Arguments of the default (playbook) mode.
@@ -181,6 +183,15 @@ pub fn main() -> ExitCode {
                 exit::ERROR
             }
         }),
+        Some(Command::Metrics(args)) => {
+            ExitCode::from(match crate::migration_metrics::run(args) {
+                Ok(code) => code,
+                Err(e) => {
+                    error(&format!("{e:#}"));
+                    exit::ERROR
+                }
+            })
+        }
         Some(command) => ExitCode::from(run_subcommand(command)),
     }
 }
@@ -198,7 +209,9 @@ fn run_subcommand(command: Command) -> u8 {
         match command {
             Command::Migrate(args) => crate::data::cli::run_migrate(args).await,
             Command::Validate(args) => crate::data::cli::run_validate(args).await,
-            Command::Status(_) => unreachable!("status runs on its own"),
+            Command::Status(_) | Command::Metrics(_) => {
+                unreachable!("status and metrics run on their own")
+            }
         }
     });
     match result {
