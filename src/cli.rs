@@ -183,15 +183,13 @@ pub fn main() -> ExitCode {
                 exit::ERROR
             }
         }),
-        Some(Command::Metrics(args)) => {
-            ExitCode::from(match crate::migration_metrics::run(args) {
-                Ok(code) => code,
-                Err(e) => {
-                    error(&format!("{e:#}"));
-                    exit::ERROR
-                }
-            })
-        }
+        Some(Command::Metrics(args)) => ExitCode::from(match crate::migration_metrics::run(args) {
+            Ok(code) => code,
+            Err(e) => {
+                error(&format!("{e:#}"));
+                exit::ERROR
+            }
+        }),
         Some(command) => ExitCode::from(run_subcommand(command)),
     }
 }

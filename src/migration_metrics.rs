@@ -34,7 +34,11 @@ pub struct MetricsArgs {
     pub inventory: Option<PathBuf>,
 
     /// Address and port to serve `/metrics` on.
-    #[arg(long = "listen", value_name = "ADDR:PORT", default_value = "127.0.0.1:9187")]
+    #[arg(
+        long = "listen",
+        value_name = "ADDR:PORT",
+        default_value = "127.0.0.1:9187"
+    )]
     pub listen: SocketAddr,
 
     /// Print the metrics once to stdout and exit instead of serving them.
@@ -169,8 +173,7 @@ fn current(store: &StateStore) -> String {
 /// Runs `zdm-run metrics`; returns the exit code.
 pub fn run(args: MetricsArgs) -> anyhow::Result<u8> {
     let inventory = Inventory::load(args.inventory.as_deref()).map_err(|e| anyhow::anyhow!(e.0))?;
-    let store =
-        StateStore::beside_inventory(inventory.source.as_deref().unwrap_or(Path::new(".")));
+    let store = StateStore::beside_inventory(inventory.source.as_deref().unwrap_or(Path::new(".")));
     if args.once {
         print!("{}", current(&store));
         return Ok(0);
@@ -200,8 +203,7 @@ async fn serve(listen: SocketAddr, store: StateStore) -> anyhow::Result<()> {
             let mut buf = vec![0u8; 8192];
             let mut n = 0;
             while n < buf.len() {
-                match tokio::time::timeout(Duration::from_secs(5), sock.read(&mut buf[n..])).await
-                {
+                match tokio::time::timeout(Duration::from_secs(5), sock.read(&mut buf[n..])).await {
                     Ok(Ok(0)) | Err(_) | Ok(Err(_)) => break,
                     Ok(Ok(k)) => n += k,
                 }
@@ -247,7 +249,10 @@ mod tests {
         s.phase = Phase::Phase3;
         s.completed = false;
         let text = render(Ok(&s));
-        assert!(text.contains("zdm_migration_phase{phase=\"phase3\"} 1\n"), "{text}");
+        assert!(
+            text.contains("zdm_migration_phase{phase=\"phase3\"} 1\n"),
+            "{text}"
+        );
         assert!(text.contains("zdm_migration_phase{phase=\"phase2\"} 0\n"));
         assert!(text.contains("zdm_migration_phase_number 3\n"));
         assert!(text.contains("zdm_migration_phase_completed 0\n"));

@@ -46,12 +46,17 @@ const WIPE_PROMETHEUS: &str = "p=$(cat /var/lib/prometheus/run/prometheus.pid 2>
 
 impl<'a> Monitoring<'a> {
     fn take(fleet: &'a Fleet) -> Monitoring<'a> {
-        let host = fleet.sb.env.get("SANDBOX_MONITORING_HOST").cloned().unwrap_or_else(|| {
-            panic!(
-                "the sandbox has no monitoring host (SANDBOX_MONITORING_HOST): run \
+        let host = fleet
+            .sb
+            .env
+            .get("SANDBOX_MONITORING_HOST")
+            .cloned()
+            .unwrap_or_else(|| {
+                panic!(
+                    "the sandbox has no monitoring host (SANDBOX_MONITORING_HOST): run \
                  scripts/sandbox.sh up (or scripts/sandbox.sh monitoring on a running sandbox)"
-            )
-        });
+                )
+            });
         fleet.ssh(MON, WIPE_PROMETHEUS);
         Monitoring {
             fleet,
@@ -117,7 +122,14 @@ impl RouteCut {
             to: to.into(),
         };
         let out = Command::new("ip")
-            .args(["-n", netns, "route", "add", "blackhole", &format!("{to}/32")])
+            .args([
+                "-n",
+                netns,
+                "route",
+                "add",
+                "blackhole",
+                &format!("{to}/32"),
+            ])
             .output()
             .expect("run ip");
         assert!(
@@ -346,7 +358,10 @@ async fn prometheus_scrapes_the_fleet_every_panel_and_alert_evaluates_and_logs_a
         plan.out
     );
     let config = fleet.ssh(MON, "cat /etc/prometheus/prometheus.yml");
-    assert!(!config.contains("10.213.0.14"), "check mode changed the config");
+    assert!(
+        !config.contains("10.213.0.14"),
+        "check mode changed the config"
+    );
     for h in HOSTS {
         assert!(
             config.contains(&format!("\"{}:14001\"", fleet.address(h))),
@@ -358,11 +373,20 @@ async fn prometheus_scrapes_the_fleet_every_panel_and_alert_evaluates_and_logs_a
     let deadline = Instant::now() + Duration::from_secs(60);
     let targets = loop {
         let v = mon.api("/api/v1/targets", &[("state", "active")]).await;
-        let active = v["data"]["activeTargets"].as_array().cloned().unwrap_or_default();
+        let active = v["data"]["activeTargets"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         let up: Vec<String> = active
             .iter()
             .filter(|t| t["health"] == "up")
-            .map(|t| format!("{} {}", t["labels"]["job"].as_str().unwrap_or(""), t["scrapeUrl"].as_str().unwrap_or("")))
+            .map(|t| {
+                format!(
+                    "{} {}",
+                    t["labels"]["job"].as_str().unwrap_or(""),
+                    t["scrapeUrl"].as_str().unwrap_or("")
+                )
+            })
             .collect();
         if up.len() == 4 {
             break up;
@@ -413,7 +437,10 @@ async fn prometheus_scrapes_the_fleet_every_panel_and_alert_evaluates_and_logs_a
         .await
         .unwrap();
     let rate: f64 = rate[0]["value"][1].as_str().unwrap().parse().unwrap();
-    assert!(rate > 10.0, "the workload's requests must show: {rate} req/s");
+    assert!(
+        rate > 10.0,
+        "the workload's requests must show: {rate} req/s"
+    );
     let phase = mon.query("zdm_migration_phase == 1").await.unwrap();
     assert_eq!(phase.len(), 1, "{phase:?}");
     assert_eq!(phase[0]["metric"]["phase"], "phase3", "{phase:?}");
@@ -435,9 +462,12 @@ async fn prometheus_scrapes_the_fleet_every_panel_and_alert_evaluates_and_logs_a
             .flatten()
             .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
             .collect();
-        let evaluated = rules
-            .iter()
-            .all(|r| !r["lastEvaluation"].as_str().unwrap_or("0001").starts_with("0001"));
+        let evaluated = rules.iter().all(|r| {
+            !r["lastEvaluation"]
+                .as_str()
+                .unwrap_or("0001")
+                .starts_with("0001")
+        });
         if rules.len() >= 6 && evaluated {
             break rules;
         }
@@ -462,13 +492,26 @@ async fn prometheus_scrapes_the_fleet_every_panel_and_alert_evaluates_and_logs_a
         "ZdmShadowReadMismatches",
         "ZdmTargetLatencyFarAboveOrigin",
     ] {
-        assert!(alert_names.iter().any(|n| n == want), "{want} missing: {alert_names:?}");
+        assert!(
+            alert_names.iter().any(|n| n == want),
+            "{want} missing: {alert_names:?}"
+        );
     }
-    let before = mon.query("ALERTS{alertname=\"ZdmProxyNotReady\"}").await.unwrap();
-    assert!(before.is_empty(), "readiness alert on a healthy fleet: {before:?}");
+    let before = mon
+        .query("ALERTS{alertname=\"ZdmProxyNotReady\"}")
+        .await
+        .unwrap();
+    assert!(
+        before.is_empty(),
+        "readiness alert on a healthy fleet: {before:?}"
+    );
 
     let report = workload.stop().await;
-    assert!(report.acked.len() > 100, "the workload barely ran: {}", report.acked.len());
+    assert!(
+        report.acked.len() > 100,
+        "the workload barely ran: {}",
+        report.acked.len()
+    );
     drop(session);
 
     // zdm-h3 loses its route to target: its proxy turns unready and the alert fires for it.
@@ -524,7 +567,11 @@ async fn prometheus_scrapes_the_fleet_every_panel_and_alert_evaluates_and_logs_a
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
-    assert_eq!(archives.len(), 1, "one archive and nothing else: {archives:?}");
+    assert_eq!(
+        archives.len(),
+        1,
+        "one archive and nothing else: {archives:?}"
+    );
     let archive = &archives[0];
     let name = archive.file_name().unwrap().to_string_lossy().to_string();
     assert!(
@@ -545,13 +592,20 @@ async fn prometheus_scrapes_the_fleet_every_panel_and_alert_evaluates_and_logs_a
         .arg(&unpacked)
         .output()
         .unwrap();
-    assert!(tar.status.success(), "{}", String::from_utf8_lossy(&tar.stderr));
+    assert!(
+        tar.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tar.stderr)
+    );
     let root = unpacked.join(name.trim_end_matches(".tar.gz"));
     for h in HOSTS {
         let dir = root.join("proxies").join(h);
         let log = std::fs::read_to_string(dir.join("zdm-proxy.log"))
             .unwrap_or_else(|e| panic!("{h}'s log: {e}"));
-        assert!(log.contains("zdm-run starts zdm-proxy"), "{h}'s log:\n{log}");
+        assert!(
+            log.contains("zdm-run starts zdm-proxy"),
+            "{h}'s log:\n{log}"
+        );
         let config = std::fs::read_to_string(dir.join("zdm-proxy.yml"))
             .unwrap_or_else(|e| panic!("{h}'s config: {e}"));
         assert!(
