@@ -332,7 +332,7 @@ async fn prometheus_scrapes_the_fleet_every_panel_and_alert_evaluates_and_logs_a
     // host does not exist, so nothing is applied).
     let grown = inv.path().join("grown");
     std::fs::create_dir(&grown).unwrap();
-    let hosts = std::fs::read_to_string(&inv_file).unwrap();
+    let hosts = std::fs::read_to_string(inv_file).unwrap();
     let last = format!("          ansible_host: \"{}\"\n", fleet.address("zdm-h3"));
     assert!(hosts.contains(&last), "{hosts}");
     std::fs::write(
