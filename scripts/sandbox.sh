@@ -13,6 +13,9 @@
 #                                    zdm-h1 and zdm-h2
 #   scripts/sandbox.sh users         add the sudo-capable operator account zdmops to a running
 #                                    sandbox (`up` does it too; `down --purge` removes it)
+#   scripts/sandbox.sh monitoring    add the monitoring host zdm-mon (10.213.0.9, group
+#                                    `monitoring`) and the prometheus package to a running
+#                                    sandbox, touching nothing else (`up` does it too)
 #
 # Fault switches for tests:
 #   cut HOST | restore HOST          take a proxy host off the network and bring it back
@@ -69,7 +72,16 @@ host_index() { # zdm-h2 -> 2
   ((i >= 1 && i <= FLEET_SIZE)) || die "unknown host '$name' (fleet has ${HP}1..$HP$FLEET_SIZE)"
   echo "$i"
 }
-host_ip() { echo "$NET.$((10 + $1))"; }
+# Hosts are numbered 1..FLEET_SIZE (the proxy hosts zdm-hN) or `mon`, the monitoring host.
+MON=mon
+MON_IP=$NET.9
+host_name() { if [[ $1 == "$MON" ]]; then echo "$PREFIX-mon"; else echo "$HP$1"; fi; }
+host_ip() { if [[ $1 == "$MON" ]]; then echo "$MON_IP"; else echo "$NET.$((10 + $1))"; fi; }
+# Every host of the sandbox: the fleet, then the monitoring host.
+all_hosts() {
+  seq 1 "$FLEET_SIZE"
+  echo "$MON"
+}
 check_cluster() { [[ $1 == origin || $1 == target ]] || die "unknown cluster '$1' (origin|target)"; }
 
 # `grep -q` on a pipe would close it early and, with pipefail, fail the pipeline: read it whole.
@@ -116,6 +128,28 @@ install_packages() {
     apt-get update -qq >/dev/null
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
+  install_prometheus
+}
+
+# The monitoring host runs Debian's Prometheus (playbooks/monitoring.yml starts it there). The
+# hosts' namespaces have no route off the machine, so the package is installed here, in the
+# root namespace; the playbook's `package` task then finds it installed. Its maintainer script
+# would start a Prometheus in the root namespace: a policy-rc.d that refuses every start (unless
+# the machine has one already) keeps it from doing so.
+install_prometheus() {
+  [[ $(dpkg-query -W -f='${Status}' prometheus 2>/dev/null) == *"ok installed" ]] && return 0
+  log "installing packages: prometheus"
+  local policy=/usr/sbin/policy-rc.d ours=
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\n# scripts/sandbox.sh: no service starts while it installs prometheus\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
+    ours=1
+  fi
+  apt-get update -qq >/dev/null
+  local rc=0
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null || rc=$?
+  [[ -z $ours ]] || rm -f "$policy"
+  ((rc == 0)) || die "apt-get could not install prometheus"
 }
 
 # Cassandra 5.0 runs on JDK 11 or 17 only, and machines often have a newer default `java`:
@@ -208,11 +242,30 @@ ensure_network() {
     has_addr "$ns" eth0 "$(host_ip "$i")" ||
       ip -n "$ns" addr add "$(host_ip "$i")/24" dev eth0
   done
+  ensure_host_network "$MON"
+}
+
+# One host's namespace and its port on the bridge (used for the monitoring host on its own,
+# so adding it never touches a proxy host a test may have cut off).
+ensure_host_network() {
+  local i=$1 ns veth
+  ns=$(host_name "$i")
+  veth=$ns-br
+  has_netns "$ns" || ip netns add "$ns"
+  if ! ip link show "$veth" >/dev/null 2>&1; then
+    ip link add "$veth" type veth peer name eth0 netns "$ns"
+    ip link set "$veth" master "$BRIDGE"
+  fi
+  ip link set "$veth" up
+  ip -n "$ns" link set lo up
+  ip -n "$ns" link set eth0 up
+  has_addr "$ns" eth0 "$(host_ip "$i")" ||
+    ip -n "$ns" addr add "$(host_ip "$i")/24" dev eth0
 }
 
 remove_network() {
   local ns
-  for ns in $(ip netns list | awk '{print $1}' | grep -E "^$HP[0-9]+$" || true); do
+  for ns in $(ip netns list | awk '{print $1}' | grep -E "^($HP[0-9]+|$PREFIX-mon)$" || true); do
     ip link del "$ns-br" 2>/dev/null || true
     ip netns del "$ns"
   done
@@ -504,7 +557,7 @@ stop_cassandra() {
 # ---------------------------------------------------------------------------------------------
 # SSH fleet.
 
-host_dir() { echo "$SB/hosts/$HP$1"; }
+host_dir() { echo "$SB/hosts/$(host_name "$1")"; }
 
 ensure_client_key() {
   mkdir -p "$SB/ssh"
@@ -518,7 +571,7 @@ write_sshd_config() {
   local i=$1 dir
   dir=$(host_dir "$i")
   cat >"$dir/sshd_config" <<EOF
-# sshd of sandbox proxy host zdm-h$i (network namespace zdm-h$i).
+# sshd of sandbox host $(host_name "$i") (network namespace $(host_name "$i")).
 ListenAddress $(host_ip "$i")
 Port 22
 HostKey $dir/ssh_host_ed25519_key
@@ -543,19 +596,27 @@ EOF
 sshd_running() { pid_alive "$(host_dir "$1")/sshd.pid"; }
 
 start_sshd() {
-  local i=$1 dir
+  local i=$1 dir name
   dir=$(host_dir "$i")
+  name=$(host_name "$i")
   mkdir -p "$dir/opt" "$dir/tmp" /run/sshd "$INSTALL_ROOT"
   chmod 1777 "$dir/tmp"
-  [[ -f $dir/ssh_host_ed25519_key ]] || ssh-keygen -q -t ed25519 -N '' -C "$HP$i" -f "$dir/ssh_host_ed25519_key"
+  [[ -f $dir/ssh_host_ed25519_key ]] || ssh-keygen -q -t ed25519 -N '' -C "$name" -f "$dir/ssh_host_ed25519_key"
   write_sshd_config "$i"
   sshd_running "$i" && return 0
   # Its own mount namespace gives the host a private /opt/zdm-proxy and /tmp, so hosts never
-  # see each other's installs; everything started over ssh inherits it from sshd.
+  # see each other's installs; everything started over ssh inherits it from sshd. The
+  # monitoring host also gets its own /etc/prometheus and /var/lib/prometheus, so what the
+  # playbook writes there stays on that host, as on a real machine.
+  local mounts="mount --bind '$dir/opt' '$INSTALL_ROOT' && mount --bind '$dir/tmp' /tmp"
+  if [[ $i == "$MON" ]]; then
+    mkdir -p "$dir/etc-prometheus" "$dir/var-lib-prometheus" /etc/prometheus /var/lib/prometheus
+    mounts+=" && mount --bind '$dir/etc-prometheus' /etc/prometheus && mount --bind '$dir/var-lib-prometheus' /var/lib/prometheus"
+  fi
   (
     close_inherited_fds
-    ip netns exec "$HP$i" unshare --mount --propagation private sh -c \
-      "mount --bind '$dir/opt' '$INSTALL_ROOT' && mount --bind '$dir/tmp' /tmp && exec /usr/sbin/sshd -f '$dir/sshd_config' -E '$dir/sshd.log'"
+    ip netns exec "$name" unshare --mount --propagation private sh -c \
+      "$mounts && exec /usr/sbin/sshd -f '$dir/sshd_config' -E '$dir/sshd.log'"
   )
 }
 
@@ -585,26 +646,31 @@ existing_hosts() {
 # Processes started over ssh on a host (proxies, shells) live in its network namespace; they
 # are ours too, so `down` ends them.
 kill_namespace_processes() {
-  local i=$1 pids
-  pids=$(ip netns pids "$HP$i" 2>/dev/null || true)
+  local ns pids
+  ns=$(host_name "$1")
+  pids=$(ip netns pids "$ns" 2>/dev/null || true)
   [[ -n $pids ]] || return 0
   kill -TERM $pids 2>/dev/null || true
   local deadline=$((SECONDS + 10))
-  while [[ -n $(ip netns pids "$HP$i" 2>/dev/null) ]] && ((SECONDS < deadline)); do sleep 0.2; done
-  pids=$(ip netns pids "$HP$i" 2>/dev/null || true)
+  while [[ -n $(ip netns pids "$ns" 2>/dev/null) ]] && ((SECONDS < deadline)); do sleep 0.2; done
+  pids=$(ip netns pids "$ns" 2>/dev/null || true)
   [[ -z $pids ]] || kill -KILL $pids 2>/dev/null || true
 }
 
+# Both files are written beside and renamed into place: tests running meanwhile read either
+# the old or the new file, never half of one.
 write_ssh_client_files() {
-  local i kh=$SB/ssh/known_hosts.tmp cfg=$SB/ssh/config
+  local i kh=$SB/ssh/known_hosts.tmp cfg=$SB/ssh/config.tmp name
   : >"$kh"
   : >"$cfg"
-  for ((i = 1; i <= FLEET_SIZE; i++)); do
-    printf "$HP%s,%s %s\n" "$i" "$(host_ip "$i")" "$(cut -d' ' -f1,2 <"$(host_dir "$i")/ssh_host_ed25519_key.pub")" >>"$kh"
+  for i in $(all_hosts); do
+    [[ -f $(host_dir "$i")/ssh_host_ed25519_key.pub ]] || continue
+    name=$(host_name "$i")
+    printf '%s,%s %s\n' "$name" "$(host_ip "$i")" "$(cut -d' ' -f1,2 <"$(host_dir "$i")/ssh_host_ed25519_key.pub")" >>"$kh"
     cat >>"$cfg" <<EOF
-Host $HP$i $(host_ip "$i")
+Host $name $(host_ip "$i")
   HostName $(host_ip "$i")
-  HostKeyAlias $HP$i
+  HostKeyAlias $name
 EOF
   done
   cat >>"$cfg" <<EOF
@@ -618,12 +684,14 @@ Host *
   BatchMode yes
 EOF
   mv "$kh" "$SB/ssh/known_hosts"
+  mv "$cfg" "$SB/ssh/config"
 }
 
 wait_for_ssh() {
-  local i=$1 deadline=$((SECONDS + 60))
-  until ssh -F "$SB/ssh/config" "$HP$i" true 2>/dev/null; do
-    ((SECONDS < deadline)) || die "ssh to $HP$i ($(host_ip "$i")) does not answer; see $(host_dir "$i")/sshd.log"
+  local i=$1 deadline=$((SECONDS + 60)) name
+  name=$(host_name "$i")
+  until ssh -F "$SB/ssh/config" "$name" true 2>/dev/null; do
+    ((SECONDS < deadline)) || die "ssh to $name ($(host_ip "$i")) does not answer; see $(host_dir "$i")/sshd.log"
     sleep 0.5
   done
 }
@@ -802,8 +870,24 @@ SANDBOX_CASSANDRA_VERSION=$CASSANDRA_VERSION
 EOF
   tls_env_lines >>"$SB/env.tmp"
   spark_env_lines >>"$SB/env.tmp"
+  monitoring_env_lines >>"$SB/env.tmp"
   mv "$SB/env.tmp" "$SB/env"
+  umask 022
+  write_inventory
+}
 
+monitoring_env_lines() {
+  cat <<EOF
+SANDBOX_MONITORING_NAME=$(host_name "$MON")
+SANDBOX_MONITORING_HOST=$MON_IP
+EOF
+}
+
+# The generated inventory: the fleet in `proxies`, the monitoring host in `monitoring`, the
+# clusters' settings for all.
+write_inventory() {
+  local i
+  umask 077
   mkdir -p "$SB/inventory"
   {
     echo "# Generated by scripts/sandbox.sh: the sandbox fleet and its two clusters."
@@ -828,6 +912,14 @@ EOF
       echo "        $HP$i:"
       echo "          ansible_host: \"$(host_ip "$i")\""
     done
+    echo "    monitoring:"
+    echo "      vars:"
+    echo "        ansible_user: root"
+    echo "        ansible_ssh_private_key_file: \"$SB/ssh/id_ed25519\""
+    echo "        ansible_ssh_common_args: \"-o UserKnownHostsFile=$SB/ssh/known_hosts -o StrictHostKeyChecking=yes\""
+    echo "      hosts:"
+    echo "        $(host_name "$MON"):"
+    echo "          ansible_host: \"$MON_IP\""
   } >"$SB/inventory/hosts.yml.tmp"
   mv "$SB/inventory/hosts.yml.tmp" "$SB/inventory/hosts.yml"
   umask 022
@@ -936,14 +1028,14 @@ cmd_up() {
   ensure_client_key
   ensure_ops_user
   local i
-  for ((i = 1; i <= FLEET_SIZE; i++)); do start_sshd "$i"; done
+  for i in $(all_hosts); do start_sshd "$i"; done
   write_ssh_client_files
-  for ((i = 1; i <= FLEET_SIZE; i++)); do wait_for_ssh "$i"; done
+  for i in $(all_hosts); do wait_for_ssh "$i"; done
   ensure_roles origin
   ensure_roles target
   cmd_spark_up
   write_env
-  log "up in $((SECONDS - started)) s: origin ${CLUSTER_IP[origin]}:9042, target ${CLUSTER_IP[target]}:9042, hosts $(for ((i = 1; i <= FLEET_SIZE; i++)); do printf "$HP%s " "$i"; done)"
+  log "up in $((SECONDS - started)) s: origin ${CLUSTER_IP[origin]}:9042, target ${CLUSTER_IP[target]}:9042, hosts $(for ((i = 1; i <= FLEET_SIZE; i++)); do printf "$HP%s " "$i"; done), monitoring $(host_name "$MON") $MON_IP"
   log "environment: $SB/env   inventory: $SB/inventory/hosts.yml"
 }
 
@@ -957,6 +1049,8 @@ cmd_down() {
     kill_namespace_processes "$i"
     stop_sshd "$i"
   done
+  kill_namespace_processes "$MON"
+  stop_sshd "$MON"
   stop_cassandra origin
   stop_cassandra target
   remove_network
@@ -994,6 +1088,10 @@ cmd_status() {
     printf "host $HP%-3s %-14s network %-6s sshd %s\n" "$i" "$(host_ip "$i")" "$net" "$sshd"
     [[ $net == up && $sshd == running ]] || rc=1
   done
+  local mon=stopped
+  sshd_running "$MON" && mon=running
+  printf 'host %-7s %-14s sshd %s (monitoring)\n' "$(host_name "$MON")" "$MON_IP" "$mon"
+  [[ $mon == running ]] || rc=1
   local d
   for d in master $(for ((i = 1; i <= SPARK_WORKERS; i++)); do echo "worker$i"; done); do
     if spark_running "$d"; then
@@ -1078,6 +1176,29 @@ cmd_tls_apply() {
   log "TLS applied: CA $(tls_dir)/ca.pem"
 }
 
+# `monitoring`: adds the monitoring host to a sandbox that is already up. Only its own
+# namespace, its sshd and the files naming it are made or rewritten (known_hosts and the ssh
+# config with every host's current key, the inventory, the SANDBOX_MONITORING_* lines of the
+# env file); no node, proxy host or other line of the env file is touched.
+cmd_monitoring() {
+  [[ $(id -u) == 0 ]] || die "the sandbox needs root (network namespaces, sshd)"
+  need_sandbox
+  [[ -f $SB/ssh/id_ed25519 && -f $SB/env ]] || die "no running sandbox at $SB; run: scripts/sandbox.sh up"
+  install_prometheus
+  ip link show "$BRIDGE" >/dev/null 2>&1 || die "no sandbox network ($BRIDGE); run: scripts/sandbox.sh up"
+  ensure_host_network "$MON"
+  start_sshd "$MON"
+  write_ssh_client_files
+  wait_for_ssh "$MON"
+  umask 077
+  grep -v '^SANDBOX_MONITORING_' "$SB/env" >"$SB/env.tmp" || true
+  monitoring_env_lines >>"$SB/env.tmp"
+  mv "$SB/env.tmp" "$SB/env"
+  umask 022
+  write_inventory
+  log "monitoring host $(host_name "$MON") at $MON_IP (group monitoring in $SB/inventory/hosts.yml)"
+}
+
 need_sandbox() {
   [[ -f $SB/cluster-credentials.env ]] || die "no sandbox at $SB; run: scripts/sandbox.sh up"
   ensure_credentials
@@ -1130,8 +1251,9 @@ main() {
     fi
     ;;
   spark-down) cmd_spark_down ;;
+  monitoring) cmd_monitoring ;;
   *)
-    sed -n '2,32p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,35p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     [[ -z $verb || $verb == help || $verb == -h || $verb == --help ]] || exit 2
     ;;
   esac

@@ -56,6 +56,8 @@ pub enum Command {
     Completions(crate::cli_docs::CompletionsArgs),
     /// Print the man page (roff) to stdout: `zdm-run man > zdm-run.1`.
     Man,
+    /// Serve the migration's phase and last gate results as Prometheus metrics (`/metrics`).
+    Metrics(crate::migration_metrics::MetricsArgs),
 }
 
 /// Arguments of the default (playbook) mode.
@@ -191,6 +193,13 @@ pub fn main() -> ExitCode {
         }),
         Some(Command::Completions(args)) => ExitCode::from(crate::cli_docs::completions(&args)),
         Some(Command::Man) => ExitCode::from(crate::cli_docs::man()),
+        Some(Command::Metrics(args)) => ExitCode::from(match crate::migration_metrics::run(args) {
+            Ok(code) => code,
+            Err(e) => {
+                error(&format!("{e:#}"));
+                exit::ERROR
+            }
+        }),
         Some(command) => ExitCode::from(run_subcommand(command)),
     }
 }
@@ -208,7 +217,7 @@ fn run_subcommand(command: Command) -> u8 {
         match command {
             Command::Migrate(args) => crate::data::cli::run_migrate(args).await,
             Command::Validate(args) => crate::data::cli::run_validate(args).await,
-            Command::Status(_) | Command::Completions(_) | Command::Man => {
+            Command::Status(_) | Command::Completions(_) | Command::Man | Command::Metrics(_) => {
                 unreachable!("runs on its own, without a runtime")
             }
         }

@@ -11,6 +11,7 @@ pub mod diff;
 pub mod facts;
 pub mod gates;
 pub mod inventory;
+pub mod migration_metrics;
 pub mod migration_run;
 pub mod modules;
 pub mod output;

@@ -73,6 +73,33 @@ impl Health {
         self.origin.up.load(Ordering::SeqCst) && self.target.up.load(Ordering::SeqCst)
     }
 
+    /// Readiness as gauges, appended to `/metrics`: `<prefix>_proxy_cluster_up{cluster}` (1 while
+    /// the last heartbeat saw the cluster UP) and `<prefix>_proxy_ready` (1 exactly when
+    /// `/health/readiness` answers 200). The reference proxy has no such series; without them
+    /// Prometheus could only see readiness through a probe it does not ship, so an alert on
+    /// "a proxy not ready" would need a second exporter.
+    pub fn render_metrics(&self, out: &mut String, prefix: &str) {
+        use std::fmt::Write;
+        let _ = writeln!(
+            out,
+            "# HELP {prefix}_proxy_cluster_up 1 while the proxy's control connection sees the cluster UP\n\
+             # TYPE {prefix}_proxy_cluster_up gauge"
+        );
+        for (name, h) in [("origin", &self.origin), ("target", &self.target)] {
+            let _ = writeln!(
+                out,
+                "{prefix}_proxy_cluster_up{{cluster=\"{name}\"}} {}",
+                u8::from(h.is_up())
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP {prefix}_proxy_ready 1 when /health/readiness answers 200 (both clusters UP)\n\
+             # TYPE {prefix}_proxy_ready gauge\n{prefix}_proxy_ready {}",
+            u8::from(self.both_up())
+        );
+    }
+
     /// The reference proxy's readiness report.
     pub fn report(&self) -> serde_json::Value {
         let one = |h: &ClusterHealth| {
@@ -391,7 +418,11 @@ pub async fn serve_http(shared: Arc<Shared>, listener: TcpListener) {
                     (code, "application/json", shared.health.report().to_string())
                 }
                 "/metrics" if shared.config.metrics_enabled => {
-                    (200, "text/plain; version=0.0.4", shared.metrics.render())
+                    let mut body = shared.metrics.render();
+                    shared
+                        .health
+                        .render_metrics(&mut body, shared.metrics.prefix());
+                    (200, "text/plain; version=0.0.4", body)
                 }
                 _ => (404, "text/plain", "not found\n".to_string()),
             };
@@ -427,5 +458,28 @@ mod tests {
                 "{ms} ms: {period:?} + {reply:?}"
             );
         }
+    }
+
+    #[test]
+    fn readiness_gauges_follow_the_heartbeats() {
+        let h = Health::new(&Config::default());
+        let render = |h: &Health| {
+            let mut o = String::new();
+            h.render_metrics(&mut o, "zdm");
+            o
+        };
+        let before = render(&h);
+        assert!(before.contains("zdm_proxy_ready 0\n"), "{before}");
+        assert!(before.contains("zdm_proxy_cluster_up{cluster=\"target\"} 0\n"));
+        h.origin.mark_up("10.0.0.1:9042");
+        h.target.mark_up("10.0.0.2:9042");
+        let up = render(&h);
+        assert!(up.contains("zdm_proxy_ready 1\n"), "{up}");
+        assert!(up.contains("zdm_proxy_cluster_up{cluster=\"origin\"} 1\n"));
+        h.target.mark_down();
+        let down = render(&h);
+        assert!(down.contains("zdm_proxy_ready 0\n"), "{down}");
+        assert!(down.contains("zdm_proxy_cluster_up{cluster=\"origin\"} 1\n"));
+        assert!(down.contains("zdm_proxy_cluster_up{cluster=\"target\"} 0\n"));
     }
 }

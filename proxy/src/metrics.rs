@@ -240,6 +240,11 @@ impl Metrics {
         }
     }
 
+    /// The metric name prefix (`zdm` unless configured otherwise).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     /// The series of one node, created (at zero) on first use.
     pub fn node(&self, cluster: Cluster, node: &str) -> Arc<NodeMetrics> {
         let ci = cluster_index(cluster);

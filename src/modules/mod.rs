@@ -12,6 +12,7 @@ mod file;
 mod files_common;
 mod info;
 mod net;
+mod package;
 mod service;
 pub mod spec;
 mod zdm_cdm;
@@ -168,6 +169,7 @@ pub fn module(name: &str) -> Option<Box<dyn Module>> {
         "zdm_proxy_binary" => Box::new(zdm_proxy_binary::ZdmProxyBinary),
         "zdm_cdm" => Box::new(zdm_cdm::ZdmCdm),
         "service" => Box::new(service::Service),
+        "package" | "apt" => Box::new(package::Package),
         "fetch" => Box::new(fetch::Fetch),
         "gather_facts" | "setup" => Box::new(crate::facts::GatherFacts),
         _ => return None,
@@ -179,6 +181,8 @@ pub(crate) static FLEET_SPECS: &[&spec::ModuleSpec] = &[
     &zdm_proxy_binary::SPEC,
     &zdm_cdm::SPEC,
     &service::SPEC,
+    &package::SPEC,
+    &package::APT_SPEC,
     &fetch::SPEC,
     &zdm_config_change::SPEC,
     &crate::facts::SPEC,

@@ -24,6 +24,10 @@ pub struct PlayVars {
     pub groups: Value,
     pub group_names: BTreeMap<String, Vec<String>>,
     pub playbook_dir: String,
+    /// Ansible's `inventory_file` and `inventory_dir` (absolute), when an inventory was
+    /// loaded from a path: playbooks find the state file beside it (`collect-logs.yml`).
+    pub inventory_file: Option<String>,
+    pub inventory_dir: Option<String>,
     pub check: bool,
     pub diff: bool,
 }
@@ -56,6 +60,19 @@ impl PlayVars {
                     .collect(),
             );
         }
+        let source = inv
+            .source
+            .as_deref()
+            .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()));
+        let inventory_dir = source.as_deref().map(|p| {
+            if p.is_dir() {
+                p.display().to_string()
+            } else {
+                p.parent()
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_else(|| ".".into())
+            }
+        });
         PlayVars {
             inventory,
             play,
@@ -63,6 +80,8 @@ impl PlayVars {
             groups: inv.groups_var(),
             group_names,
             playbook_dir,
+            inventory_file: source.map(|p| p.display().to_string()),
+            inventory_dir,
             check,
             diff,
         }
@@ -104,6 +123,22 @@ impl PlayVars {
             Value::from(play_hosts.to_vec()),
         );
         v.insert("ansible_check_mode".into(), Value::Bool(self.check));
+        for (k, val) in [
+            ("inventory_file", &self.inventory_file),
+            ("inventory_dir", &self.inventory_dir),
+        ] {
+            if let Some(val) = val {
+                v.insert(k.into(), Value::from(val.clone()));
+            }
+        }
+        // The running zdm-run itself, so a playbook can call `zdm-run status` (collect-logs.yml)
+        // with the very build that runs it.
+        if let Ok(exe) = std::env::current_exe() {
+            v.insert(
+                "zdm_run_executable".into(),
+                Value::from(exe.display().to_string()),
+            );
+        }
         v.insert("ansible_diff_mode".into(), Value::Bool(self.diff));
         v.insert(
             "playbook_dir".into(),
