@@ -52,7 +52,14 @@ pub struct ClusterConn {
     cancel: CancellationToken,
     orphan_limits: OrphanLimits,
     metrics: Arc<NodeMetrics>,
+    /// Where the reader hands EVENT frames (stream -1): set by `subscribe_events` on the
+    /// connections a client REGISTERed through; without it events are dropped.
+    events: Arc<Mutex<Option<mpsc::Sender<Frame>>>>,
 }
+
+/// Events a client connection may have queued before it writes them; beyond that they are
+/// dropped (a client that does not read its socket must not grow the proxy's memory).
+pub const EVENT_QUEUE: usize = 64;
 
 impl Drop for ClusterConn {
     fn drop(&mut self) {
@@ -134,6 +141,7 @@ impl ClusterConn {
         let closed = Arc::new(AtomicBool::new(false));
         let closed_notify = Arc::new(Notify::new());
         let cancel = CancellationToken::new();
+        let events: Arc<Mutex<Option<mpsc::Sender<Frame>>>> = Arc::new(Mutex::new(None));
         metrics.open_connections.add(1);
         let conn = Arc::new(ClusterConn {
             host: host.to_string(),
@@ -145,6 +153,7 @@ impl ClusterConn {
             cancel: cancel.clone(),
             orphan_limits: OrphanLimits::for_capacity(max_stream_ids),
             metrics: metrics.clone(),
+            events: events.clone(),
         });
 
         // Writer: batches whatever is queued into one flush.
@@ -185,7 +194,16 @@ impl ClusterConn {
                 };
                 let Some(Ok(frame)) = frame else { break };
                 if frame.stream < 0 {
-                    continue; // events: the proxy does not forward cluster events
+                    // An EVENT: to the subscriber, if any (see `subscribe_events`).
+                    if frame.opcode == opcode::EVENT {
+                        let tx = events.lock().unwrap().clone();
+                        if let Some(tx) = tx {
+                            if tx.try_send(frame).is_err() {
+                                tracing::debug!(%node, "event dropped: the client's event queue is full or gone");
+                            }
+                        }
+                    }
+                    continue;
                 }
                 let answer = pending.lock().unwrap().answer(frame.stream);
                 match answer {
@@ -211,6 +229,15 @@ impl ClusterConn {
             closed_notify.notify_waiters();
         });
         conn
+    }
+
+    /// From now on, EVENT frames this connection receives (after a REGISTER sent on it) go to
+    /// the returned receiver, at most `EVENT_QUEUE` waiting; a later call replaces the earlier
+    /// receiver.
+    pub fn subscribe_events(&self) -> mpsc::Receiver<Frame> {
+        let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+        *self.events.lock().unwrap() = Some(tx);
+        rx
     }
 
     pub fn is_closed(&self) -> bool {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, SinkExt, StreamExt};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio_util::codec::Framed;
 
 use crate::config::Cluster;
@@ -129,6 +129,8 @@ async fn serve(
     tokio::pin!(drain_requested);
     let mut drain_tick = tokio::time::interval(Duration::from_millis(50));
     let mut client_gone = false;
+    // Origin's events for this client, once it has sent a REGISTER (see `events`).
+    let mut events: Option<mpsc::Receiver<Frame>> = None;
     loop {
         tokio::select! {
             frame = source.next() => match frame {
@@ -140,6 +142,10 @@ async fn serve(
                             break;
                         }
                         continue;
+                    }
+                    if req.opcode == opcode::REGISTER && events.is_none() {
+                        // Subscribed before the REGISTER leaves, so no event after it is missed.
+                        events = Some(session.origin.subscribe_events());
                     }
                     let session = session.clone();
                     inflight.push(async move { session.handle(req).await });
@@ -156,6 +162,17 @@ async fn serve(
                     break;
                 }
             }
+            event = next_event(&mut events), if events.is_some() => match event {
+                Some(ev) => {
+                    if let Some(ev) = crate::events::relayed(ev, crate::frame::VERSION) {
+                        if sink.send(ev).await.is_err() {
+                            client_gone = true;
+                            break;
+                        }
+                    }
+                }
+                None => events = None,
+            },
             cluster = &mut cluster_lost, if secondary_lost.is_none() => {
                 if session.shared.live().primary_cluster == cluster {
                     tracing::warn!("{} connection lost; closing client connection", cluster.name());
@@ -224,6 +241,14 @@ async fn serve(
     }
     if !client_gone {
         let _ = sink.close().await;
+    }
+}
+
+/// The next event of `events`; pending forever when there is no receiver.
+async fn next_event(events: &mut Option<mpsc::Receiver<Frame>>) -> Option<Frame> {
+    match events {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

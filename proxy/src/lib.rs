@@ -7,6 +7,7 @@ pub mod connection;
 pub mod consistency;
 pub mod cql_functions;
 pub mod cql_lex;
+pub mod events;
 pub mod frame;
 pub mod fuzzing;
 pub mod handshake;

@@ -144,8 +144,7 @@ impl Session {
                 opcode::SUPPORTED,
                 wire::supported_body(),
             )),
-            // Events are not relayed (they would name the real nodes, not the proxies).
-            opcode::REGISTER => Ok(Frame::response(0, opcode::READY, Bytes::new())),
+            opcode::REGISTER => Ok(self.register(req).await),
             opcode::STARTUP | opcode::AUTH_RESPONSE => Ok(error_frame(
                 error_code::PROTOCOL_ERROR,
                 "connection is already authenticated",
@@ -155,6 +154,25 @@ impl Session {
                 &format!("unknown or unexpected request opcode {other:#04x}"),
             )),
         }
+    }
+
+    /// REGISTER goes to both clusters, as the reference proxy does; the client gets origin's
+    /// answer, since only origin's events are relayed (`events`). Target's refusal is only
+    /// logged: it cannot change what the client receives.
+    async fn register(&self, req: &Frame) -> Frame {
+        let (o, t) = tokio::join!(
+            self.send(Cluster::Origin, req, req.body.clone()),
+            self.send(Cluster::Target, req, req.body.clone())
+        );
+        match t {
+            Ok(f) if is_error(&f) => tracing::debug!(
+                "target refused REGISTER: {}",
+                wire::parse_error(&f.body).map(|e| e.1).unwrap_or_default()
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::debug!("REGISTER on target: {e}"),
+        }
+        o.unwrap_or_else(|e| cluster_error_frame(Cluster::Origin, &e))
     }
 
     async fn query(&self, req: &Frame) -> Result<Frame, FrameError> {

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod raw;
+
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 
