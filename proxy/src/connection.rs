@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::codec::Framed;
 
 use crate::config::Cluster;
-use crate::frame::{opcode, Frame, FrameCodec, FrameError};
+use crate::frame::{opcode, Frame, FrameCodec, FrameError, V5};
 use crate::handshake::client_handshake;
 use crate::secondary_loss::SecondaryLoss;
 use crate::session::Session;
@@ -67,7 +67,9 @@ pub async fn handle_client(
             }
         }
     };
-    let mut framed = Framed::new(stream, FrameCodec::client_side());
+    // v5 is offered only while both clusters speak it (v4 clients are unaffected).
+    let max_version = shared.health.max_client_version();
+    let mut framed = Framed::new(stream, FrameCodec::client_side(max_version));
     let established = tokio::select! {
         e = client_handshake(&mut framed, &shared) => e,
         _ = shutdown.wait_for(|s| *s) => None,
@@ -75,13 +77,18 @@ pub async fn handle_client(
     let Some(est) = established else {
         return;
     };
+    let version = framed.codec().version();
     let session = Arc::new(Session::new(
         shared.clone(),
         est.origin,
         est.target,
         local_ip,
+        version,
     ));
+    let by_version = &shared.metrics.client_connections_by_version[(version >= V5) as usize];
+    by_version.add(1);
     serve(framed, session, shutdown).await;
+    by_version.add(-1);
 }
 
 fn overloaded(stream: i16) -> Frame {
@@ -164,7 +171,7 @@ async fn serve(
             }
             event = next_event(&mut events), if events.is_some() => match event {
                 Some(ev) => {
-                    if let Some(ev) = crate::events::relayed(ev, crate::frame::VERSION) {
+                    if let Some(ev) = crate::events::relayed(ev, session.version) {
                         if sink.send(ev).await.is_err() {
                             client_gone = true;
                             break;
@@ -220,12 +227,14 @@ async fn serve(
     }
     if let Some(e) = fatal {
         let (version, stream) = match &e {
-            FrameError::UnsupportedVersion { version, stream } => (*version, *stream),
-            _ => (crate::frame::VERSION, 0),
+            FrameError::UnsupportedVersion {
+                version, stream, ..
+            } => (*version, *stream),
+            _ => (session.version, 0),
         };
         tracing::debug!("closing client connection after bad input: {e}");
         if !matches!(e, FrameError::Io(_)) && !client_gone {
-            let msg = if version != crate::frame::VERSION {
+            let msg = if version != session.version {
                 e.to_string()
             } else {
                 format!("malformed frame: {e}")

@@ -19,6 +19,7 @@ pub mod prepared_now;
 pub mod reload;
 pub mod routing;
 pub mod secondary_loss;
+pub mod segment;
 pub mod server;
 pub mod session;
 pub mod shadow;

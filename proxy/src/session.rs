@@ -27,6 +27,8 @@ pub struct Session {
     pub origin: Arc<ClusterConn>,
     pub target: Arc<ClusterConn>,
     pub fleet: Fleet,
+    /// The protocol version negotiated with the client (and spoken to the clusters).
+    pub version: u8,
     keyspace: Mutex<Option<String>>,
     shadow: Shadow,
 }
@@ -73,6 +75,7 @@ impl Session {
         origin: Arc<ClusterConn>,
         target: Arc<ClusterConn>,
         local_ip: IpAddr,
+        version: u8,
     ) -> Session {
         let cfg = &shared.config;
         let fleet = if cfg.proxy_topology_addresses.is_empty() {
@@ -95,7 +98,8 @@ impl Session {
             }
         };
         Session {
-            shadow: Shadow::new(shared.clone()),
+            shadow: Shadow::new(shared.clone(), version),
+            version,
             shared,
             origin,
             target,
@@ -128,7 +132,7 @@ impl Session {
         if is_error(&resp) {
             m.errors_total.inc();
         }
-        resp.version = crate::frame::VERSION | crate::frame::RESPONSE;
+        resp.version = self.version | crate::frame::RESPONSE;
         resp.stream = req.stream;
         resp
     }
@@ -183,7 +187,7 @@ impl Session {
             Route::Topology(table) => {
                 let mut r = Reader::at(&req.body, off);
                 r.long_string()?;
-                let (no_metadata, bound) = topology_where::read_parameters(&mut r)?;
+                let (no_metadata, bound) = topology_where::read_parameters(&mut r, self.version)?;
                 Ok(self.topology(query, table, no_metadata, &bound))
             }
             Route::Origin => Ok(self.read(Cluster::Origin, req, req.body.clone()).await),
@@ -313,7 +317,7 @@ impl Session {
     /// `body` as target gets it: with `target_consistency_level`, if set, as its consistency.
     fn for_target(&self, op: u8, body: Bytes, off: usize) -> Bytes {
         match self.shared.live().target_consistency_level {
-            Some(level) => consistency::override_level(op, body, off, level),
+            Some(level) => consistency::override_level(op, body, off, level, self.version),
             None => body,
         }
     }
@@ -385,7 +389,12 @@ impl Session {
         }
         let mut writes = write_metrics::tables_of(query, keyspace.as_deref());
         let mut now_not_replaced = None;
-        if route == Route::Both && self.shared.config.replace_cql_functions {
+        // v4 only: the PREPARED and EXECUTE rewriting reads v4 layouts; a v5 client's prepared
+        // statements keep their now() (QUERY and BATCH text is rewritten on both versions).
+        if route == Route::Both
+            && self.shared.config.replace_cql_functions
+            && self.version < crate::frame::V5
+        {
             if let Some(rw) = cql_functions::rewrite_for_prepare(query) {
                 let end = off + 4 + query.len();
                 let body = write_rewrite::with_statement(&req.body, off, end, &rw.text);
@@ -419,7 +428,7 @@ impl Session {
                  ({why}); origin and target will store different values"
             );
         }
-        use_prepared_table(&mut writes, &o);
+        use_prepared_table(&mut writes, &o, self.version);
         let n = self.shared.prepared.insert(
             origin_id,
             Prepared {
@@ -480,7 +489,7 @@ impl Session {
         if target_markers.names != markers.names {
             return Err("origin and target name the injected variables differently".into());
         }
-        use_prepared_table(writes, &o);
+        use_prepared_table(writes, &o, self.version);
         let n = self.shared.prepared.insert(
             origin_id,
             Prepared {
@@ -510,7 +519,7 @@ impl Session {
         let mut id = crate::topology::hash128(&[b"zdm-proxy-topology", query.as_bytes()]).to_vec();
         id.truncate(16);
         let select = routing::topology_select(query, table);
-        let (op, body) = self.fleet.prepared(&select, &info, &id);
+        let (op, body) = self.fleet.prepared(&select, &info, &id, self.version);
         if op == opcode::RESULT {
             let entry = Prepared {
                 target_id: Bytes::new(),
@@ -539,18 +548,23 @@ impl Session {
         if let (Route::Topology(table), Some(query)) = (&entry.route, &entry.query) {
             let mut r = Reader::at(&req.body, off);
             r.short_bytes()?;
-            let (no_metadata, bound) = topology_where::read_parameters(&mut r)?;
+            if self.version >= crate::frame::V5 {
+                r.short_bytes()?; // result metadata id
+            }
+            let (no_metadata, bound) = topology_where::read_parameters(&mut r, self.version)?;
             return Ok(self.topology(query, *table, no_metadata, &bound));
         }
         let resp = match entry.route {
             Route::Both => {
                 let origin_body = match &entry.now {
-                    Some(markers) => {
+                    // Statements with injected now() values are made on v4 connections only
+                    // (see `prepare`): a v5 client never holds their ids.
+                    Some(markers) if self.version < crate::frame::V5 => {
                         let uuids = prepared_now::fresh_values(markers);
                         let params = off + 2 + id.len();
                         prepared_now::inject_execute(&req.body, params, markers, &uuids)?
                     }
-                    None => req.body.clone(),
+                    _ => req.body.clone(),
                 };
                 let target = execute_body_for(Cluster::Target, &origin_body, off, &id, &entry);
                 let target = self.for_target(req.opcode, target, off);
@@ -626,9 +640,11 @@ fn client_id_of_unprepared(error_body: &[u8], ids: &[(Bytes, Bytes)]) -> Bytes {
 
 /// Replaces a single parsed write table by the one the cluster's PREPARED answer names: the
 /// cluster resolved the keyspace and the identifiers' case, the proxy's parse only guessed.
-fn use_prepared_table(writes: &mut [TableRef], answer: &Frame) {
+fn use_prepared_table(writes: &mut [TableRef], answer: &Frame, version: u8) {
     if let [only] = writes {
-        if let Some((keyspace, table)) = prepared_now::prepared_table(answer.flags, &answer.body) {
+        if let Some((keyspace, table)) =
+            prepared_now::prepared_table(answer.flags, &answer.body, version)
+        {
             *only = TableRef { keyspace, table };
         }
     }

@@ -354,7 +354,15 @@ impl Fleet {
     /// driver prepares its control queries). Bind markers of its WHERE clause are described
     /// with their column's type; `id` is the proxy's own, stable for the same query text so
     /// re-preparing yields the same id.
-    pub fn prepared(&self, select: &TopologySelect, info: &ClusterInfo, id: &[u8]) -> (u8, Bytes) {
+    /// `version` 5 adds the result metadata id (derived from `id`: the result columns of one
+    /// statement never change).
+    pub fn prepared(
+        &self,
+        select: &TopologySelect,
+        info: &ClusterInfo,
+        id: &[u8],
+        version: u8,
+    ) -> (u8, Bytes) {
         use crate::frame::opcode;
         let Resolved {
             table,
@@ -369,6 +377,9 @@ impl Fleet {
         let mut b = BytesMut::new();
         b.put_i32(result_kind::PREPARED);
         wire::put_short_bytes(&mut b, id);
+        if version >= crate::frame::V5 {
+            wire::put_short_bytes(&mut b, &hash128(&[b"zdm-proxy-result-metadata", id]));
+        }
         // Bind-variable metadata: one variable per marker, no partition-key indexes (token
         // routing between proxies would gain nothing: every proxy answers these itself).
         b.put_i32(0x0001);
@@ -604,7 +615,7 @@ mod tests {
             "SELECT rpc_address FROM system.peers WHERE peer = :address",
             SystemTable::Peers,
         );
-        let (op, body) = f.prepared(&sel, &info(), b"id");
+        let (op, body) = f.prepared(&sel, &info(), b"id", 4);
         assert_eq!(op, crate::frame::opcode::RESULT);
         let mut r = wire::Reader::new(&body);
         assert_eq!(r.int().unwrap(), result_kind::PREPARED);

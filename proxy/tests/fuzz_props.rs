@@ -155,7 +155,7 @@ fn decompression_bombs_are_refused() {
         let mut input = vec![0x04, 0x01, 0x00, 0x01, 0x07];
         input.extend((body.len() as u32).to_be_bytes());
         input.extend(&body);
-        let mut codec = FrameCodec::client_side();
+        let mut codec = FrameCodec::client_side(4);
         codec.set_compression(Some(compression));
         match codec.decode(&mut bytes::BytesMut::from(&input[..])) {
             Err(FrameError::Compression(msg)) => {

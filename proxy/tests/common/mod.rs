@@ -327,6 +327,24 @@ impl Proxy {
         (status, resp.text().await.unwrap())
     }
 
+    /// Waits (up to 60 s) until `/health/readiness` answers 200: both clusters UP, which also
+    /// means the control connections have learnt which protocol versions the clusters speak.
+    pub async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if self.http_get("/health/readiness").await.0 == 200 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "proxy {} not ready within 60 s; log:\n{}",
+                self.addr,
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Value of one exact Prometheus series line (e.g. `zdm_proxy_failed_writes_total{failed_on="target"}`).
     pub async fn metric(&self, series: &str) -> f64 {
         let (_, body) = self.http_get("/metrics").await;
