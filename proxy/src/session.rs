@@ -162,12 +162,18 @@ impl Session {
 
     /// REGISTER goes to both clusters, as the reference proxy does; the client gets origin's
     /// answer, since only origin's events are relayed (`events`). Target's refusal is only
-    /// logged: it cannot change what the client receives.
+    /// logged: it cannot change what the client receives. Drivers send REGISTER while setting
+    /// up a connection, so it is bounded by the connection timeouts, as the handshake is, not
+    /// by the request timeout.
     async fn register(&self, req: &Frame) -> Frame {
-        let (o, t) = tokio::join!(
-            self.send(Cluster::Origin, req, req.body.clone()),
-            self.send(Cluster::Target, req, req.body.clone())
-        );
+        let send = |c: Cluster| {
+            let timeout = std::time::Duration::from_millis(
+                self.shared.config.cluster(c).connection_timeout_ms,
+            );
+            self.conn(c)
+                .request(req.opcode, req.flags, req.body.clone(), timeout)
+        };
+        let (o, t) = tokio::join!(send(Cluster::Origin), send(Cluster::Target));
         match t {
             Ok(f) if is_error(&f) => tracing::debug!(
                 "target refused REGISTER: {}",
