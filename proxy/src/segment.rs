@@ -207,6 +207,12 @@ mod tests {
         seeded.extend_from_slice(b"123456789");
         assert_eq!(crc32(b"123456789"), !crc32_update(!0, &seeded));
         assert_eq!(crc32(b""), !crc32_update(!0, &CRC32_SEED));
+        // Computed independently (Python's zlib.crc32 over the seed and the payload).
+        assert_eq!(crc32(b"123456789"), 0xE2A2_61A7);
+        assert_eq!(crc32(b"hello"), 0xB60E_8074);
+        // A pinned header CRC24 (the algorithm is checked by Cassandra itself accepting the
+        // proxy's segments in tests/protocol_v5.rs).
+        assert_eq!(crc24(&[0x05, 0x00, 0x02]), 0x9A_9919);
         // CRC24 from its init over nothing is the init; one zero byte is 8 shift/xor rounds.
         assert_eq!(crc24(&[]), CRC24_INIT);
         let mut crc = CRC24_INIT;
