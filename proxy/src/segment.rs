@@ -212,7 +212,7 @@ mod tests {
         assert_eq!(crc32(b"hello"), 0xB60E_8074);
         // A pinned header CRC24 (the algorithm is checked by Cassandra itself accepting the
         // proxy's segments in tests/protocol_v5.rs).
-        assert_eq!(crc24(&[0x05, 0x00, 0x02]), 0x9A_9919);
+        assert_eq!(crc24(&[0x05, 0x00, 0x02]), 0x009A_9919);
         // CRC24 from its init over nothing is the init; one zero byte is 8 shift/xor rounds.
         assert_eq!(crc24(&[]), CRC24_INIT);
         let mut crc = CRC24_INIT;
