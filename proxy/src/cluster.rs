@@ -44,6 +44,8 @@ pub struct ClusterConn {
     pub host: String,
     /// `host:port`: the label of this node's metrics.
     pub node: String,
+    /// The protocol version this connection speaks (4, or 5 for a v5 client's connections).
+    pub version: u8,
     tx: mpsc::UnboundedSender<Frame>,
     pending: Arc<Mutex<Pending>>,
     closed: Arc<AtomicBool>,
@@ -52,7 +54,14 @@ pub struct ClusterConn {
     cancel: CancellationToken,
     orphan_limits: OrphanLimits,
     metrics: Arc<NodeMetrics>,
+    /// Where the reader hands EVENT frames (stream -1): set by `subscribe_events` on the
+    /// connections a client REGISTERed through; without it events are dropped.
+    events: Arc<Mutex<Option<mpsc::Sender<Frame>>>>,
 }
+
+/// Events a client connection may have queued before it writes them; beyond that they are
+/// dropped (a client that does not read its socket must not grow the proxy's memory).
+pub const EVENT_QUEUE: usize = 64;
 
 impl Drop for ClusterConn {
     fn drop(&mut self) {
@@ -71,6 +80,7 @@ impl ClusterConn {
         timeout: Duration,
         max_stream_ids: usize,
         tls: Option<&ClusterTls>,
+        version: u8,
         metrics_for: impl Fn(&str) -> Arc<NodeMetrics>,
     ) -> Result<Arc<ClusterConn>, String> {
         let mut last_err = String::from("no node to connect to");
@@ -89,6 +99,7 @@ impl ClusterConn {
                             rd,
                             wr,
                             max_stream_ids,
+                            version,
                             metrics,
                         ));
                     };
@@ -102,6 +113,7 @@ impl ClusterConn {
                                 rd,
                                 wr,
                                 max_stream_ids,
+                                version,
                                 metrics,
                             ));
                         }
@@ -123,6 +135,7 @@ impl ClusterConn {
         rd: R,
         wr: W,
         max_stream_ids: usize,
+        version: u8,
         metrics: Arc<NodeMetrics>,
     ) -> Arc<ClusterConn>
     where
@@ -134,10 +147,17 @@ impl ClusterConn {
         let closed = Arc::new(AtomicBool::new(false));
         let closed_notify = Arc::new(Notify::new());
         let cancel = CancellationToken::new();
+        let events: Arc<Mutex<Option<mpsc::Sender<Frame>>>> = Arc::new(Mutex::new(None));
+        // v5: set by the reader when STARTUP's answer (READY or AUTHENTICATE) arrives: from
+        // then on both directions are in segments. The writer follows before its next request,
+        // which is only sent once that answer was handed over.
+        let segmented = Arc::new(AtomicBool::new(false));
+        let writer_segmented = segmented.clone();
         metrics.open_connections.add(1);
         let conn = Arc::new(ClusterConn {
             host: host.to_string(),
             node: node.clone(),
+            version,
             tx,
             pending: pending.clone(),
             closed: closed.clone(),
@@ -145,6 +165,7 @@ impl ClusterConn {
             cancel: cancel.clone(),
             orphan_limits: OrphanLimits::for_capacity(max_stream_ids),
             metrics: metrics.clone(),
+            events: events.clone(),
         });
 
         // Writer: batches whatever is queued into one flush.
@@ -152,13 +173,16 @@ impl ClusterConn {
         let writer_notify = closed_notify.clone();
         let writer_cancel = cancel.clone();
         tokio::spawn(async move {
-            let mut sink = FramedWrite::new(wr, FrameCodec::cluster_side());
+            let mut sink = FramedWrite::new(wr, FrameCodec::cluster_side(version));
             loop {
                 let frame = tokio::select! {
                     f = rx.recv() => f,
                     _ = writer_cancel.cancelled() => None,
                 };
                 let Some(frame) = frame else { break };
+                if !sink.encoder().segmented() && writer_segmented.load(Ordering::SeqCst) {
+                    sink.encoder_mut().start_segments();
+                }
                 if sink.feed(frame).await.is_err() {
                     break;
                 }
@@ -177,15 +201,31 @@ impl ClusterConn {
 
         // Reader: hands each answer to whoever waits on its stream id.
         tokio::spawn(async move {
-            let mut source = FramedRead::new(rd, FrameCodec::cluster_side());
+            let mut source = FramedRead::new(rd, FrameCodec::cluster_side(version));
             loop {
                 let frame = tokio::select! {
                     f = source.next() => f,
                     _ = cancel.cancelled() => None,
                 };
                 let Some(Ok(frame)) = frame else { break };
+                if version >= crate::frame::V5
+                    && !source.decoder().segmented()
+                    && matches!(frame.opcode, opcode::READY | opcode::AUTHENTICATE)
+                {
+                    source.decoder_mut().start_segments();
+                    segmented.store(true, Ordering::SeqCst);
+                }
                 if frame.stream < 0 {
-                    continue; // events: the proxy does not forward cluster events
+                    // An EVENT: to the subscriber, if any (see `subscribe_events`).
+                    if frame.opcode == opcode::EVENT {
+                        let tx = events.lock().unwrap().clone();
+                        if let Some(tx) = tx {
+                            if tx.try_send(frame).is_err() {
+                                tracing::debug!(%node, "event dropped: the client's event queue is full or gone");
+                            }
+                        }
+                    }
+                    continue;
                 }
                 let answer = pending.lock().unwrap().answer(frame.stream);
                 match answer {
@@ -211,6 +251,15 @@ impl ClusterConn {
             closed_notify.notify_waiters();
         });
         conn
+    }
+
+    /// From now on, EVENT frames this connection receives (after a REGISTER sent on it) go to
+    /// the returned receiver, at most `EVENT_QUEUE` waiting; a later call replaces the earlier
+    /// receiver.
+    pub fn subscribe_events(&self) -> mpsc::Receiver<Frame> {
+        let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+        *self.events.lock().unwrap() = Some(tx);
+        rx
     }
 
     pub fn is_closed(&self) -> bool {
@@ -416,11 +465,12 @@ mod tests {
             rd,
             wr,
             max_stream_ids,
+            crate::frame::VERSION,
             metrics.clone(),
         );
         (
             conn,
-            Framed::new(theirs, FrameCodec::client_side()),
+            Framed::new(theirs, FrameCodec::client_side(crate::frame::VERSION)),
             metrics,
         )
     }
@@ -508,7 +558,7 @@ mod tests {
         let hosts = vec!["127.0.0.2".to_string(), "127.0.0.1".to_string()];
         let failed = Arc::new(NodeMetrics::detached());
         let ok = Arc::new(NodeMetrics::detached());
-        let conn = ClusterConn::connect(&hosts, port, Duration::from_secs(5), 8, None, |node| {
+        let conn = ClusterConn::connect(&hosts, port, Duration::from_secs(5), 8, None, 4, |node| {
             if node.starts_with("127.0.0.2") {
                 failed.clone()
             } else {

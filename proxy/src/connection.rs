@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, SinkExt, StreamExt};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio_util::codec::Framed;
 
 use crate::config::Cluster;
-use crate::frame::{opcode, Frame, FrameCodec, FrameError};
+use crate::frame::{opcode, Frame, FrameCodec, FrameError, V5};
 use crate::handshake::client_handshake;
 use crate::secondary_loss::SecondaryLoss;
 use crate::session::Session;
@@ -67,7 +67,9 @@ pub async fn handle_client(
             }
         }
     };
-    let mut framed = Framed::new(stream, FrameCodec::client_side());
+    // v5 is offered only while both clusters speak it (v4 clients are unaffected).
+    let max_version = shared.health.max_client_version();
+    let mut framed = Framed::new(stream, FrameCodec::client_side(max_version));
     let established = tokio::select! {
         e = client_handshake(&mut framed, &shared) => e,
         _ = shutdown.wait_for(|s| *s) => None,
@@ -75,13 +77,18 @@ pub async fn handle_client(
     let Some(est) = established else {
         return;
     };
+    let version = framed.codec().version();
     let session = Arc::new(Session::new(
         shared.clone(),
         est.origin,
         est.target,
         local_ip,
+        version,
     ));
+    let by_version = &shared.metrics.client_connections_by_version[(version >= V5) as usize];
+    by_version.add(1);
     serve(framed, session, shutdown).await;
+    by_version.add(-1);
 }
 
 fn overloaded(stream: i16) -> Frame {
@@ -129,6 +136,8 @@ async fn serve(
     tokio::pin!(drain_requested);
     let mut drain_tick = tokio::time::interval(Duration::from_millis(50));
     let mut client_gone = false;
+    // Origin's events for this client, once it has sent a REGISTER (see `events`).
+    let mut events: Option<mpsc::Receiver<Frame>> = None;
     loop {
         tokio::select! {
             frame = source.next() => match frame {
@@ -140,6 +149,10 @@ async fn serve(
                             break;
                         }
                         continue;
+                    }
+                    if req.opcode == opcode::REGISTER && events.is_none() {
+                        // Subscribed before the REGISTER leaves, so no event after it is missed.
+                        events = Some(session.origin.subscribe_events());
                     }
                     let session = session.clone();
                     inflight.push(async move { session.handle(req).await });
@@ -156,6 +169,17 @@ async fn serve(
                     break;
                 }
             }
+            event = next_event(&mut events), if events.is_some() => match event {
+                Some(ev) => {
+                    if let Some(ev) = crate::events::relayed(ev, session.version) {
+                        if sink.send(ev).await.is_err() {
+                            client_gone = true;
+                            break;
+                        }
+                    }
+                }
+                None => events = None,
+            },
             cluster = &mut cluster_lost, if secondary_lost.is_none() => {
                 if session.shared.live().primary_cluster == cluster {
                     tracing::warn!("{} connection lost; closing client connection", cluster.name());
@@ -203,12 +227,14 @@ async fn serve(
     }
     if let Some(e) = fatal {
         let (version, stream) = match &e {
-            FrameError::UnsupportedVersion { version, stream } => (*version, *stream),
-            _ => (crate::frame::VERSION, 0),
+            FrameError::UnsupportedVersion {
+                version, stream, ..
+            } => (*version, *stream),
+            _ => (session.version, 0),
         };
         tracing::debug!("closing client connection after bad input: {e}");
         if !matches!(e, FrameError::Io(_)) && !client_gone {
-            let msg = if version != crate::frame::VERSION {
+            let msg = if version != session.version {
                 e.to_string()
             } else {
                 format!("malformed frame: {e}")
@@ -224,6 +250,14 @@ async fn serve(
     }
     if !client_gone {
         let _ = sink.close().await;
+    }
+}
+
+/// The next event of `events`; pending forever when there is no receiver.
+async fn next_event(events: &mut Option<mpsc::Receiver<Frame>>) -> Option<Frame> {
+    match events {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

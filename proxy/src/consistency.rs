@@ -41,8 +41,9 @@ pub fn name(code: u16) -> &'static str {
         .unwrap_or("?")
 }
 
-/// Offset of the `<consistency>` of a QUERY, EXECUTE or BATCH message that starts at `off`.
-fn consistency_offset(op: u8, body: &[u8], off: usize) -> Option<usize> {
+/// Offset of the `<consistency>` of a QUERY, EXECUTE or BATCH message that starts at `off`
+/// (in v5 an EXECUTE has its result metadata id after the statement id).
+fn consistency_offset(op: u8, body: &[u8], off: usize, version: u8) -> Option<usize> {
     let mut r = Reader::at(body, off);
     match op {
         opcode::QUERY => {
@@ -50,6 +51,9 @@ fn consistency_offset(op: u8, body: &[u8], off: usize) -> Option<usize> {
         }
         opcode::EXECUTE => {
             r.short_bytes().ok()?;
+            if version >= crate::frame::V5 {
+                r.short_bytes().ok()?;
+            }
         }
         opcode::BATCH => {
             r.byte().ok()?;
@@ -77,8 +81,8 @@ fn consistency_offset(op: u8, body: &[u8], off: usize) -> Option<usize> {
 
 /// `body` with its consistency set to `level`; unchanged if the message cannot be read (the
 /// cluster will then refuse it as malformed, as it would have without the proxy).
-pub fn override_level(op: u8, body: Bytes, off: usize, level: u16) -> Bytes {
-    let Some(at) = consistency_offset(op, &body, off) else {
+pub fn override_level(op: u8, body: Bytes, off: usize, level: u16, version: u8) -> Bytes {
+    let Some(at) = consistency_offset(op, &body, off, version) else {
         return body;
     };
     if body[at..at + 2] == level.to_be_bytes() {
@@ -110,7 +114,7 @@ mod tests {
         wire::put_long_string(&mut q, "INSERT INTO t (k) VALUES (1)");
         q.put_u16(0x0001);
         q.put_u8(0);
-        let out = override_level(opcode::QUERY, q.clone().freeze(), 0, 5);
+        let out = override_level(opcode::QUERY, q.clone().freeze(), 0, 5, 4);
         assert_eq!(&out[out.len() - 3..out.len() - 1], &[0, 5]);
         assert_eq!(out.len(), q.len());
 
@@ -118,8 +122,16 @@ mod tests {
         wire::put_short_bytes(&mut e, b"ID");
         e.put_u16(0x0001);
         e.put_u8(0);
-        let out = override_level(opcode::EXECUTE, e.freeze(), 0, 3);
+        let out = override_level(opcode::EXECUTE, e.freeze(), 0, 3, 4);
         assert_eq!(&out[4..6], &[0, 3]);
+        // v5: the result metadata id comes before the consistency, flags are an [int].
+        let mut e = BytesMut::new();
+        wire::put_short_bytes(&mut e, b"ID");
+        wire::put_short_bytes(&mut e, b"META");
+        e.put_u16(0x0001);
+        e.put_u32(0);
+        let out = override_level(opcode::EXECUTE, e.freeze(), 0, 3, 5);
+        assert_eq!(&out[10..12], &[0, 3]);
 
         let mut b = BytesMut::new();
         b.put_u8(0);
@@ -134,11 +146,11 @@ mod tests {
         let at = b.len();
         b.put_u16(0x0006);
         b.put_u8(0);
-        let out = override_level(opcode::BATCH, b.freeze(), 0, 0);
+        let out = override_level(opcode::BATCH, b.freeze(), 0, 0, 4);
         assert_eq!(&out[at..at + 2], &[0, 0]);
 
         // Truncated: left alone.
         let short = Bytes::from_static(&[0, 0, 0, 9, b'x']);
-        assert_eq!(override_level(opcode::QUERY, short.clone(), 0, 5), short);
+        assert_eq!(override_level(opcode::QUERY, short.clone(), 0, 5, 4), short);
     }
 }

@@ -8,12 +8,19 @@
 //!
 //! Compression (LZ4 / Snappy) is applied only on the client side of the proxy, after the
 //! client's STARTUP asked for it; connections to the clusters are uncompressed.
+//!
+//! Protocol v5 (when both clusters speak it): STARTUP and its answer use the v4 layout with
+//! version 5; once that answer (READY or AUTHENTICATE) has passed, each side wraps its frames ("envelopes" in the v5
+//! spec) in segments (`segment`), LZ4 then applying to segments, not to envelopes.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
-/// The only protocol version the proxy speaks.
+/// The protocol version of frames the proxy makes itself; the codec writes each connection's
+/// negotiated version (4 or 5) into the header of every frame it sends.
 pub const VERSION: u8 = 4;
+/// Protocol v5: spoken when the client asks for it and both clusters support it.
+pub const V5: u8 = 5;
 /// Direction bit of the version byte: set on responses.
 pub const RESPONSE: u8 = 0x80;
 /// Header flag: the body is compressed.
@@ -201,8 +208,8 @@ pub enum FrameError {
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
     /// The peer speaks a protocol version we do not; `stream` is where to answer.
-    #[error("Invalid or unsupported protocol version ({version}); supported versions are (4/v4)")]
-    UnsupportedVersion { version: u8, stream: i16 },
+    #[error("Invalid or unsupported protocol version ({version}); supported versions are ({})", supported_versions(*.max))]
+    UnsupportedVersion { version: u8, stream: i16, max: u8 },
     #[error("frame body length {0} is over the 256MB limit or negative")]
     TooLong(i64),
     #[error("compression: {0}")]
@@ -217,47 +224,125 @@ pub enum FrameError {
 pub struct FrameCodec {
     compression: Option<Compression>,
     expect_response: bool,
+    /// The connection's protocol version; 0 on a client connection until its first frame.
+    version: u8,
+    /// Highest version a client may pick (5 only when both clusters speak it).
+    max_version: u8,
+    /// v5 segment framing, once started.
+    segments: Option<Segments>,
+    /// v5: LZ4 asked for by STARTUP, applied to segments once they start (the frames of the
+    /// handshake are never compressed in v5).
+    v5_lz4: bool,
+}
+
+/// State of v5 segment framing on one connection.
+#[derive(Debug, Clone, Default)]
+struct Segments {
+    lz4: bool,
+    /// Envelope bytes taken out of segments, not yet a whole envelope.
+    envelopes: BytesMut,
+}
+
+/// How the "unsupported version" error lists the versions, as Cassandra does.
+pub fn supported_versions(max: u8) -> &'static str {
+    if max >= V5 {
+        "4/v4, 5/v5"
+    } else {
+        "4/v4"
+    }
 }
 
 impl FrameCodec {
-    pub fn client_side() -> FrameCodec {
+    /// A client connection: v4, or v5 if `max_version` allows, as its first frame says.
+    pub fn client_side(max_version: u8) -> FrameCodec {
         FrameCodec {
             compression: None,
             expect_response: false,
+            version: 0,
+            max_version,
+            segments: None,
+            v5_lz4: false,
         }
     }
 
-    pub fn cluster_side() -> FrameCodec {
+    /// A cluster connection speaking `version`.
+    pub fn cluster_side(version: u8) -> FrameCodec {
         FrameCodec {
             compression: None,
             expect_response: true,
+            version,
+            max_version: version,
+            segments: None,
+            v5_lz4: false,
         }
     }
 
+    /// The compression a client's STARTUP asked for: on v4 frames from now on; on v5
+    /// segments once they start (v5 has no Snappy: the handshake refuses it).
     pub fn set_compression(&mut self, compression: Option<Compression>) {
-        self.compression = compression;
-    }
-}
-
-impl Decoder for FrameCodec {
-    type Item = Frame;
-    type Error = FrameError;
-
-    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
-        if src.is_empty() {
-            return Ok(None);
+        if self.version >= V5 {
+            self.v5_lz4 = compression == Some(Compression::Lz4);
+        } else {
+            self.compression = compression;
         }
+    }
+
+    /// The negotiated version (0 before a client's first frame).
+    pub fn version(&self) -> u8 {
+        self.version
+    }
+
+    /// Switches a v5 connection to segment framing (after STARTUP's READY or AUTHENTICATE); LZ4, if
+    /// negotiated, then applies to segments. No-op on v4.
+    pub fn start_segments(&mut self) {
+        if self.version >= V5 && self.segments.is_none() {
+            self.segments = Some(Segments {
+                lz4: self.v5_lz4,
+                envelopes: BytesMut::new(),
+            });
+        }
+    }
+
+    pub fn segmented(&self) -> bool {
+        self.segments.is_some()
+    }
+
+    /// Checks the version byte of the frame at the start of `src` (locking a client
+    /// connection's version on its first frame).
+    fn check_version(&mut self, src: &[u8]) -> Result<(), FrameError> {
         let version_byte = src[0];
         let version = version_byte & 0x7f;
-        if version != VERSION || (version_byte & RESPONSE != 0) != self.expect_response {
+        let direction_ok = (version_byte & RESPONSE != 0) == self.expect_response;
+        let acceptable = if self.version == 0 {
+            version == VERSION || (version == V5 && self.max_version >= V5)
+        } else {
+            version == self.version
+        };
+        if !acceptable || !direction_ok {
             // v1/v2 headers have a one-byte stream at offset 2; v3+ a two-byte one.
             let stream = match (version, src.len()) {
                 (1 | 2, n) if n >= 3 => src[2] as i8 as i16,
                 (_, n) if n >= 4 => i16::from_be_bytes([src[2], src[3]]),
                 _ => 0,
             };
-            return Err(FrameError::UnsupportedVersion { version, stream });
+            return Err(FrameError::UnsupportedVersion {
+                version,
+                stream,
+                max: self.max_version.max(VERSION),
+            });
         }
+        if self.version == 0 {
+            self.version = version;
+        }
+        Ok(())
+    }
+
+    /// Takes one frame (v4 layout: 9-byte header and body) off `src`, if whole.
+    fn decode_frame(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
+        if src.is_empty() {
+            return Ok(None);
+        }
+        self.check_version(src)?;
         if src.len() < HEADER_LEN {
             return Ok(None);
         }
@@ -295,11 +380,73 @@ impl Decoder for FrameCodec {
     }
 }
 
+impl Decoder for FrameCodec {
+    type Item = Frame;
+    type Error = FrameError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
+        let Some(mut seg) = self.segments.take() else {
+            return self.decode_frame(src);
+        };
+        // v5: envelopes are read out of the segment payloads gathered so far; a segment is
+        // taken off `src` only when they hold no whole envelope.
+        let result = loop {
+            match self.decode_frame(&mut seg.envelopes) {
+                Ok(Some(f)) => break Ok(Some(f)),
+                Err(e) => break Err(e),
+                Ok(None) => {}
+            }
+            match crate::segment::decode(src, seg.lz4) {
+                Ok(Some(s)) => {
+                    if seg.envelopes.is_empty() {
+                        seg.envelopes = s.payload;
+                    } else {
+                        seg.envelopes.unsplit(s.payload);
+                    }
+                }
+                Ok(None) => break Ok(None),
+                Err(e) => break Err(e),
+            }
+        };
+        self.segments = Some(seg);
+        result
+    }
+}
+
 impl Encoder<Frame> for FrameCodec {
     type Error = FrameError;
 
     fn encode(&mut self, frame: Frame, dst: &mut BytesMut) -> Result<(), FrameError> {
+        // Every frame leaves with the connection's version (the proxy builds its own frames
+        // with `VERSION`); a client connection that never sent a frame answers in v4.
+        let direction = frame.version & RESPONSE;
+        let version = match self.version {
+            0 => VERSION,
+            v => v,
+        } | direction;
         let mut flags = frame.flags & !FLAG_COMPRESSION;
+        if let Some(seg) = &self.segments {
+            if frame.body.len() > MAX_BODY {
+                return Err(FrameError::TooLong(frame.body.len() as i64));
+            }
+            let len = HEADER_LEN + frame.body.len();
+            let put_envelope = |d: &mut BytesMut| {
+                d.put_u8(version);
+                d.put_u8(flags);
+                d.put_i16(frame.stream);
+                d.put_u8(frame.opcode);
+                d.put_u32(frame.body.len() as u32);
+                d.put_slice(&frame.body);
+            };
+            if !seg.lz4 && len <= crate::segment::MAX_PAYLOAD {
+                crate::segment::encode_in_place(dst, len, put_envelope);
+            } else {
+                let mut envelope = BytesMut::with_capacity(len);
+                put_envelope(&mut envelope);
+                crate::segment::encode(&envelope, seg.lz4, dst);
+            }
+            return Ok(());
+        }
         let compressed;
         let body: &[u8] = match self.compression {
             Some(c) if !frame.body.is_empty() => {
@@ -313,7 +460,7 @@ impl Encoder<Frame> for FrameCodec {
             return Err(FrameError::TooLong(body.len() as i64));
         }
         dst.reserve(HEADER_LEN + body.len());
-        dst.put_u8(frame.version);
+        dst.put_u8(version);
         dst.put_u8(flags);
         dst.put_i16(frame.stream);
         dst.put_u8(frame.opcode);
@@ -326,11 +473,12 @@ impl Encoder<Frame> for FrameCodec {
 /// Encodes the PROTOCOL_ERROR answer to a frame of an unsupported version in a header layout the
 /// client can read: drivers parse the error, see "Invalid or unsupported protocol version" and
 /// retry with a lower version. For versions above 4 we answer with a v4 header (what Cassandra
-/// does when the client is ahead of it); for v3 the layout is the same as v4 but the version byte
+/// does when the client is ahead of it; v5 when `max` is 5); for v3 the layout is the same as v4 but the version byte
 /// is the client's; for v1/v2 the 8-byte header with a one-byte stream is used.
-pub fn unsupported_version_response(version: u8, stream: i16) -> Vec<u8> {
+pub fn unsupported_version_response(version: u8, stream: i16, max: u8) -> Vec<u8> {
     let message = format!(
-        "Invalid or unsupported protocol version ({version}); supported versions are (4/v4)"
+        "Invalid or unsupported protocol version ({version}); supported versions are ({})",
+        supported_versions(max)
     );
     let body = crate::wire::error_body(crate::wire::error_code::PROTOCOL_ERROR, &message);
     let mut out = Vec::with_capacity(body.len() + 9);
@@ -346,7 +494,8 @@ pub fn unsupported_version_response(version: u8, stream: i16) -> Vec<u8> {
             out.extend_from_slice(&stream.to_be_bytes());
         }
         _ => {
-            out.push(RESPONSE | VERSION);
+            // Above what we speak: our highest version, which the driver then retries with.
+            out.push(RESPONSE | max.clamp(VERSION, V5));
             out.push(0);
             out.extend_from_slice(&stream.to_be_bytes());
         }
@@ -362,7 +511,7 @@ mod tests {
     use super::*;
 
     fn roundtrip(compression: Option<Compression>) {
-        let mut codec = FrameCodec::client_side();
+        let mut codec = FrameCodec::client_side(VERSION);
         codec.set_compression(compression);
         let frame = Frame::request(7, opcode::QUERY, Bytes::from(vec![b'a'; 1000]));
         let mut buf = BytesMut::new();
@@ -384,20 +533,21 @@ mod tests {
 
     #[test]
     fn waits_for_a_whole_frame() {
-        let mut codec = FrameCodec::client_side();
+        let mut codec = FrameCodec::client_side(VERSION);
         let mut buf = BytesMut::from(&[4u8, 0, 0, 1, 7, 0, 0, 0, 10, 1, 2][..]);
         assert!(codec.decode(&mut buf).unwrap().is_none());
     }
 
     #[test]
     fn refuses_other_versions_and_directions() {
-        let mut codec = FrameCodec::client_side();
+        let mut codec = FrameCodec::client_side(VERSION);
         let mut v5 = BytesMut::from(&[5u8, 0, 0, 3, 1, 0, 0, 0, 0][..]);
         assert!(matches!(
             codec.decode(&mut v5),
             Err(FrameError::UnsupportedVersion {
                 version: 5,
-                stream: 3
+                stream: 3,
+                max: 4
             })
         ));
         let mut response = BytesMut::from(&[0x84u8, 0, 0, 3, 1, 0, 0, 0, 0][..]);
@@ -409,11 +559,85 @@ mod tests {
         ));
     }
 
+    /// A v5 connection: the handshake in v4 layout, then envelopes in segments, a client's
+    /// several envelopes in one segment, a large one over several, LZ4 at segment level.
+    #[test]
+    fn v5_frames_travel_in_segments_after_the_handshake() {
+        for lz4 in [false, true] {
+            let mut server = FrameCodec::client_side(V5);
+            let mut client = FrameCodec::cluster_side(V5);
+            client.expect_response = false; // the client's side of the same connection
+            server.expect_response = false;
+            let mut wire = BytesMut::new();
+            let startup = Frame {
+                version: V5,
+                ..Frame::request(0, opcode::STARTUP, Bytes::from_static(b"x"))
+            };
+            client.encode(startup.clone(), &mut wire).unwrap();
+            assert_eq!(wire[0], V5, "handshake frames keep the v4 layout");
+            assert_eq!(
+                server.decode(&mut wire).unwrap().unwrap().opcode,
+                opcode::STARTUP
+            );
+            assert_eq!(server.version(), V5);
+            let c = lz4.then_some(Compression::Lz4);
+            server.set_compression(c);
+            client.set_compression(c);
+            server.start_segments();
+            client.start_segments();
+            // Three small envelopes packed into one self-contained segment by hand.
+            let mut envelopes = BytesMut::new();
+            let mut plain = FrameCodec::cluster_side(V5);
+            for i in 0..3 {
+                let f = Frame::request(i, opcode::QUERY, Bytes::from(vec![b'q'; 10 + i as usize]));
+                plain.encode(f, &mut envelopes).unwrap();
+            }
+            crate::segment::encode(&envelopes, lz4, &mut wire);
+            // And one envelope of 300 000 bytes, cut over three segments by the encoder.
+            let big = Frame::request(9, opcode::QUERY, Bytes::from(vec![7u8; 300_000]));
+            client.encode(big.clone(), &mut wire).unwrap();
+            let mut got = Vec::new();
+            while let Some(f) = server.decode(&mut wire).unwrap() {
+                got.push(f);
+            }
+            assert!(wire.is_empty());
+            assert_eq!(got.len(), 4, "lz4={lz4}");
+            assert_eq!(
+                got.iter().map(|f| f.stream).collect::<Vec<_>>(),
+                [0, 1, 2, 9]
+            );
+            assert_eq!(got[2].body.len(), 12);
+            assert_eq!(got[3].body, big.body);
+            assert_eq!(got[3].version, V5);
+        }
+    }
+
+    #[test]
+    fn v5_is_refused_unless_allowed_and_a_connection_keeps_its_version() {
+        let mut v4_only = FrameCodec::client_side(VERSION);
+        let mut v5 = BytesMut::from(&[5u8, 0, 0, 3, 1, 0, 0, 0, 0][..]);
+        assert!(matches!(
+            v4_only.decode(&mut v5),
+            Err(FrameError::UnsupportedVersion {
+                version: 5,
+                max: 4,
+                ..
+            })
+        ));
+        let mut codec = FrameCodec::client_side(V5);
+        let mut first = BytesMut::from(&[4u8, 0, 0, 1, 5, 0, 0, 0, 0][..]);
+        assert!(codec.decode(&mut first).unwrap().is_some());
+        let mut then_v5 = BytesMut::from(&[5u8, 0, 0, 2, 5, 0, 0, 0, 0][..]);
+        assert!(codec.decode(&mut then_v5).is_err());
+    }
+
     #[test]
     fn unsupported_version_answer_is_readable_by_old_and_new_clients() {
-        let v5 = unsupported_version_response(5, 9);
+        let v5 = unsupported_version_response(5, 9, 4);
         assert_eq!(&v5[..5], &[0x84, 0, 0, 9, 0]);
-        let v2 = unsupported_version_response(2, 9);
+        let v6 = unsupported_version_response(6, 9, 5);
+        assert_eq!(&v6[..5], &[0x85, 0, 0, 9, 0]);
+        let v2 = unsupported_version_response(2, 9, 5);
         assert_eq!(&v2[..4], &[0x82, 0, 9, 0]);
     }
 }

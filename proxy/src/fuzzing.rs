@@ -16,7 +16,7 @@ pub fn decode_and_classify(data: &[u8]) -> usize {
     let Some((&pick, stream)) = data.split_first() else {
         return 0;
     };
-    let mut codec = FrameCodec::client_side();
+    let mut codec = FrameCodec::client_side(crate::frame::VERSION);
     codec.set_compression(match pick % 3 {
         0 => None,
         1 => Some(Compression::Lz4),
@@ -42,6 +42,38 @@ pub fn decode_and_classify(data: &[u8]) -> usize {
             }
             opcode::BATCH => walk_batch(&mut r),
             _ => {}
+        }
+    }
+    frames
+}
+
+/// Decodes `data` as a v5 client's byte stream after its handshake: segments (the first byte
+/// picks LZ4 or none), then the envelopes in them, each parsed as `decode_and_classify` does.
+/// Returns the number of envelopes decoded.
+pub fn decode_segments(data: &[u8]) -> usize {
+    let Some((&pick, stream)) = data.split_first() else {
+        return 0;
+    };
+    let mut codec = FrameCodec::client_side(crate::frame::V5);
+    // The handshake: a v5 STARTUP, then segments (with LZ4 if the first byte says so).
+    let mut startup = BytesMut::from(&[5u8, 0, 0, 0, opcode::STARTUP, 0, 0, 0, 0][..]);
+    if !matches!(codec.decode(&mut startup), Ok(Some(_))) {
+        return 0;
+    }
+    codec.set_compression((pick & 1 == 1).then_some(Compression::Lz4));
+    codec.start_segments();
+    let mut buf = BytesMut::from(stream);
+    let mut frames = 0;
+    // Each successful decode consumes at least a segment header, so this loop is bounded.
+    while let Ok(Some(frame)) = codec.decode(&mut buf) {
+        frames += 1;
+        if let Ok(off) = frame.message_offset() {
+            let mut r = Reader::at(&frame.body, off);
+            if matches!(frame.opcode, opcode::QUERY | opcode::PREPARE) {
+                if let Ok(query) = r.long_string() {
+                    classify_all(query);
+                }
+            }
         }
     }
     frames

@@ -47,9 +47,11 @@ pub async fn reject(framed: &mut ClientFramed, e: FrameError) {
     use tokio::io::AsyncWriteExt;
     tracing::debug!("closing client connection: {e}");
     let bytes = match e {
-        FrameError::UnsupportedVersion { version, stream } => {
-            crate::frame::unsupported_version_response(version, stream)
-        }
+        FrameError::UnsupportedVersion {
+            version,
+            stream,
+            max,
+        } => crate::frame::unsupported_version_response(version, stream, max),
         FrameError::Io(_) => return,
         other => {
             let f = Frame::response(
@@ -108,7 +110,14 @@ pub async fn client_handshake(
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case("COMPRESSION"))
     {
+        let v5 = framed.codec().version() >= crate::frame::V5;
         match Compression::from_name(name) {
+            // v5 compresses segments, with LZ4 only (as Cassandra).
+            Some(Compression::Snappy) if v5 => {
+                let msg = "Snappy compression is not supported in protocol v5; use lz4";
+                reply_error(framed, startup.stream, error_code::PROTOCOL_ERROR, msg).await;
+                return None;
+            }
             Some(c) => framed.codec_mut().set_compression(Some(c)),
             None => {
                 let msg = format!("Unknown compression algorithm: {name}");
@@ -124,12 +133,17 @@ pub async fn client_handshake(
     // the request timeout: password hashing makes authentication far slower than a request.
     let checker = shared.config.client_credentials_cluster();
     let other = checker.other();
+    // Both cluster connections speak the client's version, so its messages pass unchanged.
+    let version = framed.codec().version();
     let other_timeout = Duration::from_millis(shared.config.cluster(other).connection_timeout_ms);
     let timeout = Duration::from_millis(shared.config.cluster(checker).connection_timeout_ms);
     let other_task = {
         let shared = shared.clone();
         tokio::spawn(async move {
-            let conn = shared.connect(other).await.map_err(OtherFailure::Connect)?;
+            let conn = shared
+                .connect(other, version)
+                .await
+                .map_err(OtherFailure::Connect)?;
             handshake(&conn, shared.credentials(other).as_ref(), other_timeout)
                 .await
                 .map_err(OtherFailure::Handshake)?;
@@ -138,7 +152,7 @@ pub async fn client_handshake(
     };
 
     // The checking cluster: relay the client's exchange.
-    let relayed = match shared.connect(checker).await {
+    let relayed = match shared.connect(checker, version).await {
         Ok(c) => c,
         Err(e) => {
             other_task.abort();
@@ -167,6 +181,10 @@ pub async fn client_handshake(
                 if !reply(framed, stream, resp.opcode, resp.body.clone()).await {
                     other_task.abort();
                     return None;
+                }
+                if resp.opcode == opcode::AUTHENTICATE {
+                    // v5: segments from here on, as on the cluster side.
+                    framed.codec_mut().start_segments();
                 }
             }
             op => {
@@ -234,6 +252,8 @@ pub async fn client_handshake(
     if !reply(framed, stream, resp.opcode, resp.body).await {
         return None;
     }
+    // v5 without authentication: segments start after READY.
+    framed.codec_mut().start_segments();
     let (origin, target) = match checker {
         Cluster::Target => (other_conn, relayed),
         Cluster::Origin => (relayed, other_conn),

@@ -34,6 +34,9 @@ pub struct ClusterHealth {
     /// A settings error the control connection found (a local data center without nodes):
     /// the proxy refuses to start on it rather than retry forever.
     settings_error: Mutex<Option<String>>,
+    /// Whether the cluster speaks protocol v5 (its SUPPORTED lists "5/v5"), as the control
+    /// connection last saw it.
+    v5: AtomicBool,
 }
 
 pub struct Health {
@@ -48,6 +51,7 @@ impl Health {
             failures: AtomicU32::new(0),
             addr: Mutex::new(format!("{}:{}", c.contact_points.join(","), c.port)),
             settings_error: Mutex::new(None),
+            v5: AtomicBool::new(false),
         };
         Health {
             origin: h(&config.origin),
@@ -67,6 +71,15 @@ impl Health {
         [&self.origin, &self.target]
             .iter()
             .find_map(|h| h.settings_error.lock().unwrap().clone())
+    }
+
+    /// The highest protocol version a client may use: 5 when both clusters speak it.
+    pub fn max_client_version(&self) -> u8 {
+        if self.origin.speaks_v5() && self.target.speaks_v5() {
+            crate::frame::V5
+        } else {
+            crate::frame::VERSION
+        }
     }
 
     pub fn both_up(&self) -> bool {
@@ -122,6 +135,11 @@ impl ClusterHealth {
     /// As the last heartbeat saw it.
     pub fn is_up(&self) -> bool {
         self.up.load(Ordering::SeqCst)
+    }
+
+    /// Whether the cluster speaks protocol v5.
+    pub fn speaks_v5(&self) -> bool {
+        self.v5.load(Ordering::SeqCst)
     }
 
     fn mark_up(&self, node: &str) {
@@ -363,8 +381,52 @@ async fn open_control(
         .await
         .map_err(|e| ControlError::Other(format!("{}: {e}", conn.node)))?;
     discover(shared, cluster, &conn, timeout).await?;
+    let v5 = speaks_v5(&conn, timeout).await;
+    shared.health.of(cluster).v5.store(v5, Ordering::SeqCst);
     shared.health.of(cluster).clear_settings_error();
     Ok(conn)
+}
+
+/// Whether the node behind `conn` speaks protocol v5: its SUPPORTED answer lists the versions
+/// under PROTOCOL_VERSIONS (Cassandra 4.0+; older nodes list none and speak v4 at most).
+async fn speaks_v5(conn: &ClusterConn, timeout: Duration) -> bool {
+    let Ok(resp) = conn
+        .request(opcode::OPTIONS, 0, Default::default(), timeout)
+        .await
+    else {
+        return false;
+    };
+    resp.opcode == opcode::SUPPORTED
+        && supported_versions(&resp.body)
+            .iter()
+            .any(|v| v.starts_with("5/"))
+}
+
+/// The PROTOCOL_VERSIONS of a SUPPORTED body ([string multimap]); empty if absent or unreadable.
+fn supported_versions(body: &[u8]) -> Vec<String> {
+    let mut r = wire::Reader::new(body);
+    let Ok(n) = r.short() else {
+        return Vec::new();
+    };
+    for _ in 0..n {
+        let Ok(key) = r.string() else {
+            return Vec::new();
+        };
+        let Ok(m) = r.short() else {
+            return Vec::new();
+        };
+        let mut values = Vec::with_capacity(m as usize);
+        for _ in 0..m {
+            match r.string() {
+                Ok(v) => values.push(v.to_string()),
+                Err(_) => return Vec::new(),
+            }
+        }
+        if key == "PROTOCOL_VERSIONS" {
+            return values;
+        }
+    }
+    Vec::new()
 }
 
 /// Serves /health/liveness, /health/readiness, /metrics, /config (the live settings, no

@@ -196,6 +196,8 @@ pub struct Metrics {
     durations: [Histogram; 3],
     inflight: [Gauge; 3],
     pub client_connections: Gauge,
+    /// Client connections past their handshake by negotiated protocol version: [v4, v5].
+    pub client_connections_by_version: [Gauge; 2],
     pub requests_total: Counter,
     pub requests_duration: Histogram,
     pub errors_total: Counter,
@@ -229,6 +231,7 @@ impl Metrics {
             durations: Default::default(),
             inflight: Default::default(),
             client_connections: Gauge::default(),
+            client_connections_by_version: Default::default(),
             requests_total: Counter::default(),
             requests_duration: Histogram::default(),
             errors_total: Counter::default(),
@@ -385,6 +388,19 @@ impl Metrics {
             "{p}_client_connections_total {}",
             self.client_connections.get()
         );
+        head(
+            &mut o,
+            "client_connections_by_protocol_version",
+            "gauge",
+            "Number of client connections currently open past their handshake, by the protocol version negotiated",
+        );
+        for (i, v) in ["4", "5"].iter().enumerate() {
+            let _ = writeln!(
+                o,
+                "{p}_client_connections_by_protocol_version{{protocol_version=\"{v}\"}} {}",
+                self.client_connections_by_version[i].get()
+            );
+        }
 
         let nodes = self.nodes.lock().unwrap();
         for (ci, cluster) in ["origin", "target"].iter().enumerate() {

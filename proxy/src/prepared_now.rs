@@ -45,12 +45,16 @@ struct Variables {
     end: usize,
 }
 
-fn read_variables(body: &[u8], at: usize) -> Result<Variables, FrameError> {
+/// `version` 5: a result metadata id follows the statement id.
+fn read_variables(body: &[u8], at: usize, version: u8) -> Result<Variables, FrameError> {
     let mut r = Reader::at(body, at);
     if r.int()? != result_kind::PREPARED {
         return Err(FrameError::Malformed("not a PREPARED result".into()));
     }
     r.short_bytes()?;
+    if version >= crate::frame::V5 {
+        r.short_bytes()?;
+    }
     let flags_at = r.pos();
     let flags = r.int()?;
     let count = r.int()?.max(0) as usize;
@@ -89,9 +93,9 @@ fn read_variables(body: &[u8], at: usize) -> Result<Variables, FrameError> {
 }
 
 /// `(keyspace, table)` a PREPARED answer's variables belong to (None without variables).
-pub fn prepared_table(flags: u8, body: &[u8]) -> Option<(String, String)> {
+pub fn prepared_table(flags: u8, body: &[u8], version: u8) -> Option<(String, String)> {
     let at = response_message_offset(flags, body).ok()?;
-    let v = read_variables(body, at).ok()?;
+    let v = read_variables(body, at, version).ok()?;
     v.global.or_else(|| v.columns.first().map(|c| c.2.clone()))
 }
 
@@ -105,7 +109,8 @@ pub fn hide_injected(
     total: usize,
 ) -> Result<(Bytes, NowMarkers), String> {
     let at = response_message_offset(flags, body).map_err(|e| e.to_string())?;
-    let v = read_variables(body, at).map_err(|e| e.to_string())?;
+    // v4 only: prepared statements are rewritten on v4 connections (see `Session::prepare`).
+    let v = read_variables(body, at, crate::frame::VERSION).map_err(|e| e.to_string())?;
     if v.columns.len() != total {
         return Err(format!(
             "the cluster reports {} variables, the proxy counted {total}",
@@ -288,10 +293,10 @@ mod tests {
     #[test]
     fn hides_injected_variables_and_renumbers_partition_key_indexes() {
         let body = prepared_body();
-        assert_eq!(prepared_table(0, &body), Some(("ks".into(), "t".into())));
+        assert_eq!(prepared_table(0, &body, 4), Some(("ks".into(), "t".into())));
         let (out, m) = hide_injected(0, &body, &[1], 3).unwrap();
         assert_eq!(m.names, vec!["ts".to_string()]);
-        let v = read_variables(&out, 0).unwrap();
+        let v = read_variables(&out, 0, 4).unwrap();
         let names: Vec<_> = v.columns.iter().map(|c| c.1.as_str()).collect();
         assert_eq!(names, ["k", "v"]);
         assert_eq!(v.pk_indexes, vec![0, 1], "index 2 (v) shifts to 1");
@@ -352,14 +357,14 @@ mod tests {
             at in 0usize..40,
             pos in proptest::collection::vec(0usize..6, 0..3),
         ) {
-            let _ = prepared_table(flags, &body);
+            let _ = prepared_table(flags, &body, 5);
             let _ = hide_injected(flags, &body, &pos, 5);
             let m = NowMarkers { names: pos.iter().map(|p| p.to_string()).collect(), positions: pos };
             let _ = inject_execute(&body, at.min(body.len()), &m, &fresh_values(&m));
             let bytes = Bytes::from(body);
             let _ = crate::write_rewrite::rewrite_batch(&bytes, 0, None, true, |_| None);
             for op in [crate::frame::opcode::QUERY, crate::frame::opcode::EXECUTE, crate::frame::opcode::BATCH] {
-                let _ = crate::consistency::override_level(op, bytes.clone(), 0, 5);
+                let _ = crate::consistency::override_level(op, bytes.clone(), 0, 5, 4);
             }
         }
     }

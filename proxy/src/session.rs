@@ -27,6 +27,8 @@ pub struct Session {
     pub origin: Arc<ClusterConn>,
     pub target: Arc<ClusterConn>,
     pub fleet: Fleet,
+    /// The protocol version negotiated with the client (and spoken to the clusters).
+    pub version: u8,
     keyspace: Mutex<Option<String>>,
     shadow: Shadow,
 }
@@ -73,6 +75,7 @@ impl Session {
         origin: Arc<ClusterConn>,
         target: Arc<ClusterConn>,
         local_ip: IpAddr,
+        version: u8,
     ) -> Session {
         let cfg = &shared.config;
         let fleet = if cfg.proxy_topology_addresses.is_empty() {
@@ -95,7 +98,8 @@ impl Session {
             }
         };
         Session {
-            shadow: Shadow::new(shared.clone()),
+            shadow: Shadow::new(shared.clone(), version),
+            version,
             shared,
             origin,
             target,
@@ -128,7 +132,7 @@ impl Session {
         if is_error(&resp) {
             m.errors_total.inc();
         }
-        resp.version = crate::frame::VERSION | crate::frame::RESPONSE;
+        resp.version = self.version | crate::frame::RESPONSE;
         resp.stream = req.stream;
         resp
     }
@@ -144,8 +148,7 @@ impl Session {
                 opcode::SUPPORTED,
                 wire::supported_body(),
             )),
-            // Events are not relayed (they would name the real nodes, not the proxies).
-            opcode::REGISTER => Ok(Frame::response(0, opcode::READY, Bytes::new())),
+            opcode::REGISTER => Ok(self.register(req).await),
             opcode::STARTUP | opcode::AUTH_RESPONSE => Ok(error_frame(
                 error_code::PROTOCOL_ERROR,
                 "connection is already authenticated",
@@ -157,6 +160,31 @@ impl Session {
         }
     }
 
+    /// REGISTER goes to both clusters, as the reference proxy does; the client gets origin's
+    /// answer, since only origin's events are relayed (`events`). Target's refusal is only
+    /// logged: it cannot change what the client receives. Drivers send REGISTER while setting
+    /// up a connection, so it is bounded by the connection timeouts, as the handshake is, not
+    /// by the request timeout.
+    async fn register(&self, req: &Frame) -> Frame {
+        let send = |c: Cluster| {
+            let timeout = std::time::Duration::from_millis(
+                self.shared.config.cluster(c).connection_timeout_ms,
+            );
+            self.conn(c)
+                .request(req.opcode, req.flags, req.body.clone(), timeout)
+        };
+        let (o, t) = tokio::join!(send(Cluster::Origin), send(Cluster::Target));
+        match t {
+            Ok(f) if is_error(&f) => tracing::debug!(
+                "target refused REGISTER: {}",
+                wire::parse_error(&f.body).map(|e| e.1).unwrap_or_default()
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::debug!("REGISTER on target: {e}"),
+        }
+        o.unwrap_or_else(|e| cluster_error_frame(Cluster::Origin, &e))
+    }
+
     async fn query(&self, req: &Frame) -> Result<Frame, FrameError> {
         let off = req.message_offset()?;
         let query = Reader::at(&req.body, off).long_string()?;
@@ -165,7 +193,7 @@ impl Session {
             Route::Topology(table) => {
                 let mut r = Reader::at(&req.body, off);
                 r.long_string()?;
-                let (no_metadata, bound) = topology_where::read_parameters(&mut r)?;
+                let (no_metadata, bound) = topology_where::read_parameters(&mut r, self.version)?;
                 Ok(self.topology(query, table, no_metadata, &bound))
             }
             Route::Origin => Ok(self.read(Cluster::Origin, req, req.body.clone()).await),
@@ -295,7 +323,7 @@ impl Session {
     /// `body` as target gets it: with `target_consistency_level`, if set, as its consistency.
     fn for_target(&self, op: u8, body: Bytes, off: usize) -> Bytes {
         match self.shared.live().target_consistency_level {
-            Some(level) => consistency::override_level(op, body, off, level),
+            Some(level) => consistency::override_level(op, body, off, level, self.version),
             None => body,
         }
     }
@@ -367,7 +395,12 @@ impl Session {
         }
         let mut writes = write_metrics::tables_of(query, keyspace.as_deref());
         let mut now_not_replaced = None;
-        if route == Route::Both && self.shared.config.replace_cql_functions {
+        // v4 only: the PREPARED and EXECUTE rewriting reads v4 layouts; a v5 client's prepared
+        // statements keep their now() (QUERY and BATCH text is rewritten on both versions).
+        if route == Route::Both
+            && self.shared.config.replace_cql_functions
+            && self.version < crate::frame::V5
+        {
             if let Some(rw) = cql_functions::rewrite_for_prepare(query) {
                 let end = off + 4 + query.len();
                 let body = write_rewrite::with_statement(&req.body, off, end, &rw.text);
@@ -401,7 +434,7 @@ impl Session {
                  ({why}); origin and target will store different values"
             );
         }
-        use_prepared_table(&mut writes, &o);
+        use_prepared_table(&mut writes, &o, self.version);
         let n = self.shared.prepared.insert(
             origin_id,
             Prepared {
@@ -462,7 +495,7 @@ impl Session {
         if target_markers.names != markers.names {
             return Err("origin and target name the injected variables differently".into());
         }
-        use_prepared_table(writes, &o);
+        use_prepared_table(writes, &o, self.version);
         let n = self.shared.prepared.insert(
             origin_id,
             Prepared {
@@ -492,7 +525,7 @@ impl Session {
         let mut id = crate::topology::hash128(&[b"zdm-proxy-topology", query.as_bytes()]).to_vec();
         id.truncate(16);
         let select = routing::topology_select(query, table);
-        let (op, body) = self.fleet.prepared(&select, &info, &id);
+        let (op, body) = self.fleet.prepared(&select, &info, &id, self.version);
         if op == opcode::RESULT {
             let entry = Prepared {
                 target_id: Bytes::new(),
@@ -521,18 +554,23 @@ impl Session {
         if let (Route::Topology(table), Some(query)) = (&entry.route, &entry.query) {
             let mut r = Reader::at(&req.body, off);
             r.short_bytes()?;
-            let (no_metadata, bound) = topology_where::read_parameters(&mut r)?;
+            if self.version >= crate::frame::V5 {
+                r.short_bytes()?; // result metadata id
+            }
+            let (no_metadata, bound) = topology_where::read_parameters(&mut r, self.version)?;
             return Ok(self.topology(query, *table, no_metadata, &bound));
         }
         let resp = match entry.route {
             Route::Both => {
                 let origin_body = match &entry.now {
-                    Some(markers) => {
+                    // Statements with injected now() values are made on v4 connections only
+                    // (see `prepare`): a v5 client never holds their ids.
+                    Some(markers) if self.version < crate::frame::V5 => {
                         let uuids = prepared_now::fresh_values(markers);
                         let params = off + 2 + id.len();
                         prepared_now::inject_execute(&req.body, params, markers, &uuids)?
                     }
-                    None => req.body.clone(),
+                    _ => req.body.clone(),
                 };
                 let target = execute_body_for(Cluster::Target, &origin_body, off, &id, &entry);
                 let target = self.for_target(req.opcode, target, off);
@@ -608,9 +646,11 @@ fn client_id_of_unprepared(error_body: &[u8], ids: &[(Bytes, Bytes)]) -> Bytes {
 
 /// Replaces a single parsed write table by the one the cluster's PREPARED answer names: the
 /// cluster resolved the keyspace and the identifiers' case, the proxy's parse only guessed.
-fn use_prepared_table(writes: &mut [TableRef], answer: &Frame) {
+fn use_prepared_table(writes: &mut [TableRef], answer: &Frame, version: u8) {
     if let [only] = writes {
-        if let Some((keyspace, table)) = prepared_now::prepared_table(answer.flags, &answer.body) {
+        if let Some((keyspace, table)) =
+            prepared_now::prepared_table(answer.flags, &answer.body, version)
+        {
             *only = TableRef { keyspace, table };
         }
     }

@@ -104,8 +104,9 @@ impl Shared {
 
     /// Opens a (not yet handshaken) connection to a cluster's next local-DC node (round-robin,
     /// falling back to the following nodes), over TLS when configured.
-    pub async fn connect(&self, c: Cluster) -> Result<Arc<ClusterConn>, String> {
-        self.connect_observed(c, |node| self.metrics.node(c, node))
+    /// `version`: the protocol version the connection speaks (the client's).
+    pub async fn connect(&self, c: Cluster, version: u8) -> Result<Arc<ClusterConn>, String> {
+        self.connect_observed(c, version, |node| self.metrics.node(c, node))
             .await
     }
 
@@ -114,24 +115,28 @@ impl Shared {
     pub async fn connect_observed(
         &self,
         c: Cluster,
+        version: u8,
         metrics_for: impl Fn(&str) -> Arc<NodeMetrics>,
     ) -> Result<Arc<ClusterConn>, String> {
         let hosts = self.nodes(c).assignment();
-        self.connect_to(c, &hosts, metrics_for).await
+        self.connect_to(c, &hosts, version, metrics_for).await
     }
 
     /// The control connection: to the first reachable contact point, which is where discovery
     /// starts (the node list may be empty or stale when it reconnects).
     pub async fn connect_control(&self, c: Cluster) -> Result<Arc<ClusterConn>, String> {
         let hosts = &self.config.cluster(c).contact_points;
-        self.connect_to(c, hosts, |node| self.metrics.node(c, node))
-            .await
+        self.connect_to(c, hosts, crate::frame::VERSION, |node| {
+            self.metrics.node(c, node)
+        })
+        .await
     }
 
     async fn connect_to(
         &self,
         c: Cluster,
         hosts: &[String],
+        version: u8,
         metrics_for: impl Fn(&str) -> Arc<NodeMetrics>,
     ) -> Result<Arc<ClusterConn>, String> {
         let cfg = self.config.cluster(c);
@@ -141,6 +146,7 @@ impl Shared {
             std::time::Duration::from_millis(cfg.connection_timeout_ms),
             self.config.proxy_max_stream_ids,
             self.config.tls.cluster(c),
+            version,
             metrics_for,
         )
         .await
@@ -177,15 +183,15 @@ mod tests {
             .node(Cluster::Target, &format!("127.0.0.1:{port}"));
 
         // First assignment: 127.0.0.2 (refused), then falls back to 127.0.0.1.
-        let a = shared.connect(Cluster::Target).await.unwrap();
+        let a = shared.connect(Cluster::Target, 4).await.unwrap();
         assert_eq!(a.node, format!("127.0.0.1:{port}"));
         assert_eq!(dead.failed_connections.get(), 1);
         // Second assignment starts at 127.0.0.1: the dead node is not tried.
-        let b = shared.connect(Cluster::Target).await.unwrap();
+        let b = shared.connect(Cluster::Target, 4).await.unwrap();
         assert_eq!(b.node, format!("127.0.0.1:{port}"));
         assert_eq!(dead.failed_connections.get(), 1);
         // Third starts at the dead node again.
-        let c = shared.connect(Cluster::Target).await.unwrap();
+        let c = shared.connect(Cluster::Target, 4).await.unwrap();
         assert_eq!(c.node, format!("127.0.0.1:{port}"));
         assert_eq!(dead.failed_connections.get(), 2);
         assert_eq!(live.open_connections.get(), 3);

@@ -5,8 +5,10 @@
 //! proxies, so token-aware drivers spread load too. Data center name, cluster name, release and
 //! schema version come from the real origin cluster (refreshed by the control connection), so a
 //! driver configured for the real DC keeps working and schema agreement is reached.
-//! system.peers_v2 gets the "unconfigured table" error, as from the reference proxy and from
-//! Cassandra 3: drivers then fall back to system.peers.
+//! The columns are Cassandra 5's. system.peers_v2 is served too (the reference proxy refuses it):
+//! drivers that read it first (Java 4.x, Python, Node) take each proxy's port from its
+//! `native_port`, where system.peers has no port column and the Java driver warns "Unable to
+//! determine broadcast RPC port" for every peer before falling back to the control port.
 
 use std::net::IpAddr;
 
@@ -160,6 +162,26 @@ impl Fleet {
         ]
     }
 
+    /// A system.peers_v2 row (Cassandra 4+): ports of its own, the native one being the
+    /// proxies' listen port.
+    fn peer_v2_row(&self, i: usize, info: &ClusterInfo) -> Vec<(&'static str, Cell)> {
+        let addr = self.addresses[i];
+        vec![
+            ("peer", Cell::Inet(addr)),
+            ("peer_port", Cell::Int(7000)),
+            ("data_center", Cell::Text(info.data_center.clone())),
+            ("host_id", Cell::Uuid(self.host_id(i))),
+            ("native_address", Cell::Inet(addr)),
+            ("native_port", Cell::Int(self.port as i32)),
+            ("preferred_ip", Cell::Inet(addr)),
+            ("preferred_port", Cell::Int(7000)),
+            ("rack", Cell::Text(info.rack.clone())),
+            ("release_version", Cell::Text(info.release_version.clone())),
+            ("schema_version", Cell::Uuid(info.schema_version)),
+            ("tokens", Cell::TextSet(self.tokens(i))),
+        ]
+    }
+
     fn peer_row(&self, i: usize, info: &ClusterInfo) -> Vec<(&'static str, Cell)> {
         let addr = self.addresses[i];
         vec![
@@ -184,25 +206,21 @@ impl Fleet {
         info: &ClusterInfo,
         bound: Option<&Bound>,
     ) -> Result<Resolved, Bytes> {
+        let peers = |row: fn(&Fleet, usize, &ClusterInfo) -> Row| -> Vec<Row> {
+            (0..self.addresses.len())
+                .filter(|i| *i != self.index)
+                .map(|i| row(self, i, info))
+                .collect()
+        };
         let (table, rows): (&'static str, Vec<Row>) = match select.table {
-            SystemTable::PeersV2 => {
-                return Err(wire::error_body(
-                    error_code::INVALID,
-                    "unconfigured table peers_v2",
-                ))
-            }
             SystemTable::Local => ("local", vec![self.local_row(info)]),
-            SystemTable::Peers => (
-                "peers",
-                (0..self.addresses.len())
-                    .filter(|i| *i != self.index)
-                    .map(|i| self.peer_row(i, info))
-                    .collect(),
-            ),
+            SystemTable::PeersV2 => ("peers_v2", peers(Fleet::peer_v2_row)),
+            SystemTable::Peers => ("peers", peers(Fleet::peer_row)),
         };
         let template = match select.table {
             SystemTable::Local => self.local_row(info),
-            _ => self.peer_row(self.index, info),
+            SystemTable::Peers => self.peer_row(self.index, info),
+            SystemTable::PeersV2 => self.peer_v2_row(self.index, info),
         };
         let wanted: Vec<(String, String)> = match &select.columns {
             None => template
@@ -336,7 +354,15 @@ impl Fleet {
     /// driver prepares its control queries). Bind markers of its WHERE clause are described
     /// with their column's type; `id` is the proxy's own, stable for the same query text so
     /// re-preparing yields the same id.
-    pub fn prepared(&self, select: &TopologySelect, info: &ClusterInfo, id: &[u8]) -> (u8, Bytes) {
+    /// `version` 5 adds the result metadata id (derived from `id`: the result columns of one
+    /// statement never change).
+    pub fn prepared(
+        &self,
+        select: &TopologySelect,
+        info: &ClusterInfo,
+        id: &[u8],
+        version: u8,
+    ) -> (u8, Bytes) {
         use crate::frame::opcode;
         let Resolved {
             table,
@@ -351,6 +377,9 @@ impl Fleet {
         let mut b = BytesMut::new();
         b.put_i32(result_kind::PREPARED);
         wire::put_short_bytes(&mut b, id);
+        if version >= crate::frame::V5 {
+            wire::put_short_bytes(&mut b, &hash128(&[b"zdm-proxy-result-metadata", id]));
+        }
         // Bind-variable metadata: one variable per marker, no partition-key indexes (token
         // routing between proxies would gain nothing: every proxy answers these itself).
         b.put_i32(0x0001);
@@ -442,6 +471,68 @@ mod tests {
         );
     }
 
+    /// Cassandra 5's columns and the values the drivers take the proxies' ports from.
+    #[test]
+    fn rows_have_cassandra_5_columns_and_the_proxy_port() {
+        let f = fleet();
+        let columns = |q: &str, t| {
+            let (op, body) = f.answer(&topology_select(q, t), &info(), false, &Vec::new());
+            assert_eq!(op, crate::frame::opcode::RESULT, "{q}");
+            let rows = wire::parse_rows(&body).unwrap();
+            let names: Vec<String> = rows[0].iter().map(|(n, _)| n.to_string()).collect();
+            (names, rows)
+        };
+        let (local, rows) = columns("SELECT * FROM system.local", SystemTable::Local);
+        for c in [
+            "rpc_address",
+            "rpc_port",
+            "broadcast_port",
+            "listen_port",
+            "native_protocol_version",
+        ] {
+            assert!(local.iter().any(|n| n == c), "system.local lacks {c}");
+        }
+        let port = rows[0].iter().find(|(n, _)| n == "rpc_port").unwrap();
+        assert_eq!(port.1.as_deref(), Some(&9042i32.to_be_bytes()[..]));
+        let (v2, rows) = columns("SELECT * FROM system.peers_v2", SystemTable::PeersV2);
+        assert_eq!(
+            v2,
+            [
+                "peer",
+                "peer_port",
+                "data_center",
+                "host_id",
+                "native_address",
+                "native_port",
+                "preferred_ip",
+                "preferred_port",
+                "rack",
+                "release_version",
+                "schema_version",
+                "tokens"
+            ]
+        );
+        assert_eq!(rows.len(), 2, "the other two proxies");
+        let native =
+            |r: &wire::Row, c: &str| r.iter().find(|(n, _)| n == c).unwrap().1.clone().unwrap();
+        assert_eq!(&native(&rows[0], "native_address")[..], &[127, 0, 0, 21]);
+        assert_eq!(&native(&rows[1], "native_port")[..], &9042i32.to_be_bytes());
+        let one = wire::parse_rows(
+            &f.answer(
+                &topology_select(
+                    "SELECT native_port FROM system.peers_v2 WHERE peer = '127.0.0.23' AND peer_port = 7000",
+                    SystemTable::PeersV2,
+                ),
+                &info(),
+                false,
+                &Vec::new(),
+            )
+            .1,
+        )
+        .unwrap();
+        assert_eq!(one.len(), 1);
+    }
+
     #[test]
     fn where_clauses_filter_rows_by_literal_or_bound_value() {
         let f = fleet();
@@ -524,7 +615,7 @@ mod tests {
             "SELECT rpc_address FROM system.peers WHERE peer = :address",
             SystemTable::Peers,
         );
-        let (op, body) = f.prepared(&sel, &info(), b"id");
+        let (op, body) = f.prepared(&sel, &info(), b"id", 4);
         assert_eq!(op, crate::frame::opcode::RESULT);
         let mut r = wire::Reader::new(&body);
         assert_eq!(r.int().unwrap(), result_kind::PREPARED);

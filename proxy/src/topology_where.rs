@@ -132,9 +132,9 @@ pub type Bound = Vec<(Option<String>, Option<Bytes>)>;
 
 /// Reads the query parameters at `r` (<consistency><flags>[values]...): whether the client asked
 /// to skip result metadata, and the bound values.
-pub fn read_parameters(r: &mut Reader<'_>) -> Result<(bool, Bound), FrameError> {
+pub fn read_parameters(r: &mut Reader<'_>, version: u8) -> Result<(bool, Bound), FrameError> {
     r.short()?;
-    let flags = r.byte()?;
+    let flags = crate::wire::query_flags(r, version)? as u8;
     let mut bound = Vec::new();
     if flags & query_flags::VALUES != 0 {
         let n = r.short()?;
@@ -246,7 +246,7 @@ mod tests {
         crate::wire::put_bytes(&mut b, Some(b"r1"));
         crate::wire::put_string(&mut b, "peer");
         crate::wire::put_bytes(&mut b, None);
-        let (skip, bound) = read_parameters(&mut Reader::new(&b)).unwrap();
+        let (skip, bound) = read_parameters(&mut Reader::new(&b), 4).unwrap();
         assert!(skip);
         assert_eq!(
             bound_value(&bound, 0, "rack").unwrap().map(|b| &b[..]),

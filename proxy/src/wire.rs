@@ -16,6 +16,8 @@ pub mod error_code {
     pub const READ_TIMEOUT: i32 = 0x1200;
     pub const READ_FAILURE: i32 = 0x1300;
     pub const WRITE_FAILURE: i32 = 0x1500;
+    /// v5: a CAS (LWT) write whose outcome is unknown (its body is relayed as is).
+    pub const CAS_WRITE_UNKNOWN: i32 = 0x1700;
     pub const SYNTAX_ERROR: i32 = 0x2000;
     pub const INVALID: i32 = 0x2200;
     pub const UNPREPARED: i32 = 0x2500;
@@ -29,7 +31,26 @@ pub mod result_kind {
     pub const PREPARED: i32 = 0x0004;
 }
 
-/// Query-parameter flags (v4, one byte), as QUERY and EXECUTE carry them.
+/// Reads the query-parameter flags of QUERY, EXECUTE and BATCH: a [byte] in v4, an [int] in v5.
+pub fn query_flags(r: &mut Reader<'_>, version: u8) -> Result<u32, FrameError> {
+    if version >= crate::frame::V5 {
+        Ok(r.int()? as u32)
+    } else {
+        Ok(r.byte()? as u32)
+    }
+}
+
+/// Writes query-parameter flags in `version`'s width (see `query_flags`).
+pub fn put_query_flags(buf: &mut BytesMut, version: u8, flags: u32) {
+    if version >= crate::frame::V5 {
+        buf.put_u32(flags);
+    } else {
+        buf.put_u8(flags as u8);
+    }
+}
+
+/// Query-parameter flags (the low byte, the same in v4 and v5), as QUERY and EXECUTE carry
+/// them.
 pub mod query_flags {
     pub const VALUES: u8 = 0x01;
     pub const SKIP_METADATA: u8 = 0x02;

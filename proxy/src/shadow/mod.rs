@@ -178,13 +178,16 @@ impl PrimaryAnswer {
 /// One client connection's shadow reads.
 pub struct Shadow {
     shared: Arc<Shared>,
+    /// The client's protocol version, which the async connection speaks too.
+    version: u8,
     limits: Arc<ShadowLimits>,
     queue: OnceLock<mpsc::Sender<Job>>,
 }
 
 impl Shadow {
-    pub fn new(shared: Arc<Shared>) -> Shadow {
+    pub fn new(shared: Arc<Shared>, version: u8) -> Shadow {
         Shadow {
+            version,
             limits: shared.shadow.clone(),
             shared,
             queue: OnceLock::new(),
@@ -200,7 +203,7 @@ impl Shadow {
         };
         let queue = self.queue.get_or_init(|| {
             let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-            tokio::spawn(worker(self.shared.clone(), rx));
+            tokio::spawn(worker(self.shared.clone(), rx, self.version));
             tx
         });
         let (tx, rx) = oneshot::channel();
@@ -232,7 +235,7 @@ struct AsyncConn {
 
 /// Owns the async connection of one client connection; ends with the client connection (its
 /// queue's sender is dropped), aborting the shadow reads still in flight.
-async fn worker(shared: Arc<Shared>, mut queue: mpsc::Receiver<Job>) {
+async fn worker(shared: Arc<Shared>, mut queue: mpsc::Receiver<Job>, version: u8) {
     let m = &shared.metrics.shadow;
     let mut current: Option<AsyncConn> = None;
     let mut retry_at: Option<Instant> = None;
@@ -253,7 +256,7 @@ async fn worker(shared: Arc<Shared>, mut queue: mpsc::Receiver<Job>) {
                 m.dropped(DropReason::NotConnected);
                 continue;
             }
-            match open(&shared, job.read.cluster).await {
+            match open(&shared, job.read.cluster, version).await {
                 Ok(conn) => {
                     tracing::debug!(node = %conn.node, "async connection open");
                     current = Some(AsyncConn {
@@ -301,10 +304,10 @@ async fn worker(shared: Arc<Shared>, mut queue: mpsc::Receiver<Job>) {
 }
 
 /// Opens and authenticates an async connection with the configured credentials.
-async fn open(shared: &Arc<Shared>, c: Cluster) -> Result<Arc<ClusterConn>, String> {
+async fn open(shared: &Arc<Shared>, c: Cluster, version: u8) -> Result<Arc<ClusterConn>, String> {
     let metrics = &shared.metrics.shadow;
     let conn = shared
-        .connect_observed(c, |node| metrics.node(node).conn.clone())
+        .connect_observed(c, version, |node| metrics.node(node).conn.clone())
         .await?;
     // The reference proxy's async_handshake_timeout_ms bounds the async connector's handshake.
     let timeout = Duration::from_millis(shared.config.async_handshake_timeout_ms);
@@ -325,7 +328,7 @@ async fn use_keyspace(shared: &Shared, conn: &ClusterConn, ks: &str) -> Result<(
     let mut body = BytesMut::new();
     wire::put_long_string(&mut body, &format!("USE \"{}\"", ks.replace('"', "\"\"")));
     body.put_u16(0x0001); // consistency ONE (unused by USE)
-    body.put_u8(0);
+    wire::put_query_flags(&mut body, conn.version, 0);
     let resp = conn
         .request(
             opcode::QUERY,
@@ -451,6 +454,9 @@ async fn send(
 async fn reprepare(shared: &Shared, conn: &ClusterConn, query: &str) -> Result<Bytes, ShadowError> {
     let mut body = BytesMut::new();
     wire::put_long_string(&mut body, query);
+    if conn.version >= crate::frame::V5 {
+        body.put_u32(0); // v5 PREPARE flags: none
+    }
     let resp = conn
         .request(
             opcode::PREPARE,

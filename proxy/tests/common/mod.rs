@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod raw;
+
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 
@@ -323,6 +325,24 @@ impl Proxy {
             .unwrap_or_else(|e| panic!("POST {url}: {e}"));
         let status = resp.status().as_u16();
         (status, resp.text().await.unwrap())
+    }
+
+    /// Waits (up to 60 s) until `/health/readiness` answers 200: both clusters UP, which also
+    /// means the control connections have learnt which protocol versions the clusters speak.
+    pub async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if self.http_get("/health/readiness").await.0 == 200 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "proxy {} not ready within 60 s; log:\n{}",
+                self.addr,
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// Value of one exact Prometheus series line (e.g. `zdm_proxy_failed_writes_total{failed_on="target"}`).
