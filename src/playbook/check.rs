@@ -221,10 +221,28 @@ impl<'de> Visitor<'de> for Shape {
                     )))
                 }
             }
+            Shape::Args(m) if m.free_form && matches!(m.name, "command" | "shell") => {
+                let args = super::kv::parse_free_form(v, super::kv::COMMAND_KEYS)
+                    .map_err(|e| E::custom(format!("{}: {e}", m.name)))?;
+                finish_args(m, args)
+            }
             Shape::Args(m) if m.free_form => {
                 let mut args = Map::new();
                 args.insert("_raw".into(), ok);
                 Ok(Value::Object(args))
+            }
+            Shape::Args(m) => {
+                // `debug: msg=hi`: the same checks as the mapping form, word by word.
+                let pairs =
+                    super::kv::parse_pairs(v).map_err(|e| E::custom(format!("{}: {e}", m.name)))?;
+                let mut args = Map::new();
+                for (k, val) in pairs {
+                    let k: String = KeyCheck::Args(m).visit_str(&k)?;
+                    let text = crate::vars::display(&val);
+                    let val = Shape::Kind(arg_kind(m, &k)).visit_str::<E>(&text)?;
+                    args.insert(k, val);
+                }
+                finish_args(m, args)
             }
             _ => Err(E::invalid_type(Unexpected::Str(v), &self)),
         }

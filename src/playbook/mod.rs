@@ -6,6 +6,7 @@
 
 mod check;
 pub mod keyword;
+pub mod kv;
 mod locate;
 mod preflight;
 

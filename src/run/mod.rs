@@ -65,6 +65,10 @@ pub struct RunOptions {
     pub diff: bool,
     pub forks: usize,
     pub limit: Option<String>,
+    /// `-b`/`--become-user`: below every play and task keyword.
+    pub escalation: crate::playbook::Escalation,
+    /// `--start-at-task`: tasks before the first one of this name (or `*` glob) are skipped.
+    pub start_at_task: Option<String>,
     pub tags: Vec<String>,
     pub skip_tags: Vec<String>,
     pub extra_vars: Vars,
@@ -77,6 +81,8 @@ impl Default for RunOptions {
             diff: false,
             forks: 5,
             limit: None,
+            escalation: Default::default(),
+            start_at_task: None,
             tags: vec![],
             skip_tags: vec![],
             extra_vars: Vars::new(),
@@ -103,6 +109,9 @@ pub struct Runner<'a> {
     dead: BTreeSet<String>,
     /// Connections, opened once per host and reused by every task.
     pool: crate::transport::Pool,
+    /// False until `--start-at-task`'s task is reached (true without the option). Public so
+    /// the search carries over from one playbook of the command line to the next.
+    pub started: bool,
 }
 
 /// How a play ended.
@@ -145,7 +154,53 @@ impl<'a> Runner<'a> {
             facts: BTreeMap::new(),
             dead: BTreeSet::new(),
             pool: crate::transport::Pool::default(),
+            started: opts.start_at_task.is_none(),
         }
+    }
+
+    /// Refuses, before anything runs, a play whose `hosts:` selects no host because it
+    /// names no host or group of the inventory (a typo would otherwise run nothing and
+    /// report success). A known group that happens to be empty is skipped, as in Ansible.
+    /// Templated patterns are checked when their play starts.
+    pub fn check_play_hosts(&self) -> Result<(), RunError> {
+        for play in &self.playbook.plays {
+            if !play.hosts.contains("{{") {
+                self.refuse_unknown_hosts(play, &play.hosts)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn refuse_unknown_hosts(&self, play: &Play, pattern: &str) -> Result<(), RunError> {
+        crate::inventory::check_pattern(pattern)
+            .map_err(|e| RunError(format!("play '{}': {e}", play.name)))?;
+        let unknown = crate::inventory::unknown_terms(self.inventory, pattern);
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        let hosts = select_hosts(self.inventory, pattern).map_err(|e| RunError(e.0))?;
+        if hosts.is_empty() {
+            return Err(RunError(format!(
+                "play '{}': hosts '{pattern}' matches no host: '{}' is no host or group of the \
+                 inventory",
+                play.name,
+                unknown.join("', '")
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether `--start-at-task` lets this task run; the first task it names starts the run.
+    fn reached(&mut self, task: &Task) -> bool {
+        if self.started {
+            return true;
+        }
+        let want = self.opts.start_at_task.as_deref().unwrap_or_default();
+        let name = task.display_name();
+        if name == want || crate::inventory::glob(want, &name) {
+            self.started = true;
+        }
+        self.started
     }
 
     /// Hosts a play targets after `--limit`.
@@ -210,8 +265,10 @@ impl<'a> Runner<'a> {
 
     /// Runs one play; tells whether it ran to its end or its failure policy stopped it.
     async fn run_play(&mut self, play: &Play) -> Result<PlayEnd, RunError> {
+        let pattern = self.play_pattern(play)?;
+        self.refuse_unknown_hosts(play, &pattern)?;
         let mut hosts = self.play_hosts(play)?;
-        for unknown in crate::inventory::unknown_terms(self.inventory, &self.play_pattern(play)?) {
+        for unknown in crate::inventory::unknown_terms(self.inventory, &pattern) {
             self.out.warn(&format!(
                 "host pattern '{unknown}' matched no host or group"
             ));
@@ -259,7 +316,7 @@ impl<'a> Runner<'a> {
                     break;
                 }
                 for task in section {
-                    if !self.tags_select(task) {
+                    if !self.tags_select(task) || !self.reached(task) {
                         continue;
                     }
                     if task.module == "meta" {
@@ -459,7 +516,10 @@ impl<'a> Runner<'a> {
         let env = TaskEnv {
             task,
             play: &play.name,
-            escalation: task.escalation.over(&play.escalation),
+            escalation: task
+                .escalation
+                .over(&play.escalation)
+                .over(&self.opts.escalation),
             handler,
             check: self.opts.check,
             templar: self.templar,
