@@ -488,13 +488,9 @@ pub fn run_playbooks(args: PlaybookArgs) -> u8 {
     redactor.add_from_vars(&opts.extra_vars);
     if let Some(want) = &opts.start_at_task {
         let found = books.iter().flat_map(|b| &b.plays).any(|p| {
-            p.pre_tasks
-                .iter()
-                .chain(&p.tasks)
-                .chain(&p.post_tasks)
-                .any(|t| {
-                    t.display_name() == *want || crate::inventory::glob(want, &t.display_name())
-                })
+            p.all_tasks(false).into_iter().any(|t| {
+                t.display_name() == *want || crate::inventory::glob(want, &t.display_name())
+            })
         });
         if !found {
             let msg = format!("--start-at-task: no task named '{want}' found");
@@ -623,20 +619,14 @@ pub fn run_playbooks(args: PlaybookArgs) -> u8 {
 fn touches_migration_state(book: &Playbook) -> bool {
     book.plays.iter().any(|play| {
         play.vars.get("zdm_lock").is_some_and(crate::vars::truthy)
-            || play
-                .pre_tasks
-                .iter()
-                .chain(&play.tasks)
-                .chain(&play.post_tasks)
-                .chain(&play.handlers)
-                .any(|t| {
-                    matches!(
-                        t.module
-                            .strip_prefix("ansible.builtin.")
-                            .unwrap_or(&t.module),
-                        "zdm_phase" | "zdm_migrate" | "zdm_validate"
-                    )
-                })
+            || play.all_tasks(true).into_iter().any(|t| {
+                matches!(
+                    t.module
+                        .strip_prefix("ansible.builtin.")
+                        .unwrap_or(&t.module),
+                    "zdm_phase" | "zdm_migrate" | "zdm_validate"
+                )
+            })
     })
 }
 
@@ -673,10 +663,8 @@ fn list(
             }
             if args.list_tasks {
                 let tasks: Vec<serde_json::Value> = play
-                    .pre_tasks
-                    .iter()
-                    .chain(&play.tasks)
-                    .chain(&play.post_tasks)
+                    .all_tasks(false)
+                    .into_iter()
                     .filter(|t| runner.tags_select(t))
                     .map(|t| serde_json::json!({"name": t.display_name(), "tags": t.tags}))
                     .collect();

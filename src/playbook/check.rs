@@ -64,6 +64,36 @@ pub const TASK_KEYS: &[(&str, Kind)] = &[
     ("become_method", Kind::OneOf(BECOME_METHODS)),
 ];
 
+/// The keys of a block; a task with `block` has no module.
+pub const BLOCK_KEYS: &[&str] = &["block", "rescue", "always"];
+
+/// Task keywords that make no sense on a block (they describe one task's own result or
+/// execution), with why: refused at load time rather than silently dropped.
+const NOT_ON_BLOCK: &[(&str, &str)] = &[
+    (
+        "register",
+        "a block has no result of its own; register its tasks",
+    ),
+    ("loop", "a block cannot loop; loop its tasks"),
+    ("with_items", "a block cannot loop; loop its tasks"),
+    ("until", "a block is not retried; put until on its tasks"),
+    (
+        "retries",
+        "a block is not retried; put retries on its tasks",
+    ),
+    ("delay", "a block is not retried; put delay on its tasks"),
+    (
+        "changed_when",
+        "a block has no result; put changed_when on its tasks",
+    ),
+    (
+        "failed_when",
+        "a block has no result; put failed_when on its tasks",
+    ),
+    ("args", "a block has no module arguments"),
+    ("listen", "put listen on the block's handlers"),
+];
+
 /// The key under which the loader finds a task's module name.
 pub const MODULE_FIELD: &str = "__module";
 /// The key under which the loader finds a task's module arguments.
@@ -375,6 +405,10 @@ fn read_task<'de, A: MapAccess<'de>>(mut map: A, handler: bool) -> Result<Value,
         if k == "listen" {
             let v = map.next_value_seed(Shape::Kind(Kind::ScalarList))?;
             out.insert(k, v);
+        } else if BLOCK_KEYS.contains(&k.as_str()) {
+            let kind = if handler { Kind::Handlers } else { Kind::Tasks };
+            let v = map.next_value_seed(Shape::Kind(kind))?;
+            out.insert(k, v);
         } else if let Some((_, kind)) = TASK_KEYS.iter().find(|(n, _)| *n == k) {
             let v = map.next_value_seed(Shape::Kind(*kind))?;
             out.insert(k, v);
@@ -384,6 +418,23 @@ fn read_task<'de, A: MapAccess<'de>>(mut map: A, handler: bool) -> Result<Value,
             out.insert(MODULE_FIELD.into(), Value::String(spec.name.into()));
             out.insert(ARGS_FIELD.into(), v);
         }
+    }
+    if out.contains_key("block") {
+        if let Some(spec) = *module.borrow() {
+            return Err(de::Error::custom(format!(
+                "a block has no module, but this one has '{}' (put it in a task of the block)",
+                spec.name
+            )));
+        }
+        if let Some((k, why)) = NOT_ON_BLOCK.iter().find(|(k, _)| out.contains_key(*k)) {
+            return Err(de::Error::custom(format!("'{k}' on a block: {why}")));
+        }
+        return Ok(Value::Object(out));
+    }
+    if let Some(k) = ["rescue", "always"].iter().find(|k| out.contains_key(**k)) {
+        return Err(de::Error::custom(format!(
+            "'{k}' without 'block' (rescue and always belong to a block)"
+        )));
     }
     if module.borrow().is_none() {
         return Err(de::Error::custom(
@@ -448,7 +499,10 @@ impl<'de> Visitor<'de> for KeyCheck<'_> {
                 }
             }
             KeyCheck::Task { handler, module } => {
-                if TASK_KEYS.iter().any(|(n, _)| *n == k) || (handler && k == "listen") {
+                if TASK_KEYS.iter().any(|(n, _)| *n == k)
+                    || (handler && k == "listen")
+                    || BLOCK_KEYS.contains(&k)
+                {
                     return Ok(k.to_string());
                 }
                 match module_spec(k) {

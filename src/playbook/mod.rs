@@ -136,9 +136,35 @@ pub struct Task {
     /// `become*` keywords of the task over those of the includes it came through (the play's
     /// apply at run time, under these).
     pub escalation: Escalation,
+    /// A `block` (module `block`): its tasks, with the block's keywords already applied.
+    pub block: Option<Box<Block>>,
+}
+
+/// `block` / `rescue` / `always`: the block's tasks run in order; on a host where one fails,
+/// `rescue` runs (and a rescue that succeeds clears the failure, as in Ansible); `always`
+/// runs afterwards on every host that entered the block and is still reachable.
+#[derive(Debug, Clone, Default)]
+pub struct Block {
+    pub block: Vec<Task>,
+    pub rescue: Vec<Task>,
+    pub always: Vec<Task>,
 }
 
 impl Task {
+    /// This task, or for a block every task inside it (blocks in blocks too), in order.
+    pub fn flatten(&self) -> Vec<&Task> {
+        match &self.block {
+            None => vec![self],
+            Some(b) => b
+                .block
+                .iter()
+                .chain(&b.rescue)
+                .chain(&b.always)
+                .flat_map(Task::flatten)
+                .collect(),
+        }
+    }
+
     /// The name shown in output: the task's name, or `module` when it has none.
     pub fn display_name(&self) -> String {
         if self.name.is_empty() {
@@ -146,6 +172,21 @@ impl Task {
         } else {
             self.name.clone()
         }
+    }
+}
+
+impl Play {
+    /// Every task of `pre_tasks`, `tasks` and `post_tasks` (and `handlers` if asked), the
+    /// tasks inside blocks included, in order.
+    pub fn all_tasks(&self, handlers: bool) -> Vec<&Task> {
+        let hs: &[Task] = if handlers { &self.handlers } else { &[] };
+        self.pre_tasks
+            .iter()
+            .chain(&self.tasks)
+            .chain(&self.post_tasks)
+            .chain(hs)
+            .flat_map(Task::flatten)
+            .collect()
     }
 }
 
@@ -554,6 +595,45 @@ fn expand_task(
         .map(crate::vars::display)
         .or_else(|| inherited.delegate_to.clone());
 
+    if obj.contains_key("block") {
+        let passed = Inherited {
+            when,
+            tags: tags.clone(),
+            escalation,
+            vars,
+            notify,
+            no_log,
+            run_once,
+            check_mode,
+            ignore_errors,
+            delegate_to,
+        };
+        let mut parts: [Vec<Task>; 3] = Default::default();
+        for (part, key) in parts.iter_mut().zip(check::BLOCK_KEYS) {
+            let Some(Value::Array(items)) = obj.get(*key) else {
+                continue;
+            };
+            for (j, t) in items.iter().enumerate() {
+                let path = child(&child(at, Seg::key(key)), Seg::Index(j));
+                expand_task(t, src, &path, dir, &passed, ctx, part)?;
+            }
+        }
+        let [block, rescue, always] = parts;
+        out.push(Task {
+            name,
+            module: "block".into(),
+            tags,
+            base_dir: dir.to_path_buf(),
+            block: Some(Box::new(Block {
+                block,
+                rescue,
+                always,
+            })),
+            ..Default::default()
+        });
+        return Ok(());
+    }
+
     if module == "include_tasks" || module == "import_tasks" {
         if let Some((k, why)) = NOT_ON_INCLUDE.iter().find(|(k, _)| obj.contains_key(*k)) {
             return Err(PlaybookError(format!(
@@ -632,6 +712,7 @@ fn expand_task(
         vars,
         base_dir: dir.to_path_buf(),
         escalation,
+        block: None,
     });
     Ok(())
 }

@@ -107,6 +107,8 @@ pub struct Runner<'a> {
     facts: BTreeMap<String, Vars>,
     /// Hosts that failed or were unreachable: later plays skip them.
     dead: BTreeSet<String>,
+    /// Hosts that were unreachable (a block's `rescue` and `always` do not run for them).
+    unreachable: BTreeSet<String>,
     /// Connections, opened once per host and reused by every task.
     pool: crate::transport::Pool,
     /// False until `--start-at-task`'s task is reached (true without the option). Public so
@@ -153,6 +155,7 @@ impl<'a> Runner<'a> {
             out,
             facts: BTreeMap::new(),
             dead: BTreeSet::new(),
+            unreachable: BTreeSet::new(),
             pool: crate::transport::Pool::default(),
             started: opts.start_at_task.is_none(),
         }
@@ -315,25 +318,19 @@ impl<'a> Runner<'a> {
                 if stop {
                     break;
                 }
-                for task in section {
-                    if !self.tags_select(task) || !self.reached(task) {
-                        continue;
-                    }
-                    if task.module == "meta" {
-                        if task.args.get("_raw").and_then(Value::as_str) == Some("flush_handlers") {
-                            self.flush_handlers(play, &mut live, &hosts, &pv, &mut state)
-                                .await;
-                        }
-                    } else {
-                        self.run_task(play, task, &mut live, &hosts, &pv, &mut state, false)
-                            .await;
-                    }
-                    if self.policy_trips(&policy, &batch, &live) {
-                        stop = true;
-                        break;
-                    }
-                }
-                if stop {
+                let tripped = self
+                    .run_tasks(
+                        play,
+                        section,
+                        &mut live,
+                        &hosts,
+                        &pv,
+                        &mut state,
+                        Some((&policy, &batch)),
+                    )
+                    .await;
+                if tripped {
+                    stop = true;
                     break;
                 }
                 self.flush_handlers(play, &mut live, &hosts, &pv, &mut state)
@@ -353,6 +350,116 @@ impl<'a> Runner<'a> {
             }
         }
         Ok(PlayEnd::Completed)
+    }
+
+    /// Runs `tasks` in order on the live hosts; true when the failure policy tripped. The
+    /// policy is checked after each task when `policy` is given; inside a block it is
+    /// checked only once the block is over, since its `rescue` may clear a failure.
+    #[allow(clippy::too_many_arguments)]
+    fn run_tasks<'s>(
+        &'s mut self,
+        play: &'s Play,
+        tasks: &'s [Task],
+        live: &'s mut Vec<String>,
+        play_hosts: &'s [String],
+        pv: &'s PlayVars,
+        state: &'s mut PlayState,
+        policy: Option<(&'s Policy, &'s [String])>,
+    ) -> futures::future::LocalBoxFuture<'s, bool> {
+        // Boxed: blocks nest, so this future contains itself.
+        Box::pin(async move {
+            for task in tasks {
+                if let Some(block) = &task.block {
+                    self.run_block(play, block, live, play_hosts, pv, state)
+                        .await;
+                } else if !self.tags_select(task) || !self.reached(task) {
+                    continue;
+                } else if task.module == "meta" {
+                    if task.args.get("_raw").and_then(Value::as_str) == Some("flush_handlers") {
+                        self.flush_handlers(play, live, play_hosts, pv, state).await;
+                    }
+                } else {
+                    self.run_task(play, task, live, play_hosts, pv, state, false)
+                        .await;
+                }
+                if let Some((policy, batch)) = policy {
+                    if self.policy_trips(policy, batch, live) {
+                        return true;
+                    }
+                }
+            }
+            false
+        })
+    }
+
+    /// Runs a block on the live hosts: its tasks; `rescue` on the hosts where one failed
+    /// (those it gets through are back in the play, counted as rescued); then `always` on
+    /// every host that entered the block and is reachable. A host whose failure was not
+    /// rescued stays failed, whatever `always` does.
+    async fn run_block(
+        &mut self,
+        play: &Play,
+        block: &crate::playbook::Block,
+        live: &mut Vec<String>,
+        play_hosts: &[String],
+        pv: &PlayVars,
+        state: &mut PlayState,
+    ) {
+        let entered = live.clone();
+        let mut ok = live.clone();
+        self.run_tasks(play, &block.block, &mut ok, play_hosts, pv, state, None)
+            .await;
+        let mut failed: Vec<String> = entered
+            .iter()
+            .filter(|h| !ok.contains(h) && !self.unreachable.contains(*h))
+            .cloned()
+            .collect();
+        if !failed.is_empty() && !block.rescue.is_empty() {
+            for h in &failed {
+                self.dead.remove(h);
+            }
+            let mut rescued = failed.clone();
+            self.run_tasks(
+                play,
+                &block.rescue,
+                &mut rescued,
+                play_hosts,
+                pv,
+                state,
+                None,
+            )
+            .await;
+            for h in &rescued {
+                self.out.rescued(h);
+            }
+            failed.retain(|h| !rescued.contains(h));
+            ok.extend(rescued);
+        }
+        if !block.always.is_empty() {
+            for h in &failed {
+                self.dead.remove(h);
+            }
+            let mut always: Vec<String> = entered
+                .iter()
+                .filter(|h| ok.contains(h) || failed.contains(h))
+                .cloned()
+                .collect();
+            self.run_tasks(
+                play,
+                &block.always,
+                &mut always,
+                play_hosts,
+                pv,
+                state,
+                None,
+            )
+            .await;
+            ok.retain(|h| always.contains(h));
+            for h in &failed {
+                self.dead.insert(h.clone());
+            }
+        }
+        live.retain(|h| ok.contains(h));
     }
 
     /// Splits the play's hosts into `serial` batches (the last size repeats).
@@ -589,6 +696,9 @@ impl<'a> Runner<'a> {
                         .or_default()
                         .insert(o.host.clone());
                 }
+            }
+            if o.unreachable {
+                self.unreachable.insert(o.host.clone());
             }
             if o.failed || o.unreachable {
                 live.retain(|h| h != &o.host);
