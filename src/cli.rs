@@ -183,7 +183,8 @@ pub fn parse_extra_vars(items: &[String]) -> Result<Vars, String> {
 }
 
 fn mapping(text: &str) -> Result<Vars, String> {
-    let y: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
+    let y: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&crate::yaml11::normalize(text)).map_err(|e| e.to_string())?;
     match yaml_to_json(&y) {
         serde_json::Value::Object(m) => Ok(m),
         serde_json::Value::Null => Ok(Vars::new()),

@@ -22,3 +22,4 @@ pub mod status;
 pub mod template;
 pub mod transport;
 pub mod vars;
+pub mod yaml11;

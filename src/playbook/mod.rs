@@ -215,7 +215,8 @@ impl Playbook {
 /// Parses `text` (named `file` in messages) with `shape`, turning serde_yaml_ng's error into
 /// `file:line:col: message`.
 fn parse_checked(text: &str, file: &Path, shape: Shape) -> Result<Value, PlaybookError> {
-    let de = serde_yaml_ng::Deserializer::from_str(text);
+    let normalized = crate::yaml11::normalize(text);
+    let de = serde_yaml_ng::Deserializer::from_str(&normalized);
     shape.deserialize(de).map_err(|e| located(file, &e))
 }
 
