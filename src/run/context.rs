@@ -103,6 +103,7 @@ impl PlayVars {
             "ansible_play_hosts".into(),
             Value::from(play_hosts.to_vec()),
         );
+        v.insert("omit".into(), Value::from(crate::template::OMIT));
         v.insert("ansible_check_mode".into(), Value::Bool(self.check));
         v.insert("ansible_diff_mode".into(), Value::Bool(self.diff));
         v.insert(
