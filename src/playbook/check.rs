@@ -33,6 +33,7 @@ pub const PLAY_KEYS: &[(&str, Kind)] = &[
     ("become", Kind::Bool),
     ("become_user", Kind::Scalar),
     ("become_method", Kind::OneOf(BECOME_METHODS)),
+    ("roles", Kind::Any),
 ];
 
 /// Privilege escalation methods zdm-run implements.

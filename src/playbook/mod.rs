@@ -9,6 +9,7 @@ pub mod keyword;
 pub mod kv;
 mod locate;
 mod preflight;
+pub mod roles;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -138,6 +139,8 @@ pub struct Task {
     pub escalation: Escalation,
     /// A `block` (module `block`): its tasks, with the block's keywords already applied.
     pub block: Option<Box<Block>>,
+    /// `defaults/main.yml` of the role the task came from: below every other variable.
+    pub role_defaults: Vars,
 }
 
 /// `block` / `rescue` / `always`: the block's tasks run in order; on a host where one fails,
@@ -353,7 +356,11 @@ fn build_play(
     let section = |key: &str, handlers: Option<&BTreeSet<String>>| {
         let mut out = Vec::new();
         if let Some(Value::Array(items)) = obj.get(key) {
-            let ctx = Expand { handlers, depth: 0 };
+            let ctx = Expand {
+                handlers,
+                depth: 0,
+                play_dir: dir,
+            };
             for (j, t) in items.iter().enumerate() {
                 let path = child(&child(at, Seg::key(key)), Seg::Index(j));
                 expand_task(t, src, &path, dir, &Inherited::default(), &ctx, &mut out)?;
@@ -361,16 +368,56 @@ fn build_play(
         }
         Ok::<_, PlaybookError>(out)
     };
+    // Roles: found and read first, their handlers go before the play's own.
+    let mut roles_loaded = Vec::new();
+    if let Some(Value::Array(entries)) = obj.get("roles") {
+        for (j, raw) in entries.iter().enumerate() {
+            let here = child(&child(at, Seg::key("roles")), Seg::Index(j));
+            let e = roles::entry(raw);
+            let name = e
+                .get("role")
+                .or_else(|| e.get("name"))
+                .map(crate::vars::display)
+                .ok_or_else(|| {
+                    PlaybookError(format!("{}: a roles entry needs 'role'", src.at(&here)))
+                })?;
+            let role = roles::find(&name, dir)
+                .map_err(|m| PlaybookError(format!("{}: {m}", src.at(&here))))?;
+            let passed = role_inherited(&e, &role, src, &here);
+            roles_loaded.push((role, passed));
+        }
+    }
+    let expand_roles = |handlers: Option<&BTreeSet<String>>, part: &str| {
+        let mut out = Vec::new();
+        let ctx = Expand {
+            handlers,
+            depth: 0,
+            play_dir: dir,
+        };
+        for (role, passed) in &roles_loaded {
+            let file = if part == "handlers" {
+                roles::main_file(&role.dir.join("handlers"))
+            } else {
+                roles::tasks_file(role, None)
+            };
+            if let Some(f) = file {
+                expand_file(&f, passed, &ctx, &mut out)?;
+            }
+        }
+        Ok::<_, PlaybookError>(out)
+    };
     // Handlers first: `notify` in every section (handlers too) is checked against their
     // names and listen topics, at the position of the offending name.
-    let handlers = section("handlers", None)?;
+    let mut handlers = expand_roles(None, "handlers")?;
+    handlers.extend(section("handlers", None)?);
     let known: BTreeSet<String> = handlers
         .iter()
         .flat_map(|h| std::iter::once(h.name.clone()).chain(h.listen.iter().cloned()))
         .collect();
     // In section order, so the first wrong notify reported is the first in the play.
     let pre_tasks = section("pre_tasks", Some(&known))?;
-    let tasks = section("tasks", Some(&known))?;
+    let mut tasks = expand_roles(Some(&known), "tasks")?;
+    tasks.extend(section("tasks", Some(&known))?);
     let post_tasks = section("post_tasks", Some(&known))?;
     // Handlers notify handlers too. Expanding them again (re-reading their included files) is
     // only needed to name the position of a notify that no handler answers.
@@ -381,7 +428,9 @@ fn build_play(
     {
         handlers
     } else {
-        section("handlers", Some(&known))?
+        let mut checked = expand_roles(Some(&known), "handlers")?;
+        checked.extend(section("handlers", Some(&known))?);
+        checked
     };
     let hosts = strings(obj.get("hosts")).join(":");
     let max_fail_percentage = match obj.get("max_fail_percentage") {
@@ -456,6 +505,8 @@ struct Inherited {
     check_mode: Option<Flag>,
     ignore_errors: Option<Flag>,
     delegate_to: Option<String>,
+    /// Role defaults of the role being expanded (lowest precedence).
+    defaults: Vars,
 }
 
 /// Keywords refused on `include_tasks`/`import_tasks`, with why: they describe one task's
@@ -502,6 +553,8 @@ struct Expand<'a> {
     /// Handler names and listen topics `notify` may name (`None`: not checked yet).
     handlers: Option<&'a BTreeSet<String>>,
     depth: usize,
+    /// Directory of the playbook: roles are looked up from here.
+    play_dir: &'a Path,
 }
 
 /// A `notify` naming no handler would silently never run: refused at load time, at the
@@ -530,6 +583,62 @@ fn check_notify(
         )));
     }
     Ok(())
+}
+
+/// Expands every task of a task file (an include's or a role's) with what is passed on.
+fn expand_file(
+    file: &Path,
+    passed: &Inherited,
+    ctx: &Expand,
+    out: &mut Vec<Task>,
+) -> Result<(), PlaybookError> {
+    if ctx.depth > MAX_INCLUDE_DEPTH {
+        return Err(PlaybookError(format!(
+            "{}: includes nested deeper than {MAX_INCLUDE_DEPTH} (a cycle?)",
+            file.display()
+        )));
+    }
+    let text = read(file)?;
+    let doc = parse_checked(&text, file, Shape::Kind(crate::modules::spec::Kind::Tasks))?;
+    let inc_src = Src { file, text: &text };
+    let inc_dir = base_dir(file);
+    let inner = Expand {
+        handlers: ctx.handlers,
+        depth: ctx.depth + 1,
+        play_dir: ctx.play_dir,
+    };
+    for (j, t) in doc.as_array().into_iter().flatten().enumerate() {
+        expand_task(t, inc_src, &[Seg::Index(j)], &inc_dir, passed, &inner, out)?;
+    }
+    Ok(())
+}
+
+/// What a `roles:` entry passes on to the role's tasks: its keywords, and its `vars:` and
+/// other keys (role parameters) over the role's `vars/main.yml`.
+fn role_inherited(e: &Map<String, Value>, role: &roles::Role, src: Src, at: &[Seg]) -> Inherited {
+    let mut vars = role.vars.clone();
+    let params: Map<String, Value> = e
+        .iter()
+        .filter(|(k, _)| !roles::ENTRY_KEYWORDS.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    crate::vars::overlay(&mut vars, &params);
+    if let Some(own) = e.get("vars").and_then(Value::as_object) {
+        crate::vars::overlay(&mut vars, own);
+    }
+    Inherited {
+        when: strings(e.get("when")),
+        tags: strings(e.get("tags")),
+        escalation: Escalation::read(e),
+        vars,
+        notify: vec![],
+        no_log: flag(e, "no_log", src, at),
+        run_once: flag(e, "run_once", src, at),
+        check_mode: flag(e, "check_mode", src, at),
+        ignore_errors: flag(e, "ignore_errors", src, at),
+        delegate_to: e.get("delegate_to").map(crate::vars::display),
+        defaults: role.defaults.clone(),
+    }
 }
 
 /// Turns one checked task into model tasks, inlining `include_tasks`/`import_tasks`: their
@@ -608,6 +717,7 @@ fn expand_task(
             check_mode,
             ignore_errors,
             delegate_to,
+            defaults: inherited.defaults.clone(),
         };
         let mut parts: [Vec<Task>; 3] = Default::default();
         for (part, key) in parts.iter_mut().zip(check::BLOCK_KEYS) {
@@ -633,6 +743,49 @@ fn expand_task(
             ..Default::default()
         });
         return Ok(());
+    }
+
+    if module == "include_role" || module == "import_role" {
+        if let Some((k, why)) = NOT_ON_INCLUDE.iter().find(|(k, _)| obj.contains_key(*k)) {
+            return Err(PlaybookError(format!(
+                "{}: '{k}' on {module}: {why}",
+                src.at_key(&child(at, Seg::key(k)))
+            )));
+        }
+        let role_name = args
+            .get("name")
+            .map(crate::vars::display)
+            .unwrap_or_default();
+        let here = src.at(&child(at, Seg::key(&module)));
+        let role = roles::find(&role_name, ctx.play_dir)
+            .map_err(|e| PlaybookError(format!("{here}: {module}: {e}")))?;
+        let tasks_from = args.get("tasks_from").map(crate::vars::display);
+        let mut role_vars = role.vars.clone();
+        crate::vars::overlay(&mut role_vars, &vars);
+        let mut defaults = inherited.defaults.clone();
+        crate::vars::overlay(&mut defaults, &role.defaults);
+        let passed = Inherited {
+            when,
+            tags,
+            escalation,
+            vars: role_vars,
+            notify,
+            no_log,
+            run_once,
+            check_mode,
+            ignore_errors,
+            delegate_to,
+            defaults,
+        };
+        let Some(file) = roles::tasks_file(&role, tasks_from.as_deref()) else {
+            if let Some(f) = tasks_from {
+                return Err(PlaybookError(format!(
+                    "{here}: {module}: role '{role_name}' has no tasks file '{f}'"
+                )));
+            }
+            return Ok(());
+        };
+        return expand_file(&file, &passed, ctx, out);
     }
 
     if module == "include_tasks" || module == "import_tasks" {
@@ -679,10 +832,12 @@ fn expand_task(
             check_mode,
             ignore_errors,
             delegate_to,
+            defaults: inherited.defaults.clone(),
         };
         let inner = Expand {
             handlers: ctx.handlers,
             depth: ctx.depth + 1,
+            play_dir: ctx.play_dir,
         };
         for (j, t) in doc.as_array().into_iter().flatten().enumerate() {
             expand_task(t, inc_src, &[Seg::Index(j)], &inc_dir, &passed, &inner, out)?;
@@ -714,6 +869,7 @@ fn expand_task(
         base_dir: dir.to_path_buf(),
         escalation,
         block: None,
+        role_defaults: inherited.defaults.clone(),
     });
     Ok(())
 }

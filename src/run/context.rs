@@ -75,11 +75,12 @@ impl PlayVars {
         &self,
         host: &str,
         task_vars: &Vars,
+        role_defaults: &Vars,
         facts: &Vars,
         play_hosts: &[String],
         templar: &Templar,
     ) -> Vars {
-        let mut v = Vars::new();
+        let mut v = role_defaults.clone();
         if let Some(inv) = self.inventory.get(host) {
             overlay(&mut v, inv);
         }

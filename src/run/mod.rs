@@ -601,7 +601,14 @@ impl<'a> Runner<'a> {
             let facts = self.facts.get(h).unwrap_or(&empty);
             bases.insert(
                 h.clone(),
-                pv.host_base(h, &task.vars, facts, &live_play_hosts, self.templar),
+                pv.host_base(
+                    h,
+                    &task.vars,
+                    &task.role_defaults,
+                    facts,
+                    &live_play_hosts,
+                    self.templar,
+                ),
             );
         }
         let hostvars = Value::Object(
