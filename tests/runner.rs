@@ -678,7 +678,7 @@ fn default_inventory_is_dot_inventory_unless_zdm_inventory_is_set_and_hosts_may_
     r.assert_code(1);
     assert!(
         r.stderr
-            .contains("'fleet' is no host or group of the inventory"),
+            .contains("('fleet', 'h1': no such host or group in the inventory)"),
         "{}",
         r.all()
     );

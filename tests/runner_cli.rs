@@ -50,7 +50,7 @@ fn a_limit_or_hosts_pattern_that_matches_nothing_is_an_error_and_runs_nothing() 
     run.assert_code(1);
     assert!(
         run.stderr
-            .contains("'flet' is no host or group of the inventory"),
+            .contains("('flet': no such host or group in the inventory)"),
         "{}",
         run.all()
     );

@@ -184,8 +184,8 @@ impl<'a> Runner<'a> {
         let hosts = select_hosts(self.inventory, pattern).map_err(|e| RunError(e.0))?;
         if hosts.is_empty() {
             return Err(RunError(format!(
-                "play '{}': hosts '{pattern}' matches no host: '{}' is no host or group of the \
-                 inventory",
+                "play '{}': hosts '{pattern}' matches no host ('{}': no such host or group in \
+                 the inventory)",
                 play.name,
                 unknown.join("', '")
             )));
