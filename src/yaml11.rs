@@ -12,7 +12,7 @@
 use std::borrow::Cow;
 use std::mem::MaybeUninit;
 
-use unsafe_libyaml as sys;
+use unsafe_libyaml as unsafe_sys;
 
 /// The YAML 1.1 spellings (PyYAML's resolver) that YAML 1.2 reads as strings.
 fn yaml11_bool(word: &[u8]) -> Option<bool> {
@@ -60,26 +60,27 @@ fn bool_spans(text: &str) -> Option<Vec<(usize, usize, bool)>> {
     // to itself, but a stable address costs nothing), is initialised before use and deleted
     // on every path; every event is deleted after it is read; `text` outlives the parser.
     unsafe {
-        let mut parser: Box<MaybeUninit<sys::yaml_parser_t>> = Box::new(MaybeUninit::uninit());
+        let mut parser: Box<MaybeUninit<unsafe_sys::yaml_parser_t>> =
+            Box::new(MaybeUninit::uninit());
         let p = parser.as_mut_ptr();
-        if sys::yaml_parser_initialize(p).fail {
+        if unsafe_sys::yaml_parser_initialize(p).fail {
             return None;
         }
-        sys::yaml_parser_set_encoding(p, sys::YAML_UTF8_ENCODING);
-        sys::yaml_parser_set_input_string(p, text.as_ptr(), text.len() as u64);
+        unsafe_sys::yaml_parser_set_encoding(p, unsafe_sys::YAML_UTF8_ENCODING);
+        unsafe_sys::yaml_parser_set_input_string(p, text.as_ptr(), text.len() as u64);
         let ok = loop {
-            let mut event = MaybeUninit::<sys::yaml_event_t>::uninit();
+            let mut event = MaybeUninit::<unsafe_sys::yaml_event_t>::uninit();
             let e = event.as_mut_ptr();
-            if sys::yaml_parser_parse(p, e).fail {
+            if unsafe_sys::yaml_parser_parse(p, e).fail {
                 break false;
             }
             let kind = (*e).type_;
             let is_node = matches!(
                 kind,
-                sys::YAML_SCALAR_EVENT
-                    | sys::YAML_ALIAS_EVENT
-                    | sys::YAML_MAPPING_START_EVENT
-                    | sys::YAML_SEQUENCE_START_EVENT
+                unsafe_sys::YAML_SCALAR_EVENT
+                    | unsafe_sys::YAML_ALIAS_EVENT
+                    | unsafe_sys::YAML_MAPPING_START_EVENT
+                    | unsafe_sys::YAML_SEQUENCE_START_EVENT
             );
             let mut is_key = false;
             if is_node {
@@ -89,9 +90,10 @@ fn bool_spans(text: &str) -> Option<Vec<(usize, usize, bool)>> {
                 }
             }
             match kind {
-                sys::YAML_SCALAR_EVENT => {
+                unsafe_sys::YAML_SCALAR_EVENT => {
                     let s = (*e).data.scalar;
-                    if !is_key && s.style == sys::YAML_PLAIN_SCALAR_STYLE && s.tag.is_null() {
+                    if !is_key && s.style == unsafe_sys::YAML_PLAIN_SCALAR_STYLE && s.tag.is_null()
+                    {
                         let word = std::slice::from_raw_parts(s.value, s.length as usize);
                         if let Some(b) = yaml11_bool(word) {
                             let start = (*e).start_mark.index as usize;
@@ -100,20 +102,20 @@ fn bool_spans(text: &str) -> Option<Vec<(usize, usize, bool)>> {
                         }
                     }
                 }
-                sys::YAML_MAPPING_START_EVENT => stack.push(Ctx::Map { key_next: true }),
-                sys::YAML_SEQUENCE_START_EVENT => stack.push(Ctx::Seq),
-                sys::YAML_MAPPING_END_EVENT | sys::YAML_SEQUENCE_END_EVENT => {
+                unsafe_sys::YAML_MAPPING_START_EVENT => stack.push(Ctx::Map { key_next: true }),
+                unsafe_sys::YAML_SEQUENCE_START_EVENT => stack.push(Ctx::Seq),
+                unsafe_sys::YAML_MAPPING_END_EVENT | unsafe_sys::YAML_SEQUENCE_END_EVENT => {
                     stack.pop();
                 }
                 _ => {}
             }
-            let end = kind == sys::YAML_STREAM_END_EVENT;
-            sys::yaml_event_delete(e);
+            let end = kind == unsafe_sys::YAML_STREAM_END_EVENT;
+            unsafe_sys::yaml_event_delete(e);
             if end {
                 break true;
             }
         };
-        sys::yaml_parser_delete(p);
+        unsafe_sys::yaml_parser_delete(p);
         // Only spans that hold exactly the word (a sanity check on the byte offsets).
         let sound = spans.iter().all(|&(s, e, _)| {
             text.get(s..e)
