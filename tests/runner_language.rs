@@ -301,7 +301,14 @@ fn roles_with_the_standard_layout_beside_the_playbook_and_in_roles_path() {
     std::fs::create_dir_all(&shared).unwrap();
     std::fs::write(
         shared.join("main.yml"),
-        "- name: shared task\n  debug: msg=shared\n",
+        "- name: shared task\n  command: \"true\"\n  notify: shared handler\n",
+    )
+    .unwrap();
+    let shared_handlers = fleet.path("shared-roles/shared/handlers");
+    std::fs::create_dir_all(&shared_handlers).unwrap();
+    std::fs::write(
+        shared_handlers.join("main.yml"),
+        "- name: shared handler\n  debug: msg=shared-handled\n",
     )
     .unwrap();
     std::fs::write(
@@ -330,7 +337,8 @@ fn roles_with_the_standard_layout_beside_the_playbook_and_in_roles_path() {
     // Play vars over role defaults, role vars over both, role parameters reach the tasks.
     assert_eq!(msg(&doc, "web task", "h1"), "port=8080 color=blue param=p1");
     assert_eq!(msg(&doc, "other task", "h1"), "other-blue");
-    assert_eq!(msg(&doc, "shared task", "h1"), "shared");
+    // import_role brings the role's handlers into the play.
+    assert_eq!(msg(&doc, "shared handler", "h1"), "shared-handled");
     assert_eq!(msg(&doc, "web handler", "h1"), "handled");
     assert_eq!(
         std::fs::read_to_string(fleet.host_file("h1", "/page.txt")).unwrap(),

@@ -387,6 +387,30 @@ fn build_play(
             roles_loaded.push((role, passed));
         }
     }
+    // Roles brought in by include_role/import_role add their handlers to the play too (as
+    // Ansible's import_role does); their tasks are expanded where the task stands.
+    let mut handler_roles: Vec<(roles::Role, Inherited)> = Vec::new();
+    for key in ["pre_tasks", "tasks", "post_tasks"] {
+        if let Some(Value::Array(items)) = obj.get(key) {
+            for name in role_includes(items) {
+                let Ok(role) = roles::find(&name, dir) else {
+                    continue; // reported at the task's position when it is expanded
+                };
+                let known = roles_loaded
+                    .iter()
+                    .chain(&handler_roles)
+                    .any(|(r, _)| r.dir == role.dir);
+                if !known {
+                    let passed = Inherited {
+                        vars: role.vars.clone(),
+                        defaults: role.defaults.clone(),
+                        ..Default::default()
+                    };
+                    handler_roles.push((role, passed));
+                }
+            }
+        }
+    }
     let expand_roles = |handlers: Option<&BTreeSet<String>>, part: &str| {
         let mut out = Vec::new();
         let ctx = Expand {
@@ -394,7 +418,12 @@ fn build_play(
             depth: 0,
             play_dir: dir,
         };
-        for (role, passed) in &roles_loaded {
+        let extra = if part == "handlers" {
+            handler_roles.as_slice()
+        } else {
+            &[]
+        };
+        for (role, passed) in roles_loaded.iter().chain(extra) {
             let file = if part == "handlers" {
                 roles::main_file(&role.dir.join("handlers"))
             } else {
@@ -611,6 +640,28 @@ fn expand_file(
         expand_task(t, inc_src, &[Seg::Index(j)], &inc_dir, passed, &inner, out)?;
     }
     Ok(())
+}
+
+/// Names of the roles that `include_role`/`import_role` tasks of a checked task list (and
+/// of its blocks) bring in.
+fn role_includes(items: &[Value]) -> Vec<String> {
+    let mut out = Vec::new();
+    for t in items {
+        let Some(obj) = t.as_object() else { continue };
+        let module = obj.get(MODULE_FIELD).and_then(Value::as_str).unwrap_or("");
+        let module = module.strip_prefix("ansible.builtin.").unwrap_or(module);
+        if matches!(module, "include_role" | "import_role") {
+            if let Some(n) = obj.get(ARGS_FIELD).and_then(|a| a.get("name")) {
+                out.push(crate::vars::display(n));
+            }
+        }
+        for part in check::BLOCK_KEYS {
+            if let Some(Value::Array(inner)) = obj.get(*part) {
+                out.extend(role_includes(inner));
+            }
+        }
+    }
+    out
 }
 
 /// What a `roles:` entry passes on to the role's tasks: its keywords, and its `vars:` and
