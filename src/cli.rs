@@ -17,14 +17,20 @@ use crate::secrets::Redactor;
 use crate::template::Templar;
 use crate::vars::{yaml_to_json, Vars};
 
-/// Ansible's exit codes.
+/// ansible-core's exit codes as it actually returns them (2.19's `ExitCode`), which differ
+/// from its manual in two places: an unreachable host gives 4 (the manual says 3; 4 is
+/// also the parse error, a clash ansible-core itself notes), and a command line the
+/// option parser rejects gives 2 (argparse's usage error), not 5.
 pub mod exit {
     pub const OK: u8 = 0;
     pub const ERROR: u8 = 1;
     pub const HOST_FAILED: u8 = 2;
-    pub const HOST_UNREACHABLE: u8 = 3;
+    pub const HOST_UNREACHABLE: u8 = 4;
     pub const PARSE_ERROR: u8 = 4;
+    /// A value zdm-run's own checks refuse (`-e novalue`); ansible's INVALID_CLI_OPTION.
     pub const BAD_OPTIONS: u8 = 5;
+    /// The option parser's usage error (unknown flag, bad number), as argparse exits.
+    pub const USAGE: u8 = 2;
     pub const INTERRUPTED: u8 = 99;
 }
 
@@ -67,13 +73,42 @@ pub struct PlaybookArgs {
     #[arg(value_name = "PLAYBOOK")]
     pub playbooks: Vec<PathBuf>,
 
-    /// Inventory file or directory [default: $ZDMRUN_INVENTORY, else ./inventory].
+    /// Inventory file or directory, or a host list `h1,h2,` (repeatable) [default:
+    /// $ZDMRUN_INVENTORY, else ./inventory].
     #[arg(short = 'i', long = "inventory", value_name = "PATH")]
-    pub inventory: Option<PathBuf>,
+    pub inventory: Vec<PathBuf>,
 
-    /// Further limit the selected hosts with a pattern (`zdm-h1:zdm-h2`, `proxies:!zdm-h3`).
+    /// Further limit the selected hosts with a pattern (`zdm-h1:zdm-h2`, `proxies:!zdm-h3`,
+    /// `~zdm-h[12]`, `proxies[0:1]`, `@file` with one pattern a line). Matching no host is
+    /// an error.
     #[arg(short = 'l', long = "limit", value_name = "SUBSET")]
     pub limit: Option<String>,
+
+    /// Connect as this user (`ansible_user` below every inventory variable).
+    #[arg(short = 'u', long = "user", value_name = "REMOTE_USER")]
+    pub user: Option<String>,
+
+    /// Connection type, `ssh` or `local` (`ansible_connection` below every inventory
+    /// variable).
+    #[arg(short = 'c', long = "connection", value_name = "CONNECTION")]
+    pub connection: Option<String>,
+
+    /// SSH private key file (`ansible_ssh_private_key_file` below every inventory variable).
+    #[arg(long = "private-key", visible_alias = "key-file", value_name = "FILE")]
+    pub private_key: Option<PathBuf>,
+
+    /// Run tasks with privilege escalation (`become: true`, below every play and task
+    /// keyword).
+    #[arg(short = 'b', long = "become")]
+    pub r#become: bool,
+
+    /// The user to become (`become_user`, below every play and task keyword).
+    #[arg(long = "become-user", value_name = "USER")]
+    pub become_user: Option<String>,
+
+    /// Start at the first task whose name is this (or matches it as a `*` glob).
+    #[arg(long = "start-at-task", value_name = "NAME")]
+    pub start_at_task: Option<String>,
 
     /// Only run tasks tagged with these (comma-separated, repeatable).
     #[arg(short = 't', long = "tags", value_delimiter = ',')]
@@ -158,7 +193,8 @@ pub fn parse_extra_vars(items: &[String]) -> Result<Vars, String> {
 }
 
 fn mapping(text: &str) -> Result<Vars, String> {
-    let y: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
+    let y: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&crate::yaml11::normalize(text)).map_err(|e| e.to_string())?;
     match yaml_to_json(&y) {
         serde_json::Value::Object(m) => Ok(m),
         serde_json::Value::Null => Ok(Vars::new()),
@@ -175,7 +211,7 @@ pub fn main() -> ExitCode {
                 clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
                     exit::OK
                 }
-                _ => exit::BAD_OPTIONS,
+                _ => exit::USAGE,
             };
             let _ = e.print();
             return ExitCode::from(code);
@@ -293,7 +329,13 @@ fn prepare(args: &PlaybookArgs) -> Result<Prepared, (u8, String)> {
     let extra = parse_extra_vars(&args.extra_vars).map_err(|e| (exit::BAD_OPTIONS, e))?;
     let parse_err = |e: String| (exit::PARSE_ERROR, e);
     let mut inventory =
-        Inventory::load(args.inventory.as_deref()).map_err(|e| parse_err(e.to_string()))?;
+        Inventory::load_all(&args.inventory).map_err(|e| parse_err(e.to_string()))?;
+    inventory.defaults = connection_defaults(args);
+    for p in &args.playbooks {
+        if !p.exists() {
+            return Err((exit::ERROR, missing_playbook(p)));
+        }
+    }
     let mut books = Vec::new();
     for p in &args.playbooks {
         books.push(Playbook::load(p).map_err(|e| parse_err(e.to_string()))?);
@@ -317,6 +359,108 @@ fn prepare(args: &PlaybookArgs) -> Result<Prepared, (u8, String)> {
     })
 }
 
+/// The message for a playbook that does not exist. A bare word (no `/`, no extension) was
+/// most likely meant as a subcommand (`zdm-run valdate`): the commands are listed, with the
+/// closest one.
+fn missing_playbook(p: &std::path::Path) -> String {
+    let word = p.display().to_string();
+    let mut msg = format!("the playbook: {word} could not be found");
+    if word.contains('/') || p.extension().is_some() {
+        return msg;
+    }
+    use clap::CommandFactory;
+    let names: Vec<String> = Cli::command()
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .collect();
+    msg.push_str(&format!(
+        "; '{word}' is no command either (commands: {})",
+        names.join(", ")
+    ));
+    let closest = names
+        .iter()
+        .map(|n| (edit_distance(&word, n), n))
+        .min()
+        .filter(|(d, n)| *d <= n.len() / 2);
+    if let Some((_, n)) = closest {
+        msg.push_str(&format!("; did you mean '{n}'?"));
+    }
+    msg
+}
+
+/// Levenshtein distance (a handful of short words: the simple quadratic table is fine).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+/// `-u`, `-c` and `--private-key` as connection variables below every inventory variable.
+fn connection_defaults(args: &PlaybookArgs) -> Vars {
+    let mut out = Vars::new();
+    let mut set = |k: &str, v: Option<String>| {
+        if let Some(v) = v {
+            out.insert(k.into(), serde_json::Value::String(v));
+        }
+    };
+    set("ansible_user", args.user.clone());
+    set("ansible_connection", args.connection.clone());
+    set(
+        "ansible_ssh_private_key_file",
+        args.private_key.as_ref().map(|p| p.display().to_string()),
+    );
+    out
+}
+
+/// The `--limit` pattern: `@file` is read (one pattern a line, as Ansible's retry files).
+fn limit_pattern(limit: &str) -> Result<String, String> {
+    let Some(file) = limit.strip_prefix('@') else {
+        return Ok(limit.to_string());
+    };
+    let text =
+        std::fs::read_to_string(file).map_err(|e| format!("--limit @{file}: cannot read: {e}"))?;
+    let terms: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    if terms.is_empty() {
+        return Err(format!("--limit @{file}: the file names no host"));
+    }
+    Ok(terms.join(","))
+}
+
+/// Checks `--limit` before anything runs: a limit that selects no host of the inventory is
+/// an error (as ansible-playbook's "leaves us with no hosts to target"), so a typo in `-l`
+/// cannot run nothing and report success. Terms that match nothing are warned about.
+fn check_limit(inventory: &Inventory, limit: &str) -> Result<(), (u8, String)> {
+    crate::inventory::check_pattern(limit).map_err(|e| (exit::ERROR, format!("--limit: {e}")))?;
+    for t in crate::inventory::unknown_terms(inventory, limit) {
+        eprintln!("[WARNING]: Could not match supplied host pattern, ignoring: {t}");
+    }
+    let hosts = crate::inventory::select_hosts(inventory, limit)
+        .map_err(|e| (exit::ERROR, format!("--limit: {e}")))?;
+    if hosts.is_empty() {
+        return Err((
+            exit::ERROR,
+            format!(
+                "--limit '{limit}': specified inventory, host pattern and/or --limit leaves us \
+                 with no hosts to target"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Runs the playbook mode and returns the exit code.
 pub fn run_playbooks(args: PlaybookArgs) -> u8 {
     let Prepared {
@@ -338,11 +482,26 @@ pub fn run_playbooks(args: PlaybookArgs) -> u8 {
     if args.force_phase {
         extra.insert("zdm_force_phase".into(), serde_json::Value::Bool(true));
     }
+    let limit = match args.limit.as_deref().map(limit_pattern).transpose() {
+        Ok(l) => l,
+        Err(msg) => return refuse_run(&args, exit::ERROR, &msg),
+    };
+    if let Some(l) = &limit {
+        if let Err((code, msg)) = check_limit(&inventory, l) {
+            return refuse_run(&args, code, &msg);
+        }
+    }
     let opts = RunOptions {
         check: args.check,
         diff: args.diff,
         forks: args.forks as usize,
-        limit: args.limit.clone(),
+        limit,
+        escalation: crate::playbook::Escalation {
+            enabled: args.r#become.then_some(serde_json::Value::Bool(true)),
+            user: args.become_user.clone(),
+            method: None,
+        },
+        start_at_task: args.start_at_task.clone(),
         tags: args.tags.clone(),
         skip_tags: args.skip_tags.clone(),
         extra_vars: extra,
@@ -351,8 +510,26 @@ pub fn run_playbooks(args: PlaybookArgs) -> u8 {
     let redactor = templar.redactor();
     crate::output::redact_logs_with(&redactor);
     redactor.add_from_vars(&opts.extra_vars);
+    if let Some(want) = &opts.start_at_task {
+        let found = books.iter().flat_map(|b| &b.plays).any(|p| {
+            p.all_tasks(false).into_iter().any(|t| {
+                t.display_name() == *want || crate::inventory::glob(want, &t.display_name())
+            })
+        });
+        if !found {
+            let msg = format!("--start-at-task: no task named '{want}' found");
+            return refuse_run(&args, exit::ERROR, &msg);
+        }
+    }
     if args.list_hosts || args.list_tasks {
         return list(&args, &inventory, &books, &opts, &templar, &redactor);
+    }
+    let quiet = Reporter::new(Format::Human, false, 0, false, redactor.clone());
+    for book in &books {
+        let runner = Runner::new(&inventory, book, &opts, &templar, &redactor, &quiet);
+        if let Err(e) = runner.check_play_hosts() {
+            return refuse_run(&args, exit::ERROR, &e.to_string());
+        }
     }
     let migration = if books.iter().any(touches_migration_state) {
         let first = args.playbooks[0].display().to_string();
@@ -388,13 +565,23 @@ pub fn run_playbooks(args: PlaybookArgs) -> u8 {
     };
     let result = rt.block_on(async {
         let work = async {
+            let mut started = opts.start_at_task.is_none();
             for book in &books {
                 if let Some(m) = &migration {
                     m.set_playbook(&book.path.display().to_string());
                 }
                 let mut runner =
                     Runner::new(&inventory, book, &opts, &templar, &redactor, &reporter);
+                runner.started = started;
                 runner.run().await?;
+                started = runner.started;
+            }
+            if !started {
+                return Err(crate::run::RunError(format!(
+                    "--start-at-task: no task named '{}' found (a task inside an \
+                     include_tasks/import_tasks counts too)",
+                    opts.start_at_task.as_deref().unwrap_or_default()
+                )));
             }
             Ok::<(), crate::run::RunError>(())
         };
@@ -465,20 +652,14 @@ pub fn run_playbooks(args: PlaybookArgs) -> u8 {
 fn touches_migration_state(book: &Playbook) -> bool {
     book.plays.iter().any(|play| {
         play.vars.get("zdm_lock").is_some_and(crate::vars::truthy)
-            || play
-                .pre_tasks
-                .iter()
-                .chain(&play.tasks)
-                .chain(&play.post_tasks)
-                .chain(&play.handlers)
-                .any(|t| {
-                    matches!(
-                        t.module
-                            .strip_prefix("ansible.builtin.")
-                            .unwrap_or(&t.module),
-                        "zdm_phase" | "zdm_migrate" | "zdm_validate"
-                    )
-                })
+            || play.all_tasks(true).into_iter().any(|t| {
+                matches!(
+                    t.module
+                        .strip_prefix("ansible.builtin.")
+                        .unwrap_or(&t.module),
+                    "zdm_phase" | "zdm_migrate" | "zdm_validate"
+                )
+            })
     })
 }
 
@@ -515,10 +696,8 @@ fn list(
             }
             if args.list_tasks {
                 let tasks: Vec<serde_json::Value> = play
-                    .pre_tasks
-                    .iter()
-                    .chain(&play.tasks)
-                    .chain(&play.post_tasks)
+                    .all_tasks(false)
+                    .into_iter()
                     .filter(|t| runner.tags_select(t))
                     .map(|t| serde_json::json!({"name": t.display_name(), "tags": t.tags}))
                     .collect();

@@ -37,3 +37,4 @@ pub const VERSION: &str = concat!(
     env!("ZDMRUN_BUILD_DATE"),
     ")"
 );
+pub mod yaml11;

@@ -383,6 +383,16 @@ impl Reporter {
         self.doc.lock().expect("doc lock").summary = lines.to_vec();
     }
 
+    /// A host whose failure in a block was cleared by the block's `rescue`: counted as
+    /// rescued instead of failed, as ansible-playbook's recap does (so the run's exit code
+    /// does not report a failure that was handled).
+    pub fn rescued(&self, host: &str) {
+        let mut recap = self.recap.lock().expect("recap lock");
+        let s = recap.hosts.entry(host.to_string()).or_default();
+        s.failed = s.failed.saturating_sub(1);
+        s.rescued += 1;
+    }
+
     /// A copy of the recap so far (also used after Ctrl-C).
     pub fn recap(&self) -> Recap {
         self.recap.lock().expect("recap lock").clone()

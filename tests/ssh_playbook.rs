@@ -122,7 +122,7 @@ async fn a_playbook_configures_the_fleet_over_ssh_and_reports_a_cut_host_unreach
         let mut guard = FaultGuard::new(&sb);
         guard.apply("cut", "restore", "zdm-h3");
         let cut = zdm_run(&sb, work.path(), &["-e", "ansible_ssh_timeout=3"]);
-        assert_eq!(cut.code, 3, "{}", cut.out);
+        assert_eq!(cut.code, 4, "unreachable exits 4: {}", cut.out);
         let r3 = recap(&cut, "zdm-h3");
         assert_eq!(count(&r3, "unreachable"), 1, "{r3}");
         assert_eq!(count(&r3, "failed"), 0, "{r3}");

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::vars::{overlay, Vars};
-pub use pattern::{glob, select_hosts, unknown_terms};
+pub use pattern::{check_pattern, glob, select_hosts, split_pattern, unknown_terms};
 pub use range::expand_host_range;
 pub use vars_dirs::read_vars_file;
 use vars_dirs::VarsDir;
@@ -52,57 +52,93 @@ pub struct Inventory {
     vars_dirs: Vec<VarsDir>,
     /// Where the inventory came from (for messages); `None` for the implicit empty one.
     pub source: Option<PathBuf>,
+    /// Connection defaults from the command line (`-u`, `-c`, `--private-key`): below every
+    /// inventory variable, as ansible-playbook's options are.
+    pub defaults: Vars,
 }
 
 impl Inventory {
     /// Loads `path` (a file or a directory). Without a path, uses `$ZDMRUN_INVENTORY`, then
     /// `./inventory` if it exists; otherwise an empty inventory (only implicit `localhost`).
     pub fn load(path: Option<&Path>) -> Result<Inventory, InventoryError> {
-        let chosen = match path {
-            Some(p) => Some(p.to_path_buf()),
-            None => match crate::own_env::var(INVENTORY_ENV) {
-                Some(p) => Some(PathBuf::from(p)),
-                _ => {
-                    let d = PathBuf::from(DEFAULT_INVENTORY);
-                    d.exists().then_some(d)
-                }
-            },
-        };
+        match path {
+            Some(p) => Inventory::load_all(&[p.to_path_buf()]),
+            None => Inventory::load_all(&[]),
+        }
+    }
+
+    /// Loads several sources into one inventory, as repeated `-i` do: each a file, a
+    /// directory, or a comma-separated host list (`h1,h2,` — a word with a comma that is no
+    /// existing path). Without sources, as [`Inventory::load`] without a path.
+    pub fn load_all(paths: &[PathBuf]) -> Result<Inventory, InventoryError> {
         let mut inv = Inventory::default();
         inv.ensure_group("all");
         inv.ensure_group("ungrouped");
-        if let Some(p) = chosen {
-            if !p.exists() {
-                return Err(InventoryError(format!(
-                    "inventory {} does not exist",
-                    p.display()
-                )));
+        if paths.is_empty() {
+            if let Some(p) = Inventory::default_source() {
+                inv.load_source(&p)?;
             }
-            if p.is_dir() {
-                let mut files: Vec<PathBuf> = std::fs::read_dir(&p)
-                    .map_err(|e| InventoryError(format!("{}: {e}", p.display())))?
-                    .filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|f| f.is_file() && is_inventory_file(f))
-                    .collect();
-                files.sort();
-                for f in files {
-                    inv.parse_file(&f)?;
+        }
+        for p in paths {
+            let text = p.to_string_lossy();
+            if !p.exists() && text.contains(',') {
+                for h in text.split(',').map(str::trim).filter(|h| !h.is_empty()) {
+                    inv.add_host(h, "ungrouped", Vars::new());
                 }
-                inv.add_vars_dir(&p)?;
             } else {
-                inv.parse_file(&p)?;
-                if let Some(parent) = p.parent() {
-                    inv.add_vars_dir(if parent.as_os_str().is_empty() {
-                        Path::new(".")
-                    } else {
-                        parent
-                    })?;
-                }
+                inv.load_source(p)?;
             }
-            inv.source = Some(p);
         }
         inv.finish();
         Ok(inv)
+    }
+
+    /// `$ZDMRUN_INVENTORY`, else `./inventory` if it exists.
+    fn default_source() -> Option<PathBuf> {
+        match crate::own_env::var(INVENTORY_ENV) {
+            Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
+            _ => {
+                let d = PathBuf::from(DEFAULT_INVENTORY);
+                d.exists().then_some(d)
+            }
+        }
+    }
+
+    /// Reads one inventory file or directory into `self`; the first one read is the
+    /// inventory's `source` (the migration state lives beside it).
+    fn load_source(&mut self, p: &Path) -> Result<(), InventoryError> {
+        let inv = self;
+        if !p.exists() {
+            return Err(InventoryError(format!(
+                "inventory {} does not exist",
+                p.display()
+            )));
+        }
+        if p.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(p)
+                .map_err(|e| InventoryError(format!("{}: {e}", p.display())))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.is_file() && is_inventory_file(f))
+                .collect();
+            files.sort();
+            for f in files {
+                inv.parse_file(&f)?;
+            }
+            inv.add_vars_dir(p)?;
+        } else {
+            inv.parse_file(p)?;
+            if let Some(parent) = p.parent() {
+                inv.add_vars_dir(if parent.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    parent
+                })?;
+            }
+        }
+        if inv.source.is_none() {
+            inv.source = Some(p.to_path_buf());
+        }
+        Ok(())
     }
 
     /// Parses an inventory from text (used by tests and by `load`).
@@ -308,7 +344,7 @@ impl Inventory {
             let db = depths.get(b).copied().unwrap_or(1);
             da.cmp(&db).then(a.cmp(b))
         });
-        let mut out = Vars::new();
+        let mut out = self.defaults.clone();
         for g in &groups {
             if let Some(group) = self.groups.get(g) {
                 overlay(&mut out, &group.vars);

@@ -1,5 +1,7 @@
 //! Host patterns (`hosts:` and `--limit`): `all`, names, groups, `a:b` (union), `a:&b`
-//! (intersection), `a:!b` (exclusion), `*` wildcards, commas as separators.
+//! (intersection), `a:!b` (exclusion), `*` wildcards, `~regex` (matched from the start of
+//! a host or group name, as Python's `re.match`), subscripts `group[0]`, `group[-1]`,
+//! `group[1:3]` (inclusive, as Ansible's) and `group[2:]`, commas as separators.
 
 use super::{Inventory, InventoryError};
 
@@ -9,12 +11,9 @@ pub fn select_hosts(inv: &Inventory, pattern: &str) -> Result<Vec<String>, Inven
     let mut union: Vec<String> = Vec::new();
     let mut intersections: Vec<Vec<String>> = Vec::new();
     let mut exclusions: Vec<String> = Vec::new();
-    let terms = pattern
-        .split([':', ','])
-        .map(str::trim)
-        .filter(|t| !t.is_empty());
+    let terms = split_pattern(pattern);
     let mut any = false;
-    for term in terms {
+    for term in terms.iter().map(String::as_str) {
         any = true;
         if let Some(t) = term.strip_prefix('!') {
             exclusions.extend(match_term(inv, t));
@@ -47,7 +46,117 @@ pub fn select_hosts(inv: &Inventory, pattern: &str) -> Result<Vec<String>, Inven
     Ok(out)
 }
 
+/// Splits a pattern into its terms at commas and at colons outside `[...]` (a subscript's
+/// colon belongs to its term).
+pub fn split_pattern(pattern: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut depth = 0usize;
+    for c in pattern.chars() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        if c == ',' || (c == ':' && depth == 0) {
+            out.push(std::mem::take(&mut cur));
+        } else {
+            cur.push(c);
+        }
+    }
+    out.push(cur);
+    out.into_iter()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+/// `group[i]`, `group[i:j]` or `group[i:]` split into the name and the subscript.
+fn subscript(term: &str) -> Option<(&str, Subscript)> {
+    let inner = term.strip_suffix(']')?;
+    let open = inner.rfind('[')?;
+    let (name, idx) = (&inner[..open], &inner[open + 1..]);
+    if name.is_empty() || name.starts_with('~') {
+        return None;
+    }
+    let sub = match idx.split_once(':') {
+        None => Subscript::One(idx.trim().parse().ok()?),
+        Some((a, b)) => Subscript::Range(
+            a.trim().parse().ok()?,
+            if b.trim().is_empty() {
+                None
+            } else {
+                Some(b.trim().parse().ok()?)
+            },
+        ),
+    };
+    Some((name, sub))
+}
+
+enum Subscript {
+    /// One host; negative counts from the end.
+    One(i64),
+    /// From..=to (to the end when `None`).
+    Range(usize, Option<usize>),
+}
+
+impl Subscript {
+    fn apply(&self, hosts: Vec<String>) -> Vec<String> {
+        match *self {
+            Subscript::One(i) => {
+                let i = if i < 0 { hosts.len() as i64 + i } else { i };
+                usize::try_from(i)
+                    .ok()
+                    .and_then(|i| hosts.get(i).cloned())
+                    .into_iter()
+                    .collect()
+            }
+            Subscript::Range(from, to) => {
+                let end = to.map_or(hosts.len(), |t| (t + 1).min(hosts.len()));
+                hosts.get(from..end.max(from)).unwrap_or_default().to_vec()
+            }
+        }
+    }
+}
+
+/// Hosts and groups whose name matches `re` from its start (Python's `re.match`).
+fn match_regex(inv: &Inventory, re: &str) -> Vec<String> {
+    let Ok(re) = regex_automata::meta::Regex::new(re) else {
+        return Vec::new();
+    };
+    let hit = |s: &str| {
+        re.is_match(regex_automata::Input::new(s).anchored(regex_automata::Anchored::Yes))
+    };
+    let mut out: Vec<String> = Vec::new();
+    for g in inv.group_names().filter(|g| hit(g)) {
+        out.extend(inv.group_hosts(g));
+    }
+    out.extend(inv.hosts().iter().filter(|h| hit(h)).cloned());
+    let mut seen = std::collections::BTreeSet::new();
+    out.retain(|h| seen.insert(h.clone()));
+    out
+}
+
+/// Checks a `~regex` term's syntax (a bad regex is a bad option, not an empty match).
+pub fn check_pattern(pattern: &str) -> Result<(), InventoryError> {
+    for t in split_pattern(pattern) {
+        let t = t.trim_start_matches(['!', '&']);
+        if let Some(re) = t.strip_prefix('~') {
+            regex_automata::meta::Regex::new(re).map_err(|e| {
+                InventoryError(format!("host pattern '{t}': bad regular expression: {e}"))
+            })?;
+        }
+    }
+    Ok(())
+}
+
 fn match_term(inv: &Inventory, term: &str) -> Vec<String> {
+    if let Some(re) = term.strip_prefix('~') {
+        return match_regex(inv, re);
+    }
+    if let Some((name, sub)) = subscript(term) {
+        return sub.apply(match_term(inv, name));
+    }
     if term == "all" || term == "*" {
         return inv.hosts().to_vec();
     }
@@ -106,10 +215,13 @@ pub fn glob(pattern: &str, text: &str) -> bool {
 /// Checks that a pattern names something: an unknown group or host in `hosts:` is worth a
 /// warning, not a silent empty play.
 pub fn unknown_terms(inv: &Inventory, pattern: &str) -> Vec<String> {
-    pattern
-        .split([':', ','])
-        .map(|t| t.trim().trim_start_matches(['!', '&']))
-        .filter(|t| !t.is_empty() && match_term(inv, t).is_empty() && !inv.has_group(t))
+    split_pattern(pattern)
+        .iter()
+        .map(|t| t.trim_start_matches(['!', '&']))
+        .filter(|t| {
+            let name = subscript(t).map_or(*t, |(n, _)| n);
+            !t.is_empty() && match_term(inv, name).is_empty() && !inv.has_group(name)
+        })
         .map(str::to_string)
         .collect()
 }

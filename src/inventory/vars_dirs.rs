@@ -85,13 +85,14 @@ fn is_vars_file(f: &Path) -> bool {
 pub fn read_vars_file(f: &Path) -> Result<Vars, InventoryError> {
     let text =
         std::fs::read_to_string(f).map_err(|e| InventoryError(format!("{}: {e}", f.display())))?;
-    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).map_err(|e| {
-        let loc = e
-            .location()
-            .map(|l| format!(":{}:{}", l.line(), l.column()))
-            .unwrap_or_default();
-        InventoryError(format!("{}{loc}: {e}", f.display()))
-    })?;
+    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&crate::yaml11::normalize(&text))
+        .map_err(|e| {
+            let loc = e
+                .location()
+                .map(|l| format!(":{}:{}", l.line(), l.column()))
+                .unwrap_or_default();
+            InventoryError(format!("{}{loc}: {e}", f.display()))
+        })?;
     match yaml_to_json(&doc) {
         serde_json::Value::Null => Ok(Vars::new()),
         serde_json::Value::Object(m) => Ok(m),

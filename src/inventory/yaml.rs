@@ -22,7 +22,8 @@ struct GroupDef {
 }
 
 pub(super) fn parse(inv: &mut Inventory, text: &str, file: &Path) -> Result<(), InventoryError> {
-    let de = serde_yaml_ng::Deserializer::from_str(text);
+    let normalized = crate::yaml11::normalize(text);
+    let de = serde_yaml_ng::Deserializer::from_str(&normalized);
     let groups = TOP_GROUPS.deserialize(de).map_err(|e| located(file, &e))?;
     for (name, def) in groups {
         add_group(inv, &name, def);

@@ -379,6 +379,23 @@ pub static MODULES: &[ModuleSpec] = &[
         one_of_required: &["file", "_raw"],
         required: &[],
     },
+    // Roles, expanded when the playbook is loaded (both are static here).
+    ModuleSpec {
+        name: "include_role",
+        free_form: false,
+        any_args: false,
+        args: &[("name", Kind::Scalar), ("tasks_from", Kind::Scalar)],
+        one_of_required: &[],
+        required: &["name"],
+    },
+    ModuleSpec {
+        name: "import_role",
+        free_form: false,
+        any_args: false,
+        args: &[("name", Kind::Scalar), ("tasks_from", Kind::Scalar)],
+        one_of_required: &[],
+        required: &["name"],
+    },
     // `meta: flush_handlers` / `meta: noop`: handled by the run engine itself.
     ModuleSpec {
         name: "meta",

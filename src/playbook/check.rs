@@ -33,6 +33,7 @@ pub const PLAY_KEYS: &[(&str, Kind)] = &[
     ("become", Kind::Bool),
     ("become_user", Kind::Scalar),
     ("become_method", Kind::OneOf(BECOME_METHODS)),
+    ("roles", Kind::Any),
 ];
 
 /// Privilege escalation methods zdm-run implements.
@@ -62,6 +63,36 @@ pub const TASK_KEYS: &[(&str, Kind)] = &[
     ("become", Kind::Bool),
     ("become_user", Kind::Scalar),
     ("become_method", Kind::OneOf(BECOME_METHODS)),
+];
+
+/// The keys of a block; a task with `block` has no module.
+pub const BLOCK_KEYS: &[&str] = &["block", "rescue", "always"];
+
+/// Task keywords that make no sense on a block (they describe one task's own result or
+/// execution), with why: refused at load time rather than silently dropped.
+const NOT_ON_BLOCK: &[(&str, &str)] = &[
+    (
+        "register",
+        "a block has no result of its own; register its tasks",
+    ),
+    ("loop", "a block cannot loop; loop its tasks"),
+    ("with_items", "a block cannot loop; loop its tasks"),
+    ("until", "a block is not retried; put until on its tasks"),
+    (
+        "retries",
+        "a block is not retried; put retries on its tasks",
+    ),
+    ("delay", "a block is not retried; put delay on its tasks"),
+    (
+        "changed_when",
+        "a block has no result; put changed_when on its tasks",
+    ),
+    (
+        "failed_when",
+        "a block has no result; put failed_when on its tasks",
+    ),
+    ("args", "a block has no module arguments"),
+    ("listen", "put listen on the block's handlers"),
 ];
 
 /// The key under which the loader finds a task's module name.
@@ -221,10 +252,28 @@ impl<'de> Visitor<'de> for Shape {
                     )))
                 }
             }
+            Shape::Args(m) if m.free_form && matches!(m.name, "command" | "shell") => {
+                let args = super::kv::parse_free_form(v, super::kv::COMMAND_KEYS)
+                    .map_err(|e| E::custom(format!("{}: {e}", m.name)))?;
+                finish_args(m, args)
+            }
             Shape::Args(m) if m.free_form => {
                 let mut args = Map::new();
                 args.insert("_raw".into(), ok);
                 Ok(Value::Object(args))
+            }
+            Shape::Args(m) => {
+                // `debug: msg=hi`: the same checks as the mapping form, word by word.
+                let pairs =
+                    super::kv::parse_pairs(v).map_err(|e| E::custom(format!("{}: {e}", m.name)))?;
+                let mut args = Map::new();
+                for (k, val) in pairs {
+                    let k: String = KeyCheck::Args(m).visit_str(&k)?;
+                    let text = crate::vars::display(&val);
+                    let val = Shape::Kind(arg_kind(m, &k)).visit_str::<E>(&text)?;
+                    args.insert(k, val);
+                }
+                finish_args(m, args)
             }
             _ => Err(E::invalid_type(Unexpected::Str(v), &self)),
         }
@@ -357,6 +406,10 @@ fn read_task<'de, A: MapAccess<'de>>(mut map: A, handler: bool) -> Result<Value,
         if k == "listen" {
             let v = map.next_value_seed(Shape::Kind(Kind::ScalarList))?;
             out.insert(k, v);
+        } else if BLOCK_KEYS.contains(&k.as_str()) {
+            let kind = if handler { Kind::Handlers } else { Kind::Tasks };
+            let v = map.next_value_seed(Shape::Kind(kind))?;
+            out.insert(k, v);
         } else if let Some((_, kind)) = TASK_KEYS.iter().find(|(n, _)| *n == k) {
             let v = map.next_value_seed(Shape::Kind(*kind))?;
             out.insert(k, v);
@@ -366,6 +419,23 @@ fn read_task<'de, A: MapAccess<'de>>(mut map: A, handler: bool) -> Result<Value,
             out.insert(MODULE_FIELD.into(), Value::String(spec.name.into()));
             out.insert(ARGS_FIELD.into(), v);
         }
+    }
+    if out.contains_key("block") {
+        if let Some(spec) = *module.borrow() {
+            return Err(de::Error::custom(format!(
+                "a block has no module, but this one has '{}' (put it in a task of the block)",
+                spec.name
+            )));
+        }
+        if let Some((k, why)) = NOT_ON_BLOCK.iter().find(|(k, _)| out.contains_key(*k)) {
+            return Err(de::Error::custom(format!("'{k}' on a block: {why}")));
+        }
+        return Ok(Value::Object(out));
+    }
+    if let Some(k) = ["rescue", "always"].iter().find(|k| out.contains_key(**k)) {
+        return Err(de::Error::custom(format!(
+            "'{k}' without 'block' (rescue and always belong to a block)"
+        )));
     }
     if module.borrow().is_none() {
         return Err(de::Error::custom(
@@ -430,7 +500,10 @@ impl<'de> Visitor<'de> for KeyCheck<'_> {
                 }
             }
             KeyCheck::Task { handler, module } => {
-                if TASK_KEYS.iter().any(|(n, _)| *n == k) || (handler && k == "listen") {
+                if TASK_KEYS.iter().any(|(n, _)| *n == k)
+                    || (handler && k == "listen")
+                    || BLOCK_KEYS.contains(&k)
+                {
                     return Ok(k.to_string());
                 }
                 match module_spec(k) {

@@ -6,8 +6,10 @@
 
 mod check;
 pub mod keyword;
+pub mod kv;
 mod locate;
 mod preflight;
+pub mod roles;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -135,9 +137,37 @@ pub struct Task {
     /// `become*` keywords of the task over those of the includes it came through (the play's
     /// apply at run time, under these).
     pub escalation: Escalation,
+    /// A `block` (module `block`): its tasks, with the block's keywords already applied.
+    pub block: Option<Box<Block>>,
+    /// `defaults/main.yml` of the role the task came from: below every other variable.
+    pub role_defaults: Vars,
+}
+
+/// `block` / `rescue` / `always`: the block's tasks run in order; on a host where one fails,
+/// `rescue` runs (and a rescue that succeeds clears the failure, as in Ansible); `always`
+/// runs afterwards on every host that entered the block and is still reachable.
+#[derive(Debug, Clone, Default)]
+pub struct Block {
+    pub block: Vec<Task>,
+    pub rescue: Vec<Task>,
+    pub always: Vec<Task>,
 }
 
 impl Task {
+    /// This task, or for a block every task inside it (blocks in blocks too), in order.
+    pub fn flatten(&self) -> Vec<&Task> {
+        match &self.block {
+            None => vec![self],
+            Some(b) => b
+                .block
+                .iter()
+                .chain(&b.rescue)
+                .chain(&b.always)
+                .flat_map(Task::flatten)
+                .collect(),
+        }
+    }
+
     /// The name shown in output: the task's name, or `module` when it has none.
     pub fn display_name(&self) -> String {
         if self.name.is_empty() {
@@ -145,6 +175,21 @@ impl Task {
         } else {
             self.name.clone()
         }
+    }
+}
+
+impl Play {
+    /// Every task of `pre_tasks`, `tasks` and `post_tasks` (and `handlers` if asked), the
+    /// tasks inside blocks included, in order.
+    pub fn all_tasks(&self, handlers: bool) -> Vec<&Task> {
+        let hs: &[Task] = if handlers { &self.handlers } else { &[] };
+        self.pre_tasks
+            .iter()
+            .chain(&self.tasks)
+            .chain(&self.post_tasks)
+            .chain(hs)
+            .flat_map(Task::flatten)
+            .collect()
     }
 }
 
@@ -173,7 +218,8 @@ impl Playbook {
 /// Parses `text` (named `file` in messages) with `shape`, turning serde_yaml_ng's error into
 /// `file:line:col: message`.
 fn parse_checked(text: &str, file: &Path, shape: Shape) -> Result<Value, PlaybookError> {
-    let de = serde_yaml_ng::Deserializer::from_str(text);
+    let normalized = crate::yaml11::normalize(text);
+    let de = serde_yaml_ng::Deserializer::from_str(&normalized);
     shape.deserialize(de).map_err(|e| located(file, &e))
 }
 
@@ -310,7 +356,11 @@ fn build_play(
     let section = |key: &str, handlers: Option<&BTreeSet<String>>| {
         let mut out = Vec::new();
         if let Some(Value::Array(items)) = obj.get(key) {
-            let ctx = Expand { handlers, depth: 0 };
+            let ctx = Expand {
+                handlers,
+                depth: 0,
+                play_dir: dir,
+            };
             for (j, t) in items.iter().enumerate() {
                 let path = child(&child(at, Seg::key(key)), Seg::Index(j));
                 expand_task(t, src, &path, dir, &Inherited::default(), &ctx, &mut out)?;
@@ -318,16 +368,85 @@ fn build_play(
         }
         Ok::<_, PlaybookError>(out)
     };
+    // Roles: found and read first, their handlers go before the play's own.
+    let mut roles_loaded = Vec::new();
+    if let Some(Value::Array(entries)) = obj.get("roles") {
+        for (j, raw) in entries.iter().enumerate() {
+            let here = child(&child(at, Seg::key("roles")), Seg::Index(j));
+            let e = roles::entry(raw);
+            let name = e
+                .get("role")
+                .or_else(|| e.get("name"))
+                .map(crate::vars::display)
+                .ok_or_else(|| {
+                    PlaybookError(format!("{}: a roles entry needs 'role'", src.at(&here)))
+                })?;
+            let role = roles::find(&name, dir)
+                .map_err(|m| PlaybookError(format!("{}: {m}", src.at(&here))))?;
+            let passed = role_inherited(&e, &role, src, &here);
+            roles_loaded.push((role, passed));
+        }
+    }
+    // Roles brought in by include_role/import_role add their handlers to the play too (as
+    // Ansible's import_role does); their tasks are expanded where the task stands.
+    let mut handler_roles: Vec<(roles::Role, Inherited)> = Vec::new();
+    for key in ["pre_tasks", "tasks", "post_tasks"] {
+        if let Some(Value::Array(items)) = obj.get(key) {
+            for name in role_includes(items) {
+                let Ok(role) = roles::find(&name, dir) else {
+                    continue; // reported at the task's position when it is expanded
+                };
+                let known = roles_loaded
+                    .iter()
+                    .chain(&handler_roles)
+                    .any(|(r, _)| r.dir == role.dir);
+                if !known {
+                    let passed = Inherited {
+                        vars: role.vars.clone(),
+                        defaults: role.defaults.clone(),
+                        ..Default::default()
+                    };
+                    handler_roles.push((role, passed));
+                }
+            }
+        }
+    }
+    let expand_roles = |handlers: Option<&BTreeSet<String>>, part: &str| {
+        let mut out = Vec::new();
+        let ctx = Expand {
+            handlers,
+            depth: 0,
+            play_dir: dir,
+        };
+        let extra = if part == "handlers" {
+            handler_roles.as_slice()
+        } else {
+            &[]
+        };
+        for (role, passed) in roles_loaded.iter().chain(extra) {
+            let file = if part == "handlers" {
+                roles::main_file(&role.dir.join("handlers"))
+            } else {
+                roles::tasks_file(role, None)
+            };
+            if let Some(f) = file {
+                expand_file(&f, passed, &ctx, &mut out)?;
+            }
+        }
+        Ok::<_, PlaybookError>(out)
+    };
     // Handlers first: `notify` in every section (handlers too) is checked against their
     // names and listen topics, at the position of the offending name.
-    let handlers = section("handlers", None)?;
+    let mut handlers = expand_roles(None, "handlers")?;
+    handlers.extend(section("handlers", None)?);
     let known: BTreeSet<String> = handlers
         .iter()
         .flat_map(|h| std::iter::once(h.name.clone()).chain(h.listen.iter().cloned()))
         .collect();
     // In section order, so the first wrong notify reported is the first in the play.
     let pre_tasks = section("pre_tasks", Some(&known))?;
-    let tasks = section("tasks", Some(&known))?;
+    let mut tasks = expand_roles(Some(&known), "tasks")?;
+    tasks.extend(section("tasks", Some(&known))?);
     let post_tasks = section("post_tasks", Some(&known))?;
     // Handlers notify handlers too. Expanding them again (re-reading their included files) is
     // only needed to name the position of a notify that no handler answers.
@@ -338,7 +457,9 @@ fn build_play(
     {
         handlers
     } else {
-        section("handlers", Some(&known))?
+        let mut checked = expand_roles(Some(&known), "handlers")?;
+        checked.extend(section("handlers", Some(&known))?);
+        checked
     };
     let hosts = strings(obj.get("hosts")).join(":");
     let max_fail_percentage = match obj.get("max_fail_percentage") {
@@ -413,6 +534,8 @@ struct Inherited {
     check_mode: Option<Flag>,
     ignore_errors: Option<Flag>,
     delegate_to: Option<String>,
+    /// Role defaults of the role being expanded (lowest precedence).
+    defaults: Vars,
 }
 
 /// Keywords refused on `include_tasks`/`import_tasks`, with why: they describe one task's
@@ -459,6 +582,8 @@ struct Expand<'a> {
     /// Handler names and listen topics `notify` may name (`None`: not checked yet).
     handlers: Option<&'a BTreeSet<String>>,
     depth: usize,
+    /// Directory of the playbook: roles are looked up from here.
+    play_dir: &'a Path,
 }
 
 /// A `notify` naming no handler would silently never run: refused at load time, at the
@@ -487,6 +612,84 @@ fn check_notify(
         )));
     }
     Ok(())
+}
+
+/// Expands every task of a task file (an include's or a role's) with what is passed on.
+fn expand_file(
+    file: &Path,
+    passed: &Inherited,
+    ctx: &Expand,
+    out: &mut Vec<Task>,
+) -> Result<(), PlaybookError> {
+    if ctx.depth > MAX_INCLUDE_DEPTH {
+        return Err(PlaybookError(format!(
+            "{}: includes nested deeper than {MAX_INCLUDE_DEPTH} (a cycle?)",
+            file.display()
+        )));
+    }
+    let text = read(file)?;
+    let doc = parse_checked(&text, file, Shape::Kind(crate::modules::spec::Kind::Tasks))?;
+    let inc_src = Src { file, text: &text };
+    let inc_dir = base_dir(file);
+    let inner = Expand {
+        handlers: ctx.handlers,
+        depth: ctx.depth + 1,
+        play_dir: ctx.play_dir,
+    };
+    for (j, t) in doc.as_array().into_iter().flatten().enumerate() {
+        expand_task(t, inc_src, &[Seg::Index(j)], &inc_dir, passed, &inner, out)?;
+    }
+    Ok(())
+}
+
+/// Names of the roles that `include_role`/`import_role` tasks of a checked task list (and
+/// of its blocks) bring in.
+fn role_includes(items: &[Value]) -> Vec<String> {
+    let mut out = Vec::new();
+    for t in items {
+        let Some(obj) = t.as_object() else { continue };
+        let module = obj.get(MODULE_FIELD).and_then(Value::as_str).unwrap_or("");
+        let module = module.strip_prefix("ansible.builtin.").unwrap_or(module);
+        if matches!(module, "include_role" | "import_role") {
+            if let Some(n) = obj.get(ARGS_FIELD).and_then(|a| a.get("name")) {
+                out.push(crate::vars::display(n));
+            }
+        }
+        for part in check::BLOCK_KEYS {
+            if let Some(Value::Array(inner)) = obj.get(*part) {
+                out.extend(role_includes(inner));
+            }
+        }
+    }
+    out
+}
+
+/// What a `roles:` entry passes on to the role's tasks: its keywords, and its `vars:` and
+/// other keys (role parameters) over the role's `vars/main.yml`.
+fn role_inherited(e: &Map<String, Value>, role: &roles::Role, src: Src, at: &[Seg]) -> Inherited {
+    let mut vars = role.vars.clone();
+    let params: Map<String, Value> = e
+        .iter()
+        .filter(|(k, _)| !roles::ENTRY_KEYWORDS.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    crate::vars::overlay(&mut vars, &params);
+    if let Some(own) = e.get("vars").and_then(Value::as_object) {
+        crate::vars::overlay(&mut vars, own);
+    }
+    Inherited {
+        when: strings(e.get("when")),
+        tags: strings(e.get("tags")),
+        escalation: Escalation::read(e),
+        vars,
+        notify: vec![],
+        no_log: flag(e, "no_log", src, at),
+        run_once: flag(e, "run_once", src, at),
+        check_mode: flag(e, "check_mode", src, at),
+        ignore_errors: flag(e, "ignore_errors", src, at),
+        delegate_to: e.get("delegate_to").map(crate::vars::display),
+        defaults: role.defaults.clone(),
+    }
 }
 
 /// Turns one checked task into model tasks, inlining `include_tasks`/`import_tasks`: their
@@ -553,6 +756,89 @@ fn expand_task(
         .map(crate::vars::display)
         .or_else(|| inherited.delegate_to.clone());
 
+    if obj.contains_key("block") {
+        let passed = Inherited {
+            when,
+            tags: tags.clone(),
+            escalation,
+            vars,
+            notify,
+            no_log,
+            run_once,
+            check_mode,
+            ignore_errors,
+            delegate_to,
+            defaults: inherited.defaults.clone(),
+        };
+        let mut parts: [Vec<Task>; 3] = Default::default();
+        for (part, key) in parts.iter_mut().zip(check::BLOCK_KEYS) {
+            let Some(Value::Array(items)) = obj.get(*key) else {
+                continue;
+            };
+            for (j, t) in items.iter().enumerate() {
+                let path = child(&child(at, Seg::key(key)), Seg::Index(j));
+                expand_task(t, src, &path, dir, &passed, ctx, part)?;
+            }
+        }
+        let [block, rescue, always] = parts;
+        out.push(Task {
+            name,
+            module: "block".into(),
+            tags,
+            base_dir: dir.to_path_buf(),
+            block: Some(Box::new(Block {
+                block,
+                rescue,
+                always,
+            })),
+            ..Default::default()
+        });
+        return Ok(());
+    }
+
+    if module == "include_role" || module == "import_role" {
+        if let Some((k, why)) = NOT_ON_INCLUDE.iter().find(|(k, _)| obj.contains_key(*k)) {
+            return Err(PlaybookError(format!(
+                "{}: '{k}' on {module}: {why}",
+                src.at_key(&child(at, Seg::key(k)))
+            )));
+        }
+        let role_name = args
+            .get("name")
+            .map(crate::vars::display)
+            .unwrap_or_default();
+        let here = src.at(&child(at, Seg::key(&module)));
+        let role = roles::find(&role_name, ctx.play_dir)
+            .map_err(|e| PlaybookError(format!("{here}: {module}: {e}")))?;
+        let tasks_from = args.get("tasks_from").map(crate::vars::display);
+        let mut role_vars = role.vars.clone();
+        crate::vars::overlay(&mut role_vars, &vars);
+        let mut defaults = inherited.defaults.clone();
+        crate::vars::overlay(&mut defaults, &role.defaults);
+        let passed = Inherited {
+            when,
+            tags,
+            escalation,
+            vars: role_vars,
+            notify,
+            no_log,
+            run_once,
+            check_mode,
+            ignore_errors,
+            delegate_to,
+            defaults,
+        };
+        let Some(file) = roles::tasks_file(&role, tasks_from.as_deref()) else {
+            if let Some(f) = tasks_from {
+                return Err(PlaybookError(format!(
+                    "{here}: {module}: role '{role_name}' has no tasks file '{f}'"
+                )));
+            }
+            return Ok(());
+        };
+        return expand_file(&file, &passed, ctx, out);
+    }
+
     if module == "include_tasks" || module == "import_tasks" {
         if let Some((k, why)) = NOT_ON_INCLUDE.iter().find(|(k, _)| obj.contains_key(*k)) {
             return Err(PlaybookError(format!(
@@ -597,10 +883,12 @@ fn expand_task(
             check_mode,
             ignore_errors,
             delegate_to,
+            defaults: inherited.defaults.clone(),
         };
         let inner = Expand {
             handlers: ctx.handlers,
             depth: ctx.depth + 1,
+            play_dir: ctx.play_dir,
         };
         for (j, t) in doc.as_array().into_iter().flatten().enumerate() {
             expand_task(t, inc_src, &[Seg::Index(j)], &inc_dir, &passed, &inner, out)?;
@@ -631,6 +919,8 @@ fn expand_task(
         vars,
         base_dir: dir.to_path_buf(),
         escalation,
+        block: None,
+        role_defaults: inherited.defaults.clone(),
     });
     Ok(())
 }

@@ -38,13 +38,7 @@ pub fn preflight(book: &Playbook, templar: &Templar) -> Result<(), PlaybookError
                 })?;
             }
         }
-        let tasks = play
-            .pre_tasks
-            .iter()
-            .chain(&play.tasks)
-            .chain(&play.post_tasks)
-            .chain(&play.handlers);
-        for t in tasks {
+        for t in play.all_tasks(true) {
             for d in [
                 t.base_dir.join("templates"),
                 t.base_dir.clone(),

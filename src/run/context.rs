@@ -94,11 +94,12 @@ impl PlayVars {
         &self,
         host: &str,
         task_vars: &Vars,
+        role_defaults: &Vars,
         facts: &Vars,
         play_hosts: &[String],
         templar: &Templar,
     ) -> Vars {
-        let mut v = Vars::new();
+        let mut v = role_defaults.clone();
         if let Some(inv) = self.inventory.get(host) {
             overlay(&mut v, inv);
         }
@@ -122,6 +123,7 @@ impl PlayVars {
             "ansible_play_hosts".into(),
             Value::from(play_hosts.to_vec()),
         );
+        v.insert("omit".into(), Value::from(crate::template::OMIT));
         v.insert("ansible_check_mode".into(), Value::Bool(self.check));
         for (k, val) in [
             ("inventory_file", &self.inventory_file),

@@ -65,6 +65,10 @@ pub struct RunOptions {
     pub diff: bool,
     pub forks: usize,
     pub limit: Option<String>,
+    /// `-b`/`--become-user`: below every play and task keyword.
+    pub escalation: crate::playbook::Escalation,
+    /// `--start-at-task`: tasks before the first one of this name (or `*` glob) are skipped.
+    pub start_at_task: Option<String>,
     pub tags: Vec<String>,
     pub skip_tags: Vec<String>,
     pub extra_vars: Vars,
@@ -77,6 +81,8 @@ impl Default for RunOptions {
             diff: false,
             forks: 5,
             limit: None,
+            escalation: Default::default(),
+            start_at_task: None,
             tags: vec![],
             skip_tags: vec![],
             extra_vars: Vars::new(),
@@ -101,8 +107,13 @@ pub struct Runner<'a> {
     facts: BTreeMap<String, Vars>,
     /// Hosts that failed or were unreachable: later plays skip them.
     dead: BTreeSet<String>,
+    /// Hosts that were unreachable (a block's `rescue` and `always` do not run for them).
+    unreachable: BTreeSet<String>,
     /// Connections, opened once per host and reused by every task.
     pool: crate::transport::Pool,
+    /// False until `--start-at-task`'s task is reached (true without the option). Public so
+    /// the search carries over from one playbook of the command line to the next.
+    pub started: bool,
 }
 
 /// How a play ended.
@@ -144,8 +155,55 @@ impl<'a> Runner<'a> {
             out,
             facts: BTreeMap::new(),
             dead: BTreeSet::new(),
+            unreachable: BTreeSet::new(),
             pool: crate::transport::Pool::default(),
+            started: opts.start_at_task.is_none(),
         }
+    }
+
+    /// Refuses, before anything runs, a play whose `hosts:` selects no host because it
+    /// names no host or group of the inventory (a typo would otherwise run nothing and
+    /// report success). A known group that happens to be empty is skipped, as in Ansible.
+    /// Templated patterns are checked when their play starts.
+    pub fn check_play_hosts(&self) -> Result<(), RunError> {
+        for play in &self.playbook.plays {
+            if !play.hosts.contains("{{") {
+                self.refuse_unknown_hosts(play, &play.hosts)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn refuse_unknown_hosts(&self, play: &Play, pattern: &str) -> Result<(), RunError> {
+        crate::inventory::check_pattern(pattern)
+            .map_err(|e| RunError(format!("play '{}': {e}", play.name)))?;
+        let unknown = crate::inventory::unknown_terms(self.inventory, pattern);
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        let hosts = select_hosts(self.inventory, pattern).map_err(|e| RunError(e.0))?;
+        if hosts.is_empty() {
+            return Err(RunError(format!(
+                "play '{}': hosts '{pattern}' matches no host ('{}': no such host or group in \
+                 the inventory)",
+                play.name,
+                unknown.join("', '")
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether `--start-at-task` lets this task run; the first task it names starts the run.
+    fn reached(&mut self, task: &Task) -> bool {
+        if self.started {
+            return true;
+        }
+        let want = self.opts.start_at_task.as_deref().unwrap_or_default();
+        let name = task.display_name();
+        if name == want || crate::inventory::glob(want, &name) {
+            self.started = true;
+        }
+        self.started
     }
 
     /// Hosts a play targets after `--limit`.
@@ -210,8 +268,10 @@ impl<'a> Runner<'a> {
 
     /// Runs one play; tells whether it ran to its end or its failure policy stopped it.
     async fn run_play(&mut self, play: &Play) -> Result<PlayEnd, RunError> {
+        let pattern = self.play_pattern(play)?;
+        self.refuse_unknown_hosts(play, &pattern)?;
         let mut hosts = self.play_hosts(play)?;
-        for unknown in crate::inventory::unknown_terms(self.inventory, &self.play_pattern(play)?) {
+        for unknown in crate::inventory::unknown_terms(self.inventory, &pattern) {
             self.out.warn(&format!(
                 "host pattern '{unknown}' matched no host or group"
             ));
@@ -258,25 +318,19 @@ impl<'a> Runner<'a> {
                 if stop {
                     break;
                 }
-                for task in section {
-                    if !self.tags_select(task) {
-                        continue;
-                    }
-                    if task.module == "meta" {
-                        if task.args.get("_raw").and_then(Value::as_str) == Some("flush_handlers") {
-                            self.flush_handlers(play, &mut live, &hosts, &pv, &mut state)
-                                .await;
-                        }
-                    } else {
-                        self.run_task(play, task, &mut live, &hosts, &pv, &mut state, false)
-                            .await;
-                    }
-                    if self.policy_trips(&policy, &batch, &live) {
-                        stop = true;
-                        break;
-                    }
-                }
-                if stop {
+                let tripped = self
+                    .run_tasks(
+                        play,
+                        section,
+                        &mut live,
+                        &hosts,
+                        &pv,
+                        &mut state,
+                        Some((&policy, &batch)),
+                    )
+                    .await;
+                if tripped {
+                    stop = true;
                     break;
                 }
                 self.flush_handlers(play, &mut live, &hosts, &pv, &mut state)
@@ -296,6 +350,116 @@ impl<'a> Runner<'a> {
             }
         }
         Ok(PlayEnd::Completed)
+    }
+
+    /// Runs `tasks` in order on the live hosts; true when the failure policy tripped. The
+    /// policy is checked after each task when `policy` is given; inside a block it is
+    /// checked only once the block is over, since its `rescue` may clear a failure.
+    #[allow(clippy::too_many_arguments)]
+    fn run_tasks<'s>(
+        &'s mut self,
+        play: &'s Play,
+        tasks: &'s [Task],
+        live: &'s mut Vec<String>,
+        play_hosts: &'s [String],
+        pv: &'s PlayVars,
+        state: &'s mut PlayState,
+        policy: Option<(&'s Policy, &'s [String])>,
+    ) -> futures::future::LocalBoxFuture<'s, bool> {
+        // Boxed: blocks nest, so this future contains itself.
+        Box::pin(async move {
+            for task in tasks {
+                if let Some(block) = &task.block {
+                    self.run_block(play, block, live, play_hosts, pv, state)
+                        .await;
+                } else if !self.tags_select(task) || !self.reached(task) {
+                    continue;
+                } else if task.module == "meta" {
+                    if task.args.get("_raw").and_then(Value::as_str) == Some("flush_handlers") {
+                        self.flush_handlers(play, live, play_hosts, pv, state).await;
+                    }
+                } else {
+                    self.run_task(play, task, live, play_hosts, pv, state, false)
+                        .await;
+                }
+                if let Some((policy, batch)) = policy {
+                    if self.policy_trips(policy, batch, live) {
+                        return true;
+                    }
+                }
+            }
+            false
+        })
+    }
+
+    /// Runs a block on the live hosts: its tasks; `rescue` on the hosts where one failed
+    /// (those it gets through are back in the play, counted as rescued); then `always` on
+    /// every host that entered the block and is reachable. A host whose failure was not
+    /// rescued stays failed, whatever `always` does.
+    async fn run_block(
+        &mut self,
+        play: &Play,
+        block: &crate::playbook::Block,
+        live: &mut Vec<String>,
+        play_hosts: &[String],
+        pv: &PlayVars,
+        state: &mut PlayState,
+    ) {
+        let entered = live.clone();
+        let mut ok = live.clone();
+        self.run_tasks(play, &block.block, &mut ok, play_hosts, pv, state, None)
+            .await;
+        let mut failed: Vec<String> = entered
+            .iter()
+            .filter(|h| !ok.contains(h) && !self.unreachable.contains(*h))
+            .cloned()
+            .collect();
+        if !failed.is_empty() && !block.rescue.is_empty() {
+            for h in &failed {
+                self.dead.remove(h);
+            }
+            let mut rescued = failed.clone();
+            self.run_tasks(
+                play,
+                &block.rescue,
+                &mut rescued,
+                play_hosts,
+                pv,
+                state,
+                None,
+            )
+            .await;
+            for h in &rescued {
+                self.out.rescued(h);
+            }
+            failed.retain(|h| !rescued.contains(h));
+            ok.extend(rescued);
+        }
+        if !block.always.is_empty() {
+            for h in &failed {
+                self.dead.remove(h);
+            }
+            let mut always: Vec<String> = entered
+                .iter()
+                .filter(|h| ok.contains(h) || failed.contains(h))
+                .cloned()
+                .collect();
+            self.run_tasks(
+                play,
+                &block.always,
+                &mut always,
+                play_hosts,
+                pv,
+                state,
+                None,
+            )
+            .await;
+            ok.retain(|h| always.contains(h));
+            for h in &failed {
+                self.dead.insert(h.clone());
+            }
+        }
+        live.retain(|h| ok.contains(h));
     }
 
     /// Splits the play's hosts into `serial` batches (the last size repeats).
@@ -437,7 +601,14 @@ impl<'a> Runner<'a> {
             let facts = self.facts.get(h).unwrap_or(&empty);
             bases.insert(
                 h.clone(),
-                pv.host_base(h, &task.vars, facts, &live_play_hosts, self.templar),
+                pv.host_base(
+                    h,
+                    &task.vars,
+                    &task.role_defaults,
+                    facts,
+                    &live_play_hosts,
+                    self.templar,
+                ),
             );
         }
         let hostvars = Value::Object(
@@ -465,7 +636,10 @@ impl<'a> Runner<'a> {
         let env = TaskEnv {
             task,
             play: &play.name,
-            escalation: task.escalation.over(&play.escalation),
+            escalation: task
+                .escalation
+                .over(&play.escalation)
+                .over(&self.opts.escalation),
             handler,
             check: self.opts.check,
             templar: self.templar,
@@ -536,6 +710,9 @@ impl<'a> Runner<'a> {
                         .or_default()
                         .insert(o.host.clone());
                 }
+            }
+            if o.unreachable {
+                self.unreachable.insert(o.host.clone());
             }
             if o.failed || o.unreachable {
                 live.retain(|h| h != &o.host);

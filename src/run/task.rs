@@ -350,7 +350,11 @@ async fn run_item(
             .templar
             .render_value(&env.name(), &Value::Object(task.args.clone()), vars)?
         {
-            Value::Object(m) => m,
+            // An argument rendered to `omit` is left out, as in Ansible.
+            Value::Object(mut m) => {
+                m.retain(|_, v| v.as_str() != Some(crate::template::OMIT));
+                m
+            }
             _ => Map::new(),
         };
     if no_log {

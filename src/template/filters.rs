@@ -79,8 +79,8 @@ fn from_json(s: String) -> Result<Value, Error> {
 }
 
 fn from_yaml(s: String) -> Result<Value, Error> {
-    let y: serde_yaml_ng::Value =
-        serde_yaml_ng::from_str(&s).map_err(|e| err(format!("from_yaml: {e}")))?;
+    let y: serde_yaml_ng::Value = serde_yaml_ng::from_str(&crate::yaml11::normalize(&s))
+        .map_err(|e| err(format!("from_yaml: {e}")))?;
     Ok(Value::from_serialize(crate::vars::yaml_to_json(&y)))
 }
 

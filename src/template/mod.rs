@@ -5,6 +5,7 @@
 //! Ansible filters our playbooks use, and conditions (`when:`, `until:`, ...) evaluated as
 //! Jinja expressions.
 
+mod ansible;
 mod filters;
 mod secret_filters;
 
@@ -25,6 +26,10 @@ pub fn is_template(s: &str) -> bool {
 }
 
 pub const UNRESOLVED: &str = "__zdm_unresolved";
+
+/// The value of the variable `omit`: a module argument rendered to it is left out (`mode:
+/// "{{ m | default(omit) }}"`), as in Ansible.
+pub const OMIT: &str = "__omit_place_holder__zdm_run";
 
 /// A template or expression that failed, with a message that says where and why.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -58,6 +63,7 @@ impl Templar {
         let redactor = crate::secrets::Redactor::default();
         secret_filters::register(&mut env, &redactor);
         let search: Arc<RwLock<Vec<PathBuf>>> = Arc::default();
+        ansible::register(&mut env, search.clone());
         let dirs = search.clone();
         env.set_loader(move |name| {
             if name.contains("..") || Path::new(name).is_absolute() {
@@ -105,9 +111,10 @@ impl Templar {
         source: &str,
         ctx: &Vars,
     ) -> Result<String, TemplateError> {
+        let rewritten = ansible::chain_defaults(source);
         let tmpl = self
             .env
-            .template_from_named_str(name, source)
+            .template_from_named_str(name, &rewritten)
             .map_err(|e| self.explain(name, source, &e, ctx, None))?;
         tmpl.render(minijinja::Value::from_serialize(ctx))
             .map_err(|e| {
@@ -147,9 +154,10 @@ impl Templar {
 
     /// Evaluates a Jinja expression (`port + 1`, `result.rc == 0`) to a value.
     pub fn eval(&self, name: &str, expr: &str, ctx: &Vars) -> Result<Value, TemplateError> {
+        let rewritten = ansible::chain_defaults(expr);
         let compiled = self
             .env
-            .compile_expression(expr)
+            .compile_expression(&rewritten)
             .map_err(|e| self.explain(name, expr, &e, ctx, None))?;
         let out = compiled
             .eval(minijinja::Value::from_serialize(ctx))
@@ -174,7 +182,7 @@ impl Templar {
     /// broken template stops the run before any host is touched).
     pub fn check_syntax(&self, name: &str, source: &str) -> Result<(), TemplateError> {
         self.env
-            .template_from_named_str(name, source)
+            .template_from_named_str(name, &ansible::chain_defaults(source))
             .map(|_| ())
             .map_err(|e| self.explain(name, source, &e, &Vars::new(), None))
     }
@@ -183,7 +191,7 @@ impl Templar {
     pub fn check_condition(&self, name: &str, cond: &str) -> Result<(), TemplateError> {
         let expr = single_expression(cond.trim()).unwrap_or(cond);
         self.env
-            .compile_expression(expr)
+            .compile_expression(&ansible::chain_defaults(expr))
             .map(|_| ())
             .map_err(|e| self.explain(name, expr, &e, &Vars::new(), None))
     }
