@@ -15,6 +15,7 @@ pub mod modules;
 pub mod output;
 pub mod plan;
 pub mod playbook;
+pub mod proxy_settings;
 pub mod run;
 pub mod secrets;
 pub mod state;

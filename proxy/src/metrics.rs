@@ -206,6 +206,8 @@ pub struct Metrics {
     nodes: Mutex<BTreeMap<(u8, String), Arc<NodeMetrics>>>,
     /// `proxy_writes_total{keyspace,table,cluster,outcome}`.
     pub writes: crate::write_metrics::WriteMetrics,
+    /// `proxy_unsafe_writes_total{keyspace,table,cause}`.
+    pub unsafe_writes: crate::unsafe_writes::UnsafeWrites,
 }
 
 fn cluster_index(c: Cluster) -> usize {
@@ -237,6 +239,7 @@ impl Metrics {
             shadow: Default::default(),
             nodes: Mutex::new(BTreeMap::new()),
             writes: Default::default(),
+            unsafe_writes: Default::default(),
         }
     }
 
@@ -492,6 +495,7 @@ impl Metrics {
             self.target_requests_total.get()
         );
         self.writes.render(&mut o, p);
+        self.unsafe_writes.render(&mut o, p);
         self.shadow.render(&mut o, p);
         o
     }

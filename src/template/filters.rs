@@ -37,11 +37,55 @@ pub(super) fn register(env: &mut Environment<'static>) {
     env.add_filter("quote", quote);
     env.add_filter("bool", to_bool);
     env.add_filter("resolve", crate::facts::resolve_filter);
+    env.add_function("lookup", lookup);
+    // zdm-proxy's settings, for the proxy config template and the check that refuses a
+    // variable naming none (see `crate::proxy_settings`).
+    env.add_global(
+        "zdm_proxy_settings",
+        Value::from_serialize(crate::proxy_settings::table()),
+    );
+    env.add_filter("zdm_refused_proxy_settings", refused_proxy_settings);
     env.add_test("failed", |v: Value| flag(&v, "failed"));
     env.add_test("changed", |v: Value| flag(&v, "changed"));
     env.add_test("skipped", |v: Value| flag(&v, "skipped"));
     env.add_test("succeeded", |v: Value| !flag(&v, "failed"));
     env.add_test("success", |v: Value| !flag(&v, "failed"));
+}
+
+/// Ansible's `lookup('vars', name, default=...)`: a variable chosen by a computed name (the
+/// proxy template walks the setting names). Without `default`, a missing variable is an error
+/// naming it, as in Ansible.
+fn lookup(
+    state: &minijinja::State,
+    kind: String,
+    name: String,
+    kwargs: Kwargs,
+) -> Result<Value, Error> {
+    if kind != "vars" {
+        return Err(err(format!(
+            "lookup('{kind}'): only lookup('vars', ...) is supported"
+        )));
+    }
+    let default: Option<Value> = kwargs.get("default")?;
+    let has_default = kwargs.has("default");
+    kwargs.assert_all_used()?;
+    match state.lookup(&name) {
+        Some(v) if !v.is_undefined() => Ok(v),
+        _ if has_default => Ok(default.unwrap_or(Value::from(()))),
+        _ => Err(Error::new(
+            ErrorKind::UndefinedError,
+            format!("lookup('vars', '{name}'): no variable named '{name}'"),
+        )),
+    }
+}
+
+/// `hostvars | zdm_refused_proxy_settings(hosts)`: every variable of those hosts that looks like
+/// a zdm-proxy setting but names none, with the host and the reason.
+fn refused_proxy_settings(hostvars: &Value, hosts: Vec<String>) -> Result<Vec<String>, Error> {
+    Ok(crate::proxy_settings::refused_variables(
+        &to_json_value(hostvars)?,
+        &hosts,
+    ))
 }
 
 fn flag(v: &Value, key: &str) -> bool {
