@@ -38,17 +38,25 @@ pub fn is_setting(name: &str) -> bool {
 }
 
 /// Every setting with the default the template renders when the inventory sets nothing
-/// (`null`: render nothing, the proxy's own default applies).
-pub fn table() -> Vec<(&'static str, Value)> {
+/// (`null`: render nothing, the proxy's own default applies) and whether it takes true/false
+/// (the template writes those with Ansible's `bool`, so `yes` works as in Ansible).
+pub fn table() -> Vec<(&'static str, Value, bool)> {
     let plain = DEFAULTS.iter().map(|(name, default)| {
         let v = if default.is_empty() {
             Value::Null
         } else {
             serde_yaml_ng::from_str(default).unwrap_or_else(|_| Value::from(*default))
         };
-        (*name, v)
+        // `forward_client_credentials_to_target` has no default (unset is not `false`).
+        let is_bool = v.is_boolean() || name.starts_with("forward_client_credentials_");
+        (*name, v, is_bool)
     });
-    plain.chain(TLS.iter().map(|n| (*n, Value::Null))).collect()
+    // The proxy's `tls::is_bool_setting`: the others name files.
+    let tls = TLS.iter().map(|n| {
+        let is_bool = n.ends_with("_require_client_auth") || n.ends_with("_verify_hostname");
+        (*n, Value::Null, is_bool)
+    });
+    plain.chain(tls).collect()
 }
 
 /// Why the variable `name` is refused, or `None` when it is a setting or no setting-like name.
@@ -137,7 +145,10 @@ mod tests {
     fn table_holds_every_setting_with_typed_defaults() {
         let t = table();
         assert_eq!(t.len(), DEFAULTS.len() + TLS.len());
-        let get = |n: &str| t.iter().find(|(k, _)| *k == n).unwrap().1.clone();
+        let get = |n: &str| t.iter().find(|(k, _, _)| *k == n).unwrap().1.clone();
+        let is_bool = |n: &str| t.iter().find(|(k, _, _)| *k == n).unwrap().2;
+        assert!(is_bool("metrics_enabled") && is_bool("origin_tls_verify_hostname"));
+        assert!(is_bool("forward_client_credentials_to_target") && !is_bool("origin_port"));
         assert_eq!(get("origin_port"), Value::from(9042));
         assert_eq!(get("metrics_enabled"), Value::from(true));
         assert_eq!(get("read_mode"), Value::from("PRIMARY_ONLY"));
