@@ -118,7 +118,7 @@ impl Func {
         match self {
             Func::TimeUuid => Generated::from_uuid(new_timeuuid()),
             Func::Uuid => Generated::from_uuid(Uuid::new_v4()),
-            Func::Timestamp => Generated::of(&(now_nanos() / 1_000_000).to_be_bytes()),
+            Func::Timestamp => Generated::of(&((now_nanos() / 1_000_000) as i64).to_be_bytes()),
             Func::Date => {
                 // Days since the epoch, centred on 2^31 as CQL's `date` is.
                 let days = now_nanos().div_euclid(86_400_000_000_000) as i64;
@@ -471,6 +471,7 @@ mod tests {
         assert_eq!(r.kinds, vec![Func::Uuid, Func::Date, Func::Timestamp]);
         assert_eq!(Func::Date.generate().bytes().len(), 4);
         assert_eq!(Func::Time.generate().bytes().len(), 8);
+        assert_eq!(Func::Timestamp.generate().bytes().len(), 8);
         assert_eq!(Func::Uuid.generate().bytes().len(), 16);
         assert_eq!(civil_from_days(0), (1970, 1, 1));
         assert_eq!(civil_from_days(20_793), (2026, 12, 6));
