@@ -9,6 +9,7 @@
 //!   each cluster for the same write: two version-1 timeuuids, timestamps, dates or times a few
 //!   seconds apart, or two random (version-4) uuids;
 //! - target's cell written later than origin's: a write that reached target only.
+//!
 //! Anything else gets no guess.
 
 use scylla::value::CqlValue;
