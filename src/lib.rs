@@ -19,6 +19,7 @@ pub mod own_env;
 pub mod phase_summary;
 pub mod plan;
 pub mod playbook;
+pub mod proxy_settings;
 pub mod run;
 pub mod secrets;
 pub mod state;

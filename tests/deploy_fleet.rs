@@ -450,3 +450,115 @@ async fn tls_files_are_shipped_private_and_the_proxies_reach_both_clusters_over_
     fleet.run(DEPLOY, &[]).assert_ok("deploy without TLS");
     assert_all_ready(&fleet).await;
 }
+
+/// Issue 13: every setting of proxy/README.md is an inventory variable of its own name. Values
+/// other than the defaults (but that still serve the sandbox) reach every host's config file,
+/// the running proxy takes them (readiness, `/config` for the live ones, `/metrics` for the
+/// prefix), and a variable that looks like a setting but names none is refused before any
+/// host is touched, naming the host and the variable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_proxy_setting_is_reachable_by_its_own_variable_and_an_unknown_one_is_refused() {
+    let fleet = Fleet::take();
+    let bad = fleet.run(DEPLOY, &["-e", "proxy_max_stream_id=100"]);
+    assert_eq!(bad.code, 2, "{}", bad.out);
+    assert!(
+        bad.out
+            .contains("host zdm-h1: variable `proxy_max_stream_id` is no zdm-proxy setting")
+            && bad.out.contains("did you mean `proxy_max_stream_ids`"),
+        "the variable is named: {}",
+        bad.out
+    );
+    for h in HOSTS {
+        assert_eq!(fleet.proxy_pid(h), None, "{h} was touched");
+        assert_eq!(fleet.config(h), "", "{h} was touched");
+    }
+
+    // Settings the template decides (addresses, ports, topology, contact points) and the
+    // credentials the sandbox needs keep their inventory values; TLS has its own test above.
+    let wanted: &[(&str, &str)] = &[
+        ("log_level", "DEBUG"),
+        ("origin_local_datacenter", "datacenter1"),
+        ("target_local_datacenter", "datacenter1"),
+        ("origin_connection_timeout_ms", "20000"),
+        ("target_connection_timeout_ms", "21000"),
+        ("origin_request_timeout_ms", "9000"),
+        ("target_request_timeout_ms", "9500"),
+        ("proxy_topology_num_tokens", "16"),
+        ("proxy_request_timeout_ms", "8000"),
+        ("proxy_max_client_connections", "500"),
+        ("proxy_max_stream_ids", "1024"),
+        ("proxy_max_prepared_statement_cache_size", "4000"),
+        ("heartbeat_interval_ms", "20000"),
+        ("metrics_enabled", "true"),
+        ("metrics_prefix", "zdmx"),
+        ("replace_cql_functions", "false"),
+        ("target_consistency_level", "LOCAL_QUORUM"),
+        ("async_handshake_timeout_ms", "3000"),
+        ("forward_client_credentials_to_origin", "false"),
+        ("forward_client_credentials_to_target", "true"),
+    ];
+    let mut extra = serde_json::Map::new();
+    for (k, v) in wanted {
+        let value = match serde_json::from_str::<serde_json::Value>(v) {
+            Ok(n @ serde_json::Value::Number(_)) | Ok(n @ serde_json::Value::Bool(_)) => n,
+            _ => serde_json::Value::from(*v),
+        };
+        extra.insert((*k).to_string(), value);
+    }
+    let extra = serde_json::Value::Object(extra).to_string();
+    fleet
+        .run(DEPLOY, &["-e", &extra])
+        .assert_ok("deploy with every setting set");
+    assert_all_ready(&fleet).await;
+    let client = reqwest::Client::new();
+    for h in HOSTS {
+        for (k, v) in wanted {
+            assert_eq!(fleet.setting(h, k).as_deref(), Some(*v), "{h}: {k}");
+        }
+        let base = format!(
+            "http://{}:{}",
+            fleet.address(h),
+            deploy_support::METRICS_PORT
+        );
+        let live: serde_json::Value = client
+            .get(format!("{base}/config"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        for k in [
+            "proxy_request_timeout_ms",
+            "origin_request_timeout_ms",
+            "target_request_timeout_ms",
+            "heartbeat_interval_ms",
+        ] {
+            let want: u64 = wanted
+                .iter()
+                .find(|(n, _)| *n == k)
+                .unwrap()
+                .1
+                .parse()
+                .unwrap();
+            assert_eq!(live[k].as_u64(), Some(want), "{h} /config {k}: {live}");
+        }
+        assert_eq!(live["log_level"], "DEBUG", "{h}: {live}");
+        assert_eq!(
+            live["target_consistency_level"], "LOCAL_QUORUM",
+            "{h}: {live}"
+        );
+        let metrics = client
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            metrics.contains("zdmx_proxy_"),
+            "{h}: metrics_prefix not applied"
+        );
+    }
+}

@@ -58,7 +58,12 @@ fn a_healthy_fleet_passes_and_the_message_shows_measurements_and_thresholds() {
     let (msg, r) = gate_msg(&w, &[], 0);
     assert_eq!(r["status"], "ok", "a gate reads only: {r}");
     assert!(
-        msg.starts_with("health gate PASSED: 4 of 4 checks passed"),
+        msg.starts_with("health gate PASSED: 5 of 5 checks passed"),
+        "{msg}"
+    );
+    // Issue 13: the proxies counted no write the clusters cannot keep equal.
+    assert!(
+        msg.contains("[PASS] writes the clusters cannot keep equal: none"),
         "{msg}"
     );
     assert!(msg.contains("[PASS] p1 ready: p1: readiness 200"), "{msg}");

@@ -231,3 +231,70 @@ fn systemd_unit_runs_the_current_binary_with_a_drain_timeout() {
         assert!(l.contains('='), "not a setting: {l:?}");
     }
 }
+
+/// Issue 13: every zdm-proxy setting the template does not decide itself is rendered from the
+/// inventory variable of its own name, else with the proxy's default (settings without one are
+/// left out); `replace_cql_functions` is on unless the inventory says otherwise.
+#[test]
+fn every_proxy_setting_renders_from_its_own_variable_else_the_proxy_default() {
+    let defaults = render_config("p1", json!({}));
+    assert_eq!(
+        get(&defaults, "replace_cql_functions").as_bool(),
+        Some(true)
+    );
+    assert_eq!(get(&defaults, "proxy_max_stream_ids").as_u64(), Some(2048));
+    assert_eq!(
+        get(&defaults, "async_handshake_timeout_ms").as_u64(),
+        Some(4000)
+    );
+    assert_eq!(get(&defaults, "target_port").as_u64(), Some(9042));
+    for unset in ["target_consistency_level", "origin_request_timeout_ms"] {
+        assert!(defaults.get(unset).is_none(), "{unset} has no default");
+    }
+
+    let mut extra = serde_json::Map::new();
+    let mut expected = Vec::new();
+    for (i, (name, default)) in zdm_run::proxy_settings::DEFAULTS.iter().enumerate() {
+        // Decided by the template from the host and group (tested above).
+        if name.ends_with("_contact_points")
+            || name.starts_with("proxy_topology_")
+            || [
+                "proxy_listen_address",
+                "metrics_address",
+                "primary_cluster",
+                "read_mode",
+            ]
+            .contains(name)
+        {
+            continue;
+        }
+        let value = match *default {
+            "true" => json!(false),
+            "false" | "" if name.starts_with("forward_") || *name == "replace_cql_functions" => {
+                json!(true)
+            }
+            _ if name.ends_with("_ms")
+                || name.ends_with("_port")
+                || default.parse::<u64>().is_ok() =>
+            {
+                json!(1000 + i)
+            }
+            _ if *name == "target_consistency_level" => json!("LOCAL_ONE"),
+            _ if *name == "log_level" => json!("debug"),
+            _ => json!(format!("v{i}")),
+        };
+        extra.insert(name.to_string(), value.clone());
+        expected.push((*name, value));
+    }
+    assert!(expected.len() > 20, "{expected:?}");
+    let c = render_config("p1", Value::Object(extra));
+    for (name, value) in expected {
+        let got = serde_json::to_value(get(&c, name)).unwrap();
+        let want = if name == "log_level" {
+            json!("DEBUG")
+        } else {
+            value
+        };
+        assert_eq!(got, want, "{name}");
+    }
+}

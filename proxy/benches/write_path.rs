@@ -46,6 +46,7 @@ fn main() {
     let markers = NowMarkers {
         positions: vec![4],
         names: vec!["created".into()],
+        kinds: vec![zdm_proxy::cql_functions::Func::TimeUuid],
     };
     let mut exec = BytesMut::new();
     wire::put_short_bytes(&mut exec, &[7u8; 16]);
@@ -72,6 +73,7 @@ fn main() {
         }]
         .into(),
         now: Some(markers.clone().into()),
+        risks: Default::default(),
     };
     let mut batch = BytesMut::new();
     batch.put_u8(0);

@@ -199,68 +199,28 @@ enum RawValue {
     Env(String),
 }
 
-/// Every setting name the proxy knows, as in the reference proxy.
-pub const SETTINGS: &[&str] = &[
-    "primary_cluster",
-    "read_mode",
-    "origin_contact_points",
-    "origin_port",
-    "origin_username",
-    "origin_password",
-    "origin_local_datacenter",
-    "origin_connection_timeout_ms",
-    "origin_request_timeout_ms",
-    "target_contact_points",
-    "target_port",
-    "target_username",
-    "target_password",
-    "target_local_datacenter",
-    "target_connection_timeout_ms",
-    "target_request_timeout_ms",
-    "proxy_listen_address",
-    "proxy_listen_port",
-    "proxy_topology_addresses",
-    "proxy_topology_index",
-    "proxy_topology_num_tokens",
-    "proxy_request_timeout_ms",
-    "proxy_max_client_connections",
-    "proxy_max_stream_ids",
-    "proxy_max_prepared_statement_cache_size",
-    "heartbeat_interval_ms",
-    "metrics_enabled",
-    "metrics_address",
-    "metrics_port",
-    "metrics_prefix",
-    "log_level",
-    "replace_cql_functions",
-    "target_consistency_level",
-    "async_handshake_timeout_ms",
-    "forward_client_credentials_to_origin",
-    "forward_client_credentials_to_target",
-];
+/// Every setting except TLS with its default as YAML text ("" when it has none), shared with
+/// zdm-run, which renders these defaults where the inventory sets nothing.
+pub const SETTING_DEFAULTS: &[(&str, &str)] = include!("settings.in");
+
+/// Every setting name the proxy knows except TLS (`tls::SETTINGS`), as in the reference proxy.
+pub const SETTINGS: &[&str] = &names::<{ SETTING_DEFAULTS.len() }>(SETTING_DEFAULTS);
+
+/// The names of [`SETTING_DEFAULTS`], computed at compile time so there is one list.
+const fn names<const N: usize>(table: &[(&'static str, &'static str)]) -> [&'static str; N] {
+    let mut out = [""; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = table[i].0;
+        i += 1;
+    }
+    out
+}
 
 /// Reference proxy settings this proxy does not implement:
 /// refused with a message that says so rather than "unknown", so an operator knows the file is
 /// not misspelt, just asking for something this proxy lacks.
-const REFERENCE_UNSUPPORTED: &[&str] = &[
-    "control_conn_max_protocol_version",
-    "blocked_protocol_versions",
-    "tracing_enabled",
-    "tracing_rate_limit",
-    "tracing_request_id_key",
-    "origin_secure_connect_bundle_path",
-    "target_secure_connect_bundle_path",
-    "origin_enable_host_assignment",
-    "target_enable_host_assignment",
-    "heartbeat_retry_interval_min_ms",
-    "heartbeat_retry_interval_max_ms",
-    "heartbeat_retry_backoff_factor",
-    "heartbeat_failure_threshold",
-    "system_queries_mode",
-    "metrics_origin_latency_buckets_ms",
-    "metrics_target_latency_buckets_ms",
-    "metrics_async_read_latency_buckets_ms",
-];
+const REFERENCE_UNSUPPORTED: &[&str] = include!("unsupported_settings.in");
 
 impl Raw<'_> {
     fn err(&self, key: &str, why: impl fmt::Display) -> ConfigError {
@@ -737,6 +697,33 @@ mod tests {
         ("ZDM_ORIGIN_CONTACT_POINTS", "10.0.0.1"),
         ("ZDM_TARGET_CONTACT_POINTS", "10.0.0.2"),
     ];
+
+    /// The defaults zdm-run renders (`settings.in`) are the ones the proxy applies: setting
+    /// every one of them explicitly changes nothing, restart-only or live.
+    #[test]
+    fn shared_defaults_table_is_what_the_proxy_applies() {
+        let plain = Config::load(None, env(MIN)).unwrap();
+        let mut all = env(MIN);
+        for (name, default) in SETTING_DEFAULTS {
+            if !default.is_empty() && !name.ends_with("_contact_points") {
+                all.push((
+                    format!("ZDM_{}", name.to_ascii_uppercase()),
+                    default.to_string(),
+                ));
+            }
+        }
+        assert!(all.len() > MIN.len() + 20, "{all:?}");
+        let explicit = Config::load(None, all).unwrap();
+        assert_eq!(
+            crate::reload::restart_only_changes(&plain, &explicit),
+            Vec::<&str>::new()
+        );
+        assert_eq!(
+            crate::reload::LiveSettings::of(&plain),
+            crate::reload::LiveSettings::of(&explicit)
+        );
+        assert_eq!(SETTINGS.len(), SETTING_DEFAULTS.len());
+    }
 
     /// Every default checked against the reference proxy's `proxy/pkg/config/config.go`
     /// (`default:` struct tags; the prepared cache size from its ZDM-133 branch, the version

@@ -1,19 +1,23 @@
-//! `replace_cql_functions`: `now()` in a write is evaluated by the proxy, not by each cluster.
+//! `replace_cql_functions`: the functions whose value differs per call (`now()`, `uuid()`,
+//! `currentTimestamp()`, ...) are evaluated by the proxy in a write, not by each cluster.
 //!
 //! Left alone, `now()` runs on origin and on target separately and the two clusters store two
 //! different timeuuids for the same write: a row keyed by `now()` even becomes two different
-//! rows. With the setting on, the proxy generates the value once and sends it to both.
+//! rows. With the setting on, the proxy generates the value once and sends it to both. The
+//! same holds for every function in [`Func`]: `now()` and `currentTimeUUID()` (timeuuid),
+//! `uuid()`, `currentTimestamp()`, `currentDate()` and `currentTime()` (UTC, as Cassandra).
 //!
-//! - Plain statements (QUERY frames and the text children of a BATCH): each `now()` is replaced
-//!   by a timeuuid literal in the text.
+//! - Plain statements (QUERY frames and the text children of a BATCH): each call is replaced
+//!   by a literal in the text (with a type hint inside another function's arguments, so the
+//!   overload stays the one the call chose).
 //! - Prepared statements: a literal fixed at PREPARE would give every execution the same value,
-//!   so each `now()` becomes a bind marker instead; the proxy hides those markers from the
-//!   client (see `prepared_now`) and supplies a fresh timeuuid for them on every EXECUTE.
+//!   so each call becomes a bind marker instead; the proxy hides those markers from the
+//!   client (see `prepared_now`) and supplies a fresh value for them on every EXECUTE.
 //!
-//! Every `now()` occurrence gets its own value, as Cassandra does (two `now()` in one batch
-//! give two rows, not one row overwritten); what is shared is each value between the clusters.
-//! Only INSERT/UPDATE/DELETE (and BEGIN BATCH) texts are touched: in a SELECT, `now()` reads
-//! from one cluster and needs no agreement.
+//! Every call gets its own value, as Cassandra does (two `now()` in one batch give two rows,
+//! not one row overwritten); what is shared is each value between the clusters. Only
+//! INSERT/UPDATE/DELETE (and BEGIN BATCH) texts are touched, LWT conditions (`IF ...`)
+//! included: in a SELECT the function reads from one cluster and needs no agreement.
 
 use std::sync::OnceLock;
 
@@ -25,9 +29,161 @@ use crate::cql_lex::{tokenize, Kind, Token};
 /// markers (`:name`); unlikely to collide with an application's own names.
 pub const INJECTED_NAME_PREFIX: &str = "zdm_now_";
 
-/// One `now()` call site in a statement text.
+/// A built-in function whose value differs per call, which the proxy evaluates once for both
+/// clusters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Func {
+    /// `now()`, `currentTimeUUID()`: a version-1 uuid.
+    TimeUuid,
+    /// `uuid()`: a random (version-4) uuid.
+    Uuid,
+    /// `currentTimestamp()`: milliseconds since the epoch.
+    Timestamp,
+    /// `currentDate()`: today (UTC).
+    Date,
+    /// `currentTime()`: nanoseconds since midnight (UTC).
+    Time,
+}
+
+/// The functions by their lower-case CQL names.
+const FUNCS: &[(&str, Func)] = &[
+    ("now", Func::TimeUuid),
+    ("currenttimeuuid", Func::TimeUuid),
+    ("uuid", Func::Uuid),
+    ("currenttimestamp", Func::Timestamp),
+    ("currentdate", Func::Date),
+    ("currenttime", Func::Time),
+];
+
+/// One value the proxy generated for an injected marker, in its CQL type's encoding: 16 bytes
+/// for the uuids, 8 for a timestamp or time, 4 for a date. Fixed size, so no allocation per
+/// write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Generated {
+    buf: [u8; 16],
+    len: u8,
+}
+
+impl Generated {
+    fn of(bytes: &[u8]) -> Generated {
+        let mut buf = [0u8; 16];
+        buf[..bytes.len()].copy_from_slice(bytes);
+        Generated {
+            buf,
+            len: bytes.len() as u8,
+        }
+    }
+
+    pub fn from_uuid(u: Uuid) -> Generated {
+        Generated::of(u.as_bytes())
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len as usize]
+    }
+}
+
+impl Func {
+    fn named(name: &str) -> Option<Func> {
+        FUNCS
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, f)| *f)
+    }
+
+    /// The function's name as written in CQL (for `now()` and `currentTimeUUID()`, the first).
+    pub fn call_name(self) -> &'static str {
+        match self {
+            Func::TimeUuid => "now()",
+            Func::Uuid => "uuid()",
+            Func::Timestamp => "currentTimestamp()",
+            Func::Date => "currentDate()",
+            Func::Time => "currentTime()",
+        }
+    }
+
+    /// The CQL type, for type hints.
+    pub fn cql_type(self) -> &'static str {
+        match self {
+            Func::TimeUuid => "timeuuid",
+            Func::Uuid => "uuid",
+            Func::Timestamp => "timestamp",
+            Func::Date => "date",
+            Func::Time => "time",
+        }
+    }
+
+    /// A fresh value, encoded for a bound variable.
+    pub fn generate(self) -> Generated {
+        match self {
+            Func::TimeUuid => Generated::from_uuid(new_timeuuid()),
+            Func::Uuid => Generated::from_uuid(Uuid::new_v4()),
+            Func::Timestamp => Generated::of(&((now_nanos() / 1_000_000) as i64).to_be_bytes()),
+            Func::Date => {
+                // Days since the epoch, centred on 2^31 as CQL's `date` is.
+                let days = now_nanos().div_euclid(86_400_000_000_000) as i64;
+                Generated::of(&((days + (1i64 << 31)) as u32).to_be_bytes())
+            }
+            Func::Time => {
+                Generated::of(&(now_nanos().rem_euclid(86_400_000_000_000) as i64).to_be_bytes())
+            }
+        }
+    }
+
+    /// A fresh value as a CQL literal (timeuuids come from `next_timeuuid`).
+    fn literal(self, next_timeuuid: &mut impl FnMut() -> Uuid) -> String {
+        let nanos = now_nanos();
+        match self {
+            Func::TimeUuid => next_timeuuid().hyphenated().to_string(),
+            Func::Uuid => Uuid::new_v4().hyphenated().to_string(),
+            Func::Timestamp => (nanos / 1_000_000).to_string(),
+            Func::Date => {
+                let (y, m, d) = civil_from_days(nanos.div_euclid(86_400_000_000_000) as i64);
+                format!("'{y:04}-{m:02}-{d:02}'")
+            }
+            Func::Time => {
+                let t = nanos.rem_euclid(86_400_000_000_000);
+                let s = t / 1_000_000_000;
+                format!(
+                    "'{:02}:{:02}:{:02}.{:09}'",
+                    s / 3600,
+                    s / 60 % 60,
+                    s % 60,
+                    t % 1_000_000_000
+                )
+            }
+        }
+    }
+}
+
+/// Nanoseconds since the epoch (UTC).
+fn now_nanos() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0)
+}
+
+/// (year, month, day) of a count of days since 1970-01-01 (H. Hinnant's civil calendar
+/// algorithm, proleptic Gregorian as CQL's `date`).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// One call site of a [`Func`] in a statement text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NowSite {
+    /// Which function is called.
+    pub func: Func,
     /// Byte span of the call, `system.` qualifier included.
     pub start: usize,
     pub end: usize,
@@ -75,11 +231,16 @@ pub fn scan(src: &str) -> Scan {
     while i < toks.len() {
         let t = toks[i];
         let prev = i.checked_sub(1).map(|p| toks[p]);
-        if t.is_word(src, "now")
-            && toks.get(i + 1).is_some_and(|n| n.is_punct('('))
-            && toks.get(i + 2).is_some_and(|n| n.is_punct(')'))
-        {
+        let func = match t.kind {
+            Kind::Word => Func::named(&src[t.start..t.end]),
+            _ => None,
+        };
+        if let Some(func) = func.filter(|_| {
+            toks.get(i + 1).is_some_and(|n| n.is_punct('('))
+                && toks.get(i + 2).is_some_and(|n| n.is_punct(')'))
+        }) {
             // `ks.now()` is a user function of that name; only `system.now()` is the built-in.
+            // The same for each of the functions.
             let qualified = prev.is_some_and(|p| p.is_punct('.'));
             let start = if qualified {
                 match i.checked_sub(2).map(|q| toks[q]) {
@@ -91,6 +252,7 @@ pub fn scan(src: &str) -> Scan {
             };
             if let Some(start) = start {
                 out.sites.push(NowSite {
+                    func,
                     start,
                     end: toks[i + 2].end,
                     in_function: parens.last().copied().unwrap_or(false),
@@ -124,7 +286,7 @@ pub fn scan(src: &str) -> Scan {
                     let call = toks
                         .get(i + 2)
                         .is_some_and(|p| p.is_punct('(') && p.start == w.end);
-                    let now_call = w.is_word(src, "now")
+                    let now_call = Func::named(&src[w.start..w.end]).is_some()
                         && toks.get(i + 2).is_some_and(|p| p.is_punct('('))
                         && toks.get(i + 3).is_some_and(|p| p.is_punct(')'));
                     !call && !now_call
@@ -143,8 +305,8 @@ pub fn scan(src: &str) -> Scan {
     out
 }
 
-/// Replaces each `now()` of a modification statement by a fresh timeuuid literal.
-/// `None` when there is nothing to replace (the text is then forwarded as it is).
+/// Replaces each [`Func`] call of a modification statement by a fresh literal (timeuuids from
+/// `next`). `None` when there is nothing to replace (the text is then forwarded as it is).
 pub fn replace_with_literals(src: &str, mut next: impl FnMut() -> Uuid) -> Option<String> {
     let scan = scan(src);
     if scan.sites.is_empty() {
@@ -154,25 +316,34 @@ pub fn replace_with_literals(src: &str, mut next: impl FnMut() -> Uuid) -> Optio
     let mut at = 0;
     for site in &scan.sites {
         out.push_str(&src[at..site.start]);
-        out.push_str(&next().hyphenated().to_string());
+        // A uuid literal has one type; a number or a string could fit several overloads of the
+        // enclosing function.
+        if site.in_function && !matches!(site.func, Func::TimeUuid | Func::Uuid) {
+            out.push('(');
+            out.push_str(site.func.cql_type());
+            out.push(')');
+        }
+        out.push_str(&site.func.literal(&mut next));
         at = site.end;
     }
     out.push_str(&src[at..]);
     Some(out)
 }
 
-/// A statement prepared with its `now()` calls turned into bind markers.
+/// A statement prepared with its [`Func`] calls turned into bind markers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PreparedRewrite {
     pub text: String,
     /// Positions, in the rewritten statement's variable list, of the injected markers
     /// (ascending).
     pub injected: Vec<usize>,
+    /// The function each injected marker stands for (same order as `injected`).
+    pub kinds: Vec<Func>,
     /// Number of variables the rewritten statement has (the client's plus the injected).
     pub total: usize,
 }
 
-/// Rewrites a modification statement for PREPARE; `None` when it has no `now()`.
+/// Rewrites a modification statement for PREPARE; `None` when it calls no [`Func`].
 pub fn rewrite_for_prepare(src: &str) -> Option<PreparedRewrite> {
     let scan = scan(src);
     if scan.sites.is_empty() {
@@ -183,8 +354,13 @@ pub fn rewrite_for_prepare(src: &str) -> Option<PreparedRewrite> {
     let mut at = 0;
     for (n, site) in scan.sites.iter().enumerate() {
         text.push_str(&src[at..site.start]);
-        if site.in_function {
-            text.push_str("(timeuuid)");
+        // The marker gets the function's own type, so the value the proxy binds is what the
+        // call would have returned (a bare `now()` marker takes the column's type, timeuuid or
+        // uuid, which the same 16 bytes fit).
+        if site.in_function || site.func != Func::TimeUuid {
+            text.push('(');
+            text.push_str(site.func.cql_type());
+            text.push(')');
         }
         if scan.named {
             text.push(':');
@@ -200,6 +376,7 @@ pub fn rewrite_for_prepare(src: &str) -> Option<PreparedRewrite> {
     Some(PreparedRewrite {
         text,
         injected,
+        kinds: scan.sites.iter().map(|s| s.func).collect(),
         total: scan.markers + scan.sites.len(),
     })
 }
@@ -259,6 +436,46 @@ mod tests {
             .unwrap(),
             format!("INSERT INTO t (a, b) VALUES ({U1}, toTimestamp({U2}))")
         );
+    }
+
+    #[test]
+    fn every_per_call_function_is_replaced_with_a_literal_of_its_type() {
+        let q = "INSERT INTO t (k, a, b, c, d, e, f) VALUES (uuid(), currentTimeUUID(), \
+                 currentTimestamp(), currentDate(), currentTime(), toDate(currentTimestamp()), \
+                 system.UUID())";
+        let out = replace_with_literals(q, fixed()).unwrap();
+        assert!(scan(&out).sites.is_empty(), "{out}");
+        let values = &out[out.find("VALUES (").unwrap() + 8..out.len() - 1];
+        let v: Vec<&str> = values.split(", ").collect();
+        assert_eq!(v.len(), 7, "{out}");
+        assert!(
+            Uuid::parse_str(v[0]).unwrap().get_version_num() == 4,
+            "{out}"
+        );
+        assert_eq!(v[1], U1);
+        let ms: i64 = v[2].parse().unwrap();
+        assert!(ms > 1_700_000_000_000, "{out}");
+        assert!(v[3].len() == 12 && v[3].starts_with("'20"), "{out}");
+        assert!(v[4].len() == 20 && v[4].as_bytes()[3] == b':', "{out}");
+        assert!(v[5].starts_with("toDate((timestamp)1"), "{out}");
+        assert!(Uuid::parse_str(v[6]).is_ok(), "{out}");
+        let r = rewrite_for_prepare(
+            "UPDATE t SET a = uuid(), b = currentDate() WHERE k = ? IF c < currentTimestamp()",
+        )
+        .unwrap();
+        assert_eq!(
+            r.text,
+            "UPDATE t SET a = (uuid)?, b = (date)? WHERE k = ? IF c < (timestamp)?"
+        );
+        assert_eq!(r.injected, vec![0, 1, 3]);
+        assert_eq!(r.kinds, vec![Func::Uuid, Func::Date, Func::Timestamp]);
+        assert_eq!(Func::Date.generate().bytes().len(), 4);
+        assert_eq!(Func::Time.generate().bytes().len(), 8);
+        assert_eq!(Func::Timestamp.generate().bytes().len(), 8);
+        assert_eq!(Func::Uuid.generate().bytes().len(), 16);
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_793), (2026, 12, 6));
+        assert_eq!(civil_from_days(-1), (1969, 12, 31));
     }
 
     #[test]

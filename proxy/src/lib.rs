@@ -29,6 +29,7 @@ pub mod stream_ids;
 pub mod tls;
 pub mod topology;
 pub mod topology_where;
+pub mod unsafe_writes;
 pub mod wire;
 pub mod write_metrics;
 pub mod write_rewrite;

@@ -208,6 +208,8 @@ pub struct Metrics {
     nodes: Mutex<BTreeMap<(u8, String), Arc<NodeMetrics>>>,
     /// `proxy_writes_total{keyspace,table,cluster,outcome}`.
     pub writes: crate::write_metrics::WriteMetrics,
+    /// `proxy_unsafe_writes_total{keyspace,table,cause}`.
+    pub unsafe_writes: crate::unsafe_writes::UnsafeWrites,
 }
 
 fn cluster_index(c: Cluster) -> usize {
@@ -240,6 +242,7 @@ impl Metrics {
             shadow: Default::default(),
             nodes: Mutex::new(BTreeMap::new()),
             writes: Default::default(),
+            unsafe_writes: Default::default(),
         }
     }
 
@@ -513,6 +516,7 @@ impl Metrics {
             self.target_requests_total.get()
         );
         self.writes.render(&mut o, p);
+        self.unsafe_writes.render(&mut o, p);
         self.shadow.render(&mut o, p);
         o
     }

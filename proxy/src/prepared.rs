@@ -23,6 +23,8 @@ pub struct Prepared {
     pub writes: std::sync::Arc<[crate::write_metrics::TableRef]>,
     /// Bind markers the proxy injected in place of `now()`, hidden from the client.
     pub now: Option<std::sync::Arc<crate::prepared_now::NowMarkers>>,
+    /// What makes its writes unsafe, per table (see `unsafe_writes`), counted per EXECUTE.
+    pub risks: crate::unsafe_writes::Risks,
 }
 
 pub struct PreparedCache {
@@ -70,6 +72,7 @@ mod tests {
             query: None,
             writes: Vec::new().into(),
             now: None,
+            risks: Default::default(),
         };
         c.insert(Bytes::from_static(b"o1"), p(b"t1"));
         c.insert(Bytes::from_static(b"o2"), p(b"t2"));

@@ -9,6 +9,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use crate::cql_functions::{Func, Generated};
 use crate::frame::FrameError;
 use crate::wire::query_flags::{NAMES_FOR_VALUES, VALUES};
 use crate::wire::{self, result_kind, Reader};
@@ -24,6 +25,8 @@ pub struct NowMarkers {
     pub positions: Vec<usize>,
     /// The variable names the clusters gave them, for EXECUTEs that send named values.
     pub names: Vec<String>,
+    /// The function each marker stands for: what value to generate.
+    pub kinds: Vec<Func>,
 }
 
 /// One variable's spec: byte span, name and `(keyspace, table)`.
@@ -106,6 +109,7 @@ pub fn hide_injected(
     flags: u8,
     body: &[u8],
     injected: &[usize],
+    kinds: &[Func],
     total: usize,
 ) -> Result<(Bytes, NowMarkers), String> {
     let at = response_message_offset(flags, body).map_err(|e| e.to_string())?;
@@ -117,7 +121,7 @@ pub fn hide_injected(
             v.columns.len()
         ));
     }
-    if injected.iter().any(|&p| p >= total) {
+    if injected.iter().any(|&p| p >= total) || kinds.len() != injected.len() {
         return Err("injected marker position out of range".into());
     }
     let mut out = BytesMut::with_capacity(body.len());
@@ -149,6 +153,7 @@ pub fn hide_injected(
         NowMarkers {
             positions: injected.to_vec(),
             names,
+            kinds: kinds.to_vec(),
         },
     ))
 }
@@ -160,7 +165,7 @@ fn put_values(
     client: &[&[u8]],
     named: bool,
     markers: &NowMarkers,
-    uuids: &[[u8; 16]],
+    uuids: &[Generated],
 ) {
     out.put_u16((client.len() + markers.positions.len()) as u16);
     if named {
@@ -169,7 +174,7 @@ fn put_values(
         }
         for (name, u) in markers.names.iter().zip(uuids) {
             wire::put_string(out, name);
-            wire::put_bytes(out, Some(u));
+            wire::put_bytes(out, Some(u.bytes()));
         }
         return;
     }
@@ -179,7 +184,7 @@ fn put_values(
     for i in 0..total {
         match injected.peek() {
             Some((&p, u)) if p == i => {
-                wire::put_bytes(out, Some(&u[..]));
+                wire::put_bytes(out, Some(u.bytes()));
                 injected.next();
             }
             _ => match client.next() {
@@ -188,7 +193,7 @@ fn put_values(
                 // timeuuids last, the cluster will refuse the count anyway.
                 None => {
                     if let Some((_, u)) = injected.next() {
-                        wire::put_bytes(out, Some(&u[..]));
+                        wire::put_bytes(out, Some(u.bytes()));
                     }
                 }
             },
@@ -196,13 +201,9 @@ fn put_values(
     }
 }
 
-/// Fresh timeuuids, one per injected marker.
-pub fn fresh_values(markers: &NowMarkers) -> Vec<[u8; 16]> {
-    markers
-        .positions
-        .iter()
-        .map(|_| crate::cql_functions::new_timeuuid().into_bytes())
-        .collect()
+/// Fresh values, one per injected marker, each of its function's type.
+pub fn fresh_values(markers: &NowMarkers) -> Vec<Generated> {
+    markers.kinds.iter().map(|f| f.generate()).collect()
 }
 
 /// Rewrites `<consistency><flags>[values]...` (query parameters of an EXECUTE, starting at
@@ -211,7 +212,7 @@ pub fn inject_execute(
     body: &[u8],
     at: usize,
     markers: &NowMarkers,
-    uuids: &[[u8; 16]],
+    uuids: &[Generated],
 ) -> Result<Bytes, FrameError> {
     let mut r = Reader::at(body, at);
     let consistency = r.short()?;
@@ -260,7 +261,7 @@ pub fn put_batch_child_values(
     out: &mut BytesMut,
     client: &[&[u8]],
     markers: &NowMarkers,
-    uuids: &[[u8; 16]],
+    uuids: &[Generated],
 ) {
     put_values(out, client, false, markers, uuids);
 }
@@ -294,14 +295,17 @@ mod tests {
     fn hides_injected_variables_and_renumbers_partition_key_indexes() {
         let body = prepared_body();
         assert_eq!(prepared_table(0, &body, 4), Some(("ks".into(), "t".into())));
-        let (out, m) = hide_injected(0, &body, &[1], 3).unwrap();
+        let (out, m) = hide_injected(0, &body, &[1], &[Func::TimeUuid], 3).unwrap();
         assert_eq!(m.names, vec!["ts".to_string()]);
         let v = read_variables(&out, 0, 4).unwrap();
         let names: Vec<_> = v.columns.iter().map(|c| c.1.as_str()).collect();
         assert_eq!(names, ["k", "v"]);
         assert_eq!(v.pk_indexes, vec![0, 1], "index 2 (v) shifts to 1");
         assert_eq!(&out[out.len() - 4..], b"TAIL");
-        assert!(hide_injected(0, &body, &[1], 4).is_err(), "count mismatch");
+        assert!(
+            hide_injected(0, &body, &[1], &[Func::TimeUuid], 4).is_err(),
+            "count mismatch"
+        );
     }
 
     #[test]
@@ -311,7 +315,8 @@ mod tests {
         b.put_u16(1);
         wire::put_string(&mut b, "a warning");
         b.put_slice(&prepared_body());
-        let (out, _) = hide_injected(FLAG_TRACING | FLAG_WARNING, &b, &[1], 3).unwrap();
+        let (out, _) =
+            hide_injected(FLAG_TRACING | FLAG_WARNING, &b, &[1], &[Func::TimeUuid], 3).unwrap();
         assert_eq!(&out[..16], &[7u8; 16]);
     }
 
@@ -358,8 +363,9 @@ mod tests {
             pos in proptest::collection::vec(0usize..6, 0..3),
         ) {
             let _ = prepared_table(flags, &body, 5);
-            let _ = hide_injected(flags, &body, &pos, 5);
-            let m = NowMarkers { names: pos.iter().map(|p| p.to_string()).collect(), positions: pos };
+            let kinds: Vec<Func> = pos.iter().map(|_| Func::Date).collect();
+            let _ = hide_injected(flags, &body, &pos, &kinds, 5);
+            let m = NowMarkers { names: pos.iter().map(|p| p.to_string()).collect(), positions: pos, kinds };
             let _ = inject_execute(&body, at.min(body.len()), &m, &fresh_values(&m));
             let bytes = Bytes::from(body);
             let _ = crate::write_rewrite::rewrite_batch(&bytes, 0, None, true, |_| None);
@@ -374,8 +380,9 @@ mod tests {
         let m = NowMarkers {
             positions: vec![1],
             names: vec!["ts".into()],
+            kinds: vec![Func::TimeUuid],
         };
-        let u = [[9u8; 16]];
+        let u = [Generated::from_uuid(uuid::Uuid::from_bytes([9u8; 16]))];
         let out = inject_execute(&exec_body(VALUES, &[("", b"k"), ("", b"v")]), 4, &m, &u).unwrap();
         let vals: Vec<_> = decode(&out, false).into_iter().map(|x| x.1).collect();
         assert_eq!(vals, vec![b"k".to_vec(), vec![9u8; 16], b"v".to_vec()]);
@@ -385,6 +392,7 @@ mod tests {
         let m0 = NowMarkers {
             positions: vec![0],
             names: vec!["ts".into()],
+            kinds: vec![Func::TimeUuid],
         };
         let out = inject_execute(&exec_body(0, &[]), 4, &m0, &u).unwrap();
         assert_eq!(out[6] & VALUES, VALUES);

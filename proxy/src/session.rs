@@ -210,7 +210,12 @@ impl Session {
                 }
                 .unwrap_or_else(|| req.body.clone());
                 let target = self.for_target(req.opcode, body.clone(), off);
-                let resp = self.write(req, body, target, &writes).await;
+                let risks = crate::unsafe_writes::risks(
+                    &writes,
+                    query,
+                    self.shared.config.replace_cql_functions,
+                );
+                let resp = self.write(req, body, target, &writes, &risks).await;
                 if let Some(ks) = use_ks {
                     if !is_error(&resp) {
                         *self.keyspace.lock().unwrap() = Some(ks);
@@ -336,6 +341,7 @@ impl Session {
         origin_body: Bytes,
         target_body: Bytes,
         writes: &[TableRef],
+        risks: &[(TableRef, &'static str)],
     ) -> Frame {
         let m = &self.shared.metrics;
         m.inflight(RequestType::Writes).add(1);
@@ -353,6 +359,7 @@ impl Session {
                 m.writes.record(writes, c, !is_error(f));
             }
         }
+        self.count_unsafe(risks, writes, &o, &t);
         let primary_cluster = self.primary();
         let (primary, secondary) = match primary_cluster {
             Cluster::Origin => (o, t),
@@ -372,6 +379,31 @@ impl Session {
                 self.count_failed_write(primary_cluster.other());
                 secondary
             }
+        }
+    }
+
+    /// Counts what dual writing cannot keep equal (see `unsafe_writes`), once both answers
+    /// are in: nothing when the write failed on both clusters (neither changed).
+    fn count_unsafe(
+        &self,
+        risks: &[(TableRef, &'static str)],
+        writes: &[TableRef],
+        o: &Frame,
+        t: &Frame,
+    ) {
+        let m = &self.shared.metrics.unsafe_writes;
+        let (o_err, t_err) = (is_error(o), is_error(t));
+        if o_err && t_err {
+            return;
+        }
+        for (table, cause) in risks {
+            m.record_one(table, cause);
+            if *cause == crate::unsafe_writes::COUNTER && o_err != t_err {
+                m.record_one(table, crate::unsafe_writes::COUNTER_FAILED_ON_ONE);
+            }
+        }
+        if !o_err && !t_err && crate::unsafe_writes::lwt_outcomes_differ(o, t) {
+            m.record(writes, crate::unsafe_writes::LWT_OUTCOME);
         }
     }
 
@@ -428,6 +460,7 @@ impl Session {
                 "zdm-proxy: PREPARE answer without an id",
             ));
         };
+        let functions_rewritten = now_not_replaced.is_none();
         if let Some(why) = now_not_replaced {
             tracing::warn!(
                 "replace_cql_functions: now() left to the clusters in a prepared statement \
@@ -435,6 +468,8 @@ impl Session {
             );
         }
         use_prepared_table(&mut writes, &o, self.version);
+        let replaced = self.shared.config.replace_cql_functions && functions_rewritten;
+        let risks = crate::unsafe_writes::risks(&writes, query, replaced).into();
         let n = self.shared.prepared.insert(
             origin_id,
             Prepared {
@@ -444,6 +479,7 @@ impl Session {
                 query: Some(query.into()),
                 writes: writes.into(),
                 now: None,
+                risks,
             },
         );
         self.shared.metrics.pscache_entries.set(n as i64);
@@ -487,10 +523,10 @@ impl Session {
             return Err("PREPARE answer without an id".into());
         };
         let (client_body, markers) =
-            prepared_now::hide_injected(o.flags, &o.body, &rw.injected, rw.total)
+            prepared_now::hide_injected(o.flags, &o.body, &rw.injected, &rw.kinds, rw.total)
                 .map_err(|e| format!("origin: {e}"))?;
         let (_, target_markers) =
-            prepared_now::hide_injected(t.flags, &t.body, &rw.injected, rw.total)
+            prepared_now::hide_injected(t.flags, &t.body, &rw.injected, &rw.kinds, rw.total)
                 .map_err(|e| format!("target: {e}"))?;
         if target_markers.names != markers.names {
             return Err("origin and target name the injected variables differently".into());
@@ -502,6 +538,8 @@ impl Session {
                 target_id,
                 route: Route::Both,
                 query: None,
+                // The functions are the proxy's now; increments stay unsafe.
+                risks: crate::unsafe_writes::risks(writes, &rw.text, true).into(),
                 writes: std::mem::take(writes).into(),
                 now: Some(Arc::new(markers)),
             },
@@ -533,6 +571,7 @@ impl Session {
                 query: Some(query.into()),
                 writes: Vec::new().into(),
                 now: None,
+                risks: Default::default(),
             };
             let n = self.shared.prepared.insert(Bytes::from(id), entry);
             self.shared.metrics.pscache_entries.set(n as i64);
@@ -574,7 +613,8 @@ impl Session {
                 };
                 let target = execute_body_for(Cluster::Target, &origin_body, off, &id, &entry);
                 let target = self.for_target(req.opcode, target, off);
-                self.write(req, origin_body, target, &entry.writes).await
+                self.write(req, origin_body, target, &entry.writes, &entry.risks)
+                    .await
             }
             Route::Primary => {
                 let body = |c: Cluster| execute_body_for(c, &req.body, off, &id, &entry);
@@ -611,7 +651,9 @@ impl Session {
         };
         let ids = bodies.ids;
         let target = self.for_target(req.opcode, bodies.target, off);
-        let resp = self.write(req, bodies.origin, target, &bodies.writes).await;
+        let resp = self
+            .write(req, bodies.origin, target, &bodies.writes, &bodies.risks)
+            .await;
         if error_code_of(&resp) == Some(error_code::UNPREPARED) {
             return Ok(self.unprepared(&client_id_of_unprepared(&resp.body, &ids)));
         }
@@ -747,6 +789,7 @@ mod tests {
                     query: None,
                     writes: Vec::new().into(),
                     now: None,
+                    risks: Default::default(),
                 },
             );
         }

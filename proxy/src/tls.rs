@@ -38,21 +38,9 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::config::{Cluster, ConfigError};
 
-/// Every TLS setting: the reference proxy's names, plus our `*_tls_verify_hostname`.
-pub const SETTINGS: &[&str] = &[
-    "proxy_tls_ca_path",
-    "proxy_tls_cert_path",
-    "proxy_tls_key_path",
-    "proxy_tls_require_client_auth",
-    "origin_tls_server_ca_path",
-    "origin_tls_client_cert_path",
-    "origin_tls_client_key_path",
-    "origin_tls_verify_hostname",
-    "target_tls_server_ca_path",
-    "target_tls_client_cert_path",
-    "target_tls_client_key_path",
-    "target_tls_verify_hostname",
-];
+/// Every TLS setting: the reference proxy's names, plus our `*_tls_verify_hostname` (shared
+/// with zdm-run, which renders each one the inventory sets).
+pub const SETTINGS: &[&str] = include!("tls_settings.in");
 
 /// Whether a TLS setting takes true/false (the others take a file path).
 pub fn is_bool_setting(key: &str) -> bool {

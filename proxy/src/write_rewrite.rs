@@ -39,6 +39,8 @@ pub struct BatchBodies {
     pub ids: Vec<(Bytes, Bytes)>,
     /// One entry per child statement that writes a table.
     pub writes: Vec<TableRef>,
+    /// What makes the children's writes unsafe, per table (see `unsafe_writes`).
+    pub risks: Vec<(TableRef, &'static str)>,
 }
 
 #[derive(Debug)]
@@ -72,13 +74,16 @@ pub fn rewrite_batch(
     let mut origin_changed = false;
     let mut ids = Vec::new();
     let mut writes = Vec::new();
+    let mut risks = Vec::new();
     for _ in 0..n {
         let start = r.pos();
         let mut now = None;
         match r.byte()? {
             0 => {
                 let text = r.long_string()?;
-                writes.extend(tables_of(text, keyspace));
+                let tables = tables_of(text, keyspace);
+                risks.extend(crate::unsafe_writes::risks(&tables, text, replace_now));
+                writes.extend(tables);
                 match replace_now
                     .then(|| replace_with_literals(text, new_timeuuid))
                     .flatten()
@@ -103,6 +108,7 @@ pub fn rewrite_batch(
                 target.put_u8(1);
                 wire::put_short_bytes(&mut target, &entry.target_id);
                 writes.extend(entry.writes.iter().cloned());
+                risks.extend(entry.risks.iter().cloned());
                 now = entry.now.clone();
                 ids.push((id, entry.target_id));
             }
@@ -135,6 +141,7 @@ pub fn rewrite_batch(
         target: target.freeze(),
         ids,
         writes,
+        risks,
     })
 }
 
@@ -187,7 +194,9 @@ mod tests {
             now: Some(Arc::new(NowMarkers {
                 positions: vec![1],
                 names: vec!["ts".into()],
+                kinds: vec![crate::cql_functions::Func::TimeUuid],
             })),
+            risks: Default::default(),
         };
         let out = rewrite_batch(&body, 0, None, true, |id| {
             (id == b"OID").then(|| entry.clone())
@@ -219,6 +228,7 @@ mod tests {
         let plain = rewrite_batch(&body, 0, None, false, |_| {
             Some(Prepared {
                 now: None,
+                risks: Default::default(),
                 ..entry.clone()
             })
         })

@@ -383,3 +383,137 @@ fn an_invalid_target_consistency_level_stops_the_proxy_naming_the_setting() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A row as one JSON text, read straight from one cluster.
+async fn row_json(s: &Session, ks: &str, table: &str, k: i32) -> String {
+    s.query_unpaged(format!("SELECT JSON * FROM {ks}.{table} WHERE k = ?"), (k,))
+        .await
+        .unwrap_or_else(|e| panic!("select {ks}.{table} k={k}: {e}"))
+        .into_rows_result()
+        .unwrap()
+        .rows::<(String,)>()
+        .unwrap()
+        .next()
+        .unwrap_or_else(|| panic!("no row {k} in {ks}.{table}"))
+        .unwrap()
+        .0
+}
+
+fn unsafe_series(ks: &str, table: &str, cause: &str) -> String {
+    format!(
+        "zdm_proxy_unsafe_writes_total{{keyspace=\"{ks}\",table=\"{table}\",cause=\"{cause}\"}}"
+    )
+}
+
+/// Issue 13: `uuid()`, `currentTimeUUID()`, `currentTimestamp()`, `currentDate()` and
+/// `currentTime()` get one value on both clusters, as plain text, prepared (also in an LWT
+/// condition); what cannot be made safe is counted per table and cause: the functions with the
+/// setting off, a counter update, an LWT that one cluster applied and the other did not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_per_call_function_agrees_and_unsafe_writes_are_counted_per_table() {
+    let _lock = ClusterLock::shared();
+    let sb = Sandbox::load();
+    let origin = sb.direct("origin").await;
+    let target = sb.direct("target").await;
+    let ks = unique_ks("proxy_fx");
+    let on = Proxy::start(
+        &sb,
+        "127.0.0.32",
+        19310,
+        &[("ZDM_REPLACE_CQL_FUNCTIONS", "true")],
+    );
+    let s = on.session(&sb).await;
+    for ddl in [
+        format!("CREATE KEYSPACE {ks} WITH replication = {{'class':'SimpleStrategy','replication_factor':1}}"),
+        format!("CREATE TABLE {ks}.fx (k int PRIMARY KEY, u uuid, tu timeuuid, ts timestamp, d date, t time, at timestamp)"),
+        format!("CREATE TABLE {ks}.hits (k int PRIMARY KEY, n counter)"),
+        format!("CREATE TABLE {ks}.lw (k int PRIMARY KEY, v text)"),
+    ] {
+        s.query_unpaged(ddl.as_str(), ()).await.unwrap_or_else(|e| panic!("{ddl}: {e}"));
+    }
+    let all = "uuid(), currentTimeUUID(), currentTimestamp(), currentDate(), currentTime(), \
+               toTimestamp(now())";
+    s.query_unpaged(
+        format!("INSERT INTO {ks}.fx (k, u, tu, ts, d, t, at) VALUES (1, {all})"),
+        (),
+    )
+    .await
+    .unwrap();
+    let ins = s
+        .prepare(format!(
+            "INSERT INTO {ks}.fx (k, u, tu, ts, d, t, at) VALUES (?, {all})"
+        ))
+        .await
+        .unwrap();
+    s.execute_unpaged(&ins, (2,)).await.unwrap();
+    s.execute_unpaged(&ins, (3,)).await.unwrap();
+    let upd = s
+        .prepare(format!(
+            "UPDATE {ks}.fx SET u = uuid() WHERE k = ? IF ts < currentTimestamp()"
+        ))
+        .await
+        .unwrap();
+    s.execute_unpaged(&upd, (3,)).await.unwrap();
+    for k in 1..=3 {
+        let o = row_json(&origin, &ks, "fx", k).await;
+        assert_eq!(o, row_json(&target, &ks, "fx", k).await, "row {k}");
+        assert!(!o.contains("null"), "every column written: {o}");
+    }
+    assert_ne!(
+        row_json(&origin, &ks, "fx", 2).await,
+        row_json(&origin, &ks, "fx", 3).await,
+        "each EXECUTE gets fresh values"
+    );
+    let (_, body) = on.http_get("/metrics").await;
+    assert!(
+        !body.contains(&format!("keyspace=\"{ks}\",table=\"fx\",cause=")),
+        "replaced functions are safe: {body}"
+    );
+
+    // A counter update, and an LWT origin refuses (the row exists there only) but target applies.
+    s.query_unpaged(format!("UPDATE {ks}.hits SET n = n + 1 WHERE k = 1"), ())
+        .await
+        .unwrap();
+    origin
+        .query_unpaged(
+            format!("INSERT INTO {ks}.lw (k, v) VALUES (5, 'origin')"),
+            (),
+        )
+        .await
+        .unwrap();
+    s.query_unpaged(
+        format!("INSERT INTO {ks}.lw (k, v) VALUES (5, 'proxy') IF NOT EXISTS"),
+        (),
+    )
+    .await
+    .unwrap();
+    assert_eq!(on.metric(&unsafe_series(&ks, "hits", "counter")).await, 1.0);
+    assert_eq!(
+        on.metric(&unsafe_series(&ks, "lw", "lwt_outcome")).await,
+        1.0
+    );
+
+    // The setting off: each cluster evaluates the functions, and the proxy says so per table.
+    let off = Proxy::start(&sb, "127.0.0.33", 19311, &[]);
+    let s = off.session(&sb).await;
+    s.query_unpaged(
+        format!("INSERT INTO {ks}.fx (k, u, tu, ts, d, t, at) VALUES (4, {all})"),
+        (),
+    )
+    .await
+    .unwrap();
+    let ins = s
+        .prepare(format!(
+            "INSERT INTO {ks}.fx (k, at) VALUES (?, toTimestamp(now()))"
+        ))
+        .await
+        .unwrap();
+    s.execute_unpaged(&ins, (5,)).await.unwrap();
+    assert_eq!(off.metric(&unsafe_series(&ks, "fx", "now()")).await, 2.0);
+    assert_eq!(off.metric(&unsafe_series(&ks, "fx", "uuid()")).await, 1.0);
+    assert_eq!(
+        off.metric(&unsafe_series(&ks, "fx", "currentDate()")).await,
+        1.0
+    );
+    drop_ks(&origin, &target, &ks).await;
+}

@@ -188,6 +188,23 @@ pub fn column_diffs(
         .collect()
 }
 
+/// The likely cause of each differing column, where the values tell (`likely_cause`).
+pub fn column_causes(
+    table: &Table,
+    origin: &ScannedRow,
+    target: &ScannedRow,
+    columns: &[usize],
+) -> BTreeMap<String, String> {
+    let cols: Vec<_> = table.value_columns().collect();
+    columns
+        .iter()
+        .filter_map(|&i| {
+            super::likely_cause::likely_cause(&cols[i].cql_type, &origin.cells[i], &target.cells[i])
+                .map(|why| (cols[i].name.clone(), why))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -710,6 +710,7 @@ async fn validate_range(
                     t.mismatched_rows.push(Mismatch {
                         key: key_map(table, o),
                         columns: column_diffs(table, o, tr, cols),
+                        causes: super::diff::column_causes(table, o, tr, cols),
                     });
                 }
             }

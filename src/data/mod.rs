@@ -45,6 +45,7 @@ pub mod config;
 pub mod copy;
 pub mod diff;
 pub mod engine;
+pub mod likely_cause;
 pub mod progress;
 pub mod ranges;
 pub mod report;

@@ -90,6 +90,10 @@ pub struct Mismatch {
     pub key: BTreeMap<String, String>,
     /// column -> (origin value, target value), as CQL literals.
     pub columns: BTreeMap<String, (String, String)>,
+    /// column -> its likely cause and what to do, where the values tell
+    /// (`data::likely_cause`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub causes: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -274,6 +278,9 @@ impl ValidationReport {
                     render_key(&m.key),
                     cols.join("; ")
                 );
+                for (c, why) in &m.causes {
+                    let _ = writeln!(s, "      {c}: likely cause: {why}");
+                }
             }
             for k in &t.extra_keys {
                 let _ = writeln!(s, "    extra      {}", render_key(k));

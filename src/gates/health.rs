@@ -35,6 +35,9 @@ pub struct HealthThresholds {
     /// Below this p99 (seconds) the target is fast enough whatever the ratio, so that a 1 ms
     /// vs 0.4 ms difference does not fail a gate (`zdm_target_p99_floor_seconds`).
     pub target_p99_floor: f64,
+    /// Tables (`keyspace.table`) whose divergence the operator accepts
+    /// (`zdm_accept_divergent_tables`): their unsafe writes are reported, not failed.
+    pub accept_divergent_tables: Vec<String>,
 }
 
 impl Default for HealthThresholds {
@@ -48,6 +51,7 @@ impl Default for HealthThresholds {
             max_async_read_mismatch_ratio: 0.01,
             max_target_p99_ratio: 2.0,
             target_p99_floor: 0.05,
+            accept_divergent_tables: Vec::new(),
         }
     }
 }
@@ -213,6 +217,10 @@ pub fn judge_window(window: &Window<'_>, limits: &HealthThresholds) -> Vec<Check
     if limits.check_target_latency {
         checks.extend(shadow_read_checks(window, limits, seconds));
     }
+    checks.push(unsafe_writes_check(
+        window.after,
+        &limits.accept_divergent_tables,
+    ));
 
     if limits.check_target_latency {
         let origin = window.quantile(0.99, "zdm_origin_request_duration_seconds");
@@ -257,6 +265,103 @@ pub fn judge_window(window: &Window<'_>, limits: &HealthThresholds) -> Vec<Check
         });
     }
     checks
+}
+
+const UNSAFE: &str = "zdm_proxy_unsafe_writes_total";
+
+/// Writes dual writing cannot keep equal, counted by the proxies per table and cause since they
+/// started (not only in the window: every one of them is a row apart today). A function left to
+/// each cluster, an LWT applied on one cluster only, or a counter update that failed on one
+/// cluster certainly leaves the table apart: the check fails unless the operator accepts the
+/// table (`zdm_accept_divergent_tables`). Counter updates that succeeded on both are reported
+/// only (equal while every increment reaches both clusters).
+pub fn unsafe_writes_check(after: &[Scrape], accepted: &[String]) -> Check {
+    // (keyspace.table) -> [(cause, count)], summed over the fleet.
+    let mut by_table: std::collections::BTreeMap<String, Vec<(String, f64)>> = Default::default();
+    for scrape in after {
+        for s in scrape
+            .samples
+            .iter()
+            .filter(|s| s.name == UNSAFE && s.value > 0.0)
+        {
+            let label = |k: &str| s.labels.get(k).map_or("", String::as_str).to_string();
+            let causes = by_table
+                .entry(format!("{}.{}", label("keyspace"), label("table")))
+                .or_default();
+            let cause = label("cause");
+            match causes.iter_mut().find(|(c, _)| *c == cause) {
+                Some(slot) => slot.1 += s.value,
+                None => causes.push((cause, s.value)),
+            }
+        }
+    }
+    let mut failing = Vec::new();
+    let mut parts = Vec::new();
+    let mut advice = std::collections::BTreeSet::new();
+    for (table, causes) in &by_table {
+        let mut certain = false;
+        let words: Vec<String> = causes
+            .iter()
+            .map(|(cause, n)| match cause.as_str() {
+                "counter" => format!("{n:.0} counter updates"),
+                "counter_failed_on_one" => {
+                    certain = true;
+                    advice.insert("counter updates that failed on one cluster: correct the counters by hand (validate names the rows); counters cannot be made safe by the proxy");
+                    format!("{n:.0} counter updates failed on one cluster")
+                }
+                "lwt_outcome" => {
+                    certain = true;
+                    advice.insert("LWTs applied on one cluster only: run phase2.yml -e zdm_autocorrect=true to copy origin's rows");
+                    format!("{n:.0} LWTs applied on one cluster only")
+                }
+                function => {
+                    certain = true;
+                    advice.insert("functions left to each cluster: set replace_cql_functions: true (the default) and run deploy.yml, then phase2.yml -e zdm_autocorrect=true repairs the rows already apart");
+                    format!("{n:.0} writes with {function} evaluated by each cluster")
+                }
+            })
+            .collect();
+        let accepted_here = accepted.iter().any(|a| a == table);
+        if certain && !accepted_here {
+            failing.push(table.clone());
+        }
+        parts.push(format!(
+            "{table}: {}{}",
+            words.join(", "),
+            if certain && accepted_here {
+                " (accepted)"
+            } else {
+                ""
+            }
+        ));
+    }
+    let mut measured = if parts.is_empty() {
+        "none".to_string()
+    } else {
+        parts.join("; ")
+    };
+    if !failing.is_empty() {
+        measured.push_str(&format!(
+            ". Tables that will differ: {}. To do: {}; or accept them with -e \
+             '{{\"zdm_accept_divergent_tables\": [{}]}}'",
+            failing.join(", "),
+            advice.into_iter().collect::<Vec<_>>().join("; "),
+            failing
+                .iter()
+                .map(|t| format!("\"{t}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    Check {
+        name: "writes the clusters cannot keep equal".into(),
+        passed: failing.is_empty(),
+        measured,
+        threshold: "no function left to each cluster, LWT applied on one cluster only or counter \
+                    update failed on one cluster, except in tables named in \
+                    zdm_accept_divergent_tables"
+            .into(),
+    }
 }
 
 /// Phase 3: the shadow reads on target. Failed ones (errors, timeouts) against all sent, and
@@ -675,6 +780,50 @@ mod tests {
             "{}",
             check.measured
         );
+    }
+
+    #[test]
+    fn unsafe_writes_name_table_cause_and_remedy_and_fail_unless_accepted() {
+        let text = "zdm_proxy_unsafe_writes_total{keyspace=\"app\",table=\"events\",cause=\"now()\"} 12\n\
+                    zdm_proxy_unsafe_writes_total{keyspace=\"app\",table=\"hits\",cause=\"counter\"} 40\n";
+        let scrapes = vec![Scrape::parse(text).unwrap(), Scrape::parse(text).unwrap()];
+        let c = unsafe_writes_check(&scrapes, &[]);
+        assert!(!c.passed, "{c:?}");
+        assert!(
+            c.measured
+                .contains("app.events: 24 writes with now() evaluated by each cluster"),
+            "{}",
+            c.measured
+        );
+        assert!(
+            c.measured.contains("app.hits: 80 counter updates"),
+            "{}",
+            c.measured
+        );
+        assert!(
+            c.measured.contains("Tables that will differ: app.events."),
+            "{}",
+            c.measured
+        );
+        assert!(
+            c.measured.contains("replace_cql_functions: true"),
+            "{}",
+            c.measured
+        );
+        assert!(
+            c.measured.contains("zdm_autocorrect=true"),
+            "{}",
+            c.measured
+        );
+        let accepted = unsafe_writes_check(&scrapes, &["app.events".to_string()]);
+        assert!(accepted.passed, "{accepted:?}");
+        assert!(
+            accepted.measured.contains("(accepted)"),
+            "{}",
+            accepted.measured
+        );
+        let none = unsafe_writes_check(&[Scrape::parse("").unwrap()], &[]);
+        assert!(none.passed && none.measured == "none", "{none:?}");
     }
 
     #[test]

@@ -283,6 +283,7 @@ pub static MODULES: &[ModuleSpec] = &[
             ("max_async_read_mismatch_ratio", Kind::Number),
             ("max_target_p99_ratio", Kind::Number),
             ("target_p99_floor_seconds", Kind::Number),
+            ("accept_divergent_tables", Kind::ScalarList),
             ("readiness_only", Kind::Bool),
         ],
         one_of = [],

@@ -264,7 +264,14 @@ fn consistency_checks(r: &ValidationReport, l: &Limits, max_examples: usize) -> 
                     t.mismatched_rows
                         .iter()
                         .map(|m| {
-                            let cols: Vec<&str> = m.columns.keys().map(String::as_str).collect();
+                            let cols: Vec<String> = m
+                                .columns
+                                .keys()
+                                .map(|c| match m.causes.get(c) {
+                                    Some(why) => format!("{c} (likely cause: {why})"),
+                                    None => c.clone(),
+                                })
+                                .collect();
                             format!("{} differs in {}", key_text(&m.key), cols.join(", "))
                         })
                         .collect()

@@ -93,6 +93,11 @@ pub fn thresholds(ctx: &ModuleCtx<'_>) -> Result<HealthThresholds, ModuleError> 
         )?,
         max_target_p99_ratio: n("max_target_p99_ratio", d.max_target_p99_ratio)?,
         target_p99_floor: n("target_p99_floor_seconds", d.target_p99_floor)?,
+        accept_divergent_tables: string_list(
+            ctx.args
+                .get("accept_divergent_tables")
+                .or_else(|| ctx.vars.get("zdm_accept_divergent_tables")),
+        ),
     })
 }
 
@@ -101,7 +106,9 @@ pub fn describe(proxies: &[(String, String)], t: &HealthThresholds) -> String {
     let names: Vec<&str> = proxies.iter().map(|(n, _)| n.as_str()).collect();
     let mut s = format!(
         "check {} proxies ({}): /health/readiness 200 (origin and target UP), then over {:.0} s \
-         of /metrics: failed writes <= {:.3}%, failed reads <= {:.3}%",
+         of /metrics: failed writes <= {:.3}%, failed reads <= {:.3}%, no write the clusters \
+         cannot keep equal (functions left to each cluster, LWTs applied on one only, counter \
+         updates failed on one) outside zdm_accept_divergent_tables",
         proxies.len(),
         names.join(", "),
         t.observe.as_secs_f64(),

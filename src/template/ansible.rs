@@ -33,7 +33,9 @@ pub(super) fn register(env: &mut Environment<'static>, search: Arc<RwLock<Vec<Pa
     env.add_function("now", now);
     env.add_function(
         "lookup",
-        move |kind: String, terms: Rest<String>, kw: Kwargs| lookup(&kind, &terms, kw, &search),
+        move |state: &State, kind: String, terms: Rest<String>, kw: Kwargs| {
+            lookup(state, &kind, &terms, kw, &search)
+        },
     );
 }
 
@@ -393,15 +395,20 @@ impl Object for Now {
     }
 }
 
-/// `lookup('env', 'NAME', ...)` (empty when unset, as in Ansible) and `lookup('file',
+/// `lookup('env', 'NAME', ...)` (empty when unset, as in Ansible), `lookup('file',
 /// 'path', ...)` (trailing newline removed; a relative path is found in the working
-/// directory, then beside the templates and in `files/` beside the playbook).
+/// directory, then beside the templates and in `files/` beside the playbook) and
+/// `lookup('vars', name, default=...)` (see [`lookup_var`]).
 fn lookup(
+    state: &State,
     kind: &str,
     terms: &[String],
     kw: Kwargs,
     search: &Arc<RwLock<Vec<PathBuf>>>,
 ) -> Result<Value, Error> {
+    if kind == "vars" {
+        return lookup_var(state, terms, kw);
+    }
     let _wantlist: Option<bool> = kw.get("wantlist")?;
     kw.assert_all_used()?;
     let values: Vec<String> = match kind {
@@ -418,7 +425,7 @@ fn lookup(
         }
         other => {
             return Err(err(format!(
-                "lookup('{other}'): unknown lookup (this build has env and file)"
+                "lookup('{other}'): unknown lookup (this build has env, file and vars)"
             )))
         }
     };
@@ -559,5 +566,25 @@ mod tests {
         assert_eq!(compare_versions("5.0.1", "5.0"), Greater);
         assert_eq!(compare_versions("1.0", "1.0"), Equal);
         assert_eq!(compare_versions("1.0a", "1.0b"), Less);
+    }
+}
+
+/// Ansible's `lookup('vars', name, default=...)`: a variable chosen by a computed name (the
+/// proxy template walks the setting names). Without `default`, a missing variable is an error
+/// naming it, as in Ansible.
+fn lookup_var(state: &State, terms: &[String], kwargs: Kwargs) -> Result<Value, Error> {
+    let [name] = terms else {
+        return Err(err("lookup('vars', ...) takes one variable name".to_string()));
+    };
+    let default: Option<Value> = kwargs.get("default")?;
+    let has_default = kwargs.has("default");
+    kwargs.assert_all_used()?;
+    match state.lookup(&name) {
+        Some(v) if !v.is_undefined() => Ok(v),
+        _ if has_default => Ok(default.unwrap_or(Value::from(()))),
+        _ => Err(Error::new(
+            ErrorKind::UndefinedError,
+            format!("lookup('vars', '{name}'): no variable named '{name}'"),
+        )),
     }
 }

@@ -37,11 +37,27 @@ pub(super) fn register(env: &mut Environment<'static>) {
     env.add_filter("quote", quote);
     env.add_filter("bool", to_bool);
     env.add_filter("resolve", crate::facts::resolve_filter);
+    // zdm-proxy's settings, for the proxy config template and the check that refuses a
+    // variable naming none (see `crate::proxy_settings`).
+    env.add_global(
+        "zdm_proxy_settings",
+        Value::from_serialize(crate::proxy_settings::table()),
+    );
+    env.add_filter("zdm_refused_proxy_settings", refused_proxy_settings);
     env.add_test("failed", |v: Value| flag(&v, "failed"));
     env.add_test("changed", |v: Value| flag(&v, "changed"));
     env.add_test("skipped", |v: Value| flag(&v, "skipped"));
     env.add_test("succeeded", |v: Value| !flag(&v, "failed"));
     env.add_test("success", |v: Value| !flag(&v, "failed"));
+}
+
+/// `hostvars | zdm_refused_proxy_settings(hosts)`: every variable of those hosts that looks like
+/// a zdm-proxy setting but names none, with the host and the reason.
+fn refused_proxy_settings(hostvars: &Value, hosts: Vec<String>) -> Result<Vec<String>, Error> {
+    Ok(crate::proxy_settings::refused_variables(
+        &to_json_value(hostvars)?,
+        &hosts,
+    ))
 }
 
 fn flag(v: &Value, key: &str) -> bool {
