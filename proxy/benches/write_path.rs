@@ -148,7 +148,7 @@ fn main() {
             "EXECUTE value injection (4 client values + 1 timeuuid)",
             ns_per_op(200_000, || {
                 let u = fresh_values(&markers);
-                black_box(inject_execute(black_box(&exec), 18, &markers, &u).unwrap());
+                black_box(inject_execute(black_box(&exec), 18, &markers, &u, 4).unwrap());
             }),
         ),
         (

@@ -494,10 +494,12 @@ pub fn unsupported_version_response(version: u8, stream: i16, max: u8) -> Vec<u8
             out.extend_from_slice(&stream.to_be_bytes());
         }
         _ => {
-            // Above what we speak: our highest version, which the driver then retries with.
+            // Above what we speak: our highest version, which the driver then retries with,
+            // on stream 0 as Cassandra answers it. gocql matches this answer to its probe only
+            // on stream 0; on the request's own stream it gives up instead of downgrading.
             out.push(RESPONSE | max.clamp(VERSION, V5));
             out.push(0);
-            out.extend_from_slice(&stream.to_be_bytes());
+            out.extend_from_slice(&0i16.to_be_bytes());
         }
     }
     out.push(opcode::ERROR);
@@ -634,9 +636,13 @@ mod tests {
     #[test]
     fn unsupported_version_answer_is_readable_by_old_and_new_clients() {
         let v5 = unsupported_version_response(5, 9, 4);
-        assert_eq!(&v5[..5], &[0x84, 0, 0, 9, 0]);
+        assert_eq!(
+            &v5[..5],
+            &[0x84, 0, 0, 0, 0],
+            "stream 0, as Cassandra answers"
+        );
         let v6 = unsupported_version_response(6, 9, 5);
-        assert_eq!(&v6[..5], &[0x85, 0, 0, 9, 0]);
+        assert_eq!(&v6[..5], &[0x85, 0, 0, 0, 0]);
         let v2 = unsupported_version_response(2, 9, 5);
         assert_eq!(&v2[..4], &[0x82, 0, 9, 0]);
     }

@@ -111,10 +111,10 @@ pub fn hide_injected(
     injected: &[usize],
     kinds: &[Func],
     total: usize,
+    version: u8,
 ) -> Result<(Bytes, NowMarkers), String> {
     let at = response_message_offset(flags, body).map_err(|e| e.to_string())?;
-    // v4 only: prepared statements are rewritten on v4 connections (see `Session::prepare`).
-    let v = read_variables(body, at, crate::frame::VERSION).map_err(|e| e.to_string())?;
+    let v = read_variables(body, at, version).map_err(|e| e.to_string())?;
     if v.columns.len() != total {
         return Err(format!(
             "the cluster reports {} variables, the proxy counted {total}",
@@ -213,12 +213,13 @@ pub fn inject_execute(
     at: usize,
     markers: &NowMarkers,
     uuids: &[Generated],
+    version: u8,
 ) -> Result<Bytes, FrameError> {
     let mut r = Reader::at(body, at);
     let consistency = r.short()?;
-    let flags = r.byte()?;
-    let named = flags & NAMES_FOR_VALUES != 0;
-    let client = if flags & VALUES != 0 {
+    let flags = wire::query_flags(&mut r, version)?;
+    let named = flags as u8 & NAMES_FOR_VALUES != 0;
+    let client = if flags as u8 & VALUES != 0 {
         read_entries(body, &mut r, named)?
     } else {
         Vec::new()
@@ -226,7 +227,7 @@ pub fn inject_execute(
     let mut out = BytesMut::with_capacity(body.len() + 24 * uuids.len());
     out.put_slice(&body[..at]);
     out.put_u16(consistency);
-    out.put_u8(flags | VALUES);
+    wire::put_query_flags(&mut out, version, flags | VALUES as u32);
     put_values(&mut out, &client, named, markers, uuids);
     out.put_slice(&body[r.pos()..]);
     Ok(out.freeze())
@@ -295,7 +296,7 @@ mod tests {
     fn hides_injected_variables_and_renumbers_partition_key_indexes() {
         let body = prepared_body();
         assert_eq!(prepared_table(0, &body, 4), Some(("ks".into(), "t".into())));
-        let (out, m) = hide_injected(0, &body, &[1], &[Func::TimeUuid], 3).unwrap();
+        let (out, m) = hide_injected(0, &body, &[1], &[Func::TimeUuid], 3, 4).unwrap();
         assert_eq!(m.names, vec!["ts".to_string()]);
         let v = read_variables(&out, 0, 4).unwrap();
         let names: Vec<_> = v.columns.iter().map(|c| c.1.as_str()).collect();
@@ -303,7 +304,7 @@ mod tests {
         assert_eq!(v.pk_indexes, vec![0, 1], "index 2 (v) shifts to 1");
         assert_eq!(&out[out.len() - 4..], b"TAIL");
         assert!(
-            hide_injected(0, &body, &[1], &[Func::TimeUuid], 4).is_err(),
+            hide_injected(0, &body, &[1], &[Func::TimeUuid], 4, 4).is_err(),
             "count mismatch"
         );
     }
@@ -315,8 +316,15 @@ mod tests {
         b.put_u16(1);
         wire::put_string(&mut b, "a warning");
         b.put_slice(&prepared_body());
-        let (out, _) =
-            hide_injected(FLAG_TRACING | FLAG_WARNING, &b, &[1], &[Func::TimeUuid], 3).unwrap();
+        let (out, _) = hide_injected(
+            FLAG_TRACING | FLAG_WARNING,
+            &b,
+            &[1],
+            &[Func::TimeUuid],
+            3,
+            4,
+        )
+        .unwrap();
         assert_eq!(&out[..16], &[7u8; 16]);
     }
 
@@ -336,6 +344,38 @@ mod tests {
         }
         b.put_i32(5000); // page size (flag not set, stands in for "the rest")
         b.to_vec()
+    }
+
+    /// A v5 EXECUTE: the result metadata id after the statement id, and 4-byte flags.
+    #[test]
+    fn v5_execute_values_get_the_timeuuid_with_four_byte_flags() {
+        let m = NowMarkers {
+            positions: vec![1],
+            names: vec!["ts".into()],
+            kinds: vec![Func::TimeUuid],
+        };
+        let u = [Generated::from_uuid(uuid::Uuid::from_bytes([7u8; 16]))];
+        let mut b = BytesMut::new();
+        wire::put_short_bytes(&mut b, b"ID");
+        wire::put_short_bytes(&mut b, b"RM");
+        let params = b.len();
+        b.put_u16(0x0001);
+        b.put_u32(VALUES as u32);
+        b.put_u16(2);
+        wire::put_bytes(&mut b, Some(b"k"));
+        wire::put_bytes(&mut b, Some(b"v"));
+        b.put_i32(5000);
+        let out = inject_execute(&b, params, &m, &u, 5).unwrap();
+        assert_eq!(&out[..params], &b[..params], "ids kept");
+        let mut r = Reader::at(&out, params);
+        assert_eq!(r.short().unwrap(), 1);
+        assert_eq!(r.int().unwrap() as u32 & VALUES as u32, VALUES as u32);
+        let n = r.short().unwrap();
+        let vals: Vec<_> = (0..n)
+            .map(|_| r.bytes().unwrap().unwrap().to_vec())
+            .collect();
+        assert_eq!(vals, vec![b"k".to_vec(), vec![7u8; 16], b"v".to_vec()]);
+        assert_eq!(&out[out.len() - 4..], &5000i32.to_be_bytes());
     }
 
     fn decode(body: &[u8], named: bool) -> Vec<(Option<String>, Vec<u8>)> {
@@ -364,9 +404,11 @@ mod tests {
         ) {
             let _ = prepared_table(flags, &body, 5);
             let kinds: Vec<Func> = pos.iter().map(|_| Func::Date).collect();
-            let _ = hide_injected(flags, &body, &pos, &kinds, 5);
+            let _ = hide_injected(flags, &body, &pos, &kinds, 5, 4);
+            let _ = hide_injected(flags, &body, &pos, &kinds, 5, 5);
             let m = NowMarkers { names: pos.iter().map(|p| p.to_string()).collect(), positions: pos, kinds };
-            let _ = inject_execute(&body, at.min(body.len()), &m, &fresh_values(&m));
+            let _ = inject_execute(&body, at.min(body.len()), &m, &fresh_values(&m), 4);
+            let _ = inject_execute(&body, at.min(body.len()), &m, &fresh_values(&m), 5);
             let bytes = Bytes::from(body);
             let _ = crate::write_rewrite::rewrite_batch(&bytes, 0, None, true, |_| None);
             for op in [crate::frame::opcode::QUERY, crate::frame::opcode::EXECUTE, crate::frame::opcode::BATCH] {
@@ -383,7 +425,8 @@ mod tests {
             kinds: vec![Func::TimeUuid],
         };
         let u = [Generated::from_uuid(uuid::Uuid::from_bytes([9u8; 16]))];
-        let out = inject_execute(&exec_body(VALUES, &[("", b"k"), ("", b"v")]), 4, &m, &u).unwrap();
+        let out =
+            inject_execute(&exec_body(VALUES, &[("", b"k"), ("", b"v")]), 4, &m, &u, 4).unwrap();
         let vals: Vec<_> = decode(&out, false).into_iter().map(|x| x.1).collect();
         assert_eq!(vals, vec![b"k".to_vec(), vec![9u8; 16], b"v".to_vec()]);
         assert_eq!(&out[out.len() - 4..], &5000i32.to_be_bytes());
@@ -394,7 +437,7 @@ mod tests {
             names: vec!["ts".into()],
             kinds: vec![Func::TimeUuid],
         };
-        let out = inject_execute(&exec_body(0, &[]), 4, &m0, &u).unwrap();
+        let out = inject_execute(&exec_body(0, &[]), 4, &m0, &u, 4).unwrap();
         assert_eq!(out[6] & VALUES, VALUES);
         assert_eq!(decode(&out, false).len(), 1);
 
@@ -404,6 +447,7 @@ mod tests {
             4,
             &m,
             &u,
+            4,
         )
         .unwrap();
         assert_eq!(

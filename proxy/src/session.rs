@@ -427,12 +427,7 @@ impl Session {
         }
         let mut writes = write_metrics::tables_of(query, keyspace.as_deref());
         let mut now_not_replaced = None;
-        // v4 only: the PREPARED and EXECUTE rewriting reads v4 layouts; a v5 client's prepared
-        // statements keep their now() (QUERY and BATCH text is rewritten on both versions).
-        if route == Route::Both
-            && self.shared.config.replace_cql_functions
-            && self.version < crate::frame::V5
-        {
+        if route == Route::Both && self.shared.config.replace_cql_functions {
             if let Some(rw) = cql_functions::rewrite_for_prepare(query) {
                 let end = off + 4 + query.len();
                 let body = write_rewrite::with_statement(&req.body, off, end, &rw.text);
@@ -522,12 +517,24 @@ impl Session {
         let (Some(origin_id), Some(target_id)) = (prepared_id(&o), prepared_id(&t)) else {
             return Err("PREPARE answer without an id".into());
         };
-        let (client_body, markers) =
-            prepared_now::hide_injected(o.flags, &o.body, &rw.injected, &rw.kinds, rw.total)
-                .map_err(|e| format!("origin: {e}"))?;
-        let (_, target_markers) =
-            prepared_now::hide_injected(t.flags, &t.body, &rw.injected, &rw.kinds, rw.total)
-                .map_err(|e| format!("target: {e}"))?;
+        let (client_body, markers) = prepared_now::hide_injected(
+            o.flags,
+            &o.body,
+            &rw.injected,
+            &rw.kinds,
+            rw.total,
+            self.version,
+        )
+        .map_err(|e| format!("origin: {e}"))?;
+        let (_, target_markers) = prepared_now::hide_injected(
+            t.flags,
+            &t.body,
+            &rw.injected,
+            &rw.kinds,
+            rw.total,
+            self.version,
+        )
+        .map_err(|e| format!("target: {e}"))?;
         if target_markers.names != markers.names {
             return Err("origin and target name the injected variables differently".into());
         }
@@ -602,12 +609,23 @@ impl Session {
         let resp = match entry.route {
             Route::Both => {
                 let origin_body = match &entry.now {
-                    // Statements with injected now() values are made on v4 connections only
-                    // (see `prepare`): a v5 client never holds their ids.
-                    Some(markers) if self.version < crate::frame::V5 => {
+                    Some(markers) => {
                         let uuids = prepared_now::fresh_values(markers);
-                        let params = off + 2 + id.len();
-                        prepared_now::inject_execute(&req.body, params, markers, &uuids)?
+                        // The query parameters follow the id (and, in v5, the result
+                        // metadata id).
+                        let mut r = Reader::at(&req.body, off);
+                        r.short_bytes()?;
+                        if self.version >= crate::frame::V5 {
+                            r.short_bytes()?;
+                        }
+                        let params = r.pos();
+                        prepared_now::inject_execute(
+                            &req.body,
+                            params,
+                            markers,
+                            &uuids,
+                            self.version,
+                        )?
                     }
                     _ => req.body.clone(),
                 };

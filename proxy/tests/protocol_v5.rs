@@ -187,6 +187,38 @@ async fn exercise(p: &Proxy, sb: &Sandbox, ks: &str, lz4: bool, k: i32) {
     let f = call(&mut c, 5, opcode::EXECUTE, b.freeze()).await;
     assert_not_error(&f, &label);
 
+    // A prepared write with now() (replace_cql_functions is on): the proxy hides its injected
+    // marker in the v5 PREPARED answer and fills it into the v5 EXECUTE (4-byte flags after the
+    // result metadata id), so both clusters store the same timeuuid (checked by the caller).
+    let mut b = BytesMut::new();
+    long_string(
+        &mut b,
+        &format!("INSERT INTO {ks}.stamps (k, t) VALUES (?, now())"),
+    );
+    b.put_u32(0);
+    let f = call(&mut c, 8, opcode::PREPARE, b.freeze()).await;
+    assert_not_error(&f, &label);
+    let mut r = zdm_proxy::wire::Reader::new(&f.body);
+    assert_eq!(r.int().unwrap(), 0x0004, "PREPARED");
+    let id = r.short_bytes().unwrap().to_vec();
+    let meta_id = r.short_bytes().unwrap().to_vec();
+    r.int().unwrap(); // flags
+    assert_eq!(
+        r.int().unwrap(),
+        1,
+        "{label}: the client sees only its own variable"
+    );
+    let mut b = BytesMut::new();
+    short_bytes(&mut b, &id);
+    short_bytes(&mut b, &meta_id);
+    b.put_u16(0x0004);
+    b.put_u32(0x01);
+    b.put_u16(1);
+    b.put_i32(4);
+    b.put_slice(&k.to_be_bytes());
+    let f = call(&mut c, 9, opcode::EXECUTE, b.freeze()).await;
+    assert_not_error(&f, &label);
+
     // An error answer in v5, then the connection still serves.
     let f = call(
         &mut c,
@@ -211,7 +243,12 @@ async fn exercise(p: &Proxy, sb: &Sandbox, ks: &str, lz4: bool, k: i32) {
 async fn v5_clients_are_served_in_segments_plain_and_lz4() {
     let _lock = ClusterLock::shared();
     let sb = Sandbox::load();
-    let p = Proxy::start(&sb, "127.0.0.25", 19510, &[]);
+    let p = Proxy::start(
+        &sb,
+        "127.0.0.25",
+        19510,
+        &[("ZDM_REPLACE_CQL_FUNCTIONS", "true")],
+    );
     p.wait_ready().await;
     let origin = sb.direct("origin").await;
     let target = sb.direct("target").await;
@@ -221,6 +258,14 @@ async fn v5_clients_are_served_in_segments_plain_and_lz4() {
     writer
         .query_unpaged(
             format!("CREATE TABLE IF NOT EXISTS {ks}.blobs (k int PRIMARY KEY, v blob)"),
+            (),
+        )
+        .await
+        .unwrap();
+
+    writer
+        .query_unpaged(
+            format!("CREATE TABLE IF NOT EXISTS {ks}.stamps (k int PRIMARY KEY, t timeuuid)"),
             (),
         )
         .await
@@ -243,6 +288,25 @@ async fn v5_clients_are_served_in_segments_plain_and_lz4() {
             let want = if k % 2 == 1 { 300_000 } else { 11 };
             assert_eq!(v.len(), want, "{name} k={k}");
         }
+    }
+    // The prepared now() rows: one timeuuid per row, the same on both clusters.
+    for k in [1i32, 3] {
+        let mut seen = Vec::new();
+        for (name, s) in [("origin", &origin), ("target", &target)] {
+            let (t,): (scylla::value::CqlTimeuuid,) = s
+                .query_unpaged(format!("SELECT t FROM {ks}.stamps WHERE k = ?"), (k,))
+                .await
+                .unwrap()
+                .into_rows_result()
+                .unwrap()
+                .first_row()
+                .unwrap_or_else(|e| panic!("{name}: stamp {k} missing: {e}"));
+            seen.push(t);
+        }
+        assert_eq!(
+            seen[0], seen[1],
+            "k={k}: origin and target stored different now()"
+        );
     }
     drop_ks(&origin, &target, &ks).await;
 }
