@@ -574,7 +574,9 @@ mod tests {
 /// naming it, as in Ansible.
 fn lookup_var(state: &State, terms: &[String], kwargs: Kwargs) -> Result<Value, Error> {
     let [name] = terms else {
-        return Err(err("lookup('vars', ...) takes one variable name".to_string()));
+        return Err(err(
+            "lookup('vars', ...) takes one variable name".to_string()
+        ));
     };
     let default: Option<Value> = kwargs.get("default")?;
     let has_default = kwargs.has("default");
