@@ -41,6 +41,11 @@ pub async fn next_frame(framed: &mut ClientFramed) -> Option<Frame> {
     }
 }
 
+/// The SUPPORTED answer, with the versions the proxy speaks right now.
+fn supported(shared: &Shared) -> Bytes {
+    wire::supported_body(shared.health.max_client_version())
+}
+
 /// Answers a frame-level error before the connection is closed: a protocol-version error in a
 /// layout the client can read, or a v4 PROTOCOL_ERROR.
 pub async fn reject(framed: &mut ClientFramed, e: FrameError) {
@@ -84,7 +89,7 @@ pub async fn client_handshake(
         let f = next_frame(framed).await?;
         match f.opcode {
             opcode::OPTIONS => {
-                reply(framed, f.stream, opcode::SUPPORTED, wire::supported_body()).await;
+                reply(framed, f.stream, opcode::SUPPORTED, supported(shared)).await;
             }
             opcode::STARTUP => break f,
             other => {
@@ -207,7 +212,7 @@ pub async fn client_handshake(
             if f.opcode != opcode::OPTIONS {
                 break f;
             }
-            reply(framed, f.stream, opcode::SUPPORTED, wire::supported_body()).await;
+            reply(framed, f.stream, opcode::SUPPORTED, supported(shared)).await;
         };
         stream = f.stream;
         if f.opcode != opcode::AUTH_RESPONSE {

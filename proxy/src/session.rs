@@ -146,7 +146,7 @@ impl Session {
             opcode::OPTIONS => Ok(Frame::response(
                 0,
                 opcode::SUPPORTED,
-                wire::supported_body(),
+                wire::supported_body(self.shared.health.max_client_version()),
             )),
             opcode::REGISTER => Ok(self.register(req).await),
             opcode::STARTUP | opcode::AUTH_RESPONSE => Ok(error_frame(

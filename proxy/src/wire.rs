@@ -211,14 +211,17 @@ pub fn parse_error(body: &[u8]) -> Option<(i32, String)> {
     Some((code, msg))
 }
 
-/// SUPPORTED answer the proxy gives to OPTIONS itself (it only speaks CQL v4).
-pub fn supported_body() -> Bytes {
+/// SUPPORTED answer the proxy gives to OPTIONS itself. `PROTOCOL_VERSIONS` lists what it
+/// speaks now (`max`: v5 only while both clusters do), as Cassandra lists its own: drivers
+/// and tools read it to pick a version.
+pub fn supported_body(max: u8) -> Bytes {
+    let versions: Vec<&str> = crate::frame::supported_versions(max).split(", ").collect();
     let mut buf = BytesMut::new();
     buf.put_u16(3);
     for (k, vs) in [
         ("CQL_VERSION", &["3.4.7"][..]),
         ("COMPRESSION", &["lz4", "snappy"][..]),
-        ("PROTOCOL_VERSIONS", &["4/v4"][..]),
+        ("PROTOCOL_VERSIONS", &versions[..]),
     ] {
         put_string(&mut buf, k);
         buf.put_u16(vs.len() as u16);
@@ -305,4 +308,31 @@ pub fn parse_rows(body: &[u8]) -> Result<Vec<Row>, FrameError> {
         rows.push(row);
     }
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `PROTOCOL_VERSIONS` of the proxy's SUPPORTED answer.
+    fn listed_versions(body: &[u8]) -> Vec<String> {
+        let mut r = Reader::new(body);
+        let n = r.short().unwrap();
+        for _ in 0..n {
+            let key = r.string().unwrap().to_string();
+            let values: Vec<String> = (0..r.short().unwrap())
+                .map(|_| r.string().unwrap().to_string())
+                .collect();
+            if key == "PROTOCOL_VERSIONS" {
+                return values;
+            }
+        }
+        panic!("no PROTOCOL_VERSIONS");
+    }
+
+    #[test]
+    fn supported_lists_v5_only_when_the_proxy_speaks_it() {
+        assert_eq!(listed_versions(&supported_body(5)), ["4/v4", "5/v5"]);
+        assert_eq!(listed_versions(&supported_body(4)), ["4/v4"]);
+    }
 }

@@ -538,6 +538,28 @@ fn chain_keys(path: &str) -> String {
     keys.join(", ")
 }
 
+/// Ansible's `lookup('vars', name, default=...)`: a variable chosen by a computed name (the
+/// proxy template walks the setting names). Without `default`, a missing variable is an error
+/// naming it, as in Ansible.
+fn lookup_var(state: &State, terms: &[String], kwargs: Kwargs) -> Result<Value, Error> {
+    let [name] = terms else {
+        return Err(err(
+            "lookup('vars', ...) takes one variable name".to_string()
+        ));
+    };
+    let default: Option<Value> = kwargs.get("default")?;
+    let has_default = kwargs.has("default");
+    kwargs.assert_all_used()?;
+    match state.lookup(name) {
+        Some(v) if !v.is_undefined() => Ok(v),
+        _ if has_default => Ok(default.unwrap_or(Value::from(()))),
+        _ => Err(Error::new(
+            ErrorKind::UndefinedError,
+            format!("lookup('vars', '{name}'): no variable named '{name}'"),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -566,27 +588,5 @@ mod tests {
         assert_eq!(compare_versions("5.0.1", "5.0"), Greater);
         assert_eq!(compare_versions("1.0", "1.0"), Equal);
         assert_eq!(compare_versions("1.0a", "1.0b"), Less);
-    }
-}
-
-/// Ansible's `lookup('vars', name, default=...)`: a variable chosen by a computed name (the
-/// proxy template walks the setting names). Without `default`, a missing variable is an error
-/// naming it, as in Ansible.
-fn lookup_var(state: &State, terms: &[String], kwargs: Kwargs) -> Result<Value, Error> {
-    let [name] = terms else {
-        return Err(err(
-            "lookup('vars', ...) takes one variable name".to_string()
-        ));
-    };
-    let default: Option<Value> = kwargs.get("default")?;
-    let has_default = kwargs.has("default");
-    kwargs.assert_all_used()?;
-    match state.lookup(&name) {
-        Some(v) if !v.is_undefined() => Ok(v),
-        _ if has_default => Ok(default.unwrap_or(Value::from(()))),
-        _ => Err(Error::new(
-            ErrorKind::UndefinedError,
-            format!("lookup('vars', '{name}'): no variable named '{name}'"),
-        )),
     }
 }
