@@ -379,29 +379,13 @@ fn missing_playbook(p: &std::path::Path) -> String {
     ));
     let closest = names
         .iter()
-        .map(|n| (edit_distance(&word, n), n))
+        .map(|n| (crate::edit_distance::edit_distance(&word, n), n))
         .min()
         .filter(|(d, n)| *d <= n.len() / 2);
     if let Some((_, n)) = closest {
         msg.push_str(&format!("; did you mean '{n}'?"));
     }
     msg
-}
-
-/// Levenshtein distance (a handful of short words: the simple quadratic table is fine).
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
 }
 
 /// `-u`, `-c` and `--private-key` as connection variables below every inventory variable.

@@ -84,25 +84,10 @@ fn closest(name: &str) -> Option<&'static str> {
         .iter()
         .map(|(n, _)| *n)
         .chain(TLS.iter().copied())
-        .map(|n| (edit_distance(name, n), n))
+        .map(|n| (crate::edit_distance::edit_distance(name, n), n))
         .filter(|(d, _)| *d <= 3)
         .min()
         .map(|(_, n)| n)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
 }
 
 /// Every refused variable of the given hosts, as `host: variable ... reason`, in host order.
