@@ -26,9 +26,11 @@ async fn a_host_cut_mid_run_stops_the_run_there_and_a_rerun_after_restore_finish
     // A config change that needs a restart (a live setting like log_level would be reloaded,
     // with no restart and no pause) rolls through; zdm-h1 pauses after its restart, and while
     // it pauses zdm-h2 drops off the network.
+    // `-v`: the pause is a bookkeeping task, whose header only shows with it.
     let mut running = fleet.spawn(
         DEPLOY,
         &[
+            "-v",
             "-e",
             "proxy_max_client_connections=900 zdm_restart_pause_seconds=15",
         ],
