@@ -15,15 +15,29 @@ pub const COMMAND_KEYS: &[&str] = &["chdir", "creates", "removes", "stdin"];
 /// Splits at whitespace outside quotes and outside `{{ }}` / `{% %}` / `{# #}`, keeping each
 /// word's text as written (quotes included).
 pub fn split_words(text: &str) -> Result<Vec<String>, String> {
+    Ok(word_spans(text)?
+        .into_iter()
+        .map(|(s, e)| text[s..e].to_string())
+        .collect())
+}
+
+/// The byte spans of the words [`split_words`] finds.
+fn word_spans(text: &str) -> Result<Vec<(usize, usize)>, String> {
     let mut words = Vec::new();
     let mut cur = String::new();
+    let mut start = 0;
     let mut quote: Option<char> = None;
     let mut jinja = 0usize;
-    let chars: Vec<char> = text.chars().collect();
+    let indexed: Vec<(usize, char)> = text.char_indices().collect();
+    let chars: Vec<char> = indexed.iter().map(|(_, c)| *c).collect();
+    let at = |i: usize| indexed.get(i).map_or(text.len(), |(b, _)| *b);
     let mut i = 0;
     while i < chars.len() {
         let c = chars[i];
         let next = chars.get(i + 1).copied();
+        if cur.is_empty() && !c.is_whitespace() {
+            start = at(i);
+        }
         match quote {
             Some(q) => {
                 if c == '\\' && next.is_some() {
@@ -57,7 +71,8 @@ pub fn split_words(text: &str) -> Result<Vec<String>, String> {
                     cur.push(c);
                 } else if c.is_whitespace() && jinja == 0 {
                     if !cur.is_empty() {
-                        words.push(std::mem::take(&mut cur));
+                        cur.clear();
+                        words.push((start, at(i)));
                     }
                 } else {
                     cur.push(c);
@@ -70,7 +85,7 @@ pub fn split_words(text: &str) -> Result<Vec<String>, String> {
         return Err(format!("unbalanced quotes in '{text}'"));
     }
     if !cur.is_empty() {
-        words.push(cur);
+        words.push((start, text.len()));
     }
     Ok(words)
 }
@@ -110,20 +125,32 @@ pub fn parse_pairs(text: &str) -> Result<Map<String, Value>, String> {
 }
 
 /// Free-form text: the words `key=value` whose key is in `keys` become arguments, the
-/// rest (as written) is `_raw`.
+/// rest is `_raw`, exactly as written (newlines, spacing and quoting of a multi-line
+/// `shell: |` script included): only the taken words and the blanks after them are cut out.
 pub fn parse_free_form(text: &str, keys: &[&str]) -> Result<Map<String, Value>, String> {
     let mut out = Map::new();
-    let mut raw: Vec<String> = Vec::new();
-    for w in split_words(text)? {
-        match pair(&w) {
-            Some((k, v)) if keys.contains(&k.as_str()) => {
-                out.insert(k, Value::String(v));
-            }
-            _ => raw.push(w),
+    // Text that names none of the keys is the command as it stands, never split: our word
+    // rules are not a shell's, and a script must reach the shell untouched.
+    if !keys.iter().any(|k| text.contains(&format!("{k}="))) {
+        if !text.trim().is_empty() {
+            out.insert("_raw".into(), Value::String(text.to_string()));
+        }
+        return Ok(out);
+    }
+    let mut raw = String::with_capacity(text.len());
+    let mut kept_from = 0;
+    for (s, e) in word_spans(text)? {
+        if let Some((k, v)) = pair(&text[s..e]).filter(|(k, _)| keys.contains(&k.as_str())) {
+            out.insert(k, Value::String(v));
+            raw.push_str(&text[kept_from..s]);
+            let rest = &text[e..];
+            kept_from = e + (rest.len() - rest.trim_start_matches([' ', '\t']).len());
         }
     }
-    if !raw.is_empty() {
-        out.insert("_raw".into(), Value::String(raw.join(" ")));
+    raw.push_str(&text[kept_from..]);
+    let raw = raw.trim_end_matches([' ', '\t']);
+    if !raw.trim().is_empty() {
+        out.insert("_raw".into(), Value::String(raw.to_string()));
     }
     Ok(out)
 }
@@ -157,5 +184,17 @@ mod tests {
         assert_eq!(m["chdir"], json!("/a b"));
         let m = parse_free_form("creates=/x", COMMAND_KEYS).unwrap();
         assert!(m.get("_raw").is_none());
+    }
+
+    #[test]
+    fn a_multi_line_script_reaches_the_shell_as_written() {
+        let script = "touch a\nfor i in 1 2; do\n  [ -f a ] && exit 0\ndone\nexit 1\n";
+        let m = parse_free_form(script, COMMAND_KEYS).unwrap();
+        assert_eq!(m["_raw"], json!(script));
+        let m = parse_free_form(&format!("chdir=/tmp {script}"), COMMAND_KEYS).unwrap();
+        assert_eq!(m["_raw"], json!(script));
+        assert_eq!(m["chdir"], json!("/tmp"));
+        let m = parse_free_form("echo  'don''t'  x   creates=/f", COMMAND_KEYS).unwrap();
+        assert_eq!(m["_raw"], json!("echo  'don''t'  x"));
     }
 }
