@@ -242,7 +242,6 @@ ensure_network() {
     has_addr "$ns" eth0 "$(host_ip "$i")" ||
       ip -n "$ns" addr add "$(host_ip "$i")/24" dev eth0
   done
-  ensure_host_network "$MON"
 }
 
 # One host's namespace and its port on the bridge (used for the monitoring host on its own,
@@ -1023,6 +1022,8 @@ cmd_up() {
   ensure_credentials
   ensure_tls
   ensure_network
+  # The monitoring host belongs to the full sandbox only (`up --fleet-only` has none).
+  ensure_host_network "$MON"
   launch_cassandra origin
   launch_cassandra target
   ensure_client_key
