@@ -229,23 +229,11 @@ ensure_network() {
     has_addr "" "$BRIDGE" "$addr" || ip addr add "$addr/24" dev "$BRIDGE"
   done
   local i
-  for ((i = 1; i <= FLEET_SIZE; i++)); do
-    local ns=$HP$i veth=$HP$i-br
-    has_netns "$ns" || ip netns add "$ns"
-    if ! ip link show "$veth" >/dev/null 2>&1; then
-      ip link add "$veth" type veth peer name eth0 netns "$ns"
-      ip link set "$veth" master "$BRIDGE"
-    fi
-    ip link set "$veth" up
-    ip -n "$ns" link set lo up
-    ip -n "$ns" link set eth0 up
-    has_addr "$ns" eth0 "$(host_ip "$i")" ||
-      ip -n "$ns" addr add "$(host_ip "$i")/24" dev eth0
-  done
+  for ((i = 1; i <= FLEET_SIZE; i++)); do ensure_host_network "$i"; done
 }
 
-# One host's namespace and its port on the bridge (used for the monitoring host on its own,
-# so adding it never touches a proxy host a test may have cut off).
+# One host's namespace and its port on the bridge (also used for the monitoring host on its
+# own, so adding it never touches a proxy host a test may have cut off).
 ensure_host_network() {
   local i=$1 ns veth
   ns=$(host_name "$i")
