@@ -19,6 +19,7 @@ use scylla::statement::prepared::PreparedStatement;
 use scylla::value::CqlValue;
 use tokio::sync::RwLock;
 
+use super::driver_errors::batch_refused_as_a_whole;
 use super::scan::RetryPolicy;
 use super::schema::{CellKind, Column, Role, Table};
 use super::value::{elements, CellTime, ScannedRow, Times};
@@ -382,7 +383,7 @@ impl Writer {
         loop {
             match self.session.batch(&batch, &values).await {
                 Ok(_) => return Ok(()),
-                Err(err) if err.to_string().to_ascii_lowercase().contains("too large") => {
+                Err(err) if batch_refused_as_a_whole(&err) => {
                     // Wide rows can exceed batch_size_fail_threshold: write them one by one.
                     for w in writes {
                         self.apply(w).await?;

@@ -44,6 +44,7 @@ pub mod cli;
 pub mod config;
 pub mod copy;
 pub mod diff;
+pub mod driver_errors;
 pub mod engine;
 pub mod likely_cause;
 pub mod progress;

@@ -1,5 +1,6 @@
 //! Pages through one token sub-range: retries with exponential backoff, a smaller page when the
-//! server times out or says a page is too large, and a per-cluster rows/s limit.
+//! server times out, is overloaded or fails the read (too many tombstones), and a per-cluster
+//! rows/s limit.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,6 +12,7 @@ use scylla::statement::prepared::PreparedStatement;
 use scylla::value::Row;
 use tokio::sync::Mutex;
 
+use super::driver_errors::wants_smaller_page;
 use super::ranges::TokenRange;
 use super::schema::Table;
 use super::value::ScanRow;
@@ -89,21 +91,6 @@ impl RateLimiter {
         };
         tokio::time::sleep_until(start.into()).await;
     }
-}
-
-/// Whether an error is worth retrying with a smaller page (the server struggled with the size).
-/// A page that reads too many tombstones (`READ_TOO_MANY_TOMBSTONES`, Cassandra's
-/// `tombstone_failure_threshold`) counts: the limit is per request, so a smaller page reads
-/// fewer of them.
-pub fn wants_smaller_page(message: &str) -> bool {
-    let m = message.to_ascii_lowercase();
-    m.contains("tombstone")
-        || m.contains("timeout")
-        || m.contains("timed out")
-        || m.contains("too large")
-        || m.contains("toolarge")
-        || m.contains("frame size")
-        || m.contains("overloaded")
 }
 
 /// Retry and backoff settings for one range.
@@ -199,13 +186,14 @@ impl<'a> RangeScanner<'a> {
                 Err(err) => {
                     attempt += 1;
                     let message = err.to_string();
+                    let smaller = wants_smaller_page(&err);
                     if attempt > self.retry.attempts {
                         return Err(anyhow::Error::new(err).context(format!(
                             "token range ({}, {}] failed after {} attempts",
                             self.range.start, self.range.end, attempt
                         )));
                     }
-                    if wants_smaller_page(&message) && self.page_size > MIN_PAGE_SIZE {
+                    if smaller && self.page_size > MIN_PAGE_SIZE {
                         self.page_size = (self.page_size / 2).max(MIN_PAGE_SIZE);
                         tracing::warn!(
                             range = self.range.index,
@@ -245,16 +233,6 @@ mod tests {
             backoff: Duration::from_secs(1),
         };
         assert_eq!(slow.delay(20), Duration::from_secs(10));
-    }
-
-    #[test]
-    fn recognises_size_trouble() {
-        assert!(wants_smaller_page("Read timeout: Operation timed out"));
-        assert!(wants_smaller_page("Frame too large"));
-        assert!(wants_smaller_page(
-            "Operation failed - received 0 responses and 1 failures: READ_TOO_MANY_TOMBSTONES"
-        ));
-        assert!(!wants_smaller_page("Unauthorized"));
     }
 
     #[tokio::test]
