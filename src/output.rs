@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::phase_summary::{Change, HostChanges};
 use crate::plan::{Recap, TaskReport, TaskStatus};
 use crate::secrets::Redactor;
 
@@ -39,6 +40,8 @@ struct Current {
     name: String,
     /// A bookkeeping task: its results count towards nothing the operator reads.
     bookkeeping: bool,
+    /// What the task's change is in the phase summary, from its change tag.
+    change: Option<Change>,
     /// The task header not printed yet (a bookkeeping task whose lines are hidden until
     /// something about it must be shown).
     pending_banner: Option<String>,
@@ -57,8 +60,8 @@ pub struct Reporter {
     bars: Mutex<BTreeMap<String, indicatif::ProgressBar>>,
     multi: Option<indicatif::MultiProgress>,
     current: Mutex<Current>,
-    /// Per host, the tasks (not bookkeeping) that changed it, in order: the phase summary.
-    changes: Mutex<BTreeMap<String, Vec<String>>>,
+    /// Per host, what the tasks (not bookkeeping) changed on it: the phase summary.
+    changes: Mutex<BTreeMap<String, HostChanges>>,
 }
 
 /// The progress display, shared with the tracing writer so log lines are printed above the
@@ -207,13 +210,17 @@ impl Reporter {
     }
 
     /// Announces a task; on a terminal, shows a spinner per host until its result arrives.
-    /// A `bookkeeping` task's header waits until one of its lines must be shown.
-    pub fn task_start(&self, name: &str, handler: bool, hosts: &[String], bookkeeping: bool) {
+    /// A task tagged [`BOOKKEEPING_TAG`] has its header wait until one of its lines must be
+    /// shown; a task with a change tag ([`Change::tag`]) is reported by that word in the
+    /// phase summary.
+    pub fn task_start(&self, name: &str, handler: bool, hosts: &[String], tags: &[String]) {
         let banner = Self::banner(if handler { "RUNNING HANDLER" } else { "TASK" }, name);
+        let bookkeeping = tags.iter().any(|t| t == BOOKKEEPING_TAG);
         let quiet = bookkeeping && self.verbosity == 0;
         *self.current.lock().expect("current lock") = Current {
             name: name.to_string(),
             bookkeeping,
+            change: Change::of_task(tags),
             pending_banner: quiet.then(|| banner.clone()),
         };
         if !quiet {
@@ -235,8 +242,12 @@ impl Reporter {
         }
         let mut doc = self.doc.lock().expect("doc lock");
         if let Some(Value::Array(tasks)) = doc.plays.last_mut().and_then(|p| p.get_mut("tasks")) {
-            tasks
-                .push(json!({"name": self.redactor.redact(name), "handler": handler, "hosts": {}}));
+            tasks.push(json!({
+                "name": self.redactor.redact(name),
+                "handler": handler,
+                "bookkeeping": bookkeeping,
+                "hosts": {},
+            }));
         }
     }
 
@@ -289,13 +300,13 @@ impl Reporter {
         if r.status.is_change() {
             let current = self.current.lock().expect("current lock");
             if !current.bookkeeping {
-                let name = current.name.clone();
+                let (kind, name) = (current.change, current.name.clone());
                 drop(current);
                 let mut changes = self.changes.lock().expect("changes lock");
-                let list = changes.entry(r.host.clone()).or_default();
-                if !list.contains(&name) {
-                    list.push(name);
-                }
+                changes
+                    .entry(r.host.clone())
+                    .or_default()
+                    .record(kind, &name);
             }
         }
         let value = self
@@ -367,9 +378,9 @@ impl Reporter {
         }
     }
 
-    /// Per host, the names of the tasks that changed it (or would, in check mode), leaving
-    /// out bookkeeping tasks: what the phase summary reports.
-    pub fn changes(&self) -> BTreeMap<String, Vec<String>> {
+    /// Per host, what the tasks changed on it (or would, in check mode), leaving out
+    /// bookkeeping tasks: what the phase summary reports.
+    pub fn changes(&self) -> BTreeMap<String, HostChanges> {
         self.changes.lock().expect("changes lock").clone()
     }
 
@@ -459,6 +470,8 @@ impl Reporter {
             self.line(&Self::banner("PLAN", name));
             let mut per_host: BTreeMap<String, Vec<String>> = BTreeMap::new();
             for task in play["tasks"].as_array().into_iter().flatten() {
+                // As in the run's output: bookkeeping tasks only with -v, unless they failed.
+                let hidden = self.verbosity == 0 && task["bookkeeping"] == true;
                 let tname = task["name"].as_str().unwrap_or_default();
                 let handler = if task["handler"] == true {
                     " (handler)"
@@ -470,7 +483,13 @@ impl Reporter {
                         Value::Array(items) => items.clone(),
                         one => vec![one.clone()],
                     };
+                    // A host with only hidden lines was still reached.
+                    let lines = per_host.entry(host.clone()).or_default();
                     for rep in reports {
+                        let failed = matches!(rep["status"].as_str(), Some("failed" | "unreachable"));
+                        if hidden && !failed {
+                            continue;
+                        }
                         let status = rep["status"].as_str().unwrap_or("?").replace('_', " ");
                         let mut line = format!("  {status:<13}{tname}{handler}");
                         if let Some(item) = rep["item"].as_str() {
@@ -492,11 +511,12 @@ impl Reporter {
                                 line.push_str(&format!(": {m}"));
                             }
                         }
-                        per_host.entry(host.clone()).or_default().push(line);
+                        lines.push(line);
                     }
                 }
                 let ran_on = task["run_once"]["ran_on"].as_str().unwrap_or_default();
-                for host in task["run_once"]["covered"].as_array().into_iter().flatten() {
+                let covered = task["run_once"]["covered"].as_array().into_iter().flatten();
+                for host in covered.filter(|_| !hidden) {
                     let line =
                         format!("  {:<13}{tname}{handler} (run_once on {ran_on})", "skipped");
                     per_host

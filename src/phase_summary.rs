@@ -5,16 +5,102 @@
 //! the same three (did my proxies change, did the gates pass, what now?), so they are answered
 //! in one block before the PLAY RECAP rather than left to be pieced together from the log.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use crate::migration_run::MigrationRun;
 use crate::state::{GateResult, Phase};
 
+/// What a change to a proxy amounts to, in the operator's words. A playbook task says which
+/// one its change is by carrying the tag [`Change::tag`] (`tags: [change_binary]`): tags are
+/// plain Ansible syntax, so the playbooks still read (and run) as ansible-playbook reads them.
+/// The order is the order a rollout applies them in, and the order the summary lists them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Change {
+    Binary,
+    Config,
+    Reload,
+    Restart,
+    /// The proxy was stopped for good (the cutover retires the fleet).
+    Stop,
+}
+
+impl Change {
+    const ALL: [Change; 5] = [
+        Change::Binary,
+        Change::Config,
+        Change::Reload,
+        Change::Restart,
+        Change::Stop,
+    ];
+
+    /// The word the summary prints.
+    pub fn label(self) -> &'static str {
+        match self {
+            Change::Binary => "binary",
+            Change::Config => "config",
+            Change::Reload => "reload",
+            Change::Restart => "restart",
+            Change::Stop => "stop",
+        }
+    }
+
+    /// The tag that marks a task whose change is this one.
+    pub fn tag(self) -> String {
+        format!("change_{}", self.label())
+    }
+
+    /// The change a task with these tags makes, if it carries one of the change tags.
+    pub fn of_task(tags: &[String]) -> Option<Change> {
+        Change::ALL
+            .into_iter()
+            .find(|c| tags.iter().any(|t| *t == c.tag()))
+    }
+}
+
+/// What changed on one host during the run (bookkeeping tasks left out).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HostChanges {
+    /// The changes of tasks that carry a change tag.
+    pub kinds: BTreeSet<Change>,
+    /// Other tasks that changed the host (a playbook's own tasks), by name: counted in the
+    /// summary, so a change is never hidden, but not listed (their lines are above).
+    pub other_tasks: BTreeSet<String>,
+}
+
+impl HostChanges {
+    /// Records one changed (or would-change) task.
+    pub fn record(&mut self, kind: Option<Change>, task: &str) {
+        match kind {
+            Some(k) => {
+                self.kinds.insert(k);
+            }
+            None => {
+                self.other_tasks.insert(task.to_string());
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.kinds.is_empty() && self.other_tasks.is_empty()
+    }
+
+    /// `binary, config, restart`, then `2 other tasks` when some changed task carries no tag.
+    fn describe(&self) -> String {
+        let mut parts: Vec<String> = self.kinds.iter().map(|k| k.label().to_string()).collect();
+        match self.other_tasks.len() {
+            0 => {}
+            1 => parts.push("1 other task".into()),
+            n => parts.push(format!("{n} other tasks")),
+        }
+        parts.join(", ")
+    }
+}
+
 /// What the summary is built from, gathered at the end of the run.
 pub struct Facts<'a> {
-    /// Per host, the tasks (bookkeeping left out) that changed it.
-    pub changes: &'a BTreeMap<String, Vec<String>>,
+    /// Per host, what changed on it.
+    pub changes: &'a BTreeMap<String, HostChanges>,
     /// Every host the run touched (hosts with nothing changed are listed too).
     pub hosts: Vec<String>,
     pub gates: Vec<GateResult>,
@@ -31,7 +117,7 @@ pub struct Facts<'a> {
 /// run that started none (nothing to summarize).
 pub fn for_run(
     run: &MigrationRun,
-    changes: &BTreeMap<String, Vec<String>>,
+    changes: &BTreeMap<String, HostChanges>,
     hosts: Vec<String>,
 ) -> Option<(String, Vec<String>)> {
     let t = run.transition()?;
@@ -86,9 +172,9 @@ pub fn render(f: &Facts<'_>) -> (String, Vec<String>) {
     let width = f.hosts.iter().map(String::len).max().unwrap_or(0);
     for h in &f.hosts {
         let what = match f.changes.get(h) {
-            Some(tasks) if !tasks.is_empty() => {
+            Some(changed) if !changed.is_empty() => {
                 let verb = if f.check { "would change" } else { "changed" };
-                format!("{verb}: {}", tasks.join("; "))
+                format!("{verb}: {}", changed.describe())
             }
             _ => "unchanged".to_string(),
         };
@@ -175,10 +261,18 @@ mod tests {
     #[test]
     fn a_completed_phase_names_the_changes_the_gates_and_the_next_playbook() {
         let mut changes = BTreeMap::new();
-        changes.insert("h1".to_string(), vec!["Ship the binary".to_string()]);
+        let h1: &mut HostChanges = changes.entry("h1".to_string()).or_default();
+        // Recorded in the order a rollout meets them; listed in the fixed order.
+        h1.record(Some(Change::Restart), "Drain and restart the proxy");
+        h1.record(Some(Change::Binary), "Ship the zdm-proxy binary");
+        h1.record(Some(Change::Config), "Write the proxy config");
+        h1.record(Some(Change::Config), "Ship the TLS files");
+        let h3: &mut HostChanges = changes.entry("h3".to_string()).or_default();
+        h3.record(Some(Change::Reload), "Reload the live settings");
+        h3.record(None, "my own task");
         let f = Facts {
             changes: &changes,
-            hosts: vec!["h1".into(), "h2".into()],
+            hosts: vec!["h1".into(), "h2".into(), "h3".into()],
             gates: vec![
                 gate("health: failed writes", true),
                 gate("health: h1 ready", true),
@@ -195,13 +289,50 @@ mod tests {
             lines,
             [
                 "proxies:",
-                "  h1  changed: Ship the binary",
+                "  h1  changed: binary, config, restart",
                 "  h2  unchanged",
+                "  h3  changed: reload, 1 other task",
                 "gates:",
                 "  health: PASSED (2 of 2 checks passed)",
                 "next: playbooks/phase2.yml (backfill and validate the data)",
             ]
         );
+    }
+
+    #[test]
+    fn a_task_names_its_change_with_a_tag() {
+        let tags = |t: &[&str]| t.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            Change::of_task(&tags(&["always", "change_config"])),
+            Some(Change::Config)
+        );
+        assert_eq!(
+            Change::of_task(&tags(&["change_restart"])),
+            Some(Change::Restart)
+        );
+        assert_eq!(Change::of_task(&tags(&["bookkeeping", "config"])), None);
+    }
+
+    #[test]
+    fn check_mode_says_what_would_change() {
+        let mut changes = BTreeMap::new();
+        let h1: &mut HostChanges = changes.entry("h1".to_string()).or_default();
+        h1.record(None, "a");
+        h1.record(None, "b");
+        h1.record(None, "a");
+        let f = Facts {
+            changes: &changes,
+            hosts: vec!["h1".into()],
+            gates: vec![],
+            playbook: "phase1.yml".into(),
+            phase: Phase::Phase1,
+            rollback: false,
+            completed: false,
+            check: true,
+        };
+        let (_, lines) = render(&f);
+        assert_eq!(lines[1], "  h1  would change: 2 other tasks");
+        assert_eq!(lines[2], "gates: not measured (check mode)");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! What the operator sees (issue 15, item 3): a failed command's return code and output, one
 //! line per `until` retry, a gate's checks under its task, the phase summary with bookkeeping
-//! tasks out of the default output, and `status` on a fresh inventory.
+//! tasks out of the default output and out of `--check`'s plan, and `status` on a fresh
+//! inventory.
 //!
 //! The command and retry checks run on the local three-host fleet; the phase check runs the
 //! real `playbooks/preflight.yml` against the sandbox's clusters and SSH hosts.
@@ -57,6 +58,73 @@ fn a_failed_command_shows_its_return_code_and_output_and_until_prints_each_retry
     assert!(
         out.contains("    out-30\n") && !out.contains("out-20\n"),
         "{out}"
+    );
+}
+
+/// `--check`'s PLAN leaves bookkeeping tasks out as the run's output does (shown with `-v`),
+/// except a bookkeeping task that failed; a host whose only lines are hidden was still reached.
+#[test]
+fn the_check_plan_hides_bookkeeping_tasks_unless_verbose_but_not_their_failures() {
+    let fleet = Fleet::new();
+    let pb = fleet.write_playbook(
+        "plan.yml",
+        r#"
+- name: plan play
+  hosts: h1:h2
+  tasks:
+    - name: note a fact
+      tags: [bookkeeping]
+      set_fact: {noted: 1}
+    - name: write the file
+      copy: {content: "w\n", dest: /w.txt}
+      when: inventory_hostname == 'h1'
+    - name: a bookkeeping check that fails
+      tags: [bookkeeping]
+      fail: {msg: "bookkeeping went wrong"}
+      when: inventory_hostname == 'h1'
+- name: quiet play
+  hosts: h2
+  tasks:
+    - name: note another fact
+      tags: [bookkeeping]
+      set_fact: {noted: 2}
+"#,
+    );
+    let pb = pb.to_str().unwrap();
+    let plan_of = |out: &str| {
+        out.split("PLAN [plan play]")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no plan:\n{out}"))
+            .split("PLAY RECAP")
+            .next()
+            .unwrap()
+            .to_string()
+    };
+
+    let quiet = fleet.run(&[pb, "--check"]);
+    quiet.assert_code(2);
+    let plan = plan_of(&quiet.stdout);
+    assert!(
+        !plan.contains("note a fact") && !plan.contains("note another fact"),
+        "{plan}"
+    );
+    assert!(plan.contains("would change write the file"), "{plan}");
+    assert!(
+        plan.contains("failed       a bookkeeping check that fails: bookkeeping went wrong"),
+        "a failure is shown even for a bookkeeping task:\n{plan}"
+    );
+    let quiet_play = plan.split("PLAN [quiet play]").nth(1).unwrap_or_default();
+    assert!(
+        quiet_play.contains("h2:") && !quiet_play.contains("(not reached)"),
+        "h2 ran only a hidden task there, and was reached:\n{plan}"
+    );
+
+    let verbose = fleet.run(&[pb, "--check", "-v"]);
+    verbose.assert_code(2);
+    let plan = plan_of(&verbose.stdout);
+    assert!(
+        plan.contains("ok           note a fact") && plan.contains("ok           note another fact"),
+        "-v shows bookkeeping:\n{plan}"
     );
 }
 

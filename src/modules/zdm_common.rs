@@ -110,15 +110,15 @@ pub fn flag(args: &Map<String, Value>, vars: &Vars, arg: &str, var: &str, defaul
     }
 }
 
-/// The gate's verdict as a task result: a multi-line `msg` with every check (what was measured,
-/// against which threshold), structured `data.checks`, failed when any check failed. The checks
-/// are also handed to the migration run so `zdm_phase complete` records them.
 /// Whether a module's result is a gate's verdict (made by [`gate_result`]): its message lists
 /// the checks and is shown without `-v`.
 pub fn is_gate_result(r: &ModResult) -> bool {
     r.data.contains_key("gate") && r.data.contains_key("checks")
 }
 
+/// The gate's verdict as a task result: a multi-line `msg` with every check (what was measured,
+/// against which threshold), structured `data.checks`, failed when any check failed. The checks
+/// are also handed to the migration run so `zdm_phase complete` records them.
 pub fn gate_result(gate: &str, checks: &[Check]) -> ModResult {
     crate::migration_run::record_gate(gate, checks);
     let failed = checks.iter().filter(|c| !c.passed).count();

@@ -629,9 +629,7 @@ impl<'a> Runner<'a> {
             &task.display_name(),
             handler,
             &run_hosts,
-            task.tags
-                .iter()
-                .any(|t| t == crate::output::BOOKKEEPING_TAG),
+            &task.tags,
         );
         let env = TaskEnv {
             task,
