@@ -1,6 +1,7 @@
 //! Varied table shapes survive migrate with their writetimes and TTLs, and validate is clean,
 //! with pages so small that ranges span many pages and partitions (and their static cells)
-//! cross page boundaries. A page the server refuses for its tombstones is retried smaller.
+//! cross page boundaries. A page the server refuses for its tombstones is retried smaller, and a
+//! batch it refuses as too large is written one by one.
 
 mod data_support;
 
@@ -500,4 +501,64 @@ async fn a_page_refused_for_its_tombstones_is_retried_smaller() {
         "{}",
         report.human()
     );
+}
+
+/// The sandbox's Cassandra refuses a batch over several partitions larger than
+/// `batch_size_fail_threshold` (1 MiB there) with INVALID ("Batch too large"). The writer's
+/// classification of that driver error is checked against the real answer, and the writer
+/// then sends the writes one by one: every row arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_refused_as_too_large_is_written_one_by_one() {
+    use scylla::statement::batch::{Batch, BatchType};
+    use zdm_run::data::copy::{Write, Writer};
+    use zdm_run::data::driver_errors::batch_refused_as_a_whole;
+    use zdm_run::data::scan::RetryPolicy;
+
+    let cfg = config();
+    let c = connect(&cfg).await;
+    let ks = unique_keyspace("bigbatch");
+    let _guard = KeyspaceGuard::new(&cfg, &ks);
+    let table = format!("{ks}.t");
+    create_schema(
+        &c,
+        &ks,
+        &[format!("CREATE TABLE {table} (p int PRIMARY KEY, v text)")],
+    )
+    .await;
+    // 24 partitions of 64 KiB each: 1.5 MiB in one batch.
+    let big = "x".repeat(64 * 1024);
+    let cql = format!("INSERT INTO {table} (p, v) VALUES (?, ?) USING TIMESTAMP {OLD}");
+    let writes: Vec<Write> = (0..24)
+        .map(|p| Write {
+            cql: cql.clone(),
+            values: vec![Some(CqlValue::Int(p)), Some(CqlValue::Text(big.clone()))],
+        })
+        .collect();
+
+    let prepared = c.target.prepare(cql.clone()).await.expect("prepare");
+    let mut batch = Batch::new(BatchType::Unlogged);
+    for _ in &writes {
+        batch.append_statement(prepared.clone());
+    }
+    let values: Vec<&Vec<Option<CqlValue>>> = writes.iter().map(|w| &w.values).collect();
+    let refused = c
+        .target
+        .batch(&batch, &values)
+        .await
+        .expect_err("a 1.5 MiB batch over 24 partitions is over the fail threshold");
+    assert!(batch_refused_as_a_whole(&refused), "{refused:?}");
+    assert_eq!(count(&c.target, &table).await, 0, "nothing of it was applied");
+
+    let writer = Writer::new(
+        c.target.clone(),
+        RetryPolicy {
+            attempts: 2,
+            backoff: std::time::Duration::from_millis(50),
+        },
+    );
+    writer
+        .apply_batch(&writes)
+        .await
+        .expect("the writes go one by one");
+    assert_eq!(count(&c.target, &table).await, 24);
 }
