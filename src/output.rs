@@ -486,7 +486,8 @@ impl Reporter {
                     // A host with only hidden lines was still reached.
                     let lines = per_host.entry(host.clone()).or_default();
                     for rep in reports {
-                        let failed = matches!(rep["status"].as_str(), Some("failed" | "unreachable"));
+                        let failed =
+                            matches!(rep["status"].as_str(), Some("failed" | "unreachable"));
                         if hidden && !failed {
                             continue;
                         }

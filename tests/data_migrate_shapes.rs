@@ -547,7 +547,11 @@ async fn a_batch_refused_as_too_large_is_written_one_by_one() {
         .await
         .expect_err("a 1.5 MiB batch over 24 partitions is over the fail threshold");
     assert!(batch_refused_as_a_whole(&refused), "{refused:?}");
-    assert_eq!(count(&c.target, &table).await, 0, "nothing of it was applied");
+    assert_eq!(
+        count(&c.target, &table).await,
+        0,
+        "nothing of it was applied"
+    );
 
     let writer = Writer::new(
         c.target.clone(),

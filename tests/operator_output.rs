@@ -123,7 +123,8 @@ fn the_check_plan_hides_bookkeeping_tasks_unless_verbose_but_not_their_failures(
     verbose.assert_code(2);
     let plan = plan_of(&verbose.stdout);
     assert!(
-        plan.contains("ok           note a fact") && plan.contains("ok           note another fact"),
+        plan.contains("ok           note a fact")
+            && plan.contains("ok           note another fact"),
         "-v shows bookkeeping:\n{plan}"
     );
 }

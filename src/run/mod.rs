@@ -625,12 +625,8 @@ impl<'a> Runner<'a> {
             Ok(true) => targets.iter().take(1).cloned().collect(),
             _ => targets.clone(),
         };
-        self.out.task_start(
-            &task.display_name(),
-            handler,
-            &run_hosts,
-            &task.tags,
-        );
+        self.out
+            .task_start(&task.display_name(), handler, &run_hosts, &task.tags);
         let env = TaskEnv {
             task,
             play: &play.name,
