@@ -5,13 +5,17 @@
 //!   (TARGET), before anything is recorded;
 //! - phase 4 right after phase 1 (phases 2 and 3 never ran) is refused before any proxy is
 //!   touched; with `--force-phase` it runs, warns, and the state history keeps the warning.
+//!
+//! The deployment also shows the phase summary's words for what changed on each proxy: phase 1
+//! on a new fleet ships the binary and the config and (re)starts the proxy; phase 4 changes
+//! only `primary_cluster`, so the config and a live reload.
 
 mod deploy_support;
 mod migration_support;
 mod ssh_support;
 
 use deploy_support::workload::create_table;
-use deploy_support::{unique_keyspace, Fleet, HOSTS};
+use deploy_support::{unique_keyspace, Fleet, Run, HOSTS};
 use migration_support::{assert_fleet, private_inventory, run_phase, state};
 
 use std::time::{Duration, Instant};
@@ -24,6 +28,33 @@ fn recorded(inv: &std::path::Path) -> (String, bool, usize) {
         st["completed"].as_bool().unwrap_or_default(),
         st["history"].as_array().map_or(0, Vec::len),
     )
+}
+
+/// The run's SUMMARY block says, for every proxy, `changed: <changed>` (the fixed words the
+/// deploy tasks' change tags give, not task names), that the health gate passed, and `next`.
+fn assert_summary(run: &Run, phase: &str, changed: &str, next: &str) {
+    let summary = run
+        .out
+        .split(&format!("SUMMARY [{phase}]"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no summary for {phase}:\n{}", run.out))
+        .split("PLAY RECAP")
+        .next()
+        .unwrap();
+    for h in HOSTS {
+        assert!(
+            summary.contains(&format!("\n  {h}  changed: {changed}\n")),
+            "{phase}: {h} changed {changed}:\n{summary}"
+        );
+    }
+    assert!(
+        summary.contains("\ngates:\n") && summary.contains("\n  health: PASSED ("),
+        "{phase}: the health gate's verdict:\n{summary}"
+    );
+    assert!(
+        summary.contains(&format!("\nnext: {next}")),
+        "{phase}: next step {next}:\n{summary}"
+    );
 }
 
 /// Waits (bounded) until every proxy's readiness answers `want` (503 once it sees a cluster
@@ -111,9 +142,17 @@ async fn target_down_refuses_phase2_and_phase4_before_phase2_is_refused_and_forc
         create_table(&fleet.direct_session(cluster).await, &ks).await;
     }
 
-    for pb in ["preflight.yml", "phase1.yml"] {
-        run_phase(&fleet, inv, &ks, pb, &[]).await.assert_ok(pb);
-    }
+    run_phase(&fleet, inv, &ks, "preflight.yml", &[])
+        .await
+        .assert_ok("preflight.yml");
+    let phase1 = run_phase(&fleet, inv, &ks, "phase1.yml", &[]).await;
+    phase1.assert_ok("phase1.yml");
+    assert_summary(
+        &phase1,
+        "phase1",
+        "binary, config, restart",
+        "playbooks/phase2.yml (backfill and validate the data)",
+    );
     let pids: Vec<Option<u32>> = HOSTS.iter().map(|h| fleet.proxy_pid(h)).collect();
     assert!(
         pids.iter().all(Option::is_some),
@@ -141,6 +180,12 @@ async fn target_down_refuses_phase2_and_phase4_before_phase2_is_refused_and_forc
 
     let forced = run_phase(&fleet, inv, &ks, "phase4.yml", &["--force-phase"]).await;
     forced.assert_ok("phase4 --force-phase");
+    assert_summary(
+        &forced,
+        "phase4",
+        "config, reload",
+        "playbooks/phase5.yml (cutover)",
+    );
     assert!(
         forced.out.contains("WARNING: --force-phase"),
         "a loud warning:\n{}",
