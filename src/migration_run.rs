@@ -28,6 +28,9 @@ pub struct Transition {
 struct Inner {
     playbook: String,
     transition: Option<Transition>,
+    /// The transition a check-mode run would start (nothing is recorded, so `transition`
+    /// stays empty): what the phase summary of a `--check` run is about.
+    planned: Option<Transition>,
     /// Gate results since the transition started (or since the run began).
     gates: Vec<GateResult>,
     /// `--force-phase` warnings issued by this run, repeated at the end of the output.
@@ -118,6 +121,22 @@ impl MigrationRun {
 
     pub fn transition(&self) -> Option<Transition> {
         self.inner().transition
+    }
+
+    /// Notes the transition a check-mode run would start, so its summary can say what the
+    /// phase would change; it records nothing and changes no other behaviour.
+    pub fn plan_begin(&self, phase: Phase, rollback: bool) {
+        self.inner().planned = Some(Transition {
+            phase,
+            rollback,
+            finished: false,
+        });
+    }
+
+    /// The transition this run started or, in check mode, would start.
+    pub fn started_or_planned(&self) -> Option<Transition> {
+        let inner = self.inner();
+        inner.transition.or(inner.planned)
     }
 
     /// A transition starts: gates measured before it do not count for it.

@@ -299,7 +299,11 @@ impl Reporter {
         }
         if r.status.is_change() {
             let current = self.current.lock().expect("current lock");
-            if !current.bookkeeping {
+            // A planned `would run` (a gate, a command judged by its output) may change
+            // nothing: only the real run knows, so the check summary counts it only when its
+            // change tag says what it would be.
+            let uncertain = r.status == TaskStatus::WouldRun && current.change.is_none();
+            if !current.bookkeeping && !uncertain {
                 let (kind, name) = (current.change, current.name.clone());
                 drop(current);
                 let mut changes = self.changes.lock().expect("changes lock");

@@ -113,14 +113,14 @@ pub struct Facts<'a> {
     pub check: bool,
 }
 
-/// The summary's title and lines for a run that started a phase or a rollback; `None` for a
-/// run that started none (nothing to summarize).
+/// The summary's title and lines for a run that started a phase or a rollback (or, with
+/// `--check`, would start one); `None` for a run that started none (nothing to summarize).
 pub fn for_run(
     run: &MigrationRun,
     changes: &BTreeMap<String, HostChanges>,
     hosts: Vec<String>,
 ) -> Option<(String, Vec<String>)> {
-    let t = run.transition()?;
+    let t = run.started_or_planned()?;
     let completed = run
         .store()
         .load()

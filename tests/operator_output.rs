@@ -148,7 +148,7 @@ fn status_on_a_fresh_inventory_says_not_started_and_nothing_more() {
 
 /// The real preflight playbook: its bookkeeping tasks are out of the default output (shown
 /// with `-v`), the gate's checks are printed under the gate task, and the run ends with the
-/// summary naming the gate's verdict and the next playbook.
+/// summary naming the gate's verdict and the next playbook (`--check` ends with one too).
 #[test]
 fn a_phase_playbook_shows_gate_checks_and_a_summary_and_hides_bookkeeping_unless_verbose() {
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -165,6 +165,21 @@ fn a_phase_playbook_shows_gate_checks_and_a_summary_and_hides_bookkeeping_unless
     let playbook = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("playbooks/preflight.yml");
     let pb = playbook.to_str().unwrap();
     let keyspaces = format!("zdm_keyspaces={ks}");
+
+    // --check first (nothing is recorded): the summary says what the phase would do.
+    let check = w.run(&[pb, "-e", &keyspaces, "--check"]);
+    check.assert_code(0);
+    let out = check.stdout();
+    let summary = out
+        .split("SUMMARY [preflight]")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no summary in check mode:\n{out}"));
+    assert!(
+        summary.contains("  zdm-h1  unchanged")
+            && summary.contains("gates: not measured (check mode)")
+            && summary.contains("without --check to apply this plan"),
+        "{summary}"
+    );
 
     let run = w.run(&[pb, "-e", &keyspaces]);
     run.assert_code(0);

@@ -388,6 +388,13 @@ impl Module for ZdmPhase {
                 Ok(d) => d,
                 Err(done) => return Ok(Query::Done(ModResult::msg(done))),
             };
+            if run.check_mode() {
+                match d.event {
+                    Event::Started => run.plan_begin(d.phase, false),
+                    Event::RollbackStarted => run.plan_begin(d.phase, true),
+                    _ => {}
+                }
+            }
             let mut summary = d.summary;
             if let Some(w) = &d.forced {
                 summary = format!("{w}\n{summary}");
