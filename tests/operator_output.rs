@@ -9,10 +9,12 @@
 mod common;
 mod data_support;
 mod gates_support;
+mod support;
 
 use common::Fleet;
 use data_support::{config, connect, create_schema, unique_keyspace, KeyspaceGuard};
 use gates_support::{sandbox_inventory, Workdir};
+use support::FleetLock;
 
 #[test]
 fn a_failed_command_shows_its_return_code_and_output_and_until_prints_each_retry() {
@@ -151,6 +153,8 @@ fn status_on_a_fresh_inventory_says_not_started_and_nothing_more() {
 /// summary naming the gate's verdict and the next playbook (`--check` ends with one too).
 #[test]
 fn a_phase_playbook_shows_gate_checks_and_a_summary_and_hides_bookkeeping_unless_verbose() {
+    // Every proxy host must answer: a test that cuts one off holds this lock exclusively.
+    let _fleet = FleetLock::shared();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let cfg = config();
     let clusters = rt.block_on(connect(&cfg));
