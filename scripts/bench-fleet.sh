@@ -44,10 +44,13 @@ sandbox() {
 mkdir -p "$WORK" "$ROOT/bench-results"
 
 case $PROFILE in
-  release) BIN=$ROOT/target/release ; cargo build --release --bin zdm-run --bin zdm-proxy >&2 ;;
-  dev | debug) BIN=$ROOT/target/debug ; cargo build --bin zdm-run --bin zdm-proxy >&2 ;;
+  release) BIN=$ROOT/target/release ;;
+  dev | debug) BIN=$ROOT/target/debug ;;
   *) die "BENCH_PROFILE must be release or dev" ;;
 esac
+flags=()
+[[ $PROFILE == release ]] && flags=(--release)
+(cd "$ROOT" && cargo build "${flags[@]}" --bin zdm-run && cargo build "${flags[@]}" -p zdm-proxy --bin zdm-proxy) >&2
 
 trap 'log "taking the bench fleet down"; sandbox down >&2 || true' EXIT
 sandbox up --fleet-only >&2
