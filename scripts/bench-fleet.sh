@@ -13,7 +13,7 @@
 # with the load average before and after each, and takes the fleet down however it ends.
 #
 # Settings (environment): BENCH_HOSTS (100), BENCH_FORKS (50), BENCH_PROFILE (release; `dev`
-# reuses the debug build), BENCH_SKIP_ANSIBLE=1, BENCH_SKIP_DEPLOY=1, BENCH_NET (10.213.3),
+# reuses the debug build), BENCH_BUILD=0 (use the binaries as built), BENCH_SKIP_ANSIBLE=1, BENCH_SKIP_DEPLOY=1, BENCH_NET (10.213.3),
 # BENCH_PREFIX (zfo), BENCH_ANSIBLE ('ansible-core>=2.19,<2.20').
 # Needs root (network namespaces, like the sandbox) and the shared sandbox up (for deploy).
 set -euo pipefail
@@ -27,7 +27,7 @@ PREFIX=${BENCH_PREFIX:-zfo}
 ANSIBLE_REQ=${BENCH_ANSIBLE:-ansible-core>=2.19,<2.20}
 WORK=$ROOT/target/fleet-bench
 SB=$WORK/sandbox
-VENV=/tmp/zdm-bench-ansible-venv
+VENV=${BENCH_VENV:-/tmp/zdm-bench-ansible-venv}
 OUT=$ROOT/bench-results/fleet-fanout.md
 SHARED_INV=$ROOT/.sandbox/inventory/hosts.yml
 
@@ -50,7 +50,10 @@ case $PROFILE in
 esac
 flags=()
 [[ $PROFILE == release ]] && flags=(--release)
-(cd "$ROOT" && cargo build "${flags[@]}" --bin zdm-run && cargo build "${flags[@]}" -p zdm-proxy --bin zdm-proxy) >&2
+if [[ ${BENCH_BUILD:-1} == 1 ]]; then
+  (cd "$ROOT" && cargo build "${flags[@]}" --bin zdm-run && cargo build "${flags[@]}" -p zdm-proxy --bin zdm-proxy) >&2
+fi
+[[ -x $BIN/zdm-run && -x $BIN/zdm-proxy ]] || die "no zdm-run and zdm-proxy in $BIN"
 
 trap 'log "taking the bench fleet down"; sandbox down >&2 || true' EXIT
 sandbox up --fleet-only >&2
@@ -123,49 +126,57 @@ row() {
   echo "| $what | $secs | $before | $after | $status |"
 }
 
-log "three tasks on $HOSTS hosts at -f $FORKS with zdm-run"
-ZDM=$(measure zdm-run-three "$BIN/zdm-run" -i "$WORK/fleet.yml" "$WORK/three-tasks.yml" -f "$FORKS")
+cell() { [[ $2 == *'|'* ]] && row "$1" "$2" || echo "| $1 | $2 | | | |"; }
+# Rewritten after every measurement: an interrupted run keeps what it measured.
+report() {
+  {
+    echo "# Fleet fan-out benchmark"
+    echo
+    echo "Written by \`scripts/bench-fleet.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'): a fleet-only sandbox of $HOSTS hosts"
+    echo "(each its own network namespace and sshd, all on this machine's $(nproc) CPUs, which other"
+    echo "sessions may share: see the load averages), zdm-run built with the \`$PROFILE\` profile, -f $FORKS."
+    echo "The three-task playbook is gather facts, \`command: uname -a\`, \`copy\` of a short text."
+    echo
+    echo "| run | seconds | load before | load after | result |"
+    echo "|---|---:|---|---|---|"
+    cell "three tasks, zdm-run" "$ZDM"
+    cell "three tasks, ${ANS_VERSION:-ansible-core}" "$ANS"
+    cell "deploy.yml --check, fresh fleet" "$CHECK"
+    cell "deploy.yml, fresh fleet" "$DEPLOY"
+    echo
+    echo "Logs of each run: target/fleet-bench/*.log."
+  } >"$OUT"
+}
 
+ZDM="not run"
 ANS="skipped (BENCH_SKIP_ANSIBLE)"
 ANS_VERSION=
+CHECK="skipped (BENCH_SKIP_DEPLOY)"
+DEPLOY=$CHECK
+log "three tasks on $HOSTS hosts at -f $FORKS with zdm-run"
+ZDM=$(measure zdm-run-three "$BIN/zdm-run" -i "$WORK/fleet.yml" "$WORK/three-tasks.yml" -f "$FORKS")
+report
+
 if [[ -z ${BENCH_SKIP_ANSIBLE:-} ]]; then
   if [[ ! -x $VENV/bin/ansible-playbook ]]; then
     log "installing $ANSIBLE_REQ into $VENV"
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install -q "$ANSIBLE_REQ" >&2
   fi
-  ANS_VERSION=$("$VENV/bin/ansible-playbook" --version 2>/dev/null | head -1)
+  ANS_VERSION=$("$VENV/bin/ansible-playbook" --version 2>/dev/null | sed -n 1p)
   log "the same playbook with $ANS_VERSION"
   ANS=$(ANSIBLE_HOST_KEY_CHECKING=True ANSIBLE_PYTHON_INTERPRETER=/usr/bin/python3 \
     ANSIBLE_RETRY_FILES_ENABLED=False ANSIBLE_LOCAL_TEMP=$WORK/ansible-tmp \
     measure ansible-three "$VENV/bin/ansible-playbook" -i "$WORK/fleet.yml" "$WORK/three-tasks.yml" -f "$FORKS")
+  report
 fi
 
-CHECK="skipped (BENCH_SKIP_DEPLOY)"
-DEPLOY=$CHECK
 if [[ -z ${BENCH_SKIP_DEPLOY:-} ]]; then
   log "deploy.yml --check on the fresh fleet"
   CHECK=$(measure deploy-check "$BIN/zdm-run" -i "$WORK/deploy.yml" "$ROOT/playbooks/deploy.yml" --check -f "$FORKS")
+  report
   log "deploy.yml on the fresh fleet"
   DEPLOY=$(measure deploy "$BIN/zdm-run" -i "$WORK/deploy.yml" "$ROOT/playbooks/deploy.yml" -f "$FORKS")
+  report
 fi
-
-cell() { [[ $2 == *'|'* ]] && row "$1" "$2" || echo "| $1 | $2 | | | |"; }
-{
-  echo "# Fleet fan-out benchmark"
-  echo
-  echo "Written by \`scripts/bench-fleet.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'): a fleet-only sandbox of $HOSTS hosts"
-  echo "(each its own network namespace and sshd, all on this machine's $(nproc) CPUs, which other"
-  echo "sessions may share: see the load averages), zdm-run built with the \`$PROFILE\` profile, -f $FORKS."
-  echo "The three-task playbook is gather facts, \`command: uname -a\`, \`copy\` of a short text."
-  echo
-  echo "| run | seconds | load before | load after | result |"
-  echo "|---|---:|---|---|---|"
-  cell "three tasks, zdm-run" "$ZDM"
-  cell "three tasks, ${ANS_VERSION:-ansible-core}" "$ANS"
-  cell "deploy.yml --check, fresh fleet" "$CHECK"
-  cell "deploy.yml, fresh fleet" "$DEPLOY"
-  echo
-  echo "Logs of each run: target/fleet-bench/*.log."
-} >"$OUT"
 cat "$OUT"
