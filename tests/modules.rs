@@ -380,3 +380,116 @@ fn delegate_to_another_inventory_host_acts_there_with_the_callers_variables() {
         assert!(!fleet.host_file(h, &format!("/from-{h}")).exists());
     }
 }
+
+/// An HTTP server on 127.0.0.1 for `zdm_peers_ready`: `/<host>/ready` answers 200, except for
+/// the hosts in `not_ready` (503). Each answer is held back 300 ms so that requests sent at
+/// the same time overlap; it records which hosts were asked and the most requests it ever
+/// had in hand at once.
+struct PeerServer {
+    port: u16,
+    asked: Arc<std::sync::Mutex<Vec<String>>>,
+    max_in_flight: Arc<AtomicUsize>,
+}
+
+fn peer_server(not_ready: &'static [&'static str]) -> PeerServer {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let max_in_flight = Arc::new(AtomicUsize::new(0));
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let (a, m) = (asked.clone(), max_in_flight.clone());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let (asked, max, now) = (a.clone(), m.clone(), in_flight.clone());
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let n = s.read(&mut buf).unwrap_or(0);
+                let req = String::from_utf8_lossy(&buf[..n]).to_string();
+                let host = req
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|p| p.split('/').nth(1))
+                    .unwrap_or_default()
+                    .to_string();
+                let current = now.fetch_add(1, Ordering::SeqCst) + 1;
+                max.fetch_max(current, Ordering::SeqCst);
+                asked.lock().unwrap().push(host.clone());
+                std::thread::sleep(Duration::from_millis(300));
+                now.fetch_sub(1, Ordering::SeqCst);
+                let status = if not_ready.contains(&host.as_str()) {
+                    "503 Service Unavailable"
+                } else {
+                    "200 OK"
+                };
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+            });
+        }
+    });
+    PeerServer {
+        port,
+        asked,
+        max_in_flight,
+    }
+}
+
+#[test]
+fn zdm_peers_ready_asks_every_peer_at_once_and_check_mode_skips_peers_this_run_starts() {
+    let fleet = Fleet::new();
+    let server = peer_server(&["h3"]);
+    let port = server.port;
+    let pb = fleet.write_playbook(
+        "peers.yml",
+        &format!(
+            r#"
+- hosts: all
+  tasks:
+    - name: h3 served no client when the run began (deploy.yml's first play starts it)
+      set_fact:
+        was_serving: "{{{{ inventory_hostname != 'h3' }}}}"
+- hosts: h1
+  vars:
+    peer_ready_url: "http://127.0.0.1:{port}/{{{{ inventory_hostname }}}}/ready"
+  tasks:
+    - name: ask the others
+      zdm_peers_ready:
+        peers: "{{{{ groups['all'] | reject('equalto', inventory_hostname) | list }}}}"
+        url_var: peer_ready_url
+        serving_var: was_serving
+        retries: 1
+        delay: 0
+      register: peers
+    - assert:
+        that:
+          - "peers.not_ready == ([] if ansible_check_mode else ['h3'])"
+          - "peers.not_asked == (['h3'] if ansible_check_mode else [])"
+          - "peers.results | map(attribute='item') | list == (['h2'] if ansible_check_mode else ['h2', 'h3'])"
+          - not peers.changed
+"#
+        ),
+    );
+    fleet.run(&[pb.to_str().unwrap()]).assert_code(0);
+    let mut asked = server.asked.lock().unwrap().clone();
+    asked.sort();
+    assert_eq!(
+        asked,
+        ["h2", "h3", "h3"],
+        "h2 is ready at once; h3 is asked again once (retries: 1)"
+    );
+    assert_eq!(
+        server.max_in_flight.load(Ordering::SeqCst),
+        2,
+        "both peers must be asked at the same time"
+    );
+
+    server.asked.lock().unwrap().clear();
+    fleet.run(&[pb.to_str().unwrap(), "--check"]).assert_code(0);
+    assert_eq!(
+        *server.asked.lock().unwrap(),
+        ["h2"],
+        "check mode asks no peer that this run would start"
+    );
+}

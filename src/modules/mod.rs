@@ -140,6 +140,7 @@ pub use zdm_common::is_gate_result;
 mod zdm_config_change;
 mod zdm_data;
 mod zdm_health_gate;
+mod zdm_peers_ready;
 mod zdm_phase;
 mod zdm_preflight;
 
@@ -168,6 +169,7 @@ pub fn module(name: &str) -> Option<Box<dyn Module>> {
         "wait_for" => Box::new(net::WaitFor),
         "zdm_proxy_binary" => Box::new(zdm_proxy_binary::ZdmProxyBinary),
         "zdm_cdm" => Box::new(zdm_cdm::ZdmCdm),
+        "zdm_peers_ready" => Box::new(zdm_peers_ready::ZdmPeersReady),
         "service" => Box::new(service::Service),
         "package" | "apt" => Box::new(package::Package),
         "fetch" => Box::new(fetch::Fetch),
@@ -185,6 +187,7 @@ pub(crate) static FLEET_SPECS: &[&spec::ModuleSpec] = &[
     &package::APT_SPEC,
     &fetch::SPEC,
     &zdm_config_change::SPEC,
+    &zdm_peers_ready::SPEC,
     &crate::facts::SPEC,
     &crate::facts::SETUP_SPEC,
 ];

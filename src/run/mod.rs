@@ -601,7 +601,7 @@ impl<'a> Runner<'a> {
             let facts = self.facts.get(h).unwrap_or(&empty);
             bases.insert(
                 h.clone(),
-                pv.host_base(
+                pv.host_base_cached(
                     h,
                     &task.vars,
                     &task.role_defaults,
@@ -641,6 +641,7 @@ impl<'a> Runner<'a> {
             pool: &self.pool,
             out: self.out,
         };
+        self.templar.share_hostvars(Some(&hostvars));
         let mut outcomes: Vec<HostOutcome> = Vec::new();
         if let Err(msg) = &run_once {
             // Not knowing whether to run once is a failure of the task on every host, not
@@ -668,6 +669,7 @@ impl<'a> Runner<'a> {
                 outcomes.push(o);
             }
         }
+        self.templar.share_hostvars(None);
         self.out.task_end();
         // run_once: the one result counts for every host of the batch, and the plan (and
         // the real run's output alike) says so for each of them.

@@ -44,6 +44,15 @@ pub struct Templar {
     /// The secrets the text-changing filters report their outputs to (see
     /// `secret_filters`); the run masks its output with this same set.
     redactor: crate::secrets::Redactor,
+    /// `hostvars` of the task now running, converted for the engine once per task rather than
+    /// once per rendering (see [`Templar::share_hostvars`]).
+    shared_hostvars: RwLock<Option<SharedHostvars>>,
+}
+
+/// A task's `hostvars` as the engine sees them, with the host names they were made from.
+struct SharedHostvars {
+    hosts: Vec<String>,
+    value: minijinja::Value,
 }
 
 impl Default for Templar {
@@ -87,7 +96,45 @@ impl Templar {
             env,
             search,
             redactor,
+            shared_hostvars: RwLock::new(None),
         }
+    }
+
+    /// Converts a task's `hostvars` for the engine once; until the next call, a context whose
+    /// `hostvars` names the same hosts uses this conversion instead of its own copy. Every
+    /// host's variables carry `hostvars`, so converting them with each rendering cost
+    /// O(hosts x variables) per template: on 100 hosts a `set_fact` task took 30 s. The runner
+    /// shares them when a task starts and clears them (`None`) when it ends.
+    pub fn share_hostvars(&self, hostvars: Option<&Value>) {
+        let shared = hostvars
+            .and_then(Value::as_object)
+            .map(|hv| SharedHostvars {
+                hosts: hv.keys().cloned().collect(),
+                value: minijinja::Value::from_serialize(hv),
+            });
+        *self.shared_hostvars.write().expect("hostvars lock") = shared;
+    }
+
+    /// The engine's view of `ctx`: the shared `hostvars` when they are the ones `ctx` holds
+    /// (the same hosts), the rest converted as is.
+    fn context(&self, ctx: &Vars) -> minijinja::Value {
+        if let Some(Value::Object(hv)) = ctx.get("hostvars") {
+            let shared = self.shared_hostvars.read().expect("hostvars lock");
+            if let Some(s) = shared.as_ref() {
+                if s.hosts.len() == hv.len() && hv.keys().zip(&s.hosts).all(|(a, b)| a == b) {
+                    let rest: minijinja::Value = ctx
+                        .iter()
+                        .filter(|(k, _)| k.as_str() != "hostvars")
+                        .map(|(k, v)| (k.as_str(), minijinja::Value::from_serialize(v)))
+                        .collect();
+                    return minijinja::value::merge_maps([
+                        minijinja::context! { hostvars => s.value.clone() },
+                        rest,
+                    ]);
+                }
+            }
+        }
+        minijinja::Value::from_serialize(ctx)
     }
 
     /// The secret set this engine's filters add to: the run's redactor.
@@ -116,11 +163,10 @@ impl Templar {
             .env
             .template_from_named_str(name, &rewritten)
             .map_err(|e| self.explain(name, source, &e, ctx, None))?;
-        tmpl.render(minijinja::Value::from_serialize(ctx))
-            .map_err(|e| {
-                let names = tmpl.undeclared_variables(true);
-                self.explain(name, source, &e, ctx, Some(names))
-            })
+        tmpl.render(self.context(ctx)).map_err(|e| {
+            let names = tmpl.undeclared_variables(true);
+            self.explain(name, source, &e, ctx, Some(names))
+        })
     }
 
     /// Renders every string inside `v`. A string that is exactly one `{{ expression }}`
@@ -159,12 +205,10 @@ impl Templar {
             .env
             .compile_expression(&rewritten)
             .map_err(|e| self.explain(name, expr, &e, ctx, None))?;
-        let out = compiled
-            .eval(minijinja::Value::from_serialize(ctx))
-            .map_err(|e| {
-                let names = compiled.undeclared_variables(true);
-                self.explain(name, expr, &e, ctx, Some(names))
-            })?;
+        let out = compiled.eval(self.context(ctx)).map_err(|e| {
+            let names = compiled.undeclared_variables(true);
+            self.explain(name, expr, &e, ctx, Some(names))
+        })?;
         if out.is_undefined() {
             let names = compiled.undeclared_variables(true);
             return Err(self.explain(

@@ -15,6 +15,14 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Upper bound for a remote command that does not set its own timeout: a hung command must
 /// not hang the whole run.
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(1800);
+/// Key exchange methods put ahead of ssh's defaults (`^`: the rest of the default list
+/// follows, so a server without them still connects). OpenSSH 9.x prefers the hybrid
+/// `sntrup761x25519`, whose key generation costs the client ~100 ms of CPU per connection
+/// (measured on the sandbox: 2.0 s of CPU for 20 connections against 0.24 s with
+/// curve25519); for a fleet of 100 hosts opened at once that alone is 10 s of CPU on the
+/// control machine. `zdm_ssh_kex_algorithms` sets another preference, or `""` for ssh's
+/// own defaults; a `KexAlgorithms` in `ansible_ssh_common_args` wins over both.
+pub const DEFAULT_KEX_PREFERENCE: &str = "^curve25519-sha256,curve25519-sha256@libssh.org";
 
 /// How strictly the host key is checked (ssh's `StrictHostKeyChecking`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -44,6 +52,9 @@ pub struct SshTarget {
     pub connect_timeout: Duration,
     /// `-o Key=Value` options the builder has no setter for, passed via a generated config.
     pub extra_options: Vec<(String, String)>,
+    /// `KexAlgorithms` for the master when no `-o KexAlgorithms` is given (see
+    /// [`DEFAULT_KEX_PREFERENCE`]); `None` leaves ssh's defaults.
+    pub kex_preference: Option<String>,
     /// Run commands through `sudo -u <user>` (`ansible_become`).
     pub become_user: Option<String>,
     pub command_timeout: Duration,
@@ -96,6 +107,7 @@ impl SshTarget {
             jump_hosts: vec![],
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             extra_options: vec![],
+            kex_preference: Some(DEFAULT_KEX_PREFERENCE.into()),
             become_user: None,
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
         };
@@ -138,6 +150,22 @@ impl SshTarget {
             if let Some(args) = text(vars, &[var]) {
                 t.apply_ssh_args(&args).map_err(|m| err(var, m))?;
             }
+        }
+        if let Some((_, v)) = first(vars, &["zdm_ssh_kex_algorithms"]) {
+            let pref = display(v).trim().to_string();
+            if pref.contains(['\n', '\r', ' ']) {
+                return Err(err(
+                    "zdm_ssh_kex_algorithms",
+                    "a comma-separated list without blanks is expected".into(),
+                ));
+            }
+            t.kex_preference = Some(pref).filter(|p| !p.is_empty());
+        }
+        if t.extra_options
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("kexalgorithms"))
+        {
+            t.kex_preference = None;
         }
         let become_on =
             first(vars, &["ansible_become", "ansible_sudo"]).is_some_and(|(_, v)| truthy(v));
@@ -411,6 +439,23 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("only sudo"), "{e}");
+    }
+
+    #[test]
+    fn fast_key_exchange_first_unless_the_inventory_says_otherwise() {
+        let t = SshTarget::from_vars("h", &Vars::new()).unwrap();
+        assert_eq!(t.kex_preference.as_deref(), Some(DEFAULT_KEX_PREFERENCE));
+        let t = SshTarget::from_vars("h", &vars(json!({"zdm_ssh_kex_algorithms": ""}))).unwrap();
+        assert_eq!(t.kex_preference, None);
+        let t = SshTarget::from_vars(
+            "h",
+            &vars(json!({"ansible_ssh_common_args": "-o KexAlgorithms=ecdh-sha2-nistp256"})),
+        )
+        .unwrap();
+        assert_eq!(t.kex_preference, None);
+        let e = SshTarget::from_vars("h", &vars(json!({"zdm_ssh_kex_algorithms": "a, b"})))
+            .unwrap_err();
+        assert!(e.to_string().contains("zdm_ssh_kex_algorithms"), "{e}");
     }
 
     #[test]

@@ -1,0 +1,182 @@
+#!/usr/bin/env bash
+# Fan-out benchmark: how long a large fleet takes, next to ansible-core on the same fleet.
+#
+#   scripts/bench-fleet.sh            # writes bench-results/fleet-fanout.md
+#
+# It brings up a second, fleet-only sandbox (its own hosts, network and directory, beside the
+# shared sandbox, which it only reads: the clusters' addresses and credentials for the real
+# deploy), then measures on it:
+#   1. a three-task playbook (gather facts, a command, a copy) at -f FORKS with zdm-run;
+#   2. the same playbook with ansible-core (pip-installed into a throwaway virtualenv under
+#      /tmp, never a project dependency);
+#   3. playbooks/deploy.yml --check, then a real playbooks/deploy.yml, on the fresh fleet;
+# with the load average before and after each, and takes the fleet down however it ends.
+#
+# Settings (environment): BENCH_HOSTS (100), BENCH_FORKS (50), BENCH_PROFILE (release; `dev`
+# reuses the debug build), BENCH_BUILD=0 (use the binaries as built), BENCH_SKIP_ANSIBLE=1, BENCH_SKIP_DEPLOY=1, BENCH_NET (10.213.3),
+# BENCH_PREFIX (zfo), BENCH_ANSIBLE ('ansible-core>=2.19,<2.20').
+# Needs root (network namespaces, like the sandbox) and the shared sandbox up (for deploy).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+HOSTS=${BENCH_HOSTS:-100}
+FORKS=${BENCH_FORKS:-50}
+PROFILE=${BENCH_PROFILE:-release}
+NET=${BENCH_NET:-10.213.3}
+PREFIX=${BENCH_PREFIX:-zfo}
+ANSIBLE_REQ=${BENCH_ANSIBLE:-ansible-core>=2.19,<2.20}
+WORK=$ROOT/target/fleet-bench
+SB=$WORK/sandbox
+VENV=${BENCH_VENV:-/tmp/zdm-bench-ansible-venv}
+OUT=$ROOT/bench-results/fleet-fanout.md
+SHARED_INV=$ROOT/.sandbox/inventory/hosts.yml
+
+log() { echo "[bench-fleet] $*" >&2; }
+die() { log "error: $*"; exit 1; }
+load() { cut -d' ' -f1-3 /proc/loadavg; }
+
+sandbox() {
+  ZDM_SANDBOX_NET=$NET ZDM_SANDBOX_PREFIX=$PREFIX ZDM_SANDBOX_DIR=$SB ZDM_SANDBOX_HOSTS=$HOSTS \
+    "$ROOT/scripts/sandbox.sh" "$@"
+}
+
+[[ $(id -u) == 0 ]] || die "needs root (the fleet lives in network namespaces)"
+mkdir -p "$WORK" "$ROOT/bench-results"
+
+case $PROFILE in
+  release) BIN=$ROOT/target/release ;;
+  dev | debug) BIN=$ROOT/target/debug ;;
+  *) die "BENCH_PROFILE must be release or dev" ;;
+esac
+flags=()
+[[ $PROFILE == release ]] && flags=(--release)
+if [[ ${BENCH_BUILD:-1} == 1 ]]; then
+  (cd "$ROOT" && cargo build "${flags[@]}" --bin zdm-run && cargo build "${flags[@]}" -p zdm-proxy --bin zdm-proxy) >&2
+fi
+[[ -x $BIN/zdm-run && -x $BIN/zdm-proxy ]] || die "no zdm-run and zdm-proxy in $BIN"
+
+trap 'log "taking the bench fleet down"; sandbox down >&2 || true' EXIT
+sandbox up --fleet-only >&2
+
+# The proxies of the real deploy reach the shared sandbox's clusters through this machine:
+# each host gets a route to the shared sandbox's /24 via its own bridge address.
+SHARED_NET=$(sed -n 's/^ *origin_contact_points: "\([0-9.]*\)\.[0-9]*"$/\1/p' "$SHARED_INV" 2>/dev/null || true)
+for ((i = 1; i <= HOSTS; i++)); do
+  [[ -z $SHARED_NET ]] || ip -n "$PREFIX-h$i" route replace "$SHARED_NET.0/24" via "$NET.1"
+done
+
+# The inventories: the fleet alone (three tasks), and the fleet with the shared sandbox's
+# cluster variables (deploy). Written 0600: the second holds passwords.
+write_inventory() {
+  local file=$1 with_clusters=$2 i
+  (
+    umask 077
+    {
+      echo "all:"
+      if [[ $with_clusters == yes ]]; then
+        [[ -f $SHARED_INV ]] || die "no $SHARED_INV: the shared sandbox must be up for the deploy"
+        sed -n '/^  vars:/,/^  children:/p' "$SHARED_INV" | sed '$d'
+      fi
+      echo "  children:"
+      echo "    proxies:"
+      echo "      vars:"
+      echo "        ansible_user: root"
+      echo "        ansible_ssh_private_key_file: \"$SB/ssh/id_ed25519\""
+      echo "        ansible_ssh_common_args: \"-o UserKnownHostsFile=$SB/ssh/known_hosts -o StrictHostKeyChecking=yes\""
+      echo "      hosts:"
+      for ((i = 1; i <= HOSTS; i++)); do
+        echo "        $PREFIX-h$i:"
+        echo "          ansible_host: \"$NET.$((10 + i))\""
+      done
+    } >"$file"
+  )
+}
+write_inventory "$WORK/fleet.yml" no
+write_inventory "$WORK/deploy.yml" yes
+
+cat >"$WORK/three-tasks.yml" <<'EOF'
+- hosts: proxies
+  gather_facts: true
+  tasks:
+    - name: run a command
+      command: uname -a
+    - name: copy a file
+      copy:
+        content: "fan-out {{ inventory_hostname }}\n"
+        dest: /tmp/fanout.txt
+        mode: "0644"
+EOF
+
+# The proxy deployed is the zdm-proxy beside the zdm-run that runs (deploy.yml's default).
+# Runs a command, keeps its output under $WORK, and prints "seconds|load before|load after|rc".
+measure() {
+  local name=$1 before start rc=0
+  shift
+  before=$(load)
+  start=$(date +%s.%N)
+  "$@" >"$WORK/$name.log" 2>&1 || rc=$?
+  printf '%.1f|%s|%s|%s\n' "$(echo "$(date +%s.%N) - $start" | bc)" "$before" "$(load)" "$rc"
+}
+
+row() {
+  local what=$1 m=$2 secs before after rc
+  IFS='|' read -r secs before after rc <<<"$m"
+  local status=ok
+  [[ $rc == 0 ]] || status="exit $rc (see target/fleet-bench/)"
+  echo "| $what | $secs | $before | $after | $status |"
+}
+
+cell() { [[ $2 == *'|'* ]] && row "$1" "$2" || echo "| $1 | $2 | | | |"; }
+# Rewritten after every measurement: an interrupted run keeps what it measured.
+report() {
+  {
+    echo "# Fleet fan-out benchmark"
+    echo
+    echo "Written by \`scripts/bench-fleet.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'): a fleet-only sandbox of $HOSTS hosts"
+    echo "(each its own network namespace and sshd, all on this machine's $(nproc) CPUs, which other"
+    echo "sessions may share: see the load averages), zdm-run built with the \`$PROFILE\` profile, -f $FORKS."
+    echo "The three-task playbook is gather facts, \`command: uname -a\`, \`copy\` of a short text."
+    echo
+    echo "| run | seconds | load before | load after | result |"
+    echo "|---|---:|---|---|---|"
+    cell "three tasks, zdm-run" "$ZDM"
+    cell "three tasks, ${ANS_VERSION:-ansible-core}" "$ANS"
+    cell "deploy.yml --check, fresh fleet" "$CHECK"
+    cell "deploy.yml, fresh fleet" "$DEPLOY"
+    echo
+    echo "Logs of each run: target/fleet-bench/*.log."
+  } >"$OUT"
+}
+
+ZDM="not run"
+ANS="skipped (BENCH_SKIP_ANSIBLE)"
+ANS_VERSION=
+CHECK="skipped (BENCH_SKIP_DEPLOY)"
+DEPLOY=$CHECK
+log "three tasks on $HOSTS hosts at -f $FORKS with zdm-run"
+ZDM=$(measure zdm-run-three "$BIN/zdm-run" -i "$WORK/fleet.yml" "$WORK/three-tasks.yml" -f "$FORKS")
+report
+
+if [[ -z ${BENCH_SKIP_ANSIBLE:-} ]]; then
+  if [[ ! -x $VENV/bin/ansible-playbook ]]; then
+    log "installing $ANSIBLE_REQ into $VENV"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q "$ANSIBLE_REQ" >&2
+  fi
+  ANS_VERSION=$("$VENV/bin/ansible-playbook" --version 2>/dev/null | sed -n 1p)
+  log "the same playbook with $ANS_VERSION"
+  ANS=$(ANSIBLE_HOST_KEY_CHECKING=True ANSIBLE_PYTHON_INTERPRETER=/usr/bin/python3 \
+    ANSIBLE_RETRY_FILES_ENABLED=False ANSIBLE_LOCAL_TEMP=$WORK/ansible-tmp \
+    measure ansible-three "$VENV/bin/ansible-playbook" -i "$WORK/fleet.yml" "$WORK/three-tasks.yml" -f "$FORKS")
+  report
+fi
+
+if [[ -z ${BENCH_SKIP_DEPLOY:-} ]]; then
+  log "deploy.yml --check on the fresh fleet"
+  CHECK=$(measure deploy-check "$BIN/zdm-run" -i "$WORK/deploy.yml" "$ROOT/playbooks/deploy.yml" --check -f "$FORKS")
+  report
+  log "deploy.yml on the fresh fleet"
+  DEPLOY=$(measure deploy "$BIN/zdm-run" -i "$WORK/deploy.yml" "$ROOT/playbooks/deploy.yml" -f "$FORKS")
+  report
+fi
+cat "$OUT"
