@@ -67,6 +67,9 @@ done
 
 # The inventories: the fleet alone (three tasks), and the fleet with the shared sandbox's
 # cluster variables (deploy). Written 0600: the second holds passwords.
+# The fleet opts into the cheaper key exchange (see docs/runner.md, "SSH fleets"); BENCH_KEX=""
+# measures with ssh's own defaults.
+KEX=${BENCH_KEX-^curve25519-sha256,curve25519-sha256@libssh.org}
 write_inventory() {
   local file=$1 with_clusters=$2 i
   (
@@ -81,6 +84,7 @@ write_inventory() {
       echo "    proxies:"
       echo "      vars:"
       echo "        ansible_user: root"
+      [[ -n $KEX ]] && echo "        zdm_ssh_kex_algorithms: \"$KEX\""
       echo "        ansible_ssh_private_key_file: \"$SB/ssh/id_ed25519\""
       echo "        ansible_ssh_common_args: \"-o UserKnownHostsFile=$SB/ssh/known_hosts -o StrictHostKeyChecking=yes\""
       echo "      hosts:"
@@ -134,7 +138,7 @@ report() {
     echo
     echo "Written by \`scripts/bench-fleet.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'): a fleet-only sandbox of $HOSTS hosts"
     echo "(each its own network namespace and sshd, all on this machine's $(nproc) CPUs, which other"
-    echo "sessions may share: see the load averages), zdm-run built with the \`$PROFILE\` profile, -f $FORKS."
+    echo "sessions may share: see the load averages), zdm-run built with the \`$PROFILE\` profile, -f $FORKS, key exchange: ${KEX:-the ssh defaults}."
     echo "The three-task playbook is gather facts, \`command: uname -a\`, \`copy\` of a short text."
     echo
     echo "| run | seconds | load before | load after | result |"
