@@ -5,9 +5,11 @@
 //! CPU seconds per 10k requests and its peak RSS to `bench-results/proxy.md`.
 //!
 //! Run: `ZDM_SANDBOX_ENV=/path/.sandbox/env cargo bench -p zdm-proxy --bench proxy`
-//! (optional: BENCH_SECONDS, BENCH_CONCURRENCY, BENCH_PROXY_BIN).
+//! (optional: BENCH_SECONDS, BENCH_CONCURRENCY (empty: no throughput runs), BENCH_PROXY_BIN,
+//! BENCH_IDLE_CONNECTIONS (default 1000, 0: no idle measurement)).
+//!
+//! Also measures the idle memory per authenticated client connection (`support/idle_memory.rs`).
 
-use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -16,17 +18,10 @@ use std::time::{Duration, Instant};
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 
-fn sandbox() -> HashMap<String, String> {
-    let path = std::env::var("ZDM_SANDBOX_ENV")
-        .unwrap_or_else(|_| format!("{}/../.sandbox/env", env!("CARGO_MANIFEST_DIR")));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!("sandbox env {path} not readable ({e}); start the sandbox or set ZDM_SANDBOX_ENV")
-    });
-    text.lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect()
-}
+#[path = "../tests/common/mod.rs"]
+mod common;
+#[path = "support/idle_memory.rs"]
+mod idle_memory;
 
 struct Stats {
     requests: usize,
@@ -175,24 +170,6 @@ impl Drop for Kill {
     }
 }
 
-/// Holds the proxy tests' cluster lock shared, so a fault test (target_down stops the target)
-/// cannot run in the middle of a measurement; waits while one runs.
-fn cluster_lock_shared() -> std::fs::File {
-    use std::os::fd::AsRawFd;
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(std::env::temp_dir().join("zdm-proxy-tests.lock"))
-        .expect("open the proxy tests' lock file");
-    assert_eq!(
-        unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH) },
-        0,
-        "flock failed"
-    );
-    f
-}
-
 /// The 1-minute load average: what else was running, next to the figures, because the proxy's
 /// CPU per request depends on the machine's load (see the report's conditions line).
 fn load_average() -> String {
@@ -203,8 +180,10 @@ fn load_average() -> String {
 }
 
 fn main() {
-    let sb = sandbox();
-    let _lock = cluster_lock_shared();
+    let sb = common::Sandbox::load();
+    // Shared: a fault test (target_down stops the target) must not run in the middle of a
+    // measurement; waits while one runs.
+    let _lock = common::ClusterLock::shared();
     let load_before = load_average();
     let secs: u64 = std::env::var("BENCH_SECONDS")
         .ok()
@@ -213,21 +192,24 @@ fn main() {
     let levels: Vec<usize> = std::env::var("BENCH_CONCURRENCY")
         .unwrap_or_else(|_| "4,32".into())
         .split(',')
+        .filter(|c| !c.trim().is_empty())
         .map(|c| {
             c.trim()
                 .parse()
                 .expect("BENCH_CONCURRENCY: comma-separated integers")
         })
         .collect();
+    let idle_connections: usize = std::env::var("BENCH_IDLE_CONNECTIONS")
+        .ok()
+        .map(|n| n.parse().expect("BENCH_IDLE_CONNECTIONS: an integer"))
+        .unwrap_or(1000);
+    // The proxy (a child: it inherits the limit) holds three sockets per client connection.
+    idle_memory::raise_fd_limit(4 * idle_connections as u64 + 256);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
-    let g = |k: &str| {
-        sb.get(k)
-            .unwrap_or_else(|| panic!("sandbox env lacks {k}"))
-            .clone()
-    };
+    let g = |k: &str| sb.get(k).to_string();
 
     let mut env: Vec<(String, String)> = Vec::new();
     for c in ["ORIGIN", "TARGET"] {
@@ -268,6 +250,11 @@ fn main() {
         }
         (proxy, addr)
     };
+    // Idle memory first, on a proxy of its own, so nothing of the throughput runs is in its RSS.
+    let idle = (idle_connections > 0).then(|| {
+        let (idle_proxy, idle_addr) = spawn(19402, "PRIMARY_ONLY");
+        idle_memory::measure(&sb, &idle_addr, idle_proxy.0.id(), idle_connections)
+    });
     let (proxy, addr) = spawn(19400, "PRIMARY_ONLY");
     let (dual_proxy, dual_addr) = spawn(19401, "DUAL_ASYNC_ON_SECONDARY");
     let pid = proxy.0.id();
@@ -382,6 +369,9 @@ fn main() {
         rss as f64 / 1024.0,
         dual_rss as f64 / 1024.0
     ));
+    if let Some(m) = &idle {
+        report.push_str(&idle_memory::report(m));
+    }
     let out_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench-results");
     std::fs::create_dir_all(&out_dir).unwrap();
     std::fs::write(out_dir.join("proxy.md"), &report).unwrap();

@@ -16,7 +16,6 @@ use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, Notify};
-use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
 
 use crate::frame::{opcode, Frame, FrameCodec};
@@ -173,7 +172,7 @@ impl ClusterConn {
         let writer_notify = closed_notify.clone();
         let writer_cancel = cancel.clone();
         tokio::spawn(async move {
-            let mut sink = FramedWrite::new(wr, FrameCodec::cluster_side(version));
+            let mut sink = crate::buffers::cluster_writer(wr, FrameCodec::cluster_side(version));
             loop {
                 let frame = tokio::select! {
                     f = rx.recv() => f,
@@ -201,7 +200,7 @@ impl ClusterConn {
 
         // Reader: hands each answer to whoever waits on its stream id.
         tokio::spawn(async move {
-            let mut source = FramedRead::new(rd, FrameCodec::cluster_side(version));
+            let mut source = crate::buffers::cluster_reader(rd, FrameCodec::cluster_side(version));
             loop {
                 let frame = tokio::select! {
                     f = source.next() => f,

@@ -69,7 +69,7 @@ pub async fn handle_client(
     };
     // v5 is offered only while both clusters speak it (v4 clients are unaffected).
     let max_version = shared.health.max_client_version();
-    let mut framed = Framed::new(stream, FrameCodec::client_side(max_version));
+    let mut framed = crate::buffers::client_framed(stream, FrameCodec::client_side(max_version));
     let established = tokio::select! {
         e = client_handshake(&mut framed, &shared) => e,
         _ = shutdown.wait_for(|s| *s) => None,

@@ -385,6 +385,23 @@ impl Decoder for FrameCodec {
     type Error = FrameError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
+        // A buffer this large grew for a large frame (or segment); once that is taken off and
+        // little is left, the rest moves to a buffer of the usual size, so an idle connection
+        // does not keep the largest frame it ever saw (the frame's body keeps the large
+        // allocation alive only as long as the body itself lives).
+        let grown = src.capacity() > crate::buffers::READ_KEEP;
+        let result = self.decode_message(src);
+        if grown && src.len() <= crate::buffers::READ_INITIAL && matches!(result, Ok(Some(_))) {
+            crate::buffers::shrink_read_buffer(src);
+        }
+        result
+    }
+}
+
+impl FrameCodec {
+    /// One frame off `src`: directly in v4 (and v5 before segments start), else out of the
+    /// segments.
+    fn decode_message(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
         let Some(mut seg) = self.segments.take() else {
             return self.decode_frame(src);
         };
@@ -392,7 +409,13 @@ impl Decoder for FrameCodec {
         // taken off `src` only when they hold no whole envelope.
         let result = loop {
             match self.decode_frame(&mut seg.envelopes) {
-                Ok(Some(f)) => break Ok(Some(f)),
+                Ok(Some(f)) => {
+                    if seg.envelopes.is_empty() {
+                        // Its (empty) tail would keep the whole message's allocation alive.
+                        seg.envelopes = BytesMut::new();
+                    }
+                    break Ok(Some(f));
+                }
                 Err(e) => break Err(e),
                 Ok(None) => {}
             }
@@ -531,6 +554,34 @@ mod tests {
         roundtrip(None);
         roundtrip(Some(Compression::Lz4));
         roundtrip(Some(Compression::Snappy));
+    }
+
+    #[test]
+    fn a_read_buffer_grown_for_a_large_frame_shrinks_back_once_it_is_decoded() {
+        use crate::buffers::{READ_INITIAL, READ_KEEP};
+        let mut codec = FrameCodec::cluster_side(VERSION);
+        let big = Frame::response(1, opcode::RESULT, Bytes::from(vec![7u8; 300 * 1024]));
+        let small = Frame::response(2, opcode::RESULT, Bytes::from_static(b"small"));
+        let mut wire = BytesMut::new();
+        codec.encode(big.clone(), &mut wire).unwrap();
+        let big_len = wire.len();
+        codec.encode(small.clone(), &mut wire).unwrap();
+        // As from a socket: the start of the large frame into a buffer of the usual size.
+        let mut src = BytesMut::with_capacity(READ_INITIAL);
+        src.extend_from_slice(&wire.split_to(1000));
+        assert_eq!(codec.decode(&mut src).unwrap(), None);
+        assert!(src.capacity() > READ_KEEP, "the buffer grows for the frame");
+        // The rest of it, and the first bytes of the next frame.
+        src.extend_from_slice(&wire.split_to(big_len - 1000 + 3));
+        assert_eq!(codec.decode(&mut src).unwrap(), Some(big));
+        assert_eq!(src.len(), 3, "what follows the frame is kept");
+        assert_eq!(
+            src.capacity(),
+            READ_INITIAL,
+            "and moved to a buffer of the usual size"
+        );
+        src.extend_from_slice(&wire);
+        assert_eq!(codec.decode(&mut src).unwrap(), Some(small));
     }
 
     #[test]

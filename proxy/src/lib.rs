@@ -1,6 +1,7 @@
 //! zdm-proxy: a CQL native-protocol (v4) proxy that writes to an origin and a target cluster
 //! and reads from the primary one, so applications can migrate with zero downtime.
 
+pub mod buffers;
 pub mod cluster;
 pub mod config;
 pub mod config_problems;

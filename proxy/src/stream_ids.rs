@@ -11,6 +11,11 @@
 //!
 //! Each reservation carries a generation number, so a requester that times out just as its
 //! answer arrives (and its id is reused at once) cannot orphan the new owner's reservation.
+//!
+//! The table grows with use: an id gets a slot the first time it is needed (the connection's
+//! highest concurrency so far), not when the connection opens. An idle connection of a
+//! 2048-id pool would otherwise hold 2048 slots and a 2048-entry free list (about 52 KiB,
+//! twice per client connection: origin and target) for ids it never uses.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -41,8 +46,11 @@ pub enum Answer<W> {
 
 /// The ids of one connection: which are free, which wait for an answer, which are orphaned.
 pub struct StreamIds<W> {
+    /// One slot per id handed out so far (ids `0..slots.len()`); never longer than `capacity`.
     slots: Vec<Slot<W>>,
+    /// Ids below `slots.len()` that are free again, the most recently freed last.
     free: Vec<i16>,
+    capacity: usize,
     /// Orphans in the order they were orphaned, for the age check; entries whose slot was freed
     /// (or reused) since are skipped lazily.
     orphans: VecDeque<(Ticket, Instant)>,
@@ -53,11 +61,10 @@ pub struct StreamIds<W> {
 impl<W> StreamIds<W> {
     /// `capacity` ids, 0..capacity (at most 32768: the protocol's ids are positive `i16`s).
     pub fn new(capacity: usize) -> StreamIds<W> {
-        let capacity = capacity.min(i16::MAX as usize + 1);
         StreamIds {
-            slots: (0..capacity).map(|_| Slot::Free).collect(),
-            // Reversed so ids are handed out from 0 upwards.
-            free: (0..capacity).rev().map(|i| i as i16).collect(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            capacity: capacity.min(i16::MAX as usize + 1),
             orphans: VecDeque::new(),
             orphaned: 0,
             next_generation: 0,
@@ -65,7 +72,7 @@ impl<W> StreamIds<W> {
     }
 
     pub fn capacity(&self) -> usize {
-        self.slots.len()
+        self.capacity
     }
 
     /// Ids not free: waiting for an answer or orphaned.
@@ -78,12 +85,23 @@ impl<W> StreamIds<W> {
         self.orphaned
     }
 
-    /// Reserves a free id for `waiter`; None when every id is reserved.
+    /// Reserves a free id for `waiter`; None when every id is reserved. The most recently freed
+    /// id is reused first; a new id (the next one up from 0) only when none is free.
     pub fn reserve(&mut self, waiter: W) -> Option<Ticket> {
-        let id = self.free.pop()?;
         let generation = self.next_generation;
+        let slot = Slot::Waiting { generation, waiter };
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.slots[id as usize] = slot;
+                id
+            }
+            None if self.slots.len() < self.capacity => {
+                self.slots.push(slot);
+                (self.slots.len() - 1) as i16
+            }
+            None => return None,
+        };
         self.next_generation += 1;
-        self.slots[id as usize] = Slot::Waiting { generation, waiter };
         Some(Ticket { id, generation })
     }
 
@@ -200,6 +218,33 @@ mod tests {
         assert_eq!(ids.answer(0), Answer::Waiter("a"));
         assert_eq!(ids.answer(1), Answer::Waiter("c"));
         assert_eq!(ids.reserved(), 0);
+    }
+
+    #[test]
+    fn slots_are_made_only_as_concurrency_needs_them() {
+        let mut ids = StreamIds::new(2048);
+        assert_eq!(
+            (ids.slots.len(), ids.free.capacity()),
+            (0, 0),
+            "idle: no table"
+        );
+        // One request at a time, however many: one slot.
+        for _ in 0..100 {
+            let t = ids.reserve(()).unwrap();
+            assert_eq!(t.id, 0);
+            assert_eq!(ids.answer(t.id), Answer::Waiter(()));
+        }
+        assert_eq!(ids.slots.len(), 1);
+        // Three at once: three slots, and the capacity still bounds the table.
+        let held: Vec<_> = (0..3).map(|_| ids.reserve(()).unwrap()).collect();
+        assert_eq!(held.iter().map(|t| t.id).collect::<Vec<_>>(), [0, 1, 2]);
+        assert_eq!((ids.slots.len(), ids.capacity()), (3, 2048));
+        let mut small = StreamIds::new(3);
+        for _ in 0..3 {
+            small.reserve(()).unwrap();
+        }
+        assert!(small.reserve(()).is_none());
+        assert_eq!(small.slots.len(), 3);
     }
 
     #[test]

@@ -43,21 +43,33 @@ pub fn connect(addr: &str) -> TcpStream {
 
 /// Opens a raw connection and completes the handshake with the target's credentials.
 pub fn authenticated(addr: &str, sb: &Sandbox) -> TcpStream {
+    try_authenticated(addr, sb).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `authenticated`, with a refusal (e.g. a cluster too busy to authenticate in time) as an
+/// error for callers that may retry.
+pub fn try_authenticated(addr: &str, sb: &Sandbox) -> Result<TcpStream, String> {
     let mut sock = connect(addr);
     sock.write_all(&frame(4, 0, 0x01, &startup_body())).unwrap();
-    let (_, _, op, _) = read_frame(&mut sock).expect("answer to STARTUP");
-    assert_eq!(op, 0x03, "the sandbox's clusters ask for authentication");
+    let (_, _, op, body) = read_frame(&mut sock).ok_or("no answer to STARTUP")?;
+    if op != 0x03 {
+        return Err(format!(
+            "AUTHENTICATE expected (the sandbox's clusters ask for authentication), got opcode \
+             {op:#x}: {}",
+            String::from_utf8_lossy(&body)
+        ));
+    }
     let (u, p) = sb.creds("target");
     let token = format!("\0{u}\0{p}");
     let mut body = (token.len() as i32).to_be_bytes().to_vec();
     body.extend_from_slice(token.as_bytes());
     sock.write_all(&frame(4, 0, 0x0F, &body)).unwrap();
-    let (_, _, op, body) = read_frame(&mut sock).expect("answer to AUTH_RESPONSE");
-    assert_eq!(
-        op,
-        0x10,
-        "AUTH_SUCCESS expected: {}",
-        String::from_utf8_lossy(&body)
-    );
-    sock
+    let (_, _, op, body) = read_frame(&mut sock).ok_or("no answer to AUTH_RESPONSE")?;
+    if op != 0x10 {
+        return Err(format!(
+            "AUTH_SUCCESS expected, got opcode {op:#x}: {}",
+            String::from_utf8_lossy(&body)
+        ));
+    }
+    Ok(sock)
 }
