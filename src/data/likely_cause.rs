@@ -30,8 +30,8 @@ pub fn likely_cause(cql_type: &str, origin: &Cell, target: &Cell) -> Option<Stri
     if cql_type.eq_ignore_ascii_case("counter") {
         return Some(
             "counter column: a counter update is not idempotent, one that failed or was retried \
-             on one cluster leaves them apart; set the target's counter by hand (autocorrect \
-             does not copy counters)"
+             on one cluster leaves them apart; phase2.yml -e zdm_autocorrect=true (or zdm-run \
+             validate --autocorrect) adds the difference origin - target to target's counter"
                 .into(),
         );
     }
