@@ -266,3 +266,57 @@ impl CounterRows {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::schema::{classify, Column, Role};
+    use crate::data::value::{Cell, Times};
+
+    fn table() -> Table {
+        let c = |n: &str, t: &str, role| Column {
+            name: n.into(),
+            cql_type: t.into(),
+            role,
+            kind: classify(t, &Default::default()),
+            position: 0,
+        };
+        Table {
+            keyspace: "ks".into(),
+            name: "hits".into(),
+            columns: vec![
+                c("k", "int", Role::PartitionKey),
+                c("a", "counter", Role::Regular),
+                c("b", "counter", Role::Regular),
+            ],
+        }
+    }
+
+    fn row(a: Option<i64>, b: Option<i64>) -> ScannedRow {
+        let cell = |v: Option<i64>| Cell {
+            value: v.map(|n| CqlValue::Counter(Counter(n))),
+            times: Times::None,
+        };
+        ScannedRow {
+            key: vec![Some(CqlValue::Int(1))],
+            cells: vec![cell(a), cell(b)],
+        }
+    }
+
+    #[test]
+    fn the_difference_reads_absent_rows_and_null_counters_as_zero() {
+        let t = table();
+        let origin = row(Some(7), None);
+        assert_eq!(difference(&t, Some(&origin), None), vec![7, 0]);
+        assert_eq!(
+            difference(&t, Some(&origin), Some(&row(Some(9), Some(2)))),
+            vec![-2, -2]
+        );
+        assert!(is_zero(&difference(
+            &t,
+            Some(&row(Some(0), None)),
+            Some(&row(None, Some(0)))
+        )));
+        assert_eq!(difference(&t, None, Some(&row(Some(3), None))), vec![-3, 0]);
+    }
+}

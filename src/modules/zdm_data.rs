@@ -20,6 +20,7 @@ use super::zdm_common::{cluster_from_vars, describe_selection, gate_result, numb
 use super::{
     arg_bool, arg_str, ModFuture, ModResult, Module, ModuleCtx, ModuleError, Planned, Query,
 };
+use crate::data::likely_cause::TO_DO;
 use crate::data::report::TableValidation;
 use crate::data::{
     Cutoff, DataConfig, NoProgress, ValidateOptions, ValidateResume, ValidationReport,
@@ -268,7 +269,10 @@ fn consistency_checks(r: &ValidationReport, l: &Limits, max_examples: usize) -> 
                                 .columns
                                 .keys()
                                 .map(|c| match m.causes.get(c) {
-                                    Some(why) => format!("{c} (likely cause: {why})"),
+                                    Some(cause) => {
+                                        let why = cause.split(TO_DO).next().unwrap_or(cause);
+                                        format!("{c} (likely cause: {why})")
+                                    }
                                     None => c.clone(),
                                 })
                                 .collect();
@@ -292,6 +296,20 @@ fn consistency_checks(r: &ValidationReport, l: &Limits, max_examples: usize) -> 
             ),
         ),
     ];
+    // What to do about the causes above, said once rather than beside every column.
+    let to_do: std::collections::BTreeSet<&str> = r
+        .tables
+        .iter()
+        .flat_map(|t| &t.mismatched_rows)
+        .flat_map(|m| m.causes.values())
+        .filter_map(|cause| cause.split_once(TO_DO).map(|(_, to_do)| to_do))
+        .collect();
+    if !to_do.is_empty() && left.mismatched > 0 {
+        checks[1].measured.push_str(&format!(
+            ". To do: {}",
+            to_do.into_iter().collect::<Vec<_>>().join("; ")
+        ));
+    }
     let failures: Vec<String> = r
         .tables
         .iter()
