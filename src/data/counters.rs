@@ -8,7 +8,10 @@
 //! The race: from phase 1 on the proxies add every increment to both clusters, a few
 //! milliseconds apart, so a read between the two sees a difference that is gone a moment
 //! later. A difference is therefore acted on (and, in validation, reported) only when it is
-//! the same at two reads [`SETTLE`] apart. The race we accept: an increment that takes longer
+//! the same at two readings [`SETTLE`] apart, each of them quiet (each side read twice and
+//! unchanged in between: no increment landing while the row was read). A single re-read is
+//! not enough for a hot counter: an increment every 100 ms is caught half-applied by a
+//! fair share of reads, and two such readings can agree by chance. The race we accept: an increment that takes longer
 //! than that to reach one of the clusters (a client retry, a write timing out on one) while
 //! the row is read makes the correction off by that increment. Such an update is counted by the
 //! proxies (`counter_failed_on_one`, which fails phase 1's gate), and the consistency gate
@@ -37,8 +40,9 @@ use super::value::{ScanRow, ScannedRow};
 /// apply one increment on both clusters, short enough for a range's few candidates.
 pub const SETTLE: Duration = Duration::from_millis(250);
 
-/// Read-settle-correct rounds per row before a difference is left for the report.
-const ROUNDS: usize = 3;
+/// Settle-and-read rounds per row before a difference is left for the report: two quiet
+/// readings that agree, the correction, its check, and one round of slack.
+const ROUNDS: usize = 4;
 
 /// Rows looked at concurrently.
 const CONCURRENCY: usize = 16;
@@ -77,6 +81,17 @@ pub struct Candidate {
     pub key: Vec<Option<CqlValue>>,
     pub origin: Option<ScannedRow>,
     pub target: Option<ScannedRow>,
+}
+
+/// A candidate between reads.
+struct Watched {
+    candidate: Candidate,
+    /// Its difference at the previous read (what a stable difference must equal).
+    before: Vec<i64>,
+    /// Whether that read was quiet ([`CounterRows::read_both`]).
+    quiet_before: bool,
+    /// Whether we added a difference to it.
+    wrote: bool,
 }
 
 /// What became of the candidates.
@@ -160,17 +175,23 @@ impl CounterRows {
         }
     }
 
-    /// Both sides of one row, origin read first.
+    /// Both sides of one row, read twice in a row (origin, target, origin, target); true when
+    /// neither side changed between its two reads (a quiet reading: no increment was landing
+    /// while the row was read, so the difference is not one caught half-applied).
     async fn read_both(
         &self,
         origin: &Session,
         target: &Session,
         table: &Table,
         c: &mut Candidate,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<bool> {
+        let o1 = Self::read(origin, &self.origin_by_key, table, &c.key).await?;
+        let t1 = Self::read(target, &self.target_by_key, table, &c.key).await?;
         c.origin = Self::read(origin, &self.origin_by_key, table, &c.key).await?;
         c.target = Self::read(target, &self.target_by_key, table, &c.key).await?;
-        Ok(())
+        let quiet = is_zero(&difference(table, o1.as_ref(), c.origin.as_ref()))
+            && is_zero(&difference(table, t1.as_ref(), c.target.as_ref()));
+        Ok(quiet)
     }
 
     /// Re-reads each candidate after [`SETTLE`]; a difference the same as at the read before
@@ -184,12 +205,14 @@ impl CounterRows {
         correct: bool,
     ) -> anyhow::Result<Reconciled> {
         let mut out = Reconciled::default();
-        // (candidate, difference at the previous read, whether we wrote to it)
-        let mut pending: Vec<(Candidate, Vec<i64>, bool)> = candidates
+        let mut pending: Vec<Watched> = candidates
             .into_iter()
-            .map(|c| {
-                let d = difference(table, c.origin.as_ref(), c.target.as_ref());
-                (c, d, false)
+            .map(|c| Watched {
+                before: difference(table, c.origin.as_ref(), c.target.as_ref()),
+                candidate: c,
+                // A range scan is no quiet reading: a difference needs two of its own.
+                quiet_before: false,
+                wrote: false,
             })
             .collect();
         for _ in 0..ROUNDS {
@@ -197,50 +220,63 @@ impl CounterRows {
                 break;
             }
             tokio::time::sleep(SETTLE).await;
-            let results: Vec<anyhow::Result<(Candidate, Vec<i64>, bool, bool)>> =
-                futures::stream::iter(pending.into_iter().map(
-                    |(mut c, before, wrote)| async move {
-                        self.read_both(origin, target, table, &mut c).await?;
-                        let now = difference(table, c.origin.as_ref(), c.target.as_ref());
-                        let mut wrote_now = false;
-                        if correct && !is_zero(&now) && now == before && c.origin.is_some() {
-                            self.add(target, &c.key, &now).await?;
-                            wrote_now = true;
-                        }
-                        Ok((c, now, wrote || wrote_now, wrote_now))
-                    },
-                ))
+            let results: Vec<anyhow::Result<(Watched, bool)>> =
+                futures::stream::iter(pending.into_iter().map(|mut w| async move {
+                    let quiet = self
+                        .read_both(origin, target, table, &mut w.candidate)
+                        .await?;
+                    let c = &w.candidate;
+                    let now = difference(table, c.origin.as_ref(), c.target.as_ref());
+                    let stable = quiet && w.quiet_before && now == w.before;
+                    w.before = now;
+                    w.quiet_before = quiet;
+                    let write = correct && !is_zero(&w.before) && stable && c.origin.is_some();
+                    if write {
+                        self.add(target, &c.key, &w.before).await?;
+                        w.wrote = true;
+                    }
+                    Ok((w, write))
+                }))
                 .buffer_unordered(CONCURRENCY)
                 .collect()
                 .await;
             pending = Vec::new();
             for r in results {
-                let (c, now, wrote, wrote_now) = r?;
+                let (mut w, wrote_now) = r?;
                 if wrote_now {
                     out.writes += 1;
-                    // Judged at the next read.
-                    pending.push((c, vec![0; now.len()], wrote));
-                } else if is_zero(&now) {
-                    if wrote {
-                        out.corrected.push(c);
+                    // Judged at the next read, which should find no difference.
+                    w.before = vec![0; w.before.len()];
+                    w.quiet_before = false;
+                    pending.push(w);
+                } else if is_zero(&w.before) {
+                    if w.wrote {
+                        out.corrected.push(w.candidate);
                     } else {
                         out.settled += 1;
                     }
                 } else {
-                    pending.push((c, now, wrote));
+                    pending.push(w);
                 }
             }
         }
         if !pending.is_empty() {
             // The last round's writes still need their read.
             tokio::time::sleep(SETTLE).await;
-            for (mut c, _, wrote) in pending {
-                self.read_both(origin, target, table, &mut c).await?;
+            for Watched {
+                mut candidate,
+                wrote,
+                ..
+            } in pending
+            {
+                self.read_both(origin, target, table, &mut candidate)
+                    .await?;
+                let c = &candidate;
                 let now = difference(table, c.origin.as_ref(), c.target.as_ref());
                 match (is_zero(&now), wrote) {
-                    (true, true) => out.corrected.push(c),
+                    (true, true) => out.corrected.push(candidate),
                     (true, false) => out.settled += 1,
-                    (false, _) => out.apart.push(c),
+                    (false, _) => out.apart.push(candidate),
                 }
             }
         }

@@ -360,7 +360,7 @@ async fn copy_range(
 }
 
 /// Copies one range of a counter table: each origin row whose counters differ from target's
-/// gets the difference added on target, once it held across a re-read (`counters`). Returns
+/// gets the difference added on target, once it held across quiet re-reads (`counters`). Returns
 /// (rows read, increments written).
 async fn copy_counter_range(
     cfg: &DataConfig,

@@ -31,7 +31,7 @@
 //!   such rows must be expired or deleted on target by hand, or copied by a tool reading
 //!   SSTables);
 //! - counter tables cannot be written with a value or a timestamp: migrate and autocorrect add
-//!   the difference origin - target to target's counters once it held across a re-read, and
+//!   the difference origin - target to target's counters once it held across quiet re-reads, and
 //!   validate judges a counter row only after such a re-read ([`counters`]);
 //! - only Murmur3 token ranges.
 //!

@@ -13,7 +13,7 @@
 //! per cluster unless the proxies replace the functions, and the one write that is not
 //! idempotent. Its tables come from [`create_application_tables`].
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -37,6 +37,9 @@ pub struct Report {
     /// worker number).
     pub increments: Vec<u64>,
 }
+
+/// Workloads started by this test process.
+static RUNS: AtomicI64 = AtomicI64::new(0);
 
 /// What each write carries.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -75,6 +78,24 @@ pub async fn create_table(session: &Session, keyspace: &str) {
             .query_unpaged(cql.as_str(), &[])
             .await
             .unwrap_or_else(|e| panic!("{cql}: {e}"));
+    }
+}
+
+impl Report {
+    /// This report followed by `later`'s (one application run in two sessions).
+    pub fn and_then(mut self, later: Report) -> Report {
+        self.acked.extend(later.acked);
+        self.failures.extend(later.failures);
+        self.reads_ok += later.reads_ok;
+        self.ran += later.ran;
+        self.longest_gap = self.longest_gap.max(later.longest_gap);
+        for (i, n) in later.increments.into_iter().enumerate() {
+            match self.increments.get_mut(i) {
+                Some(mine) => *mine += n,
+                None => self.increments.push(n),
+            }
+        }
+        self
     }
 }
 
@@ -147,6 +168,9 @@ impl Workload {
             .await
             .expect("prepare select");
         select.set_is_idempotent(true);
+        // Keys never repeat across the workloads of one test, so a later one cannot overwrite
+        // (and so repair) the rows of an earlier one.
+        let run = RUNS.fetch_add(1, Ordering::SeqCst) & 0xff;
         let stop = Arc::new(AtomicBool::new(false));
         let shared = Arc::new(Shared {
             increments: Mutex::new(vec![0; workers]),
@@ -169,7 +193,7 @@ impl Workload {
                     let mut i: i64 = 0;
                     while !stop.load(Ordering::SeqCst) {
                         tick.tick().await;
-                        let k = (w << 40) | i;
+                        let k = (w << 40) | (run << 32) | i;
                         i += 1;
                         let t = || format!("t={:.1}s", started.elapsed().as_secs_f64());
                         if let Err(e) = session.execute_unpaged(&insert, (k, k * 7)).await {
