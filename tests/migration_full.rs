@@ -5,6 +5,12 @@
 //! of each phase: a probe row written directly to origin and to target with different values
 //! (in a keyspace outside the migration) tells which cluster answered each proxy.
 //!
+//! The workload writes as an ordinary application does: `toTimestamp(now())` and `uuid()` in
+//! its inserts and a counter beside them, and a counter row exists on origin only before phase
+//! 1; with the playbooks' defaults every consistency gate finds 0 mismatched rows. The second
+//! test runs the same application with `replace_cql_functions: false` and follows the
+//! README's recovery path, asserting what the operator is told at each step.
+//!
 //! The run uses its own copy of the sandbox inventory, so its migration state (written beside
 //! the inventory) is its own. Observation windows are shortened with `zdm_observe_seconds`.
 
@@ -15,19 +21,26 @@ mod ssh_support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use deploy_support::workload::{assert_on_both_clusters, create_table, Workload};
+use deploy_support::workload::{
+    assert_application_writes_agree, assert_on_both_clusters, create_application_tables, Workload,
+    Writes,
+};
 use deploy_support::{unique_keyspace, Fleet, HOSTS};
 use migration_support::{
     assert_completed_with, assert_fleet, assert_reads_from, assert_status_shows, private_inventory,
-    run_phase, state,
+    recorded_check, run_phase, set_replace_cql_functions, state,
 };
 use scylla::client::session::Session;
 
-/// Creates the migrated keyspace (workload table `kv`, sample table `items` with rows on origin
-/// only) and the probe keyspace, outside the migration, with different rows per cluster.
+/// A counter row on origin only before phase 1: the backfill must add it to target.
+const SEEDED_COUNTER: (i64, i64) = (1000, 42);
+
+/// Creates the migrated keyspace (workload tables `kv` and `hits`, sample table `items` with
+/// rows on origin only, a counter row on origin only) and the probe keyspace, outside the
+/// migration, with different rows per cluster.
 async fn prepare_data(origin: &Session, target: &Session, ks: &str, probe_ks: &str) {
     for s in [origin, target] {
-        create_table(s, ks).await;
+        create_application_tables(s, ks).await;
         for cql in [
             format!("CREATE TABLE IF NOT EXISTS {ks}.items (id int PRIMARY KEY, name text)"),
             format!(
@@ -51,6 +64,14 @@ async fn prepare_data(origin: &Session, target: &Session, ks: &str, probe_ks: &s
             .await
             .expect("load items into origin");
     }
+    let (k, n) = SEEDED_COUNTER;
+    origin
+        .query_unpaged(
+            format!("UPDATE {ks}.hits SET n = n + {n} WHERE k = {k}"),
+            &[],
+        )
+        .await
+        .expect("seed a counter on origin");
     for (s, side) in [(origin, "origin"), (target, "target")] {
         s.query_unpaged(
             format!("INSERT INTO {probe_ks}.probe (k, side) VALUES (1, '{side}')"),
@@ -59,6 +80,37 @@ async fn prepare_data(origin: &Session, target: &Session, ks: &str, probe_ks: &s
         .await
         .expect("probe row");
     }
+}
+
+/// `<ks>.hits` counter `k` on one cluster.
+async fn counter(s: &Session, ks: &str, k: i64) -> Option<i64> {
+    s.query_unpaged(format!("SELECT n FROM {ks}.hits WHERE k = {k}"), &[])
+        .await
+        .expect("read a counter")
+        .into_rows_result()
+        .unwrap()
+        .maybe_first_row::<(scylla::value::Counter,)>()
+        .unwrap()
+        .map(|(c,)| c.0)
+}
+
+/// The consistency gate `phase` just passed found no mismatched row at all (not merely within a
+/// threshold), and said how it judged the counter table.
+fn assert_no_mismatch(inv: &std::path::Path, ks: &str, phase: &str) {
+    let mismatched = recorded_check(inv, "consistency: mismatched rows");
+    let measured = mismatched["measured"].as_str().unwrap();
+    assert!(
+        measured.starts_with("0 mismatched of ") && !measured.contains("corrected"),
+        "{phase}: {mismatched:#}"
+    );
+    let counters = recorded_check(inv, "consistency: counter tables");
+    assert!(
+        counters["measured"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("{ks}.hits")),
+        "{phase}: {counters:#}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -92,7 +144,14 @@ async fn the_full_migration_with_a_rollback_under_load_fails_no_request_and_lose
     assert_fleet(&fleet, "ORIGIN", "PRIMARY_ONLY", "after phase1");
 
     let session = Arc::new(fleet.proxy_session(&HOSTS).await);
-    let workload = Workload::start(session.clone(), &ks, 3, Duration::from_millis(100)).await;
+    let workload = Workload::start_with(
+        session.clone(),
+        &ks,
+        3,
+        Duration::from_millis(100),
+        Writes::Application,
+    )
+    .await;
     assert_reads_from(&fleet, &session, &probe_ks, "origin", "phase1").await;
 
     // Forward: 2, 3, 4.
@@ -100,6 +159,13 @@ async fn the_full_migration_with_a_rollback_under_load_fails_no_request_and_lose
         .await
         .assert_ok("phase2");
     assert_completed_with(inv, "phase2", "missing");
+    assert_no_mismatch(inv, &ks, "phase2");
+    let (k, n) = SEEDED_COUNTER;
+    assert_eq!(
+        counter(&target, &ks, k).await,
+        Some(n),
+        "the backfill added origin's counter to target"
+    );
     assert_reads_from(&fleet, &session, &probe_ks, "origin", "phase2").await;
     run_phase(&fleet, inv, &ks, "phase3.yml", &[])
         .await
@@ -111,6 +177,7 @@ async fn the_full_migration_with_a_rollback_under_load_fails_no_request_and_lose
         .await
         .assert_ok("phase4");
     assert_completed_with(inv, "phase4", "missing");
+    assert_no_mismatch(inv, &ks, "phase4");
     assert_fleet(&fleet, "TARGET", "PRIMARY_ONLY", "after phase4");
     assert_status_shows(inv, "TARGET", "PRIMARY_ONLY", "after phase4");
     assert_reads_from(&fleet, &session, &probe_ks, "target", "phase4").await;
@@ -137,6 +204,9 @@ async fn the_full_migration_with_a_rollback_under_load_fails_no_request_and_lose
     assert_fleet(&fleet, "ORIGIN", "PRIMARY_ONLY", "after the refused phase3");
     for pb in ["phase2.yml", "phase3.yml", "phase4.yml"] {
         run_phase(&fleet, inv, &ks, pb, &[]).await.assert_ok(pb);
+        if pb != "phase3.yml" {
+            assert_no_mismatch(inv, &ks, pb);
+        }
     }
     assert_fleet(&fleet, "TARGET", "PRIMARY_ONLY", "after phase4 again");
     assert_reads_from(&fleet, &session, &probe_ks, "target", "phase4 again").await;
@@ -154,9 +224,17 @@ async fn the_full_migration_with_a_rollback_under_load_fails_no_request_and_lose
         report.acked.len()
     );
     assert_on_both_clusters(&origin, &target, &ks, &report.acked).await;
+    assert_application_writes_agree(&origin, &target, &ks, &report).await;
+    assert_eq!(
+        counter(&target, &ks, k).await,
+        Some(n),
+        "the seeded counter"
+    );
     eprintln!(
-        "workload: {} writes acknowledged, {} reads ok, 0 failed, longest gap {:?}, over {:?}",
+        "workload: {} writes acknowledged ({:?} counter increments), {} reads ok, 0 failed, \
+         longest gap {:?}, over {:?}",
         report.acked.len(),
+        report.increments,
         report.reads_ok,
         report.longest_gap,
         report.ran
@@ -244,4 +322,191 @@ async fn the_full_migration_with_a_rollback_under_load_fails_no_request_and_lose
     assert_eq!(state(inv)["phase"], "phase5");
     let late = run_phase(&fleet, inv, &ks, "rollback.yml", &[]).await;
     assert_eq!(late.code, 2, "rollback after cutover: {}", late.out);
+}
+
+/// `replace_cql_functions: false` with an application writing `now()` and `uuid()`: phase 1's
+/// gate names the table and the functions; after the README's recovery path (the setting back
+/// on, deploy.yml, phase 1 again) phase 2's gate names the columns and the likely cause, and
+/// `phase2.yml -e zdm_autocorrect=true` repairs the rows and passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_function_replacement_off_the_gates_name_table_function_and_column_and_autocorrect_repairs(
+) {
+    let fleet = Fleet::take();
+    let inv_dir = private_inventory(&fleet);
+    let inv = inv_dir.path();
+    set_replace_cql_functions(inv, false);
+    let ks = unique_keyspace("fnoff");
+    let _ks_guard = fleet.keyspace_guard(&ks);
+    let origin = fleet.direct_session("origin").await;
+    let target = fleet.direct_session("target").await;
+    for s in [&origin, &target] {
+        create_application_tables(s, &ks).await;
+    }
+    run_phase(&fleet, inv, &ks, "preflight.yml", &[])
+        .await
+        .assert_ok("preflight");
+    // The proxies first, so the application writes before phase 1's gate looks.
+    run_phase(&fleet, inv, &ks, "deploy.yml", &[])
+        .await
+        .assert_ok("deploy with replacement off");
+    for h in HOSTS {
+        assert_eq!(
+            fleet.setting(h, "replace_cql_functions").as_deref(),
+            Some("false"),
+            "{h}"
+        );
+    }
+    let session = Arc::new(fleet.proxy_session(&HOSTS).await);
+    let workload = Workload::start_with(
+        session.clone(),
+        &ks,
+        3,
+        Duration::from_millis(100),
+        Writes::Application,
+    )
+    .await;
+    while workload.acked() < 30 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let p1 = run_phase(&fleet, inv, &ks, "phase1.yml", &[]).await;
+    assert_eq!(
+        p1.code, 2,
+        "phase1 with now() left to each cluster:\n{}",
+        p1.out
+    );
+    let gate = gate_lines(&p1.out, "writes the clusters cannot keep equal");
+    eprintln!("OPERATOR SEES (phase1):\n{gate}");
+    for needle in [
+        format!("{ks}.kv: "),
+        "writes with now() evaluated by each cluster".to_string(),
+        "writes with uuid() evaluated by each cluster".to_string(),
+        format!("Tables that will differ: {ks}.kv."),
+        "set replace_cql_functions: true".to_string(),
+        "phase2.yml -e zdm_autocorrect=true".to_string(),
+        format!("\"zdm_accept_divergent_tables\": [\"{ks}.kv\"]"),
+    ] {
+        assert!(
+            gate.contains(&needle),
+            "phase1's gate says {needle:?}:\n{gate}"
+        );
+    }
+
+    // The application stops before the switch and starts again after it (a new session): the
+    // proxies hand out origin's prepared-statement id, which changes when they start rewriting
+    // now(), and the driver refuses an id that changed on re-prepare (see the README).
+    let before = workload.stop().await;
+    assert!(
+        before.failures.is_empty(),
+        "{} failed client requests before the switch: {:#?}",
+        before.failures.len(),
+        before.failures
+    );
+    drop(session);
+
+    // The recovery path of the README: the setting back on, deployed host by host.
+    set_replace_cql_functions(inv, true);
+    run_phase(&fleet, inv, &ks, "deploy.yml", &[])
+        .await
+        .assert_ok("deploy with replacement on");
+    for h in HOSTS {
+        assert_eq!(
+            fleet.setting(h, "replace_cql_functions").as_deref(),
+            Some("true"),
+            "{h}"
+        );
+    }
+    let session = Arc::new(fleet.proxy_session(&HOSTS).await);
+    let workload = Workload::start_with(
+        session.clone(),
+        &ks,
+        3,
+        Duration::from_millis(100),
+        Writes::Application,
+    )
+    .await;
+    run_phase(&fleet, inv, &ks, "phase1.yml", &[])
+        .await
+        .assert_ok("phase1 once the proxies replace the functions");
+
+    let p2 = run_phase(&fleet, inv, &ks, "phase2.yml", &[]).await;
+    assert_eq!(p2.code, 2, "phase2 with rows already apart:\n{}", p2.out);
+    let gate = gate_lines(&p2.out, "mismatched rows");
+    eprintln!("OPERATOR SEES (phase2):\n{gate}");
+    for needle in [
+        format!("{ks}.kv ("),
+        "differs in ".to_string(),
+        "id (likely cause: values made by uuid() on each cluster: written through the proxy \
+         while replace_cql_functions was off"
+            .to_string(),
+        ". To do: set replace_cql_functions: true (the playbooks' default) and run deploy.yml, \
+         then repair the rows already apart with phase2.yml -e zdm_autocorrect=true"
+            .to_string(),
+    ] {
+        assert!(
+            gate.contains(&needle),
+            "phase2's gate says {needle:?}:\n{gate}"
+        );
+    }
+    let report_file = p2
+        .out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("report: "))
+        .unwrap_or_else(|| panic!("phase2 names its report:\n{}", p2.out))
+        .to_string();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report_file).unwrap()).unwrap();
+    let kv = report["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == format!("{ks}.kv"))
+        .unwrap();
+    let row = &kv["mismatched_rows"][0];
+    assert!(
+        row["causes"]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("values made by uuid() on each cluster"),
+        "the report names the column and its cause: {row:#}"
+    );
+
+    let fixed = run_phase(
+        &fleet,
+        inv,
+        &ks,
+        "phase2.yml",
+        &["-e", "zdm_autocorrect=true"],
+    )
+    .await;
+    fixed.assert_ok("phase2 with autocorrect");
+    assert_completed_with(inv, "phase2", "mismatched");
+    let mismatched = recorded_check(inv, "consistency: mismatched rows");
+    eprintln!("OPERATOR SEES (phase2 autocorrect): {mismatched}");
+    assert!(
+        mismatched["measured"]
+            .as_str()
+            .unwrap()
+            .starts_with("0 mismatched of "),
+        "{mismatched:#}"
+    );
+
+    let report = before.and_then(workload.stop().await);
+    assert!(
+        report.failures.is_empty(),
+        "{} failed client requests: {:#?}",
+        report.failures.len(),
+        report.failures
+    );
+    assert_on_both_clusters(&origin, &target, &ks, &report.acked).await;
+    // Rows written while replacement was off were repaired; later ones never differed.
+    assert_application_writes_agree(&origin, &target, &ks, &report).await;
+}
+
+/// The lines of a failed run's output from the gate check `name` on (the gate's message).
+fn gate_lines(out: &str, name: &str) -> String {
+    let start = out
+        .find(name)
+        .unwrap_or_else(|| panic!("no '{name}' in the output:\n{out}"));
+    out[start..].lines().take(12).collect::<Vec<_>>().join("\n")
 }

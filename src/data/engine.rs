@@ -14,6 +14,7 @@ use super::autocorrect;
 use super::checkpoint::{self, Checkpoint, ValidateCheckpoint};
 use super::config::{DataConfig, Selection};
 use super::copy::{self, row_writes, WriteOptions, Writer};
+use super::counters::{self, Candidate, CounterRows};
 use super::diff::{column_diffs, key_map, DiffOptions, Finding, RangeDiff};
 use super::ranges::{sample, split_ring, TokenRange};
 use super::report::{MigrateSummary, Mismatch, TableMigrate, TableValidation, ValidationReport};
@@ -130,16 +131,6 @@ pub async fn migrate(
 ) -> anyhow::Result<MigrateSummary> {
     let started = Instant::now();
     let run = prepare_run(cfg, sel).await?;
-    for (t, _) in &run.tables {
-        anyhow::ensure!(
-            !t.is_counter_table(),
-            "table {} is a counter table: counters cannot be copied with their writetime and \
-             re-running a copy would add twice; migrate it from a paused writer or with CDM \
-             (exclude it with --table/--keyspace)",
-            t.display_name()
-        );
-    }
-
     let resumed = match (&cfg.checkpoint, cfg.fresh) {
         (Some(path), false) => Checkpoint::load_for_resume(path, cfg.splits)?,
         _ => None,
@@ -161,13 +152,20 @@ pub async fn migrate(
     for (table, _) in &run.tables {
         let name = table.display_name();
         let select = prepare_select(&run.origin, table, true, "origin").await?;
-        // Lists are not idempotent to write; copying them needs target's current rows.
-        let target_select = if copy::needs_target_read(table) {
+        // Lists are not idempotent to write, and counters are copied as a difference: both
+        // need target's current rows.
+        let target_select = if copy::needs_target_read(table) || table.is_counter_table() {
             Some(prepare_select(&run.target, table, true, "target").await?)
         } else {
             None
         };
         let target_select = &target_select;
+        let counter_rows = if table.is_counter_table() {
+            Some(CounterRows::prepare(&run.origin, &run.target, table).await?)
+        } else {
+            None
+        };
+        let counter_rows = &counter_rows;
         let pending: Vec<TokenRange> = {
             let cp = checkpoint.lock().expect("checkpoint lock");
             ranges
@@ -196,18 +194,34 @@ pub async fn migrate(
                 let name = &name;
                 let target: &Session = &run.target;
                 async move {
-                    let result = copy_range(
-                        cfg,
-                        origin,
-                        select,
-                        writer,
-                        table,
-                        range,
-                        origin_limit,
-                        target_limit,
-                        target_select.as_ref().map(|s| (target, s)),
-                    )
-                    .await;
+                    let result = match (counter_rows, target_select) {
+                        (Some(counters), Some(target_select)) => {
+                            copy_counter_range(
+                                cfg,
+                                (origin, target),
+                                (select, target_select),
+                                counters,
+                                table,
+                                range,
+                                (origin_limit, target_limit),
+                            )
+                            .await
+                        }
+                        _ => {
+                            copy_range(
+                                cfg,
+                                origin,
+                                select,
+                                writer,
+                                table,
+                                range,
+                                origin_limit,
+                                target_limit,
+                                target_select.as_ref().map(|s| (target, s)),
+                            )
+                            .await
+                        }
+                    };
                     // Record the outcome right away so a kill loses at most in-flight ranges.
                     record_range(cfg, checkpoint, name, range, &result);
                     progress.range_finished(name, *result.as_ref().map(|(r, _)| r).unwrap_or(&0));
@@ -345,6 +359,47 @@ async fn copy_range(
     Ok((rows_read, writes_made))
 }
 
+/// Copies one range of a counter table: each origin row whose counters differ from target's
+/// gets the difference added on target, once it held across quiet re-reads (`counters`). Returns
+/// (rows read, increments written).
+async fn copy_counter_range(
+    cfg: &DataConfig,
+    (origin, target): (&Session, &Session),
+    (select, target_select): (&PreparedStatement, &PreparedStatement),
+    counters: &CounterRows,
+    table: &Table,
+    range: TokenRange,
+    (origin_limit, target_limit): Limits,
+) -> anyhow::Result<(u64, u64)> {
+    let mut on_target = read_range(cfg, target, target_select, table, range, target_limit).await?;
+    let on_origin = read_range(cfg, origin, select, table, range, origin_limit).await?;
+    let rows_read = on_origin.len() as u64;
+    let candidates: Vec<Candidate> = on_origin
+        .into_iter()
+        .filter_map(|(id, o)| {
+            let t = on_target.remove(&id);
+            let d = counters::difference(table, Some(&o), t.as_ref());
+            (!d.iter().all(|&x| x == 0)).then(|| Candidate {
+                key: o.key.clone(),
+                origin: Some(o),
+                target: t,
+            })
+        })
+        .collect();
+    let done = counters
+        .reconcile(origin, target, table, candidates, true)
+        .await?;
+    if !done.apart.is_empty() {
+        tracing::warn!(
+            "{}: {} counter row(s) kept changing while being copied; the consistency gate \
+             re-reads them",
+            table.display_name(),
+            done.apart.len()
+        );
+    }
+    Ok((rows_read, done.writes))
+}
+
 /// Reads every row of one range, keyed by primary key.
 async fn read_range(
     cfg: &DataConfig,
@@ -478,16 +533,6 @@ pub async fn validate_resumable(
         resumed.unwrap_or_else(|| ValidateCheckpoint::new(choice.splits, fingerprint, new_cutoff));
     let cutoff = checkpoint.cutoff;
     let checkpoint = Mutex::new(checkpoint);
-    if opts.autocorrect_missing || opts.autocorrect_mismatched || opts.autocorrect_extra {
-        for (t, _) in &run.tables {
-            anyhow::ensure!(
-                !t.is_counter_table(),
-                "table {} is a counter table and cannot be autocorrected; validate it without \
-                 --autocorrect",
-                t.display_name()
-            );
-        }
-    }
     let diff_opts = DiffOptions {
         cutoff,
         compare_writetime: opts.compare_writetime,
@@ -511,6 +556,12 @@ pub async fn validate_resumable(
         let origin_select = prepare_select(&run.origin, table, true, "origin").await?;
         let target_select = prepare_select(&run.target, table, true, "target").await?;
         let lookups = autocorrect::Lookups::prepare(&run.target, table).await?;
+        let counter_rows = if table.is_counter_table() {
+            Some(CounterRows::prepare(&run.origin, &run.target, table).await?)
+        } else {
+            None
+        };
+        let counter_rows = &counter_rows;
         let (pending, resumed_count): (Vec<TokenRange>, u32) = {
             let cp = checkpoint.lock().expect("checkpoint lock");
             let pending: Vec<TokenRange> = ranges
@@ -540,6 +591,7 @@ pub async fn validate_resumable(
                         (origin_limit, target_limit),
                         writer,
                         lookups,
+                        counter_rows.as_ref(),
                         range,
                     )
                     .await;
@@ -589,6 +641,83 @@ pub async fn validate_resumable(
     Ok(report)
 }
 
+/// What re-reading a counter table's differing rows found.
+struct CounterFindings {
+    /// Apart at the scan, equal at a re-read: increments that were in flight.
+    in_flight: u64,
+    corrected_missing: u64,
+    corrected_mismatched: u64,
+}
+
+/// Replaces a counter table's findings with what holds after re-reading each row (and, with
+/// autocorrect, adding the difference): rows whose difference vanished are dropped, corrected
+/// rows keep their finding (counted as corrected), rows still apart get their latest values.
+async fn settle_counter_findings(
+    opts: &ValidateOptions,
+    run: &Prepared,
+    table: &Table,
+    counter_rows: &CounterRows,
+    findings: &mut Vec<Finding>,
+) -> anyhow::Result<CounterFindings> {
+    let mut first: HashMap<String, Finding> = HashMap::new();
+    let candidates: Vec<Candidate> = findings
+        .drain(..)
+        .map(|f| {
+            let c = match &f {
+                Finding::Missing(o) => Candidate {
+                    key: o.key.clone(),
+                    origin: Some(o.clone()),
+                    target: None,
+                },
+                Finding::Mismatched(o, t, _) => Candidate {
+                    key: o.key.clone(),
+                    origin: Some(o.clone()),
+                    target: Some(t.clone()),
+                },
+                Finding::Extra(t) => Candidate {
+                    key: t.key.clone(),
+                    origin: None,
+                    target: Some(t.clone()),
+                },
+            };
+            first.insert(key_id(&c.key), f);
+            c
+        })
+        .collect();
+    let correct = opts.autocorrect_missing || opts.autocorrect_mismatched;
+    let done = counter_rows
+        .reconcile(&run.origin, &run.target, table, candidates, correct)
+        .await?;
+    let mut out = CounterFindings {
+        in_flight: done.settled,
+        corrected_missing: 0,
+        corrected_mismatched: 0,
+    };
+    for c in done.corrected {
+        if let Some(f) = first.remove(&key_id(&c.key)) {
+            match f {
+                Finding::Missing(_) => out.corrected_missing += 1,
+                _ => out.corrected_mismatched += 1,
+            }
+            findings.push(f);
+        }
+    }
+    for c in done.apart {
+        findings.push(match (c.origin, c.target) {
+            (Some(o), None) => Finding::Missing(o),
+            (None, Some(t)) => Finding::Extra(t),
+            (Some(o), Some(t)) => {
+                let cols = (0..o.cells.len())
+                    .filter(|&i| o.cells[i].value != t.cells[i].value)
+                    .collect();
+                Finding::Mismatched(o, t, cols)
+            }
+            (None, None) => continue,
+        });
+    }
+    Ok(out)
+}
+
 /// Adds a finished range's result to the checkpoint (or records its failure) and saves it, in
 /// one atomic write so counts and the set of done ranges never disagree after a kill.
 fn record_validated(
@@ -631,6 +760,7 @@ async fn validate_range(
     limits: Limits,
     writer: &Writer,
     lookups: &autocorrect::Lookups,
+    counter_rows: Option<&CounterRows>,
     range: TokenRange,
 ) -> anyhow::Result<TableValidation> {
     let retry = retry_policy(cfg);
@@ -669,6 +799,12 @@ async fn validate_range(
     let (extra, extra_recent) = diff.finish();
 
     findings.extend(extra);
+    // Counter rows are judged and corrected by their difference (`counters`), not copied.
+    let counted = match counter_rows {
+        Some(c) => Some(settle_counter_findings(opts, run, table, c, &mut findings).await?),
+        None => None,
+    };
+    let copy_corrections = counted.is_none();
     let corrected = autocorrect::correct(
         writer,
         &run.target,
@@ -676,9 +812,9 @@ async fn validate_range(
         table,
         &findings,
         autocorrect::Corrections {
-            missing: opts.autocorrect_missing,
-            mismatched: opts.autocorrect_mismatched,
-            extra: opts.autocorrect_extra,
+            missing: opts.autocorrect_missing && copy_corrections,
+            mismatched: opts.autocorrect_mismatched && copy_corrections,
+            extra: opts.autocorrect_extra && copy_corrections,
         },
         diff_opts.cutoff.unwrap_or_else(now_micros),
         cfg.write_concurrency,
@@ -693,6 +829,12 @@ async fn validate_range(
     t.skipped_recent += recent + extra_recent;
     t.corrected_missing += corrected.missing;
     t.corrected_mismatched += corrected.mismatched;
+    if let Some(c) = counted {
+        t.counter_table = true;
+        t.counter_rows_in_flight += c.in_flight;
+        t.corrected_missing += c.corrected_missing;
+        t.corrected_mismatched += c.corrected_mismatched;
+    }
     t.corrected_extra += corrected.extra;
     t.corrected_raised_writetime += corrected.raised_writetime;
     t.corrections_failed += corrected.failed;

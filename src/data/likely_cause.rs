@@ -20,6 +20,10 @@ use super::value::Cell;
 /// clusters run the same write within a request timeout).
 const SAME_WRITE_MS: i64 = 60_000;
 
+/// Separates a cause from what to do about it, so a message listing many rows can say each
+/// row's cause and the advice once (`zdm_validate`'s gate message).
+pub const TO_DO: &str = "; to do: ";
+
 const FUNCTION_ADVICE: &str = "set replace_cql_functions: true (the playbooks' default) and run \
      deploy.yml, then repair the rows already apart with phase2.yml -e zdm_autocorrect=true \
      (or zdm-run validate --autocorrect)";
@@ -28,26 +32,26 @@ const FUNCTION_ADVICE: &str = "set replace_cql_functions: true (the playbooks' d
 /// what to do; `None` when the values do not tell.
 pub fn likely_cause(cql_type: &str, origin: &Cell, target: &Cell) -> Option<String> {
     if cql_type.eq_ignore_ascii_case("counter") {
-        return Some(
+        return Some(format!(
             "counter column: a counter update is not idempotent, one that failed or was retried \
-             on one cluster leaves them apart; set the target's counter by hand (autocorrect \
-             does not copy counters)"
-                .into(),
-        );
+             on one cluster leaves them apart{TO_DO}phase2.yml -e zdm_autocorrect=true (or \
+             zdm-run validate --autocorrect) adds the difference origin - target to target's \
+             counter"
+        ));
     }
     if let (Some(o), Some(t)) = (&origin.value, &target.value) {
         if let Some(function) = per_call_function(o, t) {
             return Some(format!(
                 "values made by {function} on each cluster: written through the proxy while \
-                 replace_cql_functions was off; {FUNCTION_ADVICE}"
+                 replace_cql_functions was off{TO_DO}{FUNCTION_ADVICE}"
             ));
         }
     }
     match (origin.times.max_writetime(), target.times.max_writetime()) {
         (Some(o), Some(t)) if t > o => Some(format!(
             "row newer on target than on origin (writetime {t} > {o}): written to target \
-             only, by a client that bypasses the proxy or a write that failed on origin; \
-             find that writer, then zdm-run validate --autocorrect copies origin's row"
+             only, by a client that bypasses the proxy or a write that failed on origin\
+             {TO_DO}find that writer, then zdm-run validate --autocorrect copies origin's row"
         )),
         _ => None,
     }
@@ -129,6 +133,7 @@ mod tests {
             "{why}"
         );
         assert!(why.contains("zdm_autocorrect=true"), "{why}");
+        assert_eq!(why.matches(TO_DO).count(), 1, "{why}");
         let ts = |ms| CqlValue::Timestamp(CqlTimestamp(ms));
         let why = likely_cause(
             "timestamp",

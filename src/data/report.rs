@@ -118,6 +118,14 @@ pub struct TableValidation {
     pub corrected_raised_writetime: u64,
     /// Corrections that did not take effect.
     pub corrections_failed: u64,
+    /// A counter table: compared by value (counters have no writetime, so live traffic cannot
+    /// be told apart by time) and corrected by adding origin - target (`data::counters`).
+    #[serde(default)]
+    pub counter_table: bool,
+    /// Counter rows apart at the scan but equal when read again moments later: increments the
+    /// proxies were still applying to the second cluster. Not differences.
+    #[serde(default)]
+    pub counter_rows_in_flight: u64,
     /// Up to `max_examples` keys per kind.
     pub missing_keys: Vec<BTreeMap<String, String>>,
     pub mismatched_rows: Vec<Mismatch>,
@@ -139,6 +147,8 @@ impl TableValidation {
         self.corrected_extra += part.corrected_extra;
         self.corrected_raised_writetime += part.corrected_raised_writetime;
         self.corrections_failed += part.corrections_failed;
+        self.counter_table |= part.counter_table;
+        self.counter_rows_in_flight += part.counter_rows_in_flight;
         fn take<T: Clone>(into: &mut Vec<T>, from: &[T], max: usize) {
             let room = max.saturating_sub(into.len());
             into.extend(from.iter().take(room).cloned());

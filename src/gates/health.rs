@@ -306,7 +306,7 @@ pub fn unsafe_writes_check(after: &[Scrape], accepted: &[String]) -> Check {
                 "counter" => format!("{n:.0} counter updates"),
                 "counter_failed_on_one" => {
                     certain = true;
-                    advice.insert("counter updates that failed on one cluster: correct the counters by hand (validate names the rows); counters cannot be made safe by the proxy");
+                    advice.insert("counter updates that failed on one cluster: counters cannot be made safe by the proxy; phase2.yml -e zdm_autocorrect=true adds the difference origin - target to target's counters (validate names the rows)");
                     format!("{n:.0} counter updates failed on one cluster")
                 }
                 "lwt_outcome" => {

@@ -6,13 +6,20 @@
 //! application writing by primary key should: a request the proxy refused while draining
 //! (OVERLOADED) or that lost its connection is then retried on the next proxy by the driver's
 //! default retry policy.
+//!
+//! [`Writes::Application`] makes each write look like an ordinary application's: the row also
+//! gets `toTimestamp(now())` and `uuid()` evaluated in the statement, and a per-worker counter
+//! (`<keyspace>.hits`) is incremented after each acknowledged write: the values that differ
+//! per cluster unless the proxies replace the functions, and the one write that is not
+//! idempotent. Its tables come from [`create_application_tables`].
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
 use scylla::client::session::Session;
+use scylla::value::{Counter, CqlValue};
 use tokio::task::JoinHandle;
 
 /// What the workload saw.
@@ -26,6 +33,21 @@ pub struct Report {
     pub ran: Duration,
     /// The longest time without any acknowledged write (a stall the clients would notice).
     pub longest_gap: Duration,
+    /// [`Writes::Application`]: acknowledged increments of each worker's counter row (key =
+    /// worker number).
+    pub increments: Vec<u64>,
+}
+
+/// Workloads started by this test process.
+static RUNS: AtomicI64 = AtomicI64::new(0);
+
+/// What each write carries.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Writes {
+    /// `(k, v)` bound by the client.
+    Plain,
+    /// Also `toTimestamp(now())`, `uuid()` and a counter increment.
+    Application,
 }
 
 #[derive(Default)]
@@ -33,6 +55,7 @@ struct Shared {
     acked: Mutex<Vec<(i64, Instant)>>,
     failures: Mutex<Vec<String>>,
     reads_ok: AtomicU64,
+    increments: Mutex<Vec<u64>>,
 }
 
 pub struct Workload {
@@ -58,6 +81,46 @@ pub async fn create_table(session: &Session, keyspace: &str) {
     }
 }
 
+impl Report {
+    /// This report followed by `later`'s (one application run in two sessions).
+    pub fn and_then(mut self, later: Report) -> Report {
+        self.acked.extend(later.acked);
+        self.failures.extend(later.failures);
+        self.reads_ok += later.reads_ok;
+        self.ran += later.ran;
+        self.longest_gap = self.longest_gap.max(later.longest_gap);
+        for (i, n) in later.increments.into_iter().enumerate() {
+            match self.increments.get_mut(i) {
+                Some(mine) => *mine += n,
+                None => self.increments.push(n),
+            }
+        }
+        self
+    }
+}
+
+/// Creates `<keyspace>.kv` with the columns [`Writes::Application`] fills (`at timestamp`,
+/// `id uuid`) and the counter table `<keyspace>.hits`, with `session` (run it on each cluster,
+/// or once through the proxies).
+pub async fn create_application_tables(session: &Session, keyspace: &str) {
+    for cql in [
+        format!(
+            "CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = \
+             {{'class': 'SimpleStrategy', 'replication_factor': 1}}"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {keyspace}.kv (k bigint PRIMARY KEY, v bigint, \
+             at timestamp, id uuid)"
+        ),
+        format!("CREATE TABLE IF NOT EXISTS {keyspace}.hits (k bigint PRIMARY KEY, n counter)"),
+    ] {
+        session
+            .query_unpaged(cql.as_str(), &[])
+            .await
+            .unwrap_or_else(|e| panic!("{cql}: {e}"));
+    }
+}
+
 impl Workload {
     /// Starts `workers` workers, each writing (and reading back) one key every `period`.
     pub async fn start(
@@ -66,27 +129,63 @@ impl Workload {
         workers: usize,
         period: Duration,
     ) -> Workload {
-        let mut insert = session
-            .prepare(format!("INSERT INTO {keyspace}.kv (k, v) VALUES (?, ?)"))
-            .await
-            .expect("prepare insert");
+        Self::start_with(session, keyspace, workers, period, Writes::Plain).await
+    }
+
+    /// [`Workload::start`] with writes shaped as `writes` says.
+    pub async fn start_with(
+        session: Arc<Session>,
+        keyspace: &str,
+        workers: usize,
+        period: Duration,
+        writes: Writes,
+    ) -> Workload {
+        let insert_cql = match writes {
+            Writes::Plain => format!("INSERT INTO {keyspace}.kv (k, v) VALUES (?, ?)"),
+            Writes::Application => format!(
+                "INSERT INTO {keyspace}.kv (k, v, at, id) VALUES (?, ?, toTimestamp(now()), uuid())"
+            ),
+        };
+        let mut insert = session.prepare(insert_cql).await.expect("prepare insert");
         insert.set_is_idempotent(true);
+        let increment = match writes {
+            Writes::Plain => None,
+            Writes::Application => {
+                let mut p = session
+                    .prepare(format!("UPDATE {keyspace}.hits SET n = n + 1 WHERE k = ?"))
+                    .await
+                    .expect("prepare increment");
+                // Not idempotent by nature; marked so, as an application accepting a rare
+                // double count would, so the driver retries it on the next proxy when one
+                // drains. A retry goes through a proxy to both clusters, so they still agree,
+                // and the count can only be higher than the acknowledged increments.
+                p.set_is_idempotent(true);
+                Some(p)
+            }
+        };
         let mut select = session
             .prepare(format!("SELECT v FROM {keyspace}.kv WHERE k = ?"))
             .await
             .expect("prepare select");
         select.set_is_idempotent(true);
+        // Keys never repeat across the workloads of one test, so a later one cannot overwrite
+        // (and so repair) the rows of an earlier one.
+        let run = RUNS.fetch_add(1, Ordering::SeqCst) & 0xff;
         let stop = Arc::new(AtomicBool::new(false));
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            increments: Mutex::new(vec![0; workers]),
+            ..Default::default()
+        });
         let started = Instant::now();
         let handles = (0..workers as i64)
             .map(|w| {
-                let (session, insert, select, stop, shared) = (
+                let (session, insert, select, stop, shared, increment) = (
                     session.clone(),
                     insert.clone(),
                     select.clone(),
                     stop.clone(),
                     shared.clone(),
+                    increment.clone(),
                 );
                 tokio::spawn(async move {
                     let mut tick = tokio::time::interval(period);
@@ -94,7 +193,7 @@ impl Workload {
                     let mut i: i64 = 0;
                     while !stop.load(Ordering::SeqCst) {
                         tick.tick().await;
-                        let k = (w << 40) | i;
+                        let k = (w << 40) | (run << 32) | i;
                         i += 1;
                         let t = || format!("t={:.1}s", started.elapsed().as_secs_f64());
                         if let Err(e) = session.execute_unpaged(&insert, (k, k * 7)).await {
@@ -106,6 +205,16 @@ impl Workload {
                             continue;
                         }
                         shared.acked.lock().unwrap().push((k, Instant::now()));
+                        if let Some(increment) = &increment {
+                            match session.execute_unpaged(increment, (w,)).await {
+                                Ok(_) => shared.increments.lock().unwrap()[w as usize] += 1,
+                                Err(e) => shared
+                                    .failures
+                                    .lock()
+                                    .unwrap()
+                                    .push(format!("{} increment hits k={w}: {e}", t())),
+                            }
+                        }
                         let read = async {
                             session
                                 .execute_unpaged(&select, (k,))
@@ -168,6 +277,7 @@ impl Workload {
             reads_ok: self.shared.reads_ok.load(Ordering::Relaxed),
             ran,
             longest_gap,
+            increments: self.shared.increments.lock().unwrap().clone(),
         }
     }
 }
@@ -202,6 +312,84 @@ pub async fn assert_on_both_clusters(
             missing.len(),
             acked.len(),
             &missing[..missing.len().min(5)]
+        );
+    }
+}
+
+/// `(at, id)` of every row of `<keyspace>.kv` on one cluster.
+async fn function_values_on(
+    session: &Session,
+    keyspace: &str,
+) -> std::collections::HashMap<i64, (Option<CqlValue>, Option<CqlValue>)> {
+    session
+        .query_iter(format!("SELECT k, at, id FROM {keyspace}.kv"), ())
+        .await
+        .expect("scan kv")
+        .rows_stream::<(i64, Option<CqlValue>, Option<CqlValue>)>()
+        .expect("rows")
+        .map_ok(|(k, at, id)| (k, (at, id)))
+        .try_collect()
+        .await
+        .expect("scan kv")
+}
+
+/// Every counter of `<keyspace>.hits` on one cluster.
+async fn counters_on(session: &Session, keyspace: &str) -> std::collections::HashMap<i64, i64> {
+    session
+        .query_iter(format!("SELECT k, n FROM {keyspace}.hits"), ())
+        .await
+        .expect("scan hits")
+        .rows_stream::<(i64, Counter)>()
+        .expect("rows")
+        .map_ok(|(k, n)| (k, n.0))
+        .try_collect()
+        .await
+        .expect("scan hits")
+}
+
+/// For a [`Writes::Application`] run: every acknowledged row holds the same `now()` and
+/// `uuid()` values on both clusters (each set, none left null), and each worker's counter is
+/// equal on both clusters and counts at least its acknowledged increments.
+pub async fn assert_application_writes_agree(
+    origin: &Session,
+    target: &Session,
+    keyspace: &str,
+    report: &Report,
+) {
+    let (o, t) = (
+        function_values_on(origin, keyspace).await,
+        function_values_on(target, keyspace).await,
+    );
+    let apart: Vec<_> = report
+        .acked
+        .iter()
+        .filter(|k| {
+            o.get(k) != t.get(k) || o.get(k).is_none_or(|(at, id)| at.is_none() || id.is_none())
+        })
+        .map(|k| (k, o.get(k), t.get(k)))
+        .collect();
+    assert!(
+        apart.is_empty(),
+        "{} of {} acknowledged rows differ in now()/uuid() values (origin, target), e.g. {:?}",
+        apart.len(),
+        report.acked.len(),
+        &apart[..apart.len().min(3)]
+    );
+    let (o, t) = (
+        counters_on(origin, keyspace).await,
+        counters_on(target, keyspace).await,
+    );
+    for (w, &acked) in report.increments.iter().enumerate() {
+        let w = w as i64;
+        assert_eq!(
+            o.get(&w),
+            t.get(&w),
+            "counter hits k={w} on origin and target ({acked} increments acknowledged)"
+        );
+        let n = o.get(&w).copied().unwrap_or(0);
+        assert!(
+            n >= acked as i64,
+            "counter hits k={w} holds {n}, fewer than its {acked} acknowledged increments"
         );
     }
 }

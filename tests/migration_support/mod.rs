@@ -45,6 +45,31 @@ pub fn assert_completed_with(inv: &Path, phase: &str, gate: &str) {
     );
 }
 
+/// The gate check named `name` recorded by the last history entry (completed or failed).
+pub fn recorded_check(inv: &Path, name: &str) -> serde_json::Value {
+    let st = state(inv);
+    let last = st["history"].as_array().unwrap().last().unwrap().clone();
+    last["gates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no '{name}' check in the last history entry: {last:#}"))
+}
+
+/// Sets `replace_cql_functions` for the proxy group the way an operator does: a group_vars
+/// file beside the inventory.
+pub fn set_replace_cql_functions(inv: &Path, on: bool) {
+    let dir = inv.join("group_vars");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("proxies.yml"),
+        format!("replace_cql_functions: {on}\n"),
+    )
+    .unwrap();
+}
+
 pub fn state(inv: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(inv.join("zdm-state.json")).expect("state file");
     serde_json::from_str(&text).expect("state JSON")
