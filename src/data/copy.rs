@@ -9,7 +9,7 @@
 //! so the copy creates no tombstones.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use anyhow::Context;
 use futures::{StreamExt, TryStreamExt};
@@ -17,7 +17,6 @@ use scylla::client::session::Session;
 use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 use scylla::value::CqlValue;
-use tokio::sync::RwLock;
 
 use super::driver_errors::batch_refused_as_a_whole;
 use super::scan::RetryPolicy;
@@ -314,7 +313,9 @@ impl Writer {
     }
 
     async fn prepared(&self, cql: &str) -> anyhow::Result<PreparedStatement> {
-        if let Some(p) = self.cache.read().await.get(cql) {
+        // A plain lock, never held across an await: every statement of every batch looks its
+        // prepared form up here, and an async lock costs more than the lookup itself.
+        if let Some(p) = self.cache.read().expect("statement cache lock").get(cql) {
             return Ok(p.clone());
         }
         let mut p = self
@@ -324,7 +325,10 @@ impl Writer {
             .with_context(|| format!("preparing on target: {cql}"))?;
         // Every write carries an explicit timestamp, so repeating it is harmless.
         p.set_is_idempotent(true);
-        self.cache.write().await.insert(cql.to_string(), p.clone());
+        self.cache
+            .write()
+            .expect("statement cache lock")
+            .insert(cql.to_string(), p.clone());
         Ok(p)
     }
 

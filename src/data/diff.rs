@@ -1,10 +1,12 @@
 //! Compares one token sub-range of origin with the same sub-range of target.
 //!
-//! Target's rows of the range are held in a map keyed by primary key, origin's rows are then
-//! streamed past it: a key absent from the map is *missing*, a key whose columns differ is
-//! *mismatched*, and whatever is left in the map at the end is *extra* (on target only). Matching
-//! by key rather than merging sorted streams avoids re-implementing Cassandra's clustering
-//! order for every type; sub-ranges keep the map small.
+//! Both sides are read at the same time and their rows fed in as they arrive, in whatever
+//! order: a row whose key the other side has already shown is judged at once (equal, or
+//! *mismatched*) and dropped; otherwise it waits in its side's map. At the end, origin rows
+//! still waiting are *missing* and target rows still waiting are *extra*. Matching by key rather
+//! than merging sorted streams avoids re-implementing Cassandra's clustering order for every
+//! type; since both clusters return a range in the same token order, the waiting maps stay about
+//! as small as the distance between the two scans, and never exceed the range itself.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -35,21 +37,30 @@ pub struct RangeDiff {
     opts: DiffOptions,
     /// Cell kind of each value column, which decides how writetimes are expected to match.
     kinds: Vec<CellKind>,
-    target: HashMap<String, ScannedRow>,
+    /// Rows read from one side whose key the other side has not shown yet.
+    origin_waiting: HashMap<String, ScannedRow>,
+    target_waiting: HashMap<String, ScannedRow>,
     pub compared: u64,
     pub skipped_recent: u64,
 }
 
+/// What a finished range comparison found besides the pairs judged on the way.
+pub struct RangeEnd {
+    /// Origin rows target lacks, then target rows origin lacks (live traffic excluded).
+    pub findings: Vec<Finding>,
+    /// Rows compared over the whole range, missing ones included.
+    pub compared: u64,
+    /// Rows not judged because they were written after the cut-off.
+    pub skipped_recent: u64,
+}
+
 impl RangeDiff {
-    pub fn new(table: &Table, opts: DiffOptions, target_rows: Vec<ScannedRow>) -> Self {
-        let target = target_rows
-            .into_iter()
-            .map(|r| (key_id(&r.key), r))
-            .collect();
+    pub fn new(table: &Table, opts: DiffOptions) -> Self {
         RangeDiff {
             opts,
             kinds: table.value_columns().map(|c| c.kind).collect(),
-            target,
+            origin_waiting: HashMap::new(),
+            target_waiting: HashMap::new(),
             compared: 0,
             skipped_recent: 0,
         }
@@ -62,17 +73,37 @@ impl RangeDiff {
         }
     }
 
-    /// Checks one origin row against target.
-    pub fn check(&mut self, origin: ScannedRow) -> Option<Finding> {
-        let target = self.target.remove(&key_id(&origin.key));
-        if self.is_recent(&origin) || target.as_ref().is_some_and(|t| self.is_recent(t)) {
+    /// Takes one origin row: judged now if target's row was seen, else kept until it is.
+    pub fn origin_row(&mut self, origin: ScannedRow) -> Option<Finding> {
+        let key = key_id(&origin.key);
+        match self.target_waiting.remove(&key) {
+            Some(target) => self.judge(origin, target),
+            None => {
+                self.origin_waiting.insert(key, origin);
+                None
+            }
+        }
+    }
+
+    /// Takes one target row: judged now if origin's row was seen, else kept until it is.
+    pub fn target_row(&mut self, target: ScannedRow) -> Option<Finding> {
+        let key = key_id(&target.key);
+        match self.origin_waiting.remove(&key) {
+            Some(origin) => self.judge(origin, target),
+            None => {
+                self.target_waiting.insert(key, target);
+                None
+            }
+        }
+    }
+
+    /// Compares the two copies of one row.
+    fn judge(&mut self, origin: ScannedRow, target: ScannedRow) -> Option<Finding> {
+        if self.is_recent(&origin) || self.is_recent(&target) {
             self.skipped_recent += 1;
             return None;
         }
         self.compared += 1;
-        let Some(target) = target else {
-            return Some(Finding::Missing(origin));
-        };
         let differing = self.differing_columns(&origin, &target);
         if differing.is_empty() {
             None
@@ -81,22 +112,30 @@ impl RangeDiff {
         }
     }
 
-    /// Rows left on target that origin does not have (excluding live traffic).
-    pub fn finish(self) -> (Vec<Finding>, u64) {
-        let mut recent = 0;
-        let mut extra = Vec::new();
-        for (_, row) in self.target {
-            if self
-                .opts
-                .cutoff
-                .is_some_and(|cut| row.max_writetime().is_some_and(|w| w > cut))
-            {
-                recent += 1;
+    /// Call once both sides are fully read: rows only one side has are missing or extra
+    /// (unless written after the cut-off).
+    pub fn finish(mut self) -> RangeEnd {
+        let mut findings = Vec::new();
+        for (_, row) in std::mem::take(&mut self.origin_waiting) {
+            if self.is_recent(&row) {
+                self.skipped_recent += 1;
             } else {
-                extra.push(Finding::Extra(row));
+                self.compared += 1;
+                findings.push(Finding::Missing(row));
             }
         }
-        (extra, recent)
+        for (_, row) in std::mem::take(&mut self.target_waiting) {
+            if self.is_recent(&row) {
+                self.skipped_recent += 1;
+            } else {
+                findings.push(Finding::Extra(row));
+            }
+        }
+        RangeEnd {
+            findings,
+            compared: self.compared,
+            skipped_recent: self.skipped_recent,
+        }
     }
 
     fn differing_columns(&self, origin: &ScannedRow, target: &ScannedRow) -> Vec<usize> {
@@ -250,25 +289,34 @@ mod tests {
             compare_writetime: false,
             ttl_tolerance_secs: 0,
         };
-        let target = vec![
-            row(1, "a", 1),
-            row(2, "B", 2),
-            row(4, "x", 4),
-            row(5, "live", 2000),
-        ];
-        let mut d = RangeDiff::new(&table(), opts, target);
-        assert!(d.check(row(1, "a", 1)).is_none());
-        assert!(
-            matches!(d.check(row(2, "b", 2)), Some(Finding::Mismatched(_, _, c)) if c == vec![0])
-        );
-        assert!(matches!(d.check(row(3, "c", 3)), Some(Finding::Missing(_))));
-        assert!(d.check(row(6, "new", 5000)).is_none());
-        assert_eq!(d.compared, 3);
-        assert_eq!(d.skipped_recent, 1);
-        let (extra, recent) = d.finish();
-        assert_eq!(extra.len(), 1);
-        assert!(matches!(&extra[0], Finding::Extra(r) if r.key == vec![Some(CqlValue::Int(4))]));
-        assert_eq!(recent, 1);
+        let mut d = RangeDiff::new(&table(), opts);
+        // Target ahead of origin for some keys, behind for others: the order must not matter.
+        assert!(d.target_row(row(1, "a", 1)).is_none());
+        assert!(d.target_row(row(2, "B", 2)).is_none());
+        assert!(d.origin_row(row(1, "a", 1)).is_none());
+        assert!(matches!(
+            d.origin_row(row(2, "b", 2)),
+            Some(Finding::Mismatched(_, _, c)) if c == vec![0]
+        ));
+        assert!(d.origin_row(row(3, "c", 3)).is_none());
+        assert!(d.origin_row(row(6, "new", 5000)).is_none());
+        assert!(d.origin_row(row(7, "late", 7)).is_none());
+        assert!(d.target_row(row(7, "LATE", 7)).is_some());
+        assert!(d.target_row(row(4, "x", 4)).is_none());
+        assert!(d.target_row(row(5, "live", 2000)).is_none());
+        let end = d.finish();
+        // 1, 2, 7 judged on the way; 3 missing; 6 (origin) and 5 (target) are live traffic.
+        assert_eq!(end.compared, 4);
+        assert_eq!(end.skipped_recent, 2);
+        assert_eq!(end.findings.len(), 2);
+        assert!(end
+            .findings
+            .iter()
+            .any(|f| matches!(f, Finding::Missing(r) if r.key == vec![Some(CqlValue::Int(3))])));
+        assert!(end
+            .findings
+            .iter()
+            .any(|f| matches!(f, Finding::Extra(r) if r.key == vec![Some(CqlValue::Int(4))])));
     }
 
     #[test]
@@ -278,10 +326,12 @@ mod tests {
             compare_writetime: false,
             ttl_tolerance_secs: 0,
         };
-        let mut d = RangeDiff::new(&table(), opts, vec![row(1, "a", 7)]);
-        assert!(d.check(row(1, "a", 1)).is_none());
+        let mut d = RangeDiff::new(&table(), opts);
+        d.target_row(row(1, "a", 7));
+        assert!(d.origin_row(row(1, "a", 1)).is_none());
         opts.compare_writetime = true;
-        let mut d = RangeDiff::new(&table(), opts, vec![row(1, "a", 7)]);
-        assert!(d.check(row(1, "a", 1)).is_some());
+        let mut d = RangeDiff::new(&table(), opts);
+        d.origin_row(row(1, "a", 1));
+        assert!(d.target_row(row(1, "a", 7)).is_some());
     }
 }

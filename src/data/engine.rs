@@ -9,6 +9,7 @@ use anyhow::Context;
 use futures::StreamExt;
 use scylla::client::session::Session;
 use scylla::statement::prepared::PreparedStatement;
+use scylla::value::CqlValue;
 
 use super::autocorrect;
 use super::checkpoint::{self, Checkpoint, ValidateCheckpoint};
@@ -321,9 +322,33 @@ async fn copy_range(
         origin_limit,
     );
     let pk_len = table.partition_key().count();
-    let mut last_partition: Option<String> = None;
+    let mut last_partition: Option<Vec<Option<CqlValue>>> = None;
     let (mut rows_read, mut writes_made) = (0u64, 0u64);
-    while let Some(page) = scanner.next_page().await? {
+    // One page's writes run while the next page is read, so origin and target work at the same
+    // time (migrate's ceiling is a scan of origin running alongside a bulk write of target);
+    // at most one page is buffered ahead per range.
+    let write_page = |groups: Vec<Vec<copy::Write>>, page_rows: usize| {
+        let target_limit = target_limit.clone();
+        async move {
+            // The target limit is rows/s like origin's: a row costs one unit however many
+            // statements (per-TTL groups, collection elements) it takes.
+            if let Some(limit) = &target_limit {
+                limit.acquire(page_rows).await;
+            }
+            writer.apply_groups(groups, cfg.write_concurrency).await
+        }
+    };
+    let mut writing = None;
+    loop {
+        let page = match writing.take() {
+            Some(previous) => {
+                let (page, written) = futures::join!(scanner.next_page(), previous);
+                written?;
+                page?
+            }
+            None => scanner.next_page().await?,
+        };
+        let Some(page) = page else { break };
         let read_at = now_micros();
         let page_rows = page.len();
         // Writes grouped by partition (rows of a partition are adjacent in a token scan).
@@ -332,9 +357,11 @@ async fn copy_range(
             let row = ScannedRow::from_row(table, row, true)?;
             rows_read += 1;
             // Static cells repeat on every row of a partition; write them once.
-            let partition = key_id(&row.key[..pk_len]);
-            let first = last_partition.as_deref() != Some(partition.as_str());
-            last_partition = Some(partition);
+            let partition = &row.key[..pk_len];
+            let first = last_partition.as_deref() != Some(partition);
+            if first {
+                last_partition = Some(partition.to_vec());
+            }
             if first || groups.last().is_none_or(|g| g.len() >= MAX_BATCH) {
                 groups.push(Vec::new());
             }
@@ -347,14 +374,11 @@ async fn copy_range(
             group.extend(row_writes(table, &row, &opts, None, target_row));
         }
         groups.retain(|g| !g.is_empty());
-        let n: usize = groups.iter().map(Vec::len).sum();
-        // The target limit is rows/s like origin's: a row costs one unit however many
-        // statements (per-TTL groups, collection elements) it takes.
-        if let Some(limit) = &target_limit {
-            limit.acquire(page_rows).await;
-        }
-        writes_made += n as u64;
-        writer.apply_groups(groups, cfg.write_concurrency).await?;
+        writes_made += groups.iter().map(Vec::len).sum::<usize>() as u64;
+        writing = Some(Box::pin(write_page(groups, page_rows)));
+    }
+    if let Some(last) = writing {
+        last.await?;
     }
     Ok((rows_read, writes_made))
 }
@@ -749,6 +773,26 @@ fn record_validated(
 
 type Limits = (Option<Arc<RateLimiter>>, Option<Arc<RateLimiter>>);
 
+#[derive(Clone, Copy)]
+enum Side {
+    Origin,
+    Target,
+}
+
+/// A range's pages as a stream that ends after the last page or the first error.
+fn pages_of(
+    scanner: RangeScanner<'_>,
+) -> impl futures::Stream<Item = anyhow::Result<Vec<scylla::value::Row>>> + '_ {
+    futures::stream::unfold(Some(scanner), |state| async move {
+        let mut scanner = state?;
+        match scanner.next_page().await {
+            Ok(Some(page)) => Some((Ok(page), Some(scanner))),
+            Ok(None) => None,
+            Err(e) => Some((Err(e), None)),
+        }
+    })
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn validate_range(
     cfg: &DataConfig,
@@ -764,41 +808,42 @@ async fn validate_range(
     range: TokenRange,
 ) -> anyhow::Result<TableValidation> {
     let retry = retry_policy(cfg);
-    let mut target_rows = Vec::new();
-    let mut scanner = RangeScanner::new(
-        &run.target,
-        selects.1,
-        range,
-        cfg.page_size,
-        retry.clone(),
-        limits.1,
-    );
-    while let Some(page) = scanner.next_page().await? {
-        for row in page {
-            target_rows.push(ScannedRow::from_row(table, row, true)?);
-        }
-    }
-    let mut diff = RangeDiff::new(table, diff_opts, target_rows);
-    let mut findings = Vec::new();
-    let mut scanner = RangeScanner::new(
+    let origin = RangeScanner::new(
         &run.origin,
         selects.0,
         range,
         cfg.page_size,
-        retry,
+        retry.clone(),
         limits.0,
     );
-    while let Some(page) = scanner.next_page().await? {
-        for row in page {
-            if let Some(f) = diff.check(ScannedRow::from_row(table, row, true)?) {
-                findings.push(f);
-            }
+    let target = RangeScanner::new(
+        &run.target,
+        selects.1,
+        range,
+        cfg.page_size,
+        retry,
+        limits.1,
+    );
+    // Both clusters are read at the same time (validation's ceiling is the two scans running
+    // together) and each page is compared as it arrives.
+    let mut pages = std::pin::pin!(futures::stream::select(
+        pages_of(origin).map(|p| (Side::Origin, p)),
+        pages_of(target).map(|p| (Side::Target, p)),
+    ));
+    let mut diff = RangeDiff::new(table, diff_opts);
+    let mut findings = Vec::new();
+    while let Some((side, page)) = pages.next().await {
+        for row in page? {
+            let row = ScannedRow::from_row(table, row, true)?;
+            findings.extend(match side {
+                Side::Origin => diff.origin_row(row),
+                Side::Target => diff.target_row(row),
+            });
         }
     }
-    let (compared, recent) = (diff.compared, diff.skipped_recent);
-    let (extra, extra_recent) = diff.finish();
-
-    findings.extend(extra);
+    let end = diff.finish();
+    let (compared, skipped_recent) = (end.compared, end.skipped_recent);
+    findings.extend(end.findings);
     // Counter rows are judged and corrected by their difference (`counters`), not copied.
     let counted = match counter_rows {
         Some(c) => Some(settle_counter_findings(opts, run, table, c, &mut findings).await?),
@@ -826,7 +871,7 @@ async fn validate_range(
         ..Default::default()
     };
     t.rows_compared += compared;
-    t.skipped_recent += recent + extra_recent;
+    t.skipped_recent += skipped_recent;
     t.corrected_missing += corrected.missing;
     t.corrected_mismatched += corrected.mismatched;
     if let Some(c) = counted {

@@ -246,10 +246,23 @@ pub fn is_multi_cell(kind: CellKind) -> bool {
 }
 
 /// A stable string identity of a key, used to match origin and target rows in a range.
+///
+/// Computed for every row a validation reads, so the usual key types are written directly (a
+/// tag letter, then the value; text length-prefixed so no content can fake a boundary) and only
+/// the rest go through `Debug`, whose output escapes the separator.
 pub fn key_id(key: &[Option<CqlValue>]) -> String {
-    let mut s = String::new();
+    let mut s = String::with_capacity(16 * key.len());
     for v in key {
-        let _ = write!(s, "{v:?}\u{1f}");
+        let _ = match v {
+            None => write!(s, "N"),
+            Some(CqlValue::Int(x)) => write!(s, "i{x}"),
+            Some(CqlValue::BigInt(x)) => write!(s, "b{x}"),
+            Some(CqlValue::Text(x)) => write!(s, "t{}:{x}", x.len()),
+            Some(CqlValue::Ascii(x)) => write!(s, "a{}:{x}", x.len()),
+            Some(CqlValue::Uuid(x)) => write!(s, "u{x}"),
+            Some(other) => write!(s, "d{other:?}"),
+        };
+        s.push('\u{1f}');
     }
     s
 }
@@ -266,6 +279,24 @@ pub fn render(value: &Option<CqlValue>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_ids_are_distinct_for_distinct_keys() {
+        let text = |t: &str| Some(CqlValue::Text(t.into()));
+        let keys = [
+            vec![text("a\u{1f}t1:b"), None],
+            vec![text("a"), text("b")],
+            vec![text("a"), None],
+            vec![Some(CqlValue::Int(1)), text("b")],
+            vec![Some(CqlValue::BigInt(1)), text("b")],
+            vec![Some(CqlValue::Ascii("a".into())), text("b")],
+            vec![Some(CqlValue::SmallInt(1)), text("b")],
+            vec![Some(CqlValue::TinyInt(1)), text("b")],
+        ];
+        let ids: std::collections::HashSet<String> = keys.iter().map(|k| key_id(k)).collect();
+        assert_eq!(ids.len(), keys.len(), "{ids:?}");
+        assert_eq!(key_id(&keys[1]), key_id(&[text("a"), text("b")]));
+    }
 
     #[test]
     fn parses_single_and_per_element_times() {
