@@ -7,7 +7,7 @@
 #   scripts/sandbox.sh up --fleet-only  only the network and the SSH hosts (see ZDM_SANDBOX_PREFIX)
 #   scripts/sandbox.sh down [--purge] stop everything we started, by pid; remove the namespaces
 #   scripts/sandbox.sh status        what runs, with each Cassandra node's memory
-#   scripts/sandbox.sh cqlsh origin|target [cqlsh args]
+#   scripts/sandbox.sh cqlsh origin|target [N] [cqlsh args]   (N: that node, default 1)
 #   scripts/sandbox.sh spark-up|spark-down  start/stop the Spark cluster alone (`up` starts it,
 #                                    `down` stops it): master spark://10.213.0.1:7077, a worker on
 #                                    zdm-h1 and zdm-h2
@@ -46,16 +46,23 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SB=${ZDM_SANDBOX_DIR:-$ROOT/.sandbox}
 CACHE=${ZDM_CACHE_DIR:-$HOME/.cache/zdm-run}
-FLEET_SIZE=${ZDM_SANDBOX_HOSTS:-3}
-HEAP=${ZDM_SANDBOX_HEAP:-640m}
+# What `up` was given is remembered in the sandbox's own directory ($SB/layout, see
+# save_layout): a later verb given only ZDM_SANDBOX_DIR (a fault switch from a test) acts on
+# that instance as it was made. The environment still wins.
+SAVED_NET='' SAVED_PREFIX='' SAVED_HOSTS='' SAVED_HEAP=''
+ORIGIN_NODES=1 TARGET_NODES=1 ORIGIN_DCS='' TARGET_DCS=''
+# shellcheck disable=SC1091
+[[ -f $SB/layout ]] && source "$SB/layout"
+FLEET_SIZE=${ZDM_SANDBOX_HOSTS:-${SAVED_HOSTS:-3}}
+HEAP=${ZDM_SANDBOX_HEAP:-${SAVED_HEAP:-640m}}
 CASSANDRA_VERSION=5.0.6
 
 # One /24 that lives only on this machine: the bridge in the root namespace (the control side)
 # and one veth per proxy host namespace. Nothing outside the machine is ever addressed.
 # ZDM_SANDBOX_NET and ZDM_SANDBOX_PREFIX exist for a second, fleet-only instance beside the
 # running one (the `down` test): its own /24 and its own host, namespace and bridge names.
-NET=${ZDM_SANDBOX_NET:-10.213.0}
-PREFIX=${ZDM_SANDBOX_PREFIX:-zdm}
+NET=${ZDM_SANDBOX_NET:-${SAVED_NET:-10.213.0}}
+PREFIX=${ZDM_SANDBOX_PREFIX:-${SAVED_PREFIX:-zdm}}
 [[ $PREFIX =~ ^[a-z]{1,4}$ ]] || { echo "[sandbox] error: ZDM_SANDBOX_PREFIX must be 1-4 lower-case letters" >&2; exit 1; }
 [[ $NET =~ ^10\.[0-9]{1,3}\.[0-9]{1,3}$ ]] || { echo "[sandbox] error: ZDM_SANDBOX_NET must be 10.X.Y (a /24 on this machine)" >&2; exit 1; }
 # Proxy hosts are NET.11 onwards; extra Cassandra nodes NET.201 onwards.
@@ -105,9 +112,6 @@ check_cluster() { [[ $1 == origin || $1 == target ]] || die "unknown cluster '$1
 
 declare -A NODES DCS
 load_layout() {
-  local ORIGIN_NODES=1 TARGET_NODES=1 ORIGIN_DCS= TARGET_DCS=
-  # shellcheck disable=SC1091
-  [[ -f $SB/layout ]] && source "$SB/layout"
   NODES[origin]=${ZDM_SANDBOX_ORIGIN_NODES:-$ORIGIN_NODES}
   NODES[target]=${ZDM_SANDBOX_TARGET_NODES:-$TARGET_NODES}
   DCS[origin]=${ZDM_SANDBOX_ORIGIN_DCS-$ORIGIN_DCS}
@@ -128,8 +132,12 @@ load_layout() {
 }
 save_layout() {
   mkdir -p "$SB"
-  printf 'ORIGIN_NODES=%s\nTARGET_NODES=%s\nORIGIN_DCS="%s"\nTARGET_DCS="%s"\n' \
-    "${NODES[origin]}" "${NODES[target]}" "${DCS[origin]}" "${DCS[target]}" >"$SB/layout.tmp"
+  {
+    echo "# Written by scripts/sandbox.sh up: how this sandbox was made."
+    printf 'SAVED_NET=%s\nSAVED_PREFIX=%s\nSAVED_HOSTS=%s\nSAVED_HEAP=%s\n' "$NET" "$PREFIX" "$FLEET_SIZE" "$HEAP"
+    printf 'ORIGIN_NODES=%s\nTARGET_NODES=%s\nORIGIN_DCS="%s"\nTARGET_DCS="%s"\n' \
+      "${NODES[origin]}" "${NODES[target]}" "${DCS[origin]}" "${DCS[target]}"
+  } >"$SB/layout.tmp"
   mv "$SB/layout.tmp" "$SB/layout"
 }
 node_count() { echo "${NODES[$1]}"; }
@@ -1377,9 +1385,14 @@ main() {
   cqlsh)
     need_sandbox
     check_cluster "${1:-}"
-    local c=$1
+    local c=$1 n=1
     shift
-    cql "$c" "$@"
+    if [[ ${1:-} =~ ^[0-9]+$ ]]; then
+      n=$1
+      shift
+    fi
+    check_node "$c" "$n"
+    CQL_NODE=$n cql "$c" "$@"
     ;;
   cut) cmd_cut "${1:?host}" ;;
   restore) cmd_restore "${1:?host}" ;;

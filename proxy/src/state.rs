@@ -123,10 +123,16 @@ impl Shared {
     }
 
     /// The control connection: to the first reachable contact point, which is where discovery
-    /// starts (the node list may be empty or stale when it reconnects).
+    /// starts (the node list may be empty or stale when it reconnects), then to the nodes
+    /// discovered before, so losing the contact points' nodes does not lose the cluster.
     pub async fn connect_control(&self, c: Cluster) -> Result<Arc<ClusterConn>, String> {
-        let hosts = &self.config.cluster(c).contact_points;
-        self.connect_to(c, hosts, crate::frame::VERSION, |node| {
+        let mut hosts = self.config.cluster(c).contact_points.clone();
+        for node in self.nodes(c).nodes().iter() {
+            if !hosts.contains(node) {
+                hosts.push(node.clone());
+            }
+        }
+        self.connect_to(c, &hosts, crate::frame::VERSION, |node| {
             self.metrics.node(c, node)
         })
         .await
