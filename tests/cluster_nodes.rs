@@ -203,10 +203,11 @@ struct ReadinessWatch {
 
 impl ReadinessWatch {
     fn start(fleet: Arc<Fleet>, clock: Instant) -> ReadinessWatch {
-        let (stop, polls, bad) = (Arc::default(), Arc::default(), Arc::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let polls = Arc::new(Mutex::new(0u64));
+        let bad = Arc::new(Mutex::new(Vec::<String>::new()));
         let task = {
-            let (stop, polls, bad): (Arc<AtomicBool>, Arc<Mutex<u64>>, Arc<Mutex<Vec<String>>>) =
-                (Arc::clone(&stop), Arc::clone(&polls), Arc::clone(&bad));
+            let (stop, polls, bad) = (stop.clone(), polls.clone(), bad.clone());
             tokio::spawn(async move {
                 while !stop.load(Ordering::SeqCst) {
                     for h in fleet.hosts() {
@@ -493,9 +494,11 @@ async fn target_local_datacenter_keeps_the_proxies_in_that_data_center_and_a_wro
     drop(session);
 
     // A data center the cluster does not have: the proxy refuses to start and says why.
+    // The playbook would wait two minutes for a readiness that cannot come; 30 s are plenty
+    // for the proxy to start, reach target and refuse.
     let wrong = fleet.run(
         "playbooks/deploy.yml",
-        &["-e", "target_local_datacenter=dc9"],
+        &["-e", "target_local_datacenter=dc9 zdm_readiness_retries=15"],
     );
     assert_ne!(wrong.code, 0, "deploy with dc9 must fail:\n{}", wrong.out);
     let log = fleet.ssh(

@@ -51,7 +51,7 @@ impl Sandbox {
 
     /// The env file of another sandbox instance (its own `ZDM_SANDBOX_DIR`).
     pub fn load_from(path: &std::path::Path) -> Sandbox {
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| {
             panic!(
                 "the SSH tests need the sandbox: cannot read {} ({e}); run scripts/sandbox.sh up \
                  or set ZDM_SANDBOX_ENV",
