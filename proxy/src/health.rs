@@ -316,14 +316,18 @@ pub async fn control_loop(shared: Arc<Shared>, cluster: Cluster) {
         let retry = interval.min(Duration::from_secs(1));
         let opened = match failover.take() {
             Some(conn) => Ok(conn),
-            None => open_control(&shared, cluster, interval).await,
+            None => open_control(&shared, cluster, interval, None).await,
         };
         match opened {
             Ok(conn) => {
                 health.mark_up(&conn.node);
                 tracing::info!(cluster = cluster.name(), node = %conn.node, "control connection up");
                 watch(&shared, cluster, &conn).await;
-                match open_control(&shared, cluster, interval).await {
+                // Only the *other* nodes: the lost one may be hung rather than closed (TCP
+                // connects, nothing answers), and waiting on it would keep a dead cluster UP
+                // past the heartbeat's promise. A single-node cluster has no other node and is
+                // DOWN at once, as before.
+                match open_control(&shared, cluster, interval, Some(&conn.host)).await {
                     Ok(next) => {
                         tracing::warn!(
                             cluster = cluster.name(),
@@ -399,9 +403,10 @@ async fn open_control(
     shared: &Shared,
     cluster: Cluster,
     timeout: Duration,
+    avoid: Option<&str>,
 ) -> Result<Arc<ClusterConn>, ControlError> {
     let conn = shared
-        .connect_control(cluster)
+        .connect_control(cluster, avoid)
         .await
         .map_err(ControlError::Other)?;
     let timeout = timeout.max(Duration::from_secs(5));
