@@ -7,7 +7,7 @@
 #   scripts/sandbox.sh up --fleet-only  only the network and the SSH hosts (see ZDM_SANDBOX_PREFIX)
 #   scripts/sandbox.sh down [--purge] stop everything we started, by pid; remove the namespaces
 #   scripts/sandbox.sh status        what runs, with each Cassandra node's memory
-#   scripts/sandbox.sh cqlsh origin|target [cqlsh args]
+#   scripts/sandbox.sh cqlsh origin|target [N] [cqlsh args]   (N: that node, default 1)
 #   scripts/sandbox.sh spark-up|spark-down  start/stop the Spark cluster alone (`up` starts it,
 #                                    `down` stops it): master spark://10.213.0.1:7077, a worker on
 #                                    zdm-h1 and zdm-h2
@@ -20,7 +20,8 @@
 # Fault switches for tests:
 #   cut HOST | restore HOST          take a proxy host off the network and bring it back
 #   sshd-stop HOST | sshd-start HOST
-#   cassandra-stop origin|target | cassandra-start origin|target
+#   cassandra-stop origin|target [N] | cassandra-start origin|target [N]
+#                                    stop / start node N of a cluster (default 1)
 #   rekey HOST | trust HOST          give a host a new host key (not trusted) / trust its key
 #   tls-apply                        (re)make missing certificates, rewrite both nodes' TLS
 #                                    config and restart them one at a time (for a running sandbox)
@@ -33,27 +34,45 @@
 # ~/.cache/zdm-run: the resolved Cassandra classpath and the cqlsh virtualenv live there so a
 # second run is fast), ZDM_SANDBOX_NET (the hosts' /24, default 10.213.0), ZDM_SANDBOX_PREFIX
 # (names: PREFIX-h1.., PREFIX-br0; default zdm).
+#
+# Multi-node clusters (read by `up`, remembered in $SB/layout for every later verb):
+# ZDM_SANDBOX_ORIGIN_NODES / ZDM_SANDBOX_TARGET_NODES (nodes per cluster, default 1; node 1 is
+# NET.2 / NET.3, origin's node N is NET.(200+N), target's NET.(220+N)), ZDM_SANDBOX_ORIGIN_DCS /
+# ZDM_SANDBOX_TARGET_DCS (each node's data center in node order, e.g. "dc1 dc2"; unset: one data
+# center, `datacenter1`). `up --minimal` starts the clusters and the fleet only (no Spark, no
+# monitoring host, no operator account), for a second instance beside the running one.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SB=${ZDM_SANDBOX_DIR:-$ROOT/.sandbox}
 CACHE=${ZDM_CACHE_DIR:-$HOME/.cache/zdm-run}
-FLEET_SIZE=${ZDM_SANDBOX_HOSTS:-3}
-HEAP=${ZDM_SANDBOX_HEAP:-640m}
+# What `up` was given is remembered in the sandbox's own directory ($SB/layout, see
+# save_layout): a later verb given only ZDM_SANDBOX_DIR (a fault switch from a test) acts on
+# that instance as it was made. The environment still wins.
+SAVED_NET='' SAVED_PREFIX='' SAVED_HOSTS='' SAVED_HEAP=''
+ORIGIN_NODES=1 TARGET_NODES=1 ORIGIN_DCS='' TARGET_DCS=''
+# shellcheck disable=SC1091
+[[ -f $SB/layout ]] && source "$SB/layout"
+FLEET_SIZE=${ZDM_SANDBOX_HOSTS:-${SAVED_HOSTS:-3}}
+HEAP=${ZDM_SANDBOX_HEAP:-${SAVED_HEAP:-640m}}
 CASSANDRA_VERSION=5.0.6
 
 # One /24 that lives only on this machine: the bridge in the root namespace (the control side)
 # and one veth per proxy host namespace. Nothing outside the machine is ever addressed.
 # ZDM_SANDBOX_NET and ZDM_SANDBOX_PREFIX exist for a second, fleet-only instance beside the
 # running one (the `down` test): its own /24 and its own host, namespace and bridge names.
-NET=${ZDM_SANDBOX_NET:-10.213.0}
-PREFIX=${ZDM_SANDBOX_PREFIX:-zdm}
+NET=${ZDM_SANDBOX_NET:-${SAVED_NET:-10.213.0}}
+PREFIX=${ZDM_SANDBOX_PREFIX:-${SAVED_PREFIX:-zdm}}
 [[ $PREFIX =~ ^[a-z]{1,4}$ ]] || { echo "[sandbox] error: ZDM_SANDBOX_PREFIX must be 1-4 lower-case letters" >&2; exit 1; }
 [[ $NET =~ ^10\.[0-9]{1,3}\.[0-9]{1,3}$ ]] || { echo "[sandbox] error: ZDM_SANDBOX_NET must be 10.X.Y (a /24 on this machine)" >&2; exit 1; }
+# Proxy hosts are NET.11 onwards; extra Cassandra nodes NET.201 onwards.
+((FLEET_SIZE >= 1 && FLEET_SIZE <= 189)) || { echo "[sandbox] error: ZDM_SANDBOX_HOSTS must be 1 to 189" >&2; exit 1; }
 HP=$PREFIX-h # host names: zdm-h1, zdm-h2, ...
 BRIDGE=$PREFIX-br0
 CONTROL_IP=$NET.1
 declare -A CLUSTER_IP=([origin]=$NET.2 [target]=$NET.3)
+# Extra nodes live far above the proxy hosts (NET.11 onwards) and the monitoring host (NET.9).
+declare -A EXTRA_NODE_BASE=([origin]=200 [target]=220)
 INSTALL_ROOT=/opt/zdm-proxy
 
 log() { printf '[sandbox] %s\n' "$*" >&2; }
@@ -82,7 +101,65 @@ all_hosts() {
   seq 1 "$FLEET_SIZE"
   echo "$MON"
 }
+# The hosts this sandbox runs: all of them, or the fleet alone for `up --minimal`.
+sandbox_hosts() { if [[ -f $SB/minimal ]]; then seq 1 "$FLEET_SIZE"; else all_hosts; fi; }
 check_cluster() { [[ $1 == origin || $1 == target ]] || die "unknown cluster '$1' (origin|target)"; }
+
+# ---------------------------------------------------------------------------------------------
+# Cluster layout: nodes per cluster and each node's data center. `up` takes it from the
+# environment (else from the last `up`) and writes it to $SB/layout, so the fault switches,
+# `status` and `down` of a later call know every node without being told again.
+
+declare -A NODES DCS
+load_layout() {
+  NODES[origin]=${ZDM_SANDBOX_ORIGIN_NODES:-$ORIGIN_NODES}
+  NODES[target]=${ZDM_SANDBOX_TARGET_NODES:-$TARGET_NODES}
+  DCS[origin]=${ZDM_SANDBOX_ORIGIN_DCS-$ORIGIN_DCS}
+  DCS[target]=${ZDM_SANDBOX_TARGET_DCS-$TARGET_DCS}
+  local c n
+  for c in origin target; do
+    n=${NODES[$c]}
+    [[ $n =~ ^[1-9]$ ]] || die "ZDM_SANDBOX_${c^^}_NODES must be 1 to 9 (got '$n')"
+    DCS[$c]=$(tr ',' ' ' <<<"${DCS[$c]}" | xargs)
+    if [[ -n ${DCS[$c]} ]]; then
+      local names
+      read -ra names <<<"${DCS[$c]}"
+      ((${#names[@]} == n)) || die "ZDM_SANDBOX_${c^^}_DCS names ${#names[@]} data centers for $n nodes (one per node, in node order)"
+      local d
+      for d in "${names[@]}"; do [[ $d =~ ^[A-Za-z0-9_-]+$ ]] || die "ZDM_SANDBOX_${c^^}_DCS: bad data center name '$d'"; done
+    fi
+  done
+}
+save_layout() {
+  mkdir -p "$SB"
+  {
+    echo "# Written by scripts/sandbox.sh up: how this sandbox was made."
+    printf 'SAVED_NET=%s\nSAVED_PREFIX=%s\nSAVED_HOSTS=%s\nSAVED_HEAP=%s\n' "$NET" "$PREFIX" "$FLEET_SIZE" "$HEAP"
+    printf 'ORIGIN_NODES=%s\nTARGET_NODES=%s\nORIGIN_DCS="%s"\nTARGET_DCS="%s"\n' \
+      "${NODES[origin]}" "${NODES[target]}" "${DCS[origin]}" "${DCS[target]}"
+  } >"$SB/layout.tmp"
+  mv "$SB/layout.tmp" "$SB/layout"
+}
+node_count() { echo "${NODES[$1]}"; }
+check_node() { # check_node CLUSTER N
+  [[ $2 =~ ^[1-9]$ ]] && (($2 <= ${NODES[$1]})) || die "unknown node '$2' of $1 (it has nodes 1..${NODES[$1]})"
+}
+node_ip() { # node_ip CLUSTER N
+  if (($2 == 1)); then echo "${CLUSTER_IP[$1]}"; else echo "$NET.$((${EXTRA_NODE_BASE[$1]} + $2))"; fi
+}
+node_ips() { local n; for ((n = 1; n <= ${NODES[$1]}; n++)); do node_ip "$1" "$n"; done; }
+# The data center of node N: its name in the layout, or SimpleSnitch's `datacenter1`.
+node_dc() {
+  local names
+  read -ra names <<<"${DCS[$1]}"
+  if ((${#names[@]})); then echo "${names[$(($2 - 1))]}"; else echo datacenter1; fi
+}
+# One token per node (num_tokens 1), spread evenly over the Murmur3 ring; node 1 keeps token 0,
+# which a single-node sandbox has always had. Bash arithmetic wraps at 64 bits, as the ring does.
+node_token() {
+  local step=$(((9223372036854775807 / ${NODES[$1]}) * 2))
+  echo $((($2 - 1) * step))
+}
 
 # `grep -q` on a pipe would close it early and, with pipefail, fail the pipeline: read it whole.
 has_addr() { # has_addr NETNS|"" DEV ADDRESS
@@ -225,7 +302,7 @@ ensure_network() {
   fi
   ip link set "$BRIDGE" up
   local addr
-  for addr in "$CONTROL_IP" "${CLUSTER_IP[origin]}" "${CLUSTER_IP[target]}"; do
+  for addr in "$CONTROL_IP" $(node_ips origin) $(node_ips target); do
     has_addr "" "$BRIDGE" "$addr" || ip addr add "$addr/24" dev "$BRIDGE"
   done
   local i
@@ -301,7 +378,7 @@ ensure_tls() {
   fi
   local c
   for c in origin target; do
-    tls_leaf "$c" "${CLUSTER_DNS[$c]}" "DNS:${CLUSTER_DNS[$c]}, IP:${CLUSTER_IP[$c]}" serverAuth
+    tls_leaf "$c" "${CLUSTER_DNS[$c]}" "DNS:${CLUSTER_DNS[$c]}$(printf ', IP:%s' $(node_ips "$c"))" serverAuth
   done
   # Proxies in tests listen on 127.0.0.x; fleet proxies on the hosts' addresses.
   local san="DNS:localhost, DNS:proxy.zdm.test" i
@@ -365,14 +442,35 @@ EOF
 # ---------------------------------------------------------------------------------------------
 # Cassandra nodes.
 
-node_dir() { echo "$SB/$1"; }
+# Every node has its own directory (data, commit log, logs, config, pid): node 1 keeps the
+# single-node sandbox's $SB/origin, node N is $SB/origin-N.
+node_dir() { if ((${2:-1} == 1)); then echo "$SB/$1"; else echo "$SB/$1-$2"; fi; }
+# The node numbers that have a directory (a node a larger earlier `up` made is still stopped
+# by `down`).
+existing_nodes() {
+  local d
+  {
+    [[ -d $SB/$1 ]] && echo 1
+    for d in "$SB/$1"-*; do [[ -d $d && ${d##*/} =~ ^$1-([0-9]+)$ ]] && echo "${BASH_REMATCH[1]}"; done
+  } | sort -nu
+}
 
+# With a data-center layout the nodes use GossipingPropertyFileSnitch and say their data center
+# in their own cassandra-rackdc.properties; without one, SimpleSnitch (`datacenter1`), as the
+# single-node sandbox always had.
 render_cassandra_config() {
-  local cluster=$1 dir
-  dir=$(node_dir "$cluster")
+  local cluster=$1 n=${2:-1} dir snitch=SimpleSnitch
+  dir=$(node_dir "$cluster" "$n")
   mkdir -p "$dir"/{data,commitlog,saved_caches,hints,cdc_raw,logs}
+  if [[ -n ${DCS[$cluster]} ]]; then
+    snitch=GossipingPropertyFileSnitch
+    printf '# Written by scripts/sandbox.sh\ndc=%s\nrack=rack1\n' "$(node_dc "$cluster" "$n")" >"$dir/cassandra-rackdc.properties"
+  fi
   sed -e "s|@CLUSTER_NAME@|zdm-$cluster|" \
-    -e "s|@ADDRESS@|${CLUSTER_IP[$cluster]}|g" \
+    -e "s|@ADDRESS@|$(node_ip "$cluster" "$n")|g" \
+    -e "s|@SEED@|$(node_ip "$cluster" 1)|g" \
+    -e "s|@SNITCH@|$snitch|g" \
+    -e "s|@TOKEN@|$(node_token "$cluster" "$n")|g" \
     -e "s|@DIR@|$dir|g" \
     "$ROOT/scripts/sandbox/cassandra.yaml.in" >"$dir/cassandra.yaml"
   ensure_tls # a sandbox made before TLS existed gets its certificates here
@@ -383,8 +481,8 @@ render_cassandra_config() {
 # The JVM options of Cassandra's own conf/jvm17-server.options (G1, JPMS exports/opens, Netty),
 # a fixed small heap, and the properties that make a single fresh node start fast.
 cassandra_jvm_args() {
-  local cluster=$1 dir cp jamm
-  dir=$(node_dir "$cluster")
+  local cluster=$1 n=${2:-1} dir cp jamm
+  dir=$(node_dir "$cluster" "$n")
   cp=$(cassandra_classpath)
   jamm=$(tr ':' '\n' <<<"$cp" | grep -m1 '/jamm-' || true)
   local args=(
@@ -428,8 +526,9 @@ cassandra_jvm_args() {
     -Dlogback.configurationFile="file://$ROOT/scripts/sandbox/logback.xml"
     -Dcassandra.skip_wait_for_gossip_to_settle=0
     -Dcassandra.load_ring_state=false
-    -Dcassandra.initial_token=0
-    -Dcassandra.ring_delay_ms=1000
+    -Dcassandra.initial_token="$(node_token "$cluster" "$n")"
+    -Dcassandra-rackdc.properties="file://$dir/cassandra-rackdc.properties"
+    -Dcassandra.ring_delay_ms="$(ring_delay_ms "$n")"
     -Dcassandra.superuser_setup_delay_ms=0
   )
   [[ -n $jamm ]] && args+=(-javaagent:"$jamm")
@@ -437,20 +536,26 @@ cassandra_jvm_args() {
   printf '%s\n' "${args[@]}"
 }
 
+# Node 1 is the seed and starts alone: a short ring delay makes it fast. A joining node's gossip
+# shadow round gives the seed one ring delay to answer, which 1 s does not cover on a busy
+# 2-core machine ("Unable to gossip with any peers"); 5 s does, and costs a joining node about
+# two ring delays of waiting.
+ring_delay_ms() { if (($1 == 1)); then echo 1000; else echo 5000; fi; }
+
 # Running means: the pid in our pidfile is alive. A node whose pidfile was lost (an interrupted
 # `up`) is found by its unique config path and adopted, so `up` never starts a second copy.
-cassandra_running() {
+cassandra_running() { # cassandra_running CLUSTER [N]
   local pidfile
-  pidfile=$(node_dir "$1")/cassandra.pid
+  pidfile=$(node_dir "$1" "${2:-1}")/cassandra.pid
   pid_alive "$pidfile" && return 0
   local pid
-  pid=$(pgrep -f -- "-Dcassandra.config=file://$(node_dir "$1")/cassandra.yaml" | head -n1 || true)
+  pid=$(pgrep -f -- "-Dcassandra.config=file://$(node_dir "$1" "${2:-1}")/cassandra.yaml" | head -n1 || true)
   [[ -n $pid ]] || return 1
   echo "$pid" >"$pidfile"
 }
 
-# cqlsh against one cluster with given credentials; credentials go through a 0600 rc file so
-# they never appear on a command line.
+# cqlsh against one cluster (its node 1, or node N with CQL_NODE=N) with given credentials;
+# credentials go through a 0600 rc file so they never appear on a command line.
 cql_as() {
   local cluster=$1 user=$2 password=$3
   shift 3
@@ -461,32 +566,33 @@ cql_as() {
   chmod 600 "$tmp/credentials"
   local status=0
   # cqlsh 6.2 (built against 5.0.0) warns on every call about the server's patch version.
-  "$(cqlsh_bin)" --cqlshrc "$tmp/cqlshrc" --credentials "$tmp/credentials" "${CLUSTER_IP[$cluster]}" 9042 "$@" \
+  "$(cqlsh_bin)" --cqlshrc "$tmp/cqlshrc" --credentials "$tmp/credentials" "$(node_ip "$cluster" "${CQL_NODE:-1}")" 9042 "$@" \
     > >(grep -v '^WARNING: cqlsh was built against' || true) || status=$?
   rm -rf "$tmp"
   return $status
 }
 cql() { local c=$1; shift; cql_as "$c" "$(cluster_user "$c")" "$(cluster_password "$c")" "$@"; }
 
-wait_for_cql() {
-  local cluster=$1 user=$2 password=$3 deadline=$((SECONDS + ${4:-240}))
-  until cql_as "$cluster" "$user" "$password" -e "SELECT release_version FROM system.local" >/dev/null 2>&1; do
-    cassandra_running "$cluster" || die "cassandra $cluster exited during start; see $(node_dir "$cluster")/logs/system.log and stdout.log"
-    ((SECONDS < deadline)) || die "cassandra $cluster did not answer CQL in time; see $(node_dir "$cluster")/logs/system.log"
+wait_for_cql() { # wait_for_cql CLUSTER USER PASSWORD [N]: node N (default 1) takes a login
+  local cluster=$1 user=$2 password=$3 n=${4:-1} deadline=$((SECONDS + 240)) dir
+  dir=$(node_dir "$cluster" "$n")
+  until CQL_NODE=$n cql_as "$cluster" "$user" "$password" -e "SELECT release_version FROM system.local" >/dev/null 2>&1; do
+    cassandra_running "$cluster" "$n" || die "cassandra $cluster node $n exited during start; see $dir/logs/system.log and stdout.log"
+    ((SECONDS < deadline)) || die "cassandra $cluster node $n did not answer CQL in time; see $dir/logs/system.log"
     sleep 2
   done
 }
 
-launch_cassandra() {
-  local cluster=$1 dir
-  dir=$(node_dir "$cluster")
-  if cassandra_running "$cluster"; then return; fi
-  render_cassandra_config "$cluster"
+launch_cassandra() { # launch_cassandra CLUSTER [N]
+  local cluster=$1 n=${2:-1} dir
+  dir=$(node_dir "$cluster" "$n")
+  if cassandra_running "$cluster" "$n"; then return; fi
+  render_cassandra_config "$cluster" "$n"
   local args
-  mapfile -t args < <(cassandra_jvm_args "$cluster")
+  mapfile -t args < <(cassandra_jvm_args "$cluster" "$n")
   local java
   java=$(java17_bin) || die "Cassandra $CASSANDRA_VERSION needs JDK 17 and none was found (apt-get install openjdk-17-jre-headless)"
-  log "starting cassandra $cluster at ${CLUSTER_IP[$cluster]}:9042 (heap $HEAP)"
+  log "starting cassandra $cluster node $n at $(node_ip "$cluster" "$n"):9042 in $(node_dc "$cluster" "$n") (heap $HEAP)"
   (
     cd "$dir"
     close_inherited_fds
@@ -521,18 +627,44 @@ ensure_roles() {
   local locked
   locked=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
   cql_as "$cluster" "$user" "$password" >/dev/null -e \
-    "ALTER ROLE cassandra WITH PASSWORD = '$locked' AND LOGIN = false"
+    "ALTER ROLE cassandra WITH PASSWORD = '$locked' AND LOGIN = false; $(auth_replication_cql "$cluster")"
   touch "$dir/.roles-done"
 }
 
-stop_cassandra() {
-  local cluster=$1 pidfile
-  pidfile=$(node_dir "$cluster")/cassandra.pid
+# The roles must survive the loss of any one node: on a multi-node cluster system_auth gets a
+# replica on every node (at most 3) once the roles are written and while node 1 is still alone,
+# so each later node streams the roles in when it bootstraps (no repair needed). Node 1 alone
+# cannot meet the default auth read level (LOCAL_QUORUM) of such a keyspace, nor can two nodes
+# of three after a loss be counted on to hold a role written later: cassandra.yaml.in reads
+# roles at LOCAL_ONE. (The default superuser is always read at QUORUM, which is why it is
+# locked away before the change.) SimpleStrategy ignores data centers, so a second data
+# center that has no node yet is no obstacle.
+auth_replication_cql() {
+  local n=${NODES[$1]}
+  ((n > 1)) || return 0
+  echo "ALTER KEYSPACE system_auth WITH replication = {'class': 'SimpleStrategy', 'replication_factor': $((n < 3 ? n : 3))};"
+}
+
+# Nodes 2..N of a cluster whose node 1 is up, one at a time: each bootstraps (streams its share,
+# the roles among it) and takes a login before the next starts, as Cassandra allows only one
+# node joining at a time.
+start_other_nodes() {
+  local cluster=$1 n
+  for ((n = 2; n <= ${NODES[$cluster]}; n++)); do
+    launch_cassandra "$cluster" "$n"
+    wait_for_cql "$cluster" "$(cluster_user "$cluster")" "$(cluster_password "$cluster")" "$n"
+    log "cassandra $cluster node $n up"
+  done
+}
+
+stop_cassandra() { # stop_cassandra CLUSTER [N]
+  local cluster=$1 n=${2:-1} pidfile
+  pidfile=$(node_dir "$cluster" "$n")/cassandra.pid
   # cassandra_running adopts a node whose pidfile an interrupted `up` lost, so `down` stops it too.
-  cassandra_running "$cluster" || { rm -f "$pidfile"; return 0; }
+  cassandra_running "$cluster" "$n" || { rm -f "$pidfile"; return 0; }
   local pid
   pid=$(cat "$pidfile")
-  log "stopping cassandra $cluster (pid $pid)"
+  log "stopping cassandra $cluster node $n (pid $pid)"
   kill -TERM "$pid" 2>/dev/null || true
   local deadline=$((SECONDS + 60))
   while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.5; done
@@ -868,12 +1000,27 @@ SANDBOX_HOSTS="${hosts[*]}"
 SANDBOX_HOST_NAMES="${names[*]}"
 SANDBOX_CASSANDRA_VERSION=$CASSANDRA_VERSION
 EOF
+  cluster_env_lines >>"$SB/env.tmp"
   tls_env_lines >>"$SB/env.tmp"
-  spark_env_lines >>"$SB/env.tmp"
-  monitoring_env_lines >>"$SB/env.tmp"
+  if [[ ! -f $SB/minimal ]]; then
+    spark_env_lines >>"$SB/env.tmp"
+    monitoring_env_lines >>"$SB/env.tmp"
+  fi
   mv "$SB/env.tmp" "$SB/env"
   umask 022
   write_inventory
+}
+
+# Every node of each cluster, in node order, with its data center (ZDM_*_CONTACT_POINTS stay
+# node 1, so single-node users read what they always read).
+cluster_env_lines() {
+  local c n dcs
+  for c in origin target; do
+    dcs=()
+    for ((n = 1; n <= ${NODES[$c]}; n++)); do dcs+=("$(node_dc "$c" "$n")"); done
+    echo "SANDBOX_${c^^}_NODES=\"$(node_ips "$c" | xargs)\""
+    echo "SANDBOX_${c^^}_DCS=\"${dcs[*]}\""
+  done
 }
 
 monitoring_env_lines() {
@@ -893,11 +1040,11 @@ write_inventory() {
     echo "# Generated by scripts/sandbox.sh: the sandbox fleet and its two clusters."
     echo "all:"
     echo "  vars:"
-    echo "    origin_contact_points: \"${CLUSTER_IP[origin]}\""
+    echo "    origin_contact_points: \"$(node_ips origin | paste -sd,)\""
     echo "    origin_port: 9042"
     echo "    origin_username: \"$ORIGIN_USERNAME\""
     echo "    origin_password: \"$ORIGIN_PASSWORD\""
-    echo "    target_contact_points: \"${CLUSTER_IP[target]}\""
+    echo "    target_contact_points: \"$(node_ips target | paste -sd,)\""
     echo "    target_port: 9042"
     echo "    target_username: \"$TARGET_USERNAME\""
     echo "    target_password: \"$TARGET_PASSWORD\""
@@ -912,6 +1059,7 @@ write_inventory() {
       echo "        $HP$i:"
       echo "          ansible_host: \"$(host_ip "$i")\""
     done
+    [[ -f $SB/minimal ]] || {
     echo "    monitoring:"
     echo "      vars:"
     echo "        ansible_user: root"
@@ -920,6 +1068,7 @@ write_inventory() {
     echo "      hosts:"
     echo "        $(host_name "$MON"):"
     echo "          ansible_host: \"$MON_IP\""
+    }
   } >"$SB/inventory/hosts.yml.tmp"
   mv "$SB/inventory/hosts.yml.tmp" "$SB/inventory/hosts.yml"
   umask 022
@@ -1013,31 +1162,49 @@ cmd_up_fleet() {
 cmd_up() {
   [[ $(id -u) == 0 ]] || die "the sandbox needs root (network namespaces, sshd)"
   [[ ${1:-} == --fleet-only ]] && { cmd_up_fleet; return; }
+  # --minimal: a second instance beside the running sandbox needs no Spark (one master port on
+  # the machine), no monitoring host, and must not rewrite the shared operator account's key.
+  local minimal=0
+  case ${1:-} in
+  --minimal) minimal=1 ;;
+  '') ;;
+  *) die "unknown option to up: $1 (--fleet-only|--minimal)" ;;
+  esac
   local started=$SECONDS
   install_packages
   mkdir -p "$SB"
   chmod 700 "$SB"
+  if ((minimal)); then touch "$SB/minimal"; else rm -f "$SB/minimal"; fi
+  save_layout
   cassandra_classpath >/dev/null
   cqlsh_bin >/dev/null
-  spark_home >/dev/null
+  ((minimal)) || spark_home >/dev/null
   ensure_credentials
   ensure_tls
   ensure_network
   # The monitoring host belongs to the full sandbox only (`up --fleet-only` has none).
-  ensure_host_network "$MON"
+  ((minimal)) || ensure_host_network "$MON"
   launch_cassandra origin
   launch_cassandra target
   ensure_client_key
-  ensure_ops_user
+  ((minimal)) || ensure_ops_user
   local i
-  for i in $(all_hosts); do start_sshd "$i"; done
+  for i in $(sandbox_hosts); do start_sshd "$i"; done
   write_ssh_client_files
-  for i in $(all_hosts); do wait_for_ssh "$i"; done
+  for i in $(sandbox_hosts); do wait_for_ssh "$i"; done
   ensure_roles origin
   ensure_roles target
-  cmd_spark_up
+  # The clusters' other nodes: origin's and target's joins run side by side, each cluster's
+  # nodes one after another.
+  local waits=() pid
+  start_other_nodes origin &
+  waits+=($!)
+  start_other_nodes target &
+  waits+=($!)
+  for pid in "${waits[@]}"; do wait "$pid" || die "not every Cassandra node came up"; done
+  ((minimal)) || cmd_spark_up
   write_env
-  log "up in $((SECONDS - started)) s: origin ${CLUSTER_IP[origin]}:9042, target ${CLUSTER_IP[target]}:9042, hosts $(for ((i = 1; i <= FLEET_SIZE; i++)); do printf "$HP%s " "$i"; done), monitoring $(host_name "$MON") $MON_IP"
+  log "up in $((SECONDS - started)) s: origin $(node_ips origin | xargs):9042, target $(node_ips target | xargs):9042, hosts $(for ((i = 1; i <= FLEET_SIZE; i++)); do printf "$HP%s " "$i"; done)$( ((minimal)) || echo ", monitoring $(host_name "$MON") $MON_IP")"
   log "environment: $SB/env   inventory: $SB/inventory/hosts.yml"
 }
 
@@ -1053,14 +1220,19 @@ cmd_down() {
   done
   kill_namespace_processes "$MON"
   stop_sshd "$MON"
-  stop_cassandra origin
-  stop_cassandra target
+  local c n
+  for c in origin target; do
+    for n in $(existing_nodes "$c"); do stop_cassandra "$c" "$n"; done
+  done
   remove_network
   rm -f "$SB/env"
   if [[ $purge == --purge ]]; then
     log "removing $SB"
+    local minimal=0
+    [[ -f $SB/minimal ]] && minimal=1
     rm -rf "$SB"
-    remove_ops_user
+    # A minimal instance never made the operator account: it may belong to the main sandbox.
+    ((minimal)) || remove_ops_user
   fi
   log "down"
 }
@@ -1068,16 +1240,21 @@ cmd_down() {
 rss_of() { awk '/VmRSS/ {printf "%d MiB", $2/1024}' "/proc/$1/status" 2>/dev/null; }
 
 cmd_status() {
-  local rc=0 c i
+  local rc=0 c i n
   for c in origin target; do
-    if cassandra_running "$c"; then
-      local pid
-      pid=$(cat "$(node_dir "$c")/cassandra.pid")
-      printf 'cassandra %-6s  running  pid %-7s %s:9042  rss %s\n' "$c" "$pid" "${CLUSTER_IP[$c]}" "$(rss_of "$pid")"
-    else
-      printf 'cassandra %-6s  stopped\n' "$c"
-      rc=1
-    fi
+    for ((n = 1; n <= ${NODES[$c]}; n++)); do
+      # Node 1 of a single-node cluster prints as it always did.
+      local name=$c
+      ((${NODES[$c]} == 1)) || name="$c $n"
+      if cassandra_running "$c" "$n"; then
+        local pid
+        pid=$(cat "$(node_dir "$c" "$n")/cassandra.pid")
+        printf 'cassandra %-6s  running  pid %-7s %s:9042  rss %s\n' "$name" "$pid" "$(node_ip "$c" "$n")" "$(rss_of "$pid")"
+      else
+        printf 'cassandra %-6s  stopped\n' "$name"
+        rc=1
+      fi
+    done
   done
   for ((i = 1; i <= FLEET_SIZE; i++)); do
     local net=absent
@@ -1090,6 +1267,8 @@ cmd_status() {
     printf "host $HP%-3s %-14s network %-6s sshd %s\n" "$i" "$(host_ip "$i")" "$net" "$sshd"
     [[ $net == up && $sshd == running ]] || rc=1
   done
+  # A minimal instance has no monitoring host and no Spark.
+  [[ -f $SB/minimal ]] && return $rc
   local mon=stopped
   sshd_running "$MON" && mon=running
   printf 'host %-7s %-14s sshd %s (monitoring)\n' "$(host_name "$MON")" "$MON_IP" "$mon"
@@ -1156,17 +1335,19 @@ cmd_tls_apply() {
   need_sandbox
   install_packages
   ensure_tls
-  local c
+  local c n
   for c in origin target; do
-    if cassandra_running "$c" && grep -q '^client_encryption_options:' "$(node_dir "$c")/cassandra.yaml"; then
-      log "cassandra $c already runs with client TLS; not restarted"
-      continue
-    fi
-    stop_cassandra "$c"
-    launch_cassandra "$c"
-    wait_for_cql "$c" "$(cluster_user "$c")" "$(cluster_password "$c")"
-    grep -q '^client_encryption_options:' "$(node_dir "$c")/cassandra.yaml" || die "$c: TLS options missing from cassandra.yaml"
-    log "cassandra $c back, with optional client TLS"
+    for ((n = 1; n <= ${NODES[$c]}; n++)); do
+      if cassandra_running "$c" "$n" && grep -q '^client_encryption_options:' "$(node_dir "$c" "$n")/cassandra.yaml"; then
+        log "cassandra $c node $n already runs with client TLS; not restarted"
+        continue
+      fi
+      stop_cassandra "$c" "$n"
+      launch_cassandra "$c" "$n"
+      wait_for_cql "$c" "$(cluster_user "$c")" "$(cluster_password "$c")" "$n"
+      grep -q '^client_encryption_options:' "$(node_dir "$c" "$n")/cassandra.yaml" || die "$c node $n: TLS options missing from cassandra.yaml"
+      log "cassandra $c node $n back, with optional client TLS"
+    done
   done
   if [[ -f $SB/env ]]; then
     umask 077
@@ -1209,6 +1390,7 @@ need_sandbox() {
 main() {
   local verb=${1:-}
   shift || true
+  load_layout
   case $verb in
   up) cmd_up "${1:-}" ;;
   down) cmd_down "${1:-}" ;;
@@ -1216,9 +1398,14 @@ main() {
   cqlsh)
     need_sandbox
     check_cluster "${1:-}"
-    local c=$1
+    local c=$1 n=1
     shift
-    cql "$c" "$@"
+    if [[ ${1:-} =~ ^[0-9]+$ ]]; then
+      n=$1
+      shift
+    fi
+    check_node "$c" "$n"
+    CQL_NODE=$n cql "$c" "$@"
     ;;
   cut) cmd_cut "${1:?host}" ;;
   restore) cmd_restore "${1:?host}" ;;
@@ -1229,13 +1416,15 @@ main() {
     ;;
   cassandra-stop)
     check_cluster "${1:-}"
-    stop_cassandra "$1"
+    check_node "$1" "${2:-1}"
+    stop_cassandra "$1" "${2:-1}"
     ;;
   cassandra-start)
     need_sandbox
     check_cluster "${1:-}"
-    launch_cassandra "$1"
-    wait_for_cql "$1" "$(cluster_user "$1")" "$(cluster_password "$1")"
+    check_node "$1" "${2:-1}"
+    launch_cassandra "$1" "${2:-1}"
+    wait_for_cql "$1" "$(cluster_user "$1")" "$(cluster_password "$1")" "${2:-1}"
     ;;
   rekey) cmd_rekey "${1:?host}" ;;
   tls-apply) cmd_tls_apply ;;
@@ -1255,7 +1444,7 @@ main() {
   spark-down) cmd_spark_down ;;
   monitoring) cmd_monitoring ;;
   *)
-    sed -n '2,35p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,43p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     [[ -z $verb || $verb == help || $verb == -h || $verb == --help ]] || exit 2
     ;;
   esac

@@ -303,52 +303,49 @@ pub fn heartbeat_timing(interval: Duration) -> (Duration, Duration) {
 }
 
 /// Keeps one control connection to `cluster` alive for the life of the process.
+///
+/// When the connection is lost, another node is tried at once before the cluster is marked
+/// DOWN: on a multi-node cluster the loss of the one node the control connection happened to
+/// use is not the loss of the cluster, and readiness must not blink to 503 for it.
 pub async fn control_loop(shared: Arc<Shared>, cluster: Cluster) {
     let health = shared.health.of(cluster);
+    let mut failover: Option<Arc<ClusterConn>> = None;
     loop {
         // Read each round: `heartbeat_interval_ms` is reloadable.
         let interval = shared.live().heartbeat_interval();
         let retry = interval.min(Duration::from_secs(1));
-        match open_control(&shared, cluster, interval).await {
+        let opened = match failover.take() {
+            Some(conn) => Ok(conn),
+            None => open_control(&shared, cluster, interval, None).await,
+        };
+        match opened {
             Ok(conn) => {
                 health.mark_up(&conn.node);
                 tracing::info!(cluster = cluster.name(), node = %conn.node, "control connection up");
-                let mut last_discovery = tokio::time::Instant::now();
-                loop {
-                    let interval = shared.live().heartbeat_interval();
-                    let (period, reply_timeout) = heartbeat_timing(interval);
-                    tokio::select! {
-                        _ = conn.closed() => break,
-                        _ = tokio::time::sleep(period) => {
-                            match conn.request(opcode::OPTIONS, 0, Default::default(), reply_timeout).await {
-                                Ok(f) if f.opcode == opcode::SUPPORTED => {}
-                                other => {
-                                    tracing::warn!(cluster = cluster.name(), "heartbeat failed: {:?}", other.err());
-                                    break;
-                                }
-                            }
-                            // Rediscover about once an interval, within the same reply budget.
-                            if last_discovery.elapsed() >= interval {
-                                last_discovery = tokio::time::Instant::now();
-                                match discover(&shared, cluster, &conn, reply_timeout).await {
-                                    Ok(()) => {}
-                                    Err(ControlError::Other(e)) => {
-                                        tracing::warn!(cluster = cluster.name(), "node discovery failed: {e}");
-                                    }
-                                    Err(e) => {
-                                        tracing::error!(cluster = cluster.name(), "{e}");
-                                        break;
-                                    }
-                                }
-                            }
-                        }
+                watch(&shared, cluster, &conn).await;
+                // Only the *other* nodes: the lost one may be hung rather than closed (TCP
+                // connects, nothing answers), and waiting on it would keep a dead cluster UP
+                // past the heartbeat's promise. A single-node cluster has no other node and is
+                // DOWN at once, as before.
+                match open_control(&shared, cluster, interval, Some(&conn.host)).await {
+                    Ok(next) => {
+                        tracing::warn!(
+                            cluster = cluster.name(),
+                            lost = %conn.node,
+                            node = %next.node,
+                            "control connection lost; moved to another node"
+                        );
+                        failover = Some(next);
+                        continue;
+                    }
+                    Err(e) => {
+                        health.mark_down();
+                        tracing::warn!(
+                            cluster = cluster.name(),
+                            "control connection lost and no other node answers ({e}); cluster DOWN"
+                        );
                     }
                 }
-                health.mark_down();
-                tracing::warn!(
-                    cluster = cluster.name(),
-                    "control connection lost; cluster DOWN"
-                );
             }
             Err(ControlError::Datacenter(e)) => {
                 health.mark_down();
@@ -367,13 +364,49 @@ pub async fn control_loop(shared: Arc<Shared>, cluster: Cluster) {
     }
 }
 
+/// Heartbeats (and rediscovers the nodes about once an interval) until the connection is lost.
+async fn watch(shared: &Shared, cluster: Cluster, conn: &ClusterConn) {
+    let mut last_discovery = tokio::time::Instant::now();
+    loop {
+        let interval = shared.live().heartbeat_interval();
+        let (period, reply_timeout) = heartbeat_timing(interval);
+        tokio::select! {
+            _ = conn.closed() => return,
+            _ = tokio::time::sleep(period) => {
+                match conn.request(opcode::OPTIONS, 0, Default::default(), reply_timeout).await {
+                    Ok(f) if f.opcode == opcode::SUPPORTED => {}
+                    other => {
+                        tracing::warn!(cluster = cluster.name(), node = %conn.node, "heartbeat failed: {:?}", other.err());
+                        return;
+                    }
+                }
+                // Rediscover about once an interval, within the same reply budget.
+                if last_discovery.elapsed() >= interval {
+                    last_discovery = tokio::time::Instant::now();
+                    match discover(shared, cluster, conn, reply_timeout).await {
+                        Ok(()) => {}
+                        Err(ControlError::Other(e)) => {
+                            tracing::warn!(cluster = cluster.name(), "node discovery failed: {e}");
+                        }
+                        Err(e) => {
+                            tracing::error!(cluster = cluster.name(), "{e}");
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 async fn open_control(
     shared: &Shared,
     cluster: Cluster,
     timeout: Duration,
+    avoid: Option<&str>,
 ) -> Result<Arc<ClusterConn>, ControlError> {
     let conn = shared
-        .connect_control(cluster)
+        .connect_control(cluster, avoid)
         .await
         .map_err(ControlError::Other)?;
     let timeout = timeout.max(Duration::from_secs(5));

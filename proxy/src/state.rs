@@ -123,10 +123,22 @@ impl Shared {
     }
 
     /// The control connection: to the first reachable contact point, which is where discovery
-    /// starts (the node list may be empty or stale when it reconnects).
-    pub async fn connect_control(&self, c: Cluster) -> Result<Arc<ClusterConn>, String> {
-        let hosts = &self.config.cluster(c).contact_points;
-        self.connect_to(c, hosts, crate::frame::VERSION, |node| {
+    /// starts (the node list may be empty or stale when it reconnects), then to the nodes
+    /// discovered before, so losing the contact points' nodes does not lose the cluster.
+    /// `avoid`: a node not to try (the one the previous control connection was lost on).
+    pub async fn connect_control(
+        &self,
+        c: Cluster,
+        avoid: Option<&str>,
+    ) -> Result<Arc<ClusterConn>, String> {
+        let mut hosts = self.config.cluster(c).contact_points.clone();
+        for node in self.nodes(c).nodes().iter() {
+            if !hosts.contains(node) {
+                hosts.push(node.clone());
+            }
+        }
+        hosts.retain(|h| Some(h.as_str()) != avoid);
+        self.connect_to(c, &hosts, crate::frame::VERSION, |node| {
             self.metrics.node(c, node)
         })
         .await
@@ -196,8 +208,18 @@ mod tests {
         assert_eq!(dead.failed_connections.get(), 2);
         assert_eq!(live.open_connections.get(), 3);
         // The control connection goes to the contact points, not through the assignment.
-        let control = shared.connect_control(Cluster::Target).await.unwrap();
+        let control = shared.connect_control(Cluster::Target, None).await.unwrap();
         assert_eq!(control.node, format!("127.0.0.1:{port}"));
         assert_eq!(dead.failed_connections.get(), 2);
+        // After losing the control connection's node, only the others are tried: here the
+        // dead one, so the attempt fails fast instead of waiting on the lost node.
+        let Err(err) = shared
+            .connect_control(Cluster::Target, Some("127.0.0.1"))
+            .await
+        else {
+            panic!("the control connection reached the node it was told to avoid");
+        };
+        assert!(err.contains("127.0.0.2"), "{err}");
+        assert_eq!(dead.failed_connections.get(), 3);
     }
 }

@@ -90,8 +90,17 @@ impl Fleet {
         Self::new(false)
     }
 
+    /// The fleet of another sandbox instance (its env file), e.g. the multi-node one of
+    /// `scripts/sandbox-nodes.sh`: the same locks, so fleet tests still run one at a time.
+    pub fn take_in(sb: Sandbox) -> Fleet {
+        Self::with_sandbox(sb, true)
+    }
+
     fn new(share_fault_lock: bool) -> Fleet {
-        let sb = Sandbox::load();
+        Self::with_sandbox(Sandbox::load(), share_fault_lock)
+    }
+
+    fn with_sandbox(sb: Sandbox, share_fault_lock: bool) -> Fleet {
         check_proxy_binary();
         let deploy = FileLock::take(Path::new("/tmp/zdm-run-deploy-tests.lock"), true);
         let clusters = FileLock::take(&std::env::temp_dir().join("zdm-proxy-tests.lock"), false);
@@ -133,13 +142,31 @@ impl Fleet {
             "cluster lock exclusive after {:.1?}; stopping {cluster}",
             waited.elapsed()
         );
+        self.stop_node(cluster, "1")
+    }
+
+    /// Stops node `node` of `cluster` (`cassandra-stop origin 2`) until the guard drops, which
+    /// starts it again. No cluster lock is taken: it is meant for a multi-node instance of its
+    /// own (`Fleet::take_in`), which no other test shares; on the shared sandbox use
+    /// [`Fleet::stop_cluster`].
+    pub fn stop_node(&self, cluster: &'static str, node: &'static str) -> ClusterDown<'_> {
         let guard = ClusterDown {
             fleet: self,
             cluster,
+            node,
             started: false,
         };
-        self.sb.switch("cassandra-stop", cluster);
+        self.sb.switch_args(&["cassandra-stop", cluster, node]);
         guard
+    }
+
+    /// The fleet's host names, in order (`zdm-h1`, ...; another instance has its own prefix).
+    pub fn hosts(&self) -> Vec<String> {
+        self.sb
+            .get("SANDBOX_HOST_NAMES")
+            .split_whitespace()
+            .map(String::from)
+            .collect()
     }
 
     /// Stops every deployed proxy (SIGTERM, then SIGKILL after 20 s) and removes what the
@@ -154,8 +181,8 @@ impl Fleet {
              esac\n\
              rm -rf {DEPLOYED}\n"
         );
-        for h in HOSTS {
-            let out = self.ssh_output(h, &script);
+        for h in self.hosts() {
+            let out = self.ssh_output(&h, &script);
             if let Err(e) = out {
                 eprintln!("wiping {h} failed: {e}");
             }
@@ -593,6 +620,7 @@ impl Drop for FaultUndo<'_> {
 pub struct ClusterDown<'a> {
     fleet: &'a Fleet,
     cluster: &'static str,
+    node: &'static str,
     started: bool,
 }
 
@@ -612,7 +640,8 @@ impl ClusterDown<'_> {
         for attempt in 1..=2 {
             let out = Command::new("bash")
                 .arg(self.fleet.sb.get("SANDBOX_SCRIPT"))
-                .args(["cassandra-start", self.cluster])
+                .args(["cassandra-start", self.cluster, self.node])
+                .env("ZDM_SANDBOX_DIR", self.fleet.sb.get("SANDBOX_DIR"))
                 .output();
             match out {
                 Ok(o) if o.status.success() => {

@@ -67,11 +67,19 @@ pub struct Workload {
 
 /// Creates `<keyspace>.kv` through the proxies (DDL goes to both clusters).
 pub async fn create_table(session: &Session, keyspace: &str) {
+    create_kv(
+        session,
+        keyspace,
+        "{'class': 'SimpleStrategy', 'replication_factor': 1}",
+    )
+    .await;
+}
+
+/// Creates `<keyspace>.kv` with the given replication map, through `session` (a direct session
+/// when the two clusters need different maps, as data centers differ).
+pub async fn create_kv(session: &Session, keyspace: &str, replication: &str) {
     for cql in [
-        format!(
-            "CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = \
-             {{'class': 'SimpleStrategy', 'replication_factor': 1}}"
-        ),
+        format!("CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = {replication}"),
         format!("CREATE TABLE IF NOT EXISTS {keyspace}.kv (k bigint PRIMARY KEY, v bigint)"),
     ] {
         session

@@ -46,7 +46,12 @@ impl Sandbox {
         let path = std::env::var("ZDM_SANDBOX_ENV")
             .map(PathBuf::from)
             .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".sandbox/env"));
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        Self::load_from(&path)
+    }
+
+    /// The env file of another sandbox instance (its own `ZDM_SANDBOX_DIR`).
+    pub fn load_from(path: &std::path::Path) -> Sandbox {
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| {
             panic!(
                 "the SSH tests need the sandbox: cannot read {} ({e}); run scripts/sandbox.sh up \
                  or set ZDM_SANDBOX_ENV",
@@ -114,14 +119,22 @@ impl Sandbox {
 
     /// Runs a fault switch (`cut`, `restore`, `rekey`, `trust`, ...).
     pub fn switch(&self, verb: &str, host: &str) {
+        self.switch_args(&[verb, host]);
+    }
+
+    /// Runs a fault switch with several arguments (`cassandra-stop origin 2`), in this
+    /// sandbox's own directory.
+    pub fn switch_args(&self, args: &[&str]) {
         let out = Command::new("bash")
             .arg(self.get("SANDBOX_SCRIPT"))
-            .args([verb, host])
+            .args(args)
+            .env("ZDM_SANDBOX_DIR", self.get("SANDBOX_DIR"))
             .output()
             .expect("run sandbox.sh");
         assert!(
             out.status.success(),
-            "sandbox.sh {verb} {host} failed: {}",
+            "sandbox.sh {} failed: {}",
+            args.join(" "),
             String::from_utf8_lossy(&out.stderr)
         );
     }
