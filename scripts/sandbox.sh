@@ -626,8 +626,13 @@ ensure_roles() {
   done
   local locked
   locked=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
-  cql_as "$cluster" "$user" "$password" >/dev/null -e \
-    "ALTER ROLE cassandra WITH PASSWORD = '$locked' AND LOGIN = false; $(auth_replication_cql "$cluster")"
+  # cqlsh takes a lone `;` after the last statement for an empty one and fails on it, so the
+  # replication change is appended only when there is one.
+  local statements="ALTER ROLE cassandra WITH PASSWORD = '$locked' AND LOGIN = false;"
+  local replication
+  replication=$(auth_replication_cql "$cluster")
+  [[ -z $replication ]] || statements="$statements $replication"
+  cql_as "$cluster" "$user" "$password" >/dev/null -e "$statements"
   touch "$dir/.roles-done"
 }
 
