@@ -64,6 +64,7 @@ fn main() {
     let exec = exec.freeze();
 
     let entry = Prepared {
+        origin_id: None,
         target_id: Bytes::from_static(&[9u8; 16]),
         route: Route::Both,
         query: None,

@@ -1,5 +1,9 @@
-//! Prepared statement ids: the client only ever sees origin's id; the proxy remembers the
-//! target's id for the same statement and how the statement routes.
+//! Prepared statement ids: the client sees the id origin gives the statement as the client
+//! wrote it; the proxy remembers the target's id for the same statement and how it routes. A
+//! statement whose functions the proxy replaced (`replace_cql_functions`) is prepared on the
+//! clusters with other text, so the clusters know it by another id (`origin_id`): the client
+//! still gets the id of its own text, so that turning the setting on or off never changes the
+//! id of a statement a driver has prepared (drivers refuse an id that changes on re-prepare).
 //!
 //! The cache is process memory only. After a proxy restart it is empty: an EXECUTE with an
 //! unknown id is answered with UNPREPARED carrying that id, which makes every driver re-prepare
@@ -15,6 +19,9 @@ use crate::routing::Route;
 #[derive(Debug, Clone)]
 pub struct Prepared {
     pub target_id: Bytes,
+    /// Origin's id when it is not the one the client knows (the text origin prepared is the
+    /// proxy's rewrite); `None`: the client's id is origin's.
+    pub origin_id: Option<Bytes>,
     pub route: Route,
     /// The statement text: the proxy answers topology statements itself from it, and prepares
     /// a statement again on a shadow-read connection that does not know it.
@@ -67,6 +74,7 @@ mod tests {
     fn bounded_and_keyed_by_origin_id() {
         let c = PreparedCache::new(2);
         let p = |t: &'static [u8]| Prepared {
+            origin_id: None,
             target_id: Bytes::from_static(t),
             route: Route::Both,
             query: None,

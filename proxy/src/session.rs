@@ -468,6 +468,7 @@ impl Session {
         let n = self.shared.prepared.insert(
             origin_id,
             Prepared {
+                origin_id: None,
                 target_id,
                 route,
                 // Kept to re-prepare it on a shadow-read connection that lost it.
@@ -539,9 +540,19 @@ impl Session {
             return Err("origin and target name the injected variables differently".into());
         }
         use_prepared_table(writes, &o, self.version);
+        let client_id = self.id_of_client_text(req).await.unwrap_or_else(|why| {
+            tracing::warn!(
+                "replace_cql_functions: the client gets the rewritten statement's id ({why}); \
+                 a driver that prepared it with replacement off will refuse the new id"
+            );
+            origin_id.clone()
+        });
+        let client_body = with_prepared_id(o.flags, &client_body, &client_id)
+            .map_err(|e| format!("origin: {e}"))?;
         let n = self.shared.prepared.insert(
-            origin_id,
+            client_id.clone(),
             Prepared {
+                origin_id: (client_id != origin_id).then_some(origin_id),
                 target_id,
                 route: Route::Both,
                 query: None,
@@ -555,6 +566,23 @@ impl Session {
         let mut resp = o;
         resp.body = client_body;
         Ok(resp)
+    }
+
+    /// The id origin gives the statement exactly as the client wrote it (origin prepares that
+    /// text too, which executes nothing): what the client would have got with
+    /// `replace_cql_functions` off, so switching the setting never changes a statement's id
+    /// under a driver, which refuses an id that changes on re-prepare. Computing it instead
+    /// would copy Cassandra's hashing rules, which differ between versions.
+    async fn id_of_client_text(&self, req: &Frame) -> Result<Bytes, String> {
+        let answer = self
+            .send(Cluster::Origin, req, req.body.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        if is_error(&answer) {
+            let why = wire::parse_error(&answer.body).map(|(_, msg)| msg);
+            return Err(why.unwrap_or_else(|| "an error".into()));
+        }
+        prepared_id(&answer).ok_or_else(|| "PREPARE answer without an id".into())
     }
 
     /// PREPARE of a topology query: answered by the proxy with its own stable id, so the
@@ -573,6 +601,7 @@ impl Session {
         let (op, body) = self.fleet.prepared(&select, &info, &id, self.version);
         if op == opcode::RESULT {
             let entry = Prepared {
+                origin_id: None,
                 target_id: Bytes::new(),
                 route: Route::Topology(table),
                 query: Some(query.into()),
@@ -631,6 +660,7 @@ impl Session {
                 };
                 let target = execute_body_for(Cluster::Target, &origin_body, off, &id, &entry);
                 let target = self.for_target(req.opcode, target, off);
+                let origin_body = execute_body_for(Cluster::Origin, &origin_body, off, &id, &entry);
                 self.write(req, origin_body, target, &entry.writes, &entry.risks)
                     .await
             }
@@ -679,28 +709,35 @@ impl Session {
     }
 }
 
-/// The EXECUTE body cluster `c` gets: the client's own for origin (it carries origin's id, the
-/// one the client knows), with the target's id in place of it for target. `id` is the id in
-/// `body` at `off`.
+/// The EXECUTE body cluster `c` gets: the client's own, with that cluster's id in place of the
+/// client's where they differ (target's always may; origin's when the proxy rewrote the
+/// statement). `id` is the id in `body` at `off`.
 fn execute_body_for(c: Cluster, body: &Bytes, off: usize, id: &[u8], entry: &Prepared) -> Bytes {
-    match c {
-        Cluster::Origin => body.clone(),
-        Cluster::Target => replace_id(body, off, id.len(), &entry.target_id),
+    match (c, &entry.origin_id) {
+        (Cluster::Origin, None) => body.clone(),
+        (Cluster::Origin, Some(origin_id)) => replace_id(body, off, id.len(), origin_id),
+        (Cluster::Target, _) => replace_id(body, off, id.len(), &entry.target_id),
     }
 }
 
+/// A PREPARED answer's body with `id` as the statement id.
+fn with_prepared_id(flags: u8, body: &Bytes, id: &[u8]) -> Result<Bytes, FrameError> {
+    let at = crate::frame::response_message_offset(flags, body)? + 4; // after the result kind
+    let old = Reader::at(body, at).short_bytes()?.len();
+    Ok(replace_id(body, at, old, id))
+}
+
 /// The id the client must re-prepare, from a cluster's UNPREPARED answer to a BATCH: the
-/// origin id of the child whose origin or target id the cluster names. `ids` are the batch's
-/// (origin id, target id) pairs.
-fn client_id_of_unprepared(error_body: &[u8], ids: &[(Bytes, Bytes)]) -> Bytes {
+/// client's id of the child whose origin or target id the cluster names.
+fn client_id_of_unprepared(error_body: &[u8], ids: &[write_rewrite::ChildIds]) -> Bytes {
     let mut er = Reader::new(error_body);
     let _ = er.int();
     let _ = er.string();
     let unknown = er.short_bytes().unwrap_or_default();
     ids.iter()
-        .find(|(o, t)| o.as_ref() == unknown || t.as_ref() == unknown)
-        .map(|(o, _)| o.clone())
-        .or_else(|| ids.first().map(|(o, _)| o.clone()))
+        .find(|c| c.origin.as_ref() == unknown || c.target.as_ref() == unknown)
+        .or_else(|| ids.first())
+        .map(|c| c.client.clone())
         .unwrap_or_default()
 }
 
@@ -784,15 +821,18 @@ mod tests {
     /// Origin and target computing different ids for the same statements (as clusters of
     /// different versions or with different keyspace names in the hash do): every EXECUTE and
     /// BATCH child must reach each cluster with that cluster's id, and a cluster's UNPREPARED
-    /// must come back to the client with the id it knows (origin's).
+    /// must come back to the client with the id it knows.
     #[test]
-    fn each_cluster_gets_its_own_prepared_id_and_unprepared_maps_back_to_origins() {
+    fn each_cluster_gets_its_own_prepared_id_and_unprepared_maps_back_to_the_client_s() {
         let cache = crate::prepared::PreparedCache::new(16);
         let statements = [
             (&b"origin-id-insert"[..], &b"TARGET-ID-INSERT-0123"[..]),
             (&b"origin-id-update"[..], &b"TARGET-ID-UPDATE-4567"[..]),
         ];
-        for (o, t) in statements {
+        // The second statement's functions were replaced: origin knows the rewrite by another
+        // id than the one of the client's text, which the client holds.
+        const REWRITE_ID: &[u8] = b"origin-id-of-the-rewrite";
+        for (i, (o, t)) in statements.into_iter().enumerate() {
             // What `prepare` does with the two answers.
             let (oid, tid) = (
                 prepared_id(&prepared_answer(o)).unwrap(),
@@ -802,6 +842,7 @@ mod tests {
             cache.insert(
                 oid,
                 Prepared {
+                    origin_id: (i == 1).then(|| Bytes::from_static(REWRITE_ID)),
                     target_id: tid,
                     route: Route::Both,
                     query: None,
@@ -834,6 +875,20 @@ mod tests {
             &to_target[rt.pos()..],
             "parameters unchanged"
         );
+        // The rewritten statement reaches origin with origin's id for the rewrite.
+        let cid = statements[1].0;
+        let mut b = BytesMut::new();
+        wire::put_short_bytes(&mut b, cid);
+        b.put_u16(0x000A);
+        b.put_u8(0x01);
+        values(&mut b, &[b"k1"]);
+        let req = Frame::request(6, opcode::EXECUTE, b.freeze());
+        let entry = cache.get(cid).unwrap();
+        let to_origin = execute_body_for(Cluster::Origin, &req.body, off, cid, &entry);
+        assert_eq!(
+            Reader::at(&to_origin, off).short_bytes().unwrap(),
+            REWRITE_ID
+        );
 
         // BATCH: a simple statement between two prepared children.
         let mut b = BytesMut::new();
@@ -854,15 +909,15 @@ mod tests {
         let out = write_rewrite::rewrite_batch(&body, 0, None, false, |id| cache.get(id)).unwrap();
         assert_eq!(
             batch_child_ids(&out.origin),
-            vec![statements[0].0.to_vec(), statements[1].0.to_vec()]
+            vec![statements[0].0.to_vec(), REWRITE_ID.to_vec()]
         );
         assert_eq!(
             batch_child_ids(&out.target),
             vec![statements[0].1.to_vec(), statements[1].1.to_vec()]
         );
 
-        // UNPREPARED from either cluster, for the second child: the client hears origin's id.
-        for unknown in [statements[1].1, statements[1].0] {
+        // UNPREPARED from either cluster, for the second child: the client hears its own id.
+        for unknown in [statements[1].1, REWRITE_ID] {
             let answer = wire::unprepared_body(unknown);
             assert_eq!(
                 client_id_of_unprepared(&answer, &out.ids).as_ref(),

@@ -31,12 +31,20 @@ pub fn with_statement(body: &[u8], off: usize, end: usize, text: &str) -> Bytes 
     b.freeze()
 }
 
+/// A prepared child of a BATCH: the id the client sent and the ids each cluster knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildIds {
+    pub client: Bytes,
+    pub origin: Bytes,
+    pub target: Bytes,
+}
+
 /// A BATCH as each cluster gets it.
 pub struct BatchBodies {
     pub origin: Bytes,
     pub target: Bytes,
-    /// (origin id, target id) of each prepared child, to translate an UNPREPARED answer.
-    pub ids: Vec<(Bytes, Bytes)>,
+    /// Each prepared child's ids, to translate an UNPREPARED answer.
+    pub ids: Vec<ChildIds>,
     /// One entry per child statement that writes a table.
     pub writes: Vec<TableRef>,
     /// What makes the children's writes unsafe, per table (see `unsafe_writes`).
@@ -104,13 +112,24 @@ pub fn rewrite_batch(
             1 => {
                 let id = Bytes::copy_from_slice(r.short_bytes()?);
                 let entry = lookup(&id).ok_or_else(|| BatchError::Unprepared(id.clone()))?;
-                origin.put_slice(&body[start..r.pos()]);
+                match &entry.origin_id {
+                    Some(origin_id) => {
+                        origin.put_u8(1);
+                        wire::put_short_bytes(&mut origin, origin_id);
+                        origin_changed = true;
+                    }
+                    None => origin.put_slice(&body[start..r.pos()]),
+                }
                 target.put_u8(1);
                 wire::put_short_bytes(&mut target, &entry.target_id);
                 writes.extend(entry.writes.iter().cloned());
                 risks.extend(entry.risks.iter().cloned());
                 now = entry.now.clone();
-                ids.push((id, entry.target_id));
+                ids.push(ChildIds {
+                    origin: entry.origin_id.clone().unwrap_or_else(|| id.clone()),
+                    client: id,
+                    target: entry.target_id,
+                });
             }
             k => return Err(FrameError::Malformed(format!("batch child kind {k}")).into()),
         }
@@ -177,12 +196,15 @@ mod tests {
     }
 
     #[test]
-    fn batch_children_get_identical_timeuuids_and_target_ids() {
+    fn batch_children_get_identical_timeuuids_and_each_cluster_s_own_id() {
         let body = batch(&[
             (0, b"INSERT INTO ks.a (k, ts) VALUES (1, now())", &[]),
-            (1, b"OID", &[b"kk"]),
+            (1, b"CID", &[b"kk"]),
         ]);
+        // The client knows the statement by the id of its own text; the clusters prepared the
+        // rewrite and know it by theirs.
         let entry = Prepared {
+            origin_id: Some(Bytes::from_static(b"ORIGINID")),
             target_id: Bytes::from_static(b"TARGETID"),
             route: Route::Both,
             query: None,
@@ -199,13 +221,17 @@ mod tests {
             risks: Default::default(),
         };
         let out = rewrite_batch(&body, 0, None, true, |id| {
-            (id == b"OID").then(|| entry.clone())
+            (id == b"CID").then(|| entry.clone())
         })
         .unwrap();
         assert_eq!(out.writes.len(), 2);
         assert_eq!(
             out.ids,
-            vec![(Bytes::from_static(b"OID"), entry.target_id.clone())]
+            vec![ChildIds {
+                client: Bytes::from_static(b"CID"),
+                origin: Bytes::from_static(b"ORIGINID"),
+                target: entry.target_id.clone(),
+            }]
         );
         // Same statement text and values on both sides; only the id differs.
         let strip = |b: &Bytes, id: &[u8]| {
@@ -214,7 +240,10 @@ mod tests {
             // The id and its [short bytes] length.
             [&s[..pos - 2], &s[pos + id.len()..]].concat()
         };
-        assert_eq!(strip(&out.origin, b"OID"), strip(&out.target, b"TARGETID"));
+        assert_eq!(
+            strip(&out.origin, b"ORIGINID"),
+            strip(&out.target, b"TARGETID")
+        );
         let text = String::from_utf8_lossy(&out.origin);
         assert!(!text.contains("now()"), "{text}");
         // The prepared child now has two values, the timeuuid second.
@@ -224,9 +253,10 @@ mod tests {
         assert_eq!(r.bytes().unwrap().unwrap().len(), 16);
 
         let e = rewrite_batch(&body, 0, None, true, |_| None);
-        assert!(matches!(e, Err(BatchError::Unprepared(id)) if id.as_ref() == b"OID"));
+        assert!(matches!(e, Err(BatchError::Unprepared(id)) if id.as_ref() == b"CID"));
         let plain = rewrite_batch(&body, 0, None, false, |_| {
             Some(Prepared {
+                origin_id: None,
                 now: None,
                 risks: Default::default(),
                 ..entry.clone()

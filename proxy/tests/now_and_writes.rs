@@ -174,6 +174,18 @@ async fn now_gets_one_value_on_both_clusters_for_queries_batches_and_prepared_st
         timeuuid_of(&target, &ks, "ev", "ts", 99).await,
         "without replace_cql_functions each cluster runs now() itself"
     );
+    // The id a driver holds does not depend on the setting: turning it on (or off) while
+    // applications run must not make their re-prepares return another id, which drivers
+    // refuse ("prepared statement id changed").
+    let plain_insert = ps
+        .prepare(format!("INSERT INTO {ks}.ev (k, ts) VALUES (?, now())"))
+        .await
+        .unwrap();
+    assert_eq!(
+        plain_insert.get_id(),
+        insert.get_id(),
+        "the same statement must keep its id with replace_cql_functions on and off"
+    );
     drop_ks(&origin, &target, &ks).await;
 }
 
