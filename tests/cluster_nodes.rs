@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use deploy_support::workload::{assert_on_both_clusters, create_kv, Workload};
-use deploy_support::{unique_keyspace, Fleet, CQL_PORT, METRICS_PORT};
+use deploy_support::{unique_keyspace, Fleet, CQL_PORT};
 use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
@@ -120,18 +120,8 @@ async fn direct_session(fleet: &Fleet, cluster: &str, cl: Consistency) -> Sessio
 /// One proxy's open connections per node of `cluster`, from its
 /// `zdm_<cluster>_connections_total{node="addr:port"}` gauges.
 async fn proxy_connections(fleet: &Fleet, host: &str, cluster: &str) -> BTreeMap<String, u64> {
-    let url = format!("http://{}:{METRICS_PORT}/metrics", fleet.address(host));
-    let text = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
-        .get(&url)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
-        .text()
-        .await
-        .unwrap();
+    let (_, response) = fleet.proxy_get(host, "/metrics").await;
+    let text = response.text().await.unwrap();
     let prefix = format!("zdm_{cluster}_connections_total{{node=\"");
     text.lines()
         .filter_map(|l| l.strip_prefix(&prefix))
@@ -174,18 +164,8 @@ fn clients_on_node(sb: &Sandbox, cluster: &str, n: usize) -> Vec<String> {
 /// The node (address, no port) one proxy's target control connection is on, from the
 /// `TargetStatus.Addr` of its readiness report.
 async fn target_control_node(fleet: &Fleet, host: &str) -> String {
-    let url = format!(
-        "http://{}:{METRICS_PORT}/health/readiness",
-        fleet.address(host)
-    );
-    let report: serde_json::Value = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
-        .get(&url)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+    let (url, response) = fleet.proxy_get(host, "/health/readiness").await;
+    let report: serde_json::Value = response
         .json()
         .await
         .unwrap_or_else(|e| panic!("GET {url}: not JSON: {e}"));

@@ -46,19 +46,8 @@ fn drained_lines(fleet: &Fleet) -> Vec<usize> {
 
 /// The settings a proxy runs now, from its admin port's `/config`.
 async fn live_config(fleet: &Fleet, host: &str) -> serde_json::Value {
-    let url = format!(
-        "http://{}:{}/config",
-        fleet.address(host),
-        deploy_support::METRICS_PORT
-    );
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
-        .get(&url)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+    let (url, response) = fleet.proxy_get(host, "/config").await;
+    response
         .json()
         .await
         .unwrap_or_else(|e| panic!("GET {url}: not JSON: {e}"))

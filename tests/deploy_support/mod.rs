@@ -298,6 +298,21 @@ impl Fleet {
         self.sb.address(host)
     }
 
+    /// GET `path` on a host's proxy metrics/health port; panics naming the URL if nothing
+    /// answers.
+    pub async fn proxy_get(&self, host: &str, path: &str) -> (String, reqwest::Response) {
+        let url = format!("http://{}:{METRICS_PORT}{path}", self.address(host));
+        let response = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap()
+            .get(&url)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        (url, response)
+    }
+
     /// GET /health/readiness of a host's proxy: the status code, or None if nothing answers.
     pub async fn readiness(&self, host: &str) -> Option<u16> {
         let url = format!(
