@@ -1,5 +1,6 @@
-//! ansible-playbook's command line: several `-i` and host lists, `--limit` forms and the
-//! error when it (or `hosts:`) selects nothing, connection and escalation flags,
+//! ansible-playbook's command line: several `-i` and host lists, the default inventory and
+//! `ZDM_INVENTORY`, `--limit` forms and the error when it (or `hosts:`) selects nothing,
+//! `--list-hosts`/`--list-tasks`, `--tags`/`--skip-tags`, connection and escalation flags,
 //! `--start-at-task`, and a misspelt subcommand. Local fleet (tests/common), no sandbox.
 
 mod common;
@@ -220,5 +221,97 @@ fn start_at_task_and_misspelt_subcommands() {
             && run.stderr.contains("did you mean 'validate'?"),
         "{}",
         run.all()
+    );
+}
+
+#[test]
+fn list_hosts_tasks_limit_and_tags() {
+    let fleet = Fleet::new();
+    let run = fleet.run(&["playbooks/site.yml", "--list-hosts", "-l", "fleet:!h2"]);
+    run.assert_code(0);
+    assert!(run.stdout.contains("hosts (2):"), "{}", run.stdout);
+    assert!(run.stdout.contains("h1") && run.stdout.contains("h3") && !run.stdout.contains("h2\n"));
+    let run = fleet.run(&["playbooks/site.yml", "--list-tasks"]);
+    run.assert_code(0);
+    assert!(run.stdout.contains("render config"), "{}", run.stdout);
+    // --output json: one JSON document with the same facts.
+    let run = fleet.run(&[
+        "playbooks/site.yml",
+        "--list-hosts",
+        "--list-tasks",
+        "-l",
+        "fleet:!h2",
+        "--output",
+        "json",
+    ]);
+    run.assert_code(0);
+    let doc = run.json();
+    let play = &doc["playbooks"][0]["plays"][0];
+    assert_eq!(play["hosts"], serde_json::json!(["h1", "h3"]), "{doc}");
+    let tasks: Vec<&str> = play["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(tasks.contains(&"render config"), "{doc}");
+
+    let pb = fleet.write_playbook(
+        "tags.yml",
+        r#"
+- hosts: fleet
+  tasks:
+    - copy: {content: "a\n", dest: /a.txt}
+      tags: [config]
+    - copy: {content: "b\n", dest: /b.txt}
+      tags: [deploy]
+    - copy: {content: "c\n", dest: /c.txt}
+      tags: [always]
+"#,
+    );
+    fleet
+        .run(&[pb.to_str().unwrap(), "-t", "config", "-l", "h1"])
+        .assert_code(0);
+    let exists = |h: &str, f: &str| fleet.host_file(h, f).exists();
+    assert!(exists("h1", "/a.txt") && !exists("h1", "/b.txt") && exists("h1", "/c.txt"));
+    assert!(!exists("h2", "/a.txt"), "--limit h1 ran on h2");
+    fleet
+        .run(&[pb.to_str().unwrap(), "--skip-tags", "config", "-l", "h2"])
+        .assert_code(0);
+    assert!(!exists("h2", "/a.txt") && exists("h2", "/b.txt"));
+}
+
+#[test]
+fn default_inventory_is_dot_inventory_unless_zdm_inventory_is_set_and_hosts_may_be_templated() {
+    let fleet = Fleet::new();
+    let pb = fleet.write_playbook(
+        "which.yml",
+        "- hosts: \"{{ targets }}\"\n  tasks:\n    - copy: {content: x, dest: /picked}\n",
+    );
+    let run = |env: Option<&std::path::Path>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_zdm-run"));
+        cmd.current_dir(fleet.dir.path())
+            .env_remove("ZDM_INVENTORY")
+            .args([pb.to_str().unwrap(), "-e", "targets=fleet:!h1"]);
+        if let Some(p) = env {
+            cmd.env("ZDM_INVENTORY", p);
+        }
+        common::Run::from(cmd.output().unwrap())
+    };
+    // ./inventory (the fleet's) is found without -i.
+    run(None).assert_code(0);
+    assert!(!fleet.host_file("h1", "/picked").exists());
+    assert!(fleet.host_file("h2", "/picked").exists());
+    // $ZDM_INVENTORY wins over ./inventory: in an inventory without the fleet, `fleet`
+    // names nothing, which is an error (not a silent empty run).
+    let other = fleet.path("other.ini");
+    std::fs::write(&other, "[elsewhere]\nnobody ansible_connection=local\n").unwrap();
+    let r = run(Some(&other));
+    r.assert_code(1);
+    assert!(
+        r.stderr
+            .contains("('fleet', 'h1': no such host or group in the inventory)"),
+        "{}",
+        r.all()
     );
 }
