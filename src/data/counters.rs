@@ -306,26 +306,19 @@ impl CounterRows {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::schema::{classify, Column, Role};
+    use crate::data::diff::tests::table_of;
+    use crate::data::schema::Role;
     use crate::data::value::{Cell, Times};
 
     fn table() -> Table {
-        let c = |n: &str, t: &str, role| Column {
-            name: n.into(),
-            cql_type: t.into(),
-            role,
-            kind: classify(t, &Default::default()),
-            position: 0,
-        };
-        Table {
-            keyspace: "ks".into(),
-            name: "hits".into(),
-            columns: vec![
-                c("k", "int", Role::PartitionKey),
-                c("a", "counter", Role::Regular),
-                c("b", "counter", Role::Regular),
+        table_of(
+            "hits",
+            &[
+                ("k", "int", Role::PartitionKey),
+                ("a", "counter", Role::Regular),
+                ("b", "counter", Role::Regular),
             ],
-        }
+        )
     }
 
     fn row(a: Option<i64>, b: Option<i64>) -> ScannedRow {

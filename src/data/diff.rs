@@ -245,28 +245,39 @@ pub fn column_causes(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::data::schema::{classify, Column, Role};
     use crate::data::value::{Cell, CellTime};
     use scylla::value::CqlValue;
 
-    fn table() -> Table {
-        let c = |n: &str, t: &str, role| Column {
-            name: n.into(),
-            cql_type: t.into(),
-            role,
-            kind: classify(t, &Default::default()),
-            position: 0,
-        };
+    /// `ks.<name>` with `columns` as (name, CQL type, role), in table order: the tables the
+    /// comparison's unit tests read rows of (the counter tests' too, in `counters`).
+    pub(in crate::data) fn table_of(name: &str, columns: &[(&str, &str, Role)]) -> Table {
         Table {
             keyspace: "ks".into(),
-            name: "t".into(),
-            columns: vec![
-                c("k", "int", Role::PartitionKey),
-                c("v", "text", Role::Regular),
-            ],
+            name: name.into(),
+            columns: columns
+                .iter()
+                .map(|&(column, cql_type, role)| Column {
+                    name: column.into(),
+                    cql_type: cql_type.into(),
+                    role,
+                    kind: classify(cql_type, &Default::default()),
+                    position: 0,
+                })
+                .collect(),
         }
+    }
+
+    fn table() -> Table {
+        table_of(
+            "t",
+            &[
+                ("k", "int", Role::PartitionKey),
+                ("v", "text", Role::Regular),
+            ],
+        )
     }
 
     fn row(k: i32, v: &str, wt: i64) -> ScannedRow {
