@@ -9,7 +9,6 @@ pub mod cli_docs;
 pub mod data;
 pub mod diff;
 pub mod edit_distance;
-pub mod facts;
 pub mod gates;
 pub mod inventory;
 pub mod migration_metrics;

@@ -7,6 +7,7 @@
 //! query, so a dry run and a real run cannot disagree about what would change.
 
 pub mod command;
+mod facts;
 mod fetch;
 mod file;
 mod files_common;
@@ -173,7 +174,7 @@ pub fn module(name: &str) -> Option<Box<dyn Module>> {
         "service" => Box::new(service::Service),
         "package" | "apt" => Box::new(package::Package),
         "fetch" => Box::new(fetch::Fetch),
-        "gather_facts" | "setup" => Box::new(crate::facts::GatherFacts),
+        "gather_facts" | "setup" => Box::new(facts::GatherFacts),
         _ => return None,
     })
 }
@@ -188,8 +189,8 @@ pub(crate) static FLEET_SPECS: &[&spec::ModuleSpec] = &[
     &fetch::SPEC,
     &zdm_config_change::SPEC,
     &zdm_peers_ready::SPEC,
-    &crate::facts::SPEC,
-    &crate::facts::SETUP_SPEC,
+    &facts::SPEC,
+    &facts::SETUP_SPEC,
 ];
 
 // ---- argument helpers shared by modules ----

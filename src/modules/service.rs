@@ -155,7 +155,7 @@ fn settings(ctx: &ModuleCtx<'_>) -> Result<Settings, ModuleError> {
                 .get("ansible_host")
                 .map(crate::vars::display)
                 .unwrap_or_else(|| "127.0.0.1".into());
-            crate::facts::resolve_address(&h).unwrap_or(h)
+            crate::template::resolve_address(&h).unwrap_or(h)
         }
     };
     let metrics_port = match arg_str(ctx.args, "metrics_port") {

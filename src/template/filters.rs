@@ -36,7 +36,7 @@ pub(super) fn register(env: &mut Environment<'static>) {
     env.add_filter("checksum", checksum);
     env.add_filter("quote", quote);
     env.add_filter("bool", to_bool);
-    env.add_filter("resolve", crate::facts::resolve_filter);
+    env.add_filter("resolve", super::resolve::resolve_filter);
     // zdm-proxy's settings, for the proxy config template and the check that refuses a
     // variable naming none (see `crate::proxy_settings`).
     env.add_global(

@@ -7,6 +7,7 @@
 
 mod ansible;
 mod filters;
+mod resolve;
 mod secret_filters;
 
 use std::collections::BTreeSet;
@@ -17,6 +18,8 @@ use minijinja::{Environment, UndefinedBehavior};
 use serde_json::Value;
 
 use crate::vars::Vars;
+
+pub use resolve::resolve_address;
 
 /// Context key listing variables whose own template could not be rendered, with the reason
 /// (set by the run engine; read here to explain the resulting "undefined" errors).
