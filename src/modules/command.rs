@@ -8,8 +8,37 @@ use std::time::Duration;
 use futures::FutureExt;
 use serde_json::Value;
 
+use super::spec::{Kind, ModuleSpec};
 use super::{arg_str, ModFuture, ModResult, Module, ModuleCtx, ModuleError, Planned, Query};
 use crate::transport::CommandSpec;
+
+const ARGS: &[(&str, Kind)] = &[
+    ("cmd", Kind::Scalar),
+    ("argv", Kind::ScalarList),
+    ("creates", Kind::Scalar),
+    ("removes", Kind::Scalar),
+    ("chdir", Kind::Scalar),
+    ("stdin", Kind::Scalar),
+    ("timeout", Kind::Int),
+];
+
+pub static SPEC: ModuleSpec = ModuleSpec {
+    name: "command",
+    free_form: true,
+    any_args: false,
+    args: ARGS,
+    one_of_required: &["cmd", "argv", "_raw"],
+    required: &[],
+};
+
+pub static SHELL_SPEC: ModuleSpec = ModuleSpec {
+    name: "shell",
+    free_form: true,
+    any_args: false,
+    args: ARGS,
+    one_of_required: &["cmd", "_raw"],
+    required: &[],
+};
 
 pub struct Command {
     /// `shell` runs through /bin/sh; `command` splits the line into an argv itself.

@@ -5,7 +5,7 @@ use futures::FutureExt;
 use serde_json::{Map, Value};
 
 use super::spec::{Kind, ModuleSpec};
-use super::{ModFuture, ModResult, Module, ModuleCtx, ModuleError, Planned, Query};
+use super::{ModFuture, ModResult, Module, ModuleCtx, ModuleError, Query};
 use crate::transport::ssh::shell_quote;
 use crate::transport::CommandSpec;
 use crate::vars::Vars;
@@ -153,10 +153,6 @@ impl Module for GatherFacts {
             }))
         }
         .boxed()
-    }
-
-    fn apply<'a>(&'a self, _: &'a ModuleCtx<'a>, _: &'a Planned) -> ModFuture<'a, ModResult> {
-        async move { Err(ModuleError::Failed("gather_facts changes nothing".into())) }.boxed()
     }
 }
 

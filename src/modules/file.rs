@@ -3,11 +3,35 @@
 use futures::FutureExt;
 use serde_json::Value;
 
+use super::files_common::FILE_ATTRS;
+use super::spec::{Kind, ModuleSpec};
 use super::{
     arg_bool, arg_str, parse_mode, ModFuture, ModResult, Module, ModuleCtx, ModuleError, Planned,
     Query,
 };
 use crate::transport::{FileKind, Ownership};
+
+pub static SPEC: ModuleSpec = ModuleSpec {
+    name: "file",
+    free_form: false,
+    any_args: false,
+    args: &[
+        ("path", Kind::Scalar),
+        ("dest", Kind::Scalar),
+        ("name", Kind::Scalar),
+        (
+            "state",
+            Kind::OneOf(&["file", "directory", "absent", "link", "touch"]),
+        ),
+        ("src", Kind::Scalar),
+        FILE_ATTRS[0],
+        FILE_ATTRS[1],
+        FILE_ATTRS[2],
+        ("force", Kind::Bool),
+    ],
+    one_of_required: &["path", "dest", "name"],
+    required: &[],
+};
 
 pub struct File;
 

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use futures::FutureExt;
 use serde_json::Value;
 
+use super::spec::{Kind, ModuleSpec};
 use super::{
     arg_bool, arg_str, parse_mode, ModFuture, ModResult, Module, ModuleCtx, ModuleError, Planned,
     Query,
@@ -16,6 +17,51 @@ use super::{
 use crate::transport::{FileKind, Ownership};
 
 /// Renders a Jinja2 template file from the control machine onto the host.
+/// The attributes every file module takes.
+pub(super) const FILE_ATTRS: [(&str, Kind); 4] = [
+    ("mode", Kind::Scalar),
+    ("owner", Kind::Scalar),
+    ("group", Kind::Scalar),
+    ("backup", Kind::Bool),
+];
+
+pub static TEMPLATE_SPEC: ModuleSpec = ModuleSpec {
+    name: "template",
+    free_form: false,
+    any_args: false,
+    args: &[
+        ("src", Kind::Scalar),
+        ("dest", Kind::Scalar),
+        FILE_ATTRS[0],
+        FILE_ATTRS[1],
+        FILE_ATTRS[2],
+        FILE_ATTRS[3],
+        ("validate", Kind::Scalar),
+        ("force", Kind::Bool),
+    ],
+    one_of_required: &[],
+    required: &["src", "dest"],
+};
+
+pub static COPY_SPEC: ModuleSpec = ModuleSpec {
+    name: "copy",
+    free_form: false,
+    any_args: false,
+    args: &[
+        ("src", Kind::Scalar),
+        ("content", Kind::Any),
+        ("dest", Kind::Scalar),
+        FILE_ATTRS[0],
+        FILE_ATTRS[1],
+        FILE_ATTRS[2],
+        FILE_ATTRS[3],
+        ("validate", Kind::Scalar),
+        ("force", Kind::Bool),
+    ],
+    one_of_required: &["src", "content"],
+    required: &["dest"],
+};
+
 pub struct Template;
 /// Copies a control-machine file (`src`) or literal `content` onto the host.
 pub struct Copy;

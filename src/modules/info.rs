@@ -1,22 +1,78 @@
 //! Modules that only look or decide: `set_fact`, `debug`, `assert`, `fail`, `pause`.
-//! They never change a host, so their query is their whole work.
+//! They never change a host, so their query is their whole work (the trait's default `apply`).
 
 use std::time::Duration;
 
 use futures::FutureExt;
 use serde_json::Value;
 
-use super::{arg_f64, arg_str, ModFuture, ModResult, Module, ModuleCtx, Planned, Query};
+use super::spec::{Kind, ModuleSpec};
+use super::{arg_f64, arg_str, ModFuture, ModResult, Module, ModuleCtx, Query};
+
+pub static SET_FACT_SPEC: ModuleSpec = ModuleSpec {
+    name: "set_fact",
+    free_form: false,
+    any_args: true,
+    args: &[],
+    one_of_required: &[],
+    required: &[],
+};
+
+pub static DEBUG_SPEC: ModuleSpec = ModuleSpec {
+    name: "debug",
+    free_form: false,
+    any_args: false,
+    args: &[
+        ("msg", Kind::Any),
+        ("var", Kind::Scalar),
+        ("verbosity", Kind::Int),
+    ],
+    one_of_required: &[],
+    required: &[],
+};
+
+pub static ASSERT_SPEC: ModuleSpec = ModuleSpec {
+    name: "assert",
+    free_form: false,
+    any_args: false,
+    args: &[
+        ("that", Kind::ScalarList),
+        ("fail_msg", Kind::Scalar),
+        ("msg", Kind::Scalar),
+        ("success_msg", Kind::Scalar),
+        ("quiet", Kind::Bool),
+    ],
+    one_of_required: &[],
+    required: &["that"],
+};
+
+pub static FAIL_SPEC: ModuleSpec = ModuleSpec {
+    name: "fail",
+    free_form: false,
+    any_args: false,
+    args: &[("msg", Kind::Scalar)],
+    one_of_required: &[],
+    required: &[],
+};
+
+pub static PAUSE_SPEC: ModuleSpec = ModuleSpec {
+    name: "pause",
+    free_form: false,
+    any_args: false,
+    args: &[
+        ("seconds", Kind::Number),
+        ("minutes", Kind::Number),
+        ("prompt", Kind::Scalar),
+    ],
+    one_of_required: &[],
+    required: &[],
+};
 
 pub struct SetFact;
 pub struct Debug;
 pub struct Assert;
 pub struct Fail;
 pub struct Pause;
-
-fn no_apply<'a>() -> ModFuture<'a, ModResult> {
-    async { Ok(ModResult::ok()) }.boxed()
-}
 
 impl Module for SetFact {
     fn query<'a>(&'a self, ctx: &'a ModuleCtx<'a>) -> ModFuture<'a, Query> {
@@ -27,9 +83,6 @@ impl Module for SetFact {
             }))
         }
         .boxed()
-    }
-    fn apply<'a>(&'a self, _: &'a ModuleCtx<'a>, _: &'a Planned) -> ModFuture<'a, ModResult> {
-        no_apply()
     }
 }
 
@@ -65,9 +118,6 @@ impl Module for Debug {
         }
         .boxed()
     }
-    fn apply<'a>(&'a self, _: &'a ModuleCtx<'a>, _: &'a Planned) -> ModFuture<'a, ModResult> {
-        no_apply()
-    }
 }
 
 impl Module for Assert {
@@ -95,9 +145,6 @@ impl Module for Assert {
         }
         .boxed()
     }
-    fn apply<'a>(&'a self, _: &'a ModuleCtx<'a>, _: &'a Planned) -> ModFuture<'a, ModResult> {
-        no_apply()
-    }
 }
 
 impl Module for Fail {
@@ -108,9 +155,6 @@ impl Module for Fail {
             )))
         }
         .boxed()
-    }
-    fn apply<'a>(&'a self, _: &'a ModuleCtx<'a>, _: &'a Planned) -> ModFuture<'a, ModResult> {
-        no_apply()
     }
 }
 
@@ -128,8 +172,5 @@ impl Module for Pause {
             Ok(Query::Done(ModResult::msg(format!("paused {secs}s"))))
         }
         .boxed()
-    }
-    fn apply<'a>(&'a self, _: &'a ModuleCtx<'a>, _: &'a Planned) -> ModFuture<'a, ModResult> {
-        no_apply()
     }
 }

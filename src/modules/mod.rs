@@ -14,14 +14,18 @@ mod files_common;
 mod info;
 mod net;
 mod package;
+mod registry;
 mod service;
 pub mod spec;
 mod zdm_cdm;
 pub(crate) mod zdm_proxy_binary;
 
+pub use registry::{module, module_spec};
+
 use std::path::Path;
 
 use futures::future::BoxFuture;
+use futures::FutureExt;
 use serde_json::{Map, Value};
 
 use crate::secrets::Redactor;
@@ -131,7 +135,18 @@ pub trait Module: Send + Sync {
     fn query<'a>(&'a self, ctx: &'a ModuleCtx<'a>) -> ModFuture<'a, Query>;
 
     /// Carries out what `query` planned. Not called in check mode, nor for `Query::Done`.
-    fn apply<'a>(&'a self, ctx: &'a ModuleCtx<'a>, plan: &'a Planned) -> ModFuture<'a, ModResult>;
+    ///
+    /// Modules that only look or decide (`debug`, `assert`, `wait_for`, `gather_facts`, ...) answer
+    /// `Query::Done` and keep this default, which is never reached; a module that plans a
+    /// change without implementing apply fails its task here rather than report success.
+    fn apply<'a>(&'a self, _: &'a ModuleCtx<'a>, _: &'a Planned) -> ModFuture<'a, ModResult> {
+        async {
+            Err(ModuleError::Failed(
+                "this module plans no change to apply".into(),
+            ))
+        }
+        .boxed()
+    }
 }
 
 // The migration's own modules: gates and the phase record.
@@ -144,54 +159,6 @@ mod zdm_health_gate;
 mod zdm_peers_ready;
 mod zdm_phase;
 mod zdm_preflight;
-
-/// The module implementing `name` (names were checked when the playbook was loaded).
-pub fn module(name: &str) -> Option<Box<dyn Module>> {
-    let short = name.strip_prefix("ansible.builtin.").unwrap_or(name);
-    Some(match short {
-        "zdm_preflight" => Box::new(zdm_preflight::ZdmPreflight),
-        "zdm_health_gate" => Box::new(zdm_health_gate::ZdmHealthGate),
-        "zdm_client_gate" => Box::new(zdm_client_gate::ZdmClientGate),
-        "zdm_migrate" => Box::new(zdm_data::ZdmMigrate),
-        "zdm_validate" => Box::new(zdm_data::ZdmValidate),
-        "zdm_phase" => Box::new(zdm_phase::ZdmPhase),
-        "zdm_config_change" => Box::new(zdm_config_change::ZdmConfigChange),
-        "template" => Box::new(files_common::Template),
-        "copy" => Box::new(files_common::Copy),
-        "file" => Box::new(file::File),
-        "command" => Box::new(command::Command { shell: false }),
-        "shell" => Box::new(command::Command { shell: true }),
-        "set_fact" => Box::new(info::SetFact),
-        "debug" => Box::new(info::Debug),
-        "assert" => Box::new(info::Assert),
-        "fail" => Box::new(info::Fail),
-        "pause" => Box::new(info::Pause),
-        "uri" => Box::new(net::Uri),
-        "wait_for" => Box::new(net::WaitFor),
-        "zdm_proxy_binary" => Box::new(zdm_proxy_binary::ZdmProxyBinary),
-        "zdm_cdm" => Box::new(zdm_cdm::ZdmCdm),
-        "zdm_peers_ready" => Box::new(zdm_peers_ready::ZdmPeersReady),
-        "service" => Box::new(service::Service),
-        "package" | "apt" => Box::new(package::Package),
-        "fetch" => Box::new(fetch::Fetch),
-        "gather_facts" | "setup" => Box::new(facts::GatherFacts),
-        _ => return None,
-    })
-}
-
-/// Specs of the fleet modules, kept beside their code (looked up after `spec::MODULES`).
-pub(crate) static FLEET_SPECS: &[&spec::ModuleSpec] = &[
-    &zdm_proxy_binary::SPEC,
-    &zdm_cdm::SPEC,
-    &service::SPEC,
-    &package::SPEC,
-    &package::APT_SPEC,
-    &fetch::SPEC,
-    &zdm_config_change::SPEC,
-    &zdm_peers_ready::SPEC,
-    &facts::SPEC,
-    &facts::SETUP_SPEC,
-];
 
 // ---- argument helpers shared by modules ----
 

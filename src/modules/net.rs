@@ -5,9 +5,54 @@ use std::time::{Duration, Instant};
 use futures::FutureExt;
 use serde_json::Value;
 
+use super::spec::{Kind, ModuleSpec};
 use super::{
     arg_bool, arg_f64, arg_str, ModFuture, ModResult, Module, ModuleCtx, ModuleError, Planned,
     Query,
+};
+
+pub static URI_SPEC: ModuleSpec = ModuleSpec {
+    name: "uri",
+    free_form: false,
+    any_args: false,
+    args: &[
+        ("url", Kind::Scalar),
+        (
+            "method",
+            Kind::OneOf(&["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"]),
+        ),
+        ("body", Kind::Any),
+        ("body_format", Kind::OneOf(&["json", "raw"])),
+        ("headers", Kind::Mapping),
+        ("status_code", Kind::IntList),
+        ("return_content", Kind::Bool),
+        ("timeout", Kind::Number),
+        ("validate_certs", Kind::Bool),
+    ],
+    one_of_required: &[],
+    required: &["url"],
+};
+
+pub static WAIT_FOR_SPEC: ModuleSpec = ModuleSpec {
+    name: "wait_for",
+    free_form: false,
+    any_args: false,
+    args: &[
+        ("host", Kind::Scalar),
+        ("port", Kind::Int),
+        ("path", Kind::Scalar),
+        (
+            "state",
+            Kind::OneOf(&["started", "stopped", "present", "absent"]),
+        ),
+        ("timeout", Kind::Number),
+        ("delay", Kind::Number),
+        ("sleep", Kind::Number),
+        ("connect_timeout", Kind::Number),
+        ("msg", Kind::Scalar),
+    ],
+    one_of_required: &["port", "path"],
+    required: &[],
 };
 
 pub struct Uri;
@@ -122,9 +167,6 @@ async fn request(ctx: &ModuleCtx<'_>) -> Result<ModResult, ModuleError> {
 impl Module for WaitFor {
     fn query<'a>(&'a self, ctx: &'a ModuleCtx<'a>) -> ModFuture<'a, Query> {
         async move { wait(ctx).await.map(Query::Done) }.boxed()
-    }
-    fn apply<'a>(&'a self, _: &'a ModuleCtx<'a>, _: &'a Planned) -> ModFuture<'a, ModResult> {
-        async { Ok(ModResult::ok()) }.boxed()
     }
 }
 

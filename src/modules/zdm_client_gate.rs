@@ -9,10 +9,24 @@ use std::time::Duration;
 use futures::FutureExt;
 use serde_json::Value;
 
+use super::spec::{Kind, ModuleSpec};
 use super::zdm_common::{gate_result, number};
 use super::zdm_health_gate::proxy_urls;
 use super::{ModFuture, ModResult, Module, ModuleCtx, ModuleError, Planned, Query};
 use crate::gates::clients::wait_for_clients_to_leave;
+
+pub static SPEC: ModuleSpec = ModuleSpec {
+    name: "zdm_client_gate",
+    free_form: false,
+    any_args: false,
+    args: &[
+        ("proxies", Kind::ScalarList),
+        ("wait_seconds", Kind::Number),
+        ("max_client_connections", Kind::Number),
+    ],
+    one_of_required: &[],
+    required: &[],
+};
 
 pub struct ZdmClientGate;
 

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use futures::FutureExt;
 use serde_json::{Map, Value};
 
+use super::spec::{Kind, ModuleSpec};
 use super::zdm_common::{cluster_from_vars, describe_selection, gate_result, number, selection};
 use super::{
     arg_bool, arg_str, ModFuture, ModResult, Module, ModuleCtx, ModuleError, Planned, Query,
@@ -26,6 +27,65 @@ use crate::data::{
     Cutoff, DataConfig, NoProgress, ValidateOptions, ValidateResume, ValidationReport,
 };
 use crate::gates::Check;
+
+/// Selection and tuning shared by `zdm_migrate` and `zdm_validate`.
+const DATA_ARGS: [(&str, Kind); 8] = [
+    ("keyspaces", Kind::ScalarList),
+    ("tables", Kind::ScalarList),
+    ("splits", Kind::Int),
+    ("concurrency", Kind::Int),
+    ("page_size", Kind::Int),
+    ("origin_rate", Kind::Int),
+    ("target_rate", Kind::Int),
+    ("state_dir", Kind::Scalar),
+];
+
+pub static MIGRATE_SPEC: ModuleSpec = ModuleSpec {
+    name: "zdm_migrate",
+    free_form: false,
+    any_args: false,
+    args: &[
+        DATA_ARGS[0],
+        DATA_ARGS[1],
+        DATA_ARGS[2],
+        DATA_ARGS[3],
+        DATA_ARGS[4],
+        DATA_ARGS[5],
+        DATA_ARGS[6],
+        DATA_ARGS[7],
+        ("fresh", Kind::Bool),
+    ],
+    one_of_required: &[],
+    required: &[],
+};
+
+pub static VALIDATE_SPEC: ModuleSpec = ModuleSpec {
+    name: "zdm_validate",
+    free_form: false,
+    any_args: false,
+    args: &[
+        DATA_ARGS[0],
+        DATA_ARGS[1],
+        DATA_ARGS[2],
+        DATA_ARGS[3],
+        DATA_ARGS[4],
+        DATA_ARGS[5],
+        DATA_ARGS[6],
+        DATA_ARGS[7],
+        ("max_missing", Kind::Int),
+        ("max_mismatched", Kind::Int),
+        ("max_extra", Kind::Int),
+        ("autocorrect", Kind::Bool),
+        ("autocorrect_extra", Kind::Bool),
+        ("compare_writetime", Kind::Bool),
+        ("sample_percent", Kind::Number),
+        ("max_examples", Kind::Int),
+        ("report", Kind::Scalar),
+        ("fresh", Kind::Bool),
+    ],
+    one_of_required: &[],
+    required: &[],
+};
 
 pub struct ZdmMigrate;
 pub struct ZdmValidate;

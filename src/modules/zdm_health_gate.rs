@@ -16,10 +16,32 @@ use std::time::Duration;
 use futures::FutureExt;
 use serde_json::Value;
 
+use super::spec::{Kind, ModuleSpec};
 use super::zdm_common::{flag, gate_result, number, string_list};
 use super::{arg_bool, ModFuture, ModResult, Module, ModuleCtx, ModuleError, Planned, Query};
 use crate::gates::health::{run_health_gate, run_readiness_gate, HealthThresholds};
 use crate::gates::{Check, DEFAULT_METRICS_PORT};
+
+pub static SPEC: ModuleSpec = ModuleSpec {
+    name: "zdm_health_gate",
+    free_form: false,
+    any_args: false,
+    args: &[
+        ("proxies", Kind::ScalarList),
+        ("observe_seconds", Kind::Number),
+        ("max_failed_write_ratio", Kind::Number),
+        ("max_failed_read_ratio", Kind::Number),
+        ("check_target_latency", Kind::Bool),
+        ("max_async_read_error_ratio", Kind::Number),
+        ("max_async_read_mismatch_ratio", Kind::Number),
+        ("max_target_p99_ratio", Kind::Number),
+        ("target_p99_floor_seconds", Kind::Number),
+        ("accept_divergent_tables", Kind::ScalarList),
+        ("readiness_only", Kind::Bool),
+    ],
+    one_of_required: &[],
+    required: &[],
+};
 
 pub struct ZdmHealthGate;
 

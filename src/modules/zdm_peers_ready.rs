@@ -26,9 +26,7 @@ use serde_json::{json, Value};
 
 use super::spec::{Kind, ModuleSpec};
 use super::zdm_common::string_list;
-use super::{
-    arg_f64, arg_str, ModFuture, ModResult, Module, ModuleCtx, ModuleError, Planned, Query,
-};
+use super::{arg_f64, arg_str, ModFuture, ModResult, Module, ModuleCtx, ModuleError, Query};
 
 pub static SPEC: ModuleSpec = ModuleSpec {
     name: "zdm_peers_ready",
@@ -181,14 +179,5 @@ async fn check_peers(ctx: &ModuleCtx<'_>) -> Result<ModResult, ModuleError> {
 impl Module for ZdmPeersReady {
     fn query<'a>(&'a self, ctx: &'a ModuleCtx<'a>) -> ModFuture<'a, Query> {
         async move { check_peers(ctx).await.map(Query::Done) }.boxed()
-    }
-
-    fn apply<'a>(&'a self, _: &'a ModuleCtx<'a>, _: &'a Planned) -> ModFuture<'a, ModResult> {
-        async {
-            Err(ModuleError::Failed(
-                "zdm_peers_ready changes nothing".into(),
-            ))
-        }
-        .boxed()
     }
 }

@@ -21,9 +21,37 @@ use std::collections::BTreeMap;
 use futures::FutureExt;
 use serde_json::{Map, Value};
 
+use super::spec::{Kind, ModuleSpec};
 use super::{arg_str, ModFuture, ModResult, Module, ModuleCtx, ModuleError, Planned, Query};
 use crate::migration_run::{self, MigrationRun};
 use crate::state::{entry, Event, MigrationState, Phase};
+
+pub static SPEC: ModuleSpec = ModuleSpec {
+    name: "zdm_phase",
+    free_form: false,
+    any_args: false,
+    args: &[
+        (
+            "action",
+            Kind::OneOf(&["start", "complete", "fail", "rollback"]),
+        ),
+        (
+            "phase",
+            Kind::OneOf(&[
+                "preflight",
+                "phase1",
+                "phase2",
+                "phase3",
+                "phase4",
+                "phase5",
+            ]),
+        ),
+        ("expected_proxy_settings", Kind::Any),
+        ("msg", Kind::Scalar),
+    ],
+    one_of_required: &[],
+    required: &["action"],
+};
 
 pub struct ZdmPhase;
 

@@ -7,9 +7,22 @@
 
 use futures::FutureExt;
 
+use super::spec::{Kind, ModuleSpec};
 use super::zdm_common::{cluster_from_vars, describe_selection, gate_result, selection};
 use super::{ModFuture, ModResult, Module, ModuleCtx, Planned, Query};
 use crate::gates::preflight::run_preflight;
+
+pub static SPEC: ModuleSpec = ModuleSpec {
+    name: "zdm_preflight",
+    free_form: false,
+    any_args: false,
+    args: &[
+        ("keyspaces", Kind::ScalarList),
+        ("tables", Kind::ScalarList),
+    ],
+    one_of_required: &[],
+    required: &[],
+};
 
 pub struct ZdmPreflight;
 

@@ -13,7 +13,8 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Unexpected, Visitor};
 use serde_json::{Map, Value};
 
-use crate::modules::spec::{module_spec, Kind, ModuleSpec};
+use crate::modules::module_spec;
+use crate::modules::spec::{Kind, ModuleSpec};
 use crate::template::is_template;
 
 /// Keys a play may have.
