@@ -57,13 +57,13 @@ pub enum Command {
     /// Compare origin with target: missing, mismatched and extra rows (exit 2 when any remain).
     Validate(crate::data::cli::ValidateArgs),
     /// Show the migration's phase, each proxy's readiness, the last gate results and history.
-    Status(crate::status::StatusArgs),
+    Status(crate::migration::status::StatusArgs),
     /// Print a completion script for a shell (bash, zsh, fish, ...) to stdout.
     Completions(crate::cli_docs::CompletionsArgs),
     /// Print the man page (roff) to stdout: `zdm-run man > zdm-run.1`.
     Man,
     /// Serve the migration's phase and last gate results as Prometheus metrics (`/metrics`).
-    Metrics(crate::migration_metrics::MetricsArgs),
+    Metrics(crate::migration::metrics::MetricsArgs),
 }
 
 /// Arguments of the default (playbook) mode.
@@ -220,7 +220,7 @@ pub fn main() -> ExitCode {
     init_tracing(cli.playbook.verbose);
     match cli.command {
         None => ExitCode::from(run_playbooks(cli.playbook)),
-        Some(Command::Status(args)) => ExitCode::from(match crate::status::run(args) {
+        Some(Command::Status(args)) => ExitCode::from(match crate::migration::status::run(args) {
             Ok(code) => code,
             Err(e) => {
                 error(&format!("{e:#}"));
@@ -229,13 +229,15 @@ pub fn main() -> ExitCode {
         }),
         Some(Command::Completions(args)) => ExitCode::from(crate::cli_docs::completions(&args)),
         Some(Command::Man) => ExitCode::from(crate::cli_docs::man()),
-        Some(Command::Metrics(args)) => ExitCode::from(match crate::migration_metrics::run(args) {
-            Ok(code) => code,
-            Err(e) => {
-                error(&format!("{e:#}"));
-                exit::ERROR
-            }
-        }),
+        Some(Command::Metrics(args)) => {
+            ExitCode::from(match crate::migration::metrics::run(args) {
+                Ok(code) => code,
+                Err(e) => {
+                    error(&format!("{e:#}"));
+                    exit::ERROR
+                }
+            })
+        }
         Some(command) => ExitCode::from(run_subcommand(command)),
     }
 }
@@ -517,12 +519,12 @@ pub fn run_playbooks(args: PlaybookArgs) -> u8 {
     }
     let migration = if books.iter().any(touches_migration_state) {
         let first = args.playbooks[0].display().to_string();
-        match crate::migration_run::MigrationRun::open(
+        match crate::migration::run::MigrationRun::open(
             inventory.source.as_deref(),
             &first,
             args.check,
         ) {
-            Ok(run) => Some(crate::migration_run::install(run)),
+            Ok(run) => Some(crate::migration::run::install(run)),
             Err(e) => return refuse_run(&args, exit::ERROR, &e.to_string()),
         }
     } else {
@@ -543,7 +545,7 @@ pub fn run_playbooks(args: PlaybookArgs) -> u8 {
         Ok(rt) => rt,
         Err(e) => {
             error(&format!("cannot start the async runtime: {e}"));
-            let _ = crate::migration_run::finish();
+            let _ = crate::migration::run::finish();
             return exit::ERROR;
         }
     };
@@ -581,7 +583,7 @@ pub fn run_playbooks(args: PlaybookArgs) -> u8 {
         if result.is_some() {
             let hosts = reporter.recap().hosts.into_keys().collect();
             if let Some((title, lines)) =
-                crate::phase_summary::for_run(&m, &reporter.changes(), hosts)
+                crate::migration::phase_summary::for_run(&m, &reporter.changes(), hosts)
             {
                 reporter.summary(&title, &lines);
             }
@@ -591,7 +593,7 @@ pub fn run_playbooks(args: PlaybookArgs) -> u8 {
         }
         drop(m);
         // Records a transition left unfinished and releases the run lock.
-        match crate::migration_run::finish() {
+        match crate::migration::run::finish() {
             Ok(Some(note)) => reporter.warn(&note),
             Ok(None) => {}
             Err(e) => {

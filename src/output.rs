@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::phase_summary::{Change, HostChanges};
+use crate::migration::phase_summary::{Change, HostChanges};
 use crate::plan::{Recap, TaskReport, TaskStatus};
 use crate::secrets::Redactor;
 

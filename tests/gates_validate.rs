@@ -346,7 +346,7 @@ fn the_cli_and_the_playbook_module_resume_each_others_backfill() {
     interrupted_migrate_checkpoint(&cp, &table, SPLITS, 8);
     // While a playbook holds the migration's run lock, the CLI does not touch its checkpoint.
     {
-        let _held = zdm_run::state::StateStore::beside_inventory(&w.path("inventory"))
+        let _held = zdm_run::migration::state::StateStore::beside_inventory(&w.path("inventory"))
             .lock("playbooks/phase2.yml")
             .expect("take the run lock");
         let out = w

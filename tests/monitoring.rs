@@ -24,7 +24,7 @@ use base64::Engine;
 use deploy_support::workload::{create_table, Workload};
 use deploy_support::{unique_keyspace, Fleet, HOSTS};
 use serde_json::Value;
-use zdm_run::state::{entry, Event, GateResult, MigrationState, Phase, StateStore};
+use zdm_run::migration::state::{entry, Event, GateResult, MigrationState, Phase, StateStore};
 
 const MON: &str = "zdm-mon";
 /// The host whose route to target is cut for the readiness alert.

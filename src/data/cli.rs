@@ -332,8 +332,8 @@ fn mask_passwords_in_logs(origin: &ClusterConfig, target: &ClusterConfig) {
 pub fn state_dir(common: &CommonArgs) -> PathBuf {
     match (&common.state_dir, &common.inventory) {
         (Some(dir), _) => dir.clone(),
-        (None, Some(inventory)) => crate::migration_run::data_dir_beside(inventory),
-        (None, None) => PathBuf::from(crate::migration_run::DATA_DIR),
+        (None, Some(inventory)) => crate::migration::run::data_dir_beside(inventory),
+        (None, None) => PathBuf::from(crate::migration::run::DATA_DIR),
     }
 }
 
@@ -344,10 +344,10 @@ pub fn state_dir(common: &CommonArgs) -> PathBuf {
 fn shared_state_lock(
     common: &CommonArgs,
     command: &str,
-) -> anyhow::Result<Option<crate::state::RunLock>> {
+) -> anyhow::Result<Option<crate::migration::state::RunLock>> {
     match (&common.state_dir, &common.inventory) {
         (None, Some(inventory)) => Ok(Some(
-            crate::state::StateStore::beside_inventory(inventory).lock(command)?,
+            crate::migration::state::StateStore::beside_inventory(inventory).lock(command)?,
         )),
         _ => Ok(None),
     }

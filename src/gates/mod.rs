@@ -25,8 +25,8 @@ pub struct Check {
 
 impl Check {
     /// The record kept in the migration state's history.
-    pub fn to_gate_result(&self) -> crate::state::GateResult {
-        crate::state::GateResult {
+    pub fn to_gate_result(&self) -> crate::migration::state::GateResult {
+        crate::migration::state::GateResult {
             name: self.name.clone(),
             passed: self.passed,
             measured: self.measured.clone(),

@@ -376,8 +376,8 @@ impl Inventory {
 
 fn is_inventory_file(f: &Path) -> bool {
     let name = f.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    // The migration state lives beside the inventory (see `crate::state`); it is not one.
-    if name.starts_with('.') || name.ends_with('~') || name == crate::state::STATE_FILE {
+    // The migration state lives beside the inventory (see `crate::migration::state`); it is not one.
+    if name.starts_with('.') || name.ends_with('~') || name == crate::migration::state::STATE_FILE {
         return false;
     }
     let ext = f.extension().and_then(|e| e.to_str()).unwrap_or("");

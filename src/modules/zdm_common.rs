@@ -120,7 +120,7 @@ pub fn is_gate_result(r: &ModResult) -> bool {
 /// against which threshold), structured `data.checks`, failed when any check failed. The checks
 /// are also handed to the migration run so `zdm_phase complete` records them.
 pub fn gate_result(gate: &str, checks: &[Check]) -> ModResult {
-    crate::migration_run::record_gate(gate, checks);
+    crate::migration::run::record_gate(gate, checks);
     let failed = checks.iter().filter(|c| !c.passed).count();
     let mut msg = format!(
         "{gate} gate {}: {} of {} checks passed",

@@ -142,7 +142,7 @@ fn describe_splits(splits: Option<u32>) -> String {
 /// later phase's final check never resumes an earlier phase's interrupted run (its cut-off and
 /// per-range results would be stale).
 fn validate_checkpoint(dir: &Path) -> PathBuf {
-    let phase = crate::migration_run::current()
+    let phase = crate::migration::run::current()
         .and_then(|r| r.transition())
         .map(|t| t.phase.to_string());
     match phase {
@@ -155,8 +155,8 @@ fn validate_checkpoint(dir: &Path) -> PathBuf {
 fn state_dir(args: &Map<String, Value>) -> PathBuf {
     arg_str(args, "state_dir")
         .map(PathBuf::from)
-        .or_else(|| crate::migration_run::current().map(|r| r.data_dir()))
-        .unwrap_or_else(|| PathBuf::from(crate::migration_run::DATA_DIR))
+        .or_else(|| crate::migration::run::current().map(|r| r.data_dir()))
+        .unwrap_or_else(|| PathBuf::from(crate::migration::run::DATA_DIR))
 }
 
 fn write_report<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), ModuleError> {

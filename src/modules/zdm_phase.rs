@@ -23,8 +23,8 @@ use serde_json::{Map, Value};
 
 use super::spec::{Kind, ModuleSpec};
 use super::{arg_str, ModFuture, ModResult, Module, ModuleCtx, ModuleError, Planned, Query};
-use crate::migration_run::{self, MigrationRun};
-use crate::state::{entry, Event, MigrationState, Phase};
+use crate::migration::run::{self as migration_run, MigrationRun};
+use crate::migration::state::{entry, Event, MigrationState, Phase};
 
 pub static SPEC: ModuleSpec = ModuleSpec {
     name: "zdm_phase",

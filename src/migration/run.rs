@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::gates::Check;
-use crate::state::{entry, Event, GateResult, LockHeld, Phase, RunLock, StateStore};
+use crate::migration::state::{entry, Event, GateResult, LockHeld, Phase, RunLock, StateStore};
 
 /// The transition this run started with `zdm_phase start` (or `rollback`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -284,7 +284,7 @@ mod tests {
         run.begin(Phase::Phase1, false, None);
         assert!(run.gates().is_empty());
         assert!(
-            !dir.path().join(crate::state::LOCK_FILE).exists(),
+            !dir.path().join(crate::migration::state::LOCK_FILE).exists(),
             "check mode takes no lock"
         );
     }

@@ -8,8 +8,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use crate::migration_run::MigrationRun;
-use crate::state::{GateResult, Phase};
+use crate::migration::run::MigrationRun;
+use crate::migration::state::{GateResult, Phase};
 
 /// What a change to a proxy amounts to, in the operator's words. A playbook task says which
 /// one its change is by carrying the tag [`Change::tag`] (`tags: [change_binary]`): tags are

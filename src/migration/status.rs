@@ -15,8 +15,10 @@ use serde::Serialize;
 
 use crate::gates::health::{fetch_readiness, Readiness};
 use crate::inventory::Inventory;
+use crate::migration::state::{
+    Event, GateResult, HistoryEntry, LockOwner, MigrationState, Phase, StateStore,
+};
 use crate::output::Format;
-use crate::state::{Event, GateResult, HistoryEntry, LockOwner, MigrationState, Phase, StateStore};
 
 /// How many history entries the report shows.
 const HISTORY_TAIL: usize = 10;
@@ -236,13 +238,16 @@ fn event_word(e: Event) -> &'static str {
 
 /// No phase has been recorded for this inventory.
 fn is_fresh(state: &MigrationState) -> bool {
-    state.phase == crate::state::Phase::NotStarted && state.history.is_empty()
+    state.phase == crate::migration::state::Phase::NotStarted && state.history.is_empty()
 }
 
 /// The report for humans. A migration that has not started is one line: there is nothing
 /// else to report.
 pub fn human(r: &StatusReport) -> String {
-    if r.phase == crate::state::Phase::NotStarted && r.history.is_empty() && r.lock.is_none() {
+    if r.phase == crate::migration::state::Phase::NotStarted
+        && r.history.is_empty()
+        && r.lock.is_none()
+    {
         return format!("not started (nothing recorded in {})\n", r.state_file);
     }
     let mut out = String::new();

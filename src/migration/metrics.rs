@@ -25,7 +25,7 @@ use clap::Args;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::inventory::Inventory;
-use crate::state::{MigrationState, Phase, StateStore};
+use crate::migration::state::{MigrationState, Phase, StateStore};
 
 #[derive(Args, Debug, Clone)]
 pub struct MetricsArgs {
@@ -229,7 +229,7 @@ async fn serve(listen: SocketAddr, store: StateStore) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::{entry, Event, GateResult};
+    use crate::migration::state::{entry, Event, GateResult};
 
     #[test]
     fn renders_the_phase_and_the_last_gates() {
