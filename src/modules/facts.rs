@@ -116,7 +116,7 @@ impl Module for GatherFacts {
         async move {
             let root = ctx
                 .transport
-                .path_for_command(&crate::modules::zdm_proxy_binary::install_root(ctx));
+                .path_for_command(&super::zdm::proxy_binary::install_root(ctx));
             let service = crate::modules::arg_str(ctx.args, "service_name")
                 .unwrap_or_else(|| "zdm-proxy".into());
             let script = format!(

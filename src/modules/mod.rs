@@ -17,8 +17,7 @@ mod package;
 mod registry;
 mod service;
 pub mod spec;
-mod zdm_cdm;
-pub(crate) mod zdm_proxy_binary;
+mod zdm;
 
 pub use registry::{module, module_spec};
 
@@ -149,16 +148,7 @@ pub trait Module: Send + Sync {
     }
 }
 
-// The migration's own modules: gates and the phase record.
-mod zdm_client_gate;
-mod zdm_common;
-pub use zdm_common::is_gate_result;
-mod zdm_config_change;
-mod zdm_data;
-mod zdm_health_gate;
-mod zdm_peers_ready;
-mod zdm_phase;
-mod zdm_preflight;
+pub use zdm::is_gate_result;
 
 // ---- argument helpers shared by modules ----
 

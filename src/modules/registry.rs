@@ -6,11 +6,10 @@
 //! file only lists them.
 
 use super::spec::{Kind, ModuleSpec};
-use super::{
-    command, facts, fetch, file, files_common, info, net, package, service, zdm_cdm,
-    zdm_client_gate, zdm_config_change, zdm_data, zdm_health_gate, zdm_peers_ready, zdm_phase,
-    zdm_preflight, zdm_proxy_binary, Module,
+use super::zdm::{
+    cdm, client_gate, config_change, data, health_gate, peers_ready, phase, preflight, proxy_binary,
 };
+use super::{command, facts, fetch, file, files_common, info, net, package, service, Module};
 
 /// One name a task may use.
 struct Entry {
@@ -56,20 +55,17 @@ static REGISTRY: &[Entry] = &[
     Entry::module(&package::SPEC, &package::Package),
     Entry::module(&package::APT_SPEC, &package::Package),
     Entry::module(&service::SPEC, &service::Service),
-    Entry::module(&zdm_proxy_binary::SPEC, &zdm_proxy_binary::ZdmProxyBinary),
+    Entry::module(&proxy_binary::SPEC, &proxy_binary::ZdmProxyBinary),
     // The migration's own modules: gates, data, the phase record, live settings.
-    Entry::module(&zdm_preflight::SPEC, &zdm_preflight::ZdmPreflight),
-    Entry::module(&zdm_health_gate::SPEC, &zdm_health_gate::ZdmHealthGate),
-    Entry::module(&zdm_client_gate::SPEC, &zdm_client_gate::ZdmClientGate),
-    Entry::module(&zdm_peers_ready::SPEC, &zdm_peers_ready::ZdmPeersReady),
-    Entry::module(&zdm_data::MIGRATE_SPEC, &zdm_data::ZdmMigrate),
-    Entry::module(&zdm_data::VALIDATE_SPEC, &zdm_data::ZdmValidate),
-    Entry::module(&zdm_cdm::SPEC, &zdm_cdm::ZdmCdm),
-    Entry::module(&zdm_phase::SPEC, &zdm_phase::ZdmPhase),
-    Entry::module(
-        &zdm_config_change::SPEC,
-        &zdm_config_change::ZdmConfigChange,
-    ),
+    Entry::module(&preflight::SPEC, &preflight::ZdmPreflight),
+    Entry::module(&health_gate::SPEC, &health_gate::ZdmHealthGate),
+    Entry::module(&client_gate::SPEC, &client_gate::ZdmClientGate),
+    Entry::module(&peers_ready::SPEC, &peers_ready::ZdmPeersReady),
+    Entry::module(&data::MIGRATE_SPEC, &data::ZdmMigrate),
+    Entry::module(&data::VALIDATE_SPEC, &data::ZdmValidate),
+    Entry::module(&cdm::SPEC, &cdm::ZdmCdm),
+    Entry::module(&phase::SPEC, &phase::ZdmPhase),
+    Entry::module(&config_change::SPEC, &config_change::ZdmConfigChange),
     // Task keywords written like modules.
     Entry::keyword(&INCLUDE_TASKS),
     Entry::keyword(&IMPORT_TASKS),

@@ -25,7 +25,7 @@ use futures::FutureExt;
 use serde_json::{Map, Value};
 
 use super::spec::{Kind, ModuleSpec};
-use super::zdm_proxy_binary::install_root;
+use super::zdm::proxy_binary::install_root;
 use super::{
     arg_f64, arg_str, ModFuture, ModResult, Module, ModuleCtx, ModuleError, Planned, Query,
 };

@@ -16,17 +16,17 @@ use std::path::{Path, PathBuf};
 use futures::FutureExt;
 use serde_json::{Map, Value};
 
-use super::spec::{Kind, ModuleSpec};
-use super::zdm_common::{cluster_from_vars, describe_selection, gate_result, number, selection};
-use super::{
-    arg_bool, arg_str, ModFuture, ModResult, Module, ModuleCtx, ModuleError, Planned, Query,
-};
+use super::common::{cluster_from_vars, describe_selection, gate_result, number, selection};
 use crate::data::likely_cause::TO_DO;
 use crate::data::report::TableValidation;
 use crate::data::{
     Cutoff, DataConfig, NoProgress, ValidateOptions, ValidateResume, ValidationReport,
 };
 use crate::gates::Check;
+use crate::modules::spec::{Kind, ModuleSpec};
+use crate::modules::{
+    arg_bool, arg_str, ModFuture, ModResult, Module, ModuleCtx, ModuleError, Planned, Query,
+};
 
 /// Selection and tuning shared by `zdm_migrate` and `zdm_validate`.
 const DATA_ARGS: [(&str, Kind); 8] = [
@@ -109,7 +109,7 @@ fn data_config(ctx: &ModuleCtx<'_>) -> Result<DataConfig, ModuleError> {
     let mut origin = cluster_from_vars(ctx.vars, "origin")?;
     let mut target = cluster_from_vars(ctx.vars, "target")?;
     let rate = |arg: &str| -> Result<Option<u32>, ModuleError> {
-        Ok(super::arg_f64(ctx.args, arg)?.map(|n| n.max(1.0) as u32))
+        Ok(crate::modules::arg_f64(ctx.args, arg)?.map(|n| n.max(1.0) as u32))
     };
     origin.rate_limit = rate("origin_rate")?;
     target.rate_limit = rate("target_rate")?;

@@ -16,11 +16,13 @@ use std::time::Duration;
 use futures::FutureExt;
 use serde_json::Value;
 
-use super::spec::{Kind, ModuleSpec};
-use super::zdm_common::{flag, gate_result, number, string_list};
-use super::{arg_bool, ModFuture, ModResult, Module, ModuleCtx, ModuleError, Planned, Query};
+use super::common::{flag, gate_result, number, string_list};
 use crate::gates::health::{run_health_gate, run_readiness_gate, HealthThresholds};
 use crate::gates::{Check, DEFAULT_METRICS_PORT};
+use crate::modules::spec::{Kind, ModuleSpec};
+use crate::modules::{
+    arg_bool, ModFuture, ModResult, Module, ModuleCtx, ModuleError, Planned, Query,
+};
 
 pub static SPEC: ModuleSpec = ModuleSpec {
     name: "zdm_health_gate",

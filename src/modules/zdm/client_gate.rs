@@ -9,11 +9,11 @@ use std::time::Duration;
 use futures::FutureExt;
 use serde_json::Value;
 
-use super::spec::{Kind, ModuleSpec};
-use super::zdm_common::{gate_result, number};
-use super::zdm_health_gate::proxy_urls;
-use super::{ModFuture, ModResult, Module, ModuleCtx, ModuleError, Planned, Query};
+use super::common::{gate_result, number};
+use super::health_gate::proxy_urls;
 use crate::gates::clients::wait_for_clients_to_leave;
+use crate::modules::spec::{Kind, ModuleSpec};
+use crate::modules::{ModFuture, ModResult, Module, ModuleCtx, ModuleError, Planned, Query};
 
 pub static SPEC: ModuleSpec = ModuleSpec {
     name: "zdm_client_gate",

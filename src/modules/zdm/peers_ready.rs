@@ -24,9 +24,11 @@ use std::time::Duration;
 use futures::{FutureExt, StreamExt};
 use serde_json::{json, Value};
 
-use super::spec::{Kind, ModuleSpec};
-use super::zdm_common::string_list;
-use super::{arg_f64, arg_str, ModFuture, ModResult, Module, ModuleCtx, ModuleError, Query};
+use super::common::string_list;
+use crate::modules::spec::{Kind, ModuleSpec};
+use crate::modules::{
+    arg_f64, arg_str, ModFuture, ModResult, Module, ModuleCtx, ModuleError, Query,
+};
 
 pub static SPEC: ModuleSpec = ModuleSpec {
     name: "zdm_peers_ready",

@@ -8,7 +8,7 @@ use crate::data::{ClusterConfig, Selection};
 use crate::gates::Check;
 use crate::vars::Vars;
 
-use super::{arg_f64, ModResult, ModuleError};
+use crate::modules::{arg_f64, ModResult, ModuleError};
 
 /// Connection settings of `name` ("origin" or "target") from the variables the proxy's
 /// configuration uses: `<name>_contact_points` (a list or comma-separated text), `_port`

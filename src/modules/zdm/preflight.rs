@@ -7,10 +7,10 @@
 
 use futures::FutureExt;
 
-use super::spec::{Kind, ModuleSpec};
-use super::zdm_common::{cluster_from_vars, describe_selection, gate_result, selection};
-use super::{ModFuture, ModResult, Module, ModuleCtx, Planned, Query};
+use super::common::{cluster_from_vars, describe_selection, gate_result, selection};
 use crate::gates::preflight::run_preflight;
+use crate::modules::spec::{Kind, ModuleSpec};
+use crate::modules::{ModFuture, ModResult, Module, ModuleCtx, Planned, Query};
 
 pub static SPEC: ModuleSpec = ModuleSpec {
     name: "zdm_preflight",

@@ -21,10 +21,12 @@ use std::collections::BTreeMap;
 use futures::FutureExt;
 use serde_json::{Map, Value};
 
-use super::spec::{Kind, ModuleSpec};
-use super::{arg_str, ModFuture, ModResult, Module, ModuleCtx, ModuleError, Planned, Query};
 use crate::migration::run::{self as migration_run, MigrationRun};
 use crate::migration::state::{entry, Event, MigrationState, Phase};
+use crate::modules::spec::{Kind, ModuleSpec};
+use crate::modules::{
+    arg_str, ModFuture, ModResult, Module, ModuleCtx, ModuleError, Planned, Query,
+};
 
 pub static SPEC: ModuleSpec = ModuleSpec {
     name: "zdm_phase",
@@ -151,8 +153,7 @@ fn fleet_settings(ctx: &ModuleCtx<'_>) -> Result<BTreeMap<String, FleetSettings>
             )))
         }
     }
-    let hosts =
-        super::zdm_common::string_list(ctx.vars.get("groups").and_then(|g| g.get("proxies")));
+    let hosts = super::common::string_list(ctx.vars.get("groups").and_then(|g| g.get("proxies")));
     let hostvars = ctx.vars.get("hostvars");
     for h in hosts {
         if let Some(hv) = hostvars.and_then(|hv| hv.get(&h)) {

@@ -27,14 +27,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures::FutureExt;
 use serde_json::{Map, Value};
 
-use super::spec::{Kind, ModuleSpec};
-use super::{arg_bool, arg_str, find_src, ModFuture, ModResult, Module, ModuleCtx, ModuleError};
-use super::{Planned, Query};
 use crate::data::cdm::{
     self, judge, judge_resume, spark_submit_argv, CdmCluster, CdmJob, CdmSettings, CdmThresholds,
     SparkSubmit,
 };
 use crate::data::ClusterConfig;
+use crate::modules::spec::{Kind, ModuleSpec};
+use crate::modules::{
+    arg_bool, arg_str, find_src, ModFuture, ModResult, Module, ModuleCtx, ModuleError,
+};
+use crate::modules::{Planned, Query};
 use crate::transport::{CommandSpec, Ownership};
 
 pub static SPEC: ModuleSpec = ModuleSpec {
@@ -243,7 +245,7 @@ fn render(ctx: &ModuleCtx<'_>, settings: &CdmSettings) -> Result<String, ModuleE
 /// properties file).
 fn shown(argv: &[String]) -> String {
     argv.iter()
-        .map(|a| super::command::shell_quote(a))
+        .map(|a| crate::modules::command::shell_quote(a))
         .collect::<Vec<_>>()
         .join(" ")
 }

@@ -20,11 +20,11 @@ use std::collections::BTreeSet;
 use futures::FutureExt;
 use serde_json::{Map, Value};
 
-use super::spec::{Kind, ModuleSpec};
-use super::{
+use crate::modules::spec::{Kind, ModuleSpec};
+use crate::modules::{
     arg_str, render_template, ModFuture, ModResult, Module, ModuleCtx, ModuleError, Planned,
 };
-use super::{Query, Query::Done};
+use crate::modules::{Query, Query::Done};
 
 pub static SPEC: ModuleSpec = ModuleSpec {
     name: "zdm_config_change",
@@ -37,7 +37,7 @@ pub static SPEC: ModuleSpec = ModuleSpec {
 
 /// The settings zdm-proxy applies on a live reload: the proxy's own list (`reload::RELOADABLE`),
 /// included from its source. A change of any other setting needs a restart.
-pub const RELOADABLE: &[&str] = include!("../../proxy/src/reloadable_settings.in");
+pub const RELOADABLE: &[&str] = include!("../../../proxy/src/reloadable_settings.in");
 
 /// What it takes for the running proxy to run the wanted config.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,8 +13,10 @@ use futures::FutureExt;
 use serde_json::Value;
 use sha2::Digest;
 
-use super::spec::{Kind, ModuleSpec};
-use super::{arg_str, ModFuture, ModResult, Module, ModuleCtx, ModuleError, Planned, Query};
+use crate::modules::spec::{Kind, ModuleSpec};
+use crate::modules::{
+    arg_str, ModFuture, ModResult, Module, ModuleCtx, ModuleError, Planned, Query,
+};
 use crate::transport::Ownership;
 
 pub static SPEC: ModuleSpec = ModuleSpec {
