@@ -5,7 +5,6 @@
 //! one concern.
 
 pub mod cli;
-pub mod cli_docs;
 pub mod data;
 pub mod diff;
 pub mod edit_distance;

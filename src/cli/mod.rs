@@ -4,6 +4,8 @@
 //! with `args_conflicts_with_subcommands` so that subcommands (`migrate`, `validate`,
 //! `status`) can be added beside it later without changing how playbooks are run.
 
+pub mod docs;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -59,7 +61,7 @@ pub enum Command {
     /// Show the migration's phase, each proxy's readiness, the last gate results and history.
     Status(crate::migration::status::StatusArgs),
     /// Print a completion script for a shell (bash, zsh, fish, ...) to stdout.
-    Completions(crate::cli_docs::CompletionsArgs),
+    Completions(docs::CompletionsArgs),
     /// Print the man page (roff) to stdout: `zdm-run man > zdm-run.1`.
     Man,
     /// Serve the migration's phase and last gate results as Prometheus metrics (`/metrics`).
@@ -227,8 +229,8 @@ pub fn main() -> ExitCode {
                 exit::ERROR
             }
         }),
-        Some(Command::Completions(args)) => ExitCode::from(crate::cli_docs::completions(&args)),
-        Some(Command::Man) => ExitCode::from(crate::cli_docs::man()),
+        Some(Command::Completions(args)) => ExitCode::from(docs::completions(&args)),
+        Some(Command::Man) => ExitCode::from(docs::man()),
         Some(Command::Metrics(args)) => {
             ExitCode::from(match crate::migration::metrics::run(args) {
                 Ok(code) => code,

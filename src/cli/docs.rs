@@ -14,7 +14,7 @@ pub struct CompletionsArgs {
 
 /// Prints the completion script; returns the exit code.
 pub fn completions(args: &CompletionsArgs) -> u8 {
-    let mut cmd = crate::cli::Cli::command();
+    let mut cmd = super::Cli::command();
     let mut out = std::io::stdout().lock();
     clap_complete::generate(args.shell, &mut cmd, "zdm-run", &mut out);
     u8::from(out.flush().is_err())
@@ -22,7 +22,7 @@ pub fn completions(args: &CompletionsArgs) -> u8 {
 
 /// Prints the man page in roff; returns the exit code.
 pub fn man() -> u8 {
-    let page = clap_mangen::Man::new(crate::cli::Cli::command());
+    let page = clap_mangen::Man::new(super::Cli::command());
     let mut buf = Vec::new();
     if let Err(e) = page.render(&mut buf) {
         eprintln!("ERROR: cannot render the man page: {e}");
