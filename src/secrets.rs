@@ -164,7 +164,7 @@ fn encoded_forms(secret: &str) -> Vec<String> {
         b64,
         urlencode(secret),
         json.trim_matches('"').to_string(),
-        crate::modules::command::shell_quote(secret),
+        crate::transport::shlex_quote(secret),
     ]
 }
 

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::spec::{Kind, ModuleSpec};
 use super::{arg_str, ModFuture, ModResult, Module, ModuleCtx, ModuleError, Planned, Query};
-use crate::transport::CommandSpec;
+use crate::transport::{shlex_quote, CommandSpec};
 
 const ARGS: &[(&str, Kind)] = &[
     ("cmd", Kind::Scalar),
@@ -43,17 +43,6 @@ pub static SHELL_SPEC: ModuleSpec = ModuleSpec {
 pub struct Command {
     /// `shell` runs through /bin/sh; `command` splits the line into an argv itself.
     pub shell: bool,
-}
-
-/// Quotes one word for /bin/sh.
-pub fn shell_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "@%+=:,./-_".contains(c))
-    {
-        return s.to_string();
-    }
-    format!("'{}'", s.replace('\'', "'\"'\"'"))
 }
 
 /// Splits a command line into words the way a shell would for plain quoting (no expansion),
@@ -128,7 +117,7 @@ impl Command {
         } else if !argv.is_empty() {
             shown = argv
                 .iter()
-                .map(|a| shell_quote(a))
+                .map(|a| shlex_quote(a))
                 .collect::<Vec<_>>()
                 .join(" ");
             spec.argv = argv;

@@ -298,7 +298,7 @@ async fn validate(
     let out = ctx
         .transport
         .run(crate::transport::CommandSpec {
-            shell: Some(cmd.replace("%s", &crate::modules::command::shell_quote(&real_tmp))),
+            shell: Some(cmd.replace("%s", &crate::transport::shlex_quote(&real_tmp))),
             timeout: Some(std::time::Duration::from_secs(120)),
             ..Default::default()
         })

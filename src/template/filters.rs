@@ -263,13 +263,7 @@ fn checksum(s: String) -> Result<String, Error> {
 
 /// Shell-quotes a value so it is one word for `/bin/sh`.
 pub(super) fn quote(s: String) -> String {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "@%+=:,./-_".contains(c))
-    {
-        return s;
-    }
-    format!("'{}'", s.replace('\'', "'\"'\"'"))
+    crate::transport::shlex_quote(&s)
 }
 
 /// Ansible's `bool`: "yes"/"on"/"true"/"1" are true, everything else false.

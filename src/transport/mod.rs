@@ -17,6 +17,21 @@ pub use local::LocalTransport;
 pub use pool::Pool;
 pub use ssh::SshTransport;
 
+/// Quotes one word for `/bin/sh` as Python's `shlex.quote` does, which is what Ansible's `quote`
+/// filter writes (a `'` becomes `'"'"'`). The `quote` filter, the `command`/`shell` modules and
+/// the redactor (which masks this form of a secret) all use this one. The SSH transport quotes
+/// its own command lines with [`ssh::shell_quote`] (a `'` becomes `'\''`): the same word to the
+/// shell, other bytes.
+pub fn shlex_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "@%+=:,./-_".contains(c))
+    {
+        return s.to_string();
+    }
+    format!("'{}'", s.replace('\'', "'\"'\"'"))
+}
+
 /// A transport failure. `Unreachable` means the host could not be contacted at all (Ansible's
 /// "unreachable", exit code 3); `Failed` is an operation that reached the host and failed.
 #[derive(Debug, Clone, thiserror::Error)]

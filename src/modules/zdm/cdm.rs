@@ -245,7 +245,7 @@ fn render(ctx: &ModuleCtx<'_>, settings: &CdmSettings) -> Result<String, ModuleE
 /// properties file).
 fn shown(argv: &[String]) -> String {
     argv.iter()
-        .map(|a| crate::modules::command::shell_quote(a))
+        .map(|a| crate::transport::shlex_quote(a))
         .collect::<Vec<_>>()
         .join(" ")
 }
