@@ -3,6 +3,32 @@
 //! Ansible's model (inventory, playbooks, modules, check mode) applied to migrating a live
 //! application between Cassandra clusters. `cli` is the entry point; each other module holds
 //! one concern.
+//!
+//! # Layout
+//!
+//! ```text
+//! cli/          the command line: flags, subcommands, exit codes, completions and man page
+//! run/          the run engine: plays, batches, forks, handlers, one task on one host
+//! playbook/     the playbook model, checked on load with file, line and column
+//! inventory/    hosts, groups, host patterns, group_vars/host_vars
+//! modules/      the task modules behind one trait (mod.rs), the registry of their names
+//!   zdm/        zdm-run's own modules: proxy binary, live settings, gates, data, phase record
+//! template/     the minijinja environment, Ansible's filters, the `resolve` filter
+//! transport/    how a task reaches a host: local or SSH, and shell quoting
+//! migration/    where the migration stands (state file, run lock), this process's run,
+//!               and the views of it: status, metrics, the summary that ends a phase
+//! gates/        the checks behind the gate modules: preflight, health, clients
+//! data/         the data engine (token-range scan, diff, copy) and `migrate`/`validate`
+//! output.rs     everything the run prints; plan.rs the per-host records it prints from
+//! the rest      helpers every layer may use: vars, secrets (masking), diff, yaml11,
+//!               own_env, edit_distance, proxy_settings
+//! ```
+//!
+//! The runner's layers depend downwards only: `cli` → `run` → `playbook` → `modules` →
+//! `template` → `secrets` → `transport` → `vars`. The migration domain (`migration`, `gates`,
+//! `data`) sits beside them: `cli`, `output` and the `zdm_*` modules reach into it; it reads
+//! inventories and prints through `output`, but never reaches the run engine, playbooks,
+//! modules or templates.
 
 pub mod cli;
 pub mod data;
