@@ -53,19 +53,32 @@ impl std::io::Write for HashWriter<'_> {
     }
 }
 
-/// A fingerprint of the layers of one host's variables that change during a play.
-fn layers_fingerprint(layers: &[&Vars], play_hosts: &[String]) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    for l in layers {
-        // Serialising a map of JSON values cannot fail.
-        let _ = serde_json::to_writer(HashWriter(&mut h), l);
-        h.write_u8(0xff);
+/// The layers of one host's variables that change while a play runs (the play's own layers are
+/// [`PlayVars`]'s): what [`PlayVars::host_base`] builds on, and what its cache fingerprints.
+#[derive(Clone, Copy)]
+pub struct HostLayers<'a> {
+    pub task_vars: &'a Vars,
+    pub role_defaults: &'a Vars,
+    /// Registered results and facts of the host.
+    pub facts: &'a Vars,
+    pub play_hosts: &'a [String],
+}
+
+impl HostLayers<'_> {
+    /// A fingerprint of the layers, to tell whether a host's cached variables still hold.
+    fn fingerprint(&self) -> u64 {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        for l in [self.task_vars, self.role_defaults, self.facts] {
+            // Serialising a map of JSON values cannot fail.
+            let _ = serde_json::to_writer(HashWriter(&mut h), l);
+            h.write_u8(0xff);
+        }
+        for p in self.play_hosts {
+            h.write(p.as_bytes());
+            h.write_u8(0);
+        }
+        h.finish()
     }
-    for p in play_hosts {
-        h.write(p.as_bytes());
-        h.write_u8(0);
-    }
-    h.finish()
 }
 
 impl PlayVars {
@@ -126,22 +139,14 @@ impl PlayVars {
 
     /// [`PlayVars::host_base`], reused while the layers it was built from stay the same (the
     /// play's own layers are fixed for the life of `self`).
-    pub fn host_base_cached(
-        &self,
-        host: &str,
-        task_vars: &Vars,
-        role_defaults: &Vars,
-        facts: &Vars,
-        play_hosts: &[String],
-        templar: &Templar,
-    ) -> Vars {
-        let key = layers_fingerprint(&[task_vars, role_defaults, facts], play_hosts);
+    pub fn host_base_cached(&self, host: &str, layers: &HostLayers<'_>, templar: &Templar) -> Vars {
+        let key = layers.fingerprint();
         if let Some((k, v)) = self.bases.lock().expect("bases lock").get(host) {
             if *k == key {
                 return v.clone();
             }
         }
-        let v = self.host_base(host, task_vars, role_defaults, facts, play_hosts, templar);
+        let v = self.host_base(host, layers, templar);
         self.bases
             .lock()
             .expect("bases lock")
@@ -152,15 +157,13 @@ impl PlayVars {
     /// One host's variables without `hostvars` (lowest to highest precedence: inventory,
     /// play vars and vars files, task vars, registered vars and facts, extra vars), with
     /// the magic variables added and templates in values resolved.
-    pub fn host_base(
-        &self,
-        host: &str,
-        task_vars: &Vars,
-        role_defaults: &Vars,
-        facts: &Vars,
-        play_hosts: &[String],
-        templar: &Templar,
-    ) -> Vars {
+    pub fn host_base(&self, host: &str, layers: &HostLayers<'_>, templar: &Templar) -> Vars {
+        let HostLayers {
+            task_vars,
+            role_defaults,
+            facts,
+            play_hosts,
+        } = *layers;
         let mut v = role_defaults.clone();
         if let Some(inv) = self.inventory.get(host) {
             overlay(&mut v, inv);

@@ -21,7 +21,7 @@ use crate::playbook::{Play, Playbook, Serial, Task};
 use crate::secrets::Redactor;
 use crate::template::Templar;
 use crate::vars::{overlay, Vars};
-use context::PlayVars;
+use context::{HostLayers, PlayVars};
 pub use task::NO_LOG_MSG;
 use task::{run_on_host, HostOutcome, TaskEnv};
 
@@ -598,18 +598,13 @@ impl<'a> Runner<'a> {
         let empty = Vars::new();
         let mut bases: BTreeMap<String, Vars> = BTreeMap::new();
         for h in &pv.inventory.keys().cloned().collect::<Vec<_>>() {
-            let facts = self.facts.get(h).unwrap_or(&empty);
-            bases.insert(
-                h.clone(),
-                pv.host_base_cached(
-                    h,
-                    &task.vars,
-                    &task.role_defaults,
-                    facts,
-                    &live_play_hosts,
-                    self.templar,
-                ),
-            );
+            let layers = HostLayers {
+                task_vars: &task.vars,
+                role_defaults: &task.role_defaults,
+                facts: self.facts.get(h).unwrap_or(&empty),
+                play_hosts: &live_play_hosts,
+            };
+            bases.insert(h.clone(), pv.host_base_cached(h, &layers, self.templar));
         }
         let hostvars = Value::Object(
             bases
