@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use crate::modules::{self, ModResult, ModuleCtx, ModuleError, Query};
+use crate::modules::{self, ModResult, Module, ModuleCtx, ModuleError, Query};
 use crate::plan::{TaskReport, TaskStatus};
 use crate::playbook::Task;
 use crate::secrets::Redactor;
@@ -129,19 +129,40 @@ fn delegate_transport(env: &TaskEnv<'_>, vars: &Vars) -> Result<Arc<dyn Transpor
     }
 }
 
-/// Runs `env.task` on `host` with the host's variables.
-pub async fn run_on_host(env: &TaskEnv<'_>, host: &str, mut vars: Vars) -> HostOutcome {
-    let mut out = HostOutcome {
-        host: host.to_string(),
-        ..Default::default()
-    };
-    let task = env.task;
-    // no_log is rendered first: until it is known, nothing about the task may be shown.
-    let no_log = match task.no_log.eval(env.templar, &vars) {
-        Ok(b) => b,
-        Err(msg) => return keyword_failure(env, host, &msg),
-    };
-    let fail = |out: &mut HostOutcome, msg: String, status: TaskStatus, ignore: bool| {
+/// Why a task stopped on a host before all its items ran: privilege escalation, connection or
+/// loop failed, a condition or keyword could not be rendered, or the host became unreachable.
+struct Stop {
+    msg: String,
+    status: TaskStatus,
+    /// The task's `ignore_errors` held (an unreachable host is never ignored).
+    ignore: bool,
+}
+
+impl Stop {
+    fn failed(msg: String, ignore: bool) -> Stop {
+        Stop {
+            msg,
+            status: TaskStatus::Failed,
+            ignore,
+        }
+    }
+
+    fn unreachable(msg: String) -> Stop {
+        Stop {
+            msg,
+            status: TaskStatus::Unreachable,
+            ignore: false,
+        }
+    }
+
+    /// Ends the host's outcome with this stop: one more report (the reports of the items that
+    /// ran before it stay), and the failure as the registered value.
+    fn record(self, env: &TaskEnv<'_>, host: &str, no_log: bool, out: &mut HostOutcome) {
+        let Stop {
+            msg,
+            status,
+            ignore,
+        } = self;
         let mut r = env.report(host, status, None);
         r.msg = Some(if no_log {
             NO_LOG_MSG.into()
@@ -153,50 +174,38 @@ pub async fn run_on_host(env: &TaskEnv<'_>, host: &str, mut vars: Vars) -> HostO
         out.registered = serde_json::json!({"failed": true, "changed": false, "msg": msg});
         out.failed = !ignore || status == TaskStatus::Unreachable;
         out.unreachable = status == TaskStatus::Unreachable;
-    };
-    if let Err(e) = super::escalation::apply(&env.escalation, &mut vars, env.templar, &env.name()) {
-        let ig = env.ignore_errors(&vars);
-        fail(&mut out, e.to_string(), TaskStatus::Failed, ig);
-        return out;
     }
-    let transport = match delegate_transport(env, &vars) {
-        Ok(t) => t,
-        Err(ModuleError::Unreachable(m)) => {
-            fail(&mut out, m, TaskStatus::Unreachable, false);
-            return out;
-        }
-        Err(ModuleError::Failed(m)) => {
-            let ig = env.ignore_errors(&vars);
-            fail(&mut out, m, TaskStatus::Failed, ig);
-            return out;
-        }
+}
+
+/// Runs `env.task` on `host` with the host's variables.
+pub async fn run_on_host(env: &TaskEnv<'_>, host: &str, vars: Vars) -> HostOutcome {
+    // no_log is rendered first: until it is known, nothing about the task may be shown.
+    let no_log = match env.task.no_log.eval(env.templar, &vars) {
+        Ok(b) => b,
+        Err(msg) => return keyword_failure(env, host, &msg),
     };
-    let items: Vec<Option<Value>> = match &task.loop_items {
-        None => vec![None],
-        Some(raw) => match env
-            .templar
-            .render_value(&format!("{} loop", env.name()), raw, &vars)
-        {
-            Ok(Value::Array(a)) => a.into_iter().map(Some).collect(),
-            Ok(Value::Null) => vec![],
-            Ok(other) => {
-                let ig = env.ignore_errors(&vars);
-                fail(
-                    &mut out,
-                    format!("loop must be a list, got {other}"),
-                    TaskStatus::Failed,
-                    ig,
-                );
-                return out;
-            }
-            Err(e) => {
-                let ig = env.ignore_errors(&vars);
-                fail(&mut out, e.0, TaskStatus::Failed, ig);
-                return out;
-            }
-        },
+    let mut out = HostOutcome {
+        host: host.to_string(),
+        ..Default::default()
     };
-    let looped = task.loop_items.is_some();
+    if let Err(stop) = run_items(env, host, vars, no_log, &mut out).await {
+        stop.record(env, host, no_log, &mut out);
+    }
+    out
+}
+
+/// Connects, then runs every item of the task's loop (one without `loop`), adding each item's
+/// report and facts to `out`; the registered value and verdicts are set once all items ran.
+async fn run_items(
+    env: &TaskEnv<'_>,
+    host: &str,
+    mut vars: Vars,
+    no_log: bool,
+    out: &mut HostOutcome,
+) -> Result<(), Stop> {
+    let task = env.task;
+    let transport = connect(env, &mut vars)?;
+    let items = loop_items(env, &vars)?;
     let mut results = Vec::new();
     let mut any_changed = false;
     let mut any_failed = false;
@@ -206,89 +215,44 @@ pub async fn run_on_host(env: &TaskEnv<'_>, host: &str, mut vars: Vars) -> HostO
             ivars.insert("item".into(), it.clone());
         }
         // Rendered per item (it may read `item`); a value that is no boolean fails the host.
-        let ignore = match task.ignore_errors.eval(env.templar, &ivars) {
-            Ok(b) => b,
-            Err(m) => {
-                fail(&mut out, m, TaskStatus::Failed, false);
-                return out;
-            }
-        };
-        let mut skip = false;
-        for cond in &task.when {
-            match env
-                .templar
-                .eval_bool(&format!("{} when", env.name()), cond, &ivars)
-            {
-                Ok(true) => {}
-                Ok(false) => {
-                    skip = true;
-                    break;
-                }
-                Err(e) => {
-                    fail(&mut out, e.0, TaskStatus::Failed, ignore);
-                    return out;
-                }
-            }
-        }
-        if skip {
-            let mut r = env.report(host, TaskStatus::Skipped, item.as_ref());
-            r.msg = Some("conditional result was False".into());
-            out.reports.push(r);
-            let mut reg = Map::new();
-            reg.insert("skipped".into(), Value::Bool(true));
-            reg.insert("changed".into(), Value::Bool(false));
-            if let Some(it) = &item {
-                reg.insert("item".into(), it.clone());
-            }
-            results.push(Value::Object(reg));
+        let ignore = task
+            .ignore_errors
+            .eval(env.templar, &ivars)
+            .map_err(|m| Stop::failed(m, false))?;
+        if !when_holds(env, &ivars).map_err(|e| Stop::failed(e.0, ignore))? {
+            let (report, registered) = skipped(env, host, item.as_ref());
+            out.reports.push(report);
+            results.push(registered);
             continue;
         }
-        let res = run_item(env, host, &ivars, transport.as_ref(), no_log).await;
-        let (status, mut registered) = match res {
-            Ok(r) => {
-                let reg = register_value(&r);
-                (r.status, (Some(r), reg))
-            }
-            Err(ModuleError::Unreachable(m)) => {
-                fail(&mut out, m, TaskStatus::Unreachable, false);
-                return out;
-            }
-            Err(ModuleError::Failed(m)) => (
-                TaskStatus::Failed,
-                (
+        let (ran, mut registered) =
+            match run_item(env, host, &ivars, transport.as_ref(), no_log).await {
+                Ok(r) => {
+                    let reg = register_value(&r);
+                    (Some(r), reg)
+                }
+                Err(ModuleError::Unreachable(m)) => return Err(Stop::unreachable(m)),
+                Err(ModuleError::Failed(m)) => (
                     None,
                     serde_json::json!({"failed": true, "changed": false, "msg": m}),
                 ),
-            ),
-        };
-        if let (Some(it), Value::Object(m)) = (&item, &mut registered.1) {
+            };
+        if let (Some(it), Value::Object(m)) = (&item, &mut registered) {
             m.insert("item".into(), it.clone());
         }
         if no_log {
-            env.redactor.add_no_log(&registered.1);
+            env.redactor.add_no_log(&registered);
         }
-        let mut report = env.report(host, status, item.as_ref());
-        match &registered.0 {
-            Some(r) => {
-                report.msg = r.result.msg.clone();
-                report.show_msg = modules::is_gate_result(&r.result);
-                report.summary = r.summary.clone();
-                report.diff = r.diff.clone();
-            }
-            None => report.msg = registered.1.get("msg").map(display),
-        }
-        // The plan says as whom the change runs (check mode shows it before anything runs).
-        if let (Some(s), Some(u)) = (&mut report.summary, transport.become_user()) {
-            s.push_str(&format!(" (become {u} via sudo)"));
-        }
-        if task.module == "debug" && status == TaskStatus::Ok {
-            report.summary = Some("debug".into());
-        }
-        if no_log {
-            report.msg = Some(NO_LOG_MSG.into());
-            report.summary = None;
-            report.diff = None;
-        }
+        let status = ran.as_ref().map_or(TaskStatus::Failed, |r| r.status);
+        let mut report = item_report(
+            env,
+            host,
+            item.as_ref(),
+            ran.as_ref(),
+            &registered,
+            transport.as_ref(),
+            no_log,
+        );
         if status == TaskStatus::Failed {
             report.ignored = ignore;
             if !ignore {
@@ -298,19 +262,122 @@ pub async fn run_on_host(env: &TaskEnv<'_>, host: &str, mut vars: Vars) -> HostO
         if status.is_change() {
             any_changed = true;
         }
-        if let Some(f) = registered.0.as_ref().and_then(|r| r.result.facts.clone()) {
+        if let Some(f) = ran.as_ref().and_then(|r| r.result.facts.clone()) {
             out.facts.get_or_insert_with(Vars::new).extend(f);
         }
         out.reports.push(report);
-        results.push(registered.1);
+        results.push(registered);
     }
     out.changed = any_changed;
     out.failed = any_failed;
-    out.registered = if looped {
+    out.registered = task_registered(task.loop_items.is_some(), results, any_changed, any_failed);
+    Ok(())
+}
+
+/// Applies the task's privilege escalation to the host's variables, then connects to the
+/// host (or to whom `delegate_to` names).
+fn connect(env: &TaskEnv<'_>, vars: &mut Vars) -> Result<Arc<dyn Transport>, Stop> {
+    if let Err(e) = super::escalation::apply(&env.escalation, vars, env.templar, &env.name()) {
+        return Err(Stop::failed(e.to_string(), env.ignore_errors(vars)));
+    }
+    match delegate_transport(env, vars) {
+        Ok(t) => Ok(t),
+        Err(ModuleError::Unreachable(m)) => Err(Stop::unreachable(m)),
+        Err(ModuleError::Failed(m)) => Err(Stop::failed(m, env.ignore_errors(vars))),
+    }
+}
+
+/// The task's items: one (`None`) without `loop`, else the rendered list (`null`: no items).
+fn loop_items(env: &TaskEnv<'_>, vars: &Vars) -> Result<Vec<Option<Value>>, Stop> {
+    let Some(raw) = &env.task.loop_items else {
+        return Ok(vec![None]);
+    };
+    match env
+        .templar
+        .render_value(&format!("{} loop", env.name()), raw, vars)
+    {
+        Ok(Value::Array(a)) => Ok(a.into_iter().map(Some).collect()),
+        Ok(Value::Null) => Ok(vec![]),
+        Ok(other) => Err(Stop::failed(
+            format!("loop must be a list, got {other}"),
+            env.ignore_errors(vars),
+        )),
+        Err(e) => Err(Stop::failed(e.0, env.ignore_errors(vars))),
+    }
+}
+
+/// Whether the task's `when` conditions all hold for one item (the first that does not
+/// decides; the rest are not evaluated).
+fn when_holds(env: &TaskEnv<'_>, vars: &Vars) -> Result<bool, crate::template::TemplateError> {
+    for cond in &env.task.when {
+        if !env
+            .templar
+            .eval_bool(&format!("{} when", env.name()), cond, vars)?
+        {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// The report and registered value of an item whose `when` did not hold.
+fn skipped(env: &TaskEnv<'_>, host: &str, item: Option<&Value>) -> (TaskReport, Value) {
+    let mut r = env.report(host, TaskStatus::Skipped, item);
+    r.msg = Some("conditional result was False".into());
+    let mut reg = Map::new();
+    reg.insert("skipped".into(), Value::Bool(true));
+    reg.insert("changed".into(), Value::Bool(false));
+    if let Some(it) = item {
+        reg.insert("item".into(), it.clone());
+    }
+    (r, Value::Object(reg))
+}
+
+/// The report of an item that ran (`ran` is `None` when the module failed with an error; its
+/// message is then the registered one). Under `no_log` only the verdict is shown.
+fn item_report(
+    env: &TaskEnv<'_>,
+    host: &str,
+    item: Option<&Value>,
+    ran: Option<&ItemResult>,
+    registered: &Value,
+    transport: &dyn Transport,
+    no_log: bool,
+) -> TaskReport {
+    let status = ran.map_or(TaskStatus::Failed, |r| r.status);
+    let mut report = env.report(host, status, item);
+    match ran {
+        Some(r) => {
+            report.msg = r.result.msg.clone();
+            report.show_msg = modules::is_gate_result(&r.result);
+            report.summary = r.summary.clone();
+            report.diff = r.diff.clone();
+        }
+        None => report.msg = registered.get("msg").map(display),
+    }
+    // The plan says as whom the change runs (check mode shows it before anything runs).
+    if let (Some(s), Some(u)) = (&mut report.summary, transport.become_user()) {
+        s.push_str(&format!(" (become {u} via sudo)"));
+    }
+    if env.task.module == "debug" && status == TaskStatus::Ok {
+        report.summary = Some("debug".into());
+    }
+    if no_log {
+        report.msg = Some(NO_LOG_MSG.into());
+        report.summary = None;
+        report.diff = None;
+    }
+    report
+}
+
+/// What `register:` stores for the task on one host: the item's value, or with `loop` all of
+/// them under `results` with the task's verdicts.
+fn task_registered(looped: bool, results: Vec<Value>, changed: bool, failed: bool) -> Value {
+    if looped {
         serde_json::json!({
             "results": results,
-            "changed": any_changed,
-            "failed": any_failed,
+            "changed": changed,
+            "failed": failed,
             "skipped": results.iter().all(|r| r.get("skipped") == Some(&Value::Bool(true))),
         })
     } else {
@@ -318,8 +385,7 @@ pub async fn run_on_host(env: &TaskEnv<'_>, host: &str, mut vars: Vars) -> HostO
             .into_iter()
             .next()
             .unwrap_or_else(|| serde_json::json!({"skipped": true, "changed": false}))
-    };
-    out
+    }
 }
 
 fn register_value(r: &ItemResult) -> Value {
@@ -345,18 +411,7 @@ async fn run_item(
     let module = modules::module(&task.module).ok_or_else(|| {
         ModuleError::Failed(format!("module '{}' is not implemented", task.module))
     })?;
-    let args =
-        match env
-            .templar
-            .render_value(&env.name(), &Value::Object(task.args.clone()), vars)?
-        {
-            // An argument rendered to `omit` is left out, as in Ansible.
-            Value::Object(mut m) => {
-                m.retain(|_, v| v.as_str() != Some(crate::template::OMIT));
-                m
-            }
-            _ => Map::new(),
-        };
+    let args = module_args(env, vars)?;
     if no_log {
         env.redactor.add_no_log(&Value::Object(args.clone()));
     }
@@ -384,122 +439,22 @@ async fn run_item(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let query = module.query(&ctx).await?;
-        let mut predicted_run = false;
-        let (mut status, result, summary, diff) = match query {
-            Query::Done(r) => {
-                let st = if r.failed {
-                    TaskStatus::Failed
-                } else if r.changed {
-                    TaskStatus::Changed
-                } else {
-                    TaskStatus::Ok
-                };
-                let diff = r.diff.clone();
-                (st, r, None, diff)
-            }
-            Query::Change(p) if check => (
-                TaskStatus::WouldChange,
-                ModResult {
-                    changed: true,
-                    ..Default::default()
-                },
-                Some(p.summary.clone()),
-                p.diff.clone(),
-            ),
-            Query::Run(p) if check => {
-                // A command whose changed_when does not depend on its result (typically
-                // `changed_when: false`) will be reported as that says: the plan says so too,
-                // so it matches the real run. Otherwise it is unpredictable: "would run".
-                let changed = predict_changed_when(env, vars).unwrap_or(true);
-                predicted_run = true;
-                (
-                    if changed {
-                        TaskStatus::WouldRun
-                    } else {
-                        TaskStatus::Ok
-                    },
-                    ModResult {
-                        changed,
-                        ..Default::default()
-                    },
-                    Some(p.summary.clone()),
-                    None,
-                )
-            }
-            Query::Change(p) | Query::Run(p) => {
-                let r = module.apply(&ctx, &p).await?;
-                let st = if r.failed {
-                    TaskStatus::Failed
-                } else if r.changed {
-                    TaskStatus::Changed
-                } else {
-                    TaskStatus::Ok
-                };
-                let diff = r.diff.clone().or(p.diff.clone());
-                (st, r, Some(p.summary.clone()), diff)
-            }
-        };
-        let predicted =
-            predicted_run || matches!(status, TaskStatus::WouldChange | TaskStatus::WouldRun);
-        let mut item = ItemResult {
-            status,
-            result,
-            summary,
-            diff,
-        };
+        let (mut item, predicted) = query_and_apply(env, module, &ctx, check).await?;
         // changed_when / failed_when / until see the result under the register name.
         let mut rvars = vars.clone();
         if let Some(reg) = &task.register {
             rvars.insert(reg.clone(), register_value(&item));
         }
         if !predicted {
-            if !task.changed_when.is_empty() {
-                let changed = changed_when_holds(env, &rvars)?;
-                if item.status != TaskStatus::Failed {
-                    item.status = if changed {
-                        TaskStatus::Changed
-                    } else {
-                        TaskStatus::Ok
-                    };
-                }
-                item.result.changed = changed;
-            }
-            if !task.failed_when.is_empty() {
-                let mut failed = false;
-                for cond in &task.failed_when {
-                    failed |= env.templar.eval_bool(
-                        &format!("{} failed_when", env.name()),
-                        cond,
-                        &rvars,
-                    )?;
-                }
-                item.result.failed = failed;
-                if failed {
-                    item.status = TaskStatus::Failed;
-                } else if item.status == TaskStatus::Failed {
-                    item.status = if item.result.changed {
-                        TaskStatus::Changed
-                    } else {
-                        TaskStatus::Ok
-                    };
-                }
-            }
+            judge(env, &mut item, &rvars)?;
         }
-        status = item.status;
         if task.until.is_empty() || predicted {
             return Ok(item);
         }
         if let Some(reg) = &task.register {
             rvars.insert(reg.clone(), register_value(&item));
         }
-        let mut done = status != TaskStatus::Failed;
-        for cond in &task.until {
-            done &= env
-                .templar
-                .eval_bool(&format!("{} until", env.name()), cond, &rvars)
-                .unwrap_or(false);
-        }
+        let done = until_holds(env, item.status, &rvars);
         if done || attempt > retries {
             if !done {
                 item.status = TaskStatus::Failed;
@@ -520,6 +475,141 @@ async fn run_item(
         }
         tokio::time::sleep(Duration::from_secs_f64(delay)).await;
     }
+}
+
+/// The task's arguments rendered for this host; an argument rendered to `omit` is left out,
+/// as in Ansible.
+fn module_args(env: &TaskEnv<'_>, vars: &Vars) -> Result<Map<String, Value>, ModuleError> {
+    let rendered =
+        env.templar
+            .render_value(&env.name(), &Value::Object(env.task.args.clone()), vars)?;
+    Ok(match rendered {
+        Value::Object(mut m) => {
+            m.retain(|_, v| v.as_str() != Some(crate::template::OMIT));
+            m
+        }
+        _ => Map::new(),
+    })
+}
+
+/// A module's own verdict on a result.
+fn status_of(r: &ModResult) -> TaskStatus {
+    if r.failed {
+        TaskStatus::Failed
+    } else if r.changed {
+        TaskStatus::Changed
+    } else {
+        TaskStatus::Ok
+    }
+}
+
+/// One query and, outside check mode, the apply it planned. The flag says the result is a
+/// prediction (nothing ran), which `changed_when`, `failed_when` and `until` do not judge.
+async fn query_and_apply(
+    env: &TaskEnv<'_>,
+    module: &dyn Module,
+    ctx: &ModuleCtx<'_>,
+    check: bool,
+) -> Result<(ItemResult, bool), ModuleError> {
+    let mut predicted_run = false;
+    let (status, result, summary, diff) = match module.query(ctx).await? {
+        Query::Done(r) => {
+            let diff = r.diff.clone();
+            (status_of(&r), r, None, diff)
+        }
+        Query::Change(p) if check => (
+            TaskStatus::WouldChange,
+            ModResult {
+                changed: true,
+                ..Default::default()
+            },
+            Some(p.summary.clone()),
+            p.diff.clone(),
+        ),
+        Query::Run(p) if check => {
+            // A command whose changed_when does not depend on its result (typically
+            // `changed_when: false`) will be reported as that says: the plan says so too,
+            // so it matches the real run. Otherwise it is unpredictable: "would run".
+            let changed = predict_changed_when(env, ctx.vars).unwrap_or(true);
+            predicted_run = true;
+            (
+                if changed {
+                    TaskStatus::WouldRun
+                } else {
+                    TaskStatus::Ok
+                },
+                ModResult {
+                    changed,
+                    ..Default::default()
+                },
+                Some(p.summary.clone()),
+                None,
+            )
+        }
+        Query::Change(p) | Query::Run(p) => {
+            let r = module.apply(ctx, &p).await?;
+            let diff = r.diff.clone().or(p.diff.clone());
+            (status_of(&r), r, Some(p.summary.clone()), diff)
+        }
+    };
+    let predicted =
+        predicted_run || matches!(status, TaskStatus::WouldChange | TaskStatus::WouldRun);
+    let item = ItemResult {
+        status,
+        result,
+        summary,
+        diff,
+    };
+    Ok((item, predicted))
+}
+
+/// Applies `changed_when` and `failed_when` to a result that really ran (`vars` hold it under
+/// the register name).
+fn judge(env: &TaskEnv<'_>, item: &mut ItemResult, vars: &Vars) -> Result<(), ModuleError> {
+    let task = env.task;
+    if !task.changed_when.is_empty() {
+        let changed = changed_when_holds(env, vars)?;
+        if item.status != TaskStatus::Failed {
+            item.status = if changed {
+                TaskStatus::Changed
+            } else {
+                TaskStatus::Ok
+            };
+        }
+        item.result.changed = changed;
+    }
+    if !task.failed_when.is_empty() {
+        let mut failed = false;
+        for cond in &task.failed_when {
+            failed |= env
+                .templar
+                .eval_bool(&format!("{} failed_when", env.name()), cond, vars)?;
+        }
+        item.result.failed = failed;
+        if failed {
+            item.status = TaskStatus::Failed;
+        } else if item.status == TaskStatus::Failed {
+            item.status = if item.result.changed {
+                TaskStatus::Changed
+            } else {
+                TaskStatus::Ok
+            };
+        }
+    }
+    Ok(())
+}
+
+/// Whether an `until` loop may stop: the item did not fail and every condition holds (one
+/// that cannot be rendered does not; all are evaluated).
+fn until_holds(env: &TaskEnv<'_>, status: TaskStatus, vars: &Vars) -> bool {
+    let mut done = status != TaskStatus::Failed;
+    for cond in &env.task.until {
+        done &= env
+            .templar
+            .eval_bool(&format!("{} until", env.name()), cond, vars)
+            .unwrap_or(false);
+    }
+    done
 }
 
 /// The last attempt of an `until` loop that gave up, in words: its message, else what it
