@@ -14,7 +14,7 @@ use scylla::value::CqlValue;
 use super::autocorrect;
 use super::checkpoint::{self, Checkpoint, ValidateCheckpoint};
 use super::config::{DataConfig, Selection};
-use super::copy::{self, row_writes, WriteOptions, Writer};
+use super::copy::{self, row_writes, Statements, WriteOptions, Writer};
 use super::counters::{self, Candidate, CounterRows};
 use super::diff::{column_diffs, key_map, DiffOptions, Finding, RangeDiff};
 use super::ranges::{sample, split_ring, TokenRange};
@@ -153,6 +153,7 @@ pub async fn migrate(
     for (table, _) in &run.tables {
         let name = table.display_name();
         let select = prepare_select(&run.origin, table, true, "origin").await?;
+        let statements = Statements::new(table);
         // Lists are not idempotent to write, and counters are copied as a difference: both
         // need target's current rows.
         let target_select = if copy::needs_target_read(table) || table.is_counter_table() {
@@ -188,6 +189,7 @@ pub async fn migrate(
             .map(|range| {
                 let select = &select;
                 let writer = &writer;
+                let statements = &statements;
                 let origin = &run.origin;
                 let origin_limit = origin_limit.clone();
                 let target_limit = target_limit.clone();
@@ -214,7 +216,7 @@ pub async fn migrate(
                                 origin,
                                 select,
                                 writer,
-                                table,
+                                statements,
                                 range,
                                 origin_limit,
                                 target_limit,
@@ -303,12 +305,13 @@ async fn copy_range(
     origin: &Session,
     select: &PreparedStatement,
     writer: &Writer,
-    table: &Table,
+    statements: &Statements,
     range: TokenRange,
     origin_limit: Option<Arc<RateLimiter>>,
     target_limit: Option<Arc<RateLimiter>>,
     target_select: Option<(&Session, &PreparedStatement)>,
 ) -> anyhow::Result<(u64, u64)> {
+    let table = statements.table();
     let on_target = match target_select {
         Some((target, stmt)) => Some(read_range(cfg, target, stmt, table, range, None).await?),
         None => None,
@@ -371,7 +374,7 @@ async fn copy_range(
             };
             let target_row = on_target.as_ref().map(|m| m.get(&key_id(&row.key)));
             let group = groups.last_mut().expect("pushed above");
-            group.extend(row_writes(table, &row, &opts, None, target_row));
+            group.extend(row_writes(statements, &row, &opts, None, target_row));
         }
         groups.retain(|g| !g.is_empty());
         writes_made += groups.iter().map(Vec::len).sum::<usize>() as u64;
