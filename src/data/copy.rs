@@ -596,6 +596,17 @@ mod tests {
         }
     }
 
+    /// A backfill's writes for `row`, cells without a writetime written at 999.
+    fn backfill(t: &Table, row: &ScannedRow) -> Vec<Write> {
+        row_writes(
+            &Statements::new(t),
+            row,
+            &WriteOptions::backfill(999),
+            None,
+            None,
+        )
+    }
+
     fn one(wt: i64, ttl: Option<i32>) -> Times {
         Times::One(CellTime {
             writetime: Some(wt),
@@ -642,13 +653,7 @@ mod tests {
                 },
             ],
         };
-        let w = row_writes(
-            &Statements::new(&t),
-            &row,
-            &WriteOptions::backfill(999),
-            None,
-            None,
-        );
+        let w = backfill(&t, &row);
         let cqls: Vec<&str> = w.iter().map(|w| &*w.cql).collect();
         assert_eq!(
             cqls,
@@ -692,13 +697,7 @@ mod tests {
             key: vec![Some(CqlValue::Int(1)), None],
             cells,
         };
-        let w = row_writes(
-            &Statements::new(&t),
-            &row,
-            &WriteOptions::backfill(999),
-            None,
-            None,
-        );
+        let w = backfill(&t, &row);
         assert_eq!(w.len(), 1);
         assert!(w[0].cql.contains("(\"pk\", \"s\")"), "{}", w[0].cql);
 
@@ -706,13 +705,7 @@ mod tests {
             key: vec![Some(CqlValue::Int(1)), Some(CqlValue::Int(3))],
             cells: nulls(4),
         };
-        let w = row_writes(
-            &Statements::new(&t),
-            &row,
-            &WriteOptions::backfill(999),
-            None,
-            None,
-        );
+        let w = backfill(&t, &row);
         assert_eq!(w.len(), 1);
         assert!(w[0].cql.contains("(\"pk\", \"ck\") VALUES"));
         assert_eq!(w[0].values[2], Some(CqlValue::BigInt(999)));
