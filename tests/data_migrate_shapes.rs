@@ -586,7 +586,7 @@ async fn a_batch_refused_as_too_large_is_written_one_by_one() {
     let cql = format!("INSERT INTO {table} (p, v) VALUES (?, ?) USING TIMESTAMP {OLD}");
     let writes: Vec<Write> = (0..24)
         .map(|p| Write {
-            cql: cql.clone(),
+            cql: cql.as_str().into(),
             values: vec![Some(CqlValue::Int(p)), Some(CqlValue::Text(big.clone()))],
         })
         .collect();

@@ -436,7 +436,7 @@ async fn main() -> anyhow::Result<()> {
         v.human()
     );
     let validate_phase = Phase::new(
-        "validate (scan both with writetime/ttl, compare)",
+        "validate (scan both, compare; writetime/ttl read again where values differ)",
         v.rows_compared,
         &t,
         &meter,

@@ -12,7 +12,7 @@ use anyhow::Context;
 use scylla::client::session::Session;
 use scylla::statement::prepared::PreparedStatement;
 
-use super::copy::{row_writes, Write, WriteOptions, Writer};
+use super::copy::{row_writes, Statements, Write, WriteOptions, Writer};
 use super::diff::Finding;
 use super::engine::now_micros;
 use super::scan::select_by_key_cql;
@@ -64,14 +64,15 @@ pub fn extra_delete(table: &Table, row: &ScannedRow, fallback: i64) -> Write {
             "DELETE FROM {} USING TIMESTAMP ? WHERE {}",
             table.qualified(),
             cond.join(" AND ")
-        ),
+        )
+        .into(),
         values,
     }
 }
 
 /// The writes that make target's row equal origin's for the differing `columns`.
 pub fn mismatch_writes(
-    table: &Table,
+    stmts: &Statements,
     origin: &ScannedRow,
     target: &ScannedRow,
     columns: &[usize],
@@ -101,7 +102,7 @@ pub fn mismatch_writes(
         min_ts,
         clear_at: Some(clear_at),
     };
-    row_writes(table, origin, &opts, Some(columns), None)
+    row_writes(stmts, origin, &opts, Some(columns), None)
 }
 
 /// Point lookups of one row on target, to check a correction took effect.
@@ -187,6 +188,7 @@ pub async fn correct(
     cutoff: i64,
     concurrency: usize,
 ) -> anyhow::Result<Corrected> {
+    let stmts = Statements::new(table);
     let mut writes = Vec::new();
     let mut to_check: Vec<(&ScannedRow, bool)> = Vec::new();
     let mut counts = Corrected::default();
@@ -194,7 +196,7 @@ pub async fn correct(
         match f {
             Finding::Missing(row) if what.missing => {
                 writes.extend(row_writes(
-                    table,
+                    &stmts,
                     row,
                     &WriteOptions::backfill(cutoff),
                     None,
@@ -203,7 +205,7 @@ pub async fn correct(
                 to_check.push((row, true));
             }
             Finding::Mismatched(o, t, cols) if what.mismatched => {
-                writes.extend(mismatch_writes(table, o, t, cols));
+                writes.extend(mismatch_writes(&stmts, o, t, cols));
                 to_check.push((o, false));
             }
             Finding::Extra(row) if what.extra => {
@@ -233,7 +235,7 @@ pub async fn correct(
                 clear_at: if missing { None } else { Some(cutoff - 1) },
             };
             second.extend(row_writes(
-                table,
+                &stmts,
                 row,
                 &opts,
                 if missing { None } else { Some(&columns) },

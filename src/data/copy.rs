@@ -23,10 +23,11 @@ use super::scan::RetryPolicy;
 use super::schema::{CellKind, Column, Role, Table};
 use super::value::{elements, CellTime, ScannedRow, Times};
 
-/// One statement to run on target, with its bound values (timestamp and TTL last).
+/// One statement to run on target, with its bound values. The text is shared: every row of a
+/// table with the same shape uses the same one (see [`Statements`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Write {
-    pub cql: String,
+    pub cql: Arc<str>,
     pub values: Vec<Option<CqlValue>>,
 }
 
@@ -72,139 +73,240 @@ fn using(ts: i64, ttl: Option<i32>) -> [Option<CqlValue>; 2] {
     ]
 }
 
+/// The time of a cell whose writetime was not read (a row with only its primary key).
+const UNKNOWN_TIME: CellTime = CellTime {
+    writetime: None,
+    ttl: None,
+};
+
+/// What a statement of [`Statements`] does; its text follows from this and the table alone.
+/// `key_len` is how many key columns its `WHERE` (or column list) names: the partition key for
+/// static cells, the whole primary key otherwise.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Shape {
+    /// `INSERT` of the key and these value columns (indexes in [`Table::value_columns`]).
+    Insert { key_len: usize, columns: Vec<usize> },
+    /// `DELETE` of one value column.
+    Delete { key_len: usize, column: usize },
+    /// `SET c = ?` of one value column.
+    Assign { key_len: usize, column: usize },
+    /// `SET c = c + ?` of one collection column.
+    Add { key_len: usize, column: usize },
+}
+
+/// The write statements of one table, their text built once and shared by every row.
+///
+/// A backfill writes millions of rows in a handful of shapes; building each row's statement text
+/// anew (and hashing a fresh string to find its prepared form) was a measurable share of the
+/// tool's CPU, which runs on the same cores as the clusters it copies between.
+pub struct Statements {
+    table: Table,
+    qualified: String,
+    key_names: Vec<String>,
+    value_names: Vec<String>,
+    pk_len: usize,
+    texts: RwLock<HashMap<Shape, Arc<str>>>,
+}
+
+impl Statements {
+    pub fn new(table: &Table) -> Statements {
+        Statements {
+            table: table.clone(),
+            qualified: table.qualified(),
+            key_names: table.key_columns().map(Column::quoted).collect(),
+            value_names: table.value_columns().map(Column::quoted).collect(),
+            pk_len: table.partition_key().count(),
+            texts: RwLock::new(HashMap::new()),
+        }
+    }
+
+    pub fn table(&self) -> &Table {
+        &self.table
+    }
+
+    /// Key columns that address a cell: the partition key for a static cell, else all of them.
+    fn key_len(&self, is_static: bool) -> usize {
+        if is_static {
+            self.pk_len
+        } else {
+            self.key_names.len()
+        }
+    }
+
+    fn text(&self, shape: Shape) -> Arc<str> {
+        // A plain lock, never held across an await; after the first rows every lookup hits.
+        if let Some(text) = self.texts.read().expect("statement texts lock").get(&shape) {
+            return text.clone();
+        }
+        let text: Arc<str> = self.build(&shape).into();
+        self.texts
+            .write()
+            .expect("statement texts lock")
+            .entry(shape)
+            .or_insert(text)
+            .clone()
+    }
+
+    fn build(&self, shape: &Shape) -> String {
+        let q = &self.qualified;
+        match shape {
+            Shape::Insert { key_len, columns } => {
+                let names: Vec<&str> = self.key_names[..*key_len]
+                    .iter()
+                    .chain(columns.iter().map(|&i| &self.value_names[i]))
+                    .map(String::as_str)
+                    .collect();
+                let marks = vec!["?"; names.len()].join(", ");
+                format!(
+                    "INSERT INTO {q} ({}) VALUES ({marks}) USING TIMESTAMP ? AND TTL ?",
+                    names.join(", ")
+                )
+            }
+            Shape::Delete { key_len, column } => format!(
+                "DELETE {} FROM {q} USING TIMESTAMP ? WHERE {}",
+                self.value_names[*column],
+                self.condition(*key_len)
+            ),
+            Shape::Assign { key_len, column } => format!(
+                "UPDATE {q} USING TIMESTAMP ? AND TTL ? SET {} = ? WHERE {}",
+                self.value_names[*column],
+                self.condition(*key_len)
+            ),
+            Shape::Add { key_len, column } => format!(
+                "UPDATE {q} USING TIMESTAMP ? AND TTL ? SET {c} = {c} + ? WHERE {}",
+                self.condition(*key_len),
+                c = self.value_names[*column]
+            ),
+        }
+    }
+
+    fn condition(&self, key_len: usize) -> String {
+        self.key_names[..key_len]
+            .iter()
+            .map(|c| format!("{c} = ?"))
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    }
+
+    /// Deletes one column of the row at `ts`.
+    fn delete(&self, row: &ScannedRow, key_len: usize, column: usize, ts: i64) -> Write {
+        let mut values = Vec::with_capacity(1 + key_len);
+        values.push(Some(CqlValue::BigInt(ts)));
+        values.extend_from_slice(&row.key[..key_len]);
+        Write {
+            cql: self.text(Shape::Delete { key_len, column }),
+            values,
+        }
+    }
+
+    /// `SET c = ?` (`add`: `c = c + ?`) of one column at `ts` with `ttl`.
+    fn update(
+        &self,
+        row: &ScannedRow,
+        (key_len, column, add): (usize, usize, bool),
+        (ts, ttl): (i64, Option<i32>),
+        value: Option<CqlValue>,
+    ) -> Write {
+        let shape = if add {
+            Shape::Add { key_len, column }
+        } else {
+            Shape::Assign { key_len, column }
+        };
+        let mut values = Vec::with_capacity(3 + key_len);
+        values.extend(using(ts, ttl));
+        values.push(value);
+        values.extend_from_slice(&row.key[..key_len]);
+        Write {
+            cql: self.text(shape),
+            values,
+        }
+    }
+
+    /// `INSERT` of the key and `cells` (value column index, value) at `ts` with `ttl`.
+    fn insert(
+        &self,
+        row: &ScannedRow,
+        key_len: usize,
+        cells: Vec<(usize, CqlValue)>,
+        (ts, ttl): (i64, Option<i32>),
+    ) -> Write {
+        let mut values = Vec::with_capacity(key_len + cells.len() + 2);
+        values.extend_from_slice(&row.key[..key_len]);
+        let mut columns = Vec::with_capacity(cells.len());
+        for (i, v) in cells {
+            columns.push(i);
+            values.push(Some(v));
+        }
+        values.extend(using(ts, ttl));
+        Write {
+            cql: self.text(Shape::Insert { key_len, columns }),
+            values,
+        }
+    }
+}
+
+/// Single-cell values of a row grouped by (is static, time): each group is one `INSERT`.
+type InsertGroups = BTreeMap<(bool, CellTime), Vec<(usize, CqlValue)>>;
+
 /// The writes for one row. `columns` restricts the copy to those value columns (by index in
 /// [`Table::value_columns`]); `None` copies all.
 ///
 /// `on_target` is what target holds for this row, when it was read (tables with non-frozen
 /// lists, see [`needs_target_read`]): `Some(None)` means the row is absent there.
 pub fn row_writes(
-    table: &Table,
+    stmts: &Statements,
     row: &ScannedRow,
     opts: &WriteOptions,
     columns: Option<&[usize]>,
     on_target: Option<Option<&ScannedRow>>,
 ) -> Vec<Write> {
-    let pk_len = table.partition_key().count();
+    let table = stmts.table();
     let static_only = row.is_static_only(table);
-    let key_cols: Vec<&Column> = table.key_columns().collect();
-    let value_cols: Vec<&Column> = table.value_columns().collect();
-    let qualified = table.qualified();
-
-    let mut writes = Vec::new();
-    // Single-cell values grouped by (is_static, time) -> [(column, value)].
-    let mut groups: BTreeMap<(bool, CellTime), Vec<(usize, CqlValue)>> = BTreeMap::new();
+    // Deletes and collection updates: they run after the inserts that create the row.
+    let mut updates = Vec::new();
+    let mut groups = InsertGroups::new();
     let mut min_wt: Option<i64> = None;
     let mut regular_written = false;
 
-    let where_clause = |is_static: bool| -> (String, Vec<Option<CqlValue>>) {
-        let n = if is_static { pk_len } else { key_cols.len() };
-        let cond: Vec<String> = key_cols[..n]
-            .iter()
-            .map(|c| format!("{} = ?", c.quoted()))
-            .collect();
-        (cond.join(" AND "), row.key[..n].to_vec())
-    };
-
-    for (i, col) in value_cols.iter().enumerate() {
-        if columns.is_some_and(|only| !only.contains(&i)) {
-            continue;
-        }
+    for (i, col) in table.value_columns().enumerate() {
         let is_static = col.role == Role::Static;
-        if is_static && !opts.write_static {
+        let copied = columns.is_none_or(|only| only.contains(&i))
+            && if is_static {
+                opts.write_static
+            } else {
+                !static_only
+            };
+        if !copied {
             continue;
         }
-        if !is_static && static_only {
-            continue;
+        let key_len = stmts.key_len(is_static);
+        if let Some(ts) = opts.clear_at {
+            updates.push(stmts.delete(row, key_len, i, ts));
         }
         let cell = &row.cells[i];
-        if let Some(ts) = opts.clear_at {
-            let (cond, mut values) = where_clause(is_static);
-            let mut v = vec![Some(CqlValue::BigInt(ts))];
-            v.append(&mut values);
-            writes.push(Write {
-                cql: format!(
-                    "DELETE {} FROM {qualified} USING TIMESTAMP ? WHERE {cond}",
-                    col.quoted()
-                ),
-                values: v,
-            });
-        }
         let Some(value) = &cell.value else { continue };
         if let Some(w) = cell.times.max_writetime() {
             min_wt = Some(min_wt.map_or(w, |m: i64| m.min(w)));
         }
-        if !is_static {
-            regular_written = true;
-        }
+        regular_written |= !is_static;
         match (col.kind, &cell.times) {
             (CellKind::ElementWise, Times::PerElement(times)) => {
-                // One `c = c + ?` per (writetime, TTL) group of elements: idempotent, no
-                // tombstone, every element keeps its own time.
-                let mut by_time: BTreeMap<CellTime, Vec<CqlValue>> = BTreeMap::new();
-                for (j, part) in elements(value).into_iter().enumerate() {
-                    let t = times.get(j).copied().unwrap_or(CellTime {
-                        writetime: None,
-                        ttl: None,
-                    });
-                    by_time.entry(t).or_default().push(part);
-                }
-                for (t, parts) in by_time {
-                    let (cond, keys) = where_clause(is_static);
-                    let mut values = using(opts.ts(t.writetime), t.ttl).to_vec();
-                    values.push(super::value::join_elements(&parts));
-                    values.extend(keys);
-                    writes.push(Write {
-                        cql: format!(
-                            "UPDATE {qualified} USING TIMESTAMP ? AND TTL ? SET {c} = {c} + ? WHERE {cond}",
-                            c = col.quoted()
-                        ),
-                        values,
-                    });
-                }
+                element_writes(stmts, row, (key_len, i), value, times, opts, &mut updates);
             }
             (CellKind::ElementWise | CellKind::WholeList | CellKind::WholeUdt, times) => {
-                // Whole-value write with the newest element's time (CDM's rule): list appends are
-                // not idempotent and UDT fields share one value.
-                let t = times.newest().unwrap_or(CellTime {
-                    writetime: None,
-                    ttl: None,
-                });
-                let (cond, keys) = where_clause(is_static);
-                let mut ts = opts.ts(t.writetime);
-                if col.kind == CellKind::WholeList && opts.clear_at.is_none() {
-                    match list_action(on_target.map(|r| r.map(|r| &r.cells[i])), value, ts) {
-                        ListAction::Skip => continue,
-                        ListAction::Write => {}
-                        ListAction::ClearThenWriteLater => {
-                            let mut v = vec![Some(CqlValue::BigInt(ts))];
-                            v.extend(keys.iter().cloned());
-                            writes.push(Write {
-                                cql: format!(
-                                    "DELETE {} FROM {qualified} USING TIMESTAMP ? WHERE {cond}",
-                                    col.quoted()
-                                ),
-                                values: v,
-                            });
-                            ts += 1;
-                        }
-                    }
-                }
-                let mut values = using(ts, t.ttl).to_vec();
-                values.push(Some(value.clone()));
-                values.extend(keys);
-                writes.push(Write {
-                    cql: format!(
-                        "UPDATE {qualified} USING TIMESTAMP ? AND TTL ? SET {} = ? WHERE {cond}",
-                        col.quoted()
-                    ),
-                    values,
-                });
+                let target = on_target.map(|r| r.map(|r| &r.cells[i]));
+                whole_value_writes(
+                    stmts,
+                    row,
+                    (key_len, i, col.kind),
+                    value,
+                    times,
+                    (opts, target),
+                    &mut updates,
+                );
             }
             (_, times) => {
-                let t = times.newest().unwrap_or(CellTime {
-                    writetime: None,
-                    ttl: None,
-                });
+                let t = times.newest().unwrap_or(UNKNOWN_TIME);
                 groups
                     .entry((is_static, t))
                     .or_default()
@@ -213,39 +315,79 @@ pub fn row_writes(
         }
     }
 
-    let mut inserts = Vec::new();
-    let mut have_regular_insert = false;
+    let mut writes = Vec::with_capacity(groups.len() + 1 + updates.len());
+    let have_regular_insert = groups.keys().any(|(is_static, _)| !is_static);
     for ((is_static, t), cells) in groups {
-        let n = if is_static { pk_len } else { key_cols.len() };
-        have_regular_insert |= !is_static;
-        let mut names: Vec<String> = key_cols[..n].iter().map(|c| c.quoted()).collect();
-        let mut values: Vec<Option<CqlValue>> = row.key[..n].to_vec();
-        for (i, v) in cells {
-            names.push(value_cols[i].quoted());
-            values.push(Some(v));
-        }
-        values.extend(using(opts.ts(t.writetime), t.ttl));
-        inserts.push(Write {
-            cql: insert_cql(&qualified, &names),
-            values,
-        });
+        let key_len = stmts.key_len(is_static);
+        writes.push(stmts.insert(row, key_len, cells, (opts.ts(t.writetime), t.ttl)));
     }
-
     // A clustering row (or a partition without clustering) must exist on target even when it has
     // no single-cell values: its primary key alone makes it visible to SELECT.
     if !static_only && !have_regular_insert && columns.is_none() {
-        let names: Vec<String> = key_cols.iter().map(|c| c.quoted()).collect();
-        let mut values: Vec<Option<CqlValue>> = row.key.clone();
         let ts = if regular_written { min_wt } else { None };
-        values.extend(using(opts.ts(ts), None));
-        inserts.push(Write {
-            cql: insert_cql(&qualified, &names),
-            values,
-        });
+        let key_len = stmts.key_len(false);
+        writes.push(stmts.insert(row, key_len, Vec::new(), (opts.ts(ts), None)));
     }
-    // Inserts first: they create the row, the collection updates then add to it.
-    inserts.extend(writes);
-    inserts
+    writes.extend(updates);
+    writes
+}
+
+/// A multi-cell set or map: one `c = c + ?` per (writetime, TTL) group of elements, idempotent,
+/// no tombstone, every element keeping its own time.
+fn element_writes(
+    stmts: &Statements,
+    row: &ScannedRow,
+    (key_len, column): (usize, usize),
+    value: &CqlValue,
+    times: &[CellTime],
+    opts: &WriteOptions,
+    out: &mut Vec<Write>,
+) {
+    let mut by_time: BTreeMap<CellTime, Vec<CqlValue>> = BTreeMap::new();
+    for (j, part) in elements(value).into_iter().enumerate() {
+        let t = times.get(j).copied().unwrap_or(UNKNOWN_TIME);
+        by_time.entry(t).or_default().push(part);
+    }
+    for (t, parts) in by_time {
+        out.push(stmts.update(
+            row,
+            (key_len, column, true),
+            (opts.ts(t.writetime), t.ttl),
+            super::value::join_elements(&parts),
+        ));
+    }
+}
+
+/// A list or non-frozen UDT (or a collection whose element times were not read): one whole-value
+/// write with the newest element's time (CDM's rule), since list appends are not idempotent and
+/// UDT fields share one value. A list is first compared with target's (see [`list_action`]).
+fn whole_value_writes(
+    stmts: &Statements,
+    row: &ScannedRow,
+    (key_len, column, kind): (usize, usize, CellKind),
+    value: &CqlValue,
+    times: &Times,
+    (opts, on_target): (&WriteOptions, Option<Option<&super::value::Cell>>),
+    out: &mut Vec<Write>,
+) {
+    let t = times.newest().unwrap_or(UNKNOWN_TIME);
+    let mut ts = opts.ts(t.writetime);
+    if kind == CellKind::WholeList && opts.clear_at.is_none() {
+        match list_action(on_target, value, ts) {
+            ListAction::Skip => return,
+            ListAction::Write => {}
+            ListAction::ClearThenWriteLater => {
+                out.push(stmts.delete(row, key_len, column, ts));
+                ts += 1;
+            }
+        }
+    }
+    out.push(stmts.update(
+        row,
+        (key_len, column, false),
+        (ts, t.ttl),
+        Some(value.clone()),
+    ));
 }
 
 /// Whether copying this table needs target's rows of each range first: a non-frozen list is not
@@ -287,19 +429,11 @@ fn list_action(
     }
 }
 
-fn insert_cql(qualified: &str, names: &[String]) -> String {
-    let marks = vec!["?"; names.len()].join(", ");
-    format!(
-        "INSERT INTO {qualified} ({}) VALUES ({marks}) USING TIMESTAMP ? AND TTL ?",
-        names.join(", ")
-    )
-}
-
 /// Prepares each distinct statement once and runs writes with retries.
 #[derive(Clone)]
 pub struct Writer {
     session: Arc<Session>,
-    cache: Arc<RwLock<HashMap<String, PreparedStatement>>>,
+    cache: Arc<RwLock<HashMap<Arc<str>, PreparedStatement>>>,
     retry: RetryPolicy,
 }
 
@@ -312,15 +446,15 @@ impl Writer {
         }
     }
 
-    async fn prepared(&self, cql: &str) -> anyhow::Result<PreparedStatement> {
+    async fn prepared(&self, cql: &Arc<str>) -> anyhow::Result<PreparedStatement> {
         // A plain lock, never held across an await: every statement of every batch looks its
         // prepared form up here, and an async lock costs more than the lookup itself.
-        if let Some(p) = self.cache.read().expect("statement cache lock").get(cql) {
+        if let Some(p) = self.cache.read().expect("statement cache lock").get(&**cql) {
             return Ok(p.clone());
         }
         let mut p = self
             .session
-            .prepare(cql)
+            .prepare(&**cql)
             .await
             .with_context(|| format!("preparing on target: {cql}"))?;
         // Every write carries an explicit timestamp, so repeating it is harmless.
@@ -328,7 +462,7 @@ impl Writer {
         self.cache
             .write()
             .expect("statement cache lock")
-            .insert(cql.to_string(), p.clone());
+            .insert(cql.clone(), p.clone());
         Ok(p)
     }
 
@@ -462,6 +596,17 @@ mod tests {
         }
     }
 
+    /// A backfill's writes for `row`, cells without a writetime written at 999.
+    fn backfill(t: &Table, row: &ScannedRow) -> Vec<Write> {
+        row_writes(
+            &Statements::new(t),
+            row,
+            &WriteOptions::backfill(999),
+            None,
+            None,
+        )
+    }
+
     fn one(wt: i64, ttl: Option<i32>) -> Times {
         Times::One(CellTime {
             writetime: Some(wt),
@@ -508,8 +653,8 @@ mod tests {
                 },
             ],
         };
-        let w = row_writes(&t, &row, &WriteOptions::backfill(999), None, None);
-        let cqls: Vec<&str> = w.iter().map(|w| w.cql.as_str()).collect();
+        let w = backfill(&t, &row);
+        let cqls: Vec<&str> = w.iter().map(|w| &*w.cql).collect();
         assert_eq!(
             cqls,
             vec![
@@ -552,7 +697,7 @@ mod tests {
             key: vec![Some(CqlValue::Int(1)), None],
             cells,
         };
-        let w = row_writes(&t, &row, &WriteOptions::backfill(999), None, None);
+        let w = backfill(&t, &row);
         assert_eq!(w.len(), 1);
         assert!(w[0].cql.contains("(\"pk\", \"s\")"), "{}", w[0].cql);
 
@@ -560,7 +705,7 @@ mod tests {
             key: vec![Some(CqlValue::Int(1)), Some(CqlValue::Int(3))],
             cells: nulls(4),
         };
-        let w = row_writes(&t, &row, &WriteOptions::backfill(999), None, None);
+        let w = backfill(&t, &row);
         assert_eq!(w.len(), 1);
         assert!(w[0].cql.contains("(\"pk\", \"ck\") VALUES"));
         assert_eq!(w[0].values[2], Some(CqlValue::BigInt(999)));
@@ -621,7 +766,7 @@ mod tests {
             min_ts: Some(500),
             ..WriteOptions::backfill(999)
         };
-        let w = row_writes(&t, &row, &opts, Some(&[1]), None);
+        let w = row_writes(&Statements::new(&t), &row, &opts, Some(&[1]), None);
         assert_eq!(w.len(), 1);
         assert_eq!(w[0].values[3], Some(CqlValue::BigInt(500)));
     }

@@ -14,9 +14,9 @@ use scylla::value::CqlValue;
 use super::autocorrect;
 use super::checkpoint::{self, Checkpoint, ValidateCheckpoint};
 use super::config::{DataConfig, Selection};
-use super::copy::{self, row_writes, WriteOptions, Writer};
+use super::copy::{self, row_writes, Statements, WriteOptions, Writer};
 use super::counters::{self, Candidate, CounterRows};
-use super::diff::{column_diffs, key_map, DiffOptions, Finding, RangeDiff};
+use super::diff::{column_diffs, key_map, DiffOptions, Finding, RangeDiff, RangeEnd};
 use super::ranges::{sample, split_ring, TokenRange};
 use super::report::{MigrateSummary, Mismatch, TableMigrate, TableValidation, ValidationReport};
 use super::scan::{select_cql, RangeScanner, RateLimiter, RetryPolicy};
@@ -153,6 +153,7 @@ pub async fn migrate(
     for (table, _) in &run.tables {
         let name = table.display_name();
         let select = prepare_select(&run.origin, table, true, "origin").await?;
+        let statements = Statements::new(table);
         // Lists are not idempotent to write, and counters are copied as a difference: both
         // need target's current rows.
         let target_select = if copy::needs_target_read(table) || table.is_counter_table() {
@@ -188,6 +189,7 @@ pub async fn migrate(
             .map(|range| {
                 let select = &select;
                 let writer = &writer;
+                let statements = &statements;
                 let origin = &run.origin;
                 let origin_limit = origin_limit.clone();
                 let target_limit = target_limit.clone();
@@ -214,7 +216,7 @@ pub async fn migrate(
                                 origin,
                                 select,
                                 writer,
-                                table,
+                                statements,
                                 range,
                                 origin_limit,
                                 target_limit,
@@ -303,12 +305,13 @@ async fn copy_range(
     origin: &Session,
     select: &PreparedStatement,
     writer: &Writer,
-    table: &Table,
+    statements: &Statements,
     range: TokenRange,
     origin_limit: Option<Arc<RateLimiter>>,
     target_limit: Option<Arc<RateLimiter>>,
     target_select: Option<(&Session, &PreparedStatement)>,
 ) -> anyhow::Result<(u64, u64)> {
+    let table = statements.table();
     let on_target = match target_select {
         Some((target, stmt)) => Some(read_range(cfg, target, stmt, table, range, None).await?),
         None => None,
@@ -371,7 +374,7 @@ async fn copy_range(
             };
             let target_row = on_target.as_ref().map(|m| m.get(&key_id(&row.key)));
             let group = groups.last_mut().expect("pushed above");
-            group.extend(row_writes(table, &row, &opts, None, target_row));
+            group.extend(row_writes(statements, &row, &opts, None, target_row));
         }
         groups.retain(|g| !g.is_empty());
         writes_made += groups.iter().map(Vec::len).sum::<usize>() as u64;
@@ -577,8 +580,18 @@ pub async fn validate_resumable(
     for (table, _) in &run.tables {
         let name = table.display_name();
         // Target is read with origin's column list so cells line up even if target has more.
-        let origin_select = prepare_select(&run.origin, table, true, "origin").await?;
-        let target_select = prepare_select(&run.target, table, true, "target").await?;
+        let with_times = (
+            prepare_select(&run.origin, table, true, "origin").await?,
+            prepare_select(&run.target, table, true, "target").await?,
+        );
+        let values_only = if values_first(opts, table) {
+            Some((
+                prepare_select(&run.origin, table, false, "origin").await?,
+                prepare_select(&run.target, table, false, "target").await?,
+            ))
+        } else {
+            None
+        };
         let lookups = autocorrect::Lookups::prepare(&run.target, table).await?;
         let counter_rows = if table.is_counter_table() {
             Some(CounterRows::prepare(&run.origin, &run.target, table).await?)
@@ -600,7 +613,10 @@ pub async fn validate_resumable(
         progress.ranges_resumed(&name, resumed_count);
         let failures: Vec<(TokenRange, anyhow::Error)> = futures::stream::iter(pending)
             .map(|range| {
-                let (origin_select, target_select) = (&origin_select, &target_select);
+                let scans = RangeScans {
+                    with_times: (&with_times.0, &with_times.1),
+                    values_only: values_only.as_ref().map(|(o, t)| (o, t)),
+                };
                 let (origin_limit, target_limit) = (origin_limit.clone(), target_limit.clone());
                 let (writer, run, name, lookups) = (&writer, &run, &name, &lookups);
                 let checkpoint = &checkpoint;
@@ -611,7 +627,7 @@ pub async fn validate_resumable(
                         diff_opts,
                         run,
                         table,
-                        (origin_select, target_select),
+                        scans,
                         (origin_limit, target_limit),
                         writer,
                         lookups,
@@ -793,20 +809,40 @@ fn pages_of(
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn validate_range(
+/// Whether a validation reads values only first (see [`RangeScans`]): not when writetimes are
+/// compared anyway, nor for a table with no cell that has one (counters), whose two scans would
+/// be the same.
+fn values_first(opts: &ValidateOptions, table: &Table) -> bool {
+    !opts.compare_writetime && table.value_columns().any(|c| c.has_writetime())
+}
+
+/// The range scans of one table, origin's then target's.
+///
+/// With `values_only`, a range is first compared on values alone, and only a range where that
+/// finds a difference is read again with every cell's writetime and TTL and judged on that
+/// second reading, exactly as if it had been the only one: the live-traffic cut-off, the
+/// reports' likely causes and autocorrect need the times, but only of rows that differ. Most
+/// ranges of a migrated table have none, and reading times for every cell costs each cluster
+/// about half again the CPU of a plain scan. The price is a second scan of the ranges that do
+/// differ, and that rows equal in value count as compared even when live traffic rewrote them
+/// after the cut-off.
+#[derive(Clone, Copy)]
+struct RangeScans<'a> {
+    with_times: (&'a PreparedStatement, &'a PreparedStatement),
+    values_only: Option<(&'a PreparedStatement, &'a PreparedStatement)>,
+}
+
+/// Reads one range of both clusters at the same time (validation's ceiling is the two scans
+/// running together) and compares each page as it arrives.
+async fn compare_range(
     cfg: &DataConfig,
-    opts: &ValidateOptions,
-    diff_opts: DiffOptions,
     run: &Prepared,
     table: &Table,
-    selects: (&PreparedStatement, &PreparedStatement),
-    limits: Limits,
-    writer: &Writer,
-    lookups: &autocorrect::Lookups,
-    counter_rows: Option<&CounterRows>,
+    (selects, with_times): ((&PreparedStatement, &PreparedStatement), bool),
+    limits: &Limits,
+    diff_opts: DiffOptions,
     range: TokenRange,
-) -> anyhow::Result<TableValidation> {
+) -> anyhow::Result<RangeEnd> {
     let retry = retry_policy(cfg);
     let origin = RangeScanner::new(
         &run.origin,
@@ -814,7 +850,7 @@ async fn validate_range(
         range,
         cfg.page_size,
         retry.clone(),
-        limits.0,
+        limits.0.clone(),
     );
     let target = RangeScanner::new(
         &run.target,
@@ -822,10 +858,8 @@ async fn validate_range(
         range,
         cfg.page_size,
         retry,
-        limits.1,
+        limits.1.clone(),
     );
-    // Both clusters are read at the same time (validation's ceiling is the two scans running
-    // together) and each page is compared as it arrives.
     let mut pages = std::pin::pin!(futures::stream::select(
         pages_of(origin).map(|p| (Side::Origin, p)),
         pages_of(target).map(|p| (Side::Target, p)),
@@ -834,7 +868,7 @@ async fn validate_range(
     let mut findings = Vec::new();
     while let Some((side, page)) = pages.next().await {
         for row in page? {
-            let row = ScannedRow::from_row(table, row, true)?;
+            let row = ScannedRow::from_row(table, row, with_times)?;
             findings.extend(match side {
                 Side::Origin => diff.origin_row(row),
                 Side::Target => diff.target_row(row),
@@ -842,8 +876,48 @@ async fn validate_range(
         }
     }
     let end = diff.finish();
-    let (compared, skipped_recent) = (end.compared, end.skipped_recent);
     findings.extend(end.findings);
+    Ok(RangeEnd { findings, ..end })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn validate_range(
+    cfg: &DataConfig,
+    opts: &ValidateOptions,
+    diff_opts: DiffOptions,
+    run: &Prepared,
+    table: &Table,
+    scans: RangeScans<'_>,
+    limits: Limits,
+    writer: &Writer,
+    lookups: &autocorrect::Lookups,
+    counter_rows: Option<&CounterRows>,
+    range: TokenRange,
+) -> anyhow::Result<TableValidation> {
+    let compare = |selects, with_times| {
+        compare_range(
+            cfg,
+            run,
+            table,
+            (selects, with_times),
+            &limits,
+            diff_opts,
+            range,
+        )
+    };
+    let end = match scans.values_only {
+        Some(values_only) => {
+            let first = compare(values_only, false).await?;
+            if first.findings.is_empty() {
+                first
+            } else {
+                compare(scans.with_times, true).await?
+            }
+        }
+        None => compare(scans.with_times, true).await?,
+    };
+    let (compared, skipped_recent) = (end.compared, end.skipped_recent);
+    let mut findings = end.findings;
     // Counter rows are judged and corrected by their difference (`counters`), not copied.
     let counted = match counter_rows {
         Some(c) => Some(settle_counter_findings(opts, run, table, c, &mut findings).await?),

@@ -110,6 +110,8 @@ pub struct TableValidation {
     pub mismatched: u64,
     pub extra: u64,
     /// Rows skipped because a cell was written after the validation started (live traffic).
+    /// Only rows that differ are told apart this way: a row equal on both clusters is counted
+    /// as compared whenever it was written (see `engine::RangeScans`).
     pub skipped_recent: u64,
     pub corrected_missing: u64,
     pub corrected_mismatched: u64,
