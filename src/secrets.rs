@@ -165,6 +165,11 @@ fn encoded_forms(secret: &str) -> Vec<String> {
         urlencode(secret),
         json.trim_matches('"').to_string(),
         crate::transport::shlex_quote(secret),
+        // Inside a larger quoted shell word (a script passed to `sh -c`, an env file's value),
+        // only each `'` changes, in the style of whichever quoting wrote it: the filters'
+        // `'"'"'` or the SSH transport's `'\''`.
+        secret.replace('\'', r#"'"'"'"#),
+        secret.replace('\'', r"'\''"),
     ]
 }
 
@@ -222,6 +227,22 @@ mod tests {
                 format!("a {MASK} b"),
                 "{shown}"
             );
+        }
+    }
+
+    #[test]
+    fn a_secret_with_a_quote_is_masked_inside_both_shell_quotings() {
+        let r = Redactor::default();
+        r.add("it's-s3cret");
+        for shown in [
+            r#"it'"'"'s-s3cret"#,
+            r"it'\''s-s3cret",
+            crate::transport::ssh::shell_quote("it's-s3cret").as_str(),
+            crate::transport::shlex_quote("it's-s3cret").as_str(),
+        ] {
+            let redacted = r.redact(&format!("sh -c 'x={shown}; run' b"));
+            assert!(redacted.contains(MASK), "{shown} -> {redacted}");
+            assert!(!redacted.contains("s3cret"), "{shown} -> {redacted}");
         }
     }
 
