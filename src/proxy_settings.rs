@@ -10,13 +10,13 @@
 use serde_json::Value;
 
 /// Every setting except TLS, with its default as YAML text (`""`: none).
-pub const DEFAULTS: &[(&str, &str)] = include!("../proxy/src/settings.in");
+pub const DEFAULTS: &[(&str, &str)] = zdm_proxy_settings::DEFAULTS;
 
 /// Every TLS setting (rendered only when the inventory sets one).
-pub const TLS: &[&str] = include!("../proxy/src/tls_settings.in");
+pub const TLS: &[&str] = zdm_proxy_settings::TLS;
 
 /// Settings of the reference ZDM proxy that zdm-proxy does not implement.
-pub const UNSUPPORTED: &[&str] = include!("../proxy/src/unsupported_settings.in");
+pub const UNSUPPORTED: &[&str] = zdm_proxy_settings::UNSUPPORTED;
 
 /// A variable starting with one of these is taken to mean a proxy setting, so one the proxy
 /// does not know is a mistake, not some other variable. These are the words every proxy

@@ -201,7 +201,7 @@ enum RawValue {
 
 /// Every setting except TLS with its default as YAML text ("" when it has none), shared with
 /// zdm-run, which renders these defaults where the inventory sets nothing.
-pub const SETTING_DEFAULTS: &[(&str, &str)] = include!("settings.in");
+pub const SETTING_DEFAULTS: &[(&str, &str)] = zdm_proxy_settings::DEFAULTS;
 
 /// Every setting name the proxy knows except TLS (`tls::SETTINGS`), as in the reference proxy.
 pub const SETTINGS: &[&str] = &names::<{ SETTING_DEFAULTS.len() }>(SETTING_DEFAULTS);
@@ -220,7 +220,7 @@ const fn names<const N: usize>(table: &[(&'static str, &'static str)]) -> [&'sta
 /// Reference proxy settings this proxy does not implement:
 /// refused with a message that says so rather than "unknown", so an operator knows the file is
 /// not misspelt, just asking for something this proxy lacks.
-const REFERENCE_UNSUPPORTED: &[&str] = include!("unsupported_settings.in");
+const REFERENCE_UNSUPPORTED: &[&str] = zdm_proxy_settings::UNSUPPORTED;
 
 impl Raw<'_> {
     fn err(&self, key: &str, why: impl fmt::Display) -> ConfigError {
@@ -698,7 +698,7 @@ mod tests {
         ("ZDM_TARGET_CONTACT_POINTS", "10.0.0.2"),
     ];
 
-    /// The defaults zdm-run renders (`settings.in`) are the ones the proxy applies: setting
+    /// The defaults zdm-run renders (`zdm_proxy_settings::DEFAULTS`) are the ones the proxy applies: setting
     /// every one of them explicitly changes nothing, restart-only or live.
     #[test]
     fn shared_defaults_table_is_what_the_proxy_applies() {

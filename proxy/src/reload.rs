@@ -22,7 +22,7 @@ use arc_swap::ArcSwap;
 use crate::config::{Cluster, Config, ReadMode};
 
 /// Settings that a reload may change. Every other setting needs a restart.
-pub const RELOADABLE: &[&str] = include!("reloadable_settings.in");
+pub const RELOADABLE: &[&str] = zdm_proxy_settings::RELOADABLE;
 
 /// The live part of the settings; one immutable snapshot per reload.
 #[derive(Debug, Clone, PartialEq, Eq)]

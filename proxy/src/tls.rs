@@ -40,7 +40,7 @@ use crate::config::{Cluster, ConfigError};
 
 /// Every TLS setting: the reference proxy's names, plus our `*_tls_verify_hostname` (shared
 /// with zdm-run, which renders each one the inventory sets).
-pub const SETTINGS: &[&str] = include!("tls_settings.in");
+pub const SETTINGS: &[&str] = zdm_proxy_settings::TLS;
 
 /// Whether a TLS setting takes true/false (the others take a file path).
 pub fn is_bool_setting(key: &str) -> bool {
