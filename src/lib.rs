@@ -8,7 +8,7 @@ pub mod cli;
 pub mod cli_docs;
 pub mod data;
 pub mod diff;
-pub mod edit_distance;
+pub use zdm_proxy_settings::edit_distance;
 pub mod facts;
 pub mod gates;
 pub mod inventory;

@@ -5,6 +5,10 @@
 //! WHY a crate of its own: zdm-run does not link the proxy (it ships it as a binary), yet the
 //! two must never disagree. A second list kept by hand in zdm-run would drift, and a new proxy
 //! setting would then be refused by the orchestrator that ships it.
+//!
+//! Both programs also suggest the setting a misspelt name meant, with the one [`edit_distance`].
+
+pub mod edit_distance;
 
 /// Every setting except TLS ([`TLS`]), with its default as YAML text (`""` when it has none:
 /// unset, or required). The proxy's unit test (`config`) proves each default is what

@@ -6,6 +6,8 @@
 //! quoted by the YAML parser) could be printed: every value of a setting whose name says
 //! password is masked in the final text, whatever key it ended up under.
 
+use zdm_proxy_settings::edit_distance::edit_distance;
+
 use crate::config::ConfigError;
 
 /// What a masked value is shown as.
@@ -100,22 +102,6 @@ pub fn did_you_mean<'a>(key: &str, known: impl IntoIterator<Item = &'a str>) -> 
         .filter(|(d, _)| *d <= limit)
         .min()
         .map(|(_, k)| k)
-}
-
-/// Levenshtein distance (insertions, deletions, substitutions), on bytes: setting names are
-/// ASCII.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.iter().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != cb);
-            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 #[cfg(test)]

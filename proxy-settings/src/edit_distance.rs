@@ -1,5 +1,5 @@
-//! How far apart two words are, for "did you mean" hints (a misspelt subcommand, a variable
-//! that names no proxy setting).
+//! How far apart two words are, for "did you mean" hints (a misspelt setting in the proxy's
+//! config, a variable that names no proxy setting, a misspelt zdm-run subcommand).
 
 /// Levenshtein distance (insertions, deletions, substitutions) over characters. The words are
 /// short names, so the simple one-row table is fine.
