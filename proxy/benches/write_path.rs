@@ -11,8 +11,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use zdm_proxy::cql_functions::{new_timeuuid, replace_with_literals, rewrite_for_prepare};
 use zdm_proxy::prepared::Prepared;
 use zdm_proxy::prepared_now::{fresh_values, inject_execute, NowMarkers};
+use zdm_proxy::protocol::wire;
 use zdm_proxy::routing::Route;
-use zdm_proxy::wire;
 use zdm_proxy::write_metrics::{tables_of, TableRef, WriteMetrics};
 use zdm_proxy::write_rewrite::{query_with_now_replaced, rewrite_batch};
 

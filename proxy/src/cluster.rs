@@ -18,11 +18,11 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 
-use crate::frame::{opcode, Frame, FrameCodec};
 use crate::metrics::NodeMetrics;
-use crate::stream_ids::{Answer, OrphanLimits, StreamIds};
+use crate::protocol::frame::{opcode, Frame, FrameCodec};
+use crate::protocol::stream_ids::{Answer, OrphanLimits, StreamIds};
+use crate::protocol::wire;
 use crate::tls::ClusterTls;
-use crate::wire;
 
 /// Why a request to a cluster produced no answer.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -172,7 +172,8 @@ impl ClusterConn {
         let writer_notify = closed_notify.clone();
         let writer_cancel = cancel.clone();
         tokio::spawn(async move {
-            let mut sink = crate::buffers::cluster_writer(wr, FrameCodec::cluster_side(version));
+            let mut sink =
+                crate::protocol::buffers::cluster_writer(wr, FrameCodec::cluster_side(version));
             loop {
                 let frame = tokio::select! {
                     f = rx.recv() => f,
@@ -200,14 +201,15 @@ impl ClusterConn {
 
         // Reader: hands each answer to whoever waits on its stream id.
         tokio::spawn(async move {
-            let mut source = crate::buffers::cluster_reader(rd, FrameCodec::cluster_side(version));
+            let mut source =
+                crate::protocol::buffers::cluster_reader(rd, FrameCodec::cluster_side(version));
             loop {
                 let frame = tokio::select! {
                     f = source.next() => f,
                     _ = cancel.cancelled() => None,
                 };
                 let Some(Ok(frame)) = frame else { break };
-                if version >= crate::frame::V5
+                if version >= crate::protocol::frame::V5
                     && !source.decoder().segmented()
                     && matches!(frame.opcode, opcode::READY | opcode::AUTHENTICATE)
                 {
@@ -345,7 +347,7 @@ impl ClusterConn {
 
     /// The requester of `ticket` gave up: its id stays reserved until the answer comes; past
     /// the orphan limits the connection is closed, the only safe way to get the ids back.
-    fn orphan(&self, ticket: crate::stream_ids::Ticket) {
+    fn orphan(&self, ticket: crate::protocol::stream_ids::Ticket) {
         let now = Instant::now();
         let mut p = self.pending.lock().unwrap();
         p.orphan(ticket, now);
@@ -449,7 +451,7 @@ mod tests {
     //! The connection's stream-id handling, against a peer on an in-memory pipe that answers
     //! only when told to (the one thing a real node cannot be made to do on cue).
     use super::*;
-    use crate::frame::FrameCodec;
+    use crate::protocol::frame::FrameCodec;
     use tokio_util::codec::Framed;
 
     type Peer = Framed<tokio::io::DuplexStream, FrameCodec>;
@@ -464,12 +466,15 @@ mod tests {
             rd,
             wr,
             max_stream_ids,
-            crate::frame::VERSION,
+            crate::protocol::frame::VERSION,
             metrics.clone(),
         );
         (
             conn,
-            Framed::new(theirs, FrameCodec::client_side(crate::frame::VERSION)),
+            Framed::new(
+                theirs,
+                FrameCodec::client_side(crate::protocol::frame::VERSION),
+            ),
             metrics,
         )
     }

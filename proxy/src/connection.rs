@@ -16,13 +16,13 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::codec::Framed;
 
 use crate::config::Cluster;
-use crate::frame::{opcode, Frame, FrameCodec, FrameError, V5};
 use crate::handshake::client_handshake;
+use crate::protocol::frame::{opcode, Frame, FrameCodec, FrameError, V5};
+use crate::protocol::wire::{self, error_code};
 use crate::secondary_loss::SecondaryLoss;
 use crate::session::Session;
 use crate::state::Shared;
 use crate::tls::ClientStream;
-use crate::wire::{self, error_code};
 
 /// How long a draining connection keeps answering OVERLOADED after its last in-flight request,
 /// so drivers see the refusal (and move on) rather than a reset.
@@ -69,7 +69,8 @@ pub async fn handle_client(
     };
     // v5 is offered only while both clusters speak it (v4 clients are unaffected).
     let max_version = shared.health.max_client_version();
-    let mut framed = crate::buffers::client_framed(stream, FrameCodec::client_side(max_version));
+    let mut framed =
+        crate::protocol::buffers::client_framed(stream, FrameCodec::client_side(max_version));
     let established = tokio::select! {
         e = client_handshake(&mut framed, &shared) => e,
         _ = shutdown.wait_for(|s| *s) => None,

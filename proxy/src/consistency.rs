@@ -8,8 +8,8 @@
 
 use bytes::{Bytes, BytesMut};
 
-use crate::frame::opcode;
-use crate::wire::Reader;
+use crate::protocol::frame::opcode;
+use crate::protocol::wire::Reader;
 
 /// The consistency levels a write may be given, with their protocol codes. SERIAL and
 /// LOCAL_SERIAL are not among them: they are only valid as a serial consistency.
@@ -51,7 +51,7 @@ fn consistency_offset(op: u8, body: &[u8], off: usize, version: u8) -> Option<us
         }
         opcode::EXECUTE => {
             r.short_bytes().ok()?;
-            if version >= crate::frame::V5 {
+            if version >= crate::protocol::frame::V5 {
                 r.short_bytes().ok()?;
             }
         }
@@ -96,7 +96,7 @@ pub fn override_level(op: u8, body: Bytes, off: usize, level: u16, version: u8) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire;
+    use crate::protocol::wire;
     use bytes::BufMut;
 
     #[test]

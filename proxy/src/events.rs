@@ -11,8 +11,8 @@
 //! their connections close and reconnect by their reconnection policy, as the reference proxy's
 //! clients do; the fleet in `system.peers` is the configured one and does not change.
 
-use crate::frame::{Frame, RESPONSE};
-use crate::wire::Reader;
+use crate::protocol::frame::{Frame, RESPONSE};
+use crate::protocol::wire::Reader;
 
 /// The event type that is relayed.
 pub const SCHEMA_CHANGE: &str = "SCHEMA_CHANGE";
@@ -32,14 +32,14 @@ pub fn relayed(mut event: Frame, version: u8) -> Option<Frame> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame::opcode;
+    use crate::protocol::frame::opcode;
     use bytes::{Bytes, BytesMut};
 
     fn event(kind: &str, rest: &[&str]) -> Frame {
         let mut b = BytesMut::new();
-        crate::wire::put_string(&mut b, kind);
+        crate::protocol::wire::put_string(&mut b, kind);
         for s in rest {
-            crate::wire::put_string(&mut b, s);
+            crate::protocol::wire::put_string(&mut b, s);
         }
         Frame::response(-1, opcode::EVENT, b.freeze())
     }

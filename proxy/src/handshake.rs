@@ -16,9 +16,9 @@ use tokio_util::codec::Framed;
 
 use crate::cluster::{handshake, startup_body, ClusterConn, HandshakeError};
 use crate::config::Cluster;
-use crate::frame::{opcode, Compression, Frame, FrameCodec, FrameError};
+use crate::protocol::frame::{opcode, Compression, Frame, FrameCodec, FrameError};
+use crate::protocol::wire::{self, error_code};
 use crate::state::Shared;
-use crate::wire::{self, error_code};
 
 pub type ClientFramed = Framed<crate::tls::ClientStream, FrameCodec>;
 
@@ -56,7 +56,7 @@ pub async fn reject(framed: &mut ClientFramed, e: FrameError) {
             version,
             stream,
             max,
-        } => crate::frame::unsupported_version_response(version, stream, max),
+        } => crate::protocol::frame::unsupported_version_response(version, stream, max),
         FrameError::Io(_) => return,
         other => {
             let f = Frame::response(
@@ -115,7 +115,7 @@ pub async fn client_handshake(
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case("COMPRESSION"))
     {
-        let v5 = framed.codec().version() >= crate::frame::V5;
+        let v5 = framed.codec().version() >= crate::protocol::frame::V5;
         match Compression::from_name(name) {
             // v5 compresses segments, with LZ4 only (as Cassandra).
             Some(Compression::Snappy) if v5 => {

@@ -21,11 +21,11 @@ use tokio::net::TcpListener;
 
 use crate::cluster::{handshake, ClusterConn, ClusterError};
 use crate::config::{Cluster, Config};
-use crate::frame::opcode;
 use crate::nodes::{self, NodeRow};
+use crate::protocol::frame::opcode;
+use crate::protocol::wire;
 use crate::state::Shared;
 use crate::topology::ClusterInfo;
-use crate::wire;
 
 pub struct ClusterHealth {
     up: AtomicBool,
@@ -76,9 +76,9 @@ impl Health {
     /// The highest protocol version a client may use: 5 when both clusters speak it.
     pub fn max_client_version(&self) -> u8 {
         if self.origin.speaks_v5() && self.target.speaks_v5() {
-            crate::frame::V5
+            crate::protocol::frame::V5
         } else {
-            crate::frame::VERSION
+            crate::protocol::frame::VERSION
         }
     }
 

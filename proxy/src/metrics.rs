@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::config::Cluster;
-use crate::wire::error_code;
+use crate::protocol::wire::error_code;
 
 #[derive(Default)]
 pub struct Counter(AtomicU64);
@@ -160,7 +160,9 @@ impl NodeMetrics {
 
     /// Counts an ERROR answer by the kind the reference proxy distinguishes.
     pub fn count_error(&self, body: &[u8]) {
-        let code = crate::wire::parse_error(body).map(|e| e.0).unwrap_or(-1);
+        let code = crate::protocol::wire::parse_error(body)
+            .map(|e| e.0)
+            .unwrap_or(-1);
         let kind = match code {
             error_code::READ_TIMEOUT => 1,
             error_code::READ_FAILURE => 2,

@@ -10,13 +10,13 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::cql_functions::{Func, Generated};
-use crate::frame::FrameError;
-use crate::wire::query_flags::{NAMES_FOR_VALUES, VALUES};
-use crate::wire::{self, result_kind, Reader};
+use crate::protocol::frame::FrameError;
+use crate::protocol::wire::query_flags::{NAMES_FOR_VALUES, VALUES};
+use crate::protocol::wire::{self, result_kind, Reader};
 
-use crate::frame::response_message_offset;
+use crate::protocol::frame::response_message_offset;
 #[cfg(test)]
-use crate::frame::{FLAG_TRACING, FLAG_WARNING};
+use crate::protocol::frame::{FLAG_TRACING, FLAG_WARNING};
 
 /// The injected markers of one prepared statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,7 +55,7 @@ fn read_variables(body: &[u8], at: usize, version: u8) -> Result<Variables, Fram
         return Err(FrameError::Malformed("not a PREPARED result".into()));
     }
     r.short_bytes()?;
-    if version >= crate::frame::V5 {
+    if version >= crate::protocol::frame::V5 {
         r.short_bytes()?;
     }
     let flags_at = r.pos();
@@ -411,7 +411,7 @@ mod tests {
             let _ = inject_execute(&body, at.min(body.len()), &m, &fresh_values(&m), 5);
             let bytes = Bytes::from(body);
             let _ = crate::write_rewrite::rewrite_batch(&bytes, 0, None, true, |_| None);
-            for op in [crate::frame::opcode::QUERY, crate::frame::opcode::EXECUTE, crate::frame::opcode::BATCH] {
+            for op in [crate::protocol::frame::opcode::QUERY, crate::protocol::frame::opcode::EXECUTE, crate::protocol::frame::opcode::BATCH] {
                 let _ = crate::consistency::override_level(op, bytes.clone(), 0, 5, 4);
             }
         }

@@ -9,14 +9,14 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::cluster::{ClusterConn, ClusterError};
 use crate::config::{Cluster, ReadMode};
-use crate::frame::{opcode, Frame, FrameError};
 use crate::metrics::RequestType;
 use crate::prepared::Prepared;
+use crate::protocol::frame::{opcode, Frame, FrameError};
+use crate::protocol::wire::{self, error_code, result_kind, Reader};
 use crate::routing::{self, Route, SystemTable};
 use crate::shadow::{PreparedRef, Shadow, ShadowRead};
 use crate::state::Shared;
 use crate::topology::Fleet;
-use crate::wire::{self, error_code, result_kind, Reader};
 use crate::write_metrics::{self, TableRef};
 use crate::write_rewrite::{self, BatchError};
 use crate::{consistency, cql_functions, prepared_now, topology_where};
@@ -132,7 +132,7 @@ impl Session {
         if is_error(&resp) {
             m.errors_total.inc();
         }
-        resp.version = self.version | crate::frame::RESPONSE;
+        resp.version = self.version | crate::protocol::frame::RESPONSE;
         resp.stream = req.stream;
         resp
     }
@@ -629,7 +629,7 @@ impl Session {
         if let (Route::Topology(table), Some(query)) = (&entry.route, &entry.query) {
             let mut r = Reader::at(&req.body, off);
             r.short_bytes()?;
-            if self.version >= crate::frame::V5 {
+            if self.version >= crate::protocol::frame::V5 {
                 r.short_bytes()?; // result metadata id
             }
             let (no_metadata, bound) = topology_where::read_parameters(&mut r, self.version)?;
@@ -644,7 +644,7 @@ impl Session {
                         // metadata id).
                         let mut r = Reader::at(&req.body, off);
                         r.short_bytes()?;
-                        if self.version >= crate::frame::V5 {
+                        if self.version >= crate::protocol::frame::V5 {
                             r.short_bytes()?;
                         }
                         let params = r.pos();
@@ -722,7 +722,7 @@ fn execute_body_for(c: Cluster, body: &Bytes, off: usize, id: &[u8], entry: &Pre
 
 /// A PREPARED answer's body with `id` as the statement id.
 fn with_prepared_id(flags: u8, body: &Bytes, id: &[u8]) -> Result<Bytes, FrameError> {
-    let at = crate::frame::response_message_offset(flags, body)? + 4; // after the result kind
+    let at = crate::protocol::frame::response_message_offset(flags, body)? + 4; // after the result kind
     let old = Reader::at(body, at).short_bytes()?.len();
     Ok(replace_id(body, at, old, id))
 }

@@ -138,7 +138,7 @@ impl Shared {
             }
         }
         hosts.retain(|h| Some(h.as_str()) != avoid);
-        self.connect_to(c, &hosts, crate::frame::VERSION, |node| {
+        self.connect_to(c, &hosts, crate::protocol::frame::VERSION, |node| {
             self.metrics.node(c, node)
         })
         .await

@@ -14,9 +14,9 @@ use std::net::IpAddr;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use crate::protocol::wire::{self, error_code, result_kind};
 use crate::routing::{SystemTable, TopologySelect};
 use crate::topology_where::{self, Bound, Term};
-use crate::wire::{self, error_code, result_kind};
 
 /// Facts about the real cluster, read from origin's system.local.
 #[derive(Debug, Clone)]
@@ -320,7 +320,7 @@ impl Fleet {
         no_metadata: bool,
         bound: &Bound,
     ) -> (u8, Bytes) {
-        use crate::frame::opcode;
+        use crate::protocol::frame::opcode;
         let Resolved {
             table,
             columns,
@@ -363,7 +363,7 @@ impl Fleet {
         id: &[u8],
         version: u8,
     ) -> (u8, Bytes) {
-        use crate::frame::opcode;
+        use crate::protocol::frame::opcode;
         let Resolved {
             table,
             columns,
@@ -377,7 +377,7 @@ impl Fleet {
         let mut b = BytesMut::new();
         b.put_i32(result_kind::PREPARED);
         wire::put_short_bytes(&mut b, id);
-        if version >= crate::frame::V5 {
+        if version >= crate::protocol::frame::V5 {
             wire::put_short_bytes(&mut b, &hash128(&[b"zdm-proxy-result-metadata", id]));
         }
         // Bind-variable metadata: one variable per marker, no partition-key indexes (token
@@ -459,7 +459,7 @@ mod tests {
             SystemTable::Peers,
         );
         let (op, body) = f.answer(&sel, &info(), false, &Vec::new());
-        assert_eq!(op, crate::frame::opcode::RESULT);
+        assert_eq!(op, crate::protocol::frame::opcode::RESULT);
         let rows = wire::parse_rows(&body).unwrap();
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0][1].1.as_deref(), Some(&[127u8, 0, 0, 21][..]));
@@ -467,7 +467,7 @@ mod tests {
         let bad = topology_select("SELECT nope FROM system.local", SystemTable::Local);
         assert_eq!(
             f.answer(&bad, &info(), false, &Vec::new()).0,
-            crate::frame::opcode::ERROR
+            crate::protocol::frame::opcode::ERROR
         );
     }
 
@@ -477,7 +477,7 @@ mod tests {
         let f = fleet();
         let columns = |q: &str, t| {
             let (op, body) = f.answer(&topology_select(q, t), &info(), false, &Vec::new());
-            assert_eq!(op, crate::frame::opcode::RESULT, "{q}");
+            assert_eq!(op, crate::protocol::frame::opcode::RESULT, "{q}");
             let rows = wire::parse_rows(&body).unwrap();
             let names: Vec<String> = rows[0].iter().map(|(n, _)| n.to_string()).collect();
             (names, rows)
@@ -538,7 +538,7 @@ mod tests {
         let f = fleet();
         let rows = |q: &str, table, bound: Bound| {
             let (op, body) = f.answer(&topology_select(q, table), &info(), false, &bound);
-            assert_eq!(op, crate::frame::opcode::RESULT, "{q}");
+            assert_eq!(op, crate::protocol::frame::opcode::RESULT, "{q}");
             wire::parse_rows(&body).unwrap()
         };
         let peers = SystemTable::Peers;
@@ -599,7 +599,7 @@ mod tests {
             ("SELECT * FROM system.peers WHERE peer = ?", peers),
         ] {
             let (op, body) = f.answer(&topology_select(q, t), &info(), false, &vec![]);
-            assert_eq!(op, crate::frame::opcode::ERROR, "{q}");
+            assert_eq!(op, crate::protocol::frame::opcode::ERROR, "{q}");
             assert_eq!(
                 wire::parse_error(&body).unwrap().0,
                 error_code::INVALID,
@@ -616,7 +616,7 @@ mod tests {
             SystemTable::Peers,
         );
         let (op, body) = f.prepared(&sel, &info(), b"id", 4);
-        assert_eq!(op, crate::frame::opcode::RESULT);
+        assert_eq!(op, crate::protocol::frame::opcode::RESULT);
         let mut r = wire::Reader::new(&body);
         assert_eq!(r.int().unwrap(), result_kind::PREPARED);
         assert_eq!(r.short_bytes().unwrap(), b"id");

@@ -10,8 +10,8 @@
 use bytes::Bytes;
 
 use crate::cql_lex::{tokenize, Kind, Token};
-use crate::frame::FrameError;
-use crate::wire::{query_flags, Reader};
+use crate::protocol::frame::FrameError;
+use crate::protocol::wire::{query_flags, Reader};
 
 /// The right-hand side of one condition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,7 +134,7 @@ pub type Bound = Vec<(Option<String>, Option<Bytes>)>;
 /// to skip result metadata, and the bound values.
 pub fn read_parameters(r: &mut Reader<'_>, version: u8) -> Result<(bool, Bound), FrameError> {
     r.short()?;
-    let flags = crate::wire::query_flags(r, version)? as u8;
+    let flags = crate::protocol::wire::query_flags(r, version)? as u8;
     let mut bound = Vec::new();
     if flags & query_flags::VALUES != 0 {
         let n = r.short()?;
@@ -242,10 +242,10 @@ mod tests {
         b.put_u16(1); // consistency
         b.put_u8(0x01 | 0x02 | 0x40);
         b.put_u16(2);
-        crate::wire::put_string(&mut b, "Rack");
-        crate::wire::put_bytes(&mut b, Some(b"r1"));
-        crate::wire::put_string(&mut b, "peer");
-        crate::wire::put_bytes(&mut b, None);
+        crate::protocol::wire::put_string(&mut b, "Rack");
+        crate::protocol::wire::put_bytes(&mut b, Some(b"r1"));
+        crate::protocol::wire::put_string(&mut b, "peer");
+        crate::protocol::wire::put_bytes(&mut b, None);
         let (skip, bound) = read_parameters(&mut Reader::new(&b), 4).unwrap();
         assert!(skip);
         assert_eq!(

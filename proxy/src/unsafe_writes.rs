@@ -85,8 +85,11 @@ fn is_increment(query: &str) -> bool {
 
 /// Whether the two clusters' answers to a conditional write disagree on `[applied]`.
 /// `None` when either answer is no ROWS result with an `[applied]` first column.
-pub fn lwt_outcomes_differ(origin: &crate::frame::Frame, target: &crate::frame::Frame) -> bool {
-    let applied = |f: &crate::frame::Frame| -> Option<Vec<u8>> {
+pub fn lwt_outcomes_differ(
+    origin: &crate::protocol::frame::Frame,
+    target: &crate::protocol::frame::Frame,
+) -> bool {
+    let applied = |f: &crate::protocol::frame::Frame| -> Option<Vec<u8>> {
         let rows = crate::shadow::compare::decode_rows(f).ok()??;
         if rows.columns.first().map(|c| c.name.as_str()) != Some("[applied]") {
             return None;

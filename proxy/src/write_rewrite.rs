@@ -5,10 +5,10 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::cql_functions::{new_timeuuid, replace_with_literals};
-use crate::frame::FrameError;
 use crate::prepared::Prepared;
 use crate::prepared_now::{fresh_values, put_batch_child_values, read_entries};
-use crate::wire::{self, Reader};
+use crate::protocol::frame::FrameError;
+use crate::protocol::wire::{self, Reader};
 use crate::write_metrics::{tables_of, TableRef};
 
 /// A QUERY body with the `now()` calls of its statement replaced by timeuuid literals;

@@ -29,9 +29,9 @@ use tokio::task::JoinSet;
 
 use crate::cluster::{handshake, ClusterConn, ClusterError};
 use crate::config::Cluster;
-use crate::frame::{opcode, Frame};
+use crate::protocol::frame::{opcode, Frame};
+use crate::protocol::wire::{self, error_code};
 use crate::state::Shared;
-use crate::wire::{self, error_code};
 
 use self::compare::Verdict;
 use self::metrics::DropReason;
@@ -454,7 +454,7 @@ async fn send(
 async fn reprepare(shared: &Shared, conn: &ClusterConn, query: &str) -> Result<Bytes, ShadowError> {
     let mut body = BytesMut::new();
     wire::put_long_string(&mut body, query);
-    if conn.version >= crate::frame::V5 {
+    if conn.version >= crate::protocol::frame::V5 {
         body.put_u32(0); // v5 PREPARE flags: none
     }
     let resp = conn

@@ -16,7 +16,7 @@
 
 use bytes::{BufMut, BytesMut};
 
-use crate::frame::FrameError;
+use crate::protocol::frame::FrameError;
 
 /// Largest payload of one segment (17 bits).
 pub const MAX_PAYLOAD: usize = (1 << 17) - 1;

@@ -99,7 +99,7 @@ impl Frame {
         if self.flags & FLAG_CUSTOM_PAYLOAD == 0 {
             return Ok(0);
         }
-        let mut r = crate::wire::Reader::new(&self.body);
+        let mut r = crate::protocol::wire::Reader::new(&self.body);
         let n = r.short()?;
         for _ in 0..n {
             r.string()?;
@@ -112,7 +112,7 @@ impl Frame {
 /// Offset of the message proper in a response body: after the tracing id, the warnings and
 /// the custom payload, in that order, when the header `flags` say they are there.
 pub fn response_message_offset(flags: u8, body: &[u8]) -> Result<usize, FrameError> {
-    let mut r = crate::wire::Reader::new(body);
+    let mut r = crate::protocol::wire::Reader::new(body);
     if flags & FLAG_TRACING != 0 {
         r.take(16, "tracing id")?;
     }
@@ -389,10 +389,13 @@ impl Decoder for FrameCodec {
         // little is left, the rest moves to a buffer of the usual size, so an idle connection
         // does not keep the largest frame it ever saw (the frame's body keeps the large
         // allocation alive only as long as the body itself lives).
-        let grown = src.capacity() > crate::buffers::READ_KEEP;
+        let grown = src.capacity() > crate::protocol::buffers::READ_KEEP;
         let result = self.decode_message(src);
-        if grown && src.len() <= crate::buffers::READ_INITIAL && matches!(result, Ok(Some(_))) {
-            crate::buffers::shrink_read_buffer(src);
+        if grown
+            && src.len() <= crate::protocol::buffers::READ_INITIAL
+            && matches!(result, Ok(Some(_)))
+        {
+            crate::protocol::buffers::shrink_read_buffer(src);
         }
         result
     }
@@ -419,7 +422,7 @@ impl FrameCodec {
                 Err(e) => break Err(e),
                 Ok(None) => {}
             }
-            match crate::segment::decode(src, seg.lz4) {
+            match crate::protocol::segment::decode(src, seg.lz4) {
                 Ok(Some(s)) => {
                     if seg.envelopes.is_empty() {
                         seg.envelopes = s.payload;
@@ -461,12 +464,12 @@ impl Encoder<Frame> for FrameCodec {
                 d.put_u32(frame.body.len() as u32);
                 d.put_slice(&frame.body);
             };
-            if !seg.lz4 && len <= crate::segment::MAX_PAYLOAD {
-                crate::segment::encode_in_place(dst, len, put_envelope);
+            if !seg.lz4 && len <= crate::protocol::segment::MAX_PAYLOAD {
+                crate::protocol::segment::encode_in_place(dst, len, put_envelope);
             } else {
                 let mut envelope = BytesMut::with_capacity(len);
                 put_envelope(&mut envelope);
-                crate::segment::encode(&envelope, seg.lz4, dst);
+                crate::protocol::segment::encode(&envelope, seg.lz4, dst);
             }
             return Ok(());
         }
@@ -503,7 +506,10 @@ pub fn unsupported_version_response(version: u8, stream: i16, max: u8) -> Vec<u8
         "Invalid or unsupported protocol version ({version}); supported versions are ({})",
         supported_versions(max)
     );
-    let body = crate::wire::error_body(crate::wire::error_code::PROTOCOL_ERROR, &message);
+    let body = crate::protocol::wire::error_body(
+        crate::protocol::wire::error_code::PROTOCOL_ERROR,
+        &message,
+    );
     let mut out = Vec::with_capacity(body.len() + 9);
     match version {
         1 | 2 => {
@@ -558,7 +564,7 @@ mod tests {
 
     #[test]
     fn a_read_buffer_grown_for_a_large_frame_shrinks_back_once_it_is_decoded() {
-        use crate::buffers::{READ_INITIAL, READ_KEEP};
+        use crate::protocol::buffers::{READ_INITIAL, READ_KEEP};
         let mut codec = FrameCodec::cluster_side(VERSION);
         let big = Frame::response(1, opcode::RESULT, Bytes::from(vec![7u8; 300 * 1024]));
         let small = Frame::response(2, opcode::RESULT, Bytes::from_static(b"small"));
@@ -645,7 +651,7 @@ mod tests {
                 let f = Frame::request(i, opcode::QUERY, Bytes::from(vec![b'q'; 10 + i as usize]));
                 plain.encode(f, &mut envelopes).unwrap();
             }
-            crate::segment::encode(&envelopes, lz4, &mut wire);
+            crate::protocol::segment::encode(&envelopes, lz4, &mut wire);
             // And one envelope of 300 000 bytes, cut over three segments by the encoder.
             let big = Frame::request(9, opcode::QUERY, Bytes::from(vec![7u8; 300_000]));
             client.encode(big.clone(), &mut wire).unwrap();

@@ -3,7 +3,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::frame::FrameError;
+use crate::protocol::frame::FrameError;
 
 /// Error codes of protocol v4 that the proxy emits or inspects.
 pub mod error_code {
@@ -33,7 +33,7 @@ pub mod result_kind {
 
 /// Reads the query-parameter flags of QUERY, EXECUTE and BATCH: a [byte] in v4, an [int] in v5.
 pub fn query_flags(r: &mut Reader<'_>, version: u8) -> Result<u32, FrameError> {
-    if version >= crate::frame::V5 {
+    if version >= crate::protocol::frame::V5 {
         Ok(r.int()? as u32)
     } else {
         Ok(r.byte()? as u32)
@@ -42,7 +42,7 @@ pub fn query_flags(r: &mut Reader<'_>, version: u8) -> Result<u32, FrameError> {
 
 /// Writes query-parameter flags in `version`'s width (see `query_flags`).
 pub fn put_query_flags(buf: &mut BytesMut, version: u8, flags: u32) {
-    if version >= crate::frame::V5 {
+    if version >= crate::protocol::frame::V5 {
         buf.put_u32(flags);
     } else {
         buf.put_u8(flags as u8);
@@ -215,7 +215,9 @@ pub fn parse_error(body: &[u8]) -> Option<(i32, String)> {
 /// speaks now (`max`: v5 only while both clusters do), as Cassandra lists its own: drivers
 /// and tools read it to pick a version.
 pub fn supported_body(max: u8) -> Bytes {
-    let versions: Vec<&str> = crate::frame::supported_versions(max).split(", ").collect();
+    let versions: Vec<&str> = crate::protocol::frame::supported_versions(max)
+        .split(", ")
+        .collect();
     let mut buf = BytesMut::new();
     buf.put_u16(3);
     for (k, vs) in [

@@ -11,7 +11,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::{Framed, FramedRead, FramedWrite};
 
-use crate::frame::FrameCodec;
+use crate::protocol::frame::FrameCodec;
 
 /// Initial read buffer: room for the usual request or answer in one read.
 pub const READ_INITIAL: usize = 8 * 1024;
