@@ -446,8 +446,11 @@ impl Config {
             self.target_consistency_level = if v.trim().is_empty() {
                 None
             } else {
-                let names: Vec<&str> = crate::consistency::LEVELS.iter().map(|l| l.0).collect();
-                Some(crate::consistency::parse(&v).ok_or_else(|| {
+                let names: Vec<&str> = crate::statements::consistency::LEVELS
+                    .iter()
+                    .map(|l| l.0)
+                    .collect();
+                Some(crate::statements::consistency::parse(&v).ok_or_else(|| {
                     raw.err(key, format!("`{v}` is not one of {}", names.join(", ")))
                 })?)
             };

@@ -7,7 +7,7 @@ use tokio_util::codec::Decoder;
 
 use crate::protocol::frame::{opcode, Compression, FrameCodec};
 use crate::protocol::wire::Reader;
-use crate::routing::{self, Route, SystemTable};
+use crate::statements::routing::{self, Route, SystemTable};
 
 /// Decodes `data` as a client byte stream; the first byte picks the negotiated compression
 /// (none, LZ4, Snappy). Each decoded request is parsed as the session would. Returns the

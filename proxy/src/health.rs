@@ -25,7 +25,7 @@ use crate::nodes::{self, NodeRow};
 use crate::protocol::frame::opcode;
 use crate::protocol::wire;
 use crate::state::Shared;
-use crate::topology::ClusterInfo;
+use crate::statements::topology::ClusterInfo;
 
 pub struct ClusterHealth {
     up: AtomicBool,

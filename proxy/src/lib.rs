@@ -5,31 +5,21 @@ pub mod cluster;
 pub mod config;
 pub mod config_problems;
 pub mod connection;
-pub mod consistency;
-pub mod cql_functions;
-pub mod cql_lex;
 pub mod events;
 pub mod fuzzing;
 pub mod handshake;
 pub mod health;
 pub mod metrics;
 pub mod nodes;
-pub mod prepared;
-pub mod prepared_now;
 pub mod protocol;
 pub mod reload;
-pub mod routing;
 pub mod secondary_loss;
 pub mod server;
 pub mod session;
 pub mod shadow;
 pub mod state;
+pub mod statements;
 pub mod tls;
-pub mod topology;
-pub mod topology_where;
-pub mod unsafe_writes;
-pub mod write_metrics;
-pub mod write_rewrite;
 
 /// What `--version` prints after the program name: the package version, the commit it was
 /// built from and the build date (set by the build script).

@@ -209,9 +209,9 @@ pub struct Metrics {
     pub shadow: crate::shadow::metrics::ShadowMetrics,
     nodes: Mutex<BTreeMap<(u8, String), Arc<NodeMetrics>>>,
     /// `proxy_writes_total{keyspace,table,cluster,outcome}`.
-    pub writes: crate::write_metrics::WriteMetrics,
+    pub writes: crate::statements::write_metrics::WriteMetrics,
     /// `proxy_unsafe_writes_total{keyspace,table,cause}`.
-    pub unsafe_writes: crate::unsafe_writes::UnsafeWrites,
+    pub unsafe_writes: crate::statements::unsafe_writes::UnsafeWrites,
 }
 
 fn cluster_index(c: Cluster) -> usize {

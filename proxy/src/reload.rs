@@ -329,7 +329,7 @@ pub fn report(live: &LiveSettings, reloader: &Reloader) -> serde_json::Value {
         "origin_request_timeout_ms": live.origin_request_timeout_ms,
         "target_request_timeout_ms": live.target_request_timeout_ms,
         "heartbeat_interval_ms": live.heartbeat_interval_ms,
-        "target_consistency_level": live.target_consistency_level.map(crate::consistency::name),
+        "target_consistency_level": live.target_consistency_level.map(crate::statements::consistency::name),
         "reloadable_settings": RELOADABLE,
         "reloads_succeeded": reloader.succeeded.load(Ordering::Relaxed),
         "reloads_failed": reloader.failed.load(Ordering::Relaxed),

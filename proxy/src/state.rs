@@ -7,9 +7,9 @@ use crate::config::{Cluster, Config};
 use crate::health::Health;
 use crate::metrics::{Metrics, NodeMetrics};
 use crate::nodes::NodeSet;
-use crate::prepared::PreparedCache;
 use crate::reload::{LiveSettings, Reloader};
-use crate::topology::ClusterInfo;
+use crate::statements::prepared::PreparedCache;
+use crate::statements::topology::ClusterInfo;
 
 pub struct Shared {
     /// The settings the process started with. Its restart-only settings are in force; for

@@ -15,8 +15,8 @@ use std::net::IpAddr;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::protocol::wire::{self, error_code, result_kind};
-use crate::routing::{SystemTable, TopologySelect};
-use crate::topology_where::{self, Bound, Term};
+use crate::statements::routing::{SystemTable, TopologySelect};
+use crate::statements::topology_where::{self, Bound, Term};
 
 /// Facts about the real cluster, read from origin's system.local.
 #[derive(Debug, Clone)]
@@ -409,7 +409,7 @@ pub fn hash128(parts: &[&[u8]]) -> [u8; 16] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::routing::topology_select;
+    use crate::statements::routing::topology_select;
 
     fn fleet() -> Fleet {
         Fleet {

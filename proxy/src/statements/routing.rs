@@ -32,7 +32,7 @@ pub struct TopologySelect {
     /// Selected column names (`None` for `*`), with their aliases.
     pub columns: Option<Vec<(String, String)>>,
     /// The WHERE clause's conditions, or why the proxy cannot answer it (see `topology_where`).
-    pub conditions: Result<Vec<crate::topology_where::Condition>, String>,
+    pub conditions: Result<Vec<crate::statements::topology_where::Condition>, String>,
 }
 
 /// Strips leading whitespace and `--`, `//`, `/* */` comments.
@@ -160,7 +160,7 @@ pub fn topology_select(query: &str, table: SystemTable) -> TopologySelect {
         .or_else(|| list.strip_prefix("json "))
         .unwrap_or(list)
         .trim();
-    let conditions = crate::topology_where::parse(query);
+    let conditions = crate::statements::topology_where::parse(query);
     if list == "*" {
         return TopologySelect {
             table,

@@ -9,10 +9,10 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::cql_functions::{Func, Generated};
 use crate::protocol::frame::FrameError;
 use crate::protocol::wire::query_flags::{NAMES_FOR_VALUES, VALUES};
 use crate::protocol::wire::{self, result_kind, Reader};
+use crate::statements::cql_functions::{Func, Generated};
 
 use crate::protocol::frame::response_message_offset;
 #[cfg(test)]
@@ -410,9 +410,9 @@ mod tests {
             let _ = inject_execute(&body, at.min(body.len()), &m, &fresh_values(&m), 4);
             let _ = inject_execute(&body, at.min(body.len()), &m, &fresh_values(&m), 5);
             let bytes = Bytes::from(body);
-            let _ = crate::write_rewrite::rewrite_batch(&bytes, 0, None, true, |_| None);
+            let _ = crate::statements::write_rewrite::rewrite_batch(&bytes, 0, None, true, |_| None);
             for op in [crate::protocol::frame::opcode::QUERY, crate::protocol::frame::opcode::EXECUTE, crate::protocol::frame::opcode::BATCH] {
-                let _ = crate::consistency::override_level(op, bytes.clone(), 0, 5, 4);
+                let _ = crate::statements::consistency::override_level(op, bytes.clone(), 0, 5, 4);
             }
         }
     }

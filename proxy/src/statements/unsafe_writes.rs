@@ -20,10 +20,10 @@ use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::Mutex;
 
-use crate::cql_functions::{is_modification, scan};
-use crate::cql_lex::{tokenize, Kind};
 use crate::metrics::Counter;
-use crate::write_metrics::{TableRef, MAX_TABLES};
+use crate::statements::cql_functions::{is_modification, scan};
+use crate::statements::cql_lex::{tokenize, Kind};
+use crate::statements::write_metrics::{TableRef, MAX_TABLES};
 
 /// The unsafe writes of one statement: each table it writes with each cause.
 pub type Risks = std::sync::Arc<[(TableRef, &'static str)]>;

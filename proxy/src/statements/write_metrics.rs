@@ -22,9 +22,9 @@ use std::fmt::Write;
 use std::sync::{Arc, Mutex};
 
 use crate::config::Cluster;
-use crate::cql_functions::is_modification;
-use crate::cql_lex::{qualified_name, tokenize};
 use crate::metrics::Counter;
+use crate::statements::cql_functions::is_modification;
+use crate::statements::cql_lex::{qualified_name, tokenize};
 
 /// Distinct (keyspace, table) pairs with their own series.
 pub const MAX_TABLES: usize = 1000;

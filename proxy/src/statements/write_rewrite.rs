@@ -4,12 +4,12 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::cql_functions::{new_timeuuid, replace_with_literals};
-use crate::prepared::Prepared;
-use crate::prepared_now::{fresh_values, put_batch_child_values, read_entries};
 use crate::protocol::frame::FrameError;
 use crate::protocol::wire::{self, Reader};
-use crate::write_metrics::{tables_of, TableRef};
+use crate::statements::cql_functions::{new_timeuuid, replace_with_literals};
+use crate::statements::prepared::Prepared;
+use crate::statements::prepared_now::{fresh_values, put_batch_child_values, read_entries};
+use crate::statements::write_metrics::{tables_of, TableRef};
 
 /// A QUERY body with the `now()` calls of its statement replaced by timeuuid literals;
 /// `None` when there is nothing to replace.
@@ -90,7 +90,11 @@ pub fn rewrite_batch(
             0 => {
                 let text = r.long_string()?;
                 let tables = tables_of(text, keyspace);
-                risks.extend(crate::unsafe_writes::risks(&tables, text, replace_now));
+                risks.extend(crate::statements::unsafe_writes::risks(
+                    &tables,
+                    text,
+                    replace_now,
+                ));
                 writes.extend(tables);
                 match replace_now
                     .then(|| replace_with_literals(text, new_timeuuid))
@@ -167,8 +171,8 @@ pub fn rewrite_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::prepared_now::NowMarkers;
-    use crate::routing::Route;
+    use crate::statements::prepared_now::NowMarkers;
+    use crate::statements::routing::Route;
     use std::sync::Arc;
 
     /// (kind, statement text or id, values)
@@ -216,7 +220,7 @@ mod tests {
             now: Some(Arc::new(NowMarkers {
                 positions: vec![1],
                 names: vec!["ts".into()],
-                kinds: vec![crate::cql_functions::Func::TimeUuid],
+                kinds: vec![crate::statements::cql_functions::Func::TimeUuid],
             })),
             risks: Default::default(),
         };

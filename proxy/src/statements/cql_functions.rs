@@ -23,7 +23,7 @@ use std::sync::OnceLock;
 
 use uuid::Uuid;
 
-use crate::cql_lex::{tokenize, Kind, Token};
+use crate::statements::cql_lex::{tokenize, Kind, Token};
 
 /// Name prefix of the named bind markers the proxy injects into statements that use named
 /// markers (`:name`); unlikely to collide with an application's own names.
@@ -591,7 +591,7 @@ mod tests {
         fn arbitrary_unicode_never_panics(q in "\\PC{0,200}") {
             let _ = replace_with_literals(&q, new_timeuuid);
             let _ = rewrite_for_prepare(&q);
-            let _ = crate::write_metrics::tables_of(&q, Some("ks"));
+            let _ = crate::statements::write_metrics::tables_of(&q, Some("ks"));
         }
     }
 

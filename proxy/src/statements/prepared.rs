@@ -14,7 +14,7 @@ use std::sync::Mutex;
 
 use bytes::Bytes;
 
-use crate::routing::Route;
+use crate::statements::routing::Route;
 
 #[derive(Debug, Clone)]
 pub struct Prepared {
@@ -27,11 +27,11 @@ pub struct Prepared {
     /// a statement again on a shadow-read connection that does not know it.
     pub query: Option<std::sync::Arc<str>>,
     /// The tables the statement writes, for the per-table write metrics (empty: not a write).
-    pub writes: std::sync::Arc<[crate::write_metrics::TableRef]>,
+    pub writes: std::sync::Arc<[crate::statements::write_metrics::TableRef]>,
     /// Bind markers the proxy injected in place of `now()`, hidden from the client.
-    pub now: Option<std::sync::Arc<crate::prepared_now::NowMarkers>>,
+    pub now: Option<std::sync::Arc<crate::statements::prepared_now::NowMarkers>>,
     /// What makes its writes unsafe, per table (see `unsafe_writes`), counted per EXECUTE.
-    pub risks: crate::unsafe_writes::Risks,
+    pub risks: crate::statements::unsafe_writes::Risks,
 }
 
 pub struct PreparedCache {

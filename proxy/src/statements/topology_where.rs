@@ -9,9 +9,9 @@
 
 use bytes::Bytes;
 
-use crate::cql_lex::{tokenize, Kind, Token};
 use crate::protocol::frame::FrameError;
 use crate::protocol::wire::{query_flags, Reader};
+use crate::statements::cql_lex::{tokenize, Kind, Token};
 
 /// The right-hand side of one condition.
 #[derive(Debug, Clone, PartialEq, Eq)]
