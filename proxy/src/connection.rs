@@ -19,10 +19,10 @@ use crate::config::Cluster;
 use crate::handshake::client_handshake;
 use crate::protocol::frame::{opcode, Frame, FrameCodec, FrameError, V5};
 use crate::protocol::wire::{self, error_code};
-use crate::secondary_loss::SecondaryLoss;
 use crate::session::Session;
 use crate::state::Shared;
 use crate::tls::ClientStream;
+use crate::upstream::secondary_loss::SecondaryLoss;
 
 /// How long a draining connection keeps answering OVERLOADED after its last in-flight request,
 /// so drivers see the refusal (and move on) rather than a reset.
@@ -172,7 +172,7 @@ async fn serve(
             }
             event = next_event(&mut events), if events.is_some() => match event {
                 Some(ev) => {
-                    if let Some(ev) = crate::events::relayed(ev, session.version) {
+                    if let Some(ev) = crate::upstream::events::relayed(ev, session.version) {
                         if sink.send(ev).await.is_err() {
                             client_gone = true;
                             break;

@@ -14,11 +14,11 @@ use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use tokio_util::codec::Framed;
 
-use crate::cluster::{handshake, startup_body, ClusterConn, HandshakeError};
 use crate::config::Cluster;
 use crate::protocol::frame::{opcode, Compression, Frame, FrameCodec, FrameError};
 use crate::protocol::wire::{self, error_code};
 use crate::state::Shared;
+use crate::upstream::cluster::{handshake, startup_body, ClusterConn, HandshakeError};
 
 pub type ClientFramed = Framed<crate::tls::ClientStream, FrameCodec>;
 

@@ -1,25 +1,21 @@
 //! zdm-proxy: a CQL native-protocol (v4) proxy that writes to an origin and a target cluster
 //! and reads from the primary one, so applications can migrate with zero downtime.
 
-pub mod cluster;
 pub mod config;
 pub mod config_problems;
 pub mod connection;
-pub mod events;
 pub mod fuzzing;
 pub mod handshake;
-pub mod health;
 pub mod metrics;
-pub mod nodes;
 pub mod protocol;
 pub mod reload;
-pub mod secondary_loss;
 pub mod server;
 pub mod session;
 pub mod shadow;
 pub mod state;
 pub mod statements;
 pub mod tls;
+pub mod upstream;
 
 /// What `--version` prints after the program name: the package version, the commit it was
 /// built from and the build date (set by the build script).

@@ -65,9 +65,15 @@ pub async fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
             );
         }
     }
-    tokio::spawn(crate::health::serve_http(shared.clone(), http));
-    tokio::spawn(crate::health::control_loop(shared.clone(), Cluster::Origin));
-    tokio::spawn(crate::health::control_loop(shared.clone(), Cluster::Target));
+    tokio::spawn(crate::upstream::health::serve_http(shared.clone(), http));
+    tokio::spawn(crate::upstream::health::control_loop(
+        shared.clone(),
+        Cluster::Origin,
+    ));
+    tokio::spawn(crate::upstream::health::control_loop(
+        shared.clone(),
+        Cluster::Target,
+    ));
 
     let signal = shutdown_signal();
     tokio::pin!(signal);

@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::cluster::{ClusterConn, ClusterError};
 use crate::config::{Cluster, ReadMode};
 use crate::metrics::RequestType;
 use crate::protocol::frame::{opcode, Frame, FrameError};
@@ -20,6 +19,7 @@ use crate::statements::topology::Fleet;
 use crate::statements::write_metrics::{self, TableRef};
 use crate::statements::write_rewrite::{self, BatchError};
 use crate::statements::{consistency, cql_functions, prepared_now, topology_where};
+use crate::upstream::cluster::{ClusterConn, ClusterError};
 
 /// One client connection's view after the handshake.
 pub struct Session {

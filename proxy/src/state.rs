@@ -2,14 +2,14 @@
 
 use std::sync::{Arc, RwLock};
 
-use crate::cluster::{ClusterConn, Credentials};
 use crate::config::{Cluster, Config};
-use crate::health::Health;
 use crate::metrics::{Metrics, NodeMetrics};
-use crate::nodes::NodeSet;
 use crate::reload::{LiveSettings, Reloader};
 use crate::statements::prepared::PreparedCache;
 use crate::statements::topology::ClusterInfo;
+use crate::upstream::cluster::{ClusterConn, Credentials};
+use crate::upstream::health::Health;
+use crate::upstream::nodes::NodeSet;
 
 pub struct Shared {
     /// The settings the process started with. Its restart-only settings are in force; for
@@ -34,7 +34,7 @@ pub struct Shared {
 /// scrape as 0 before any traffic reaches those nodes.
 fn register_node_series(metrics: &Metrics, c: Cluster, hosts: &[String], port: u16) {
     for host in hosts {
-        let node = crate::nodes::endpoint(host, port);
+        let node = crate::upstream::nodes::endpoint(host, port);
         metrics.node(c, &node);
         metrics.shadow.node(&node);
     }

@@ -27,11 +27,11 @@ use bytes::{BufMut, Bytes, BytesMut};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
-use crate::cluster::{handshake, ClusterConn, ClusterError};
 use crate::config::Cluster;
 use crate::protocol::frame::{opcode, Frame};
 use crate::protocol::wire::{self, error_code};
 use crate::state::Shared;
+use crate::upstream::cluster::{handshake, ClusterConn, ClusterError};
 
 use self::compare::Verdict;
 use self::metrics::DropReason;

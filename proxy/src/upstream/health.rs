@@ -19,13 +19,13 @@ use bytes::{BufMut, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use crate::cluster::{handshake, ClusterConn, ClusterError};
 use crate::config::{Cluster, Config};
-use crate::nodes::{self, NodeRow};
 use crate::protocol::frame::opcode;
 use crate::protocol::wire;
 use crate::state::Shared;
 use crate::statements::topology::ClusterInfo;
+use crate::upstream::cluster::{handshake, ClusterConn, ClusterError};
+use crate::upstream::nodes::{self, NodeRow};
 
 pub struct ClusterHealth {
     up: AtomicBool,

@@ -84,7 +84,7 @@ impl ClusterConn {
     ) -> Result<Arc<ClusterConn>, String> {
         let mut last_err = String::from("no node to connect to");
         for host in hosts {
-            let node = crate::nodes::endpoint(host, port);
+            let node = crate::upstream::nodes::endpoint(host, port);
             match tokio::time::timeout(timeout, TcpStream::connect(&node)).await {
                 Ok(Ok(stream)) => {
                     let _ = stream.set_nodelay(true);
