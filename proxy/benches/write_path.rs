@@ -113,8 +113,16 @@ fn main() {
         (
             "count one write (both clusters)",
             ns_per_op(200_000, || {
-                metrics.record(black_box(&table), zdm_proxy::config::Cluster::Origin, true);
-                metrics.record(black_box(&table), zdm_proxy::config::Cluster::Target, true);
+                metrics.record(
+                    black_box(&table),
+                    zdm_proxy::ops::config::Cluster::Origin,
+                    true,
+                );
+                metrics.record(
+                    black_box(&table),
+                    zdm_proxy::ops::config::Cluster::Target,
+                    true,
+                );
             }),
         ),
         (

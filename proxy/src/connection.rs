@@ -15,13 +15,13 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio_util::codec::Framed;
 
-use crate::config::Cluster;
 use crate::handshake::client_handshake;
+use crate::ops::config::Cluster;
+use crate::ops::tls::ClientStream;
 use crate::protocol::frame::{opcode, Frame, FrameCodec, FrameError, V5};
 use crate::protocol::wire::{self, error_code};
 use crate::session::Session;
 use crate::state::Shared;
-use crate::tls::ClientStream;
 use crate::upstream::secondary_loss::SecondaryLoss;
 
 /// How long a draining connection keeps answering OVERLOADED after its last in-flight request,

@@ -14,13 +14,13 @@ use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use tokio_util::codec::Framed;
 
-use crate::config::Cluster;
+use crate::ops::config::Cluster;
 use crate::protocol::frame::{opcode, Compression, Frame, FrameCodec, FrameError};
 use crate::protocol::wire::{self, error_code};
 use crate::state::Shared;
 use crate::upstream::cluster::{handshake, startup_body, ClusterConn, HandshakeError};
 
-pub type ClientFramed = Framed<crate::tls::ClientStream, FrameCodec>;
+pub type ClientFramed = Framed<crate::ops::tls::ClientStream, FrameCodec>;
 
 /// Both cluster connections of an authenticated client.
 pub struct Established {

@@ -1,20 +1,16 @@
 //! zdm-proxy: a CQL native-protocol (v4) proxy that writes to an origin and a target cluster
 //! and reads from the primary one, so applications can migrate with zero downtime.
 
-pub mod config;
-pub mod config_problems;
 pub mod connection;
 pub mod fuzzing;
 pub mod handshake;
-pub mod metrics;
+pub mod ops;
 pub mod protocol;
-pub mod reload;
 pub mod server;
 pub mod session;
 pub mod shadow;
 pub mod state;
 pub mod statements;
-pub mod tls;
 pub mod upstream;
 
 /// What `--version` prints after the program name: the package version, the commit it was

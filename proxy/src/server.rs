@@ -8,8 +8,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Semaphore};
 
-use crate::config::Cluster;
 use crate::connection::handle_client;
+use crate::ops::config::Cluster;
 use crate::state::Shared;
 
 /// Resolves on SIGTERM or SIGINT.

@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::config::{Cluster, ReadMode};
-use crate::metrics::RequestType;
+use crate::ops::config::{Cluster, ReadMode};
+use crate::ops::metrics::RequestType;
 use crate::protocol::frame::{opcode, Frame, FrameError};
 use crate::protocol::wire::{self, error_code, result_kind, Reader};
 use crate::shadow::{PreparedRef, Shadow, ShadowRead};

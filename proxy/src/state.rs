@@ -2,9 +2,9 @@
 
 use std::sync::{Arc, RwLock};
 
-use crate::config::{Cluster, Config};
-use crate::metrics::{Metrics, NodeMetrics};
-use crate::reload::{LiveSettings, Reloader};
+use crate::ops::config::{Cluster, Config};
+use crate::ops::metrics::{Metrics, NodeMetrics};
+use crate::ops::reload::{LiveSettings, Reloader};
 use crate::statements::prepared::PreparedCache;
 use crate::statements::topology::ClusterInfo;
 use crate::upstream::cluster::{ClusterConn, Credentials};
@@ -70,7 +70,7 @@ impl Shared {
     }
 
     /// Re-reads the settings file; see `reload`.
-    pub async fn reload(&self) -> Result<Arc<LiveSettings>, crate::reload::ReloadRefused> {
+    pub async fn reload(&self) -> Result<Arc<LiveSettings>, crate::ops::reload::ReloadRefused> {
         self.reloader.reload(&self.config, &self.live).await
     }
 

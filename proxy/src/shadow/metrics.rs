@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::{Arc, Mutex};
 
-use crate::metrics::{Counter, Gauge, NodeMetrics, ERROR_KINDS};
+use crate::ops::metrics::{Counter, Gauge, NodeMetrics, ERROR_KINDS};
 
 /// Beyond this many (keyspace, table) pairs, further tables are counted under `(other)` (as the write metrics do).
 pub const MAX_TABLE_SERIES: usize = 1000;

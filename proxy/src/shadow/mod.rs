@@ -27,7 +27,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
-use crate::config::Cluster;
+use crate::ops::config::Cluster;
 use crate::protocol::frame::{opcode, Frame};
 use crate::protocol::wire::{self, error_code};
 use crate::state::Shared;
@@ -348,7 +348,8 @@ async fn use_keyspace(shared: &Shared, conn: &ClusterConn, ks: &str) -> Result<(
 /// timeouts; a closed connection or exhausted stream ids are "other").
 fn count_failure(shared: &Shared, conn: &ClusterConn, e: &ShadowError) {
     if let ShadowError::Cluster(ClusterError::Closed(_) | ClusterError::StreamIdsExhausted(_)) = e {
-        shared.metrics.shadow.node(&conn.node).conn.errors[crate::metrics::ERROR_KINDS.len() - 1]
+        shared.metrics.shadow.node(&conn.node).conn.errors
+            [crate::ops::metrics::ERROR_KINDS.len() - 1]
             .inc();
     }
 }

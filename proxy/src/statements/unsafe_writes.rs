@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::Mutex;
 
-use crate::metrics::Counter;
+use crate::ops::metrics::Counter;
 use crate::statements::cql_functions::{is_modification, scan};
 use crate::statements::cql_lex::{tokenize, Kind};
 use crate::statements::write_metrics::{TableRef, MAX_TABLES};

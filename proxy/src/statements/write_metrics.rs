@@ -21,8 +21,8 @@ use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::{Arc, Mutex};
 
-use crate::config::Cluster;
-use crate::metrics::Counter;
+use crate::ops::config::Cluster;
+use crate::ops::metrics::Counter;
 use crate::statements::cql_functions::is_modification;
 use crate::statements::cql_lex::{qualified_name, tokenize};
 

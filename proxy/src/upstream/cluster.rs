@@ -18,11 +18,11 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::NodeMetrics;
+use crate::ops::metrics::NodeMetrics;
+use crate::ops::tls::ClusterTls;
 use crate::protocol::frame::{opcode, Frame, FrameCodec};
 use crate::protocol::stream_ids::{Answer, OrphanLimits, StreamIds};
 use crate::protocol::wire;
-use crate::tls::ClusterTls;
 
 /// Why a request to a cluster produced no answer.
 #[derive(Debug, Clone, thiserror::Error)]

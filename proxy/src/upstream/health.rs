@@ -19,7 +19,7 @@ use bytes::{BufMut, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use crate::config::{Cluster, Config};
+use crate::ops::config::{Cluster, Config};
 use crate::protocol::frame::opcode;
 use crate::protocol::wire;
 use crate::state::Shared;
@@ -46,7 +46,7 @@ pub struct Health {
 
 impl Health {
     pub fn new(config: &Config) -> Health {
-        let h = |c: &crate::config::ClusterConfig| ClusterHealth {
+        let h = |c: &crate::ops::config::ClusterConfig| ClusterHealth {
             up: AtomicBool::new(false),
             failures: AtomicU32::new(0),
             addr: Mutex::new(format!("{}:{}", c.contact_points.join(","), c.port)),
@@ -493,13 +493,13 @@ pub async fn serve_http(shared: Arc<Shared>, listener: TcpListener) {
                 "/config" => (
                     200,
                     "application/json",
-                    crate::reload::report(&shared.live(), &shared.reloader).to_string(),
+                    crate::ops::reload::report(&shared.live(), &shared.reloader).to_string(),
                 ),
                 "/reload" if method == "POST" => match shared.reload().await {
                     Ok(live) => (
                         200,
                         "application/json",
-                        crate::reload::report(&live, &shared.reloader).to_string(),
+                        crate::ops::reload::report(&live, &shared.reloader).to_string(),
                     ),
                     Err(e) => {
                         tracing::warn!("POST /reload: {e}");

@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::config::Cluster;
+use crate::ops::config::Cluster;
 use crate::session::Session;
 
 pub struct SecondaryLoss {

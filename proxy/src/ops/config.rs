@@ -9,7 +9,7 @@
 use std::fmt;
 use std::path::Path;
 
-use crate::config_problems::{did_you_mean, Problems};
+use crate::ops::config_problems::{did_you_mean, Problems};
 
 /// Which cluster answers reads and whose answer the client gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,7 +84,7 @@ pub struct Config {
     /// Consistency level (protocol code) forced on writes sent to target (see `consistency`).
     pub target_consistency_level: Option<u16>,
     /// Client-facing and per-cluster TLS (see `tls`).
-    pub tls: crate::tls::TlsConfig,
+    pub tls: crate::ops::tls::TlsConfig,
     /// Bound on the handshake of a shadow-read (async) connection, as in the reference proxy:
     /// a secondary that is slow to authenticate must not hold shadow reads for long.
     pub async_handshake_timeout_ms: u64,
@@ -314,7 +314,7 @@ fn port(raw: &Raw<'_>, key: &str) -> Result<u16, ConfigError> {
 
 /// "unknown setting", with the known setting it most likely meant.
 fn unknown_setting(origin: &str, key: &str) -> ConfigError {
-    let known = SETTINGS.iter().chain(crate::tls::SETTINGS).copied();
+    let known = SETTINGS.iter().chain(crate::ops::tls::SETTINGS).copied();
     let hint = did_you_mean(key, known)
         .map(|k| format!("; did you mean `{k}`?"))
         .unwrap_or_default();
@@ -427,8 +427,8 @@ impl Config {
         primary_set: &mut bool,
         target_only: &mut Option<String>,
     ) -> Result<(), ConfigError> {
-        if crate::tls::SETTINGS.contains(&key) {
-            let set = if crate::tls::is_bool_setting(key) {
+        if crate::ops::tls::SETTINGS.contains(&key) {
+            let set = if crate::ops::tls::is_bool_setting(key) {
                 self.tls.set_bool(key, raw.bool(key)?)
             } else {
                 self.tls.set_path(key, raw.string(key)?)
@@ -718,12 +718,12 @@ mod tests {
         assert!(all.len() > MIN.len() + 20, "{all:?}");
         let explicit = Config::load(None, all).unwrap();
         assert_eq!(
-            crate::reload::restart_only_changes(&plain, &explicit),
+            crate::ops::reload::restart_only_changes(&plain, &explicit),
             Vec::<&str>::new()
         );
         assert_eq!(
-            crate::reload::LiveSettings::of(&plain),
-            crate::reload::LiveSettings::of(&explicit)
+            crate::ops::reload::LiveSettings::of(&plain),
+            crate::ops::reload::LiveSettings::of(&explicit)
         );
         assert_eq!(SETTINGS.len(), SETTING_DEFAULTS.len());
     }
@@ -767,7 +767,7 @@ mod tests {
         assert_eq!(c.client_credentials_cluster(), Cluster::Target);
         assert_eq!(c.target_consistency_level, None);
         // Every TLS setting is unset by default, as in the reference (no CA, no certificate).
-        assert!(c.tls == crate::tls::TlsConfig::default());
+        assert!(c.tls == crate::ops::tls::TlsConfig::default());
         assert!(
             c.tls.cluster(Cluster::Origin).is_none() && c.tls.cluster(Cluster::Target).is_none()
         );
@@ -785,7 +785,7 @@ mod tests {
             ]),
         )
         .unwrap();
-        let live = crate::reload::LiveSettings::of(&c);
+        let live = crate::ops::reload::LiveSettings::of(&c);
         assert_eq!(
             live.request_timeout_for(Cluster::Origin),
             std::time::Duration::from_millis(7000)

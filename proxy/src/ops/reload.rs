@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
-use crate::config::{Cluster, Config, ReadMode};
+use crate::ops::config::{Cluster, Config, ReadMode};
 
 /// Settings that a reload may change. Every other setting needs a restart.
 pub const RELOADABLE: &[&str] = zdm_proxy_settings::RELOADABLE;
@@ -98,7 +98,7 @@ pub fn read_mode_name(m: ReadMode) -> &'static str {
 /// Names the settings outside [`RELOADABLE`] whose values differ between `running` and `new`.
 ///
 /// Written out field by field so a new setting cannot silently become "reloadable": the unit
-/// test walks [`crate::config::SETTINGS`] and fails for any setting this function misses.
+/// test walks [`crate::ops::config::SETTINGS`] and fails for any setting this function misses.
 pub fn restart_only_changes(running: &Config, new: &Config) -> Vec<&'static str> {
     let mut out = Vec::new();
     let mut check = |name: &'static str, differs: bool| {
@@ -340,7 +340,7 @@ pub fn report(live: &LiveSettings, reloader: &Reloader) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::SETTINGS;
+    use crate::ops::config::SETTINGS;
 
     fn base() -> Vec<(String, String)> {
         vec![

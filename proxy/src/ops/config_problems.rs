@@ -8,7 +8,7 @@
 
 use zdm_proxy_settings::edit_distance::edit_distance;
 
-use crate::config::ConfigError;
+use crate::ops::config::ConfigError;
 
 /// What a masked value is shown as.
 const MASK: &str = "<redacted>";

@@ -36,7 +36,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-use crate::config::{Cluster, ConfigError};
+use crate::ops::config::{Cluster, ConfigError};
 
 /// Every TLS setting: the reference proxy's names, plus our `*_tls_verify_hostname` (shared
 /// with zdm-run, which renders each one the inventory sets).
@@ -576,7 +576,7 @@ impl AsyncWrite for ClientStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
+    use crate::ops::config::Config;
     use std::path::PathBuf;
 
     /// A CA, a server certificate for `localhost`/127.0.0.1 and a second, unrelated key, made
@@ -900,7 +900,7 @@ mod tests {
             } else {
                 new.tls.set_path(setting, "/some/file.pem".into()).unwrap();
             }
-            let changed = crate::reload::restart_only_changes(&running, &new);
+            let changed = crate::ops::reload::restart_only_changes(&running, &new);
             assert_eq!(changed, vec![setting], "{setting}");
         }
     }

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::config::Cluster;
+use crate::ops::config::Cluster;
 use crate::protocol::wire::error_code;
 
 #[derive(Default)]
