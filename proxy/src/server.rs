@@ -65,7 +65,7 @@ pub async fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
             );
         }
     }
-    tokio::spawn(crate::upstream::health::serve_http(shared.clone(), http));
+    tokio::spawn(crate::ops::http::serve_http(shared.clone(), http));
     tokio::spawn(crate::upstream::health::control_loop(
         shared.clone(),
         Cluster::Origin,

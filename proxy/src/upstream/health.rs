@@ -1,23 +1,18 @@
-//! Control connections, heartbeats and the HTTP endpoints on the metrics port.
+//! Control connections and heartbeats: whether each cluster is UP, as readiness reports it.
 //!
 //! Each cluster gets one control connection authenticated with the configured credentials, to
 //! the first reachable contact point. It sends OPTIONS often enough, with a reply timeout short
 //! enough, that a closed *or hung* node is DOWN within one `heartbeat_interval_ms` (see
 //! `heartbeat_timing`); a failed heartbeat or a closed socket marks the cluster DOWN at once, so
-//! `/health/readiness` turns 503 within one heartbeat interval. The control connection also
-//! discovers the local data center's nodes (see `nodes`), and origin's refreshes the cluster
-//! facts used in topology answers.
-//!
-//! The HTTP side is a few lines on a raw `TcpListener` (a handful of endpoints, no keep-alive):
-//! pulling in an HTTP server framework for that would cost more build time than it saves.
+//! `/health/readiness` (served by `ops::http`) turns 503 within one heartbeat interval. The
+//! control connection also discovers the local data center's nodes (see `nodes`), and origin's
+//! refreshes the cluster facts used in topology answers.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 
 use crate::ops::config::{Cluster, Config};
 use crate::protocol::frame::opcode;
@@ -460,82 +455,6 @@ fn supported_versions(body: &[u8]) -> Vec<String> {
         }
     }
     Vec::new()
-}
-
-/// Serves /health/liveness, /health/readiness, /metrics, /config (the live settings, no
-/// secrets) and POST /reload (200 with the new settings, or 400 with why nothing changed)
-/// until the process ends. The metrics port is the proxy's admin port: bind it to a private
-/// address (`metrics_address`, default localhost).
-pub async fn serve_http(shared: Arc<Shared>, listener: TcpListener) {
-    loop {
-        let Ok((mut sock, _)) = listener.accept().await else {
-            continue;
-        };
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 4096];
-            let mut n = 0;
-            // Read the request head (bounded); the body, if any, is ignored.
-            while n < buf.len() {
-                match tokio::time::timeout(Duration::from_secs(5), sock.read(&mut buf[n..])).await {
-                    Ok(Ok(0)) | Err(_) | Ok(Err(_)) => break,
-                    Ok(Ok(k)) => n += k,
-                }
-                if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
-                    break;
-                }
-            }
-            let head = String::from_utf8_lossy(&buf[..n]);
-            let method = head.split_whitespace().next().unwrap_or("GET");
-            let path = head.split_whitespace().nth(1).unwrap_or("/");
-            let path = path.split('?').next().unwrap_or(path);
-            let (status, ctype, body) = match path {
-                "/config" => (
-                    200,
-                    "application/json",
-                    crate::ops::reload::report(&shared.live(), &shared.reloader).to_string(),
-                ),
-                "/reload" if method == "POST" => match shared.reload().await {
-                    Ok(live) => (
-                        200,
-                        "application/json",
-                        crate::ops::reload::report(&live, &shared.reloader).to_string(),
-                    ),
-                    Err(e) => {
-                        tracing::warn!("POST /reload: {e}");
-                        (400, "text/plain", format!("{e}\n"))
-                    }
-                },
-                "/reload" => (405, "text/plain", "use POST /reload\n".to_string()),
-                "/health/liveness" => (200, "text/plain", "OK".to_string()),
-                "/health/readiness" => {
-                    let code = if shared.health.both_up() { 200 } else { 503 };
-                    (code, "application/json", shared.health.report().to_string())
-                }
-                "/metrics" if shared.config.metrics_enabled => {
-                    let mut body = shared.metrics.render();
-                    shared
-                        .health
-                        .render_metrics(&mut body, shared.metrics.prefix());
-                    (200, "text/plain; version=0.0.4", body)
-                }
-                _ => (404, "text/plain", "not found\n".to_string()),
-            };
-            let reason = match status {
-                200 => "OK",
-                400 => "Bad Request",
-                405 => "Method Not Allowed",
-                503 => "Service Unavailable",
-                _ => "Not Found",
-            };
-            let resp = format!(
-                "HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = sock.write_all(resp.as_bytes()).await;
-            let _ = sock.shutdown().await;
-        });
-    }
 }
 
 #[cfg(test)]
