@@ -547,6 +547,76 @@ mod tests {
         }
     }
 
+    /// The whole exposition of a registry with every family populated, byte for byte: the
+    /// reference dashboards, our runbook's queries and the health gate read these names, labels
+    /// and values, so a change to the text must be a deliberate one (update the file with it).
+    #[test]
+    fn exposition_of_a_populated_registry_is_unchanged() {
+        use crate::protocol::wire::error_body;
+        use crate::shadow::metrics::DropReason;
+        use crate::statements::write_metrics::TableRef;
+        let m = Metrics::new("zdm");
+        m.failed_read(Cluster::Target);
+        m.failed_writes_origin.inc();
+        m.failed_writes_both.inc();
+        m.failed_writes_both.inc();
+        let origin = m.node(Cluster::Origin, "10.0.0.1:9042");
+        origin.count_error(&error_body(error_code::READ_TIMEOUT, "timeout"));
+        origin.count_error(&error_body(error_code::UNPREPARED, "unprepared"));
+        origin.client_timeouts.inc();
+        origin.request_duration.observe(Duration::from_millis(3));
+        origin.request_duration.observe(Duration::from_millis(700));
+        origin.open_connections.add(2);
+        origin.used_stream_ids.set(5);
+        origin.failed_connections.inc();
+        m.node(Cluster::Origin, "10.0.0.2:9042");
+        let target = m.node(Cluster::Target, "10.0.0.3:9042");
+        target.request_duration.observe(Duration::from_millis(120));
+        target.count_error(&error_body(error_code::OVERLOADED, "busy"));
+        m.duration(RequestType::Writes)
+            .observe(Duration::from_millis(8));
+        m.duration(RequestType::ReadsTarget)
+            .observe(Duration::from_secs(20));
+        m.inflight(RequestType::ReadsOrigin).add(1);
+        m.pscache_entries.set(7);
+        m.pscache_miss.inc();
+        m.client_connections.add(3);
+        m.client_connections_by_version[1].add(1);
+        m.requests_total.inc();
+        m.requests_duration.observe(Duration::from_micros(1500));
+        m.errors_total.inc();
+        m.origin_requests_total.inc();
+        m.target_requests_total.inc();
+        let odd = TableRef {
+            keyspace: "ks".into(),
+            table: "we\"ird\\name".into(),
+        };
+        let plain = TableRef {
+            keyspace: "ks".into(),
+            table: "kv".into(),
+        };
+        m.writes
+            .record(&[odd.clone(), plain.clone()], Cluster::Origin, true);
+        m.writes.record(&[plain.clone()], Cluster::Target, false);
+        m.unsafe_writes.record(&[odd], "counter");
+        m.unsafe_writes.record(&[plain], "now()");
+        let shadow = m.shadow.node("10.0.0.3:9042");
+        shadow.inflight.add(1);
+        shadow
+            .conn
+            .request_duration
+            .observe(Duration::from_millis(30));
+        shadow.conn.open_connections.add(1);
+        m.shadow.dropped(DropReason::MemoryBudget);
+        m.shadow.table("ks", "kv").matches.inc();
+        m.shadow.table("ks", "kv").mismatches.inc();
+        let expected = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/testdata/metrics_exposition.prom"
+        ));
+        assert_eq!(m.render(), expected);
+    }
+
     #[test]
     fn histogram_is_cumulative() {
         let h = Histogram::default();

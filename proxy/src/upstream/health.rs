@@ -488,8 +488,16 @@ mod tests {
         h.origin.mark_up("10.0.0.1:9042");
         h.target.mark_up("10.0.0.2:9042");
         let up = render(&h);
-        assert!(up.contains("zdm_proxy_ready 1\n"), "{up}");
-        assert!(up.contains("zdm_proxy_cluster_up{cluster=\"origin\"} 1\n"));
+        assert_eq!(
+            up,
+            "# HELP zdm_proxy_cluster_up 1 while the proxy's control connection sees the cluster UP\n\
+             # TYPE zdm_proxy_cluster_up gauge\n\
+             zdm_proxy_cluster_up{cluster=\"origin\"} 1\n\
+             zdm_proxy_cluster_up{cluster=\"target\"} 1\n\
+             # HELP zdm_proxy_ready 1 when /health/readiness answers 200 (both clusters UP)\n\
+             # TYPE zdm_proxy_ready gauge\n\
+             zdm_proxy_ready 1\n"
+        );
         h.target.mark_down();
         let down = render(&h);
         assert!(down.contains("zdm_proxy_ready 0\n"), "{down}");
