@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+use crate::ops::exposition::Exposition;
 use crate::state::Shared;
 
 /// Serves /health/liveness, /health/readiness, /metrics, /config (the live settings, no
@@ -64,9 +65,9 @@ pub async fn serve_http(shared: Arc<Shared>, listener: TcpListener) {
                 }
                 "/metrics" if shared.config.metrics_enabled => {
                     let mut body = shared.metrics.render();
-                    shared
-                        .health
-                        .render_metrics(&mut body, shared.metrics.prefix());
+                    let prefix = shared.metrics.prefix();
+                    let mut readiness = Exposition::new(&mut body, prefix);
+                    shared.health.render_metrics(&mut readiness);
                     (200, "text/plain; version=0.0.4", body)
                 }
                 _ => (404, "text/plain", "not found\n".to_string()),

@@ -6,12 +6,12 @@
 //! which the reference dashboard relies on) and the exposition format is a few lines of code.
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::ops::config::Cluster;
+use crate::ops::exposition::{Exposition, Kind};
 use crate::protocol::wire::error_code;
 
 #[derive(Default)]
@@ -74,29 +74,22 @@ impl Histogram {
             .fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
     }
 
-    pub(crate) fn render(&self, out: &mut String, name: &str, labels: &str) {
+    /// The `_bucket`, `_sum` and `_count` samples of the family `name` (its HELP and TYPE are
+    /// the caller's: one family holds the histograms of several label sets).
+    pub(crate) fn render(&self, x: &mut Exposition, name: &str, labels: &str) {
         let sep = if labels.is_empty() { "" } else { "," };
+        let bucket = format!("{name}_bucket");
         let mut cumulative = 0;
         for (i, b) in BUCKETS_MS.iter().enumerate() {
             cumulative += self.counts[i].load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{{labels}{sep}le=\"{}\"}} {cumulative}",
-                b / 1000.0
-            );
+            let le = format!("{labels}{sep}le=\"{}\"", b / 1000.0);
+            x.sample(&bucket, &le, cumulative);
         }
         let count = self.count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
+        x.sample(&bucket, &format!("{labels}{sep}le=\"+Inf\""), count);
         let sum = self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
-        let braces = |s: &str| {
-            if s.is_empty() {
-                String::new()
-            } else {
-                format!("{{{s}}}")
-            }
-        };
-        let _ = writeln!(out, "{name}_sum{} {sum}", braces(labels));
-        let _ = writeln!(out, "{name}_count{} {count}", braces(labels));
+        x.sample(&format!("{name}_sum"), labels, sum);
+        x.sample(&format!("{name}_count"), labels, count);
     }
 }
 
@@ -174,6 +167,19 @@ impl NodeMetrics {
             _ => 8,
         };
         self.errors[kind].inc();
+    }
+
+    /// Failed requests by the reference's error kinds ([`ERROR_KINDS`]): client-side timeouts
+    /// first, then the ERROR answers by kind.
+    pub fn failed_requests(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        ERROR_KINDS.iter().enumerate().map(|(k, kind)| {
+            let v = if k == 0 {
+                self.client_timeouts.get()
+            } else {
+                self.errors[k].get()
+            };
+            (*kind, v)
+        })
     }
 }
 
@@ -289,28 +295,47 @@ impl Metrics {
 
     /// Prometheus text exposition of every series.
     pub fn render(&self) -> String {
-        let p = &self.prefix;
-        let mut o = String::with_capacity(16 * 1024);
-        let head = |o: &mut String, name: &str, kind: &str, help: &str| {
-            let _ = writeln!(o, "# HELP {p}_{name} {help}\n# TYPE {p}_{name} {kind}");
-        };
-        head(
-            &mut o,
+        let mut out = String::with_capacity(16 * 1024);
+        let mut x = Exposition::new(&mut out, &self.prefix);
+        self.render_failures(&mut x);
+        self.render_requests(&mut x);
+        self.render_cache_and_clients(&mut x);
+        {
+            let nodes = self.nodes.lock().unwrap();
+            for (ci, cluster) in ["origin", "target"].iter().enumerate() {
+                let of_cluster: Vec<(&str, &NodeMetrics)> = nodes
+                    .iter()
+                    .filter(|((c, _), _)| *c as usize == ci)
+                    .map(|((_, node), m)| (node.as_str(), m.as_ref()))
+                    .collect();
+                render_cluster_nodes(&mut x, cluster, &of_cluster);
+            }
+        }
+        self.render_runbook_summary(&mut x);
+        self.writes.render(&mut x);
+        self.unsafe_writes.render(&mut x);
+        self.shadow.render(&mut x);
+        out
+    }
+
+    /// The reference's failed reads, writes and connection attempts, by cluster.
+    fn render_failures(&self, x: &mut Exposition) {
+        x.family(
             "proxy_failed_reads_total",
-            "counter",
+            Kind::Counter,
             "Running total of failed reads",
         );
         for (i, c) in ["origin", "target"].iter().enumerate() {
-            let _ = writeln!(
-                o,
-                "{p}_proxy_failed_reads_total{{cluster=\"{c}\"}} {}",
-                self.failed_reads[i].get()
+            let labels = format!("cluster=\"{c}\"");
+            x.sample(
+                "proxy_failed_reads_total",
+                &labels,
+                self.failed_reads[i].get(),
             );
         }
-        head(
-            &mut o,
+        x.family(
             "proxy_failed_writes_total",
-            "counter",
+            Kind::Counter,
             "Running total of failed writes",
         );
         for (c, v) in [
@@ -318,209 +343,174 @@ impl Metrics {
             ("target", &self.failed_writes_target),
             ("both", &self.failed_writes_both),
         ] {
-            let _ = writeln!(
-                o,
-                "{p}_proxy_failed_writes_total{{failed_on=\"{c}\"}} {}",
-                v.get()
-            );
+            let labels = format!("failed_on=\"{c}\"");
+            x.sample("proxy_failed_writes_total", &labels, v.get());
         }
-        head(
-            &mut o,
+        x.family(
             "proxy_failed_connections_total",
-            "counter",
+            Kind::Counter,
             "Running total of failed connection attempts to a cluster",
         );
         for (i, c) in ["origin", "target"].iter().enumerate() {
-            let _ = writeln!(
-                o,
-                "{p}_proxy_failed_connections_total{{cluster=\"{c}\"}} {}",
-                self.failed_connections[i].get()
-            );
+            let labels = format!("cluster=\"{c}\"");
+            let v = self.failed_connections[i].get();
+            x.sample("proxy_failed_connections_total", &labels, v);
         }
+    }
+
+    /// The reference's request latency and requests in flight, by request type.
+    fn render_requests(&self, x: &mut Exposition) {
         let types = ["reads_origin", "reads_target", "writes"];
-        head(
-            &mut o,
+        x.family(
             "proxy_request_duration_seconds",
-            "histogram",
+            Kind::Histogram,
             "Latency of requests at proxy entry point",
         );
         for (i, t) in types.iter().enumerate() {
-            self.durations[i].render(
-                &mut o,
-                &format!("{p}_proxy_request_duration_seconds"),
-                &format!("type=\"{t}\""),
-            );
+            let labels = format!("type=\"{t}\"");
+            self.durations[i].render(x, "proxy_request_duration_seconds", &labels);
         }
-        head(
-            &mut o,
+        x.family(
             "proxy_inflight_requests_total",
-            "gauge",
+            Kind::Gauge,
             "Number of requests currently in flight in the proxy",
         );
         for (i, t) in types.iter().enumerate() {
-            let _ = writeln!(
-                o,
-                "{p}_proxy_inflight_requests_total{{type=\"{t}\"}} {}",
-                self.inflight[i].get()
+            let labels = format!("type=\"{t}\"");
+            x.sample(
+                "proxy_inflight_requests_total",
+                &labels,
+                self.inflight[i].get(),
             );
         }
-        head(
-            &mut o,
+    }
+
+    /// The prepared statement cache and the client connections.
+    fn render_cache_and_clients(&self, x: &mut Exposition) {
+        x.family(
             "pscache_entries_total",
-            "gauge",
+            Kind::Gauge,
             "Number of entries currently in the prepared statement cache",
         );
-        let _ = writeln!(
-            o,
-            "{p}_pscache_entries_total {}",
-            self.pscache_entries.get()
-        );
-        head(
-            &mut o,
+        x.sample("pscache_entries_total", "", self.pscache_entries.get());
+        x.family(
             "pscache_miss_total",
-            "counter",
+            Kind::Counter,
             "Running total of prepared statement cache misses in the proxy",
         );
-        let _ = writeln!(o, "{p}_pscache_miss_total {}", self.pscache_miss.get());
-        head(
-            &mut o,
+        x.sample("pscache_miss_total", "", self.pscache_miss.get());
+        x.family(
             "client_connections_total",
-            "gauge",
+            Kind::Gauge,
             "Number of client connections currently open",
         );
-        let _ = writeln!(
-            o,
-            "{p}_client_connections_total {}",
-            self.client_connections.get()
+        x.sample(
+            "client_connections_total",
+            "",
+            self.client_connections.get(),
         );
-        head(
-            &mut o,
+        x.family(
             "client_connections_by_protocol_version",
-            "gauge",
+            Kind::Gauge,
             "Number of client connections currently open past their handshake, by the protocol version negotiated",
         );
         for (i, v) in ["4", "5"].iter().enumerate() {
-            let _ = writeln!(
-                o,
-                "{p}_client_connections_by_protocol_version{{protocol_version=\"{v}\"}} {}",
-                self.client_connections_by_version[i].get()
-            );
+            let labels = format!("protocol_version=\"{v}\"");
+            let n = self.client_connections_by_version[i].get();
+            x.sample("client_connections_by_protocol_version", &labels, n);
         }
+    }
 
-        let nodes = self.nodes.lock().unwrap();
-        for (ci, cluster) in ["origin", "target"].iter().enumerate() {
-            let of_cluster: Vec<_> = nodes
-                .iter()
-                .filter(|((c, _), _)| *c as usize == ci)
-                .collect();
-            head(
-                &mut o,
-                &format!("{cluster}_requests_failed_total"),
-                "counter",
-                &format!("Running total of requests that failed on {cluster}"),
-            );
-            for ((_, node), m) in &of_cluster {
-                for (k, kind) in ERROR_KINDS.iter().enumerate() {
-                    let v = if k == 0 {
-                        m.client_timeouts.get()
-                    } else {
-                        m.errors[k].get()
-                    };
-                    let _ = writeln!(o, "{p}_{cluster}_requests_failed_total{{error=\"{kind}\",node=\"{node}\"}} {v}");
-                }
-            }
-            head(
-                &mut o,
-                &format!("{cluster}_request_duration_seconds"),
-                "histogram",
-                &format!("Latency of requests sent to {cluster} at cluster connector level"),
-            );
-            for ((_, node), m) in &of_cluster {
-                m.request_duration.render(
-                    &mut o,
-                    &format!("{p}_{cluster}_request_duration_seconds"),
-                    &format!("node=\"{node}\""),
-                );
-            }
-            for (name, help) in [
-                ("connections_total", "Number of connections currently open"),
-                ("used_stream_ids_total", "Number of used stream ids"),
-                (
-                    "failed_connections_total",
-                    "Running total of failed connection attempts",
-                ),
-            ] {
-                head(
-                    &mut o,
-                    &format!("{cluster}_{name}"),
-                    if name.starts_with("failed") {
-                        "counter"
-                    } else {
-                        "gauge"
-                    },
-                    help,
-                );
-                for ((_, node), m) in &of_cluster {
-                    let v = match name {
-                        "connections_total" => m.open_connections.get(),
-                        "used_stream_ids_total" => m.used_stream_ids.get(),
-                        _ => m.failed_connections.node.get() as i64,
-                    };
-                    let _ = writeln!(o, "{p}_{cluster}_{name}{{node=\"{node}\"}} {v}");
-                }
-            }
-        }
-        drop(nodes);
-
-        // Summary names used by our users' runbook dashboards (ZDM-APPROACH.md).
-        head(
-            &mut o,
+    /// Summary names used by our users' runbook dashboards (ZDM-APPROACH.md).
+    fn render_runbook_summary(&self, x: &mut Exposition) {
+        x.family(
             "proxy_requests_total",
-            "counter",
+            Kind::Counter,
             "Requests received from clients",
         );
-        let _ = writeln!(o, "{p}_proxy_requests_total {}", self.requests_total.get());
-        head(
-            &mut o,
+        x.sample("proxy_requests_total", "", self.requests_total.get());
+        x.family(
             "proxy_requests_duration_seconds",
-            "histogram",
+            Kind::Histogram,
             "Latency of all client requests",
         );
         self.requests_duration
-            .render(&mut o, &format!("{p}_proxy_requests_duration_seconds"), "");
-        head(
-            &mut o,
+            .render(x, "proxy_requests_duration_seconds", "");
+        x.family(
             "proxy_errors_total",
-            "counter",
+            Kind::Counter,
             "Client requests answered with an error",
         );
-        let _ = writeln!(o, "{p}_proxy_errors_total {}", self.errors_total.get());
-        head(
-            &mut o,
-            "proxy_origin_requests_total",
-            "counter",
-            "Requests sent to origin",
-        );
-        let _ = writeln!(
-            o,
-            "{p}_proxy_origin_requests_total {}",
-            self.origin_requests_total.get()
-        );
-        head(
-            &mut o,
-            "proxy_target_requests_total",
-            "counter",
-            "Requests sent to target",
-        );
-        let _ = writeln!(
-            o,
-            "{p}_proxy_target_requests_total {}",
-            self.target_requests_total.get()
-        );
-        self.writes.render(&mut o, p);
-        self.unsafe_writes.render(&mut o, p);
-        self.shadow.render(&mut o, p);
-        o
+        x.sample("proxy_errors_total", "", self.errors_total.get());
+        for (name, help, v) in [
+            (
+                "proxy_origin_requests_total",
+                "Requests sent to origin",
+                &self.origin_requests_total,
+            ),
+            (
+                "proxy_target_requests_total",
+                "Requests sent to target",
+                &self.target_requests_total,
+            ),
+        ] {
+            x.family(name, Kind::Counter, help);
+            x.sample(name, "", v.get());
+        }
+    }
+}
+
+/// The reference's per-node series of one cluster (`<prefix>_origin_*` / `<prefix>_target_*`
+/// with `node="host:port"`).
+fn render_cluster_nodes(x: &mut Exposition, cluster: &str, nodes: &[(&str, &NodeMetrics)]) {
+    let failed = format!("{cluster}_requests_failed_total");
+    x.family(
+        &failed,
+        Kind::Counter,
+        &format!("Running total of requests that failed on {cluster}"),
+    );
+    for (node, m) in nodes {
+        for (kind, v) in m.failed_requests() {
+            x.sample(&failed, &format!("error=\"{kind}\",node=\"{node}\""), v);
+        }
+    }
+    let duration = format!("{cluster}_request_duration_seconds");
+    x.family(
+        &duration,
+        Kind::Histogram,
+        &format!("Latency of requests sent to {cluster} at cluster connector level"),
+    );
+    for (node, m) in nodes {
+        m.request_duration
+            .render(x, &duration, &format!("node=\"{node}\""));
+    }
+    for (name, kind, help) in [
+        (
+            "connections_total",
+            Kind::Gauge,
+            "Number of connections currently open",
+        ),
+        (
+            "used_stream_ids_total",
+            Kind::Gauge,
+            "Number of used stream ids",
+        ),
+        (
+            "failed_connections_total",
+            Kind::Counter,
+            "Running total of failed connection attempts",
+        ),
+    ] {
+        let family = format!("{cluster}_{name}");
+        x.family(&family, kind, help);
+        for (node, m) in nodes {
+            let v = match name {
+                "connections_total" => m.open_connections.get(),
+                "used_stream_ids_total" => m.used_stream_ids.get(),
+                _ => m.failed_connections.node.get() as i64,
+            };
+            x.sample(&family, &format!("node=\"{node}\""), v);
+        }
     }
 }
 
@@ -623,9 +613,9 @@ mod tests {
         h.observe(Duration::from_millis(3));
         h.observe(Duration::from_millis(30));
         let mut s = String::new();
-        h.render(&mut s, "x", "");
-        assert!(s.contains("x_bucket{le=\"0.004\"} 1"), "{s}");
-        assert!(s.contains("x_bucket{le=\"0.04\"} 2"), "{s}");
-        assert!(s.contains("x_count 2"), "{s}");
+        h.render(&mut Exposition::new(&mut s, "zdm"), "x", "");
+        assert!(s.contains("zdm_x_bucket{le=\"0.004\"} 1"), "{s}");
+        assert!(s.contains("zdm_x_bucket{le=\"0.04\"} 2"), "{s}");
+        assert!(s.contains("zdm_x_count 2"), "{s}");
     }
 }

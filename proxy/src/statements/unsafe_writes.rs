@@ -17,9 +17,9 @@
 //! cardinality bound as the write metrics applies (`write_metrics::MAX_TABLES`).
 
 use std::collections::HashMap;
-use std::fmt::Write;
 use std::sync::Mutex;
 
+use crate::ops::exposition::{self, label_value, Exposition};
 use crate::ops::metrics::Counter;
 use crate::statements::cql_functions::{is_modification, scan};
 use crate::statements::cql_lex::{tokenize, Kind};
@@ -141,12 +141,12 @@ impl UnsafeWrites {
             .unwrap_or(0)
     }
 
-    pub fn render(&self, out: &mut String, prefix: &str) {
-        let _ = writeln!(
-            out,
-            "# HELP {prefix}_proxy_unsafe_writes_total Writes the two clusters may not store alike \
-             (function left to each cluster, counter update, LWT outcome differed), by table\n\
-             # TYPE {prefix}_proxy_unsafe_writes_total counter"
+    pub fn render(&self, x: &mut Exposition) {
+        x.family(
+            "proxy_unsafe_writes_total",
+            exposition::Kind::Counter,
+            "Writes the two clusters may not store alike (function left to each cluster, counter \
+             update, LWT outcome differed), by table",
         );
         let m = self.series.lock().unwrap();
         let mut keys: Vec<_> = m.keys().collect();
@@ -154,19 +154,13 @@ impl UnsafeWrites {
             (&a.0.keyspace, &a.0.table, a.1).cmp(&(&b.0.keyspace, &b.0.table, b.1))
         });
         for k in keys {
-            let esc = |s: &str| {
-                s.replace('\\', "\\\\")
-                    .replace('"', "\\\"")
-                    .replace('\n', "\\n")
-            };
-            let _ = writeln!(
-                out,
-                "{prefix}_proxy_unsafe_writes_total{{keyspace=\"{}\",table=\"{}\",cause=\"{}\"}} {}",
-                esc(&k.0.keyspace),
-                esc(&k.0.table),
-                esc(k.1),
-                m[k].get()
+            let labels = format!(
+                "keyspace=\"{}\",table=\"{}\",cause=\"{}\"",
+                label_value(&k.0.keyspace),
+                label_value(&k.0.table),
+                label_value(k.1),
             );
+            x.sample("proxy_unsafe_writes_total", &labels, m[k].get());
         }
     }
 }
@@ -211,7 +205,7 @@ mod tests {
         m.record(std::slice::from_ref(&t), LWT_OUTCOME);
         assert_eq!(m.get(&t, "now()"), 2);
         let mut s = String::new();
-        m.render(&mut s, "zdm");
+        m.render(&mut Exposition::new(&mut s, "zdm"));
         assert!(
             s.contains(
                 "zdm_proxy_unsafe_writes_total{keyspace=\"ks\",table=\"t\",cause=\"now()\"} 2"

@@ -18,10 +18,10 @@
 //! occur in CQL names, so the label cannot collide with a real table).
 
 use std::collections::HashMap;
-use std::fmt::Write;
 use std::sync::{Arc, Mutex};
 
 use crate::ops::config::Cluster;
+use crate::ops::exposition::{label_value, Exposition, Kind};
 use crate::ops::metrics::Counter;
 use crate::statements::cql_functions::is_modification;
 use crate::statements::cql_lex::{qualified_name, tokenize};
@@ -97,13 +97,6 @@ fn slot(cluster: Cluster, success: bool) -> usize {
     }
 }
 
-/// A Prometheus label value: `\`, `"` and newlines escaped.
-fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
 impl WriteMetrics {
     fn series(&self, t: &TableRef) -> Arc<Series> {
         let mut m = self.series.lock().unwrap();
@@ -138,11 +131,11 @@ impl WriteMetrics {
             .unwrap_or(0)
     }
 
-    pub fn render(&self, out: &mut String, prefix: &str) {
-        let _ = writeln!(
-            out,
-            "# HELP {prefix}_proxy_writes_total Writes (INSERT/UPDATE/DELETE, batch children) \
-             by table, cluster and outcome\n# TYPE {prefix}_proxy_writes_total counter"
+    pub fn render(&self, x: &mut Exposition) {
+        x.family(
+            "proxy_writes_total",
+            Kind::Counter,
+            "Writes (INSERT/UPDATE/DELETE, batch children) by table, cluster and outcome",
         );
         let m = self.series.lock().unwrap();
         let mut keys: Vec<_> = m.keys().collect();
@@ -155,14 +148,17 @@ impl WriteMetrics {
                 (Cluster::Target, true),
                 (Cluster::Target, false),
             ] {
-                let _ = writeln!(
-                    out,
-                    "{prefix}_proxy_writes_total{{keyspace=\"{}\",table=\"{}\",cluster=\"{}\",outcome=\"{}\"}} {}",
-                    escape(&t.keyspace),
-                    escape(&t.table),
+                let labels = format!(
+                    "keyspace=\"{}\",table=\"{}\",cluster=\"{}\",outcome=\"{}\"",
+                    label_value(&t.keyspace),
+                    label_value(&t.table),
                     cluster.name(),
                     if success { "success" } else { "failure" },
-                    s[slot(cluster, success)].get()
+                );
+                x.sample(
+                    "proxy_writes_total",
+                    &labels,
+                    s[slot(cluster, success)].get(),
                 );
             }
         }
@@ -232,14 +228,14 @@ mod tests {
         assert_eq!(m.series.lock().unwrap().len(), MAX_TABLES + 1);
         assert_eq!(m.get(&t(OTHER, OTHER), Cluster::Origin, true), 11);
         let mut s = String::new();
-        m.render(&mut s, "zdm");
+        m.render(&mut Exposition::new(&mut s, "zdm"));
         assert!(s.contains(
             "zdm_proxy_writes_total{keyspace=\"ks\",table=\"a\",cluster=\"target\",outcome=\"failure\"} 1"
         ));
         let mut s = String::new();
         let q = WriteMetrics::default();
         q.record(&[t("k", "we\"ird")], Cluster::Origin, true);
-        q.render(&mut s, "zdm");
+        q.render(&mut Exposition::new(&mut s, "zdm"));
         assert!(s.contains("table=\"we\\\"ird\""), "{s}");
     }
 }

@@ -15,6 +15,7 @@ use std::time::Duration;
 use bytes::{BufMut, BytesMut};
 
 use crate::ops::config::{Cluster, Config};
+use crate::ops::exposition::{Exposition, Kind};
 use crate::protocol::frame::opcode;
 use crate::protocol::wire;
 use crate::state::Shared;
@@ -86,26 +87,22 @@ impl Health {
     /// `/health/readiness` answers 200). The reference proxy has no such series; without them
     /// Prometheus could only see readiness through a probe it does not ship, so an alert on
     /// "a proxy not ready" would need a second exporter.
-    pub fn render_metrics(&self, out: &mut String, prefix: &str) {
-        use std::fmt::Write;
-        let _ = writeln!(
-            out,
-            "# HELP {prefix}_proxy_cluster_up 1 while the proxy's control connection sees the cluster UP\n\
-             # TYPE {prefix}_proxy_cluster_up gauge"
+    pub fn render_metrics(&self, x: &mut Exposition) {
+        x.family(
+            "proxy_cluster_up",
+            Kind::Gauge,
+            "1 while the proxy's control connection sees the cluster UP",
         );
         for (name, h) in [("origin", &self.origin), ("target", &self.target)] {
-            let _ = writeln!(
-                out,
-                "{prefix}_proxy_cluster_up{{cluster=\"{name}\"}} {}",
-                u8::from(h.is_up())
-            );
+            let labels = format!("cluster=\"{name}\"");
+            x.sample("proxy_cluster_up", &labels, u8::from(h.is_up()));
         }
-        let _ = writeln!(
-            out,
-            "# HELP {prefix}_proxy_ready 1 when /health/readiness answers 200 (both clusters UP)\n\
-             # TYPE {prefix}_proxy_ready gauge\n{prefix}_proxy_ready {}",
-            u8::from(self.both_up())
+        x.family(
+            "proxy_ready",
+            Kind::Gauge,
+            "1 when /health/readiness answers 200 (both clusters UP)",
         );
+        x.sample("proxy_ready", "", u8::from(self.both_up()));
     }
 
     /// The reference proxy's readiness report.
@@ -479,7 +476,7 @@ mod tests {
         let h = Health::new(&Config::default());
         let render = |h: &Health| {
             let mut o = String::new();
-            h.render_metrics(&mut o, "zdm");
+            h.render_metrics(&mut Exposition::new(&mut o, "zdm"));
             o
         };
         let before = render(&h);
