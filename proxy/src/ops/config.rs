@@ -269,6 +269,18 @@ impl Raw<'_> {
             .map_err(|_| self.err(key, format!("`{s}` is not a valid non-negative integer")))
     }
 
+    /// A number within `lo..=hi`.
+    fn number_in<T>(&self, key: &str, lo: T, hi: T) -> Result<T, ConfigError>
+    where
+        T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
+    {
+        let v: T = self.number(key)?;
+        if v < lo || v > hi {
+            return Err(self.err(key, format!("{v} is outside {lo}..={hi}")));
+        }
+        Ok(v)
+    }
+
     fn bool(&self, key: &str) -> Result<bool, ConfigError> {
         match &self.value {
             RawValue::Yaml(serde_yaml_ng::Value::Bool(b)) => Ok(*b),
@@ -287,19 +299,6 @@ impl Raw<'_> {
             _ => Err(self.err(key, "expected true or false")),
         }
     }
-}
-
-fn range<T: PartialOrd + fmt::Display + Copy>(
-    raw: &Raw<'_>,
-    key: &str,
-    v: T,
-    lo: T,
-    hi: T,
-) -> Result<T, ConfigError> {
-    if v < lo || v > hi {
-        return Err(raw.err(key, format!("{v} is outside {lo}..={hi}")));
-    }
-    Ok(v)
 }
 
 /// A TCP port setting: a number in 1..=65535, and a value outside that range is called a port
@@ -331,6 +330,94 @@ fn addresses_overlap(a: &str, b: &str) -> bool {
     let (a, b) = (norm(a), norm(b));
     let wildcard = |s: &str| s.is_empty() || s == "0.0.0.0" || s == "::";
     a == b || wildcard(&a) || wildcard(&b)
+}
+
+impl ClusterConfig {
+    /// Applies one `origin_*` or `target_*` setting; `rest` is the name without that prefix.
+    fn apply(&mut self, rest: &str, key: &str, raw: &Raw<'_>) -> Result<(), ConfigError> {
+        match rest {
+            "contact_points" => self.contact_points = raw.list(key)?,
+            "port" => self.port = port(raw, key)?,
+            "username" => self.username = raw.string(key)?,
+            "password" => self.password = raw.string(key)?,
+            "local_datacenter" => self.local_datacenter = raw.string(key)?,
+            "connection_timeout_ms" => {
+                self.connection_timeout_ms = raw.number_in(key, 1, 3_600_000)?
+            }
+            "request_timeout_ms" => {
+                self.request_timeout_ms = Some(raw.number_in(key, 1, 3_600_000)?)
+            }
+            _ => return Err(unknown_setting(raw.origin, key)),
+        }
+        Ok(())
+    }
+}
+
+/// `target_consistency_level`: a level's name, or empty for the client's own level.
+fn consistency_level(raw: &Raw<'_>, key: &str) -> Result<Option<u16>, ConfigError> {
+    let v = raw.string(key)?;
+    if v.trim().is_empty() {
+        return Ok(None);
+    }
+    let names: Vec<&str> = crate::statements::consistency::LEVELS
+        .iter()
+        .map(|l| l.0)
+        .collect();
+    crate::statements::consistency::parse(&v)
+        .map(Some)
+        .ok_or_else(|| raw.err(key, format!("`{v}` is not one of {}", names.join(", "))))
+}
+
+fn primary_cluster(raw: &Raw<'_>, key: &str) -> Result<Cluster, ConfigError> {
+    match raw.string(key)?.to_ascii_uppercase().as_str() {
+        "ORIGIN" => Ok(Cluster::Origin),
+        "TARGET" => Ok(Cluster::Target),
+        other => Err(raw.err(key, format!("`{other}` is not ORIGIN or TARGET"))),
+    }
+}
+
+/// `read_mode`, with our runbook's aliases: `DUAL`, and `TARGET_ONLY`, which means primary-only
+/// reads from target (where it was set is noted in `target_only`: [`Config::load`] makes target
+/// the primary).
+fn read_mode(
+    raw: &Raw<'_>,
+    key: &str,
+    target_only: &mut Option<String>,
+) -> Result<ReadMode, ConfigError> {
+    match raw.string(key)?.to_ascii_uppercase().as_str() {
+        "PRIMARY_ONLY" => Ok(ReadMode::PrimaryOnly),
+        "DUAL_ASYNC_ON_SECONDARY" | "DUAL" => Ok(ReadMode::DualAsyncOnSecondary),
+        "TARGET_ONLY" => {
+            *target_only = Some(raw.origin.to_string());
+            Ok(ReadMode::PrimaryOnly)
+        }
+        other => Err(raw.err(
+            key,
+            format!(
+                "`{other}` is not PRIMARY_ONLY, DUAL_ASYNC_ON_SECONDARY, DUAL or \
+                 TARGET_ONLY"
+            ),
+        )),
+    }
+}
+
+fn metrics_prefix(raw: &Raw<'_>, key: &str) -> Result<String, ConfigError> {
+    let p = raw.string(key)?;
+    if p.is_empty() || !p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(raw.err(key, "must be letters, digits and underscores"));
+    }
+    Ok(p)
+}
+
+fn log_level(raw: &Raw<'_>, key: &str) -> Result<String, ConfigError> {
+    let l = raw.string(key)?.to_ascii_uppercase();
+    if !["TRACE", "DEBUG", "INFO", "WARN", "WARNING", "ERROR"].contains(&l.as_str()) {
+        return Err(raw.err(
+            key,
+            format!("`{l}` is not TRACE, DEBUG, INFO, WARN or ERROR"),
+        ));
+    }
+    Ok(l)
 }
 
 impl Config {
@@ -420,6 +507,8 @@ impl Config {
         Ok(cfg)
     }
 
+    /// Applies one setting. TLS, refused reference settings and the per-cluster `origin_*` /
+    /// `target_*` settings each have their own step; the rest are proxy-wide.
     fn apply(
         &mut self,
         key: &str,
@@ -428,12 +517,7 @@ impl Config {
         target_only: &mut Option<String>,
     ) -> Result<(), ConfigError> {
         if crate::ops::tls::SETTINGS.contains(&key) {
-            let set = if crate::ops::tls::is_bool_setting(key) {
-                self.tls.set_bool(key, raw.bool(key)?)
-            } else {
-                self.tls.set_path(key, raw.string(key)?)
-            };
-            return set.map_err(|e| ConfigError(format!("{}: {e}", raw.origin)));
+            return self.apply_tls(key, raw);
         }
         if REFERENCE_UNSUPPORTED.contains(&key) {
             return Err(ConfigError(format!(
@@ -441,99 +525,68 @@ impl Config {
                 raw.origin
             )));
         }
+        // Before the `target_` prefix: a proxy-wide setting despite its name.
         if key == "target_consistency_level" {
-            let v = raw.string(key)?;
-            self.target_consistency_level = if v.trim().is_empty() {
-                None
-            } else {
-                let names: Vec<&str> = crate::statements::consistency::LEVELS
-                    .iter()
-                    .map(|l| l.0)
-                    .collect();
-                Some(crate::statements::consistency::parse(&v).ok_or_else(|| {
-                    raw.err(key, format!("`{v}` is not one of {}", names.join(", ")))
-                })?)
-            };
+            self.target_consistency_level = consistency_level(raw, key)?;
             return Ok(());
         }
-        let (cluster, rest) = if let Some(rest) = key.strip_prefix("origin_") {
-            (Some(&mut self.origin), rest)
-        } else if let Some(rest) = key.strip_prefix("target_") {
-            (Some(&mut self.target), rest)
+        if let Some(rest) = key.strip_prefix("origin_") {
+            return self.origin.apply(rest, key, raw);
+        }
+        if let Some(rest) = key.strip_prefix("target_") {
+            return self.target.apply(rest, key, raw);
+        }
+        self.apply_proxy_wide(key, raw, primary_set, target_only)
+    }
+
+    fn apply_tls(&mut self, key: &str, raw: &Raw<'_>) -> Result<(), ConfigError> {
+        let set = if crate::ops::tls::is_bool_setting(key) {
+            self.tls.set_bool(key, raw.bool(key)?)
         } else {
-            (None, key)
+            self.tls.set_path(key, raw.string(key)?)
         };
-        if let Some(c) = cluster {
-            match rest {
-                "contact_points" => c.contact_points = raw.list(key)?,
-                "port" => c.port = port(raw, key)?,
-                "username" => c.username = raw.string(key)?,
-                "password" => c.password = raw.string(key)?,
-                "local_datacenter" => c.local_datacenter = raw.string(key)?,
-                "connection_timeout_ms" => {
-                    c.connection_timeout_ms = range(raw, key, raw.number(key)?, 1, 3_600_000)?
-                }
-                "request_timeout_ms" => {
-                    c.request_timeout_ms = Some(range(raw, key, raw.number(key)?, 1, 3_600_000)?)
-                }
-                _ => return Err(unknown_setting(raw.origin, key)),
-            }
-            return Ok(());
-        }
+        set.map_err(|e| ConfigError(format!("{}: {e}", raw.origin)))
+    }
+
+    /// A setting that is neither TLS nor one cluster's. `primary_set` records that
+    /// `primary_cluster` was given and `target_only` where `read_mode: TARGET_ONLY` was, so
+    /// [`Config::load`] can refuse the two when they contradict each other.
+    fn apply_proxy_wide(
+        &mut self,
+        key: &str,
+        raw: &Raw<'_>,
+        primary_set: &mut bool,
+        target_only: &mut Option<String>,
+    ) -> Result<(), ConfigError> {
         match key {
             "primary_cluster" => {
                 *primary_set = true;
-                self.primary_cluster = match raw.string(key)?.to_ascii_uppercase().as_str() {
-                    "ORIGIN" => Cluster::Origin,
-                    "TARGET" => Cluster::Target,
-                    other => return Err(raw.err(key, format!("`{other}` is not ORIGIN or TARGET"))),
-                }
+                self.primary_cluster = primary_cluster(raw, key)?;
             }
-            "read_mode" => {
-                self.read_mode = match raw.string(key)?.to_ascii_uppercase().as_str() {
-                    "PRIMARY_ONLY" => ReadMode::PrimaryOnly,
-                    "DUAL_ASYNC_ON_SECONDARY" | "DUAL" => ReadMode::DualAsyncOnSecondary,
-                    "TARGET_ONLY" => {
-                        *target_only = Some(raw.origin.to_string());
-                        ReadMode::PrimaryOnly
-                    }
-                    other => {
-                        return Err(raw.err(
-                            key,
-                            format!(
-                                "`{other}` is not PRIMARY_ONLY, DUAL_ASYNC_ON_SECONDARY, DUAL or \
-                                 TARGET_ONLY"
-                            ),
-                        ))
-                    }
-                }
-            }
+            "read_mode" => self.read_mode = read_mode(raw, key, target_only)?,
             "proxy_listen_address" => self.proxy_listen_address = raw.string(key)?,
             "proxy_listen_port" => self.proxy_listen_port = port(raw, key)?,
             "proxy_topology_addresses" => self.proxy_topology_addresses = raw.list(key)?,
             "proxy_topology_index" => self.proxy_topology_index = raw.number(key)?,
             "proxy_topology_num_tokens" => {
-                self.proxy_topology_num_tokens = range(raw, key, raw.number(key)?, 1, 256)?
+                self.proxy_topology_num_tokens = raw.number_in(key, 1, 256)?
             }
             "proxy_request_timeout_ms" => {
-                self.proxy_request_timeout_ms = range(raw, key, raw.number(key)?, 1, 3_600_000)?
+                self.proxy_request_timeout_ms = raw.number_in(key, 1, 3_600_000)?
             }
             "proxy_max_client_connections" => {
-                self.proxy_max_client_connections = range(raw, key, raw.number(key)?, 1, 1_000_000)?
+                self.proxy_max_client_connections = raw.number_in(key, 1, 1_000_000)?
             }
-            "proxy_max_stream_ids" => {
-                self.proxy_max_stream_ids = range(raw, key, raw.number(key)?, 1, 32768)?
-            }
+            "proxy_max_stream_ids" => self.proxy_max_stream_ids = raw.number_in(key, 1, 32768)?,
             "proxy_max_prepared_statement_cache_size" => {
-                self.proxy_max_prepared_statement_cache_size =
-                    range(raw, key, raw.number(key)?, 1, 10_000_000)?
+                self.proxy_max_prepared_statement_cache_size = raw.number_in(key, 1, 10_000_000)?
             }
             "heartbeat_interval_ms" => {
-                self.heartbeat_interval_ms = range(raw, key, raw.number(key)?, 50, 3_600_000)?
+                self.heartbeat_interval_ms = raw.number_in(key, 50, 3_600_000)?
             }
             "metrics_enabled" => self.metrics_enabled = raw.bool(key)?,
             "async_handshake_timeout_ms" => {
-                self.async_handshake_timeout_ms = range(raw, key, raw.number(key)?, 1, 3_600_000)?
+                self.async_handshake_timeout_ms = raw.number_in(key, 1, 3_600_000)?
             }
             "forward_client_credentials_to_origin" => {
                 self.forward_client_credentials_to_origin = raw.bool(key)?
@@ -544,23 +597,8 @@ impl Config {
             "replace_cql_functions" => self.replace_cql_functions = raw.bool(key)?,
             "metrics_address" => self.metrics_address = raw.string(key)?,
             "metrics_port" => self.metrics_port = port(raw, key)?,
-            "metrics_prefix" => {
-                let p = raw.string(key)?;
-                if p.is_empty() || !p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                    return Err(raw.err(key, "must be letters, digits and underscores"));
-                }
-                self.metrics_prefix = p;
-            }
-            "log_level" => {
-                let l = raw.string(key)?.to_ascii_uppercase();
-                if !["TRACE", "DEBUG", "INFO", "WARN", "WARNING", "ERROR"].contains(&l.as_str()) {
-                    return Err(raw.err(
-                        key,
-                        format!("`{l}` is not TRACE, DEBUG, INFO, WARN or ERROR"),
-                    ));
-                }
-                self.log_level = l;
-            }
+            "metrics_prefix" => self.metrics_prefix = metrics_prefix(raw, key)?,
+            "log_level" => self.log_level = log_level(raw, key)?,
             _ => return Err(unknown_setting(raw.origin, key)),
         }
         Ok(())
