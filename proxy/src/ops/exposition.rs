@@ -59,6 +59,28 @@ impl<'a> Exposition<'a> {
             writeln!(self.out, "{p}_{name}{{{labels}}} {value}")
         };
     }
+
+    /// A family of one sample without labels.
+    pub fn single(&mut self, name: &str, kind: Kind, help: &str, value: impl Display) {
+        self.family(name, kind, help);
+        self.sample(name, "", value);
+    }
+
+    /// A family whose samples differ by one label: `label="value"` for each `(value, sample)`.
+    /// The values are the proxy's own words (cluster, type, node), written as they are.
+    pub fn by_label<'v, V: Display>(
+        &mut self,
+        name: &str,
+        kind: Kind,
+        help: &str,
+        label: &str,
+        samples: impl IntoIterator<Item = (&'v str, V)>,
+    ) {
+        self.family(name, kind, help);
+        for (value, sample) in samples {
+            self.sample(name, &format!("{label}=\"{value}\""), sample);
+        }
+    }
 }
 
 /// A label value with `\`, `"` and newlines escaped, as the format requires: keyspace and table
@@ -84,6 +106,26 @@ mod tests {
             out,
             "# HELP zdm_proxy_ready 1 when ready\n# TYPE zdm_proxy_ready gauge\n\
              zdm_proxy_ready 1\nzdm_proxy_ready{cluster=\"origin\"} 0.5\n"
+        );
+    }
+
+    #[test]
+    fn one_label_families_and_single_samples() {
+        let mut out = String::new();
+        let mut x = Exposition::new(&mut out, "p");
+        x.by_label(
+            "up",
+            Kind::Gauge,
+            "Up",
+            "cluster",
+            [("origin", 1), ("target", 0)],
+        );
+        x.single("total", Kind::Counter, "Total", 7u64);
+        assert_eq!(
+            out,
+            "# HELP p_up Up\n# TYPE p_up gauge\np_up{cluster=\"origin\"} 1\n\
+             p_up{cluster=\"target\"} 0\n\
+             # HELP p_total Total\n# TYPE p_total counter\np_total 7\n"
         );
     }
 

@@ -320,42 +320,37 @@ impl Metrics {
 
     /// The reference's failed reads, writes and connection attempts, by cluster.
     fn render_failures(&self, x: &mut Exposition) {
-        x.family(
+        x.by_label(
             "proxy_failed_reads_total",
             Kind::Counter,
             "Running total of failed reads",
+            "cluster",
+            [
+                ("origin", self.failed_reads[0].get()),
+                ("target", self.failed_reads[1].get()),
+            ],
         );
-        for (i, c) in ["origin", "target"].iter().enumerate() {
-            let labels = format!("cluster=\"{c}\"");
-            x.sample(
-                "proxy_failed_reads_total",
-                &labels,
-                self.failed_reads[i].get(),
-            );
-        }
-        x.family(
+        x.by_label(
             "proxy_failed_writes_total",
             Kind::Counter,
             "Running total of failed writes",
+            "failed_on",
+            [
+                ("origin", self.failed_writes_origin.get()),
+                ("target", self.failed_writes_target.get()),
+                ("both", self.failed_writes_both.get()),
+            ],
         );
-        for (c, v) in [
-            ("origin", &self.failed_writes_origin),
-            ("target", &self.failed_writes_target),
-            ("both", &self.failed_writes_both),
-        ] {
-            let labels = format!("failed_on=\"{c}\"");
-            x.sample("proxy_failed_writes_total", &labels, v.get());
-        }
-        x.family(
+        x.by_label(
             "proxy_failed_connections_total",
             Kind::Counter,
             "Running total of failed connection attempts to a cluster",
+            "cluster",
+            [
+                ("origin", self.failed_connections[0].get()),
+                ("target", self.failed_connections[1].get()),
+            ],
         );
-        for (i, c) in ["origin", "target"].iter().enumerate() {
-            let labels = format!("cluster=\"{c}\"");
-            let v = self.failed_connections[i].get();
-            x.sample("proxy_failed_connections_total", &labels, v);
-        }
     }
 
     /// The reference's request latency and requests in flight, by request type.
@@ -366,69 +361,61 @@ impl Metrics {
             Kind::Histogram,
             "Latency of requests at proxy entry point",
         );
-        for (i, t) in types.iter().enumerate() {
-            let labels = format!("type=\"{t}\"");
-            self.durations[i].render(x, "proxy_request_duration_seconds", &labels);
+        for (t, h) in types.iter().zip(&self.durations) {
+            h.render(
+                x,
+                "proxy_request_duration_seconds",
+                &format!("type=\"{t}\""),
+            );
         }
-        x.family(
+        x.by_label(
             "proxy_inflight_requests_total",
             Kind::Gauge,
             "Number of requests currently in flight in the proxy",
+            "type",
+            types.into_iter().zip(self.inflight.iter().map(Gauge::get)),
         );
-        for (i, t) in types.iter().enumerate() {
-            let labels = format!("type=\"{t}\"");
-            x.sample(
-                "proxy_inflight_requests_total",
-                &labels,
-                self.inflight[i].get(),
-            );
-        }
     }
 
     /// The prepared statement cache and the client connections.
     fn render_cache_and_clients(&self, x: &mut Exposition) {
-        x.family(
+        x.single(
             "pscache_entries_total",
             Kind::Gauge,
             "Number of entries currently in the prepared statement cache",
+            self.pscache_entries.get(),
         );
-        x.sample("pscache_entries_total", "", self.pscache_entries.get());
-        x.family(
+        x.single(
             "pscache_miss_total",
             Kind::Counter,
             "Running total of prepared statement cache misses in the proxy",
+            self.pscache_miss.get(),
         );
-        x.sample("pscache_miss_total", "", self.pscache_miss.get());
-        x.family(
+        x.single(
             "client_connections_total",
             Kind::Gauge,
             "Number of client connections currently open",
-        );
-        x.sample(
-            "client_connections_total",
-            "",
             self.client_connections.get(),
         );
-        x.family(
+        x.by_label(
             "client_connections_by_protocol_version",
             Kind::Gauge,
             "Number of client connections currently open past their handshake, by the protocol version negotiated",
+            "protocol_version",
+            ["4", "5"]
+                .into_iter()
+                .zip(self.client_connections_by_version.iter().map(Gauge::get)),
         );
-        for (i, v) in ["4", "5"].iter().enumerate() {
-            let labels = format!("protocol_version=\"{v}\"");
-            let n = self.client_connections_by_version[i].get();
-            x.sample("client_connections_by_protocol_version", &labels, n);
-        }
     }
 
     /// Summary names used by our users' runbook dashboards (ZDM-APPROACH.md).
     fn render_runbook_summary(&self, x: &mut Exposition) {
-        x.family(
+        x.single(
             "proxy_requests_total",
             Kind::Counter,
             "Requests received from clients",
+            self.requests_total.get(),
         );
-        x.sample("proxy_requests_total", "", self.requests_total.get());
         x.family(
             "proxy_requests_duration_seconds",
             Kind::Histogram,
@@ -436,27 +423,24 @@ impl Metrics {
         );
         self.requests_duration
             .render(x, "proxy_requests_duration_seconds", "");
-        x.family(
+        x.single(
             "proxy_errors_total",
             Kind::Counter,
             "Client requests answered with an error",
+            self.errors_total.get(),
         );
-        x.sample("proxy_errors_total", "", self.errors_total.get());
-        for (name, help, v) in [
-            (
-                "proxy_origin_requests_total",
-                "Requests sent to origin",
-                &self.origin_requests_total,
-            ),
-            (
-                "proxy_target_requests_total",
-                "Requests sent to target",
-                &self.target_requests_total,
-            ),
-        ] {
-            x.family(name, Kind::Counter, help);
-            x.sample(name, "", v.get());
-        }
+        x.single(
+            "proxy_origin_requests_total",
+            Kind::Counter,
+            "Requests sent to origin",
+            self.origin_requests_total.get(),
+        );
+        x.single(
+            "proxy_target_requests_total",
+            Kind::Counter,
+            "Requests sent to target",
+            self.target_requests_total.get(),
+        );
     }
 }
 
@@ -484,33 +468,29 @@ fn render_cluster_nodes(x: &mut Exposition, cluster: &str, nodes: &[(&str, &Node
         m.request_duration
             .render(x, &duration, &format!("node=\"{node}\""));
     }
-    for (name, kind, help) in [
+    let per_node: [(&str, Kind, &str, fn(&NodeMetrics) -> i64); 3] = [
         (
             "connections_total",
             Kind::Gauge,
             "Number of connections currently open",
+            |m| m.open_connections.get(),
         ),
         (
             "used_stream_ids_total",
             Kind::Gauge,
             "Number of used stream ids",
+            |m| m.used_stream_ids.get(),
         ),
         (
             "failed_connections_total",
             Kind::Counter,
             "Running total of failed connection attempts",
+            |m| m.failed_connections.node.get() as i64,
         ),
-    ] {
-        let family = format!("{cluster}_{name}");
-        x.family(&family, kind, help);
-        for (node, m) in nodes {
-            let v = match name {
-                "connections_total" => m.open_connections.get(),
-                "used_stream_ids_total" => m.used_stream_ids.get(),
-                _ => m.failed_connections.node.get() as i64,
-            };
-            x.sample(&family, &format!("node=\"{node}\""), v);
-        }
+    ];
+    for (name, kind, help, get) in per_node {
+        let samples = nodes.iter().map(|(node, m)| (*node, get(m)));
+        x.by_label(&format!("{cluster}_{name}"), kind, help, "node", samples);
     }
 }
 

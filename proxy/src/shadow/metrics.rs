@@ -103,20 +103,17 @@ impl ShadowMetrics {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         render_nodes(x, &nodes);
-        x.family(
+        x.by_label(
             "async_requests_dropped_total",
             Kind::Counter,
             "Shadow reads not sent to the secondary (queue full, no connection) or not compared \
              (memory budget)",
+            "reason",
+            DROP_REASONS
+                .iter()
+                .zip(&self.dropped)
+                .map(|((_, reason), n)| (*reason, n.get())),
         );
-        for (i, (_, reason)) in DROP_REASONS.iter().enumerate() {
-            let labels = format!("reason=\"{reason}\"");
-            x.sample(
-                "async_requests_dropped_total",
-                &labels,
-                self.dropped[i].get(),
-            );
-        }
         let tables: Vec<((String, String), Arc<TableCounts>)> = self
             .tables
             .lock()
@@ -169,10 +166,8 @@ fn render_nodes(x: &mut Exposition, nodes: &[(String, Arc<AsyncNode>)]) {
         ),
     ];
     for (name, help, get) in gauges {
-        x.family(name, Kind::Gauge, help);
-        for (node, m) in nodes {
-            x.sample(name, &format!("node=\"{node}\""), get(m));
-        }
+        let samples = nodes.iter().map(|(node, m)| (node.as_str(), get(m)));
+        x.by_label(name, Kind::Gauge, help, "node", samples);
     }
     x.family(
         "async_request_duration_seconds",

@@ -88,21 +88,22 @@ impl Health {
     /// Prometheus could only see readiness through a probe it does not ship, so an alert on
     /// "a proxy not ready" would need a second exporter.
     pub fn render_metrics(&self, x: &mut Exposition) {
-        x.family(
+        x.by_label(
             "proxy_cluster_up",
             Kind::Gauge,
             "1 while the proxy's control connection sees the cluster UP",
+            "cluster",
+            [
+                ("origin", u8::from(self.origin.is_up())),
+                ("target", u8::from(self.target.is_up())),
+            ],
         );
-        for (name, h) in [("origin", &self.origin), ("target", &self.target)] {
-            let labels = format!("cluster=\"{name}\"");
-            x.sample("proxy_cluster_up", &labels, u8::from(h.is_up()));
-        }
-        x.family(
+        x.single(
             "proxy_ready",
             Kind::Gauge,
             "1 when /health/readiness answers 200 (both clusters UP)",
+            u8::from(self.both_up()),
         );
-        x.sample("proxy_ready", "", u8::from(self.both_up()));
     }
 
     /// The reference proxy's readiness report.
