@@ -468,12 +468,12 @@ fn render_cluster_nodes(x: &mut Exposition, cluster: &str, nodes: &[(&str, &Node
         m.request_duration
             .render(x, &duration, &format!("node=\"{node}\""));
     }
-    let per_node: [(&str, Kind, &str, fn(&NodeMetrics) -> i64); 3] = [
+    let per_node = [
         (
             "connections_total",
             Kind::Gauge,
             "Number of connections currently open",
-            |m| m.open_connections.get(),
+            (|m: &NodeMetrics| m.open_connections.get()) as fn(&NodeMetrics) -> i64,
         ),
         (
             "used_stream_ids_total",
@@ -567,7 +567,8 @@ mod tests {
         };
         m.writes
             .record(&[odd.clone(), plain.clone()], Cluster::Origin, true);
-        m.writes.record(&[plain.clone()], Cluster::Target, false);
+        m.writes
+            .record(std::slice::from_ref(&plain), Cluster::Target, false);
         m.unsafe_writes.record(&[odd], "counter");
         m.unsafe_writes.record(&[plain], "now()");
         let shadow = m.shadow.node("10.0.0.3:9042");

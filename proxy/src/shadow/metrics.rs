@@ -148,11 +148,11 @@ impl ShadowMetrics {
 
 /// The reference's per-node series of the async connections (`node="host:port"`).
 fn render_nodes(x: &mut Exposition, nodes: &[(String, Arc<AsyncNode>)]) {
-    let gauges: [(&str, &str, fn(&AsyncNode) -> i64); 3] = [
+    let gauges = [
         (
             "async_connections_total",
             "Number of connections currently open for async requests",
-            |m| m.conn.open_connections.get(),
+            (|m: &AsyncNode| m.conn.open_connections.get()) as fn(&AsyncNode) -> i64,
         ),
         (
             "async_inflight_requests_total",
