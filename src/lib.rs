@@ -21,7 +21,7 @@
 //! data/         the data engine (token-range scan, diff, copy) and `migrate`/`validate`
 //! output.rs     everything the run prints; plan.rs the per-host records it prints from
 //! the rest      helpers every layer may use: vars, secrets (masking), diff, yaml11,
-//!               own_env, edit_distance, proxy_settings
+//!               own_env, proxy_settings, and `edit_distance` (from `zdm_proxy_settings`)
 //! ```
 //!
 //! The runner's layers depend downwards only: `cli` → `run` → `playbook` → `modules` →
@@ -33,7 +33,7 @@
 pub mod cli;
 pub mod data;
 pub mod diff;
-pub mod edit_distance;
+pub use zdm_proxy_settings::edit_distance;
 pub mod gates;
 pub mod inventory;
 pub mod migration;

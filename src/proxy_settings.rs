@@ -1,7 +1,8 @@
 //! zdm-proxy's settings as the inventory sees them: every setting is an inventory (or group, or
 //! play, or `-e`) variable of the same name, as in the reference automation.
 //!
-//! WHY the lists are included from the proxy's source rather than written here: the config
+//! WHY the lists come from the crate both programs share (`zdm_proxy_settings`) rather than
+//! being written here: the config
 //! template renders every setting the inventory sets, and a variable that looks like a proxy
 //! setting but names none (a typo, a setting of another proxy) is refused before any host is
 //! touched. A second list kept by hand would drift from the proxy's, and a new proxy setting
@@ -10,13 +11,13 @@
 use serde_json::Value;
 
 /// Every setting except TLS, with its default as YAML text (`""`: none).
-pub const DEFAULTS: &[(&str, &str)] = include!("../proxy/src/settings.in");
+pub const DEFAULTS: &[(&str, &str)] = zdm_proxy_settings::DEFAULTS;
 
 /// Every TLS setting (rendered only when the inventory sets one).
-pub const TLS: &[&str] = include!("../proxy/src/tls_settings.in");
+pub const TLS: &[&str] = zdm_proxy_settings::TLS;
 
 /// Settings of the reference ZDM proxy that zdm-proxy does not implement.
-pub const UNSUPPORTED: &[&str] = include!("../proxy/src/unsupported_settings.in");
+pub const UNSUPPORTED: &[&str] = zdm_proxy_settings::UNSUPPORTED;
 
 /// A variable starting with one of these is taken to mean a proxy setting, so one the proxy
 /// does not know is a mistake, not some other variable. These are the words every proxy

@@ -8,13 +8,15 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use zdm_proxy::cql_functions::{new_timeuuid, replace_with_literals, rewrite_for_prepare};
-use zdm_proxy::prepared::Prepared;
-use zdm_proxy::prepared_now::{fresh_values, inject_execute, NowMarkers};
-use zdm_proxy::routing::Route;
-use zdm_proxy::wire;
-use zdm_proxy::write_metrics::{tables_of, TableRef, WriteMetrics};
-use zdm_proxy::write_rewrite::{query_with_now_replaced, rewrite_batch};
+use zdm_proxy::protocol::wire;
+use zdm_proxy::statements::cql_functions::{
+    new_timeuuid, replace_with_literals, rewrite_for_prepare,
+};
+use zdm_proxy::statements::prepared::Prepared;
+use zdm_proxy::statements::prepared_now::{fresh_values, inject_execute, NowMarkers};
+use zdm_proxy::statements::routing::Route;
+use zdm_proxy::statements::write_metrics::{tables_of, TableRef, WriteMetrics};
+use zdm_proxy::statements::write_rewrite::{query_with_now_replaced, rewrite_batch};
 
 const INSERT: &str =
     "INSERT INTO shop.orders (id, customer, total, note, created) VALUES (?, ?, ?, 'no now() here', ?)";
@@ -46,7 +48,7 @@ fn main() {
     let markers = NowMarkers {
         positions: vec![4],
         names: vec!["created".into()],
-        kinds: vec![zdm_proxy::cql_functions::Func::TimeUuid],
+        kinds: vec![zdm_proxy::statements::cql_functions::Func::TimeUuid],
     };
     let mut exec = BytesMut::new();
     wire::put_short_bytes(&mut exec, &[7u8; 16]);
@@ -111,8 +113,16 @@ fn main() {
         (
             "count one write (both clusters)",
             ns_per_op(200_000, || {
-                metrics.record(black_box(&table), zdm_proxy::config::Cluster::Origin, true);
-                metrics.record(black_box(&table), zdm_proxy::config::Cluster::Target, true);
+                metrics.record(
+                    black_box(&table),
+                    zdm_proxy::ops::config::Cluster::Origin,
+                    true,
+                );
+                metrics.record(
+                    black_box(&table),
+                    zdm_proxy::ops::config::Cluster::Target,
+                    true,
+                );
             }),
         ),
         (

@@ -15,14 +15,14 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio_util::codec::Framed;
 
-use crate::config::Cluster;
-use crate::frame::{opcode, Frame, FrameCodec, FrameError, V5};
 use crate::handshake::client_handshake;
-use crate::secondary_loss::SecondaryLoss;
+use crate::ops::config::Cluster;
+use crate::ops::tls::ClientStream;
+use crate::protocol::frame::{opcode, Frame, FrameCodec, FrameError, V5};
+use crate::protocol::wire::{self, error_code};
 use crate::session::Session;
 use crate::state::Shared;
-use crate::tls::ClientStream;
-use crate::wire::{self, error_code};
+use crate::upstream::secondary_loss::SecondaryLoss;
 
 /// How long a draining connection keeps answering OVERLOADED after its last in-flight request,
 /// so drivers see the refusal (and move on) rather than a reset.
@@ -69,7 +69,8 @@ pub async fn handle_client(
     };
     // v5 is offered only while both clusters speak it (v4 clients are unaffected).
     let max_version = shared.health.max_client_version();
-    let mut framed = crate::buffers::client_framed(stream, FrameCodec::client_side(max_version));
+    let mut framed =
+        crate::protocol::buffers::client_framed(stream, FrameCodec::client_side(max_version));
     let established = tokio::select! {
         e = client_handshake(&mut framed, &shared) => e,
         _ = shutdown.wait_for(|s| *s) => None,
@@ -171,7 +172,7 @@ async fn serve(
             }
             event = next_event(&mut events), if events.is_some() => match event {
                 Some(ev) => {
-                    if let Some(ev) = crate::events::relayed(ev, session.version) {
+                    if let Some(ev) = crate::upstream::events::relayed(ev, session.version) {
                         if sink.send(ev).await.is_err() {
                             client_gone = true;
                             break;

@@ -5,9 +5,9 @@
 use bytes::BytesMut;
 use tokio_util::codec::Decoder;
 
-use crate::frame::{opcode, Compression, FrameCodec};
-use crate::routing::{self, Route, SystemTable};
-use crate::wire::Reader;
+use crate::protocol::frame::{opcode, Compression, FrameCodec};
+use crate::protocol::wire::Reader;
+use crate::statements::routing::{self, Route, SystemTable};
 
 /// Decodes `data` as a client byte stream; the first byte picks the negotiated compression
 /// (none, LZ4, Snappy). Each decoded request is parsed as the session would. Returns the
@@ -16,7 +16,7 @@ pub fn decode_and_classify(data: &[u8]) -> usize {
     let Some((&pick, stream)) = data.split_first() else {
         return 0;
     };
-    let mut codec = FrameCodec::client_side(crate::frame::VERSION);
+    let mut codec = FrameCodec::client_side(crate::protocol::frame::VERSION);
     codec.set_compression(match pick % 3 {
         0 => None,
         1 => Some(Compression::Lz4),
@@ -54,7 +54,7 @@ pub fn decode_segments(data: &[u8]) -> usize {
     let Some((&pick, stream)) = data.split_first() else {
         return 0;
     };
-    let mut codec = FrameCodec::client_side(crate::frame::V5);
+    let mut codec = FrameCodec::client_side(crate::protocol::frame::V5);
     // The handshake: a v5 STARTUP, then segments (with LZ4 if the first byte says so).
     let mut startup = BytesMut::from(&[5u8, 0, 0, 0, opcode::STARTUP, 0, 0, 0, 0][..]);
     if !matches!(codec.decode(&mut startup), Ok(Some(_))) {

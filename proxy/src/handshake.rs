@@ -12,15 +12,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
+use tokio::task::JoinHandle;
 use tokio_util::codec::Framed;
 
-use crate::cluster::{handshake, startup_body, ClusterConn, HandshakeError};
-use crate::config::Cluster;
-use crate::frame::{opcode, Compression, Frame, FrameCodec, FrameError};
+use crate::ops::config::Cluster;
+use crate::protocol::frame::{opcode, Compression, Frame, FrameCodec, FrameError};
+use crate::protocol::wire::{self, error_code};
 use crate::state::Shared;
-use crate::wire::{self, error_code};
+use crate::upstream::cluster::{handshake, startup_body, ClusterConn, HandshakeError};
 
-pub type ClientFramed = Framed<crate::tls::ClientStream, FrameCodec>;
+pub type ClientFramed = Framed<crate::ops::tls::ClientStream, FrameCodec>;
 
 /// Both cluster connections of an authenticated client.
 pub struct Established {
@@ -56,7 +57,7 @@ pub async fn reject(framed: &mut ClientFramed, e: FrameError) {
             version,
             stream,
             max,
-        } => crate::frame::unsupported_version_response(version, stream, max),
+        } => crate::protocol::frame::unsupported_version_response(version, stream, max),
         FrameError::Io(_) => return,
         other => {
             let f = Frame::response(
@@ -84,161 +85,28 @@ pub async fn client_handshake(
     framed: &mut ClientFramed,
     shared: &Arc<Shared>,
 ) -> Option<Established> {
-    // Phase 1: OPTIONS (answered here) until STARTUP.
-    let startup = loop {
-        let f = next_frame(framed).await?;
-        match f.opcode {
-            opcode::OPTIONS => {
-                reply(framed, f.stream, opcode::SUPPORTED, supported(shared)).await;
-            }
-            opcode::STARTUP => break f,
-            other => {
-                let msg = format!("unexpected opcode {other:#04x} before STARTUP");
-                reply_error(framed, f.stream, error_code::PROTOCOL_ERROR, &msg).await;
-            }
-        }
-    };
-    let options = match wire::Reader::new(&startup.body).string_map() {
-        Ok(o) => o,
-        Err(e) => {
-            reply_error(
-                framed,
-                startup.stream,
-                error_code::PROTOCOL_ERROR,
-                &e.to_string(),
-            )
-            .await;
-            return None;
-        }
-    };
-    if let Some((_, name)) = options
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("COMPRESSION"))
-    {
-        let v5 = framed.codec().version() >= crate::frame::V5;
-        match Compression::from_name(name) {
-            // v5 compresses segments, with LZ4 only (as Cassandra).
-            Some(Compression::Snappy) if v5 => {
-                let msg = "Snappy compression is not supported in protocol v5; use lz4";
-                reply_error(framed, startup.stream, error_code::PROTOCOL_ERROR, msg).await;
-                return None;
-            }
-            Some(c) => framed.codec_mut().set_compression(Some(c)),
-            None => {
-                let msg = format!("Unknown compression algorithm: {name}");
-                reply_error(framed, startup.stream, error_code::PROTOCOL_ERROR, &msg).await;
-                return None;
-            }
-        }
+    let startup = until_startup(framed, shared).await?;
+    if !apply_startup_options(framed, &startup).await {
+        return None;
     }
-
     // The cluster that does not check the client's credentials (origin, unless
     // `forward_client_credentials_to_origin`): the proxy authenticates with the configured
-    // credentials, in the background. Handshakes are bounded by the connection timeouts, not
-    // the request timeout: password hashing makes authentication far slower than a request.
+    // credentials, in the background.
     let checker = shared.config.client_credentials_cluster();
     let other = checker.other();
     // Both cluster connections speak the client's version, so its messages pass unchanged.
     let version = framed.codec().version();
-    let other_timeout = Duration::from_millis(shared.config.cluster(other).connection_timeout_ms);
-    let timeout = Duration::from_millis(shared.config.cluster(checker).connection_timeout_ms);
-    let other_task = {
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let conn = shared
-                .connect(other, version)
-                .await
-                .map_err(OtherFailure::Connect)?;
-            handshake(&conn, shared.credentials(other).as_ref(), other_timeout)
-                .await
-                .map_err(OtherFailure::Handshake)?;
-            Ok::<_, OtherFailure>(conn)
-        })
-    };
-
-    // The checking cluster: relay the client's exchange.
-    let relayed = match shared.connect(checker, version).await {
-        Ok(c) => c,
-        Err(e) => {
-            other_task.abort();
-            let msg = format!("zdm-proxy cannot connect to {}: {e}", checker.name());
-            reply_error(framed, startup.stream, error_code::SERVER_ERROR, &msg).await;
-            return None;
-        }
-    };
-    let mut resp = match relayed
-        .request(opcode::STARTUP, 0, startup_body(), timeout)
-        .await
-    {
-        Ok(r) => r,
-        Err(e) => {
-            other_task.abort();
-            let msg = format!("{}: {e}", checker.name());
-            reply_error(framed, startup.stream, error_code::SERVER_ERROR, &msg).await;
-            return None;
-        }
-    };
-    let mut stream = startup.stream;
-    loop {
-        match resp.opcode {
-            opcode::READY | opcode::AUTH_SUCCESS => break,
-            opcode::AUTHENTICATE | opcode::AUTH_CHALLENGE | opcode::ERROR => {
-                if !reply(framed, stream, resp.opcode, resp.body.clone()).await {
-                    other_task.abort();
-                    return None;
-                }
-                if resp.opcode == opcode::AUTHENTICATE {
-                    // v5: segments from here on, as on the cluster side.
-                    framed.codec_mut().start_segments();
-                }
-            }
-            op => {
-                other_task.abort();
-                let msg = format!(
-                    "{} answered the handshake with opcode {op:#04x}",
-                    checker.name()
-                );
-                reply_error(framed, stream, error_code::PROTOCOL_ERROR, &msg).await;
-                return None;
-            }
-        }
-        // The client's next step must be an AUTH_RESPONSE (after AUTHENTICATE/challenge) or a new
-        // attempt after an ERROR.
-        let f = loop {
-            let Some(f) = next_frame(framed).await else {
-                other_task.abort();
-                return None;
-            };
-            if f.opcode != opcode::OPTIONS {
-                break f;
-            }
-            reply(framed, f.stream, opcode::SUPPORTED, supported(shared)).await;
-        };
-        stream = f.stream;
-        if f.opcode != opcode::AUTH_RESPONSE {
-            other_task.abort();
-            reply_error(
-                framed,
-                f.stream,
-                error_code::PROTOCOL_ERROR,
-                "expected AUTH_RESPONSE",
-            )
-            .await;
-            return None;
-        }
-        resp = match relayed
-            .request(opcode::AUTH_RESPONSE, 0, f.body, timeout)
-            .await
-        {
+    let other_task = spawn_configured_handshake(shared, other, version);
+    let relayed =
+        match relay_client_exchange(framed, shared, checker, version, startup.stream).await {
             Ok(r) => r,
-            Err(e) => {
+            Err(stop) => {
                 other_task.abort();
-                let msg = format!("{}: {e}", checker.name());
-                reply_error(framed, stream, error_code::SERVER_ERROR, &msg).await;
+                stop.tell(framed).await;
                 return None;
             }
         };
-    }
+    let stream = relayed.stream;
 
     // Both must have succeeded before the client hears so.
     let other_conn = match other_task.await {
@@ -254,16 +122,204 @@ pub async fn client_handshake(
         }
         Err(_) => return None,
     };
-    if !reply(framed, stream, resp.opcode, resp.body).await {
+    if !reply(framed, stream, relayed.last.opcode, relayed.last.body).await {
         return None;
     }
     // v5 without authentication: segments start after READY.
     framed.codec_mut().start_segments();
     let (origin, target) = match checker {
-        Cluster::Target => (other_conn, relayed),
-        Cluster::Origin => (relayed, other_conn),
+        Cluster::Target => (other_conn, relayed.conn),
+        Cluster::Origin => (relayed.conn, other_conn),
     };
     Some(Established { origin, target })
+}
+
+/// Answers OPTIONS until the client's STARTUP, which it returns.
+async fn until_startup(framed: &mut ClientFramed, shared: &Shared) -> Option<Frame> {
+    loop {
+        let f = next_frame(framed).await?;
+        match f.opcode {
+            opcode::OPTIONS => {
+                reply(framed, f.stream, opcode::SUPPORTED, supported(shared)).await;
+            }
+            opcode::STARTUP => return Some(f),
+            other => {
+                let msg = format!("unexpected opcode {other:#04x} before STARTUP");
+                reply_error(framed, f.stream, error_code::PROTOCOL_ERROR, &msg).await;
+            }
+        }
+    }
+}
+
+/// Applies the STARTUP's options (compression); `false` when the client was refused (and told
+/// why).
+async fn apply_startup_options(framed: &mut ClientFramed, startup: &Frame) -> bool {
+    let options = match wire::Reader::new(&startup.body).string_map() {
+        Ok(o) => o,
+        Err(e) => {
+            reply_error(
+                framed,
+                startup.stream,
+                error_code::PROTOCOL_ERROR,
+                &e.to_string(),
+            )
+            .await;
+            return false;
+        }
+    };
+    let Some((_, name)) = options
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("COMPRESSION"))
+    else {
+        return true;
+    };
+    let v5 = framed.codec().version() >= crate::protocol::frame::V5;
+    let refusal = match Compression::from_name(name) {
+        // v5 compresses segments, with LZ4 only (as Cassandra).
+        Some(Compression::Snappy) if v5 => {
+            "Snappy compression is not supported in protocol v5; use lz4".to_string()
+        }
+        Some(c) => {
+            framed.codec_mut().set_compression(Some(c));
+            return true;
+        }
+        None => format!("Unknown compression algorithm: {name}"),
+    };
+    reply_error(framed, startup.stream, error_code::PROTOCOL_ERROR, &refusal).await;
+    false
+}
+
+/// Connects to `cluster` and authenticates with its configured credentials, in the background.
+/// Bounded by the cluster's connection timeout, not the request timeout: password hashing
+/// makes authentication far slower than a request.
+fn spawn_configured_handshake(
+    shared: &Arc<Shared>,
+    cluster: Cluster,
+    version: u8,
+) -> JoinHandle<Result<Arc<ClusterConn>, OtherFailure>> {
+    let timeout = Duration::from_millis(shared.config.cluster(cluster).connection_timeout_ms);
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let conn = shared
+            .connect(cluster, version)
+            .await
+            .map_err(OtherFailure::Connect)?;
+        handshake(&conn, shared.credentials(cluster).as_ref(), timeout)
+            .await
+            .map_err(OtherFailure::Handshake)?;
+        Ok(conn)
+    })
+}
+
+/// The checking cluster's side once the client's exchange succeeded there.
+struct Relayed {
+    conn: Arc<ClusterConn>,
+    /// Its READY or AUTH_SUCCESS, for the client once the other cluster succeeded too.
+    last: Frame,
+    /// The client's stream that answer goes to.
+    stream: i16,
+}
+
+/// Why the relayed exchange ended before success.
+enum Stop {
+    /// The client went away, or was already told why.
+    Gone,
+    /// The client still has to be told.
+    Refuse { stream: i16, code: i32, msg: String },
+}
+
+impl Stop {
+    async fn tell(self, framed: &mut ClientFramed) {
+        if let Stop::Refuse { stream, code, msg } = self {
+            reply_error(framed, stream, code, &msg).await;
+        }
+    }
+}
+
+/// Relays the client's STARTUP and authentication exchange to the `checker` cluster, as is,
+/// until that cluster accepts it. Bounded by the cluster's connection timeout, as the
+/// configured handshake is.
+async fn relay_client_exchange(
+    framed: &mut ClientFramed,
+    shared: &Shared,
+    checker: Cluster,
+    version: u8,
+    startup_stream: i16,
+) -> Result<Relayed, Stop> {
+    let timeout = Duration::from_millis(shared.config.cluster(checker).connection_timeout_ms);
+    let failed = |stream, e: &dyn std::fmt::Display| Stop::Refuse {
+        stream,
+        code: error_code::SERVER_ERROR,
+        msg: format!("{}: {e}", checker.name()),
+    };
+    let conn = shared
+        .connect(checker, version)
+        .await
+        .map_err(|e| Stop::Refuse {
+            stream: startup_stream,
+            code: error_code::SERVER_ERROR,
+            msg: format!("zdm-proxy cannot connect to {}: {e}", checker.name()),
+        })?;
+    let mut resp = conn
+        .request(opcode::STARTUP, 0, startup_body(), timeout)
+        .await
+        .map_err(|e| failed(startup_stream, &e))?;
+    let mut stream = startup_stream;
+    loop {
+        match resp.opcode {
+            opcode::READY | opcode::AUTH_SUCCESS => {
+                return Ok(Relayed {
+                    conn,
+                    last: resp,
+                    stream,
+                })
+            }
+            opcode::AUTHENTICATE | opcode::AUTH_CHALLENGE | opcode::ERROR => {
+                if !reply(framed, stream, resp.opcode, resp.body.clone()).await {
+                    return Err(Stop::Gone);
+                }
+                if resp.opcode == opcode::AUTHENTICATE {
+                    // v5: segments from here on, as on the cluster side.
+                    framed.codec_mut().start_segments();
+                }
+            }
+            op => {
+                return Err(Stop::Refuse {
+                    stream,
+                    code: error_code::PROTOCOL_ERROR,
+                    msg: format!(
+                        "{} answered the handshake with opcode {op:#04x}",
+                        checker.name()
+                    ),
+                })
+            }
+        }
+        let f = next_auth_step(framed, shared).await.ok_or(Stop::Gone)?;
+        stream = f.stream;
+        if f.opcode != opcode::AUTH_RESPONSE {
+            return Err(Stop::Refuse {
+                stream,
+                code: error_code::PROTOCOL_ERROR,
+                msg: "expected AUTH_RESPONSE".into(),
+            });
+        }
+        resp = conn
+            .request(opcode::AUTH_RESPONSE, 0, f.body, timeout)
+            .await
+            .map_err(|e| failed(stream, &e))?;
+    }
+}
+
+/// The client's next step of the exchange: an AUTH_RESPONSE (after AUTHENTICATE or a challenge)
+/// or a new attempt after an ERROR. OPTIONS in between are answered here.
+async fn next_auth_step(framed: &mut ClientFramed, shared: &Shared) -> Option<Frame> {
+    loop {
+        let f = next_frame(framed).await?;
+        if f.opcode != opcode::OPTIONS {
+            return Some(f);
+        }
+        reply(framed, f.stream, opcode::SUPPORTED, supported(shared)).await;
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

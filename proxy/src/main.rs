@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use zdm_proxy::config::Config;
+use zdm_proxy::ops::config::Config;
 
 /// CQL proxy that writes to origin and target and reads from the primary.
 #[derive(Parser)]

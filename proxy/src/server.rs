@@ -8,8 +8,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Semaphore};
 
-use crate::config::Cluster;
 use crate::connection::handle_client;
+use crate::ops::config::Cluster;
 use crate::state::Shared;
 
 /// Resolves on SIGTERM or SIGINT.
@@ -65,9 +65,15 @@ pub async fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
             );
         }
     }
-    tokio::spawn(crate::health::serve_http(shared.clone(), http));
-    tokio::spawn(crate::health::control_loop(shared.clone(), Cluster::Origin));
-    tokio::spawn(crate::health::control_loop(shared.clone(), Cluster::Target));
+    tokio::spawn(crate::ops::http::serve_http(shared.clone(), http));
+    tokio::spawn(crate::upstream::health::control_loop(
+        shared.clone(),
+        Cluster::Origin,
+    ));
+    tokio::spawn(crate::upstream::health::control_loop(
+        shared.clone(),
+        Cluster::Target,
+    ));
 
     let signal = shutdown_signal();
     tokio::pin!(signal);

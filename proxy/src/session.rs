@@ -7,19 +7,19 @@ use std::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::cluster::{ClusterConn, ClusterError};
-use crate::config::{Cluster, ReadMode};
-use crate::frame::{opcode, Frame, FrameError};
-use crate::metrics::RequestType;
-use crate::prepared::Prepared;
-use crate::routing::{self, Route, SystemTable};
+use crate::ops::config::{Cluster, ReadMode};
+use crate::ops::metrics::RequestType;
+use crate::protocol::frame::{opcode, Frame, FrameError};
+use crate::protocol::wire::{self, error_code, result_kind, Reader};
 use crate::shadow::{PreparedRef, Shadow, ShadowRead};
 use crate::state::Shared;
-use crate::topology::Fleet;
-use crate::wire::{self, error_code, result_kind, Reader};
-use crate::write_metrics::{self, TableRef};
-use crate::write_rewrite::{self, BatchError};
-use crate::{consistency, cql_functions, prepared_now, topology_where};
+use crate::statements::prepared::Prepared;
+use crate::statements::routing::{self, Route, SystemTable};
+use crate::statements::topology::Fleet;
+use crate::statements::write_metrics::{self, TableRef};
+use crate::statements::write_rewrite::{self, BatchError};
+use crate::statements::{consistency, cql_functions, prepared_now, topology_where};
+use crate::upstream::cluster::{ClusterConn, ClusterError};
 
 /// One client connection's view after the handshake.
 pub struct Session {
@@ -132,7 +132,7 @@ impl Session {
         if is_error(&resp) {
             m.errors_total.inc();
         }
-        resp.version = self.version | crate::frame::RESPONSE;
+        resp.version = self.version | crate::protocol::frame::RESPONSE;
         resp.stream = req.stream;
         resp
     }
@@ -210,7 +210,7 @@ impl Session {
                 }
                 .unwrap_or_else(|| req.body.clone());
                 let target = self.for_target(req.opcode, body.clone(), off);
-                let risks = crate::unsafe_writes::risks(
+                let risks = crate::statements::unsafe_writes::risks(
                     &writes,
                     query,
                     self.shared.config.replace_cql_functions,
@@ -398,12 +398,15 @@ impl Session {
         }
         for (table, cause) in risks {
             m.record_one(table, cause);
-            if *cause == crate::unsafe_writes::COUNTER && o_err != t_err {
-                m.record_one(table, crate::unsafe_writes::COUNTER_FAILED_ON_ONE);
+            if *cause == crate::statements::unsafe_writes::COUNTER && o_err != t_err {
+                m.record_one(
+                    table,
+                    crate::statements::unsafe_writes::COUNTER_FAILED_ON_ONE,
+                );
             }
         }
-        if !o_err && !t_err && crate::unsafe_writes::lwt_outcomes_differ(o, t) {
-            m.record(writes, crate::unsafe_writes::LWT_OUTCOME);
+        if !o_err && !t_err && crate::statements::unsafe_writes::lwt_outcomes_differ(o, t) {
+            m.record(writes, crate::statements::unsafe_writes::LWT_OUTCOME);
         }
     }
 
@@ -464,7 +467,7 @@ impl Session {
         }
         use_prepared_table(&mut writes, &o, self.version);
         let replaced = self.shared.config.replace_cql_functions && functions_rewritten;
-        let risks = crate::unsafe_writes::risks(&writes, query, replaced).into();
+        let risks = crate::statements::unsafe_writes::risks(&writes, query, replaced).into();
         let n = self.shared.prepared.insert(
             origin_id,
             Prepared {
@@ -557,7 +560,7 @@ impl Session {
                 route: Route::Both,
                 query: None,
                 // The functions are the proxy's now; increments stay unsafe.
-                risks: crate::unsafe_writes::risks(writes, &rw.text, true).into(),
+                risks: crate::statements::unsafe_writes::risks(writes, &rw.text, true).into(),
                 writes: std::mem::take(writes).into(),
                 now: Some(Arc::new(markers)),
             },
@@ -595,7 +598,9 @@ impl Session {
                 "zdm-proxy: origin facts not yet known",
             );
         };
-        let mut id = crate::topology::hash128(&[b"zdm-proxy-topology", query.as_bytes()]).to_vec();
+        let mut id =
+            crate::statements::topology::hash128(&[b"zdm-proxy-topology", query.as_bytes()])
+                .to_vec();
         id.truncate(16);
         let select = routing::topology_select(query, table);
         let (op, body) = self.fleet.prepared(&select, &info, &id, self.version);
@@ -629,7 +634,7 @@ impl Session {
         if let (Route::Topology(table), Some(query)) = (&entry.route, &entry.query) {
             let mut r = Reader::at(&req.body, off);
             r.short_bytes()?;
-            if self.version >= crate::frame::V5 {
+            if self.version >= crate::protocol::frame::V5 {
                 r.short_bytes()?; // result metadata id
             }
             let (no_metadata, bound) = topology_where::read_parameters(&mut r, self.version)?;
@@ -644,7 +649,7 @@ impl Session {
                         // metadata id).
                         let mut r = Reader::at(&req.body, off);
                         r.short_bytes()?;
-                        if self.version >= crate::frame::V5 {
+                        if self.version >= crate::protocol::frame::V5 {
                             r.short_bytes()?;
                         }
                         let params = r.pos();
@@ -722,7 +727,7 @@ fn execute_body_for(c: Cluster, body: &Bytes, off: usize, id: &[u8], entry: &Pre
 
 /// A PREPARED answer's body with `id` as the statement id.
 fn with_prepared_id(flags: u8, body: &Bytes, id: &[u8]) -> Result<Bytes, FrameError> {
-    let at = crate::frame::response_message_offset(flags, body)? + 4; // after the result kind
+    let at = crate::protocol::frame::response_message_offset(flags, body)? + 4; // after the result kind
     let old = Reader::at(body, at).short_bytes()?.len();
     Ok(replace_id(body, at, old, id))
 }
@@ -824,7 +829,7 @@ mod tests {
     /// must come back to the client with the id it knows.
     #[test]
     fn each_cluster_gets_its_own_prepared_id_and_unprepared_maps_back_to_the_client_s() {
-        let cache = crate::prepared::PreparedCache::new(16);
+        let cache = crate::statements::prepared::PreparedCache::new(16);
         let statements = [
             (&b"origin-id-insert"[..], &b"TARGET-ID-INSERT-0123"[..]),
             (&b"origin-id-update"[..], &b"TARGET-ID-UPDATE-4567"[..]),

@@ -2,14 +2,14 @@
 
 use std::sync::{Arc, RwLock};
 
-use crate::cluster::{ClusterConn, Credentials};
-use crate::config::{Cluster, Config};
-use crate::health::Health;
-use crate::metrics::{Metrics, NodeMetrics};
-use crate::nodes::NodeSet;
-use crate::prepared::PreparedCache;
-use crate::reload::{LiveSettings, Reloader};
-use crate::topology::ClusterInfo;
+use crate::ops::config::{Cluster, Config};
+use crate::ops::metrics::{Metrics, NodeMetrics};
+use crate::ops::reload::{LiveSettings, Reloader};
+use crate::statements::prepared::PreparedCache;
+use crate::statements::topology::ClusterInfo;
+use crate::upstream::cluster::{ClusterConn, Credentials};
+use crate::upstream::health::Health;
+use crate::upstream::nodes::NodeSet;
 
 pub struct Shared {
     /// The settings the process started with. Its restart-only settings are in force; for
@@ -34,7 +34,7 @@ pub struct Shared {
 /// scrape as 0 before any traffic reaches those nodes.
 fn register_node_series(metrics: &Metrics, c: Cluster, hosts: &[String], port: u16) {
     for host in hosts {
-        let node = crate::nodes::endpoint(host, port);
+        let node = crate::upstream::nodes::endpoint(host, port);
         metrics.node(c, &node);
         metrics.shadow.node(&node);
     }
@@ -70,7 +70,7 @@ impl Shared {
     }
 
     /// Re-reads the settings file; see `reload`.
-    pub async fn reload(&self) -> Result<Arc<LiveSettings>, crate::reload::ReloadRefused> {
+    pub async fn reload(&self) -> Result<Arc<LiveSettings>, crate::ops::reload::ReloadRefused> {
         self.reloader.reload(&self.config, &self.live).await
     }
 
@@ -138,7 +138,7 @@ impl Shared {
             }
         }
         hosts.retain(|h| Some(h.as_str()) != avoid);
-        self.connect_to(c, &hosts, crate::frame::VERSION, |node| {
+        self.connect_to(c, &hosts, crate::protocol::frame::VERSION, |node| {
             self.metrics.node(c, node)
         })
         .await

@@ -127,7 +127,7 @@ proptest! {
             envelopes.extend(one);
         }
         let mut segments = bytes::BytesMut::new();
-        zdm_proxy::segment::encode(&envelopes, lz4, &mut segments);
+        zdm_proxy::protocol::segment::encode(&envelopes, lz4, &mut segments);
         let mut input = vec![lz4 as u8];
         input.extend(&segments);
         let valid = input.clone();
@@ -180,7 +180,7 @@ proptest! {
 #[test]
 fn decompression_bombs_are_refused() {
     use tokio_util::codec::Decoder;
-    use zdm_proxy::frame::{Compression, FrameCodec, FrameError};
+    use zdm_proxy::protocol::frame::{Compression, FrameCodec, FrameError};
     for (compression, body) in [
         // LZ4: claims 200 MB from 4 bytes.
         (

@@ -10,7 +10,7 @@ use futures::{SinkExt, StreamExt};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_util::codec::{Encoder, Framed};
-use zdm_proxy::frame::{opcode, Compression, Frame, FrameCodec, V5};
+use zdm_proxy::protocol::frame::{opcode, Compression, Frame, FrameCodec, V5};
 
 type Client = Framed<TcpStream, FrameCodec>;
 
@@ -60,7 +60,7 @@ fn assert_not_error(f: &Frame, what: &str) {
 
 /// The single text cell of a ROWS answer (metadata present, one column).
 fn single_blob(f: &Frame) -> Vec<u8> {
-    let rows = zdm_proxy::wire::parse_rows(&f.body).expect("ROWS");
+    let rows = zdm_proxy::protocol::wire::parse_rows(&f.body).expect("ROWS");
     assert_eq!(rows.len(), 1);
     rows[0][0].1.clone().expect("not null")
 }
@@ -150,7 +150,7 @@ async fn exercise(p: &Proxy, sb: &Sandbox, ks: &str, lz4: bool, k: i32) {
             .unwrap();
     }
     let mut segment = BytesMut::new();
-    zdm_proxy::segment::encode(&envelopes, lz4, &mut segment);
+    zdm_proxy::protocol::segment::encode(&envelopes, lz4, &mut segment);
     c.get_mut().write_all(&segment).await.unwrap();
     let mut streams = Vec::new();
     for _ in 0..2 {
@@ -170,7 +170,7 @@ async fn exercise(p: &Proxy, sb: &Sandbox, ks: &str, lz4: bool, k: i32) {
     b.put_u32(0);
     let f = call(&mut c, 4, opcode::PREPARE, b.freeze()).await;
     assert_not_error(&f, &label);
-    let mut r = zdm_proxy::wire::Reader::new(&f.body);
+    let mut r = zdm_proxy::protocol::wire::Reader::new(&f.body);
     assert_eq!(r.int().unwrap(), 0x0004, "PREPARED");
     let id = r.short_bytes().unwrap().to_vec();
     let meta_id = r.short_bytes().unwrap().to_vec();
@@ -198,7 +198,7 @@ async fn exercise(p: &Proxy, sb: &Sandbox, ks: &str, lz4: bool, k: i32) {
     b.put_u32(0);
     let f = call(&mut c, 8, opcode::PREPARE, b.freeze()).await;
     assert_not_error(&f, &label);
-    let mut r = zdm_proxy::wire::Reader::new(&f.body);
+    let mut r = zdm_proxy::protocol::wire::Reader::new(&f.body);
     assert_eq!(r.int().unwrap(), 0x0004, "PREPARED");
     let id = r.short_bytes().unwrap().to_vec();
     let meta_id = r.short_bytes().unwrap().to_vec();

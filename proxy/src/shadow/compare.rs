@@ -11,11 +11,11 @@
 //! multi-partition page in a different order (another partitioner) still match. A mismatch
 //! names the first differing row by its leading column values.
 
-use crate::frame::{opcode, Frame, FrameError};
-use crate::wire::{result_kind, skip_type, Reader};
+use crate::protocol::frame::{opcode, Frame, FrameError};
+use crate::protocol::wire::{result_kind, skip_type, Reader};
 
 #[cfg(test)]
-use crate::frame::FLAG_WARNING;
+use crate::protocol::frame::FLAG_WARNING;
 
 /// How many leading columns a mismatch report shows.
 const KEY_COLUMNS: usize = 2;
@@ -270,7 +270,7 @@ fn hex(b: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{put_bytes, put_string};
+    use crate::protocol::wire::{put_bytes, put_string};
     use bytes::{BufMut, BytesMut};
 
     /// A ROWS frame of table ks.kv (k int, v text) with an optional paging state.
@@ -354,7 +354,11 @@ mod tests {
 
     #[test]
     fn a_primary_error_is_not_compared() {
-        let err = Frame::response(0, opcode::ERROR, crate::wire::error_body(0x2200, "bad"));
+        let err = Frame::response(
+            0,
+            opcode::ERROR,
+            crate::protocol::wire::error_body(0x2200, "bad"),
+        );
         let ok = rows(&[(1, Some("a"))], None, 0);
         assert_eq!(compare(&err, &ok), Verdict::NotComparable);
     }

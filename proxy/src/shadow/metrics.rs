@@ -6,10 +6,10 @@
 //! is capped so a workload touching many tables cannot grow the scrape without limit.
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
 use std::sync::{Arc, Mutex};
 
-use crate::metrics::{Counter, Gauge, NodeMetrics, ERROR_KINDS};
+use crate::ops::exposition::{label_value, Exposition, Kind};
+use crate::ops::metrics::{Counter, Gauge, NodeMetrics};
 
 /// Beyond this many (keyspace, table) pairs, further tables are counted under `(other)` (as the write metrics do).
 pub const MAX_TABLE_SERIES: usize = 1000;
@@ -49,13 +49,6 @@ pub struct ShadowMetrics {
     nodes: Mutex<BTreeMap<String, Arc<AsyncNode>>>,
     dropped: [Counter; DROP_REASONS.len()],
     tables: Mutex<BTreeMap<(String, String), Arc<TableCounts>>>,
-}
-
-/// Escapes a Prometheus label value (CQL quoted identifiers may hold `"` or `\`).
-fn label(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 impl ShadowMetrics {
@@ -101,10 +94,7 @@ impl ShadowMetrics {
         tables.entry(key).or_default().clone()
     }
 
-    pub fn render(&self, o: &mut String, p: &str) {
-        let head = |o: &mut String, name: &str, kind: &str, help: &str| {
-            let _ = writeln!(o, "# HELP {p}_{name} {help}\n# TYPE {p}_{name} {kind}");
-        };
+    pub fn render(&self, x: &mut Exposition) {
         let nodes: Vec<(String, Arc<AsyncNode>)> = self
             .nodes
             .lock()
@@ -112,85 +102,18 @@ impl ShadowMetrics {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        head(
-            o,
-            "async_connections_total",
-            "gauge",
-            "Number of connections currently open for async requests",
-        );
-        for (node, m) in &nodes {
-            let v = m.conn.open_connections.get();
-            let _ = writeln!(o, "{p}_async_connections_total{{node=\"{node}\"}} {v}");
-        }
-        head(
-            o,
-            "async_inflight_requests_total",
-            "gauge",
-            "Number of async requests currently in flight",
-        );
-        for (node, m) in &nodes {
-            let v = m.inflight.get();
-            let _ = writeln!(
-                o,
-                "{p}_async_inflight_requests_total{{node=\"{node}\"}} {v}"
-            );
-        }
-        head(
-            o,
-            "async_used_stream_ids_total",
-            "gauge",
-            "Number of used stream ids in async connections",
-        );
-        for (node, m) in &nodes {
-            let v = m.conn.used_stream_ids.get();
-            let _ = writeln!(o, "{p}_async_used_stream_ids_total{{node=\"{node}\"}} {v}");
-        }
-        head(
-            o,
-            "async_request_duration_seconds",
-            "histogram",
-            "Latency of async requests at async cluster connector level",
-        );
-        for (node, m) in &nodes {
-            m.conn.request_duration.render(
-                o,
-                &format!("{p}_async_request_duration_seconds"),
-                &format!("node=\"{node}\""),
-            );
-        }
-        head(
-            o,
-            "async_requests_failed_total",
-            "counter",
-            "Running total of requests that failed on the async connector",
-        );
-        for (node, m) in &nodes {
-            for (k, kind) in ERROR_KINDS.iter().enumerate() {
-                let v = if k == 0 {
-                    m.conn.client_timeouts.get()
-                } else {
-                    m.conn.errors[k].get()
-                };
-                let _ = writeln!(
-                    o,
-                    "{p}_async_requests_failed_total{{error=\"{kind}\",node=\"{node}\"}} {v}"
-                );
-            }
-        }
-        head(
-            o,
+        render_nodes(x, &nodes);
+        x.by_label(
             "async_requests_dropped_total",
-            "counter",
+            Kind::Counter,
             "Shadow reads not sent to the secondary (queue full, no connection) or not compared \
              (memory budget)",
+            "reason",
+            DROP_REASONS
+                .iter()
+                .zip(&self.dropped)
+                .map(|((_, reason), n)| (*reason, n.get())),
         );
-        for (i, (_, reason)) in DROP_REASONS.iter().enumerate() {
-            let v = self.dropped[i].get();
-            let _ = writeln!(
-                o,
-                "{p}_async_requests_dropped_total{{reason=\"{reason}\"}} {v}"
-            );
-        }
         let tables: Vec<((String, String), Arc<TableCounts>)> = self
             .tables
             .lock()
@@ -210,16 +133,62 @@ impl ShadowMetrics {
                 |t: &TableCounts| t.mismatches.get(),
             ),
         ] {
-            head(o, name, "counter", help);
+            x.family(name, Kind::Counter, help);
             for ((ks, table), t) in &tables {
-                let _ = writeln!(
-                    o,
-                    "{p}_{name}{{keyspace=\"{}\",table=\"{}\"}} {}",
-                    label(ks),
-                    label(table),
-                    get(t)
+                let labels = format!(
+                    "keyspace=\"{}\",table=\"{}\"",
+                    label_value(ks),
+                    label_value(table)
                 );
+                x.sample(name, &labels, get(t));
             }
+        }
+    }
+}
+
+/// The reference's per-node series of the async connections (`node="host:port"`).
+fn render_nodes(x: &mut Exposition, nodes: &[(String, Arc<AsyncNode>)]) {
+    let gauges = [
+        (
+            "async_connections_total",
+            "Number of connections currently open for async requests",
+            (|m: &AsyncNode| m.conn.open_connections.get()) as fn(&AsyncNode) -> i64,
+        ),
+        (
+            "async_inflight_requests_total",
+            "Number of async requests currently in flight",
+            |m| m.inflight.get(),
+        ),
+        (
+            "async_used_stream_ids_total",
+            "Number of used stream ids in async connections",
+            |m| m.conn.used_stream_ids.get(),
+        ),
+    ];
+    for (name, help, get) in gauges {
+        let samples = nodes.iter().map(|(node, m)| (node.as_str(), get(m)));
+        x.by_label(name, Kind::Gauge, help, "node", samples);
+    }
+    x.family(
+        "async_request_duration_seconds",
+        Kind::Histogram,
+        "Latency of async requests at async cluster connector level",
+    );
+    for (node, m) in nodes {
+        let labels = format!("node=\"{node}\"");
+        m.conn
+            .request_duration
+            .render(x, "async_request_duration_seconds", &labels);
+    }
+    x.family(
+        "async_requests_failed_total",
+        Kind::Counter,
+        "Running total of requests that failed on the async connector",
+    );
+    for (node, m) in nodes {
+        for (kind, v) in m.conn.failed_requests() {
+            let labels = format!("error=\"{kind}\",node=\"{node}\"");
+            x.sample("async_requests_failed_total", &labels, v);
         }
     }
 }
@@ -237,7 +206,7 @@ mod tests {
         m.table("ks", "kv").mismatches.inc();
         m.table("ks", "other").matches.inc();
         let mut s = String::new();
-        m.render(&mut s, "zdm");
+        m.render(&mut Exposition::new(&mut s, "zdm"));
         for series in [
             "zdm_async_connections_total{node=\"10.0.0.3:9042\"} 0",
             "zdm_async_inflight_requests_total{node=\"10.0.0.3:9042\"} 0",
@@ -263,16 +232,11 @@ mod tests {
         m.table("ks", "one_too_many").matches.inc();
         m.table("ks", "t0").matches.inc();
         let mut s = String::new();
-        m.render(&mut s, "zdm");
+        m.render(&mut Exposition::new(&mut s, "zdm"));
         assert!(
             s.contains("zdm_async_read_matches_total{keyspace=\"(other)\",table=\"(other)\"} 1")
         );
         assert!(s.contains("zdm_async_read_matches_total{keyspace=\"ks\",table=\"t0\"} 1"));
         assert!(!s.contains("one_too_many"));
-    }
-
-    #[test]
-    fn label_values_are_escaped() {
-        assert_eq!(label("a\"b\\c"), "a\\\"b\\\\c");
     }
 }

@@ -27,11 +27,11 @@ use bytes::{BufMut, Bytes, BytesMut};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
-use crate::cluster::{handshake, ClusterConn, ClusterError};
-use crate::config::Cluster;
-use crate::frame::{opcode, Frame};
+use crate::ops::config::Cluster;
+use crate::protocol::frame::{opcode, Frame};
+use crate::protocol::wire::{self, error_code};
 use crate::state::Shared;
-use crate::wire::{self, error_code};
+use crate::upstream::cluster::{handshake, ClusterConn, ClusterError};
 
 use self::compare::Verdict;
 use self::metrics::DropReason;
@@ -348,7 +348,8 @@ async fn use_keyspace(shared: &Shared, conn: &ClusterConn, ks: &str) -> Result<(
 /// timeouts; a closed connection or exhausted stream ids are "other").
 fn count_failure(shared: &Shared, conn: &ClusterConn, e: &ShadowError) {
     if let ShadowError::Cluster(ClusterError::Closed(_) | ClusterError::StreamIdsExhausted(_)) = e {
-        shared.metrics.shadow.node(&conn.node).conn.errors[crate::metrics::ERROR_KINDS.len() - 1]
+        shared.metrics.shadow.node(&conn.node).conn.errors
+            [crate::ops::metrics::ERROR_KINDS.len() - 1]
             .inc();
     }
 }
@@ -454,7 +455,7 @@ async fn send(
 async fn reprepare(shared: &Shared, conn: &ClusterConn, query: &str) -> Result<Bytes, ShadowError> {
     let mut body = BytesMut::new();
     wire::put_long_string(&mut body, query);
-    if conn.version >= crate::frame::V5 {
+    if conn.version >= crate::protocol::frame::V5 {
         body.put_u32(0); // v5 PREPARE flags: none
     }
     let resp = conn

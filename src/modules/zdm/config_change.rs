@@ -35,9 +35,9 @@ pub static SPEC: ModuleSpec = ModuleSpec {
     required: &["src", "running"],
 };
 
-/// The settings zdm-proxy applies on a live reload: the proxy's own list (`reload::RELOADABLE`),
-/// included from its source. A change of any other setting needs a restart.
-pub const RELOADABLE: &[&str] = include!("../../../proxy/src/reloadable_settings.in");
+/// The settings zdm-proxy applies on a live reload: the proxy's own list, from the crate both
+/// programs share (`zdm_proxy_settings`). A change of any other setting needs a restart.
+pub const RELOADABLE: &[&str] = zdm_proxy_settings::RELOADABLE;
 
 /// What it takes for the running proxy to run the wanted config.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,12 @@
+//! What the operator sees and sets: the settings and their validation (`config`,
+//! `config_problems`), TLS on both sides (`tls`), live reload (`reload`), the Prometheus
+//! metrics (`metrics`, written by `exposition`), and the HTTP endpoints that serve health,
+//! metrics and reload (`http`).
+
+pub mod config;
+pub mod config_problems;
+pub mod exposition;
+pub mod http;
+pub mod metrics;
+pub mod reload;
+pub mod tls;
