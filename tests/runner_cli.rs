@@ -2,9 +2,7 @@
 //! error when it (or `hosts:`) selects nothing, connection and escalation flags,
 //! `--start-at-task`, and a misspelt subcommand. Local fleet (tests/common), no sandbox.
 
-mod common;
-
-use common::{Fleet, Run};
+use zdm_testkit::{local_fleet::LocalFleet, run::statuses, Run};
 
 /// The hosts `--list-hosts` prints for the one play of `site.yml`.
 fn listed(run: &Run) -> Vec<String> {
@@ -18,7 +16,7 @@ fn listed(run: &Run) -> Vec<String> {
         .collect()
 }
 
-fn list(fleet: &Fleet, extra: &[&str]) -> Run {
+fn list(fleet: &LocalFleet, extra: &[&str]) -> Run {
     let mut args = vec!["playbooks/site.yml", "--list-hosts", "--output", "json"];
     args.extend_from_slice(extra);
     fleet.run(&args)
@@ -26,7 +24,7 @@ fn list(fleet: &Fleet, extra: &[&str]) -> Run {
 
 #[test]
 fn a_limit_or_hosts_pattern_that_matches_nothing_is_an_error_and_runs_nothing() {
-    let fleet = Fleet::new();
+    let fleet = LocalFleet::new();
     let before = fleet.snapshot();
     let typo = fleet.run(&["playbooks/site.yml", "-l", "h9"]);
     typo.assert_code(1);
@@ -67,7 +65,7 @@ fn a_limit_or_hosts_pattern_that_matches_nothing_is_an_error_and_runs_nothing() 
 
 #[test]
 fn limit_from_a_file_a_regex_and_subscripts() {
-    let fleet = Fleet::new();
+    let fleet = LocalFleet::new();
     std::fs::write(fleet.path("retry.txt"), "h3\n# a comment\nh1\n").unwrap();
     assert_eq!(
         listed(&list(&fleet, &["-l", "@retry.txt"])),
@@ -109,7 +107,7 @@ fn limit_from_a_file_a_regex_and_subscripts() {
 
 #[test]
 fn several_inventories_host_lists_and_connection_flags() {
-    let fleet = Fleet::new();
+    let fleet = LocalFleet::new();
     fleet.write_playbook(
         "conn.yml",
         r#"
@@ -174,7 +172,7 @@ fn several_inventories_host_lists_and_connection_flags() {
 
 #[test]
 fn start_at_task_and_misspelt_subcommands() {
-    let fleet = Fleet::new();
+    let fleet = LocalFleet::new();
     fleet.write_playbook(
         "steps.yml",
         "- hosts: h1\n  tasks:\n    - {name: first step, debug: {msg: one}}\n    - {name: second step, debug: {msg: two}}\n",
@@ -187,10 +185,7 @@ fn start_at_task_and_misspelt_subcommands() {
         "json",
     ]);
     run.assert_code(0);
-    let names: Vec<String> = common::statuses(&run.json())
-        .into_iter()
-        .map(|s| s.0)
-        .collect();
+    let names: Vec<String> = statuses(&run.json()).into_iter().map(|s| s.0).collect();
     assert_eq!(names, ["second step"]);
     let glob = fleet.run(&[
         "playbooks/steps.yml",
@@ -200,7 +195,7 @@ fn start_at_task_and_misspelt_subcommands() {
         "json",
     ]);
     glob.assert_code(0);
-    assert_eq!(common::statuses(&glob.json()).len(), 1);
+    assert_eq!(statuses(&glob.json()).len(), 1);
     let none = fleet.run(&["playbooks/steps.yml", "--start-at-task", "third step"]);
     none.assert_code(1);
     assert!(
