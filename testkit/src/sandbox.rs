@@ -248,3 +248,32 @@ impl Sandbox {
         cmd
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_lose_their_quotes_and_surrounding_blanks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("env");
+        std::fs::write(
+            &path,
+            "ZDM_ORIGIN_PASSWORD=\"p=w d\"\n SANDBOX_HOSTS = 10.0.0.1 10.0.0.2\n# a comment\n",
+        )
+        .unwrap();
+        let sb = Sandbox::read(&path).unwrap();
+        assert_eq!(sb.get("ZDM_ORIGIN_PASSWORD"), "p=w d");
+        assert_eq!(sb.host_addresses(), ["10.0.0.1", "10.0.0.2"]);
+        assert_eq!(sb.var("ZDM_TARGET_PASSWORD"), None);
+    }
+
+    #[test]
+    fn a_missing_file_is_an_error_naming_it_and_the_way_to_start_the_sandbox() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("no-env");
+        let e = format!("{:#}", Sandbox::read(&path).unwrap_err());
+        assert!(e.contains(&path.display().to_string()), "{e}");
+        assert!(e.contains("scripts/sandbox.sh up"), "{e}");
+    }
+}
