@@ -277,7 +277,7 @@ fn on_host(sb: &Sandbox, script: &str) -> String {
     let out = Command::new("ssh")
         .args([
             "-F",
-            &sb.get("SANDBOX_SSH_CONFIG"),
+            sb.get("SANDBOX_SSH_CONFIG"),
             "-o",
             "ConnectTimeout=10",
             "zdm-h1",

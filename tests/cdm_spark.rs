@@ -43,7 +43,7 @@ fn jar() -> Option<PathBuf> {
 
 /// The applications each worker has run executors for (its work directory).
 fn apps(sb: &Sandbox, worker: usize) -> BTreeSet<String> {
-    let dir = Path::new(&sb.get("SANDBOX_DIR")).join(format!("spark/worker{worker}/work"));
+    let dir = Path::new(sb.get("SANDBOX_DIR")).join(format!("spark/worker{worker}/work"));
     std::fs::read_dir(&dir)
         .map(|d| {
             d.filter_map(Result::ok)

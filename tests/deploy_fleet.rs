@@ -251,7 +251,7 @@ async fn check_diff_shows_only_the_read_mode_lines_masks_passwords_and_changes_n
 /// The sandbox inventory without `host`, written to `dir` (an operator's fleet before the
 /// host was added).
 fn inventory_without(fleet: &Fleet, host: &str, dir: &std::path::Path) -> String {
-    let path = std::path::Path::new(&fleet.sb.get("SANDBOX_INVENTORY")).join("hosts.yml");
+    let path = std::path::Path::new(fleet.sb.get("SANDBOX_INVENTORY")).join("hosts.yml");
     let text = std::fs::read_to_string(&path).unwrap();
     let mut doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
     let hosts = doc["all"]["children"]["proxies"]["hosts"]
@@ -296,7 +296,7 @@ async fn adding_a_host_brings_it_up_and_rolls_the_new_topology_through_the_other
     let inventory = fleet.sb.get("SANDBOX_INVENTORY");
     let grown = {
         let f = &fleet;
-        tokio::task::block_in_place(|| f.run_with_inventory(&inventory, DEPLOY, &[]))
+        tokio::task::block_in_place(|| f.run_with_inventory(inventory, DEPLOY, &[]))
     };
     grown.assert_ok("deploy after adding zdm-h3");
     let report = load.stop().await;

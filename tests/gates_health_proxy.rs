@@ -71,7 +71,7 @@ fn start_proxy(
     for c in ["ORIGIN", "TARGET"] {
         for k in ["CONTACT_POINTS", "PORT", "USERNAME", "PASSWORD"] {
             let key = format!("ZDM_{c}_{k}");
-            cmd.env(&key, &env.get(&key));
+            cmd.env(&key, env.get(&key));
         }
     }
     for (k, v) in overrides {

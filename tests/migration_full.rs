@@ -299,7 +299,7 @@ async fn the_full_migration_with_a_rollback_under_load_fails_no_request_and_lose
     assert_eq!(clients_gate["passed"], true, "{clients_gate}");
     let target_cp = fleet.sb.get("ZDM_TARGET_CONTACT_POINTS");
     assert!(
-        p5.out.contains("CUTOVER") && p5.out.contains(&target_cp),
+        p5.out.contains("CUTOVER") && p5.out.contains(target_cp),
         "phase5 tells clients where to connect: {}",
         p5.out
     );

@@ -187,7 +187,7 @@ fn test_inventory(fleet: &Fleet) -> tempfile::TempDir {
         .prefix("zdm-monitoring-")
         .tempdir()
         .unwrap();
-    let src = Path::new(&fleet.sb.get("SANDBOX_INVENTORY")).join("hosts.yml");
+    let src = Path::new(fleet.sb.get("SANDBOX_INVENTORY")).join("hosts.yml");
     std::fs::copy(&src, dir.path().join("hosts.yml")).unwrap();
     let mut state = MigrationState::default();
     state.record(entry("phase2.yml", Phase::Phase2, Event::Started));
@@ -517,7 +517,7 @@ async fn prometheus_scrapes_the_fleet_every_panel_and_alert_evaluates_and_logs_a
     // zdm-h3 loses its route to target: its proxy turns unready and the alert fires for it.
     let target_ip = fleet.sb.get("ZDM_TARGET_CONTACT_POINTS");
     let cut_at = Instant::now();
-    let cut = RouteCut::new(UNREADY, &target_ip);
+    let cut = RouteCut::new(UNREADY, target_ip);
     let deadline = Instant::now() + Duration::from_secs(120);
     let firing = loop {
         let v = mon.api("/api/v1/alerts", &[]).await;

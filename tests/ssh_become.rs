@@ -11,7 +11,7 @@ const OPS_USER: &str = "zdmops";
 /// The sandbox must have the operator account; say how to add it when it has not.
 fn require_ops_user(sb: &Sandbox) {
     let out = Command::new("ssh")
-        .args(["-F", &sb.get("SANDBOX_SSH_CONFIG"), "-o", "BatchMode=yes"])
+        .args(["-F", sb.get("SANDBOX_SSH_CONFIG"), "-o", "BatchMode=yes"])
         .arg(format!("{OPS_USER}@zdm-h1"))
         .args(["sudo", "-n", "true"])
         .output()

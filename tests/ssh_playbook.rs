@@ -91,7 +91,7 @@ async fn a_playbook_configures_the_fleet_over_ssh_and_reports_a_cut_host_unreach
         );
     }
     assert!(
-        !first.out.contains(&sb.get("ZDM_ORIGIN_PASSWORD")),
+        !first.out.contains(sb.get("ZDM_ORIGIN_PASSWORD")),
         "the password leaked into the output"
     );
     // The files really are on the hosts, secret file 0600.

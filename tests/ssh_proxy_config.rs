@@ -16,7 +16,7 @@ use zdm_testkit::{remote_dir::RemoteDir, Sandbox};
 fn run(sb: &Sandbox, dir: &std::path::Path, extra: &[&str]) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_zdm-run"))
         .current_dir(dir)
-        .args(["-i", &sb.get("SANDBOX_INVENTORY"), "site.yml"])
+        .args(["-i", sb.get("SANDBOX_INVENTORY"), "site.yml"])
         .args(extra)
         .output()
         .expect("run zdm-run");

@@ -96,7 +96,7 @@ fn reloaded_switches_the_real_proxy_to_target_without_a_restart() {
     };
     let pid = || {
         let out = Command::new("ssh")
-            .args(["-F", &sb.get("SANDBOX_SSH_CONFIG"), "zdm-h2"])
+            .args(["-F", sb.get("SANDBOX_SSH_CONFIG"), "zdm-h2"])
             .arg(format!("cat {root}/run/zdm-proxy.pid"))
             .output()
             .unwrap();
@@ -121,7 +121,7 @@ fn reloaded_switches_the_real_proxy_to_target_without_a_restart() {
     assert_eq!(changed(&out), 2, "file and reload changed: {out}");
     assert_eq!(pid(), pid1, "a reload must not restart the proxy");
     assert!(
-        !out.contains(&sb.get("ZDM_TARGET_PASSWORD")),
+        !out.contains(sb.get("ZDM_TARGET_PASSWORD")),
         "secret in output: {out}"
     );
 

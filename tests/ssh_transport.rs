@@ -153,7 +153,7 @@ async fn every_transport_method_works_on_a_real_host() {
 
     let origin = sb.get("ZDM_ORIGIN_CONTACT_POINTS");
     assert!(t
-        .tcp_probe(&origin, 9042, Duration::from_secs(5))
+        .tcp_probe(origin, 9042, Duration::from_secs(5))
         .await
         .unwrap());
     assert!(!t
@@ -289,7 +289,7 @@ async fn a_changed_host_key_is_refused_with_how_to_trust_it() {
     assert!(matches!(e, TransportError::Unreachable(_)), "{e:?}");
     assert!(msg.contains("host key verification failed"), "{msg}");
     assert!(
-        msg.contains("ssh-keyscan") && msg.contains(&sb.get("SANDBOX_KNOWN_HOSTS")),
+        msg.contains("ssh-keyscan") && msg.contains(sb.get("SANDBOX_KNOWN_HOSTS")),
         "{msg}"
     );
     assert!(msg.contains("ssh-keygen -R"), "{msg}");
