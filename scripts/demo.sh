@@ -36,7 +36,7 @@ demo_dir=$SANDBOX_DIR/demo
 inventory=$demo_dir/inventory
 
 step "build zdm-run, zdm-proxy and the demo client"
-cargo build --quiet -p zdm-proxy -p zdm-run --bins
+cargo build --quiet -p zdm-proxy -p zdm-run -p zdm-tools --bins
 zdm_run=target/debug/zdm-run
 workload_bin=target/debug/zdm-demo-workload
 
@@ -44,7 +44,8 @@ workload_bin=target/debug/zdm-demo-workload
 # order, for the whole demo: the deploy tests' lock (nobody else deploys to /opt/zdm-proxy),
 # then shared the proxy tests' cluster lock (no test stops a cluster) and the SSH tests' fault
 # lock (no test cuts a host or stops its sshd).
-exec 7>/tmp/zdm-run-deploy-tests.lock 8>"${TMPDIR:-/tmp}/zdm-proxy-tests.lock" 9>/tmp/zdm-run-ssh-tests-faults.lock
+# The lock files are those of testkit/src/locks.rs (all in /tmp, whatever TMPDIR says).
+exec 7>/tmp/zdm-run-deploy-tests.lock 8>/tmp/zdm-proxy-tests.lock 9>/tmp/zdm-run-ssh-tests-faults.lock
 flock 7
 flock -s 8
 flock -s 9

@@ -10,15 +10,18 @@
 //! way CDM does; the real CDM jar on the real Spark cluster is `tests/cdm_spark.rs`.
 
 mod data_support;
-mod ssh_support;
+
+use data_support::{config, connect};
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-use data_support::{config, connect, exec, unique_keyspace, KeyspaceGuard};
-use ssh_support::{zdm_run_in, RemoteDir, Run, Sandbox};
 use zdm_run::data::cdm::{judge, read_run, CdmJob, CdmThresholds};
+use zdm_testkit::{
+    keyspace::exec, remote_dir::RemoteDir, run::zdm_run_in, unique_name, KeyspaceGuard, Run,
+    Sandbox,
+};
 
 /// CDM's tracking tables, as its `TargetUpsertRunDetailsStatement` creates them.
 fn tracking_ddl(ks: &str) -> [String; 2] {
@@ -84,8 +87,8 @@ const MIGRATE_FAILED: &str = "Read: 500; Write: 480; Skipped: 0; Error: 20; Part
 async fn gate_reads_cdm_tracking_tables_on_target() {
     let cfg = config();
     let c = connect(&cfg).await;
-    let ks = unique_keyspace("cdmgate");
-    let _guard = KeyspaceGuard::new(&cfg, &ks);
+    let ks = unique_name("zdm_data_cdmgate");
+    let _guard = KeyspaceGuard::new(&ks);
     exec(
         &c.target,
         &format!(
@@ -209,13 +212,10 @@ async fn gate_reads_cdm_tracking_tables_on_target() {
 async fn gate_reads_a_mixed_case_keyspace_where_cdm_writes_it() {
     let cfg = config();
     let c = connect(&cfg).await;
-    let lower = unique_keyspace("cdmcase");
+    let lower = unique_name("zdm_data_cdmcase");
     let mixed = lower.replacen("zdm_data_cdmcase", "Zdm_Data_CdmCase", 1);
     let quoted = format!("\"{mixed}\"");
-    let _guards = (
-        KeyspaceGuard::new(&cfg, &lower),
-        KeyspaceGuard::new(&cfg, &quoted),
-    );
+    let _guards = (KeyspaceGuard::new(&lower), KeyspaceGuard::new(&quoted));
     for ks in [&lower, &quoted] {
         exec(
             &c.target,
@@ -277,7 +277,7 @@ fn on_host(sb: &Sandbox, script: &str) -> String {
     let out = Command::new("ssh")
         .args([
             "-F",
-            &sb.get("SANDBOX_SSH_CONFIG"),
+            sb.get("SANDBOX_SSH_CONFIG"),
             "-o",
             "ConnectTimeout=10",
             "zdm-h1",
@@ -365,11 +365,11 @@ fn book(root: &str, ks: &str, job: &str, run_id: i64, extra: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zdm_cdm_renders_0600_properties_runs_spark_submit_over_ssh_and_gates_on_tracking() {
     let sb = Sandbox::load();
-    let env = data_support::sandbox_env();
+    let env = Sandbox::load();
     let cfg = config();
     let c = connect(&cfg).await;
-    let ks = unique_keyspace("cdmmod");
-    let _guard = KeyspaceGuard::new(&cfg, &ks);
+    let ks = unique_name("zdm_data_cdmmod");
+    let _guard = KeyspaceGuard::new(&ks);
     let remote = RemoteDir::new(&sb, &["zdm-h1"], "cdm");
     let root = remote.path.clone();
     let work = tempfile::tempdir().unwrap();
@@ -384,13 +384,13 @@ async fn zdm_cdm_renders_0600_properties_runs_spark_submit_over_ssh_and_gates_on
     for ddl in tracking_ddl(&ks) {
         exec(&c.target, &ddl).await;
     }
-    let passwords = [&env["ZDM_ORIGIN_PASSWORD"], &env["ZDM_TARGET_PASSWORD"]];
+    let passwords = [
+        env.get("ZDM_ORIGIN_PASSWORD"),
+        env.get("ZDM_TARGET_PASSWORD"),
+    ];
     let assert_masked = |out: &str| {
         for pw in passwords {
-            assert!(
-                !out.contains(pw.as_str()),
-                "a password reached the output:\n{out}"
-            );
+            assert!(!out.contains(pw), "a password reached the output:\n{out}");
         }
     };
 
@@ -495,35 +495,35 @@ async fn zdm_cdm_renders_0600_properties_runs_spark_submit_over_ssh_and_gates_on
     let expect = [
         (
             "spark.cdm.connect.origin.host",
-            env["ZDM_ORIGIN_CONTACT_POINTS"].clone(),
+            env.get("ZDM_ORIGIN_CONTACT_POINTS").to_string(),
         ),
         (
             "spark.cdm.connect.origin.port",
-            env["ZDM_ORIGIN_PORT"].clone(),
+            env.get("ZDM_ORIGIN_PORT").to_string(),
         ),
         (
             "spark.cdm.connect.origin.username",
-            env["ZDM_ORIGIN_USERNAME"].clone(),
+            env.get("ZDM_ORIGIN_USERNAME").to_string(),
         ),
         (
             "spark.cdm.connect.origin.password",
-            env["ZDM_ORIGIN_PASSWORD"].clone(),
+            env.get("ZDM_ORIGIN_PASSWORD").to_string(),
         ),
         (
             "spark.cdm.connect.target.host",
-            env["ZDM_TARGET_CONTACT_POINTS"].clone(),
+            env.get("ZDM_TARGET_CONTACT_POINTS").to_string(),
         ),
         (
             "spark.cdm.connect.target.port",
-            env["ZDM_TARGET_PORT"].clone(),
+            env.get("ZDM_TARGET_PORT").to_string(),
         ),
         (
             "spark.cdm.connect.target.username",
-            env["ZDM_TARGET_USERNAME"].clone(),
+            env.get("ZDM_TARGET_USERNAME").to_string(),
         ),
         (
             "spark.cdm.connect.target.password",
-            env["ZDM_TARGET_PASSWORD"].clone(),
+            env.get("ZDM_TARGET_PASSWORD").to_string(),
         ),
         (
             "spark.cdm.schema.origin.keyspaceTable",
@@ -679,8 +679,8 @@ async fn zdm_cdm_refuses_a_used_run_id_accepts_a_resume_with_nothing_pending_and
     let sb = Sandbox::load();
     let cfg = config();
     let c = connect(&cfg).await;
-    let ks = unique_keyspace("cdmhaz");
-    let _guard = KeyspaceGuard::new(&cfg, &ks);
+    let ks = unique_name("zdm_data_cdmhaz");
+    let _guard = KeyspaceGuard::new(&ks);
     let remote = RemoteDir::new(&sb, &["zdm-h1"], "cdmhaz");
     let root = remote.path.clone();
     let work = tempfile::tempdir().unwrap();
@@ -808,7 +808,7 @@ async fn zdm_cdm_refuses_a_used_run_id_accepts_a_resume_with_nothing_pending_and
         &sb,
         &format!("printf '%s\\n' 'INFO starting' '{error}' > {root}/fail"),
     );
-    let bare = unique_keyspace("cdmnone");
+    let bare = unique_name("zdm_data_cdmnone");
     let run = zdm_run(
         &sb,
         work.path(),

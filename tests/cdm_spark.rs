@@ -15,14 +15,17 @@
 //! and why, and returns.
 
 mod data_support;
-mod ssh_support;
+
+use data_support::{config, connect, rows};
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use data_support::{config, connect, exec, rows, unique_keyspace, KeyspaceGuard};
 use scylla::value::CqlValue;
-use ssh_support::{zdm_run_in, RemoteDir, Run, Sandbox};
+use zdm_testkit::{
+    keyspace::exec, remote_dir::RemoteDir, run::zdm_run_in, unique_name, KeyspaceGuard, Run,
+    Sandbox,
+};
 
 const JAR: &str = "cassandra-data-migrator-5.8.1.jar";
 const ROWS: i32 = 200;
@@ -40,7 +43,7 @@ fn jar() -> Option<PathBuf> {
 
 /// The applications each worker has run executors for (its work directory).
 fn apps(sb: &Sandbox, worker: usize) -> BTreeSet<String> {
-    let dir = Path::new(&sb.get("SANDBOX_DIR")).join(format!("spark/worker{worker}/work"));
+    let dir = Path::new(sb.get("SANDBOX_DIR")).join(format!("spark/worker{worker}/work"));
     std::fs::read_dir(&dir)
         .map(|d| {
             d.filter_map(Result::ok)
@@ -123,13 +126,13 @@ async fn phase2_cdm_backfill_runs_migrate_and_diffdata_on_the_spark_cluster() {
     };
     let sb = Sandbox::load();
     assert!(
-        sb.env.contains_key("SANDBOX_SPARK_MASTER"),
+        sb.var("SANDBOX_SPARK_MASTER").is_some(),
         "the sandbox has no Spark cluster: run scripts/sandbox.sh up (or spark-up)"
     );
     let cfg = config();
     let c = connect(&cfg).await;
-    let ks = unique_keyspace("cdmspark");
-    let _guard = KeyspaceGuard::new(&cfg, &ks);
+    let ks = unique_name("zdm_data_cdmspark");
+    let _guard = KeyspaceGuard::new(&ks);
     let remote = RemoteDir::new(&sb, &[DRIVER.0], "cdmspark");
     let work = tempfile::tempdir().unwrap();
     for s in [&c.origin, &c.target] {
@@ -164,7 +167,7 @@ async fn phase2_cdm_backfill_runs_migrate_and_diffdata_on_the_spark_cluster() {
     let run = run_book(&sb, work.path(), &book, &[]);
     assert_eq!(run.code, 0, "{}", run.out);
     assert_eq!(
-        data_support::count(&c.target, &format!("{ks}.orders")).await,
+        zdm_testkit::keyspace::count(&c.target, &format!("{ks}.orders")).await,
         ROWS as i64
     );
     let runs = recorded(&c.target, &ks).await;

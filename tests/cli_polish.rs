@@ -1,9 +1,8 @@
 //! What users expect of a command-line tool (issue 15, item 4): `--version` names the commit
 //! and the build date (both binaries), shell completions and a man page from the real flags.
 
-mod support;
-
 use std::process::Command;
+use zdm_testkit::binaries::proxy_binary;
 
 fn stdout_of(c: &mut Command) -> String {
     let out = c.output().expect("run");
@@ -43,7 +42,7 @@ fn assert_version_line(name: &str, line: &str) {
 fn both_binaries_print_version_commit_and_build_date() {
     let run = stdout_of(Command::new(env!("CARGO_BIN_EXE_zdm-run")).arg("--version"));
     assert_version_line("zdm-run", &run);
-    let proxy = stdout_of(Command::new(support::proxy_binary()).arg("--version"));
+    let proxy = stdout_of(Command::new(proxy_binary()).arg("--version"));
     assert_version_line("zdm-proxy", &proxy);
 }
 

@@ -12,9 +12,6 @@
 //!   connections go to dc2's node only and LOCAL_ONE writes succeed; a data center the cluster
 //!   does not have is refused with the setting named.
 
-mod deploy_support;
-mod ssh_support;
-
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
@@ -22,13 +19,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use deploy_support::workload::{assert_on_both_clusters, create_kv, Workload};
-use deploy_support::{unique_keyspace, Fleet, CQL_PORT};
 use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 use scylla::statement::Consistency;
-use ssh_support::Sandbox;
+use zdm_testkit::{
+    fleet::{Fleet, CQL_PORT},
+    unique_name,
+    workload::{assert_on_both_clusters, create_kv, Workload},
+    KeyspaceGuard, Sandbox,
+};
 
 /// Four workers, each one write and one read every 40 ms (about 100 of each a second).
 const WORKERS: usize = 4;
@@ -94,8 +94,8 @@ async fn proxy_session(fleet: &Fleet, cl: Consistency) -> Session {
         .collect();
     session(
         nodes,
-        fleet.sb.get("ZDM_TARGET_USERNAME"),
-        fleet.sb.get("ZDM_TARGET_PASSWORD"),
+        fleet.sb.get("ZDM_TARGET_USERNAME").to_string(),
+        fleet.sb.get("ZDM_TARGET_PASSWORD").to_string(),
         cl,
     )
     .await
@@ -110,8 +110,8 @@ async fn direct_session(fleet: &Fleet, cluster: &str, cl: Consistency) -> Sessio
         .collect();
     session(
         nodes,
-        fleet.sb.get(&format!("ZDM_{up}_USERNAME")),
-        fleet.sb.get(&format!("ZDM_{up}_PASSWORD")),
+        fleet.sb.get(&format!("ZDM_{up}_USERNAME")).to_string(),
+        fleet.sb.get(&format!("ZDM_{up}_PASSWORD")).to_string(),
         cl,
     )
     .await
@@ -251,8 +251,8 @@ async fn losing_an_origin_node_under_load_fails_at_most_the_requests_in_flight_a
     let lost = origin_nodes[0].0.clone();
     fleet.run("playbooks/deploy.yml", &[]).assert_ok("deploy");
 
-    let ks = unique_keyspace("nodeloss");
-    let _drop_ks = fleet.keyspace_guard(&ks);
+    let ks = unique_name("deploy_nodeloss");
+    let _drop_ks = KeyspaceGuard::on(&fleet.sb, &ks);
     // Each cluster gets its keyspace directly: their data centers differ, so one replication
     // map cannot serve both (a real migration creates target's schema on its own too).
     let origin = direct_session(&fleet, "origin", Consistency::All).await;
@@ -406,8 +406,8 @@ async fn target_local_datacenter_keeps_the_proxies_in_that_data_center_and_a_wro
         );
     }
 
-    let ks = unique_keyspace("localdc");
-    let _drop_ks = fleet.keyspace_guard(&ks);
+    let ks = unique_name("deploy_localdc");
+    let _drop_ks = KeyspaceGuard::on(&fleet.sb, &ks);
     let origin = direct_session(&fleet, "origin", Consistency::All).await;
     let target = direct_session(&fleet, "target", Consistency::All).await;
     // Origin with one replica: the workload reads back each write from origin (the primary)

@@ -3,14 +3,16 @@
 
 mod data_support;
 
+use data_support::*;
+
 use std::time::{Duration, Instant};
 
-use data_support::*;
 use scylla::value::CqlValue;
 use zdm_run::data::checkpoint::Checkpoint;
 use zdm_run::data::{
     migrate, validate, Cutoff, DataConfig, NoProgress, Selection, ValidateOptions, ValidationReport,
 };
+use zdm_testkit::{keyspace::*, unique_name, KeyspaceGuard};
 
 const OLD: i64 = 1_500_000_000_000_000;
 const ROWS: i32 = 3000;
@@ -30,8 +32,8 @@ async fn validated(cfg: &DataConfig, sel: &Selection, opts: ValidateOptions) -> 
 async fn newer_write_made_during_backfill_survives() {
     let mut cfg = config();
     let c = connect(&cfg).await;
-    let ks = unique_keyspace("live");
-    let _guard = KeyspaceGuard::new(&cfg, &ks);
+    let ks = unique_name("zdm_data_live");
+    let _guard = KeyspaceGuard::new(&ks);
     let table = format!("{ks}.kv");
     create_schema(
         &c,

@@ -5,11 +5,13 @@
 
 mod data_support;
 
+use data_support::*;
+
 use std::collections::BTreeMap;
 
-use data_support::*;
 use scylla::value::CqlValue;
 use zdm_run::data::{migrate, validate, NoProgress, Selection, ValidateOptions};
+use zdm_testkit::{keyspace::*, unique_name, KeyspaceGuard};
 
 /// An explicit, old writetime (2020-09-13) so a copy that used "now" would be caught.
 const OLD: i64 = 1_600_000_000_000_000;
@@ -172,8 +174,8 @@ async fn varied_shapes_migrate_then_validate_clean_with_writetime_and_ttl() {
     cfg.splits = Some(4);
     cfg.page_size = 7;
     let c = connect(&cfg).await;
-    let ks = unique_keyspace("shapes");
-    let _guard = KeyspaceGuard::new(&cfg, &ks);
+    let ks = unique_name("zdm_data_shapes");
+    let _guard = KeyspaceGuard::new(&ks);
     create_schema(&c, &ks, &schema(&ks)).await;
     load(&c, &ks).await;
     let origin_orders = count(&c.origin, &format!("{ks}.orders")).await;
@@ -320,8 +322,8 @@ async fn hits(s: &scylla::client::session::Session, ks: &str, page: &str) -> Opt
 async fn counter_tables_are_copied_and_corrected_by_their_difference() {
     let cfg = config();
     let c = connect(&cfg).await;
-    let ks = unique_keyspace("counter");
-    let _guard = KeyspaceGuard::new(&cfg, &ks);
+    let ks = unique_name("zdm_data_counter");
+    let _guard = KeyspaceGuard::new(&ks);
     create_schema(
         &c,
         &ks,
@@ -443,8 +445,8 @@ async fn a_page_refused_for_its_tombstones_is_retried_smaller() {
 
     let mut cfg = config();
     let c = connect(&cfg).await;
-    let ks = unique_keyspace("tombs");
-    let _guard = KeyspaceGuard::new(&cfg, &ks);
+    let ks = unique_name("zdm_data_tombs");
+    let _guard = KeyspaceGuard::new(&ks);
     let table = format!("{ks}.wide");
     create_schema(
         &c,
@@ -572,8 +574,8 @@ async fn a_batch_refused_as_too_large_is_written_one_by_one() {
 
     let cfg = config();
     let c = connect(&cfg).await;
-    let ks = unique_keyspace("bigbatch");
-    let _guard = KeyspaceGuard::new(&cfg, &ks);
+    let ks = unique_name("zdm_data_bigbatch");
+    let _guard = KeyspaceGuard::new(&ks);
     let table = format!("{ks}.t");
     create_schema(
         &c,

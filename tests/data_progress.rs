@@ -3,12 +3,13 @@
 
 mod data_support;
 
-use std::process::Command;
-
 use data_support::*;
 
+use std::process::Command;
+use zdm_testkit::{keyspace::*, unique_name, KeyspaceGuard, Sandbox};
+
 fn validate_args(table: &str, state: &std::path::Path) -> Vec<String> {
-    let env = sandbox_env();
+    let env = Sandbox::load();
     let mut a: Vec<String> = ["validate", "--table", table, "--splits", "16", "--fresh"]
         .iter()
         .map(|s| s.to_string())
@@ -22,7 +23,7 @@ fn validate_args(table: &str, state: &std::path::Path) -> Vec<String> {
         ("--target-username", "ZDM_TARGET_USERNAME"),
     ] {
         a.push(flag.into());
-        a.push(env[key].clone());
+        a.push(env.get(key).to_string());
     }
     // Slow enough (about 2 s) for the bar to be drawn while ranges finish.
     a.extend(["--origin-rate".into(), "2000".into(), "--state-dir".into()]);
@@ -31,9 +32,9 @@ fn validate_args(table: &str, state: &std::path::Path) -> Vec<String> {
 }
 
 fn with_passwords(cmd: &mut Command) -> &mut Command {
-    let env = sandbox_env();
-    cmd.env("ZDM_DATA_ORIGIN_PASSWORD", &env["ZDM_ORIGIN_PASSWORD"])
-        .env("ZDM_DATA_TARGET_PASSWORD", &env["ZDM_TARGET_PASSWORD"])
+    let env = Sandbox::load();
+    cmd.env("ZDM_DATA_ORIGIN_PASSWORD", env.get("ZDM_ORIGIN_PASSWORD"))
+        .env("ZDM_DATA_TARGET_PASSWORD", env.get("ZDM_TARGET_PASSWORD"))
 }
 
 fn shell_quote(s: &str) -> String {
@@ -44,8 +45,8 @@ fn shell_quote(s: &str) -> String {
 async fn bars_on_a_terminal_plain_lines_otherwise() {
     let cfg = config();
     let c = connect(&cfg).await;
-    let ks = unique_keyspace("progress");
-    let _guard = KeyspaceGuard::new(&cfg, &ks);
+    let ks = unique_name("zdm_data_progress");
+    let _guard = KeyspaceGuard::new(&ks);
     let table = format!("{ks}.kv");
     create_schema(
         &c,

@@ -4,10 +4,12 @@
 
 mod data_support;
 
+use data_support::*;
+
 use std::time::{Duration, Instant};
 
-use data_support::*;
 use zdm_run::data::{migrate, NoProgress, Selection};
+use zdm_testkit::{keyspace::*, unique_name, KeyspaceGuard};
 
 const ROWS: i32 = 3000;
 const RATE: u32 = 1000;
@@ -19,8 +21,8 @@ async fn kv_table(test: &str) -> (zdm_run::data::DataConfig, Clusters, String, K
     cfg.concurrency = 4;
     cfg.page_size = PAGE;
     let c = connect(&cfg).await;
-    let ks = unique_keyspace(test);
-    let guard = KeyspaceGuard::new(&cfg, &ks);
+    let ks = unique_name(&format!("zdm_data_{test}"));
+    let guard = KeyspaceGuard::new(&ks);
     create_schema(
         &c,
         &ks,

@@ -4,14 +4,16 @@
 
 mod data_support;
 
+use data_support::*;
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use data_support::*;
 use zdm_run::data::checkpoint::{self, Checkpoint, ValidateCheckpoint};
 use zdm_run::data::{
     migrate, validate, MigrateSummary, NoProgress, Selection, ValidateOptions, ValidationReport,
 };
+use zdm_testkit::{keyspace::*, unique_name, KeyspaceGuard, Sandbox};
 
 const SPLITS: u32 = 64;
 
@@ -29,19 +31,25 @@ fn migrate_command(table: &str, state: &std::path::Path, extra: &[&str]) -> Comm
 }
 
 fn data_command(verb: &str, table: &str, state: &std::path::Path, extra: &[&str]) -> Command {
-    let env = sandbox_env();
+    let env = Sandbox::load();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_zdm-run"));
     cmd.args([verb, "--table", table, "--splits", &SPLITS.to_string()])
         .args(["--concurrency", "2"])
-        .args(["--origin-contact-points", &env["ZDM_ORIGIN_CONTACT_POINTS"]])
-        .args(["--origin-port", &env["ZDM_ORIGIN_PORT"]])
-        .args(["--origin-username", &env["ZDM_ORIGIN_USERNAME"]])
-        .args(["--target-contact-points", &env["ZDM_TARGET_CONTACT_POINTS"]])
-        .args(["--target-port", &env["ZDM_TARGET_PORT"]])
-        .args(["--target-username", &env["ZDM_TARGET_USERNAME"]])
+        .args([
+            "--origin-contact-points",
+            env.get("ZDM_ORIGIN_CONTACT_POINTS"),
+        ])
+        .args(["--origin-port", env.get("ZDM_ORIGIN_PORT")])
+        .args(["--origin-username", env.get("ZDM_ORIGIN_USERNAME")])
+        .args([
+            "--target-contact-points",
+            env.get("ZDM_TARGET_CONTACT_POINTS"),
+        ])
+        .args(["--target-port", env.get("ZDM_TARGET_PORT")])
+        .args(["--target-username", env.get("ZDM_TARGET_USERNAME")])
         // Passwords through the environment, not the command line (visible in ps).
-        .env("ZDM_DATA_ORIGIN_PASSWORD", &env["ZDM_ORIGIN_PASSWORD"])
-        .env("ZDM_DATA_TARGET_PASSWORD", &env["ZDM_TARGET_PASSWORD"])
+        .env("ZDM_DATA_ORIGIN_PASSWORD", env.get("ZDM_ORIGIN_PASSWORD"))
+        .env("ZDM_DATA_TARGET_PASSWORD", env.get("ZDM_TARGET_PASSWORD"))
         .arg("--state-dir")
         .arg(state)
         .args(extra);
@@ -52,8 +60,8 @@ fn data_command(verb: &str, table: &str, state: &std::path::Path, extra: &[&str]
 async fn killed_migrate_resumes_without_recopying_finished_ranges() {
     let cfg = config();
     let c = connect(&cfg).await;
-    let ks = unique_keyspace("resume");
-    let _guard = KeyspaceGuard::new(&cfg, &ks);
+    let ks = unique_name("zdm_data_resume");
+    let _guard = KeyspaceGuard::new(&ks);
     let table = format!("{ks}.kv");
     create_schema(
         &c,
@@ -188,8 +196,8 @@ async fn killed_migrate_resumes_without_recopying_finished_ranges() {
 async fn failed_ranges_are_retried_and_done_ranges_skipped() {
     let mut cfg = config();
     let c = connect(&cfg).await;
-    let ks = unique_keyspace("retry");
-    let _guard = KeyspaceGuard::new(&cfg, &ks);
+    let ks = unique_name("zdm_data_retry");
+    let _guard = KeyspaceGuard::new(&ks);
     let table = format!("{ks}.kv");
     create_schema(
         &c,
@@ -270,8 +278,8 @@ fn validate_to_end(table: &str, state: &std::path::Path, extra: &[&str]) -> Vali
 async fn killed_validate_resumes_without_rereading_finished_ranges() {
     let cfg = config();
     let c = connect(&cfg).await;
-    let ks = unique_keyspace("vresume");
-    let _guard = KeyspaceGuard::new(&cfg, &ks);
+    let ks = unique_name("zdm_data_vresume");
+    let _guard = KeyspaceGuard::new(&ks);
     let table = format!("{ks}.kv");
     create_schema(
         &c,

@@ -4,12 +4,14 @@
 
 mod data_support;
 
+use data_support::*;
+
 use std::collections::BTreeSet;
 use std::process::Command;
 
-use data_support::*;
 use scylla::value::CqlValue;
 use zdm_run::data::{migrate, validate, NoProgress, Selection, ValidateOptions, ValidationReport};
+use zdm_testkit::{keyspace::*, unique_name, KeyspaceGuard, Sandbox};
 
 const OLD: i64 = 1_650_000_000_000_000;
 
@@ -28,10 +30,8 @@ fn pairs(v: &[(i32, i32)]) -> BTreeSet<(String, String)> {
 /// Runs `zdm-run validate` on the keyspace with the sandbox inventory (and `extra` flags);
 /// returns the exit code and the parsed report.
 fn validate_binary(ks: &str, dir: &std::path::Path, extra: &[&str]) -> (i32, ValidationReport) {
-    let env = sandbox_env();
-    let inventory = env
-        .get("SANDBOX_INVENTORY")
-        .expect("sandbox env lacks SANDBOX_INVENTORY");
+    let env = Sandbox::load();
+    let inventory = env.get("SANDBOX_INVENTORY");
     let report = dir.join("report.json");
     let out = Command::new(env!("CARGO_BIN_EXE_zdm-run"))
         .args([
@@ -56,9 +56,9 @@ fn validate_binary(ks: &str, dir: &std::path::Path, extra: &[&str]) -> (i32, Val
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     for secret in ["ZDM_ORIGIN_PASSWORD", "ZDM_TARGET_PASSWORD"] {
-        let pw = &env[secret];
+        let pw = env.get(secret);
         assert!(
-            !stdout.contains(pw.as_str()) && !stderr.contains(pw.as_str()),
+            !stdout.contains(pw) && !stderr.contains(pw),
             "a password reached the output"
         );
     }
@@ -72,8 +72,8 @@ fn validate_binary(ks: &str, dir: &std::path::Path, extra: &[&str]) -> (i32, Val
 async fn target_deletes_alters_and_additions_are_reported_by_key_and_autocorrected() {
     let cfg = config();
     let c = connect(&cfg).await;
-    let ks = unique_keyspace("diff");
-    let _guard = KeyspaceGuard::new(&cfg, &ks);
+    let ks = unique_name("zdm_data_diff");
+    let _guard = KeyspaceGuard::new(&ks);
     create_schema(
         &c,
         &ks,

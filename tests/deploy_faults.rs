@@ -2,13 +2,9 @@
 //! rolling change, and a host whose SSH host key changed. Fault switches are taken under the
 //! SSH tests' fault lock and undone by guards, also when an assertion fails.
 
-mod deploy_support;
-mod ssh_support;
-
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-use deploy_support::{Fleet, HOSTS};
+use zdm_testkit::fleet::{Fleet, HOSTS};
 
 const DEPLOY: &str = "playbooks/deploy.yml";
 

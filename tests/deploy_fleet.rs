@@ -1,35 +1,15 @@
 //! `playbooks/deploy.yml` against the sandbox fleet as generated (no extra variables): a new
 //! fleet, an idempotent second run, a config the proxy refuses, and a `--check --diff` plan.
 
-mod deploy_support;
-mod ssh_support;
-
-use std::net::SocketAddr;
-
-use deploy_support::workload::{create_table, keys_on};
-use deploy_support::{unique_keyspace, Fleet, CQL_PORT, HOSTS};
-use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
-use scylla::policies::load_balancing::{NodeIdentifier, SingleTargetLoadBalancingPolicy};
-use scylla::statement::unprepared::Statement;
+use zdm_testkit::{
+    fleet::{via, Fleet, HOSTS},
+    unique_name,
+    workload::{create_table, keys_on},
+    KeyspaceGuard,
+};
 
 const DEPLOY: &str = "playbooks/deploy.yml";
-
-/// A statement the driver must send to this one proxy (no other node may answer it).
-fn via(fleet: &Fleet, host: &str, cql: String) -> Statement {
-    let addr: SocketAddr = format!("{}:{CQL_PORT}", fleet.address(host))
-        .parse()
-        .unwrap();
-    let profile = ExecutionProfile::builder()
-        .load_balancing_policy(SingleTargetLoadBalancingPolicy::new(
-            NodeIdentifier::NodeAddress(addr),
-            None,
-        ))
-        .build();
-    let mut s = Statement::new(cql);
-    s.set_execution_profile_handle(Some(profile.into_handle()));
-    s
-}
 
 /// Writes key `k` through `host`'s proxy and reads it back through the same proxy.
 async fn write_and_read_through(fleet: &Fleet, s: &Session, host: &str, ks: &str, k: i64) {
@@ -37,7 +17,7 @@ async fn write_and_read_through(fleet: &Fleet, s: &Session, host: &str, ks: &str
         via(
             fleet,
             host,
-            format!("INSERT INTO {ks}.kv (k, v) VALUES ({k}, {})", k * 7),
+            &format!("INSERT INTO {ks}.kv (k, v) VALUES ({k}, {})", k * 7),
         ),
         &[],
     )
@@ -45,7 +25,7 @@ async fn write_and_read_through(fleet: &Fleet, s: &Session, host: &str, ks: &str
     .unwrap_or_else(|e| panic!("write through {host}: {e}"));
     let row = s
         .query_unpaged(
-            via(fleet, host, format!("SELECT v FROM {ks}.kv WHERE k = {k}")),
+            via(fleet, host, &format!("SELECT v FROM {ks}.kv WHERE k = {k}")),
             &[],
         )
         .await
@@ -87,7 +67,7 @@ async fn a_new_fleet_is_deployed_each_proxy_serves_cql_and_a_second_run_changes_
         assert!(fleet.proxy_pid(h).is_some(), "no proxy runs on {h}");
         assert_eq!(fleet.readiness(h).await, Some(200), "{h} readiness");
         let cfg = fleet.config(h);
-        let get = |k: &str| deploy_support::setting_of(&cfg, k);
+        let get = |k: &str| zdm_testkit::fleet::setting_of(&cfg, k);
         assert_eq!(get("proxy_listen_address"), Some(fleet.address(h)));
         assert_eq!(get("proxy_listen_port").as_deref(), Some("9042"));
         assert_eq!(get("metrics_port").as_deref(), Some("14001"));
@@ -104,8 +84,8 @@ async fn a_new_fleet_is_deployed_each_proxy_serves_cql_and_a_second_run_changes_
 
     // Each proxy answers CQL: a key written through it is read back through it, and the
     // write reached both clusters.
-    let ks = unique_keyspace("scratch");
-    let _drop_ks = fleet.keyspace_guard(&ks);
+    let ks = unique_name("deploy_scratch");
+    let _drop_ks = KeyspaceGuard::on(&fleet.sb, &ks);
     let session = fleet.proxy_session(&HOSTS).await;
     let mut seen: Vec<String> = session
         .get_cluster_state()
@@ -189,8 +169,8 @@ async fn a_config_the_proxy_rejects_keeps_the_old_config_running_and_stops_the_r
         Some("PRIMARY_ONLY")
     );
     assert_all_ready(&fleet).await;
-    let ks = unique_keyspace("rejected");
-    let _drop_ks = fleet.keyspace_guard(&ks);
+    let ks = unique_name("deploy_rejected");
+    let _drop_ks = KeyspaceGuard::on(&fleet.sb, &ks);
     let session = fleet.proxy_session(&HOSTS).await;
     create_table(&session, &ks).await;
     for (i, h) in HOSTS.iter().enumerate() {
@@ -271,7 +251,7 @@ async fn check_diff_shows_only_the_read_mode_lines_masks_passwords_and_changes_n
 /// The sandbox inventory without `host`, written to `dir` (an operator's fleet before the
 /// host was added).
 fn inventory_without(fleet: &Fleet, host: &str, dir: &std::path::Path) -> String {
-    let path = std::path::Path::new(&fleet.sb.get("SANDBOX_INVENTORY")).join("hosts.yml");
+    let path = std::path::Path::new(fleet.sb.get("SANDBOX_INVENTORY")).join("hosts.yml");
     let text = std::fs::read_to_string(&path).unwrap();
     let mut doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
     let hosts = doc["all"]["children"]["proxies"]["hosts"]
@@ -302,11 +282,11 @@ async fn adding_a_host_brings_it_up_and_rolls_the_new_topology_through_the_other
     let before = [fleet.proxy_pid("zdm-h1"), fleet.proxy_pid("zdm-h2")];
 
     // An application on the two-proxy fleet keeps writing while the fleet grows.
-    let ks = unique_keyspace("grow");
-    let _drop_ks = fleet.keyspace_guard(&ks);
+    let ks = unique_name("deploy_grow");
+    let _drop_ks = KeyspaceGuard::on(&fleet.sb, &ks);
     let session = std::sync::Arc::new(fleet.proxy_session(&["zdm-h1", "zdm-h2"]).await);
     create_table(&session, &ks).await;
-    let load = deploy_support::workload::Workload::start(
+    let load = zdm_testkit::workload::Workload::start(
         session.clone(),
         &ks,
         2,
@@ -316,7 +296,7 @@ async fn adding_a_host_brings_it_up_and_rolls_the_new_topology_through_the_other
     let inventory = fleet.sb.get("SANDBOX_INVENTORY");
     let grown = {
         let f = &fleet;
-        tokio::task::block_in_place(|| f.run_with_inventory(&inventory, DEPLOY, &[]))
+        tokio::task::block_in_place(|| f.run_with_inventory(inventory, DEPLOY, &[]))
     };
     grown.assert_ok("deploy after adding zdm-h3");
     let report = load.stop().await;
@@ -372,7 +352,7 @@ async fn adding_a_host_brings_it_up_and_rolls_the_new_topology_through_the_other
     assert!(report.acked.len() > 100, "{} writes", report.acked.len());
     let origin = fleet.direct_session("origin").await;
     let target = fleet.direct_session("target").await;
-    deploy_support::workload::assert_on_both_clusters(&origin, &target, &ks, &report.acked).await;
+    zdm_testkit::workload::assert_on_both_clusters(&origin, &target, &ks, &report.acked).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -518,7 +498,7 @@ async fn every_proxy_setting_is_reachable_by_its_own_variable_and_an_unknown_one
         let base = format!(
             "http://{}:{}",
             fleet.address(h),
-            deploy_support::METRICS_PORT
+            zdm_testkit::fleet::METRICS_PORT
         );
         let live: serde_json::Value = client
             .get(format!("{base}/config"))

@@ -5,14 +5,14 @@
 //! processes, no connection drained, and `/config` shows the new values. No client request may
 //! fail, and every acknowledged write must be on both clusters.
 
-mod deploy_support;
-mod ssh_support;
-
 use std::sync::Arc;
 use std::time::Duration;
-
-use deploy_support::workload::{assert_on_both_clusters, create_table, Workload};
-use deploy_support::{unique_keyspace, Fleet, HOSTS};
+use zdm_testkit::{
+    fleet::{Fleet, HOSTS},
+    unique_name,
+    workload::{assert_on_both_clusters, create_table, Workload},
+    KeyspaceGuard, Run,
+};
 
 /// Four workers, each one write + one read every 40 ms: about 100 writes and 100 reads a
 /// second, steady, on a machine shared with two Cassandra JVMs.
@@ -54,11 +54,7 @@ async fn live_config(fleet: &Fleet, host: &str) -> serde_json::Value {
 }
 
 /// Runs a playbook off the test's runtime (the workload keeps running on it).
-async fn run_blocking(
-    fleet: &Arc<Fleet>,
-    playbook: &'static str,
-    args: &[&'static str],
-) -> deploy_support::Run {
+async fn run_blocking(fleet: &Arc<Fleet>, playbook: &'static str, args: &[&'static str]) -> Run {
     let f = fleet.clone();
     let args = args.to_vec();
     tokio::task::spawn_blocking(move || f.run(playbook, &args))
@@ -70,8 +66,8 @@ async fn run_blocking(
 async fn rolling_restart_and_rolling_config_change_under_load_fail_no_request_and_lose_no_write() {
     let fleet = Arc::new(Fleet::take());
     fleet.run("playbooks/deploy.yml", &[]).assert_ok("deploy");
-    let ks = unique_keyspace("rolling");
-    let _drop_ks = fleet.keyspace_guard(&ks);
+    let ks = unique_name("deploy_rolling");
+    let _drop_ks = KeyspaceGuard::on(&fleet.sb, &ks);
     let session = Arc::new(fleet.proxy_session(&HOSTS).await);
     assert_eq!(session.get_cluster_state().get_nodes_info().len(), 3);
     create_table(&session, &ks).await;

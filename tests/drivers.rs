@@ -10,16 +10,15 @@
 //! highest version both it and the proxy speak: min(what the proxy advertises in SUPPORTED,
 //! what the same driver negotiates with the real cluster).
 
-mod deploy_support;
-mod ssh_support;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-use deploy_support::{unique_keyspace, Fleet, CQL_PORT, HOSTS};
+use zdm_testkit::{
+    fleet::{Fleet, CQL_PORT, HOSTS},
+    unique_name, KeyspaceGuard,
+};
 
 const DRIVERS: [&str; 5] = ["java", "go", "node", "python", "cqlsh"];
 
@@ -116,8 +115,8 @@ fn every_driver_passes_its_conformance_program_through_the_deployed_fleet() {
     let mut keyspace_guards = Vec::new();
     let mut running = Vec::new();
     for driver in DRIVERS {
-        let ks = unique_keyspace(&format!("drv_{driver}"));
-        keyspace_guards.push(fleet.keyspace_guard(&ks));
+        let ks = unique_name(&format!("deploy_drv_{driver}"));
+        keyspace_guards.push(KeyspaceGuard::on(&fleet.sb, &ks));
         let mut cmd = Command::new(root.join("scripts/drivers.sh"));
         cmd.args(["run", driver])
             .current_dir(root)

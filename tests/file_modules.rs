@@ -1,16 +1,14 @@
 //! The file modules on local files: `copy` (also from `files/`) with `validate` keeping the old
 //! file on failure, `file` states and modes, `owner`/`group` (applied as root), and templates
-//! that include others. Local fleet (tests/common), no sandbox.
-
-mod common;
+//! that include others. Local fleet (`zdm_testkit::local_fleet`), no sandbox.
 
 use std::os::unix::fs::PermissionsExt;
 
-use common::Fleet;
+use zdm_testkit::local_fleet::LocalFleet;
 
 #[test]
 fn failed_validation_keeps_the_old_file() {
-    let fleet = Fleet::new();
+    let fleet = LocalFleet::new();
     std::fs::write(fleet.host_file("h1", "/app.conf"), "old\n").unwrap();
     let pb = fleet.write_playbook(
         "validate.yml",
@@ -47,7 +45,7 @@ fn failed_validation_keeps_the_old_file() {
 #[test]
 fn owner_is_applied_when_root_and_is_idempotent() {
     use std::os::unix::fs::MetadataExt;
-    let fleet = Fleet::new();
+    let fleet = LocalFleet::new();
     let pb = fleet.write_playbook(
         "owner.yml",
         r#"
@@ -84,7 +82,7 @@ fn owner_is_applied_when_root_and_is_idempotent() {
 
 #[test]
 fn copy_from_files_dir_and_file_states() {
-    let fleet = Fleet::new();
+    let fleet = LocalFleet::new();
     std::fs::write(fleet.host_file("h1", "/old"), "bye").unwrap();
     let pb = fleet.write_playbook(
         "files.yml",
@@ -127,7 +125,7 @@ fn copy_from_files_dir_and_file_states() {
 
 #[test]
 fn templates_can_include_other_templates_from_the_templates_dir() {
-    let fleet = Fleet::new();
+    let fleet = LocalFleet::new();
     std::fs::write(
         fleet.path("playbooks/templates/part.j2"),
         "part for {{ inventory_hostname }}\n",

@@ -1,14 +1,15 @@
 //! The `zdm_health_gate` module through the zdm-run binary.
 //!
 //! The proxies are stood in for by small real HTTP servers started by the test (see
-//! `gates_support::FakeProxy`), serving `/health/readiness` JSON and `/metrics` text in the
+//! `zdm_testkit::fake_proxy::FakeProxy`), serving `/health/readiness` JSON and `/metrics` text in the
 //! proxy's format. That is a faithful stand-in because the gate only speaks HTTP to the
 //! proxies; the maths of the window is unit-tested in `gates::health`.
 
-mod data_support;
-mod gates_support;
-
-use gates_support::{task_result, FakeProxy, ProxyBehaviour, Workdir};
+use zdm_testkit::{
+    fake_proxy::{FakeProxy, ProxyBehaviour},
+    run::task_result,
+    workdir::Workdir,
+};
 
 const GATE: &str = r#"
 - hosts: proxies

@@ -3,8 +3,6 @@
 //! observation window.
 
 mod data_support;
-mod gates_support;
-mod support;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -12,8 +10,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use gates_support::{task_result, Workdir};
+use zdm_testkit::{
+    binaries::proxy_binary, locks::CLUSTERS, run::task_result, unique_name, workdir::Workdir,
+    KeyspaceGuard, Lock, Sandbox,
+};
 
 fn free_port(ip: &str) -> u16 {
     TcpListener::bind((ip, 0))
@@ -21,21 +21,6 @@ fn free_port(ip: &str) -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// Shares the proxy tests' lock, so this never runs while a test has a cluster stopped.
-struct SharedClusterLock(#[allow(dead_code)] std::fs::File);
-
-fn shared_cluster_lock() -> SharedClusterLock {
-    use std::os::fd::AsRawFd;
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(std::env::temp_dir().join("zdm-proxy-tests.lock"))
-        .unwrap();
-    assert_eq!(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH) }, 0);
-    SharedClusterLock(f)
 }
 
 /// The status code of a plain HTTP GET (None when nothing answers).
@@ -69,7 +54,7 @@ impl Drop for KillOnDrop {
 fn start_proxy(
     bin: &PathBuf,
     ip: &str,
-    env: &std::collections::HashMap<String, String>,
+    env: &Sandbox,
     overrides: &[(&str, String)],
 ) -> (KillOnDrop, u16, String) {
     let (port, metrics) = (free_port(ip), free_port(ip));
@@ -86,7 +71,7 @@ fn start_proxy(
     for c in ["ORIGIN", "TARGET"] {
         for k in ["CONTACT_POINTS", "PORT", "USERNAME", "PASSWORD"] {
             let key = format!("ZDM_{c}_{k}");
-            cmd.env(&key, &env[&key]);
+            cmd.env(&key, env.get(&key));
         }
     }
     for (k, v) in overrides {
@@ -98,9 +83,10 @@ fn start_proxy(
 
 #[test]
 fn the_gate_refuses_a_proxy_that_cannot_reach_target_and_names_it() {
-    let env = data_support::sandbox_env();
-    let _lock = shared_cluster_lock();
-    let bin = support::proxy_binary();
+    let env = Sandbox::load();
+    // Never while a test has a cluster stopped.
+    let _lock = Lock::shared(CLUSTERS);
+    let bin = proxy_binary();
     // Target at an address where nothing listens: the proxy's target control connection fails
     // exactly as when target Cassandra is down, without stopping the shared sandbox cluster.
     let nowhere = free_port("127.0.0.1");
@@ -144,9 +130,9 @@ fn the_gate_refuses_a_proxy_that_cannot_reach_target_and_names_it() {
 
 #[test]
 fn the_gate_passes_on_a_real_proxy_carrying_traffic() {
-    let env = data_support::sandbox_env();
-    let _lock = shared_cluster_lock();
-    let bin = support::proxy_binary();
+    let env = Sandbox::load();
+    let _lock = Lock::shared(CLUSTERS);
+    let bin = proxy_binary();
     let ip = "127.0.0.41";
     let (_proxy, port, base) = start_proxy(&bin, ip, &env, &[]);
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -165,10 +151,10 @@ fn the_gate_passes_on_a_real_proxy_carrying_traffic() {
     // A client writing and reading through the proxy during the window.
     let rt = tokio::runtime::Runtime::new().unwrap();
     let cfg = data_support::config();
-    let ks = data_support::unique_keyspace("gateproxy");
-    let _guard = data_support::KeyspaceGuard::new(&cfg, &ks);
+    let ks = unique_name("zdm_data_gateproxy");
+    let _guard = KeyspaceGuard::new(&ks);
     let clusters = rt.block_on(data_support::connect(&cfg));
-    rt.block_on(data_support::create_schema(
+    rt.block_on(zdm_testkit::keyspace::create_schema(
         &clusters,
         &ks,
         &[format!("CREATE TABLE {ks}.kv (k int PRIMARY KEY, v text)")],
@@ -178,8 +164,8 @@ fn the_gate_passes_on_a_real_proxy_carrying_traffic() {
     let client = {
         let (stop, done, ks) = (stop.clone(), done.clone(), ks.clone());
         let (user, password) = (
-            env["ZDM_TARGET_USERNAME"].clone(),
-            env["ZDM_TARGET_PASSWORD"].clone(),
+            env.get("ZDM_TARGET_USERNAME").to_string(),
+            env.get("ZDM_TARGET_PASSWORD").to_string(),
         );
         let addr = format!("{ip}:{port}");
         rt.spawn(async move {

@@ -2,10 +2,15 @@
 //! sandbox's generated inventory (copied, so the state beside it is this test's own).
 
 mod data_support;
-mod gates_support;
 
-use data_support::{config, connect, create_schema, exec, unique_keyspace, KeyspaceGuard};
-use gates_support::{sandbox_inventory, task_result, Workdir};
+use data_support::{config, connect};
+use zdm_testkit::{
+    keyspace::{create_schema, exec},
+    run::task_result,
+    unique_name,
+    workdir::Workdir,
+    KeyspaceGuard, Sandbox,
+};
 
 fn preflight_playbook(keyspace: &str) -> String {
     format!(
@@ -26,8 +31,8 @@ fn preflight_passes_on_identical_schemas_and_names_a_column_added_on_target() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let cfg = config();
     let clusters = rt.block_on(connect(&cfg));
-    let ks = unique_keyspace("preflight");
-    let _guard = KeyspaceGuard::new(&cfg, &ks);
+    let ks = unique_name("zdm_data_preflight");
+    let _guard = KeyspaceGuard::new(&ks);
     rt.block_on(create_schema(
         &clusters,
         &ks,
@@ -36,7 +41,7 @@ fn preflight_passes_on_identical_schemas_and_names_a_column_added_on_target() {
         )],
     ));
 
-    let w = Workdir::new(&sandbox_inventory());
+    let w = Workdir::new(&Sandbox::load().inventory_yaml());
     w.write("preflight.yml", &preflight_playbook(&ks));
 
     let check = w.run(&["preflight.yml", "--check", "--output", "json"]);
@@ -80,8 +85,11 @@ fn preflight_passes_on_identical_schemas_and_names_a_column_added_on_target() {
         "{msg}"
     );
     // The password never reaches the output.
-    let env = data_support::sandbox_env();
-    for secret in [&env["ZDM_ORIGIN_PASSWORD"], &env["ZDM_TARGET_PASSWORD"]] {
-        assert!(!run.text().contains(secret.as_str()), "a password leaked");
+    let env = Sandbox::load();
+    for secret in [
+        env.get("ZDM_ORIGIN_PASSWORD"),
+        env.get("ZDM_TARGET_PASSWORD"),
+    ] {
+        assert!(!run.out.contains(secret), "a password leaked");
     }
 }

@@ -3,12 +3,15 @@
 //! gate passes; a phase cannot complete on a failed consistency gate.
 
 mod data_support;
-mod gates_support;
 
-use data_support::{
-    config, connect, create_schema, exec, load_kv, now_micros, unique_keyspace, KeyspaceGuard,
+use data_support::{config, connect};
+use zdm_testkit::{
+    keyspace::{create_schema, exec, load_kv, now_micros},
+    run::task_result,
+    unique_name,
+    workdir::Workdir,
+    KeyspaceGuard, Sandbox,
 };
-use gates_support::{sandbox_inventory, task_result, Workdir};
 
 fn validate_playbook(keyspace: &str, autocorrect: bool) -> String {
     format!(
@@ -31,8 +34,8 @@ fn a_row_deleted_on_target_fails_the_gate_by_key_and_autocorrect_makes_it_pass()
     let rt = tokio::runtime::Runtime::new().unwrap();
     let cfg = config();
     let clusters = rt.block_on(connect(&cfg));
-    let ks = unique_keyspace("gate");
-    let _guard = KeyspaceGuard::new(&cfg, &ks);
+    let ks = unique_name("zdm_data_gate");
+    let _guard = KeyspaceGuard::new(&ks);
     rt.block_on(create_schema(
         &clusters,
         &ks,
@@ -46,7 +49,7 @@ fn a_row_deleted_on_target_fails_the_gate_by_key_and_autocorrect_makes_it_pass()
         &format!("DELETE FROM {ks}.kv WHERE k = 17"),
     ));
 
-    let w = Workdir::new(&sandbox_inventory());
+    let w = Workdir::new(&Sandbox::load().inventory_yaml());
     w.write("validate.yml", &validate_playbook(&ks, false));
     let run = w.run(&["validate.yml", "--output", "json"]);
     run.assert_code(2);
@@ -104,9 +107,9 @@ fn a_row_deleted_on_target_fails_the_gate_by_key_and_autocorrect_makes_it_pass()
     let refused = w.run(&["phase3.yml"]);
     refused.assert_code(2);
     assert!(
-        refused.text().contains("phase3 needs phase2 completed"),
+        refused.out.contains("phase3 needs phase2 completed"),
         "{}",
-        refused.text()
+        refused.out
     );
 
     w.write("fix.yml", &validate_playbook(&ks, true));
@@ -152,8 +155,8 @@ fn the_migrate_module_backfills_and_the_gate_then_passes() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let cfg = config();
     let clusters = rt.block_on(connect(&cfg));
-    let ks = unique_keyspace("gatemig");
-    let _guard = KeyspaceGuard::new(&cfg, &ks);
+    let ks = unique_name("zdm_data_gatemig");
+    let _guard = KeyspaceGuard::new(&ks);
     rt.block_on(create_schema(
         &clusters,
         &ks,
@@ -166,7 +169,7 @@ fn the_migrate_module_backfills_and_the_gate_then_passes() {
         now_micros() - 60_000_000,
     ));
 
-    let w = Workdir::new(&sandbox_inventory());
+    let w = Workdir::new(&Sandbox::load().inventory_yaml());
     w.write(
         "phase2.yml",
         &format!(
@@ -209,7 +212,10 @@ fn the_migrate_module_backfills_and_the_gate_then_passes() {
         "{summary}"
     );
     assert_eq!(
-        rt.block_on(data_support::count(&clusters.target, &format!("{ks}.kv"))),
+        rt.block_on(zdm_testkit::keyspace::count(
+            &clusters.target,
+            &format!("{ks}.kv")
+        )),
         0
     );
 
@@ -241,7 +247,10 @@ fn the_migrate_module_backfills_and_the_gate_then_passes() {
         "{gate}"
     );
     assert_eq!(
-        rt.block_on(data_support::count(&clusters.target, &format!("{ks}.kv"))),
+        rt.block_on(zdm_testkit::keyspace::count(
+            &clusters.target,
+            &format!("{ks}.kv")
+        )),
         30
     );
     let state = w.state();
@@ -279,8 +288,8 @@ fn the_cli_and_the_playbook_module_resume_each_others_backfill() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let cfg = config();
     let clusters = rt.block_on(connect(&cfg));
-    let ks = unique_keyspace("sharedcp");
-    let _guard = KeyspaceGuard::new(&cfg, &ks);
+    let ks = unique_name("zdm_data_sharedcp");
+    let _guard = KeyspaceGuard::new(&ks);
     let table = format!("{ks}.kv");
     rt.block_on(create_schema(
         &clusters,
@@ -295,7 +304,7 @@ fn the_cli_and_the_playbook_module_resume_each_others_backfill() {
         ROWS as i32,
         now_micros() - 60_000_000,
     ));
-    let token_of = rt.block_on(data_support::tokens(&clusters.origin, &table));
+    let token_of = rt.block_on(zdm_testkit::keyspace::tokens(&clusters.origin, &table));
     let rows_below = |upto: u32| {
         token_of
             .values()
@@ -303,7 +312,7 @@ fn the_cli_and_the_playbook_module_resume_each_others_backfill() {
             .count() as i64
     };
 
-    let w = Workdir::new(&sandbox_inventory());
+    let w = Workdir::new(&Sandbox::load().inventory_yaml());
     let state = w.path("inventory/.zdm-state");
     let cp = state.join("migrate-checkpoint.json");
 
@@ -336,7 +345,7 @@ fn the_cli_and_the_playbook_module_resume_each_others_backfill() {
     );
     assert!(rows_below(4) > 0);
     assert_eq!(
-        rt.block_on(data_support::count(&clusters.target, &table)),
+        rt.block_on(zdm_testkit::keyspace::count(&clusters.target, &table)),
         ROWS - rows_below(4),
         "the playbook resumed the checkpoint: the 'finished' ranges were not copied"
     );
@@ -381,7 +390,7 @@ fn the_cli_and_the_playbook_module_resume_each_others_backfill() {
     let report = migrate_report(&state.join("migrate-report.json"));
     assert_eq!(report.tables[0].ranges_resumed, 8, "{}", report.human());
     assert_eq!(
-        rt.block_on(data_support::count(&clusters.target, &table)),
+        rt.block_on(zdm_testkit::keyspace::count(&clusters.target, &table)),
         ROWS - rows_below(8),
         "the CLI resumed the playbook's checkpoint"
     );
@@ -402,8 +411,8 @@ fn the_gate_resumes_an_interrupted_check_and_fresh_starts_over() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let cfg = config();
     let clusters = rt.block_on(connect(&cfg));
-    let ks = unique_keyspace("gateresume");
-    let _guard = KeyspaceGuard::new(&cfg, &ks);
+    let ks = unique_name("zdm_data_gateresume");
+    let _guard = KeyspaceGuard::new(&ks);
     let table = format!("{ks}.kv");
     rt.block_on(create_schema(
         &clusters,
@@ -418,14 +427,14 @@ fn the_gate_resumes_an_interrupted_check_and_fresh_starts_over() {
         &format!("DELETE FROM {table} WHERE k = 17"),
     ));
     const SPLITS: u32 = 16;
-    let token_of = rt.block_on(data_support::tokens(&clusters.origin, &table));
+    let token_of = rt.block_on(zdm_testkit::keyspace::tokens(&clusters.origin, &table));
     let hidden_range = data_support::range_of(token_of[&17], SPLITS);
     let in_hidden_range = token_of
         .values()
         .filter(|t| data_support::range_of(**t, SPLITS) == hidden_range)
         .count() as u64;
 
-    let w = Workdir::new(&sandbox_inventory());
+    let w = Workdir::new(&Sandbox::load().inventory_yaml());
     let cp_path = w.path("inventory/.zdm-state/validate-checkpoint.json");
     // What an interrupted gate run leaves: the range holding k=17 checked (clean at the time),
     // the others not yet.

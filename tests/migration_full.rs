@@ -14,23 +14,23 @@
 //! The run uses its own copy of the sandbox inventory, so its migration state (written beside
 //! the inventory) is its own. Observation windows are shortened with `zdm_observe_seconds`.
 
-mod deploy_support;
-mod migration_support;
-mod ssh_support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use deploy_support::workload::{
-    assert_application_writes_agree, assert_on_both_clusters, create_application_tables, Workload,
-    Writes,
-};
-use deploy_support::{unique_keyspace, Fleet, HOSTS};
-use migration_support::{
-    assert_completed_with, assert_fleet, assert_reads_from, assert_status_shows, private_inventory,
-    recorded_check, run_phase, set_replace_cql_functions, state,
-};
 use scylla::client::session::Session;
+use zdm_testkit::{
+    fleet::{Fleet, HOSTS},
+    phases::{
+        assert_completed_with, assert_fleet, assert_reads_from, assert_status_shows,
+        private_inventory, recorded_check, run_phase, set_replace_cql_functions, state,
+    },
+    unique_name,
+    workload::{
+        assert_application_writes_agree, assert_on_both_clusters, create_application_tables,
+        Workload, Writes,
+    },
+    KeyspaceGuard,
+};
 
 /// A counter row on origin only before phase 1: the backfill must add it to target.
 const SEEDED_COUNTER: (i64, i64) = (1000, 42);
@@ -136,10 +136,10 @@ async fn the_full_migration_with_a_rollback_under_load_fails_no_request_and_lose
     let fleet = Fleet::take();
     let inv_dir = private_inventory(&fleet);
     let inv = inv_dir.path();
-    let ks = unique_keyspace("mig");
+    let ks = unique_name("deploy_mig");
     let probe_ks = format!("{ks}_probe");
-    let _ks_guard = fleet.keyspace_guard(&ks);
-    let _probe_guard = fleet.keyspace_guard(&probe_ks);
+    let _ks_guard = KeyspaceGuard::on(&fleet.sb, &ks);
+    let _probe_guard = KeyspaceGuard::on(&fleet.sb, &probe_ks);
     let origin = fleet.direct_session("origin").await;
     let target = fleet.direct_session("target").await;
     prepare_data(&origin, &target, &ks, &probe_ks).await;
@@ -303,7 +303,7 @@ async fn the_full_migration_with_a_rollback_under_load_fails_no_request_and_lose
     assert_eq!(clients_gate["passed"], true, "{clients_gate}");
     let target_cp = fleet.sb.get("ZDM_TARGET_CONTACT_POINTS");
     assert!(
-        p5.out.contains("CUTOVER") && p5.out.contains(&target_cp),
+        p5.out.contains("CUTOVER") && p5.out.contains(target_cp),
         "phase5 tells clients where to connect: {}",
         p5.out
     );
@@ -339,8 +339,8 @@ async fn with_function_replacement_off_the_gates_name_table_function_and_column_
     let inv_dir = private_inventory(&fleet);
     let inv = inv_dir.path();
     set_replace_cql_functions(inv, false);
-    let ks = unique_keyspace("fnoff");
-    let _ks_guard = fleet.keyspace_guard(&ks);
+    let ks = unique_name("deploy_fnoff");
+    let _ks_guard = KeyspaceGuard::on(&fleet.sb, &ks);
     let origin = fleet.direct_session("origin").await;
     let target = fleet.direct_session("target").await;
     for s in [&origin, &target] {

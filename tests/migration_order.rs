@@ -10,15 +10,14 @@
 //! on a new fleet ships the binary and the config and (re)starts the proxy; phase 4 changes
 //! only `primary_cluster`, so the config and a live reload.
 
-mod deploy_support;
-mod migration_support;
-mod ssh_support;
-
-use deploy_support::workload::create_table;
-use deploy_support::{unique_keyspace, Fleet, Run, HOSTS};
-use migration_support::{assert_fleet, private_inventory, run_phase, state};
-
 use std::time::{Duration, Instant};
+use zdm_testkit::{
+    fleet::{Fleet, HOSTS},
+    phases::{assert_fleet, private_inventory, run_phase, state},
+    unique_name,
+    workload::create_table,
+    KeyspaceGuard, Run,
+};
 
 /// The state file's `phase`, `completed` and number of history entries.
 fn recorded(inv: &std::path::Path) -> (String, bool, usize) {
@@ -136,8 +135,8 @@ async fn target_down_refuses_phase2_and_phase4_before_phase2_is_refused_and_forc
     let fleet = Fleet::take();
     let inv_dir = private_inventory(&fleet);
     let inv = inv_dir.path();
-    let ks = unique_keyspace("order");
-    let _ks_guard = fleet.keyspace_guard(&ks);
+    let ks = unique_name("deploy_order");
+    let _ks_guard = KeyspaceGuard::on(&fleet.sb, &ks);
     for cluster in ["origin", "target"] {
         create_table(&fleet.direct_session(cluster).await, &ks).await;
     }

@@ -1,15 +1,12 @@
 //! Module behaviour through the binary: uri against a real local HTTP server, wait_for on
 //! real ports and paths, until/retries, run_once, delegate_to, forks, Ctrl-C.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use common::{Fleet, HOSTS};
+use zdm_testkit::local_fleet::{LocalFleet, HOSTS};
 
 /// A tiny HTTP server on 127.0.0.1: `/health` answers 200 with JSON after `fail_first`
 /// requests answered 503; it counts requests. Runs until the test process ends.
@@ -58,7 +55,7 @@ fn http_server(fail_first: usize) -> (u16, Arc<AtomicUsize>) {
 
 #[test]
 fn uri_retries_until_healthy_and_reads_json() {
-    let fleet = Fleet::new();
+    let fleet = LocalFleet::new();
     let (port, hits) = http_server(2);
     let pb = fleet.write_playbook(
         "uri.yml",
@@ -118,7 +115,7 @@ fn uri_retries_until_healthy_and_reads_json() {
 
 #[test]
 fn uri_unexpected_status_fails_the_host() {
-    let fleet = Fleet::new();
+    let fleet = LocalFleet::new();
     let (port, _) = http_server(100);
     let pb = fleet.write_playbook(
         "uri-fail.yml",
@@ -131,7 +128,7 @@ fn uri_unexpected_status_fails_the_host() {
 
 #[test]
 fn wait_for_ports_and_paths() {
-    let fleet = Fleet::new();
+    let fleet = LocalFleet::new();
     let open = TcpListener::bind("127.0.0.1:0").unwrap();
     let open_port = open.local_addr().unwrap().port();
     let closed_port = {
@@ -170,7 +167,7 @@ fn wait_for_ports_and_paths() {
 
 #[test]
 fn run_once_delegate_to_and_forks_run_hosts_in_parallel() {
-    let fleet = Fleet::new();
+    let fleet = LocalFleet::new();
     let shared = fleet.path("shared");
     std::fs::create_dir_all(&shared).unwrap();
     let pb = fleet.write_playbook(
@@ -224,7 +221,7 @@ fn run_once_delegate_to_and_forks_run_hosts_in_parallel() {
 /// Runs `pb` on the fleet, sends Ctrl-C (SIGINT) once `ready` holds, and returns the exit
 /// code and stdout.
 fn interrupt_when(
-    fleet: &Fleet,
+    fleet: &LocalFleet,
     pb: &std::path::Path,
     ready: impl Fn() -> bool,
 ) -> (Option<i32>, String) {
@@ -288,7 +285,7 @@ fn interrupt_when(
 
 /// Names of zdm-run's temporary files (`.zdm-...`, and any other name holding `zdm-`)
 /// directly under each host's root.
-fn zdm_leftovers(fleet: &Fleet) -> Vec<String> {
+fn zdm_leftovers(fleet: &LocalFleet) -> Vec<String> {
     let mut found = Vec::new();
     for h in HOSTS {
         for e in std::fs::read_dir(fleet.root(h)).unwrap().flatten() {
@@ -303,7 +300,7 @@ fn zdm_leftovers(fleet: &Fleet) -> Vec<String> {
 
 #[test]
 fn ctrl_c_stops_with_exit_99_and_leaves_no_temporary_files() {
-    let fleet = Fleet::new();
+    let fleet = LocalFleet::new();
     let pb = fleet.write_playbook(
         "long.yml",
         "- hosts: fleet\n  tasks:\n    - copy: {content: \"a\\n\", dest: /started}\n    - pause: {seconds: 60}\n    - copy: {content: \"b\\n\", dest: /never}\n",
@@ -324,7 +321,7 @@ fn ctrl_c_stops_with_exit_99_and_leaves_no_temporary_files() {
 
 #[test]
 fn ctrl_c_during_a_validate_command_removes_the_copy_it_was_checking() {
-    let fleet = Fleet::new();
+    let fleet = LocalFleet::new();
     let pb = fleet.write_playbook(
         "validate.yml",
         r#"
@@ -358,7 +355,7 @@ fn ctrl_c_during_a_validate_command_removes_the_copy_it_was_checking() {
 
 #[test]
 fn delegate_to_another_inventory_host_acts_there_with_the_callers_variables() {
-    let fleet = Fleet::new();
+    let fleet = LocalFleet::new();
     let pb = fleet.write_playbook(
         "delegate.yml",
         r#"
@@ -438,7 +435,7 @@ fn peer_server(not_ready: &'static [&'static str]) -> PeerServer {
 
 #[test]
 fn zdm_peers_ready_asks_every_peer_at_once_and_check_mode_skips_peers_this_run_starts() {
-    let fleet = Fleet::new();
+    let fleet = LocalFleet::new();
     let server = peer_server(&["h3"]);
     let port = server.port;
     let pb = fleet.write_playbook(

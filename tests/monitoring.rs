@@ -11,9 +11,6 @@
 //! archive with each proxy's log and config, the status and the state, and no password in any
 //! encoding.
 
-mod deploy_support;
-mod ssh_support;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -21,10 +18,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use deploy_support::workload::{create_table, Workload};
-use deploy_support::{unique_keyspace, Fleet, HOSTS};
 use serde_json::Value;
 use zdm_run::migration::state::{entry, Event, GateResult, MigrationState, Phase, StateStore};
+use zdm_testkit::{
+    fleet::{Fleet, HOSTS},
+    unique_name,
+    workload::{create_table, Workload},
+    KeyspaceGuard,
+};
 
 const MON: &str = "zdm-mon";
 /// The host whose route to target is cut for the readiness alert.
@@ -48,9 +49,8 @@ impl<'a> Monitoring<'a> {
     fn take(fleet: &'a Fleet) -> Monitoring<'a> {
         let host = fleet
             .sb
-            .env
-            .get("SANDBOX_MONITORING_HOST")
-            .cloned()
+            .var("SANDBOX_MONITORING_HOST")
+            .map(str::to_string)
             .unwrap_or_else(|| {
                 panic!(
                     "the sandbox has no monitoring host (SANDBOX_MONITORING_HOST): run \
@@ -187,7 +187,7 @@ fn test_inventory(fleet: &Fleet) -> tempfile::TempDir {
         .prefix("zdm-monitoring-")
         .tempdir()
         .unwrap();
-    let src = Path::new(&fleet.sb.get("SANDBOX_INVENTORY")).join("hosts.yml");
+    let src = Path::new(fleet.sb.get("SANDBOX_INVENTORY")).join("hosts.yml");
     std::fs::copy(&src, dir.path().join("hosts.yml")).unwrap();
     let mut state = MigrationState::default();
     state.record(entry("phase2.yml", Phase::Phase2, Event::Started));
@@ -293,8 +293,8 @@ async fn prometheus_scrapes_the_fleet_every_panel_and_alert_evaluates_and_logs_a
         .assert_ok("deploy.yml");
     let deployed = started.elapsed();
 
-    let ks = unique_keyspace("mon");
-    let _ks_guard = fleet.keyspace_guard(&ks);
+    let ks = unique_name("deploy_mon");
+    let _ks_guard = KeyspaceGuard::on(&fleet.sb, &ks);
     let session = Arc::new(fleet.proxy_session(&HOSTS).await);
     create_table(&session, &ks).await;
     let workload = Workload::start(session.clone(), &ks, 4, Duration::from_millis(25)).await;
@@ -517,7 +517,7 @@ async fn prometheus_scrapes_the_fleet_every_panel_and_alert_evaluates_and_logs_a
     // zdm-h3 loses its route to target: its proxy turns unready and the alert fires for it.
     let target_ip = fleet.sb.get("ZDM_TARGET_CONTACT_POINTS");
     let cut_at = Instant::now();
-    let cut = RouteCut::new(UNREADY, &target_ip);
+    let cut = RouteCut::new(UNREADY, target_ip);
     let deadline = Instant::now() + Duration::from_secs(120);
     let firing = loop {
         let v = mon.api("/api/v1/alerts", &[]).await;

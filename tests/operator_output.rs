@@ -6,19 +6,17 @@
 //! The command and retry checks run on the local three-host fleet; the phase check runs the
 //! real `playbooks/preflight.yml` against the sandbox's clusters and SSH hosts.
 
-mod common;
 mod data_support;
-mod gates_support;
-mod support;
 
-use common::Fleet;
-use data_support::{config, connect, create_schema, unique_keyspace, KeyspaceGuard};
-use gates_support::{sandbox_inventory, Workdir};
-use support::FleetLock;
+use data_support::{config, connect};
+use zdm_testkit::{
+    keyspace::create_schema, local_fleet::LocalFleet, locks::FAULTS, unique_name, workdir::Workdir,
+    KeyspaceGuard, Lock, Sandbox,
+};
 
 #[test]
 fn a_failed_command_shows_its_return_code_and_output_and_until_prints_each_retry() {
-    let fleet = Fleet::new();
+    let fleet = LocalFleet::new();
     let pb = fleet.write_playbook(
         "fails.yml",
         r#"
@@ -67,7 +65,7 @@ fn a_failed_command_shows_its_return_code_and_output_and_until_prints_each_retry
 /// except a bookkeeping task that failed; a host whose only lines are hidden was still reached.
 #[test]
 fn the_check_plan_hides_bookkeeping_tasks_unless_verbose_but_not_their_failures() {
-    let fleet = Fleet::new();
+    let fleet = LocalFleet::new();
     let pb = fleet.write_playbook(
         "plan.yml",
         r#"
@@ -154,18 +152,18 @@ fn status_on_a_fresh_inventory_says_not_started_and_nothing_more() {
 #[test]
 fn a_phase_playbook_shows_gate_checks_and_a_summary_and_hides_bookkeeping_unless_verbose() {
     // Every proxy host must answer: a test that cuts one off holds this lock exclusively.
-    let _fleet = FleetLock::shared();
+    let _fleet = Lock::shared(FAULTS);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let cfg = config();
     let clusters = rt.block_on(connect(&cfg));
-    let ks = unique_keyspace("summary");
-    let _guard = KeyspaceGuard::new(&cfg, &ks);
+    let ks = unique_name("zdm_data_summary");
+    let _guard = KeyspaceGuard::new(&ks);
     rt.block_on(create_schema(
         &clusters,
         &ks,
         &[format!("CREATE TABLE {ks}.t (id int PRIMARY KEY, v text)")],
     ));
-    let w = Workdir::new(&sandbox_inventory());
+    let w = Workdir::new(&Sandbox::load().inventory_yaml());
     let playbook = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("playbooks/preflight.yml");
     let pb = playbook.to_str().unwrap();
     let keyspaces = format!("zdm_keyspaces={ks}");
@@ -173,7 +171,7 @@ fn a_phase_playbook_shows_gate_checks_and_a_summary_and_hides_bookkeeping_unless
     // --check first (nothing is recorded): the summary says what the phase would do.
     let check = w.run(&[pb, "-e", &keyspaces, "--check"]);
     check.assert_code(0);
-    let out = check.stdout();
+    let out = check.stdout;
     let summary = out
         .split("SUMMARY [preflight]")
         .nth(1)
@@ -187,7 +185,7 @@ fn a_phase_playbook_shows_gate_checks_and_a_summary_and_hides_bookkeeping_unless
 
     let run = w.run(&[pb, "-e", &keyspaces]);
     run.assert_code(0);
-    let out = run.stdout();
+    let out = run.stdout;
     for hidden in [
         "read what the proxy runs",
         "record the phase start",
@@ -231,7 +229,7 @@ fn a_phase_playbook_shows_gate_checks_and_a_summary_and_hides_bookkeeping_unless
 
     let verbose = w.run(&[pb, "-e", &keyspaces, "-v"]);
     verbose.assert_code(0);
-    let vout = verbose.stdout();
+    let vout = verbose.stdout;
     assert!(
         vout.contains("TASK [read what the proxy runs]")
             && vout.contains("TASK [record the phase start]"),

@@ -3,14 +3,11 @@
 //! out of the commands zdm-run starts, so `validate: zdm-proxy --check-config %s` works on a
 //! local fleet, while zdm-proxy itself still refuses a `ZDM_*` variable it does not know.
 
-mod common;
-mod support;
-
-use common::Fleet;
+use zdm_testkit::{binaries::proxy_binary, local_fleet::LocalFleet};
 
 /// zdm-run in the fleet's directory with no `ZDM_*`/`ZDMRUN_*` variable but `env` (a developer's
 /// shell may export some, e.g. `ZDM_TEST_THREADS`, which a proxy would rightly refuse).
-fn zdm_run(fleet: &Fleet, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+fn zdm_run(fleet: &LocalFleet, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_zdm-run"));
     c.current_dir(fleet.dir.path());
     for (k, _) in std::env::vars() {
@@ -46,8 +43,8 @@ fn validate_playbook(proxy: &str, extra_setting: &str) -> String {
 
 #[test]
 fn a_local_fleet_validates_a_proxy_config_with_zdm_proxy_despite_zdm_runs_own_variables() {
-    let fleet = Fleet::new();
-    let proxy = support::proxy_binary();
+    let fleet = LocalFleet::new();
+    let proxy = proxy_binary();
     let proxy = proxy.to_str().unwrap();
     let pb = fleet.write_playbook("validate.yml", &validate_playbook(proxy, "log_level: INFO"));
     // The old names set in zdm-run's environment, as an operator's shell may still have them.
@@ -92,7 +89,7 @@ fn a_local_fleet_validates_a_proxy_config_with_zdm_proxy_despite_zdm_runs_own_va
 
 #[test]
 fn the_new_inventory_variable_needs_no_warning_and_zdm_proxy_refuses_unknown_zdm_variables() {
-    let fleet = Fleet::new();
+    let fleet = LocalFleet::new();
     let pb = fleet.write_playbook("hi.yml", "- hosts: h1\n  tasks:\n    - debug: {msg: hi}\n");
     let run = zdm_run(
         &fleet,
@@ -104,7 +101,7 @@ fn the_new_inventory_variable_needs_no_warning_and_zdm_proxy_refuses_unknown_zdm
     assert!(stdout.contains("ok: [h1] => hi"), "{stdout}");
     assert!(!String::from_utf8_lossy(&run.stderr).contains("DEPRECATION"));
 
-    let mut proxy = std::process::Command::new(support::proxy_binary());
+    let mut proxy = std::process::Command::new(proxy_binary());
     for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("ZDM_")) {
         proxy.env_remove(k);
     }

@@ -5,12 +5,12 @@
 //! inventory, and `status` asks the proxies' readiness over HTTP (a small real HTTP server
 //! stands in for a proxy, one closed port for a proxy that is down).
 
-mod data_support;
-mod gates_support;
-
 use std::time::{Duration, Instant};
-
-use gates_support::{closed_port, task_result, FakeProxy, ProxyBehaviour, Workdir};
+use zdm_testkit::{
+    fake_proxy::{closed_port, FakeProxy, ProxyBehaviour},
+    run::task_result,
+    workdir::Workdir,
+};
 
 const PHASE: &str = r#"
 - name: move the migration
@@ -59,10 +59,10 @@ fn a_phase_out_of_order_is_refused_and_force_phase_runs_it_with_a_recorded_warni
     refused.assert_code(2);
     assert!(
         refused
-            .text()
+            .out
             .contains("phase4 needs phase3 completed with its gate passed first"),
         "{}",
-        refused.text()
+        refused.out
     );
     assert!(
         !w.path("inventory/zdm-state.json").exists(),
@@ -82,16 +82,12 @@ fn a_phase_out_of_order_is_refused_and_force_phase_runs_it_with_a_recorded_warni
     let before = w.state();
     let check = w.run(&["phase.yml", "-e", "phase=phase4", "--check"]);
     check.assert_code(2);
-    assert!(
-        check.text().contains("phase4 needs phase3"),
-        "{}",
-        check.text()
-    );
+    assert!(check.out.contains("phase4 needs phase3"), "{}", check.out);
     assert_eq!(w.state(), before);
 
     let forced = w.run(&["phase.yml", "-e", "phase=phase4", "--force-phase"]);
     forced.assert_code(0);
-    let out = forced.text();
+    let out = forced.out;
     assert!(out.contains("WARNING: --force-phase"), "{out}");
     assert!(
         out.matches("--force-phase").count() >= 2,
@@ -170,7 +166,7 @@ fn a_second_concurrent_run_is_refused_by_the_lock_naming_the_holder() {
 
     let second = w.run(&["phase.yml", "-e", "phase=preflight"]);
     second.assert_code(1);
-    let err = second.stderr();
+    let err = second.stderr;
     assert!(
         err.contains("another zdm-run holds the migration lock"),
         "{err}"
@@ -187,9 +183,9 @@ fn a_second_concurrent_run_is_refused_by_the_lock_naming_the_holder() {
     let third = w.run(&["restart.yml"]);
     third.assert_code(1);
     assert!(
-        third.stderr().contains("running slow.yml"),
+        third.stderr.contains("running slow.yml"),
         "{}",
-        third.stderr()
+        third.stderr
     );
     let status = w.command(&["status", "-i", "inventory"]).output().unwrap();
     let text = String::from_utf8_lossy(&status.stdout);
@@ -314,9 +310,9 @@ fn a_run_that_fails_mid_phase_is_recorded_and_status_reports_it() {
     let refused = w.run(&["phase.yml", "-e", "phase=phase2"]);
     refused.assert_code(2);
     assert!(
-        refused.text().contains("phase1 (not completed)"),
+        refused.out.contains("phase1 (not completed)"),
         "{}",
-        refused.text()
+        refused.out
     );
 
     let json = w
@@ -453,9 +449,9 @@ fn a_rollback_returns_the_record_to_phase1_and_is_refused_after_cutover() {
     let refused = w.run(&["rollback.yml"]);
     refused.assert_code(2);
     assert!(
-        refused.text().contains("the migration was cut over"),
+        refused.out.contains("the migration was cut over"),
         "{}",
-        refused.text()
+        refused.out
     );
 }
 
@@ -512,7 +508,7 @@ fn the_phase_start_task_file_reads_the_fleet_and_refuses_on_disagreement() {
         "{msg}"
     );
     assert!(
-        !run.text().contains("s3cret"),
+        !run.out.contains("s3cret"),
         "only the two settings are read"
     );
 

@@ -1,23 +1,18 @@
 //! Check mode and what a run reports for each task: `--check --diff` changes nothing and its plan
 //! (the human PLAN and the JSON document) is what the real run then does, `run_once` hosts are
 //! covered alike in plan and run, the `check_mode` and `run_once` keywords (also templated), and
-//! `changed_when`. Local fleet (tests/common), no sandbox.
-
-mod common;
+//! `changed_when`. Local fleet (`zdm_testkit::local_fleet`), no sandbox.
 
 use std::os::unix::fs::PermissionsExt;
 
-use common::{statuses, Fleet, HOSTS};
-
-fn stats(doc: &serde_json::Value, host: &str, key: &str) -> u64 {
-    doc["stats"][host][key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no stats.{host}.{key} in {doc}"))
-}
+use zdm_testkit::{
+    local_fleet::{LocalFleet, HOSTS},
+    run::{recap_stat, statuses},
+};
 
 #[test]
 fn check_mode_changes_nothing_and_its_plan_matches_the_real_run() {
-    let fleet = Fleet::new();
+    let fleet = LocalFleet::new();
     let before = fleet.snapshot();
     let check = fleet.run(&[
         "playbooks/site.yml",
@@ -63,8 +58,11 @@ fn check_mode_changes_nothing_and_its_plan_matches_the_real_run() {
     );
     assert!(diff.contains("password: ********"), "{diff}");
     for h in HOSTS {
-        assert!(stats(&done, h, "changed") >= 5, "{h} changed: {done}");
-        assert_eq!(stats(&plan, h, "changed"), stats(&done, h, "changed"));
+        assert!(recap_stat(&done, h, "changed") >= 5, "{h} changed: {done}");
+        assert_eq!(
+            recap_stat(&plan, h, "changed"),
+            recap_stat(&done, h, "changed")
+        );
     }
 
     // The files are real, per host, and the config holding a secret is 0600.
@@ -98,11 +96,11 @@ fn check_mode_changes_nothing_and_its_plan_matches_the_real_run() {
     let doc = again.json();
     for h in HOSTS {
         assert_eq!(
-            stats(&doc, h, "changed"),
+            recap_stat(&doc, h, "changed"),
             0,
             "second run changed something on {h}: {doc}"
         );
-        assert_eq!(stats(&doc, h, "failed"), 0);
+        assert_eq!(recap_stat(&doc, h, "failed"), 0);
         let restarts =
             std::fs::read_to_string(fleet.host_file(h, "/opt/app/restarts.log")).unwrap();
         assert_eq!(
@@ -114,13 +112,13 @@ fn check_mode_changes_nothing_and_its_plan_matches_the_real_run() {
     let check2 = fleet.run(&["playbooks/site.yml", "--check", "--output", "json"]);
     check2.assert_code(0);
     for h in HOSTS {
-        assert_eq!(stats(&check2.json(), h, "changed"), 0);
+        assert_eq!(recap_stat(&check2.json(), h, "changed"), 0);
     }
 }
 
 #[test]
 fn templated_run_once_and_check_mode_are_rendered() {
-    let fleet = Fleet::new();
+    let fleet = LocalFleet::new();
     let pb = fleet.write_playbook(
         "once.yml",
         r#"
@@ -160,7 +158,7 @@ fn templated_run_once_and_check_mode_are_rendered() {
 
 #[test]
 fn plan_covers_run_once_hosts_and_reports_a_quiet_command_as_the_real_run_does() {
-    let fleet = Fleet::new();
+    let fleet = LocalFleet::new();
     let pb = fleet.write_playbook(
         "plan.yml",
         r#"
@@ -243,17 +241,17 @@ fn plan_covers_run_once_hosts_and_reports_a_quiet_command_as_the_real_run_does()
     }
     // The run_once lines are not counted: the recap is Ansible's.
     let doc = real.json();
-    assert_eq!(stats(&doc, "h2", "skipped"), 0, "{doc}");
-    assert_eq!(stats(&plan.json(), "h1", "changed"), 3);
-    assert_eq!(stats(&doc, "h1", "changed"), 3);
-    assert_eq!(stats(&doc, "h2", "changed"), 2);
+    assert_eq!(recap_stat(&doc, "h2", "skipped"), 0, "{doc}");
+    assert_eq!(recap_stat(&plan.json(), "h1", "changed"), 3);
+    assert_eq!(recap_stat(&doc, "h1", "changed"), 3);
+    assert_eq!(recap_stat(&doc, "h2", "changed"), 2);
     assert!(fleet.host_file("h1", "/once.log").exists());
     assert!(!fleet.host_file("h2", "/once.log").exists());
 }
 
 #[test]
 fn a_check_mode_true_task_changes_nothing_in_a_real_run() {
-    let fleet = Fleet::new();
+    let fleet = LocalFleet::new();
     let pb = fleet.write_playbook(
         "cm.yml",
         r#"
@@ -282,7 +280,7 @@ fn a_check_mode_true_task_changes_nothing_in_a_real_run() {
 
 #[test]
 fn changed_when_lists_must_hold_as_a_whole() {
-    let fleet = Fleet::new();
+    let fleet = LocalFleet::new();
     let pb = fleet.write_playbook(
         "cw.yml",
         "- hosts: h1\n  tasks:\n    - command: echo a\n      changed_when: [true, false]\n    - command: echo b\n      changed_when: [true, true]\n",

@@ -1,11 +1,9 @@
 //! ansible-playbook's command line: several `-i` and host lists, the default inventory and
 //! `ZDM_INVENTORY`, `--limit` forms and the error when it (or `hosts:`) selects nothing,
 //! `--list-hosts`/`--list-tasks`, `--tags`/`--skip-tags`, connection and escalation flags,
-//! `--start-at-task`, and a misspelt subcommand. Local fleet (tests/common), no sandbox.
+//! `--start-at-task`, and a misspelt subcommand. Local fleet (`zdm_testkit::local_fleet`), no sandbox.
 
-mod common;
-
-use common::{Fleet, Run};
+use zdm_testkit::{local_fleet::LocalFleet, run::statuses, Run};
 
 /// The hosts `--list-hosts` prints for the one play of `site.yml`.
 fn listed(run: &Run) -> Vec<String> {
@@ -19,7 +17,7 @@ fn listed(run: &Run) -> Vec<String> {
         .collect()
 }
 
-fn list(fleet: &Fleet, extra: &[&str]) -> Run {
+fn list(fleet: &LocalFleet, extra: &[&str]) -> Run {
     let mut args = vec!["playbooks/site.yml", "--list-hosts", "--output", "json"];
     args.extend_from_slice(extra);
     fleet.run(&args)
@@ -27,7 +25,7 @@ fn list(fleet: &Fleet, extra: &[&str]) -> Run {
 
 #[test]
 fn a_limit_or_hosts_pattern_that_matches_nothing_is_an_error_and_runs_nothing() {
-    let fleet = Fleet::new();
+    let fleet = LocalFleet::new();
     let before = fleet.snapshot();
     let typo = fleet.run(&["playbooks/site.yml", "-l", "h9"]);
     typo.assert_code(1);
@@ -68,7 +66,7 @@ fn a_limit_or_hosts_pattern_that_matches_nothing_is_an_error_and_runs_nothing() 
 
 #[test]
 fn limit_from_a_file_a_regex_and_subscripts() {
-    let fleet = Fleet::new();
+    let fleet = LocalFleet::new();
     std::fs::write(fleet.path("retry.txt"), "h3\n# a comment\nh1\n").unwrap();
     assert_eq!(
         listed(&list(&fleet, &["-l", "@retry.txt"])),
@@ -110,7 +108,7 @@ fn limit_from_a_file_a_regex_and_subscripts() {
 
 #[test]
 fn several_inventories_host_lists_and_connection_flags() {
-    let fleet = Fleet::new();
+    let fleet = LocalFleet::new();
     fleet.write_playbook(
         "conn.yml",
         r#"
@@ -175,7 +173,7 @@ fn several_inventories_host_lists_and_connection_flags() {
 
 #[test]
 fn start_at_task_and_misspelt_subcommands() {
-    let fleet = Fleet::new();
+    let fleet = LocalFleet::new();
     fleet.write_playbook(
         "steps.yml",
         "- hosts: h1\n  tasks:\n    - {name: first step, debug: {msg: one}}\n    - {name: second step, debug: {msg: two}}\n",
@@ -188,10 +186,7 @@ fn start_at_task_and_misspelt_subcommands() {
         "json",
     ]);
     run.assert_code(0);
-    let names: Vec<String> = common::statuses(&run.json())
-        .into_iter()
-        .map(|s| s.0)
-        .collect();
+    let names: Vec<String> = statuses(&run.json()).into_iter().map(|s| s.0).collect();
     assert_eq!(names, ["second step"]);
     let glob = fleet.run(&[
         "playbooks/steps.yml",
@@ -201,7 +196,7 @@ fn start_at_task_and_misspelt_subcommands() {
         "json",
     ]);
     glob.assert_code(0);
-    assert_eq!(common::statuses(&glob.json()).len(), 1);
+    assert_eq!(statuses(&glob.json()).len(), 1);
     let none = fleet.run(&["playbooks/steps.yml", "--start-at-task", "third step"]);
     none.assert_code(1);
     assert!(
@@ -226,7 +221,7 @@ fn start_at_task_and_misspelt_subcommands() {
 
 #[test]
 fn list_hosts_tasks_limit_and_tags() {
-    let fleet = Fleet::new();
+    let fleet = LocalFleet::new();
     let run = fleet.run(&["playbooks/site.yml", "--list-hosts", "-l", "fleet:!h2"]);
     run.assert_code(0);
     assert!(run.stdout.contains("hosts (2):"), "{}", run.stdout);
@@ -283,7 +278,7 @@ fn list_hosts_tasks_limit_and_tags() {
 
 #[test]
 fn default_inventory_is_dot_inventory_unless_zdm_inventory_is_set_and_hosts_may_be_templated() {
-    let fleet = Fleet::new();
+    let fleet = LocalFleet::new();
     let pb = fleet.write_playbook(
         "which.yml",
         "- hosts: \"{{ targets }}\"\n  tasks:\n    - copy: {content: x, dest: /picked}\n",
@@ -296,7 +291,7 @@ fn default_inventory_is_dot_inventory_unless_zdm_inventory_is_set_and_hosts_may_
         if let Some(p) = env {
             cmd.env("ZDM_INVENTORY", p);
         }
-        common::Run::from(cmd.output().unwrap())
+        Run::from(cmd.output().unwrap())
     };
     // ./inventory (the fleet's) is found without -i.
     run(None).assert_code(0);

@@ -1,15 +1,13 @@
 //! Bad input and exit codes: a playbook, template or condition error stops the run before any
 //! task and names file, line and column (or template line, task and variable); bad options,
 //! unreachable hosts and a run that cannot go on each get ansible-playbook's exit code. Local
-//! fleet (tests/common), no sandbox.
+//! fleet (`zdm_testkit::local_fleet`), no sandbox.
 
-mod common;
-
-use common::{Fleet, HOSTS};
+use zdm_testkit::local_fleet::{LocalFleet, HOSTS};
 
 #[test]
 fn playbook_errors_exit_4_with_file_line_and_column_before_anything_runs() {
-    let fleet = Fleet::new();
+    let fleet = LocalFleet::new();
     let pb = fleet.write_playbook(
         "bad.yml",
         "- hosts: fleet\n  tasks:\n    - copy: {content: x, dest: /x}\n    - name: typo\n      coppy: {dest: /y}\n",
@@ -40,7 +38,7 @@ fn playbook_errors_exit_4_with_file_line_and_column_before_anything_runs() {
 
 #[test]
 fn undefined_variable_in_a_template_fails_the_host_naming_template_line_and_variable() {
-    let fleet = Fleet::new();
+    let fleet = LocalFleet::new();
     std::fs::write(
         fleet.path("playbooks/templates/broken.j2"),
         "ok\nport={{ no_such_port }}\n",
@@ -63,7 +61,7 @@ fn undefined_variable_in_a_template_fails_the_host_naming_template_line_and_vari
 
 #[test]
 fn exit_codes_for_bad_options_unreachable_hosts_and_help() {
-    let fleet = Fleet::new();
+    let fleet = LocalFleet::new();
     // The option parser's usage errors exit 2, as ansible-playbook's argparse does.
     fleet
         .run(&["playbooks/site.yml", "--forks", "0"])
@@ -106,7 +104,7 @@ fn exit_codes_for_bad_options_unreachable_hosts_and_help() {
 
 #[test]
 fn broken_template_or_condition_in_a_later_play_stops_the_run_before_any_task() {
-    let fleet = Fleet::new();
+    let fleet = LocalFleet::new();
     std::fs::write(
         fleet.path("playbooks/templates/syntax.j2"),
         "a\n{% if x %}\nno endif\n",
@@ -155,7 +153,7 @@ fn broken_template_or_condition_in_a_later_play_stops_the_run_before_any_task() 
 
 #[test]
 fn exit_code_1_when_the_run_itself_cannot_go_on() {
-    let fleet = Fleet::new();
+    let fleet = LocalFleet::new();
     // serial is rendered when the play starts: a value that is no size stops the run (1).
     let pb = fleet.write_playbook(
         "badserial.yml",

@@ -1,14 +1,12 @@
 //! Handlers: notified by name or `listen`, run once in definition order at the end of each of
 //! `pre_tasks`, `tasks` and `post_tasks`, or where `meta: flush_handlers` says. Local fleet
-//! (tests/common), no sandbox.
+//! (`zdm_testkit::local_fleet`), no sandbox.
 
-mod common;
-
-use common::Fleet;
+use zdm_testkit::local_fleet::LocalFleet;
 
 #[test]
 fn handlers_run_once_at_section_end_in_definition_order() {
-    let fleet = Fleet::new();
+    let fleet = LocalFleet::new();
     let pb = fleet.write_playbook(
         "handlers.yml",
         r#"
@@ -39,7 +37,7 @@ fn handlers_run_once_at_section_end_in_definition_order() {
 
 #[test]
 fn meta_flush_handlers_runs_notified_handlers_at_that_point() {
-    let fleet = Fleet::new();
+    let fleet = LocalFleet::new();
     let pb = fleet.write_playbook(
         "flush.yml",
         r#"
@@ -72,7 +70,7 @@ fn meta_flush_handlers_runs_notified_handlers_at_that_point() {
 
 #[test]
 fn handlers_flush_at_the_end_of_pre_tasks_tasks_and_post_tasks() {
-    let fleet = Fleet::new();
+    let fleet = LocalFleet::new();
     let pb = fleet.write_playbook(
         "sections.yml",
         r#"

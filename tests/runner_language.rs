@@ -1,10 +1,8 @@
 //! The playbook language as ansible-playbook reads it: `key=value` arguments, free-form
 //! `command`/`shell` options, `block`/`rescue`/`always`, YAML 1.1 booleans, Ansible's
-//! filters, tests and lookups, and roles. Local fleet (tests/common), no sandbox needed.
+//! filters, tests and lookups, and roles. Local fleet (`zdm_testkit::local_fleet`), no sandbox needed.
 
-mod common;
-
-use common::Fleet;
+use zdm_testkit::{local_fleet::LocalFleet, run::recap_stat, run::statuses};
 
 /// The `msg` each host's result of task `name` carried, from a `--output json` document.
 fn msg(doc: &serde_json::Value, task: &str, host: &str) -> String {
@@ -21,15 +19,9 @@ fn msg(doc: &serde_json::Value, task: &str, host: &str) -> String {
     panic!("no task '{task}' in {doc}");
 }
 
-fn stat(doc: &serde_json::Value, host: &str, key: &str) -> u64 {
-    doc["stats"][host][key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no stats.{host}.{key} in {}", doc["stats"]))
-}
-
 #[test]
 fn key_value_arguments_and_free_form_command_options() {
-    let fleet = Fleet::new();
+    let fleet = LocalFleet::new();
     fleet.write_playbook(
         "kv.yml",
         r#"
@@ -62,7 +54,7 @@ fn key_value_arguments_and_free_form_command_options() {
     // creates= is honoured: the second run does not run the command.
     let second = fleet.run(&["playbooks/kv.yml", "--output", "json"]);
     second.assert_code(0);
-    let statuses = common::statuses(&second.json());
+    let statuses = statuses(&second.json());
     let touch = statuses.iter().find(|s| s.0 == "touch once").unwrap();
     assert_eq!(touch.2, "ok", "{statuses:?}");
     // The key=value form is checked like the mapping form, before anything runs.
@@ -92,7 +84,7 @@ fn key_value_arguments_and_free_form_command_options() {
 
 #[test]
 fn block_rescue_always_with_keywords_on_the_block() {
-    let fleet = Fleet::new();
+    let fleet = LocalFleet::new();
     fleet.write_playbook(
         "block.yml",
         r#"
@@ -162,10 +154,10 @@ fn block_rescue_always_with_keywords_on_the_block() {
         .unwrap();
     assert!(last["hosts"].get("h2").is_none(), "a failed host stops");
     // The recap as ansible-playbook's: rescued, not failed.
-    assert_eq!(stat(&doc, "h1", "failed"), 0);
-    assert_eq!(stat(&doc, "h1", "rescued"), 1);
-    assert_eq!(stat(&doc, "h2", "failed"), 1);
-    assert_eq!(stat(&doc, "h2", "rescued"), 0);
+    assert_eq!(recap_stat(&doc, "h1", "failed"), 0);
+    assert_eq!(recap_stat(&doc, "h1", "rescued"), 1);
+    assert_eq!(recap_stat(&doc, "h2", "failed"), 1);
+    assert_eq!(recap_stat(&doc, "h2", "rescued"), 0);
     // A keyword that makes no sense on a block is refused at load time.
     fleet.write_playbook(
         "badblock.yml",
@@ -182,7 +174,7 @@ fn block_rescue_always_with_keywords_on_the_block() {
 
 #[test]
 fn yaml_1_1_booleans_in_playbooks_inventories_and_vars_files() {
-    let fleet = Fleet::new();
+    let fleet = LocalFleet::new();
     std::fs::write(
         fleet.path("inventory/flags.yml"),
         "fleet:\n  vars:\n    from_inventory: yes\n    quoted_inventory: \"no\"\n",
@@ -211,7 +203,7 @@ fn yaml_1_1_booleans_in_playbooks_inventories_and_vars_files() {
     run.assert_code(0);
     let doc = run.json();
     assert_eq!(msg(&doc, "show", "h1"), "True no True True yes");
-    let st = common::statuses(&doc);
+    let st = statuses(&doc);
     assert!(
         st.iter().any(|s| s.0 == "never" && s.2 == "skipped"),
         "{st:?}"
@@ -220,7 +212,7 @@ fn yaml_1_1_booleans_in_playbooks_inventories_and_vars_files() {
 
 #[test]
 fn ansible_filters_tests_lookups_omit_and_defaults_of_undefined_parents() {
-    let fleet = Fleet::new();
+    let fleet = LocalFleet::new();
     std::fs::write(fleet.path("playbooks/files/note.txt"), "from a file\n").unwrap();
     fleet.write_playbook(
         "filters.yml",
@@ -272,7 +264,7 @@ fn ansible_filters_tests_lookups_omit_and_defaults_of_undefined_parents() {
 
 #[test]
 fn roles_with_the_standard_layout_beside_the_playbook_and_in_roles_path() {
-    let fleet = Fleet::new();
+    let fleet = LocalFleet::new();
     let role = fleet.path("playbooks/roles/web");
     for d in ["tasks", "handlers", "defaults", "vars", "templates"] {
         std::fs::create_dir_all(role.join(d)).unwrap();

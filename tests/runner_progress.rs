@@ -1,16 +1,14 @@
 //! What a run shows while it works: a spinner per host on a terminal (a real pseudo-terminal
-//! from `script`), plain lines in a log, secrets masked on both. Local fleet (tests/common), no
+//! from `script`), plain lines in a log, secrets masked on both. Local fleet (`zdm_testkit::local_fleet`), no
 //! sandbox.
 
-mod common;
-
-use common::{Fleet, DB_PASSWORD, HOSTS};
+use zdm_testkit::local_fleet::{LocalFleet, DB_PASSWORD, HOSTS};
 
 /// On a terminal every host gets a spinner (indicatif, redrawn with escape sequences) while its
 /// task runs; in a log the same run is plain lines only. Masking holds on both.
 #[test]
 fn spinners_per_host_on_a_terminal_plain_lines_otherwise() {
-    let fleet = Fleet::new();
+    let fleet = LocalFleet::new();
     fleet.write_playbook(
         "progress.yml",
         r#"

@@ -1,17 +1,15 @@
 //! Secrets never reach the output: passwords, `*_key` and `*secret*` variables are masked in
 //! every output form, `no_log` (also templated, also on an include) hides a task's output, and a
 //! file that holds a secret is made 0600. Masking after filters is `secret_forms.rs`. Local
-//! fleet (tests/common), no sandbox.
-
-mod common;
+//! fleet (`zdm_testkit::local_fleet`), no sandbox.
 
 use std::os::unix::fs::PermissionsExt;
 
-use common::{Fleet, DB_PASSWORD};
+use zdm_testkit::local_fleet::{LocalFleet, DB_PASSWORD};
 
 #[test]
 fn secrets_never_appear_in_any_output() {
-    let fleet = Fleet::new();
+    let fleet = LocalFleet::new();
     let token = "tok-9f8e7d6c5b4a";
     let pb = fleet.write_playbook(
         "secrets.yml",
@@ -65,7 +63,7 @@ fn secrets_never_appear_in_any_output() {
 
 #[test]
 fn a_file_that_gains_a_secret_becomes_private_and_backup_keeps_the_old_copy() {
-    let fleet = Fleet::new();
+    let fleet = LocalFleet::new();
     let f = fleet.host_file("h1", "/app.conf");
     std::fs::write(&f, "user=app\n").unwrap();
     std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -109,7 +107,7 @@ const NO_LOG_SHOWN: &str = "the output has been hidden";
 
 #[test]
 fn templated_no_log_is_rendered_per_host_and_masks_when_true() {
-    let fleet = Fleet::new();
+    let fleet = LocalFleet::new();
     // `payload` is no secret-named variable: only no_log can hide it.
     let pb = fleet.write_playbook(
         "nolog.yml",
@@ -161,7 +159,7 @@ fn templated_no_log_is_rendered_per_host_and_masks_when_true() {
 
 #[test]
 fn include_vars_parameterise_a_shared_file_and_include_no_log_masks_its_tasks() {
-    let fleet = Fleet::new();
+    let fleet = LocalFleet::new();
     std::fs::write(
         fleet.path("playbooks/greet.yml"),
         "- copy: {content: \"{{ greeting }} {{ inventory_hostname }}\\n\", dest: \"/{{ file_name }}\"}\n\
@@ -200,7 +198,7 @@ fn include_vars_parameterise_a_shared_file_and_include_no_log_masks_its_tasks() 
 
 #[test]
 fn secrets_named_key_or_secret_are_masked_but_keyspace_names_are_not() {
-    let fleet = Fleet::new();
+    let fleet = LocalFleet::new();
     let pb = fleet.write_playbook(
         "keys.yml",
         r#"

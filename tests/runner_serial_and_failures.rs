@@ -1,20 +1,15 @@
 //! How a play walks its hosts and what a failure stops: `serial` batches (number, percentage,
 //! list), `any_errors_fatal`, `max_fail_percentage` and `ignore_errors`, also as templates
-//! rendered when the play starts. Local fleet (tests/common), no sandbox.
+//! rendered when the play starts. Local fleet (`zdm_testkit::local_fleet`), no sandbox.
 
-mod common;
-
-use common::{Fleet, HOSTS};
-
-fn stats(doc: &serde_json::Value, host: &str, key: &str) -> u64 {
-    doc["stats"][host][key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no stats.{host}.{key} in {doc}"))
-}
+use zdm_testkit::{
+    local_fleet::{LocalFleet, HOSTS},
+    run::recap_stat,
+};
 
 #[test]
 fn failure_on_host2_of_serial_1_leaves_host3_untouched() {
-    let fleet = Fleet::new();
+    let fleet = LocalFleet::new();
     let pb = fleet.write_playbook(
         "fail.yml",
         r#"
@@ -42,16 +37,16 @@ fn failure_on_host2_of_serial_1_leaves_host3_untouched() {
         !fleet.host_file("h3", "/second.txt").exists(),
         "h3 was touched"
     );
-    assert_eq!(stats(&doc, "h2", "failed"), 1);
-    assert_eq!(stats(&doc, "h3", "ok"), 0);
-    assert_eq!(stats(&doc, "h3", "changed"), 0);
+    assert_eq!(recap_stat(&doc, "h2", "failed"), 1);
+    assert_eq!(recap_stat(&doc, "h3", "ok"), 0);
+    assert_eq!(recap_stat(&doc, "h3", "changed"), 0);
     let failed_msg = doc.to_string();
     assert!(failed_msg.contains("h2 is broken"));
 }
 
 #[test]
 fn any_errors_fatal_stops_every_host_after_the_failing_task() {
-    let fleet = Fleet::new();
+    let fleet = LocalFleet::new();
     let pb = fleet.write_playbook(
         "fatal.yml",
         r#"
@@ -77,7 +72,7 @@ fn any_errors_fatal_stops_every_host_after_the_failing_task() {
 
 #[test]
 fn max_fail_percentage_allows_some_failures() {
-    let fleet = Fleet::new();
+    let fleet = LocalFleet::new();
     let pb = fleet.write_playbook(
         "pct.yml",
         r#"
@@ -100,7 +95,7 @@ fn max_fail_percentage_allows_some_failures() {
 
 #[test]
 fn templated_failure_policy_is_rendered_when_the_play_starts() {
-    let fleet = Fleet::new();
+    let fleet = LocalFleet::new();
     let pb = fleet.write_playbook(
         "policy.yml",
         r#"
@@ -165,7 +160,7 @@ fn templated_failure_policy_is_rendered_when_the_play_starts() {
 }
 
 /// Runs a two-task play with `serial` on the fleet; returns the shared log's lines.
-fn serial_order(fleet: &Fleet, name: &str, serial: &str) -> Vec<String> {
+fn serial_order(fleet: &LocalFleet, name: &str, serial: &str) -> Vec<String> {
     let log = fleet.path(&format!("{name}.log"));
     let pb = fleet.write_playbook(
         &format!("{name}.yml"),
@@ -184,7 +179,7 @@ fn serial_order(fleet: &Fleet, name: &str, serial: &str) -> Vec<String> {
 
 #[test]
 fn serial_percent_and_list_forms_batch_the_hosts() {
-    let fleet = Fleet::new();
+    let fleet = LocalFleet::new();
     // 30% of 3 hosts rounds down to 0, which counts as 1: one host at a time.
     assert_eq!(
         serial_order(&fleet, "pct", "\"30%\""),
@@ -206,7 +201,7 @@ fn serial_percent_and_list_forms_batch_the_hosts() {
 
 #[test]
 fn templated_ignore_errors_is_rendered_and_a_non_boolean_is_not_read_as_false() {
-    let fleet = Fleet::new();
+    let fleet = LocalFleet::new();
     let pb = fleet.write_playbook(
         "tolerate.yml",
         "- hosts: h1\n  tasks:\n    - fail: {msg: expected}\n      ignore_errors: \"{{ tolerate }}\"\n    - copy: {content: x, dest: /after.txt}\n",

@@ -1,17 +1,15 @@
 //! Variables: `-e` wins, loops register their results, variables built from templates resolve
 //! (registered output is never templated again), `group_vars`/`host_vars` beside the playbook,
 //! the precedence chain from the inventory to extra vars, and gathered facts. Local fleet
-//! (tests/common), no sandbox.
-
-mod common;
+//! (`zdm_testkit::local_fleet`), no sandbox.
 
 use std::collections::BTreeMap;
 
-use common::Fleet;
+use zdm_testkit::local_fleet::LocalFleet;
 
 #[test]
 fn extra_vars_win_and_loops_register_results() {
-    let fleet = Fleet::new();
+    let fleet = LocalFleet::new();
     let pb = fleet.write_playbook(
         "vars.yml",
         r#"
@@ -59,7 +57,7 @@ fn extra_vars_win_and_loops_register_results() {
 
 #[test]
 fn variables_built_from_templates_resolve_and_registered_output_is_never_templated() {
-    let fleet = Fleet::new();
+    let fleet = LocalFleet::new();
     let pb = fleet.write_playbook(
         "lazy.yml",
         r#"
@@ -93,7 +91,7 @@ fn variables_built_from_templates_resolve_and_registered_output_is_never_templat
 
 #[test]
 fn play_level_gather_facts_makes_facts_variables_before_the_first_task() {
-    let fleet = Fleet::new();
+    let fleet = LocalFleet::new();
     let arch = String::from_utf8(
         std::process::Command::new("uname")
             .arg("-m")
@@ -146,7 +144,7 @@ fn play_level_gather_facts_makes_facts_variables_before_the_first_task() {
 
 #[test]
 fn group_vars_and_host_vars_beside_the_playbook_are_read() {
-    let fleet = Fleet::new();
+    let fleet = LocalFleet::new();
     std::fs::create_dir_all(fleet.path("playbooks/group_vars")).unwrap();
     std::fs::create_dir_all(fleet.path("playbooks/host_vars")).unwrap();
     std::fs::write(
@@ -172,7 +170,7 @@ fn group_vars_and_host_vars_beside_the_playbook_are_read() {
 
 #[test]
 fn variable_precedence_chain_from_inventory_to_extra_vars() {
-    let fleet = Fleet::new();
+    let fleet = LocalFleet::new();
     std::fs::create_dir_all(fleet.path("playbooks/group_vars")).unwrap();
     std::fs::write(
         fleet.path("playbooks/group_vars/fleet.yml"),

@@ -2,15 +2,13 @@
 //! clusters speak CQL with their own credentials, every proxy host answers ssh and keeps its own
 //! files, and the fault switches really cut a host off and bring it back.
 
-mod support;
-
 use std::time::Duration;
 
 use openssh::{KnownHosts, Session, SessionBuilder};
 use openssh_sftp_client::{Sftp, SftpOptions};
 use scylla::client::session::Session as CqlSession;
 use scylla::client::session_builder::SessionBuilder as CqlSessionBuilder;
-use support::{unique_name, FleetLock, Sandbox};
+use zdm_testkit::{locks::FAULTS, unique_name, Lock, Sandbox};
 
 async fn cql_session(
     sb: &Sandbox,
@@ -19,7 +17,7 @@ async fn cql_session(
     password: &str,
 ) -> anyhow::Result<CqlSession> {
     Ok(CqlSessionBuilder::new()
-        .known_node(sb.contact_point(cluster))
+        .known_node(sb.node(cluster))
         .user(user, password)
         .connection_timeout(Duration::from_secs(10))
         .build()
@@ -53,7 +51,7 @@ async fn remote(session: &Session, script: &str) -> (bool, String) {
 async fn each_cluster_accepts_its_own_credentials_and_stores_rows() {
     let sb = Sandbox::load();
     for cluster in ["ORIGIN", "TARGET"] {
-        let session = cql_session(&sb, cluster, sb.username(cluster), sb.password(cluster))
+        let session = cql_session(&sb, cluster, &sb.creds(cluster).0, &sb.creds(cluster).1)
             .await
             .unwrap_or_else(|e| panic!("{cluster}: connect with the sandbox credentials: {e}"));
         let ks = unique_name("smoke");
@@ -99,7 +97,7 @@ async fn each_cluster_accepts_its_own_credentials_and_stores_rows() {
 async fn clusters_refuse_wrong_and_each_others_credentials() {
     let sb = Sandbox::load();
     for cluster in ["ORIGIN", "TARGET"] {
-        let wrong = cql_session(&sb, cluster, sb.username(cluster), "not-the-password").await;
+        let wrong = cql_session(&sb, cluster, &sb.creds(cluster).0, "not-the-password").await;
         let err = wrong
             .err()
             .unwrap_or_else(|| panic!("{cluster} accepted a wrong password"));
@@ -117,7 +115,7 @@ async fn clusters_refuse_wrong_and_each_others_credentials() {
     }
     // Each cluster has its own role: origin's credentials do not open target.
     assert!(
-        cql_session(&sb, "TARGET", sb.username("ORIGIN"), sb.password("ORIGIN"))
+        cql_session(&sb, "TARGET", &sb.creds("ORIGIN").0, &sb.creds("ORIGIN").1)
             .await
             .is_err()
     );
@@ -126,7 +124,7 @@ async fn clusters_refuse_wrong_and_each_others_credentials() {
 #[tokio::test]
 async fn every_host_answers_ssh_and_keeps_its_own_files() {
     let sb = Sandbox::load();
-    let _fleet = FleetLock::shared();
+    let _fleet = Lock::shared(FAULTS);
     let hosts = sb.host_names();
     assert!(
         hosts.len() >= 3,
@@ -161,7 +159,7 @@ async fn every_host_answers_ssh_and_keeps_its_own_files() {
     }
 
     // Each sees only its own content, and reaches both clusters' CQL port from its namespace.
-    let clusters = [sb.contact_point("ORIGIN"), sb.contact_point("TARGET")];
+    let clusters = [sb.node("ORIGIN"), sb.node("TARGET")];
     for host in &hosts {
         let session = ssh_session(&sb, host)
             .await
@@ -206,7 +204,7 @@ impl Drop for Restore<'_> {
 #[tokio::test]
 async fn fault_switches_cut_a_host_off_and_bring_it_back() {
     let sb = Sandbox::load();
-    let _fleet = FleetLock::exclusive();
+    let _fleet = Lock::exclusive(FAULTS);
     let host = sb.host_names()[1].clone();
     let _restore = Restore {
         sb: &sb,

@@ -3,11 +3,8 @@
 //! secret, and its output goes into every kind of output (debug messages, a command's stdout,
 //! a file diff, a failure message; human with -vv and JSON; check mode and a real run).
 
-mod common;
-mod support;
-
 use base64::Engine as _;
-use common::Fleet;
+use zdm_testkit::{binaries::proxy_binary, local_fleet::LocalFleet};
 
 /// Has a space, quotes, a slash and a plus, so every filter changes its text.
 const SECRET: &str = r#"Pw "q" /x y+z"#;
@@ -74,7 +71,7 @@ fn strings(v: &serde_json::Value, out: &mut Vec<String>) {
 
 #[test]
 fn a_secret_is_masked_after_every_filter_that_changes_its_text_in_every_output() {
-    let fleet = Fleet::new();
+    let fleet = LocalFleet::new();
     let pb = fleet.write_playbook("forms.yml", PLAYBOOK);
     let pbs = pb.to_str().unwrap();
     let runs = [
@@ -125,7 +122,7 @@ fn zdm_proxy_check_config_lists_every_problem_and_never_prints_a_password() {
          target_pasword: Targ-Pa55word\norigin_port: Orig-Pa55word\nmetrics_port: 70000\n",
     )
     .unwrap();
-    let mut proxy = std::process::Command::new(support::proxy_binary());
+    let mut proxy = std::process::Command::new(proxy_binary());
     for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("ZDM_")) {
         proxy.env_remove(k);
     }

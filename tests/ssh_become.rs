@@ -3,32 +3,15 @@
 //! `scripts/sandbox.sh up`, or `users` on a sandbox started before it existed), and commands run
 //! as whom the keywords say, through `sudo -n`.
 
-mod ssh_support;
-
 use std::process::Command;
-
-use ssh_support::{zdm_run_in, Run, Sandbox};
+use zdm_testkit::{locks::FAULTS, run::zdm_run_in, Lock, Run, Sandbox};
 
 const OPS_USER: &str = "zdmops";
-
-/// Shared: no host is cut while this runs.
-fn shared_fault_lock() -> std::fs::File {
-    use std::os::fd::AsRawFd;
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open("/tmp/zdm-run-ssh-tests-faults.lock")
-        .unwrap();
-    // SAFETY: flock on a descriptor we own.
-    assert_eq!(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH) }, 0);
-    f
-}
 
 /// The sandbox must have the operator account; say how to add it when it has not.
 fn require_ops_user(sb: &Sandbox) {
     let out = Command::new("ssh")
-        .args(["-F", &sb.get("SANDBOX_SSH_CONFIG"), "-o", "BatchMode=yes"])
+        .args(["-F", sb.get("SANDBOX_SSH_CONFIG"), "-o", "BatchMode=yes"])
         .arg(format!("{OPS_USER}@zdm-h1"))
         .args(["sudo", "-n", "true"])
         .output()
@@ -96,7 +79,8 @@ const PLAYS: &str = r#"
 #[test]
 fn become_keywords_run_commands_as_root_or_another_user_through_sudo() {
     let waited = std::time::Instant::now();
-    let _faults = shared_fault_lock();
+    // Shared: no host is cut while this runs.
+    let _faults = Lock::shared(FAULTS);
     eprintln!("fault lock (shared) after {:.1?}", waited.elapsed());
     let started = std::time::Instant::now();
     let sb = Sandbox::load();

@@ -5,13 +5,15 @@
 
 mod ssh_support;
 
+use ssh_support::transport;
+
 use std::path::Path;
 use std::sync::Arc;
 
 use sha2::Digest;
-use ssh_support::{zdm_run_in, RemoteDir, Run, Sandbox};
 use zdm_run::transport::ssh::{SshPool, SshTransport};
 use zdm_run::transport::{CommandSpec, Transport};
+use zdm_testkit::{remote_dir::RemoteDir, run::zdm_run_in, Run, Sandbox};
 
 const FAKE_PROXY: &str = r#"#!/usr/bin/env python3
 import os, signal, socket, sys, time
@@ -93,7 +95,7 @@ async fn binary_is_versioned_by_checksum_uploaded_once_and_switched_atomically()
         )
     };
     let pool = Arc::new(SshPool::new());
-    let h1 = sb.transport("zdm-h1", &pool);
+    let h1 = transport(&sb, "zdm-h1", &pool);
     let dir1 = format!("{root}/versions/{}", &sha1[..16]);
     let dir2 = format!("{root}/versions/{}", &sha2[..16]);
 
@@ -155,7 +157,7 @@ async fn binary_is_versioned_by_checksum_uploaded_once_and_switched_atomically()
 
     // Only zdm-h1 was touched.
     assert_eq!(
-        sb.transport("zdm-h2", &pool).stat(&root).await.unwrap(),
+        transport(&sb, "zdm-h2", &pool).stat(&root).await.unwrap(),
         None
     );
     h1.remove(&root).await.unwrap();
@@ -170,7 +172,7 @@ async fn supervisor_starts_restarts_with_drain_stops_and_reports_a_crash() {
     let root = cleanup.path.clone();
     let (v1, _) = fake_binary(work.path(), "v1");
     let pool = Arc::new(SshPool::new());
-    let h2 = sb.transport("zdm-h2", &pool);
+    let h2 = transport(&sb, "zdm-h2", &pool);
     let pidfile = format!("{root}/run/zdm-proxy.pid");
     let log = format!("{root}/logs/zdm-proxy.log");
     let port = 19000 + rand::random::<u16>() % 900;

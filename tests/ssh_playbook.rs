@@ -2,11 +2,13 @@
 
 mod ssh_support;
 
+use ssh_support::transport;
+
 use std::sync::Arc;
 
-use ssh_support::{zdm_run_in, FaultGuard, RemoteDir, Run, Sandbox};
 use zdm_run::transport::ssh::SshPool;
 use zdm_run::transport::Transport;
+use zdm_testkit::{faults::FaultGuard, remote_dir::RemoteDir, run::zdm_run_in, Run, Sandbox};
 
 fn zdm_run(sb: &Sandbox, dir: &std::path::Path, extra: &[&str]) -> Run {
     let args: Vec<&str> = std::iter::once("site.yml")
@@ -89,12 +91,12 @@ async fn a_playbook_configures_the_fleet_over_ssh_and_reports_a_cut_host_unreach
         );
     }
     assert!(
-        !first.out.contains(&sb.get("ZDM_ORIGIN_PASSWORD")),
+        !first.out.contains(sb.get("ZDM_ORIGIN_PASSWORD")),
         "the password leaked into the output"
     );
     // The files really are on the hosts, secret file 0600.
     let pool = Arc::new(SshPool::new());
-    let h2 = sb.transport("zdm-h2", &pool);
+    let h2 = transport(&sb, "zdm-h2", &pool);
     let conf = h2
         .read_file(&format!("{root}/app.conf"))
         .await
@@ -138,7 +140,7 @@ async fn a_playbook_configures_the_fleet_over_ssh_and_reports_a_cut_host_unreach
     }
 
     for h in ["zdm-h1", "zdm-h2", "zdm-h3"] {
-        sb.transport(h, &pool).remove(&root).await.unwrap();
+        transport(&sb, h, &pool).remove(&root).await.unwrap();
     }
     pool.close_all();
 }

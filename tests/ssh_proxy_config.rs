@@ -4,17 +4,19 @@
 
 mod ssh_support;
 
+use ssh_support::transport;
+
 use std::process::Command;
 use std::sync::Arc;
 
-use ssh_support::{RemoteDir, Sandbox};
 use zdm_run::transport::ssh::SshPool;
 use zdm_run::transport::Transport;
+use zdm_testkit::{remote_dir::RemoteDir, Sandbox};
 
 fn run(sb: &Sandbox, dir: &std::path::Path, extra: &[&str]) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_zdm-run"))
         .current_dir(dir)
-        .args(["-i", &sb.get("SANDBOX_INVENTORY"), "site.yml"])
+        .args(["-i", sb.get("SANDBOX_INVENTORY"), "site.yml"])
         .args(extra)
         .output()
         .expect("run zdm-run");
@@ -55,7 +57,7 @@ async fn proxy_config_renders_per_host_topology_and_diffs_only_read_mode() {
         .map(String::from)
         .collect();
     for (i, h) in ["zdm-h1", "zdm-h2", "zdm-h3"].iter().enumerate() {
-        let t = sb.transport(h, &pool);
+        let t = transport(&sb, h, &pool);
         let path = format!("{root}/zdm-proxy.yml");
         assert_eq!(t.stat(&path).await.unwrap().unwrap().mode, 0o600, "{h}");
         let text = String::from_utf8(t.read_file(&path).await.unwrap().unwrap()).unwrap();
@@ -72,18 +74,18 @@ async fn proxy_config_renders_per_host_topology_and_diffs_only_read_mode() {
         );
         assert_eq!(get("proxy_listen_port").as_u64(), Some(9042));
         assert_eq!(get("metrics_port").as_u64(), Some(14001));
-        assert_eq!(get("origin_password").as_str(), Some(passwords[0].as_str()));
-        assert_eq!(get("target_password").as_str(), Some(passwords[1].as_str()));
+        assert_eq!(get("origin_password").as_str(), Some(passwords[0]));
+        assert_eq!(get("target_password").as_str(), Some(passwords[1]));
         assert_eq!(
             get("origin_contact_points").as_str(),
-            Some(sb.get("ZDM_ORIGIN_CONTACT_POINTS").as_str())
+            Some(sb.get("ZDM_ORIGIN_CONTACT_POINTS"))
         );
     }
 
     // Preview a read_mode change: only that line differs, nothing is written, no secrets.
     let before: Vec<Vec<u8>> =
         futures::future::join_all(["zdm-h1", "zdm-h2", "zdm-h3"].iter().map(|h| {
-            let t = sb.transport(h, &pool);
+            let t = transport(&sb, h, &pool);
             let p = format!("{root}/zdm-proxy.yml");
             async move { t.read_file(&p).await.unwrap().unwrap() }
         }))
@@ -100,7 +102,7 @@ async fn proxy_config_renders_per_host_topology_and_diffs_only_read_mode() {
     );
     assert_eq!(code, 0, "{out}");
     for p in &passwords {
-        assert!(!out.contains(p.as_str()), "a password leaked:\n{out}");
+        assert!(!out.contains(p), "a password leaked:\n{out}");
     }
     let changed: Vec<&str> = out
         .lines()
@@ -120,7 +122,7 @@ async fn proxy_config_renders_per_host_topology_and_diffs_only_read_mode() {
         "{out}"
     );
     for (i, h) in ["zdm-h1", "zdm-h2", "zdm-h3"].iter().enumerate() {
-        let t = sb.transport(h, &pool);
+        let t = transport(&sb, h, &pool);
         assert_eq!(
             t.read_file(&format!("{root}/zdm-proxy.yml"))
                 .await

@@ -2,49 +2,20 @@
 //! host: the phase change ORIGIN → TARGET is a reload (same pid), confirmed by the proxy's
 //! `/config`; a file that changes a restart-only setting fails the task with the proxy's reason.
 
-mod ssh_support;
-mod support;
-
 use std::path::Path;
 use std::process::Command;
-
-use ssh_support::{RemoteDir, Sandbox};
-
-/// Shared locks: no fault switch (fleet) and no cluster stop (proxy tests) while this runs.
-fn shared_lock(path: &str) -> std::fs::File {
-    use std::os::fd::AsRawFd;
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .unwrap();
-    // SAFETY: flock on a descriptor we own.
-    assert_eq!(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH) }, 0);
-    f
-}
+use zdm_testkit::{
+    binaries::proxy_binary,
+    locks::{CLUSTERS, FAULTS},
+    remote_dir::RemoteDir,
+    run::zdm_run_in,
+    Lock, Sandbox,
+};
 
 fn run_playbook(sb: &Sandbox, dir: &Path, text: &str) -> (i32, String) {
     std::fs::write(dir.join("site.yml"), text).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_zdm-run"))
-        .current_dir(dir)
-        .args([
-            "-i",
-            &sb.get("SANDBOX_INVENTORY"),
-            "-l",
-            "zdm-h2",
-            "site.yml",
-        ])
-        .output()
-        .expect("run zdm-run");
-    (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    let run = zdm_run_in(sb, dir, &["-l", "zdm-h2", "site.yml"]);
+    (run.code, run.out)
 }
 
 fn changed(out: &str) -> u32 {
@@ -80,10 +51,11 @@ impl Drop for StopOnDrop {
 
 #[test]
 fn reloaded_switches_the_real_proxy_to_target_without_a_restart() {
-    let _fleet = shared_lock("/tmp/zdm-run-ssh-tests-faults.lock");
-    let _clusters = shared_lock("/tmp/zdm-proxy-tests.lock");
+    // No cluster stop (proxy tests) and no fault switch (fleet) while this runs.
+    let _clusters = Lock::shared(CLUSTERS);
+    let _fleet = Lock::shared(FAULTS);
     let sb = Sandbox::load();
-    let binary = support::proxy_binary();
+    let binary = proxy_binary();
     let work = tempfile::tempdir().unwrap();
     let cleanup = RemoteDir::new(&sb, &["zdm-h2"], "reload");
     let root = cleanup.path.clone();
@@ -91,7 +63,7 @@ fn reloaded_switches_the_real_proxy_to_target_without_a_restart() {
     let port = 19200 + rand::random::<u16>() % 700;
     let metrics_port = port + 1;
     let _stop = StopOnDrop {
-        config: sb.get("SANDBOX_SSH_CONFIG"),
+        config: sb.get("SANDBOX_SSH_CONFIG").to_string(),
         pidfile: format!("{root}/run/zdm-proxy.pid"),
     };
 
@@ -124,7 +96,7 @@ fn reloaded_switches_the_real_proxy_to_target_without_a_restart() {
     };
     let pid = || {
         let out = Command::new("ssh")
-            .args(["-F", &sb.get("SANDBOX_SSH_CONFIG"), "zdm-h2"])
+            .args(["-F", sb.get("SANDBOX_SSH_CONFIG"), "zdm-h2"])
             .arg(format!("cat {root}/run/zdm-proxy.pid"))
             .output()
             .unwrap();
@@ -149,7 +121,7 @@ fn reloaded_switches_the_real_proxy_to_target_without_a_restart() {
     assert_eq!(changed(&out), 2, "file and reload changed: {out}");
     assert_eq!(pid(), pid1, "a reload must not restart the proxy");
     assert!(
-        !out.contains(&sb.get("ZDM_TARGET_PASSWORD")),
+        !out.contains(sb.get("ZDM_TARGET_PASSWORD")),
         "secret in output: {out}"
     );
 

@@ -2,13 +2,15 @@
 
 mod ssh_support;
 
+use ssh_support::transport;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sha2::Digest;
-use ssh_support::{FaultGuard, RemoteDir, Sandbox};
 use zdm_run::transport::ssh::{SshPool, SshTarget, SshTransport};
 use zdm_run::transport::{CommandSpec, FileKind, Ownership, Transport, TransportError};
+use zdm_testkit::{faults::FaultGuard, remote_dir::RemoteDir, Sandbox};
 
 fn shell(script: &str) -> CommandSpec {
     CommandSpec {
@@ -28,7 +30,7 @@ async fn sh(t: &SshTransport, script: &str) -> String {
 async fn every_transport_method_works_on_a_real_host() {
     let sb = Sandbox::load();
     let pool = Arc::new(SshPool::new());
-    let t = sb.transport("zdm-h1", &pool);
+    let t = transport(&sb, "zdm-h1", &pool);
     let cleanup = RemoteDir::new(&sb, &["zdm-h1"], "methods");
     let dir = cleanup.path.clone();
     let no_owner = Ownership::default();
@@ -151,7 +153,7 @@ async fn every_transport_method_works_on_a_real_host() {
 
     let origin = sb.get("ZDM_ORIGIN_CONTACT_POINTS");
     assert!(t
-        .tcp_probe(&origin, 9042, Duration::from_secs(5))
+        .tcp_probe(origin, 9042, Duration::from_secs(5))
         .await
         .unwrap());
     assert!(!t
@@ -177,8 +179,8 @@ async fn every_transport_method_works_on_a_real_host() {
 async fn a_write_on_one_host_is_invisible_on_another() {
     let sb = Sandbox::load();
     let pool = Arc::new(SshPool::new());
-    let h1 = sb.transport("zdm-h1", &pool);
-    let h2 = sb.transport("zdm-h2", &pool);
+    let h1 = transport(&sb, "zdm-h1", &pool);
+    let h2 = transport(&sb, "zdm-h2", &pool);
     let cleanup = RemoteDir::new(&sb, &["zdm-h1", "zdm-h2"], "isolation");
     let dir = cleanup.path.clone();
     h1.mkdir(&dir, 0o755).await.unwrap();
@@ -201,7 +203,7 @@ async fn a_write_on_one_host_is_invisible_on_another() {
 async fn a_command_that_overruns_is_killed_on_the_host() {
     let sb = Sandbox::load();
     let pool = Arc::new(SshPool::new());
-    let t = sb.transport("zdm-h2", &pool);
+    let t = transport(&sb, "zdm-h2", &pool);
     // A unique duration marks our sleep; the shell forks it as a grandchild of `timeout`.
     let marker = format!("86399.{:06}", rand::random::<u32>() % 1_000_000);
     let find = format!("pgrep -f 'slee[p] {marker}' || echo none");
@@ -239,7 +241,7 @@ async fn a_command_that_overruns_is_killed_on_the_host() {
 }
 
 fn with_timeout(sb: &Sandbox, host: &str, secs: u64) -> SshTarget {
-    let mut v = sb.vars(host);
+    let mut v = sb.ssh_vars(host);
     v.insert("ansible_ssh_timeout".into(), secs.into());
     SshTarget::from_vars(host, &v).unwrap()
 }
@@ -281,13 +283,13 @@ async fn a_changed_host_key_is_refused_with_how_to_trust_it() {
         std::thread::sleep(Duration::from_millis(200));
     }
     let pool = Arc::new(SshPool::new());
-    let t = sb.transport("zdm-h3", &pool);
+    let t = transport(&sb, "zdm-h3", &pool);
     let e = t.run(shell("true")).await.unwrap_err();
     let msg = e.to_string();
     assert!(matches!(e, TransportError::Unreachable(_)), "{e:?}");
     assert!(msg.contains("host key verification failed"), "{msg}");
     assert!(
-        msg.contains("ssh-keyscan") && msg.contains(&sb.get("SANDBOX_KNOWN_HOSTS")),
+        msg.contains("ssh-keyscan") && msg.contains(sb.get("SANDBOX_KNOWN_HOSTS")),
         "{msg}"
     );
     assert!(msg.contains("ssh-keygen -R"), "{msg}");
@@ -365,7 +367,7 @@ async fn host_keys_are_checked_strictly_unless_the_inventory_says_otherwise() {
     let empty = tempfile::NamedTempFile::new().unwrap();
     let kh = empty.path().display().to_string();
     // Only the known-hosts file is given (an empty one): nothing says how strict to be.
-    let mut vars = sb.vars("zdm-h1");
+    let mut vars = sb.ssh_vars("zdm-h1");
     vars.insert(
         "ansible_ssh_common_args".into(),
         format!("-o UserKnownHostsFile={kh}").into(),

@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
+use zdm_testkit::locks::{Lock, CLUSTERS};
+use zdm_testkit::Sandbox;
 
-#[path = "../tests/common/mod.rs"]
-mod common;
 #[path = "support/idle_memory.rs"]
 mod idle_memory;
 
@@ -180,10 +180,10 @@ fn load_average() -> String {
 }
 
 fn main() {
-    let sb = common::Sandbox::load();
+    let sb = Sandbox::load();
     // Shared: a fault test (target_down stops the target) must not run in the middle of a
     // measurement; waits while one runs.
-    let _lock = common::ClusterLock::shared();
+    let _lock = Lock::shared(CLUSTERS);
     let load_before = load_average();
     let secs: u64 = std::env::var("BENCH_SECONDS")
         .ok()

@@ -1,8 +1,9 @@
 //! Credentials: the client's go to the target, the configured ones to the origin.
-mod common;
-use common::*;
 use scylla::client::session_builder::SessionBuilder;
 use std::time::Duration;
+use zdm_testkit::locks::{Lock, CLUSTERS};
+use zdm_testkit::proxy::*;
+use zdm_testkit::{unique_name, Sandbox};
 
 async fn connect(addr: &str, user: &str, pass: &str) -> Result<(), String> {
     let builder = SessionBuilder::new()
@@ -17,7 +18,7 @@ async fn connect(addr: &str, user: &str, pass: &str) -> Result<(), String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_credentials_are_refused_and_right_ones_work() {
-    let _lock = ClusterLock::shared();
+    let _lock = Lock::shared(CLUSTERS);
     let sb = Sandbox::load();
     let p = Proxy::start(&sb, "127.0.0.22", 19060, &[]);
     let (u, pw) = sb.creds("target");
@@ -42,7 +43,7 @@ async fn wrong_credentials_are_refused_and_right_ones_work() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_origin_credentials_keep_the_proxy_unready_without_logging_the_password() {
-    let _lock = ClusterLock::shared();
+    let _lock = Lock::shared(CLUSTERS);
     let sb = Sandbox::load();
     // The proxy authenticates to origin itself; with a wrong configured password it must refuse
     // to take clients, report origin DOWN in readiness and say why, never printing the password.
@@ -103,7 +104,7 @@ async fn wrong_origin_credentials_keep_the_proxy_unready_without_logging_the_pas
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forward_client_credentials_to_origin_checks_the_client_against_origin() {
-    let _lock = ClusterLock::shared();
+    let _lock = Lock::shared(CLUSTERS);
     let sb = Sandbox::load();
     let p = Proxy::start(
         &sb,
@@ -128,7 +129,7 @@ async fn forward_client_credentials_to_origin_checks_the_client_against_origin()
         });
     let origin = sb.direct("origin").await;
     let target = sb.direct("target").await;
-    let ks = unique_ks("proxy_fwd");
+    let ks = unique_name("proxy_fwd");
     create_kv(&s, &ks).await;
     s.query_unpaged(format!("INSERT INTO {ks}.kv (k, v) VALUES (1, 'fwd')"), ())
         .await
@@ -203,7 +204,7 @@ log_level: "INFO"  # Options: TRACE, DEBUG, INFO, WARN, ERROR
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_runbooks_advanced_configuration_is_accepted_and_runs() {
-    let _lock = ClusterLock::shared();
+    let _lock = Lock::shared(CLUSTERS);
     let sb = Sandbox::load();
     let (ou, opw) = sb.creds("origin");
     let (tu, tpw) = sb.creds("target");
@@ -289,7 +290,7 @@ fn forwarding_client_credentials_to_both_clusters_is_refused_naming_both_setting
 /// shadow reads are dropped as not connected, and the client's reads never notice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn async_handshake_timeout_ms_bounds_the_shadow_read_handshake() {
-    let _lock = ClusterLock::shared();
+    let _lock = Lock::shared(CLUSTERS);
     let sb = Sandbox::load();
     let p = Proxy::start(
         &sb,
@@ -302,7 +303,7 @@ async fn async_handshake_timeout_ms_bounds_the_shadow_read_handshake() {
     );
     let origin = sb.direct("origin").await;
     let target = sb.direct("target").await;
-    let ks = unique_ks("proxy_aht");
+    let ks = unique_name("proxy_aht");
     let s = p.session(&sb).await;
     create_kv(&s, &ks).await;
     s.query_unpaged(format!("INSERT INTO {ks}.kv (k, v) VALUES (1, 'x')"), ())

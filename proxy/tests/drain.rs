@@ -1,12 +1,13 @@
 //! SIGTERM under steady load: the driver (knowing two proxies) sees no failed request and every
 //! acknowledged write is on both clusters.
-mod common;
-use common::*;
 use futures::TryStreamExt;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use zdm_testkit::locks::{Lock, CLUSTERS};
+use zdm_testkit::proxy::*;
+use zdm_testkit::{unique_name, Sandbox};
 
 async fn keys(s: &scylla::client::session::Session, ks: &str) -> HashSet<i32> {
     s.query_iter(format!("SELECT k FROM {ks}.kv"), ())
@@ -22,11 +23,11 @@ async fn keys(s: &scylla::client::session::Session, ks: &str) -> HashSet<i32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_loses_no_request_and_no_write() {
-    let _lock = ClusterLock::shared();
+    let _lock = Lock::shared(CLUSTERS);
     let sb = Sandbox::load();
     let origin = sb.direct("origin").await;
     let target = sb.direct("target").await;
-    let ks = unique_ks("proxy_drain");
+    let ks = unique_name("proxy_drain");
     let ips = ["127.0.0.24", "127.0.0.25"];
     let port = 19090;
     let addresses = ips.join(",");

@@ -1,11 +1,12 @@
 //! Cluster events through the proxy: a client that REGISTERed gets each SCHEMA_CHANGE made by
 //! another session exactly once; one that did not register gets nothing.
-mod common;
-use common::raw::*;
-use common::*;
 use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
+use zdm_testkit::locks::{Lock, CLUSTERS};
+use zdm_testkit::proxy::*;
+use zdm_testkit::raw_cql::*;
+use zdm_testkit::{unique_name, Sandbox};
 
 /// REGISTER for every event type (the proxy must drop the status and topology ones).
 fn register_body() -> Vec<u8> {
@@ -54,13 +55,13 @@ fn frames_within(sock: &mut TcpStream, window: Duration) -> Vec<(u8, i16, u8, Ve
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schema_changes_reach_each_registered_client_once() {
-    let _lock = ClusterLock::shared();
+    let _lock = Lock::shared(CLUSTERS);
     let sb = Sandbox::load();
     let p = Proxy::start(&sb, "127.0.0.24", 19500, &[]);
     let origin = sb.direct("origin").await;
     let target = sb.direct("target").await;
     let writer = p.session(&sb).await;
-    let ks = unique_ks("events");
+    let ks = unique_name("events");
     create_kv(&writer, &ks).await;
 
     // Two registered raw clients (REGISTER sent twice on the first: still one event each) and

@@ -1,16 +1,17 @@
 //! `origin_local_datacenter` / `target_local_datacenter` against the sandbox's clusters (one
 //! node each, data center `datacenter1`): a data center without nodes refuses the start with the
 //! setting named; the right one works, and the proxy's own system.local reports it.
-mod common;
-use common::*;
 use std::time::Duration;
+use zdm_testkit::locks::{Lock, CLUSTERS};
+use zdm_testkit::proxy::*;
+use zdm_testkit::{unique_name, Sandbox};
 
 /// The data center every sandbox node is in (scripts/sandbox.sh leaves Cassandra's default).
 const SANDBOX_DC: &str = "datacenter1";
 
 #[test]
 fn a_local_datacenter_without_nodes_refuses_the_start_naming_the_setting() {
-    let _lock = ClusterLock::shared();
+    let _lock = Lock::shared(CLUSTERS);
     let sb = Sandbox::load();
     for (i, setting) in ["origin_local_datacenter", "target_local_datacenter"]
         .iter()
@@ -38,7 +39,7 @@ fn a_local_datacenter_without_nodes_refuses_the_start_naming_the_setting() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_configured_local_datacenter_is_used_and_reported() {
-    let _lock = ClusterLock::shared();
+    let _lock = Lock::shared(CLUSTERS);
     let sb = Sandbox::load();
     let p = Proxy::start(
         &sb,
@@ -63,7 +64,7 @@ async fn the_configured_local_datacenter_is_used_and_reported() {
     assert_eq!(dc, SANDBOX_DC);
 
     // Traffic flows, and each cluster's per-node series carries the node actually used.
-    let ks = unique_ks("proxy_dc");
+    let ks = unique_name("proxy_dc");
     create_kv(&s, &ks).await;
     s.query_unpaged(format!("INSERT INTO {ks}.kv (k, v) VALUES (1, 'dc')"), ())
         .await

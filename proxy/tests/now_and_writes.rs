@@ -1,12 +1,13 @@
 //! `replace_cql_functions`, per-table write metrics and `target_consistency_level`, against the
 //! sandbox's real clusters through the real proxy and the scylla driver.
-mod common;
-use common::*;
 use scylla::client::session::Session;
 use scylla::statement::batch::{Batch, BatchType};
 use scylla::value::CqlTimeuuid;
 use std::collections::BTreeSet;
 use uuid::Uuid;
+use zdm_testkit::locks::{Lock, CLUSTERS};
+use zdm_testkit::proxy::*;
+use zdm_testkit::{unique_name, Sandbox};
 
 /// `ts` of row `k` of `table`, read straight from one cluster.
 async fn timeuuid_of(s: &Session, ks: &str, table: &str, col: &str, k: i32) -> Option<Uuid> {
@@ -75,11 +76,11 @@ async fn create_tables(s: &Session, ks: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn now_gets_one_value_on_both_clusters_for_queries_batches_and_prepared_statements() {
-    let _lock = ClusterLock::shared();
+    let _lock = Lock::shared(CLUSTERS);
     let sb = Sandbox::load();
     let origin = sb.direct("origin").await;
     let target = sb.direct("target").await;
-    let ks = unique_ks("proxy_now");
+    let ks = unique_name("proxy_now");
     let p = Proxy::start(
         &sb,
         "127.0.0.31",
@@ -197,11 +198,11 @@ fn series(ks: &str, table: &str, cluster: &str, outcome: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_are_counted_per_table_cluster_and_outcome() {
-    let _lock = ClusterLock::shared();
+    let _lock = Lock::shared(CLUSTERS);
     let sb = Sandbox::load();
     let origin = sb.direct("origin").await;
     let target = sb.direct("target").await;
-    let ks = unique_ks("proxy_wm");
+    let ks = unique_name("proxy_wm");
     let p = Proxy::start(&sb, "127.0.0.31", 19302, &[]);
     let s = p.session(&sb).await;
     create_kv(&s, &ks).await;
@@ -293,11 +294,11 @@ async fn writes_are_counted_per_table_cluster_and_outcome() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn target_consistency_level_applies_to_target_writes_and_reloads() {
-    let _lock = ClusterLock::shared();
+    let _lock = Lock::shared(CLUSTERS);
     let sb = Sandbox::load();
     let origin = sb.direct("origin").await;
     let target = sb.direct("target").await;
-    let ks = unique_ks("proxy_cl");
+    let ks = unique_name("proxy_cl");
     let dir = std::env::temp_dir().join(format!("zdm-cl-it-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("proxy.yml");
@@ -423,11 +424,11 @@ fn unsafe_series(ks: &str, table: &str, cause: &str) -> String {
 /// setting off, a counter update, an LWT that one cluster applied and the other did not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_per_call_function_agrees_and_unsafe_writes_are_counted_per_table() {
-    let _lock = ClusterLock::shared();
+    let _lock = Lock::shared(CLUSTERS);
     let sb = Sandbox::load();
     let origin = sb.direct("origin").await;
     let target = sb.direct("target").await;
-    let ks = unique_ks("proxy_fx");
+    let ks = unique_name("proxy_fx");
     let on = Proxy::start(
         &sb,
         "127.0.0.32",

@@ -1,17 +1,18 @@
 //! Prepared statements and batches through the proxy, including after a restart empties the
 //! proxy's prepared cache (the driver must be told UNPREPARED and re-prepare).
-mod common;
-use common::*;
 use scylla::statement::batch::{Batch, BatchType};
 use std::time::{Duration, Instant};
+use zdm_testkit::locks::{Lock, CLUSTERS};
+use zdm_testkit::proxy::*;
+use zdm_testkit::{unique_name, Sandbox};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prepared_statements_and_batches_survive_a_proxy_restart() {
-    let _lock = ClusterLock::shared();
+    let _lock = Lock::shared(CLUSTERS);
     let sb = Sandbox::load();
     let origin = sb.direct("origin").await;
     let target = sb.direct("target").await;
-    let ks = unique_ks("proxy_ps");
+    let ks = unique_name("proxy_ps");
     let mut p = Proxy::start(&sb, "127.0.0.22", 19050, &[]);
     let s = p.session(&sb).await;
     create_kv(&s, &ks).await;
@@ -104,11 +105,11 @@ async fn prepared_statements_and_batches_survive_a_proxy_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_statement_the_target_forgot_is_reprepared_through_the_proxy() {
-    let _lock = ClusterLock::shared();
+    let _lock = Lock::shared(CLUSTERS);
     let sb = Sandbox::load();
     let origin = sb.direct("origin").await;
     let target = sb.direct("target").await;
-    let ks = unique_ks("proxy_unp");
+    let ks = unique_name("proxy_unp");
     let p = Proxy::start(&sb, "127.0.0.22", 19051, &[]);
     let s = p.session(&sb).await;
     create_kv(&s, &ks).await;
@@ -172,11 +173,11 @@ async fn on_both(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_of_prepared_statements_first_after_a_restart_is_reprepared() {
-    let _lock = ClusterLock::shared();
+    let _lock = Lock::shared(CLUSTERS);
     let sb = Sandbox::load();
     let origin = sb.direct("origin").await;
     let target = sb.direct("target").await;
-    let ks = unique_ks("proxy_psb");
+    let ks = unique_name("proxy_psb");
     let mut p = Proxy::start(&sb, "127.0.0.22", 19052, &[]);
     let s = p.session(&sb).await;
     create_kv(&s, &ks).await;
@@ -239,11 +240,11 @@ async fn invalidate_on(s: &scylla::client::session::Session, ks: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_statement_one_cluster_forgot_is_reprepared_for_execute_and_batch() {
-    let _lock = ClusterLock::shared();
+    let _lock = Lock::shared(CLUSTERS);
     let sb = Sandbox::load();
     let origin = sb.direct("origin").await;
     let target = sb.direct("target").await;
-    let ks = unique_ks("proxy_unpb");
+    let ks = unique_name("proxy_unpb");
     let p = Proxy::start(&sb, "127.0.0.22", 19053, &[]);
     let s = p.session(&sb).await;
     create_kv(&s, &ks).await;

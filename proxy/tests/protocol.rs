@@ -1,11 +1,12 @@
 //! Protocol edges: version negotiation, malformed input, stream-id exhaustion, the HTTP
 //! endpoints and the configuration checks of the binary.
-mod common;
-use common::raw::*;
-use common::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
+use zdm_testkit::locks::{Lock, CLUSTERS};
+use zdm_testkit::proxy::*;
+use zdm_testkit::raw_cql::*;
+use zdm_testkit::{unique_name, Sandbox};
 
 /// The proxy answers with a PROTOCOL_ERROR or closes; it never hangs.
 fn error_or_closed(sock: &mut TcpStream) {
@@ -20,7 +21,7 @@ fn error_or_closed(sock: &mut TcpStream) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn newer_and_older_protocol_versions_get_a_negotiable_protocol_error() {
-    let _lock = ClusterLock::shared();
+    let _lock = Lock::shared(CLUSTERS);
     let sb = Sandbox::load();
     let p = Proxy::start(&sb, "127.0.0.23", 19100, &[]);
     // Ready: the proxy knows both clusters speak v5 (Cassandra 5), so v6 is answered in v5.
@@ -57,7 +58,7 @@ async fn newer_and_older_protocol_versions_get_a_negotiable_protocol_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_frames_are_refused_and_other_clients_keep_working() {
-    let _lock = ClusterLock::shared();
+    let _lock = Lock::shared(CLUSTERS);
     let sb = Sandbox::load();
     let p = Proxy::start(&sb, "127.0.0.23", 19101, &[]);
     let good = p.session(&sb).await;
@@ -164,7 +165,7 @@ fn protocol_error_and_still_usable(sock: &mut TcpStream, stream: i16, op: u8, bo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_messages_on_an_authenticated_connection_get_a_protocol_error() {
-    let _lock = ClusterLock::shared();
+    let _lock = Lock::shared(CLUSTERS);
     let sb = Sandbox::load();
     let p = Proxy::start(&sb, "127.0.0.23", 19105, &[]);
     let other = p.session(&sb).await;
@@ -237,11 +238,11 @@ async fn malformed_messages_on_an_authenticated_connection_get_a_protocol_error(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exhausted_stream_ids_give_overloaded_never_a_crossed_answer() {
-    let _lock = ClusterLock::shared();
+    let _lock = Lock::shared(CLUSTERS);
     let sb = Sandbox::load();
     let origin = sb.direct("origin").await;
     let target = sb.direct("target").await;
-    let ks = unique_ks("proxy_sid");
+    let ks = unique_name("proxy_sid");
     let p = Proxy::start(
         &sb,
         "127.0.0.23",
@@ -310,7 +311,7 @@ async fn exhausted_stream_ids_give_overloaded_never_a_crossed_answer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_metrics_endpoints_use_the_reference_names() {
-    let _lock = ClusterLock::shared();
+    let _lock = Lock::shared(CLUSTERS);
     let sb = Sandbox::load();
     let p = Proxy::start(&sb, "127.0.0.23", 19103, &[]);
     let (code, body) = p.http_get("/health/liveness").await;
@@ -425,7 +426,7 @@ fn check_config_validates_and_names_bad_settings() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_over_proxy_max_client_connections_are_refused() {
-    let _lock = ClusterLock::shared();
+    let _lock = Lock::shared(CLUSTERS);
     let sb = Sandbox::load();
     let p = Proxy::start(
         &sb,

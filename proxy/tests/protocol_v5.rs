@@ -3,14 +3,15 @@
 //! the proxy's segments and CRCs). Uncompressed and LZ4 segments, a row larger than one
 //! segment both ways, several requests in one segment, v5 QUERY/PREPARE/EXECUTE layouts, an
 //! error answer that leaves the connection usable, and the protocol_version metric label.
-mod common;
 use bytes::{BufMut, Bytes, BytesMut};
-use common::*;
 use futures::{SinkExt, StreamExt};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_util::codec::{Encoder, Framed};
 use zdm_proxy::protocol::frame::{opcode, Compression, Frame, FrameCodec, V5};
+use zdm_testkit::locks::{Lock, CLUSTERS};
+use zdm_testkit::proxy::*;
+use zdm_testkit::{unique_name, Sandbox};
 
 type Client = Framed<TcpStream, FrameCodec>;
 
@@ -241,7 +242,7 @@ async fn exercise(p: &Proxy, sb: &Sandbox, ks: &str, lz4: bool, k: i32) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn v5_clients_are_served_in_segments_plain_and_lz4() {
-    let _lock = ClusterLock::shared();
+    let _lock = Lock::shared(CLUSTERS);
     let sb = Sandbox::load();
     let p = Proxy::start(
         &sb,
@@ -253,7 +254,7 @@ async fn v5_clients_are_served_in_segments_plain_and_lz4() {
     let origin = sb.direct("origin").await;
     let target = sb.direct("target").await;
     let writer = p.session(&sb).await;
-    let ks = unique_ks("v5");
+    let ks = unique_name("v5");
     create_kv(&writer, &ks).await;
     writer
         .query_unpaged(

@@ -1,10 +1,11 @@
 //! Live reload under a driver workload: PRIMARY_ONLY/ORIGIN → PRIMARY_ONLY/TARGET with no
 //! client connection closed and no failed request; bad reloads keep the running settings.
-mod common;
-use common::*;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use zdm_testkit::locks::{Lock, CLUSTERS};
+use zdm_testkit::proxy::*;
+use zdm_testkit::{unique_name, Sandbox};
 
 async fn active(p: &Proxy) -> serde_json::Value {
     let (status, body) = p.http_get("/config").await;
@@ -29,11 +30,11 @@ struct Tally {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_switches_reads_to_target_without_closing_connections_or_failing_requests() {
-    let _lock = ClusterLock::shared();
+    let _lock = Lock::shared(CLUSTERS);
     let sb = Sandbox::load();
     let origin = sb.direct("origin").await;
     let target = sb.direct("target").await;
-    let ks = unique_ks("proxy_reload");
+    let ks = unique_name("proxy_reload");
     let dir = std::env::temp_dir().join(format!("zdm-reload-it-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("zdm-proxy.yml");

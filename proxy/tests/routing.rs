@@ -1,17 +1,18 @@
 //! Writes land on both clusters, reads come from the primary, failures are counted.
-mod common;
-use common::*;
 use scylla::client::session_builder::SessionBuilder;
 use scylla::frame::Compression;
 use std::time::Duration;
+use zdm_testkit::locks::{Lock, CLUSTERS};
+use zdm_testkit::proxy::*;
+use zdm_testkit::{unique_name, Sandbox};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_land_on_both_and_reads_come_from_the_primary() {
-    let _lock = ClusterLock::shared();
+    let _lock = Lock::shared(CLUSTERS);
     let sb = Sandbox::load();
     let origin = sb.direct("origin").await;
     let target = sb.direct("target").await;
-    let ks = unique_ks("proxy_rt");
+    let ks = unique_name("proxy_rt");
 
     let p = Proxy::start(&sb, "127.0.0.21", 19042, &[]);
     let s = p.session(&sb).await;
@@ -81,11 +82,11 @@ async fn writes_land_on_both_and_reads_come_from_the_primary() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_failing_on_one_cluster_fails_and_is_counted() {
-    let _lock = ClusterLock::shared();
+    let _lock = Lock::shared(CLUSTERS);
     let sb = Sandbox::load();
     let origin = sb.direct("origin").await;
     let target = sb.direct("target").await;
-    let ks = unique_ks("proxy_fw");
+    let ks = unique_name("proxy_fw");
     // The table exists on origin only: the target half of the write fails.
     create_kv(&origin, &ks).await;
     let p = Proxy::start(&sb, "127.0.0.21", 19045, &[]);
@@ -113,11 +114,11 @@ async fn a_write_failing_on_one_cluster_fails_and_is_counted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lz4_and_snappy_clients_work() {
-    let _lock = ClusterLock::shared();
+    let _lock = Lock::shared(CLUSTERS);
     let sb = Sandbox::load();
     let origin = sb.direct("origin").await;
     let target = sb.direct("target").await;
-    let ks = unique_ks("proxy_cmp");
+    let ks = unique_name("proxy_cmp");
     let p = Proxy::start(&sb, "127.0.0.21", 19044, &[]);
     let (u, pw) = sb.creds("target");
     for (i, c) in [Compression::Lz4, Compression::Snappy]
@@ -154,11 +155,11 @@ async fn lz4_and_snappy_clients_work() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_slower_than_the_request_timeout_fails_instead_of_hanging() {
-    let _lock = ClusterLock::shared();
+    let _lock = Lock::shared(CLUSTERS);
     let sb = Sandbox::load();
     let origin = sb.direct("origin").await;
     let target = sb.direct("target").await;
-    let ks = unique_ks("proxy_to");
+    let ks = unique_name("proxy_to");
     create_kv(&origin, &ks).await;
     create_kv(&target, &ks).await;
     // 1 ms: a logged batch of 30 rows takes longer than that on any cluster.
@@ -234,11 +235,11 @@ async fn a_request_slower_than_the_request_timeout_fails_instead_of_hanging() {
 /// `proxy_request_timeout_ms`) answers and keeps every row.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_per_cluster_request_timeout_applies_to_that_cluster_only() {
-    let _lock = ClusterLock::shared();
+    let _lock = Lock::shared(CLUSTERS);
     let sb = Sandbox::load();
     let origin = sb.direct("origin").await;
     let target = sb.direct("target").await;
-    let ks = unique_ks("proxy_rto");
+    let ks = unique_name("proxy_rto");
     // Created on each cluster directly: the proxies below time out one side on purpose.
     create_kv(&origin, &ks).await;
     create_kv(&target, &ks).await;

@@ -3,11 +3,12 @@
 //! table, the client served by origin), prepared reads are shadowed with target's own id (and
 //! prepared again when target forgot them), a reload turns shadowing on for open connections,
 //! and a stopped target neither fails nor slows the client's reads.
-mod common;
-use common::*;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use zdm_testkit::locks::{Lock, CLUSTERS};
+use zdm_testkit::proxy::*;
+use zdm_testkit::{unique_name, Sandbox};
 
 const DUAL: (&str, &str) = ("ZDM_READ_MODE", "DUAL_ASYNC_ON_SECONDARY");
 const IP: &str = "127.0.0.27";
@@ -93,11 +94,11 @@ async fn seed_with_drift(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dual_mode_counts_a_row_altered_on_target_as_a_mismatch_and_serves_origin() {
-    let _lock = ClusterLock::shared();
+    let _lock = Lock::shared(CLUSTERS);
     let sb = Sandbox::load();
     let origin = sb.direct("origin").await;
     let target = sb.direct("target").await;
-    let ks = unique_ks("proxy_shadow_q");
+    let ks = unique_name("proxy_shadow_q");
     let p = Proxy::start(&sb, IP, 19160, &[DUAL]);
     let s = p.session(&sb).await;
     seed_with_drift(&s, &target, &ks).await;
@@ -152,11 +153,11 @@ async fn dual_mode_counts_a_row_altered_on_target_as_a_mismatch_and_serves_origi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dual_mode_shadows_prepared_selects_with_the_targets_own_id() {
-    let _lock = ClusterLock::shared();
+    let _lock = Lock::shared(CLUSTERS);
     let sb = Sandbox::load();
     let origin = sb.direct("origin").await;
     let target = sb.direct("target").await;
-    let ks = unique_ks("proxy_shadow_p");
+    let ks = unique_name("proxy_shadow_p");
     let p = Proxy::start(&sb, IP, 19161, &[DUAL]);
     let s = p.session(&sb).await;
     seed_with_drift(&s, &target, &ks).await;
@@ -188,11 +189,11 @@ async fn dual_mode_shadows_prepared_selects_with_the_targets_own_id() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dual_mode_reprepares_a_select_the_target_forgot_on_the_async_connection() {
-    let _lock = ClusterLock::shared();
+    let _lock = Lock::shared(CLUSTERS);
     let sb = Sandbox::load();
     let origin = sb.direct("origin").await;
     let target = sb.direct("target").await;
-    let ks = unique_ks("proxy_shadow_u");
+    let ks = unique_name("proxy_shadow_u");
     let p = Proxy::start(&sb, IP, 19164, &[DUAL]);
     let s = p.session(&sb).await;
     seed_with_drift(&s, &target, &ks).await;
@@ -248,11 +249,11 @@ async fn dual_mode_reprepares_a_select_the_target_forgot_on_the_async_connection
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_to_dual_mode_shadows_reads_on_connections_already_open() {
-    let _lock = ClusterLock::shared();
+    let _lock = Lock::shared(CLUSTERS);
     let sb = Sandbox::load();
     let origin = sb.direct("origin").await;
     let target = sb.direct("target").await;
-    let ks = unique_ks("proxy_shadow_r");
+    let ks = unique_name("proxy_shadow_r");
     let dir = std::env::temp_dir().join(format!("zdm-shadow-it-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("zdm-proxy.yml");
@@ -337,10 +338,10 @@ async fn read_load(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn target_stopped_in_dual_mode_reads_keep_succeeding_and_shadow_losses_are_counted() {
-    let _lock = ClusterLock::exclusive();
+    let _lock = Lock::exclusive(CLUSTERS);
     let sb = Sandbox::load();
     let origin = sb.direct("origin").await;
-    let ks = unique_ks("proxy_shadow_down");
+    let ks = unique_name("proxy_shadow_down");
     let p = Proxy::start(
         &sb,
         IP,

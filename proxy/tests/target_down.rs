@@ -2,16 +2,17 @@
 //! recovers once the target is back; once with the target stopped (connections close), once with
 //! it hung (SIGSTOP: connections stay open, nothing answers). Both hold the exclusive test lock
 //! (no other proxy test runs meanwhile) and restart/thaw the target on drop.
-mod common;
-use common::*;
 use std::time::{Duration, Instant};
+use zdm_testkit::locks::{Lock, CLUSTERS};
+use zdm_testkit::proxy::*;
+use zdm_testkit::{unique_name, Sandbox};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn target_down_fails_writes_turns_unready_and_recovers() {
-    let _lock = ClusterLock::exclusive();
+    let _lock = Lock::exclusive(CLUSTERS);
     let sb = Sandbox::load();
     let origin = sb.direct("origin").await;
-    let ks = unique_ks("proxy_down");
+    let ks = unique_name("proxy_down");
     let heartbeat_ms = 2000u64;
     let p = Proxy::start(
         &sb,
@@ -94,10 +95,10 @@ async fn target_down_fails_writes_turns_unready_and_recovers() {
 /// answers come, and everything recovers once the target runs again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hung_target_fails_writes_in_time_turns_unready_and_recovers() {
-    let _lock = ClusterLock::exclusive();
+    let _lock = Lock::exclusive(CLUSTERS);
     let sb = Sandbox::load();
     let origin = sb.direct("origin").await;
-    let ks = unique_ks("proxy_hung");
+    let ks = unique_name("proxy_hung");
     let heartbeat = Duration::from_millis(2000);
     let request_timeout = Duration::from_millis(3000);
     let p = Proxy::start(

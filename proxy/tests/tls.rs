@@ -2,16 +2,16 @@
 //! driver speaking TLS (OpenSSL) to the proxy (rustls): end to end, hostname verification,
 //! client-certificate authentication, and settings refused at start.
 
-mod common;
-
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{create_kv, drop_ks, read_v, unique_ks, ClusterLock, Proxy, Sandbox};
 use openssl::ssl::{SslContext, SslContextBuilder, SslFiletype, SslMethod, SslVerifyMode};
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
+use zdm_testkit::locks::{Lock, CLUSTERS};
+use zdm_testkit::proxy::*;
+use zdm_testkit::{unique_name, Sandbox};
 
 /// The sandbox's TLS files (written by `scripts/sandbox.sh up` or `tls-apply`).
 struct TlsFiles {
@@ -25,7 +25,7 @@ struct TlsFiles {
 impl TlsFiles {
     fn of(sb: &Sandbox) -> TlsFiles {
         let get = |k: &str| {
-            let v = sb.vars.get(k).unwrap_or_else(|| {
+            let v = sb.require(k).unwrap_or_else(|_| {
                 panic!(
                     "sandbox env lacks {k}: the sandbox has no TLS yet; run scripts/sandbox.sh up \
                      (or tls-apply on a running sandbox)"
@@ -35,7 +35,7 @@ impl TlsFiles {
                 std::path::Path::new(v).is_file(),
                 "{k}={v} is not a file: re-run scripts/sandbox.sh tls-apply"
             );
-            v.clone()
+            v.to_string()
         };
         TlsFiles {
             ca: get("SANDBOX_TLS_CA"),
@@ -193,7 +193,7 @@ async fn assert_cluster_connections_encrypted(sb: &Sandbox, p: &Proxy, cluster: 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_end_to_end_driver_to_proxy_to_both_clusters() {
-    let _lock = ClusterLock::shared();
+    let _lock = Lock::shared(CLUSTERS);
     let sb = Sandbox::load();
     let files = TlsFiles::of(&sb);
     assert_node_serves_tls(&sb, &files, "origin");
@@ -204,7 +204,7 @@ async fn tls_end_to_end_driver_to_proxy_to_both_clusters() {
     let s = tls_session(&p, &sb, Some(files.driver_context(true)))
         .await
         .unwrap_or_else(|e| panic!("TLS session through the proxy: {e}\n{}", p.log_text()));
-    let ks = unique_ks("tls_e2e");
+    let ks = unique_name("tls_e2e");
     create_kv(&s, &ks).await;
     for k in 0..20 {
         s.query_unpaged(
@@ -331,7 +331,7 @@ async fn relay_to(node: String) -> (String, tokio::task::JoinHandle<()>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_hostname_is_refused_unless_verification_is_turned_off() {
-    let _lock = ClusterLock::shared();
+    let _lock = Lock::shared(CLUSTERS);
     let sb = Sandbox::load();
     let files = TlsFiles::of(&sb);
     assert_node_serves_tls(&sb, &files, "origin");
@@ -409,7 +409,7 @@ async fn wrong_hostname_is_refused_unless_verification_is_turned_off() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_certificate_is_required_when_configured() {
-    let _lock = ClusterLock::shared();
+    let _lock = Lock::shared(CLUSTERS);
     let sb = Sandbox::load();
     let files = TlsFiles::of(&sb);
     assert_node_serves_tls(&sb, &files, "origin");

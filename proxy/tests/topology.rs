@@ -1,11 +1,12 @@
 //! The driver sees the proxy fleet as the cluster.
-mod common;
-use common::*;
 use std::collections::BTreeSet;
+use zdm_testkit::locks::{Lock, CLUSTERS};
+use zdm_testkit::proxy::*;
+use zdm_testkit::Sandbox;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn driver_given_one_proxy_discovers_all_three() {
-    let _lock = ClusterLock::shared();
+    let _lock = Lock::shared(CLUSTERS);
     let sb = Sandbox::load();
     let ips = ["127.0.0.21", "127.0.0.22", "127.0.0.23"];
     let port = 19070;
@@ -141,7 +142,7 @@ async fn driver_given_one_proxy_discovers_all_three() {
 /// their WHERE clause honoured: never the real cluster's rows, never every peer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prepared_topology_queries_with_bind_markers_honour_their_where_clause() {
-    let _lock = ClusterLock::shared();
+    let _lock = Lock::shared(CLUSTERS);
     let sb = Sandbox::load();
     let ips = ["127.0.0.21", "127.0.0.22", "127.0.0.23"];
     let port = 19071;

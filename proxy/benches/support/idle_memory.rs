@@ -11,7 +11,8 @@ use std::net::TcpStream;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::common::{raw, Sandbox};
+use zdm_testkit::raw_cql as raw;
+use zdm_testkit::Sandbox;
 
 /// Client threads opening connections in parallel: enough to keep both clusters' authenticators
 /// busy, few enough not to time out handshakes on a loaded 2-core machine.

@@ -1,5 +1,6 @@
 //! An application's steady load through the proxy fleet: each worker writes a new key at a
-//! fixed rate and reads it back, through one driver session that knows every proxy.
+//! fixed rate and reads it back, through one driver session that knows every proxy. The tests
+//! and `zdm-demo-workload` (the demo's clients) run this one loop.
 //!
 //! A write counts only once the driver acknowledged it; every error the driver returns (after
 //! its own retries) is a failed client request. Statements are marked idempotent, as an
@@ -15,8 +16,9 @@
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use anyhow::Context;
 use futures::TryStreamExt;
 use scylla::client::session::Session;
 use scylla::value::{Counter, CqlValue};
@@ -38,8 +40,16 @@ pub struct Report {
     pub increments: Vec<u64>,
 }
 
-/// Workloads started by this test process.
+/// Workloads started by this process.
 static RUNS: AtomicI64 = AtomicI64::new(0);
+
+/// What a running workload has seen so far.
+#[derive(Clone, Copy, Debug)]
+pub struct Progress {
+    pub acked: usize,
+    pub reads_ok: u64,
+    pub failures: usize,
+}
 
 /// What each write carries.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -148,13 +158,34 @@ impl Workload {
         period: Duration,
         writes: Writes,
     ) -> Workload {
+        Self::try_start(session, keyspace, workers, period, writes)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"))
+    }
+
+    /// [`Workload::start_with`] for tools that report errors rather than panic (the tables
+    /// must exist: the statements are prepared first).
+    pub async fn try_start(
+        session: Arc<Session>,
+        keyspace: &str,
+        workers: usize,
+        period: Duration,
+        writes: Writes,
+    ) -> anyhow::Result<Workload> {
+        anyhow::ensure!(
+            (1..=256).contains(&workers),
+            "1 to 256 workers (a key holds the worker in 8 bits), not {workers}"
+        );
         let insert_cql = match writes {
             Writes::Plain => format!("INSERT INTO {keyspace}.kv (k, v) VALUES (?, ?)"),
             Writes::Application => format!(
                 "INSERT INTO {keyspace}.kv (k, v, at, id) VALUES (?, ?, toTimestamp(now()), uuid())"
             ),
         };
-        let mut insert = session.prepare(insert_cql).await.expect("prepare insert");
+        let mut insert = session
+            .prepare(insert_cql.as_str())
+            .await
+            .with_context(|| format!("prepare {insert_cql}"))?;
         insert.set_is_idempotent(true);
         let increment = match writes {
             Writes::Plain => None,
@@ -162,7 +193,7 @@ impl Workload {
                 let mut p = session
                     .prepare(format!("UPDATE {keyspace}.hits SET n = n + 1 WHERE k = ?"))
                     .await
-                    .expect("prepare increment");
+                    .context("prepare the counter increment")?;
                 // Not idempotent by nature; marked so, as an application accepting a rare
                 // double count would, so the driver retries it on the next proxy when one
                 // drains. A retry goes through a proxy to both clusters, so they still agree,
@@ -174,11 +205,14 @@ impl Workload {
         let mut select = session
             .prepare(format!("SELECT v FROM {keyspace}.kv WHERE k = ?"))
             .await
-            .expect("prepare select");
+            .context("prepare the read back")?;
         select.set_is_idempotent(true);
-        // Keys never repeat across the workloads of one test, so a later one cannot overwrite
-        // (and so repair) the rows of an earlier one.
-        let run = RUNS.fetch_add(1, Ordering::SeqCst) & 0xff;
+        // Keys never repeat across the workloads of one process, so a later one cannot
+        // overwrite (and so repair) the rows of an earlier one, nor across processes some
+        // hours apart (the demo's runs share one keyspace): the run number counts on from
+        // the clock's seconds.
+        let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() as i64;
+        let run = (since_epoch + RUNS.fetch_add(1, Ordering::SeqCst)) & 0x7fff;
         let stop = Arc::new(AtomicBool::new(false));
         let shared = Arc::new(Shared {
             increments: Mutex::new(vec![0; workers]),
@@ -201,10 +235,10 @@ impl Workload {
                     let mut i: i64 = 0;
                     while !stop.load(Ordering::SeqCst) {
                         tick.tick().await;
-                        let k = (w << 40) | (run << 32) | i;
+                        let k = (run << 40) | (w << 32) | i;
                         i += 1;
                         let t = || format!("t={:.1}s", started.elapsed().as_secs_f64());
-                        if let Err(e) = session.execute_unpaged(&insert, (k, k * 7)).await {
+                        if let Err(e) = session.execute_unpaged(&insert, (k, value_of(k))).await {
                             shared
                                 .failures
                                 .lock()
@@ -234,7 +268,7 @@ impl Workload {
                                 .map_err(|e| e.to_string())
                         };
                         match read.await {
-                            Ok(Some((v,))) if v == k * 7 => {
+                            Ok(Some((v,))) if v == value_of(k) => {
                                 shared.reads_ok.fetch_add(1, Ordering::Relaxed);
                             }
                             Ok(other) => shared.failures.lock().unwrap().push(format!(
@@ -251,17 +285,26 @@ impl Workload {
                 })
             })
             .collect();
-        Workload {
+        Ok(Workload {
             stop,
             workers: handles,
             shared,
             started,
-        }
+        })
     }
 
     /// Acknowledged writes so far.
     pub fn acked(&self) -> usize {
         self.shared.acked.lock().unwrap().len()
+    }
+
+    /// Acknowledged writes, reads read back and failed requests so far.
+    pub fn progress(&self) -> Progress {
+        Progress {
+            acked: self.acked(),
+            reads_ok: self.shared.reads_ok.load(Ordering::Relaxed),
+            failures: self.shared.failures.lock().unwrap().len(),
+        }
     }
 
     /// Stops the workers (each finishes its current request) and reports.
@@ -288,6 +331,11 @@ impl Workload {
             increments: self.shared.increments.lock().unwrap().clone(),
         }
     }
+}
+
+/// The value written with key `k` (read back, it proves the row is this write's).
+fn value_of(k: i64) -> i64 {
+    k * 7
 }
 
 /// Every key of `<keyspace>.kv` on one cluster (read directly, with that cluster's session).

@@ -10,16 +10,14 @@
 //!
 //! Both ceilings share the machine with the clusters exactly as the engine does, so their ratios
 //! hold on a busy machine better than absolute rates do. Run with
-//! `cargo build --release --bin zdm-data-bench && target/release/zdm-data-bench` (add `--keep`
+//! `cargo build --release -p zdm-tools --bin zdm-data-bench && target/release/zdm-data-bench` (add `--keep`
 //! to leave the loaded table on origin so the next run skips the load).
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::Context;
 use clap::Parser;
 use futures::StreamExt;
 use scylla::client::session::Session;
@@ -30,6 +28,8 @@ use zdm_run::data::schema::load_tables;
 use zdm_run::data::{
     migrate, validate, ClusterConfig, DataConfig, NoProgress, Selection, ValidateOptions,
 };
+use zdm_testkit::locks::{Lock, CLUSTERS};
+use zdm_testkit::sandbox::{default_env_path, Sandbox};
 
 #[derive(Parser)]
 struct Args {
@@ -42,7 +42,7 @@ struct Args {
     concurrency: usize,
     #[arg(long, default_value = "bench-results/data-engine.md")]
     out: PathBuf,
-    /// Sandbox env file (default: ZDM_SANDBOX_ENV or .sandbox/env).
+    /// Sandbox env file (default: ZDM_SANDBOX_ENV, else the workspace's .sandbox/env).
     #[arg(long)]
     sandbox_env: Option<PathBuf>,
     /// Leave the loaded table on origin (and reuse one left by an earlier run with the same row
@@ -51,57 +51,10 @@ struct Args {
     keep: bool,
 }
 
-/// The tests' cluster lock (`$TMPDIR/zdm-proxy-tests.lock`, the one `tests/data_support` takes)
-/// held shared for the whole run: a test that stops a Cassandra node takes it exclusive, so it
-/// waits for the measurement instead of pulling a cluster away in the middle of it.
-struct ClusterLock(#[allow(dead_code)] std::fs::File);
-
-impl ClusterLock {
-    fn shared() -> anyhow::Result<ClusterLock> {
-        use std::os::fd::AsRawFd;
-        let path = std::env::temp_dir().join("zdm-proxy-tests.lock");
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("opening the cluster lock {}", path.display()))?;
-        // SAFETY: flock on a descriptor we own; released when the file is closed.
-        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH) };
-        anyhow::ensure!(
-            rc == 0,
-            "flock {}: {}",
-            path.display(),
-            std::io::Error::last_os_error()
-        );
-        Ok(ClusterLock(f))
-    }
-}
-
-fn sandbox(args: &Args) -> anyhow::Result<HashMap<String, String>> {
-    let path = args
-        .sandbox_env
-        .clone()
-        .or_else(|| std::env::var_os("ZDM_SANDBOX_ENV").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from(".sandbox/env"));
-    let text = std::fs::read_to_string(&path).with_context(|| {
-        format!(
-            "the benchmark needs the sandbox: cannot read {}",
-            path.display()
-        )
-    })?;
-    Ok(text
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect())
-}
-
-fn cluster(env: &HashMap<String, String>, name: &str) -> anyhow::Result<ClusterConfig> {
+fn cluster(sb: &Sandbox, name: &str) -> anyhow::Result<ClusterConfig> {
     let get = |k: &str| {
-        env.get(&format!("ZDM_{}_{k}", name.to_uppercase()))
-            .cloned()
-            .with_context(|| format!("sandbox env lacks ZDM_{}_{k}", name.to_uppercase()))
+        sb.require(&format!("ZDM_{}_{k}", name.to_uppercase()))
+            .map(str::to_string)
     };
     Ok(ClusterConfig {
         name: name.into(),
@@ -241,9 +194,9 @@ struct CpuMeter {
 }
 
 impl CpuMeter {
-    fn new(env: &HashMap<String, String>) -> CpuMeter {
+    fn new(sb: &Sandbox) -> CpuMeter {
         let pid = |cluster: &str| {
-            let dir = env.get("SANDBOX_DIR")?;
+            let dir = sb.require("SANDBOX_DIR").ok()?;
             let pid = std::fs::read_to_string(format!("{dir}/{cluster}/cassandra.pid")).ok()?;
             Some(pid.trim().to_string())
         };
@@ -331,16 +284,19 @@ impl Phase {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let env = sandbox(&args)?;
+    let sb = Sandbox::read(&args.sandbox_env.clone().unwrap_or_else(default_env_path))?;
     let cfg = DataConfig {
-        origin: cluster(&env, "origin")?,
-        target: cluster(&env, "target")?,
+        origin: cluster(&sb, "origin")?,
+        target: cluster(&sb, "target")?,
         splits: Some(args.splits),
         concurrency: args.concurrency,
         ..DataConfig::default()
     };
-    let _lock = tokio::task::spawn_blocking(ClusterLock::shared).await??;
-    let meter = CpuMeter::new(&env);
+    // The clusters lock held shared for the whole run: a test that stops a Cassandra node takes
+    // it exclusive, so it waits for the measurement instead of pulling a cluster away in the
+    // middle of it.
+    let _lock = tokio::task::spawn_blocking(|| Lock::take(CLUSTERS, false)).await??;
+    let meter = CpuMeter::new(&sb);
     let load_start = load_average();
     let origin = Arc::new(cfg.origin.connect().await?);
     let target = Arc::new(cfg.target.connect().await?);

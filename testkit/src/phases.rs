@@ -1,24 +1,19 @@
 //! Running the phase playbooks against the sandbox fleet with a migration state of its own,
 //! and reading what they did: the state file, the deployed settings, which cluster answers.
 
-#![allow(dead_code)]
-
-use std::net::SocketAddr;
 use std::path::Path;
 
-use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
-use scylla::policies::load_balancing::{NodeIdentifier, SingleTargetLoadBalancingPolicy};
-use scylla::statement::unprepared::Statement;
 
-use crate::deploy_support::{Fleet, Run, CQL_PORT, HOSTS};
+use crate::binaries::{workspace_root, zdm_run};
+use crate::fleet::{via, Fleet, HOSTS};
+use crate::run::Run;
 
 /// The migration's inventory: the sandbox's generated hosts.yml in a directory of its own.
 pub fn private_inventory(fleet: &Fleet) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
-    let src = Path::new(&fleet.sb.get("SANDBOX_INVENTORY")).join("hosts.yml");
-    std::fs::copy(&src, dir.path().join("hosts.yml"))
-        .unwrap_or_else(|e| panic!("copy {}: {e}", src.display()));
+    std::fs::write(dir.path().join("hosts.yml"), fleet.sb.inventory_yaml())
+        .expect("write the private inventory");
     dir
 }
 
@@ -73,22 +68,6 @@ pub fn set_replace_cql_functions(inv: &Path, on: bool) {
 pub fn state(inv: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(inv.join("zdm-state.json")).expect("state file");
     serde_json::from_str(&text).expect("state JSON")
-}
-
-/// A statement the driver must send to this one proxy.
-pub fn via(fleet: &Fleet, host: &str, cql: &str) -> Statement {
-    let addr: SocketAddr = format!("{}:{CQL_PORT}", fleet.address(host))
-        .parse()
-        .unwrap();
-    let profile = ExecutionProfile::builder()
-        .load_balancing_policy(SingleTargetLoadBalancingPolicy::new(
-            NodeIdentifier::NodeAddress(addr),
-            None,
-        ))
-        .build();
-    let mut s = Statement::new(cql);
-    s.set_execution_profile_handle(Some(profile.into_handle()));
-    s
 }
 
 /// Which cluster answered reads through each proxy: the probe row holds `origin` on origin and
@@ -158,8 +137,8 @@ pub async fn run_phase(fleet: &Fleet, inv: &Path, ks: &str, playbook: &str, extr
 
 /// `zdm-run status --output json` for a private inventory.
 pub fn status_json(inv: &Path) -> serde_json::Value {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_zdm-run"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+    let out = zdm_run()
+        .current_dir(workspace_root())
         .args(["status", "-i", inv.to_str().unwrap(), "--output", "json"])
         .stdin(std::process::Stdio::null())
         .output()

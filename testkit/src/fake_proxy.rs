@@ -1,116 +1,11 @@
-//! Shared helpers of the gate and phase-state tests: running the zdm-run binary in a private
-//! directory, reading its JSON output, and a small HTTP server standing in for proxies' health
-//! and metrics endpoints.
-#![allow(dead_code)]
+//! A small HTTP server standing in for proxies' health and metrics endpoints, for the gate and
+//! `status` tests (they only speak HTTP to a proxy).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-
-/// A private working directory with an `inventory/` and playbooks.
-pub struct Workdir {
-    pub dir: tempfile::TempDir,
-}
-
-impl Workdir {
-    pub fn new(inventory: &str) -> Workdir {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::create_dir_all(dir.path().join("inventory")).unwrap();
-        std::fs::write(dir.path().join("inventory/hosts.yml"), inventory).unwrap();
-        Workdir { dir }
-    }
-
-    pub fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    pub fn write(&self, rel: &str, text: &str) -> PathBuf {
-        let p = self.path(rel);
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-
-    pub fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_zdm-run"));
-        c.current_dir(self.dir.path())
-            .env_remove("ZDM_INVENTORY")
-            .env_remove("ZDM_LOG")
-            .args(args);
-        c
-    }
-
-    /// Runs `zdm-run ARGS -i inventory` (playbook mode) and returns what it printed.
-    pub fn run(&self, args: &[&str]) -> Run {
-        let mut c = self.command(args);
-        c.args(["-i", "inventory"]);
-        Run(c.output().expect("run zdm-run"))
-    }
-
-    pub fn state(&self) -> serde_json::Value {
-        let text = std::fs::read_to_string(self.path("inventory/zdm-state.json"))
-            .expect("the state file beside the inventory");
-        serde_json::from_str(&text).expect("state is JSON")
-    }
-}
-
-pub struct Run(pub Output);
-
-impl Run {
-    pub fn code(&self) -> i32 {
-        self.0.status.code().unwrap_or(-1)
-    }
-    pub fn stdout(&self) -> String {
-        String::from_utf8_lossy(&self.0.stdout).into_owned()
-    }
-    pub fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.0.stderr).into_owned()
-    }
-    pub fn text(&self) -> String {
-        format!("{}{}", self.stdout(), self.stderr())
-    }
-    pub fn assert_code(&self, code: i32) -> &Run {
-        assert_eq!(
-            self.code(),
-            code,
-            "exit code\n--- stdout\n{}\n--- stderr\n{}",
-            self.stdout(),
-            self.stderr()
-        );
-        self
-    }
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout())
-            .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\n{}", self.stdout(), self.stderr()))
-    }
-}
-
-/// The result of task `name` on its (first) host in a `--output json` document.
-pub fn task_result(doc: &serde_json::Value, name: &str) -> serde_json::Value {
-    for play in doc["plays"].as_array().expect("plays") {
-        for task in play["tasks"].as_array().expect("tasks") {
-            if task["name"] == name {
-                let hosts = task["hosts"].as_object().expect("hosts");
-                return hosts.values().next().expect("a host result").clone();
-            }
-        }
-    }
-    panic!("no task named {name} in {doc}")
-}
-
-/// The sandbox inventory copied into a private directory, so the migration state written
-/// beside it is this test's own (the sandbox is shared with other tests and helpers).
-pub fn sandbox_inventory() -> String {
-    let env = crate::data_support::sandbox_env();
-    let dir = env
-        .get("SANDBOX_INVENTORY")
-        .expect("the sandbox env file has no SANDBOX_INVENTORY");
-    std::fs::read_to_string(Path::new(dir).join("hosts.yml"))
-        .unwrap_or_else(|e| panic!("the sandbox inventory {dir}/hosts.yml: {e}"))
-}
 
 /// What a stand-in proxy answers.
 pub struct ProxyBehaviour {

@@ -1,21 +1,21 @@
-//! Test harness: the sandbox's real clusters, the real `zdm-proxy` binary, the real scylla driver.
-#![allow(dead_code)]
+//! The real `zdm-proxy` binary as the proxy's tests and benches run it: a local process in
+//! front of the sandbox's clusters, and the small CQL helpers they check it with.
 
-use std::collections::HashMap;
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub mod raw;
-
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
+
+use crate::binaries::built_binary;
+use crate::sandbox::Sandbox;
 
 /// `zdm-proxy --check-config [--config FILE]` with `env` as its whole environment (nothing of
 /// the test's own leaks in), as an operator would validate a config before deploying it.
 pub fn check_config(file: Option<&std::path::Path>, env: &[(&str, &str)]) -> std::process::Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_zdm-proxy"));
+    let mut cmd = Command::new(built_binary("zdm-proxy"));
     cmd.env_clear()
         .envs(env.iter().copied())
         .arg("--check-config");
@@ -23,109 +23,6 @@ pub fn check_config(file: Option<&std::path::Path>, env: &[(&str, &str)]) -> std
         cmd.arg("--config").arg(file);
     }
     cmd.output().expect("run zdm-proxy --check-config")
-}
-
-/// The sandbox's `KEY=value` file. Missing sandbox = failed test, never a skip.
-pub struct Sandbox {
-    pub vars: HashMap<String, String>,
-}
-
-impl Sandbox {
-    pub fn load() -> Sandbox {
-        let path = std::env::var("ZDM_SANDBOX_ENV")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.sandbox/env"));
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-            panic!(
-                "sandbox env file {} not readable ({e}): start it with scripts/sandbox.sh up or set ZDM_SANDBOX_ENV",
-                path.display()
-            )
-        });
-        let vars = text
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-            .collect();
-        Sandbox { vars }
-    }
-
-    pub fn get(&self, k: &str) -> &str {
-        self.vars
-            .get(k)
-            .unwrap_or_else(|| panic!("sandbox env lacks {k}"))
-    }
-
-    pub fn node(&self, cluster: &str) -> String {
-        let c = cluster.to_ascii_uppercase();
-        let host = self
-            .get(&format!("ZDM_{c}_CONTACT_POINTS"))
-            .split(',')
-            .next()
-            .unwrap()
-            .to_string();
-        format!("{host}:{}", self.get(&format!("ZDM_{c}_PORT")))
-    }
-
-    pub fn creds(&self, cluster: &str) -> (String, String) {
-        let c = cluster.to_ascii_uppercase();
-        (
-            self.get(&format!("ZDM_{c}_USERNAME")).into(),
-            self.get(&format!("ZDM_{c}_PASSWORD")).into(),
-        )
-    }
-
-    /// A driver session straight to one cluster (bypassing the proxy).
-    pub async fn direct(&self, cluster: &str) -> Session {
-        let (u, p) = self.creds(cluster);
-        SessionBuilder::new()
-            .known_node(self.node(cluster))
-            .user(u, p)
-            .connection_timeout(Duration::from_secs(30))
-            .build()
-            .await
-            .unwrap_or_else(|e| panic!("cannot connect to {cluster} directly: {e}"))
-    }
-
-    /// The settings every proxy needs to reach the clusters (ZDM_* env form).
-    pub fn cluster_settings(&self) -> Vec<(String, String)> {
-        let mut v = Vec::new();
-        for c in ["ORIGIN", "TARGET"] {
-            for k in ["CONTACT_POINTS", "PORT", "USERNAME", "PASSWORD"] {
-                let key = format!("ZDM_{c}_{k}");
-                v.push((key.clone(), self.get(&key).to_string()));
-            }
-        }
-        v
-    }
-}
-
-/// Serializes tests that stop a cluster against every other proxy test (shared lock for the
-/// rest). Other test binaries run sequentially already; this also covers manual parallel runs.
-pub struct ClusterLock(std::fs::File);
-
-impl ClusterLock {
-    fn take(exclusive: bool) -> ClusterLock {
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(std::env::temp_dir().join("zdm-proxy-tests.lock"))
-            .unwrap();
-        use std::os::fd::AsRawFd;
-        let op = if exclusive {
-            libc::LOCK_EX
-        } else {
-            libc::LOCK_SH
-        };
-        assert_eq!(unsafe { libc::flock(f.as_raw_fd(), op) }, 0, "flock failed");
-        ClusterLock(f)
-    }
-    pub fn shared() -> ClusterLock {
-        Self::take(false)
-    }
-    pub fn exclusive() -> ClusterLock {
-        Self::take(true)
-    }
 }
 
 /// A running `zdm-proxy` child process, killed on drop.
@@ -183,7 +80,7 @@ impl Proxy {
 
     pub fn spawn(&mut self) {
         let log = std::fs::File::create(&self.log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_zdm-proxy"))
+        let child = Command::new(built_binary("zdm-proxy"))
             .args(&self.args)
             .env_clear()
             .envs(self.env.iter().cloned())
@@ -225,7 +122,7 @@ impl Proxy {
     ) -> (std::process::ExitStatus, String) {
         let mut p = Proxy::start_unspawned(sb, ip, port, extra);
         let log = std::fs::File::create(&p.log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_zdm-proxy"))
+        let child = Command::new(built_binary("zdm-proxy"))
             .env_clear()
             .envs(p.env.iter().cloned())
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -363,15 +260,6 @@ impl Drop for Proxy {
     }
 }
 
-/// A keyspace name unique to this test run.
-pub fn unique_ks(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}_{}_{}", std::process::id(), nanos % 1_000_000_000)
-}
-
 /// Creates a keyspace and a `kv (k int PRIMARY KEY, v text)` table through `s`.
 pub async fn create_kv(s: &Session, ks: &str) {
     s.query_unpaged(
@@ -412,7 +300,7 @@ pub async fn drop_ks(origin: &Session, target: &Session, ks: &str) {
 }
 
 /// Stops the sandbox's target cluster; restarts it on drop (also when the test fails). Hold
-/// `ClusterLock::exclusive()` meanwhile: no other proxy test may see target vanish.
+/// `Lock::exclusive(CLUSTERS)` meanwhile: no other proxy test may see target vanish.
 pub struct TargetStopped {
     script: String,
 }
@@ -458,7 +346,7 @@ impl Drop for TargetStopped {
 
 /// Freezes the sandbox's target Cassandra with SIGSTOP (a hung node: its sockets stay open but
 /// nothing answers) and thaws it with SIGCONT on `thaw` or drop (also when the test fails). Hold
-/// `ClusterLock::exclusive()` meanwhile, and keep the freeze short.
+/// `Lock::exclusive(CLUSTERS)` meanwhile, and keep the freeze short.
 pub struct TargetFrozen {
     pid: Option<i32>,
 }

@@ -4,7 +4,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use super::Sandbox;
+use crate::sandbox::Sandbox;
 
 /// Encodes one frame (flags 0).
 pub fn frame(version: u8, stream: i16, op: u8, body: &[u8]) -> Vec<u8> {
