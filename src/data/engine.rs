@@ -22,7 +22,7 @@ use super::report::{MigrateSummary, Mismatch, TableMigrate, TableValidation, Val
 use super::scan::{select_cql, RangeScanner, RateLimiter, RetryPolicy};
 use super::schema::{self, Table};
 use super::sizing::{self, SplitChoice};
-use super::value::{key_id, ScannedRow};
+use super::value::{key_id, KeyId, ScannedRow};
 
 /// Receives progress as ranges finish (progress bars, playbook output). Must be cheap.
 pub trait Progress: Send + Sync {
@@ -435,7 +435,7 @@ async fn read_range(
     table: &Table,
     range: TokenRange,
     limit: Option<Arc<RateLimiter>>,
-) -> anyhow::Result<HashMap<String, ScannedRow>> {
+) -> anyhow::Result<HashMap<KeyId, ScannedRow>> {
     let mut scanner = RangeScanner::new(
         session,
         stmt,
@@ -699,7 +699,7 @@ async fn settle_counter_findings(
     counter_rows: &CounterRows,
     findings: &mut Vec<Finding>,
 ) -> anyhow::Result<CounterFindings> {
-    let mut first: HashMap<String, Finding> = HashMap::new();
+    let mut first: HashMap<KeyId, Finding> = HashMap::new();
     let candidates: Vec<Candidate> = findings
         .drain(..)
         .map(|f| {
