@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::schema::{CellKind, Table};
-use super::value::{key_id, render, ScannedRow, Times};
+use super::value::{key_id, render, KeyId, ScannedRow, Times};
 
 /// How strictly rows are compared.
 #[derive(Clone, Copy, Debug)]
@@ -38,8 +38,8 @@ pub struct RangeDiff {
     /// Cell kind of each value column, which decides how writetimes are expected to match.
     kinds: Vec<CellKind>,
     /// Rows read from one side whose key the other side has not shown yet.
-    origin_waiting: HashMap<String, ScannedRow>,
-    target_waiting: HashMap<String, ScannedRow>,
+    origin_waiting: HashMap<KeyId, ScannedRow>,
+    target_waiting: HashMap<KeyId, ScannedRow>,
     pub compared: u64,
     pub skipped_recent: u64,
 }

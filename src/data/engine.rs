@@ -22,7 +22,7 @@ use super::report::{MigrateSummary, Mismatch, TableMigrate, TableValidation, Val
 use super::scan::{select_cql, RangeScanner, RateLimiter, RetryPolicy};
 use super::schema::{self, Table};
 use super::sizing::{self, SplitChoice};
-use super::value::{key_id, ScannedRow};
+use super::value::{key_id, KeyId, ScannedRow};
 
 /// Receives progress as ranges finish (progress bars, playbook output). Must be cheap.
 pub trait Progress: Send + Sync {
@@ -435,7 +435,7 @@ async fn read_range(
     table: &Table,
     range: TokenRange,
     limit: Option<Arc<RateLimiter>>,
-) -> anyhow::Result<HashMap<String, ScannedRow>> {
+) -> anyhow::Result<HashMap<KeyId, ScannedRow>> {
     let mut scanner = RangeScanner::new(
         session,
         stmt,
@@ -699,7 +699,7 @@ async fn settle_counter_findings(
     counter_rows: &CounterRows,
     findings: &mut Vec<Finding>,
 ) -> anyhow::Result<CounterFindings> {
-    let mut first: HashMap<String, Finding> = HashMap::new();
+    let mut first: HashMap<KeyId, Finding> = HashMap::new();
     let candidates: Vec<Candidate> = findings
         .drain(..)
         .map(|f| {
@@ -860,24 +860,42 @@ async fn compare_range(
         retry,
         limits.1.clone(),
     );
-    let mut pages = std::pin::pin!(futures::stream::select(
-        pages_of(origin).map(|p| (Side::Origin, p)),
-        pages_of(target).map(|p| (Side::Target, p)),
-    ));
-    let mut diff = RangeDiff::new(table, diff_opts);
-    let mut findings = Vec::new();
-    while let Some((side, page)) = pages.next().await {
-        for row in page? {
-            let row = ScannedRow::from_row(table, row, with_times)?;
-            findings.extend(match side {
-                Side::Origin => diff.origin_row(row),
-                Side::Target => diff.target_row(row),
-            });
+    // Each side's pages go through a channel holding one page, so a side asks for its next
+    // page as soon as one arrives, while that one's rows are compared (all on this task): the
+    // clusters keep working instead of waiting for the comparison of every range in flight.
+    let (sender, mut received) = futures::channel::mpsc::channel(1);
+    let read = |scanner, side: Side| {
+        let sender = sender.clone();
+        pages_of(scanner)
+            .map(move |page| Ok((side, page)))
+            .forward(sender)
+    };
+    let (read_origin, read_target) = (read(origin, Side::Origin), read(target, Side::Target));
+    drop(sender);
+    let compare = async move {
+        let compared = async {
+            let mut diff = RangeDiff::new(table, diff_opts);
+            let mut findings = Vec::new();
+            while let Some((side, page)) = received.next().await {
+                for row in page? {
+                    let row = ScannedRow::from_row(table, row, with_times)?;
+                    findings.extend(match side {
+                        Side::Origin => diff.origin_row(row),
+                        Side::Target => diff.target_row(row),
+                    });
+                }
+            }
+            let end = diff.finish();
+            findings.extend(end.findings);
+            Ok(RangeEnd { findings, ..end })
         }
-    }
-    let end = diff.finish();
-    findings.extend(end.findings);
-    Ok(RangeEnd { findings, ..end })
+        .await;
+        // A comparison that failed early stops the readers: their next send fails.
+        drop(received);
+        compared
+    };
+    let (_, _, compared) = futures::join!(read_origin, read_target, compare);
+    compared
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -1,8 +1,6 @@
 //! One scanned row split into its key and its cells (value + writetime + TTL), plus rendering of
 //! keys for reports.
 
-use std::fmt::Write as _;
-
 use scylla::deserialize::row::{ColumnIterator, DeserializeRow};
 use scylla::deserialize::value::DeserializeValue;
 use scylla::deserialize::{DeserializationError, TypeCheckError};
@@ -64,15 +62,17 @@ pub struct Cell {
 pub struct ScanRow(pub Row);
 
 fn is_time_list(spec: &ColumnSpec<'_>) -> bool {
-    let name = spec.name();
-    (name.starts_with("writetime(") || name.starts_with("ttl("))
-        && matches!(
-            spec.typ(),
-            ColumnType::Collection {
-                typ: CollectionType::List(_),
-                ..
-            }
-        )
+    // The type first: it rules out nearly every column without looking at the name.
+    matches!(
+        spec.typ(),
+        ColumnType::Collection {
+            typ: CollectionType::List(_),
+            ..
+        }
+    ) && {
+        let name = spec.name();
+        name.starts_with("writetime(") || name.starts_with("ttl(")
+    }
 }
 
 impl<'frame, 'metadata> DeserializeRow<'frame, 'metadata> for ScanRow {
@@ -245,26 +245,42 @@ pub fn is_multi_cell(kind: CellKind) -> bool {
     )
 }
 
-/// A stable string identity of a key, used to match origin and target rows in a range.
+/// A stable identity of a key, used to match origin and target rows in a range.
+pub type KeyId = Vec<u8>;
+
+/// The [`KeyId`] of a key.
 ///
-/// Computed for every row a validation reads, so the usual key types are written directly (a
-/// tag letter, then the value; text length-prefixed so no content can fake a boundary) and only
-/// the rest go through `Debug`, whose output escapes the separator.
-pub fn key_id(key: &[Option<CqlValue>]) -> String {
-    let mut s = String::with_capacity(16 * key.len());
+/// Computed for every row a validation reads, so the usual key types are written as bytes (a
+/// tag byte, then the value; text length-prefixed so no content can fake a boundary) without
+/// going through `fmt`; only the rest go through `Debug`, also length-prefixed.
+pub fn key_id(key: &[Option<CqlValue>]) -> KeyId {
+    let mut id = Vec::with_capacity(16 * key.len());
+    let with_len = |id: &mut Vec<u8>, tag: u8, bytes: &[u8]| {
+        id.push(tag);
+        id.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+        id.extend_from_slice(bytes);
+    };
     for v in key {
-        let _ = match v {
-            None => write!(s, "N"),
-            Some(CqlValue::Int(x)) => write!(s, "i{x}"),
-            Some(CqlValue::BigInt(x)) => write!(s, "b{x}"),
-            Some(CqlValue::Text(x)) => write!(s, "t{}:{x}", x.len()),
-            Some(CqlValue::Ascii(x)) => write!(s, "a{}:{x}", x.len()),
-            Some(CqlValue::Uuid(x)) => write!(s, "u{x}"),
-            Some(other) => write!(s, "d{other:?}"),
-        };
-        s.push('\u{1f}');
+        match v {
+            None => id.push(b'N'),
+            Some(CqlValue::Int(x)) => {
+                id.push(b'i');
+                id.extend_from_slice(&x.to_le_bytes());
+            }
+            Some(CqlValue::BigInt(x)) => {
+                id.push(b'b');
+                id.extend_from_slice(&x.to_le_bytes());
+            }
+            Some(CqlValue::Uuid(x)) => {
+                id.push(b'u');
+                id.extend_from_slice(x.as_bytes());
+            }
+            Some(CqlValue::Text(x)) => with_len(&mut id, b't', x.as_bytes()),
+            Some(CqlValue::Ascii(x)) => with_len(&mut id, b'a', x.as_bytes()),
+            Some(other) => with_len(&mut id, b'd', format!("{other:?}").as_bytes()),
+        }
     }
-    s
+    id
 }
 
 /// Renders a value as a CQL literal for reports (`'text'`, `42`, `{1, 2}`), using the driver's
@@ -293,7 +309,7 @@ mod tests {
             vec![Some(CqlValue::SmallInt(1)), text("b")],
             vec![Some(CqlValue::TinyInt(1)), text("b")],
         ];
-        let ids: std::collections::HashSet<String> = keys.iter().map(|k| key_id(k)).collect();
+        let ids: std::collections::HashSet<KeyId> = keys.iter().map(|k| key_id(k)).collect();
         assert_eq!(ids.len(), keys.len(), "{ids:?}");
         assert_eq!(key_id(&keys[1]), key_id(&[text("a"), text("b")]));
     }
