@@ -49,8 +49,10 @@ async fn newer_write_made_during_backfill_survives() {
     cfg.splits = Some(SPLITS);
     cfg.concurrency = CONCURRENCY;
     cfg.checkpoint = Some(cp_path.clone());
-    // Slow enough (about 6 s) that the dual writes land in the middle of the copy.
-    cfg.origin.rate_limit = Some(500);
+    // Slow enough (about 12 s) that the dual writes land in the middle of the copy, even on a
+    // loaded machine where the 300 writes below take several seconds (at 500 rows/s the copy
+    // once finished before they did).
+    cfg.origin.rate_limit = Some(250);
     let sel = Selection {
         keyspaces: vec![ks.clone()],
         tables: vec![],
