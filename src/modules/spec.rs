@@ -397,7 +397,7 @@ pub static MODULES: &[ModuleSpec] = &[
         one_of_required: &[],
         required: &["name"],
     },
-    // `meta: flush_handlers` / `meta: noop`: handled by the run engine itself.
+    // `meta: flush_handlers` / `end_host` / `noop`: handled by the run engine itself.
     ModuleSpec {
         name: "meta",
         free_form: true,
