@@ -67,6 +67,10 @@ fi
 PROXY=$(realpath "$PROXY")
 
 trap 'log "taking the bench fleet down"; sandbox down >&2 || true' EXIT
+# A fresh fleet: `down` keeps each host's /opt/zdm-proxy, so a previous bench's deploy would
+# still be there (binaries, configs, and pid files that a recycled pid can make look alive).
+sandbox down >&2
+rm -rf "$SB"/hosts/*/opt "$SB"/hosts/*/tmp
 sandbox up --fleet-only >&2
 
 # The proxies of the real deploy reach the shared sandbox's clusters through this machine:
