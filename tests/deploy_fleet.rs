@@ -6,7 +6,7 @@ use zdm_testkit::{
     fleet::{via, Fleet, HOSTS},
     unique_name,
     workload::{create_table, keys_on},
-    KeyspaceGuard,
+    KeyspaceGuard, Run,
 };
 
 const DEPLOY: &str = "playbooks/deploy.yml";
@@ -51,6 +51,38 @@ async fn assert_all_ready(fleet: &Fleet) {
     }
 }
 
+/// The banner of deploy.yml's second, `serial: 1` play.
+const ROLLING_PLAY: &str = "[Roll the change through the running proxies, one host at a time]";
+
+/// On a new fleet, the first play brought every proxy up: the rolling play passes each host
+/// over with its first task, so none of the rolling steps (binary, config, peer checks,
+/// restart) runs there.
+fn assert_rolling_play_passed_over_every_host(run: &Run) {
+    let (_, rolling) = run
+        .out
+        .split_once(ROLLING_PLAY)
+        .unwrap_or_else(|| panic!("no rolling play in:\n{}", run.out));
+    for h in HOSTS {
+        assert!(
+            rolling.contains(&format!("ok: [{h}] => ending the play for this host")),
+            "{h} was not passed over:\n{}",
+            run.out
+        );
+    }
+    for step in [
+        "TASK [Ship the zdm-proxy binary",
+        "TASK [Write the proxy config",
+        "TASK [Ask every other proxy whether it is ready",
+        "TASK [Drain and restart the proxy",
+    ] {
+        assert!(
+            !rolling.contains(step),
+            "{step} ran in the rolling play:\n{}",
+            run.out
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_fleet_is_deployed_each_proxy_serves_cql_and_a_second_run_changes_nothing() {
     let fleet = Fleet::take();
@@ -59,8 +91,25 @@ async fn a_new_fleet_is_deployed_each_proxy_serves_cql_and_a_second_run_changes_
         assert_eq!(fleet.config(h), "", "{h} must start empty");
     }
 
+    // A dry run plans each host's bring-up in the first play and passes the host over in the
+    // rolling play, as the real run will; it starts nothing.
+    let plan = fleet.run(DEPLOY, &["--check"]);
+    plan.assert_ok("check run on a new fleet");
+    assert_rolling_play_passed_over_every_host(&plan);
+    let (bring_up, _) = plan.out.split_once(ROLLING_PLAY).unwrap();
+    for h in HOSTS {
+        assert!(
+            bring_up.contains(&format!("would change: [{h}] => upload ")),
+            "{h}: the plan must show the binary upload:\n{}",
+            plan.out
+        );
+        assert_eq!(fleet.proxy_pid(h), None, "check mode started a proxy");
+        assert_eq!(fleet.config(h), "", "check mode wrote a config");
+    }
+
     let first = fleet.run(DEPLOY, &[]);
     first.assert_ok("deploy to a new fleet");
+    assert_rolling_play_passed_over_every_host(&first);
     let addresses: Vec<String> = HOSTS.iter().map(|h| fleet.address(h)).collect();
     for (i, h) in HOSTS.iter().enumerate() {
         assert!(first.recap(h, "changed") > 0, "{h} was not deployed");

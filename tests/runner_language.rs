@@ -345,3 +345,79 @@ fn roles_with_the_standard_layout_beside_the_playbook_and_in_roles_path() {
         bad.all()
     );
 }
+
+/// The hosts that have a result for task `name` in play `play` (a `serial` play repeats the
+/// task once per batch), with their status.
+fn results_of(doc: &serde_json::Value, play: usize, name: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for t in doc["plays"][play]["tasks"].as_array().unwrap() {
+        if t["name"] == name {
+            for (h, r) in t["hosts"].as_object().unwrap() {
+                out.push((h.clone(), r["status"].as_str().unwrap().to_string()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn meta_end_host_takes_a_host_out_of_the_play_without_failing_it() {
+    let fleet = LocalFleet::new();
+    fleet.write_playbook(
+        "end.yml",
+        r#"
+- hosts: fleet
+  serial: 1
+  max_fail_percentage: 0
+  any_errors_fatal: true
+  tasks:
+    - name: guarded
+      block:
+        - name: pass over h2
+          meta: end_host
+          when: inventory_hostname == 'h2'
+      rescue:
+        - name: rescue it
+          debug: msg=rescued
+    - name: rest of the play
+      debug: msg=rest
+- hosts: fleet
+  tasks:
+    - name: next play
+      debug: msg=next
+"#,
+    );
+    let run = fleet.run(&["playbooks/end.yml", "--output", "json"]);
+    run.assert_code(0);
+    let doc = run.json();
+    let own = |s: &[(&str, &str)]| -> Vec<(String, String)> {
+        s.iter()
+            .map(|(h, st)| (h.to_string(), st.to_string()))
+            .collect()
+    };
+    assert_eq!(
+        results_of(&doc, 0, "pass over h2"),
+        own(&[("h1", "skipped"), ("h2", "ok"), ("h3", "skipped")])
+    );
+    // h2 left the play: no later task of it ran there, no rescue ran for it, and neither the
+    // zero-failure policy nor any_errors_fatal tripped (h3's batch still ran).
+    assert_eq!(
+        results_of(&doc, 0, "rest of the play"),
+        own(&[("h1", "ok"), ("h3", "ok")])
+    );
+    assert!(results_of(&doc, 0, "rescue it").is_empty(), "{doc}");
+    // The next play has it again.
+    assert_eq!(
+        results_of(&doc, 1, "next play"),
+        own(&[("h1", "ok"), ("h2", "ok"), ("h3", "ok")])
+    );
+    assert_eq!(recap_stat(&doc, "h2", "failed"), 0);
+    // An unknown meta action is still refused before anything runs.
+    fleet.write_playbook(
+        "badmeta.yml",
+        "- hosts: h1\n  tasks:\n    - meta: end_everything\n",
+    );
+    let bad = fleet.run(&["playbooks/badmeta.yml"]);
+    bad.assert_code(4);
+    assert!(bad.all().contains("end_host"), "{}", bad.all());
+}

@@ -120,7 +120,7 @@ static IMPORT_ROLE: ModuleSpec = ModuleSpec {
     ..INCLUDE_ROLE
 };
 
-/// `meta: flush_handlers` / `meta: noop`: handled by the run engine itself.
+/// `meta: flush_handlers` / `end_host` / `noop`: handled by the run engine itself.
 static META: ModuleSpec = ModuleSpec {
     name: "meta",
     free_form: true,

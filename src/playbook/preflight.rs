@@ -71,10 +71,12 @@ pub fn preflight(book: &Playbook, templar: &Templar) -> Result<(), PlaybookError
                     .get("_raw")
                     .map(crate::vars::display)
                     .unwrap_or_default();
-                if !matches!(action.as_str(), "flush_handlers" | "noop") {
+                if !matches!(action.as_str(), "flush_handlers" | "end_host" | "noop") {
                     return Err(at(
                         t,
-                        format!("meta: '{action}' is not supported (flush_handlers, noop)"),
+                        format!(
+                            "meta: '{action}' is not supported (flush_handlers, end_host, noop)"
+                        ),
                     ));
                 }
             }

@@ -17,6 +17,7 @@ use serde_json::Value;
 
 use crate::inventory::{select_hosts, Inventory};
 use crate::output::Reporter;
+use crate::plan::{TaskReport, TaskStatus};
 use crate::playbook::{Play, Playbook, Serial, Task};
 use crate::secrets::Redactor;
 use crate::template::Templar;
@@ -109,6 +110,8 @@ pub struct Runner<'a> {
     dead: BTreeSet<String>,
     /// Hosts that were unreachable (a block's `rescue` and `always` do not run for them).
     unreachable: BTreeSet<String>,
+    /// Hosts a `meta: end_host` took out of the current play: done with it, not failed.
+    ended: BTreeSet<String>,
     /// Connections, opened once per host and reused by every task.
     pool: crate::transport::Pool,
     /// False until `--start-at-task`'s task is reached (true without the option). Public so
@@ -156,6 +159,7 @@ impl<'a> Runner<'a> {
             facts: BTreeMap::new(),
             dead: BTreeSet::new(),
             unreachable: BTreeSet::new(),
+            ended: BTreeSet::new(),
             pool: crate::transport::Pool::default(),
             started: opts.start_at_task.is_none(),
         }
@@ -277,6 +281,7 @@ impl<'a> Runner<'a> {
             ));
         }
         hosts.retain(|h| !self.dead.contains(h));
+        self.ended.clear();
         self.out.play_start(&play.name, &hosts);
         if hosts.is_empty() {
             self.out
@@ -375,8 +380,12 @@ impl<'a> Runner<'a> {
                 } else if !self.tags_select(task) || !self.reached(task) {
                     continue;
                 } else if task.module == "meta" {
-                    if task.args.get("_raw").and_then(Value::as_str) == Some("flush_handlers") {
-                        self.flush_handlers(play, live, play_hosts, pv, state).await;
+                    match task.args.get("_raw").and_then(Value::as_str) {
+                        Some("flush_handlers") => {
+                            self.flush_handlers(play, live, play_hosts, pv, state).await
+                        }
+                        Some("end_host") => self.end_hosts(play, task, live, play_hosts, pv),
+                        _ => {}
                     }
                 } else {
                     self.run_task(play, task, live, play_hosts, pv, state, false)
@@ -411,7 +420,9 @@ impl<'a> Runner<'a> {
             .await;
         let mut failed: Vec<String> = entered
             .iter()
-            .filter(|h| !ok.contains(h) && !self.unreachable.contains(*h))
+            .filter(|h| {
+                !ok.contains(h) && !self.unreachable.contains(*h) && !self.ended.contains(*h)
+            })
             .cloned()
             .collect();
         if !failed.is_empty() && !block.rescue.is_empty() {
@@ -537,7 +548,10 @@ impl<'a> Runner<'a> {
 
     /// Whether the batch's failures end the play.
     fn policy_trips(&self, policy: &Policy, batch: &[String], live: &[String]) -> bool {
-        let failed = batch.len() - live.len();
+        let failed = batch
+            .iter()
+            .filter(|h| !live.contains(h) && !self.ended.contains(*h))
+            .count();
         if failed == 0 {
             return false;
         }
@@ -548,6 +562,102 @@ impl<'a> Runner<'a> {
             Some(pct) => (failed as f64) * 100.0 / (batch.len() as f64) > pct,
             None => false,
         }
+    }
+
+    /// Every host's variables for `task`, and the `hostvars` built from them (each host sees
+    /// the others through it).
+    fn task_vars(
+        &self,
+        task: &Task,
+        play_hosts: &[String],
+        pv: &PlayVars,
+    ) -> (BTreeMap<String, Vars>, Value) {
+        let live_play_hosts: Vec<String> = play_hosts
+            .iter()
+            .filter(|h| !self.dead.contains(*h))
+            .cloned()
+            .collect();
+        let empty = Vars::new();
+        let mut bases: BTreeMap<String, Vars> = BTreeMap::new();
+        // Variables of every host first, so each can see the others through `hostvars`.
+        for h in &pv.inventory.keys().cloned().collect::<Vec<_>>() {
+            let layers = HostLayers {
+                task_vars: &task.vars,
+                role_defaults: &task.role_defaults,
+                facts: self.facts.get(h).unwrap_or(&empty),
+                play_hosts: &live_play_hosts,
+            };
+            bases.insert(h.clone(), pv.host_base_cached(h, &layers, self.templar));
+        }
+        let hostvars = Value::Object(
+            bases
+                .iter()
+                .map(|(h, v)| (h.clone(), Value::Object(v.clone())))
+                .collect(),
+        );
+        (bases, hostvars)
+    }
+
+    /// `meta: end_host`, as in Ansible: each live host where the task's `when` holds leaves
+    /// the play now, done rather than failed (the failure policy does not count it; later
+    /// plays still run on it). A `serial` play uses it to pass over a host with nothing to
+    /// do at the cost of one condition, instead of every task of its batch being skipped one
+    /// by one. A condition that cannot be evaluated fails the host.
+    fn end_hosts(
+        &mut self,
+        play: &Play,
+        task: &Task,
+        live: &mut Vec<String>,
+        play_hosts: &[String],
+        pv: &PlayVars,
+    ) {
+        let (bases, hostvars) = self.task_vars(task, play_hosts, pv);
+        let name = task.display_name();
+        self.out.task_start(&name, false, live, &task.tags);
+        self.templar.share_hostvars(Some(&hostvars));
+        for host in live.clone() {
+            let mut vars = bases.get(&host).cloned().unwrap_or_default();
+            vars.insert("hostvars".into(), hostvars.clone());
+            let verdict = task.when.iter().try_fold(true, |holds, cond| {
+                if !holds {
+                    return Ok(false);
+                }
+                self.templar
+                    .eval_bool(&format!("task '{name}' when"), cond, &vars)
+                    .map_err(|e| e.0)
+            });
+            let (status, msg) = match &verdict {
+                Ok(true) => (TaskStatus::Ok, "ending the play for this host"),
+                Ok(false) => (TaskStatus::Skipped, "conditional result was False"),
+                Err(e) => (TaskStatus::Failed, e.as_str()),
+            };
+            self.out.result(&TaskReport {
+                play: play.name.clone(),
+                task: name.clone(),
+                host: host.clone(),
+                status,
+                ignored: false,
+                handler: false,
+                msg: Some(msg.to_string()),
+                summary: None,
+                diff: None,
+                item: None,
+                show_msg: status == TaskStatus::Ok,
+            });
+            match verdict {
+                Ok(true) => {
+                    live.retain(|h| h != &host);
+                    self.ended.insert(host);
+                }
+                Ok(false) => {}
+                Err(_) => {
+                    live.retain(|h| h != &host);
+                    self.dead.insert(host);
+                }
+            }
+        }
+        self.templar.share_hostvars(None);
+        self.out.task_end();
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -589,29 +699,7 @@ impl<'a> Runner<'a> {
         if targets.is_empty() {
             return;
         }
-        let live_play_hosts: Vec<String> = play_hosts
-            .iter()
-            .filter(|h| !self.dead.contains(*h))
-            .cloned()
-            .collect();
-        // Variables of every host first, so each can see the others through `hostvars`.
-        let empty = Vars::new();
-        let mut bases: BTreeMap<String, Vars> = BTreeMap::new();
-        for h in &pv.inventory.keys().cloned().collect::<Vec<_>>() {
-            let layers = HostLayers {
-                task_vars: &task.vars,
-                role_defaults: &task.role_defaults,
-                facts: self.facts.get(h).unwrap_or(&empty),
-                play_hosts: &live_play_hosts,
-            };
-            bases.insert(h.clone(), pv.host_base_cached(h, &layers, self.templar));
-        }
-        let hostvars = Value::Object(
-            bases
-                .iter()
-                .map(|(h, v)| (h.clone(), Value::Object(v.clone())))
-                .collect(),
-        );
+        let (bases, hostvars) = self.task_vars(task, play_hosts, pv);
         // run_once is rendered with the first host's variables, as in Ansible.
         let run_once = bases
             .get(&targets[0])

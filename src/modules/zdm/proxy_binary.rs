@@ -7,7 +7,11 @@
 //! single byte is sent, and a host that already has the build uploads nothing. Old versions
 //! stay, so rolling a binary back is only a link swap (`previous` in the result says where).
 
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{LazyLock, Mutex};
+use std::time::SystemTime;
 
 use futures::FutureExt;
 use serde_json::Value;
@@ -73,18 +77,51 @@ fn source(ctx: &ModuleCtx<'_>) -> Result<PathBuf, ModuleError> {
         .unwrap_or_else(|| PathBuf::from("zdm-proxy")))
 }
 
+/// Which version of a local file a hash is of: path, inode, size, modification time.
+type FileVersion = (PathBuf, u64, u64, SystemTime);
+
+/// The SHA-256 of each local binary this process has hashed. Process-wide on purpose: one run
+/// asks for the same build once per host and per play (200 times for a 100-host deploy), and
+/// hashing a ~20 MB binary each time cost the control machine seconds of CPU. A rebuilt or
+/// replaced file is another inode, size or time, so it is hashed again.
+static LOCAL_SHA256: LazyLock<Mutex<HashMap<FileVersion, String>>> =
+    LazyLock::new(Default::default);
+
+fn unreadable(src: &Path, e: std::io::Error) -> ModuleError {
+    ModuleError::Failed(format!(
+        "cannot read the proxy binary {} ({e}); build it (cargo build -p zdm-proxy) \
+         or set src / zdm_proxy_binary_src",
+        src.display()
+    ))
+}
+
+/// The hex SHA-256 of the local binary `src` and its size, hashed once per version of the file.
+fn local_sha256(src: &Path) -> Result<(String, u64), ModuleError> {
+    let unreadable = |e| unreadable(src, e);
+    let meta = std::fs::metadata(src).map_err(unreadable)?;
+    let key = (
+        src.to_path_buf(),
+        meta.ino(),
+        meta.len(),
+        meta.modified().map_err(unreadable)?,
+    );
+    // Held while hashing: the forks that ask at the same moment wait for one hash instead of
+    // each computing it.
+    let mut cache = LOCAL_SHA256.lock().expect("hash cache lock");
+    if let Some(sha) = cache.get(&key) {
+        return Ok((sha.clone(), meta.len()));
+    }
+    let bytes = std::fs::read(src).map_err(unreadable)?;
+    let sha = hex::encode(sha2::Sha256::digest(&bytes));
+    cache.insert(key, sha.clone());
+    Ok((sha, meta.len()))
+}
+
 impl Module for ZdmProxyBinary {
     fn query<'a>(&'a self, ctx: &'a ModuleCtx<'a>) -> ModFuture<'a, Query> {
         async move {
             let src = source(ctx)?;
-            let bytes = std::fs::read(&src).map_err(|e| {
-                ModuleError::Failed(format!(
-                    "cannot read the proxy binary {} ({e}); build it (cargo build -p zdm-proxy) \
-                     or set src / zdm_proxy_binary_src",
-                    src.display()
-                ))
-            })?;
-            let sha = hex::encode(sha2::Sha256::digest(&bytes));
+            let (sha, size) = local_sha256(&src)?;
             let root = install_root(ctx);
             let version = &sha[..VERSION_ID_LEN];
             let dir = format!("{root}/versions/{version}");
@@ -107,13 +144,13 @@ impl Module for ZdmProxyBinary {
                     ..Default::default()
                 }));
             }
-            let what = match (present, &current) {
-                (true, _) => format!("switch current to {version} (already on host)"),
-                (false, _) => format!(
-                    "upload {} ({} bytes) and switch current to {version}",
-                    src.display(),
-                    bytes.len()
-                ),
+            let what = if present {
+                format!("switch current to {version} (already on host)")
+            } else {
+                format!(
+                    "upload {} ({size} bytes) and switch current to {version}",
+                    src.display()
+                )
             };
             data.insert("upload".into(), Value::Bool(!present));
             data.insert(
@@ -128,7 +165,9 @@ impl Module for ZdmProxyBinary {
                     "--- current\n+++ current\n-{}\n+{dir}\n",
                     current.as_deref().unwrap_or("(none)")
                 )),
-                content: (!present).then_some(bytes),
+                // Read by `apply`, only when it uploads: a dry run of a new fleet would
+                // otherwise hold a copy of the binary per host in flight.
+                content: None,
                 detail: data,
             }))
         }
@@ -145,13 +184,16 @@ impl Module for ZdmProxyBinary {
                     .to_string()
             };
             let (dir, bin, link, sha) = (get("dir"), get("path"), get("link"), get("sha256"));
+            let upload = d.get("upload") == Some(&Value::Bool(true));
             let t = ctx.transport;
-            if let Some(bytes) = &plan.content {
+            if upload {
+                let src = PathBuf::from(get("src"));
+                let bytes = std::fs::read(&src).map_err(|e| unreadable(&src, e))?;
                 t.mkdir(&dir, 0o755).await?;
-                t.write_file(&bin, bytes, 0o755, &Ownership::default())
+                t.write_file(&bin, &bytes, 0o755, &Ownership::default())
                     .await?;
-                // What landed must be what we hashed: a truncated upload must never become
-                // `current`.
+                // What landed must be what we hashed: a truncated upload, or a file rebuilt
+                // since the query hashed it, must never become `current`.
                 let landed = t.checksum(&bin).await?;
                 if landed.as_deref() != Some(sha.as_str()) {
                     return Err(ModuleError::Failed(format!(
@@ -162,7 +204,7 @@ impl Module for ZdmProxyBinary {
             }
             t.symlink(&dir, &link).await?;
             let mut data = d.clone();
-            data.insert("uploaded".into(), Value::Bool(plan.content.is_some()));
+            data.insert("uploaded".into(), Value::Bool(upload));
             for k in ["upload", "dir", "link"] {
                 data.remove(k);
             }
