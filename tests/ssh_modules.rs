@@ -264,6 +264,24 @@ async fn supervisor_starts_restarts_with_drain_stops_and_reports_a_crash() {
     let r = run_playbook(&sb, work.path(), "zdm-h2", &book(&service("stopped")));
     assert_eq!((r.code, changed(&r, "zdm-h2")), (0, 0), "{}", r.out);
 
+    // A pidfile left behind whose pid now belongs to another program is not a running proxy,
+    // for the facts as for the service module (which must not signal that program).
+    let other = sh(&h2, "setsid sleep 300 </dev/null >/dev/null 2>&1 & echo $!").await;
+    sh(&h2, &format!("echo {other} > {pidfile}")).await;
+    let r = run_playbook(
+        &sb,
+        work.path(),
+        "zdm-h2",
+        &book(&format!(
+            "    - gather_facts: {{install_root: {root}}}\n    - debug: {{msg: \"running={{{{ zdm_proxy.running }}}}\"}}\n"
+        )),
+    );
+    assert!(r.out.contains("running=False"), "{}", r.out);
+    let r = run_playbook(&sb, work.path(), "zdm-h2", &book(&service("stopped")));
+    assert_eq!((r.code, changed(&r, "zdm-h2")), (0, 0), "{}", r.out);
+    assert_eq!(sh(&h2, &alive(&other)).await, "alive");
+    sh(&h2, &format!("kill {other}; rm -f {pidfile}")).await;
+
     // A program that exits at once fails the task, with the end of its log.
     let crash = format!(
         "    - service: {{state: started, install_root: {root}, command: \"sh -c 'echo crash-marker-$$ >&2; exit 1'\"}}\n"

@@ -51,7 +51,15 @@ if [ -d /run/systemd/system ] && systemctl is-active --quiet "$SERVICE" 2>/dev/n
   pid=$(systemctl show -p MainPID --value "$SERVICE")
 elif [ -f "$ROOT/run/$SERVICE.pid" ]; then
   p=$(cat "$ROOT/run/$SERVICE.pid")
-  case $p in ''|*[!0-9]*) ;; *) kill -0 "$p" 2>/dev/null && ! grep -q '^State:[[:space:]]*Z' "/proc/$p/status" && pid=$p ;; esac
+  # The supervisor's own check (scripts/remote/zdm-supervisor.sh): a zombie, or a pid recycled
+  # by another program, is not our proxy (a process it started carries its ZDMRUN_SUPERVISED
+  # mark; one whose environment we may not read is taken on trust, as there).
+  case $p in ''|*[!0-9]*) ;; *)
+    pid=$p
+    kill -0 "$p" 2>/dev/null || pid=
+    grep -q '^State:[[:space:]]*Z' "/proc/$p/status" 2>/dev/null && pid=
+    [ -r "/proc/$p/environ" ] && ! tr '\0' '\n' < "/proc/$p/environ" | grep -qx "ZDMRUN_SUPERVISED=$SERVICE" && pid= ;;
+  esac
 fi
 echo "pid=$pid"
 "#;
