@@ -252,17 +252,9 @@ struct Unready {
 
 impl Unready {
     fn spawn(sb: &Sandbox, ip: &str, port: u16, extra: &[(&str, String)]) -> Unready {
-        let log = std::env::temp_dir().join(format!("zdm-proxy-test-{ip}-{port}.log"));
-        let mut env = sb.cluster_settings();
-        env.push(("ZDM_PROXY_LISTEN_ADDRESS".into(), ip.into()));
-        env.push(("ZDM_PROXY_LISTEN_PORT".into(), port.to_string()));
-        env.push(("ZDM_METRICS_ADDRESS".into(), ip.into()));
-        env.push(("ZDM_METRICS_PORT".into(), (port + 1000).to_string()));
-        env.push(("ZDM_HEARTBEAT_INTERVAL_MS".into(), "1000".into()));
-        for (k, v) in extra {
-            env.retain(|(ek, _)| ek != k);
-            env.push((k.to_string(), v.clone()));
-        }
+        let log = Proxy::log_path(ip, port);
+        let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let env = Proxy::env_for(sb, ip, port, &extra);
         let child = Command::new(env!("CARGO_BIN_EXE_zdm-proxy"))
             .env_clear()
             .envs(env)

@@ -46,7 +46,14 @@ impl Proxy {
         p
     }
 
-    fn start_unspawned(sb: &Sandbox, ip: &str, port: u16, extra: &[(&str, &str)]) -> Proxy {
+    /// The environment of a proxy on `ip:port` (metrics on `ip:port+1000`): the sandbox's
+    /// cluster settings, the addresses, a 1 s heartbeat, then `extra`, which wins.
+    pub fn env_for(
+        sb: &Sandbox,
+        ip: &str,
+        port: u16,
+        extra: &[(&str, &str)],
+    ) -> Vec<(String, String)> {
         let mut env = sb.cluster_settings();
         env.push(("ZDM_PROXY_LISTEN_ADDRESS".into(), ip.into()));
         env.push(("ZDM_PROXY_LISTEN_PORT".into(), port.to_string()));
@@ -57,13 +64,23 @@ impl Proxy {
             env.retain(|(ek, _)| ek != k);
             env.push((k.to_string(), v.to_string()));
         }
+        env
+    }
+
+    /// Where the proxy on `ip:port` writes its log.
+    pub fn log_path(ip: &str, port: u16) -> PathBuf {
+        std::env::temp_dir().join(format!("zdm-proxy-test-{ip}-{port}.log"))
+    }
+
+    fn start_unspawned(sb: &Sandbox, ip: &str, port: u16, extra: &[(&str, &str)]) -> Proxy {
+        let env = Proxy::env_for(sb, ip, port, extra);
         Proxy {
             child: None,
             addr: format!("{ip}:{port}"),
             ip: ip.into(),
             port,
             metrics_port: port + 1000,
-            log: std::env::temp_dir().join(format!("zdm-proxy-test-{ip}-{port}.log")),
+            log: Proxy::log_path(ip, port),
             env,
             args: Vec::new(),
         }
