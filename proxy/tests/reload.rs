@@ -22,7 +22,7 @@ fn settings_file(path: &std::path::Path, extra: &str) {
 struct Tally {
     reads_origin: AtomicU64,
     reads_target: AtomicU64,
-    /// Reads started after the switch was confirmed that still came from origin.
+    /// Reads issued and answered while the switch to target stood that still came from origin.
     stale_after_switch: AtomicU64,
     writes_acked: AtomicU64,
     failures: AtomicU64,
@@ -85,7 +85,10 @@ async fn reload_switches_reads_to_target_without_closing_connections_or_failing_
                         let (v,) = rows.single_row::<(String,)>().unwrap();
                         if v == "origin-only" {
                             tally.reads_origin.fetch_add(1, Ordering::SeqCst);
-                            if after_switch {
+                            // The switch to target is confirmed once and withdrawn once (before
+                            // the SIGHUP back to origin): a read that saw it confirmed both when
+                            // it was issued and when it was answered ran wholly inside that span.
+                            if after_switch && switched.load(Ordering::SeqCst) {
                                 tally.stale_after_switch.fetch_add(1, Ordering::SeqCst);
                             }
                         } else {
