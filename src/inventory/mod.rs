@@ -26,6 +26,10 @@ use vars_dirs::VarsDir;
 pub const INVENTORY_ENV: &str = "INVENTORY";
 /// Default inventory location, relative to the working directory.
 pub const DEFAULT_INVENTORY: &str = "inventory";
+/// The migration's state file, which zdm-run keeps beside the inventory: in an inventory
+/// directory it sits among the sources, so reading the directory must pass over it. The name
+/// is kept here, where it is skipped, and the migration's state store writes under it.
+pub const STATE_FILE: &str = "zdm-state.json";
 
 /// A problem with the inventory, naming the file (and line, where there is one).
 #[derive(Debug, thiserror::Error)]
@@ -376,8 +380,8 @@ impl Inventory {
 
 fn is_inventory_file(f: &Path) -> bool {
     let name = f.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    // The migration state lives beside the inventory (see `crate::migration::state`); it is not one.
-    if name.starts_with('.') || name.ends_with('~') || name == crate::migration::state::STATE_FILE {
+    // The migration state lives beside the inventory (see `STATE_FILE`); it is not one.
+    if name.starts_with('.') || name.ends_with('~') || name == STATE_FILE {
         return false;
     }
     let ext = f.extension().and_then(|e| e.to_str()).unwrap_or("");

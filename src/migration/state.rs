@@ -18,8 +18,11 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-/// File names, beside the inventory.
-pub const STATE_FILE: &str = "zdm-state.json";
+use crate::inventory::STATE_FILE;
+
+/// The run lock's file name, beside the state file. The state file's own name, `STATE_FILE`,
+/// is the inventory's: reading an inventory directory passes over that file, and owning the
+/// name keeps the inventory from importing this layer above it.
 pub const LOCK_FILE: &str = "zdm-state.lock";
 
 /// The migration's phases in the order they must pass (DESIGN.md's table).
