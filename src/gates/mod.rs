@@ -22,15 +22,3 @@ pub struct Check {
     /// What it was held against.
     pub threshold: String,
 }
-
-impl Check {
-    /// The record kept in the migration state's history.
-    pub fn to_gate_result(&self) -> crate::migration::state::GateResult {
-        crate::migration::state::GateResult {
-            name: self.name.clone(),
-            passed: self.passed,
-            measured: self.measured.clone(),
-            threshold: self.threshold.clone(),
-        }
-    }
-}

@@ -165,7 +165,7 @@ impl MigrationRun {
         let prefix = format!("{gate}: ");
         inner.gates.retain(|g| !g.name.starts_with(&prefix));
         for c in checks {
-            let mut r = c.to_gate_result();
+            let mut r = GateResult::from(c);
             r.name = format!("{gate}: {}", r.name);
             inner.gates.push(r);
         }

@@ -18,6 +18,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
+use crate::gates::Check;
 use crate::inventory::STATE_FILE;
 
 /// The run lock's file name, beside the state file. The state file's own name, `STATE_FILE`,
@@ -104,6 +105,19 @@ pub struct GateResult {
     pub passed: bool,
     pub measured: String,
     pub threshold: String,
+}
+
+/// The record a gate's check leaves in the history. It is made here, above the gates, so the
+/// gates measure without knowing how the migration keeps their verdicts.
+impl From<&Check> for GateResult {
+    fn from(check: &Check) -> GateResult {
+        GateResult {
+            name: check.name.clone(),
+            passed: check.passed,
+            measured: check.measured.clone(),
+            threshold: check.threshold.clone(),
+        }
+    }
 }
 
 /// What a history entry records.
