@@ -12,8 +12,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::migration::phase_summary::{Change, HostChanges};
-use crate::plan::{Recap, TaskReport, TaskStatus};
+use crate::plan::{Change, HostChanges, Recap, TaskReport, TaskStatus};
 use crate::secrets::Redactor;
 
 /// Output format chosen with `--output`.

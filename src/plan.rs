@@ -2,9 +2,11 @@
 //!
 //! The same records serve the live output, the dry-run plan, the JSON document and the
 //! recap, so `--check` and a real run describe their work in the same terms and can be
-//! compared line by line.
+//! compared line by line. Per host, [`HostChanges`] sums up what the tasks changed, in the
+//! operator's words ([`Change`]): the output keeps it as results arrive, and the summary that
+//! ends a phase playbook is written from it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
@@ -130,6 +132,92 @@ impl Recap {
     }
 }
 
+/// What a change to a proxy amounts to, in the operator's words. A playbook task says which
+/// one its change is by carrying the tag [`Change::tag`] (`tags: [change_binary]`): tags are
+/// plain Ansible syntax, so the playbooks still read (and run) as ansible-playbook reads them.
+/// The order is the order a rollout applies them in, and the order the summary lists them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Change {
+    Binary,
+    Config,
+    Reload,
+    Restart,
+    /// The proxy was stopped for good (the cutover retires the fleet).
+    Stop,
+}
+
+impl Change {
+    const ALL: [Change; 5] = [
+        Change::Binary,
+        Change::Config,
+        Change::Reload,
+        Change::Restart,
+        Change::Stop,
+    ];
+
+    /// The word the summary prints.
+    pub fn label(self) -> &'static str {
+        match self {
+            Change::Binary => "binary",
+            Change::Config => "config",
+            Change::Reload => "reload",
+            Change::Restart => "restart",
+            Change::Stop => "stop",
+        }
+    }
+
+    /// The tag that marks a task whose change is this one.
+    pub fn tag(self) -> String {
+        format!("change_{}", self.label())
+    }
+
+    /// The change a task with these tags makes, if it carries one of the change tags.
+    pub fn of_task(tags: &[String]) -> Option<Change> {
+        Change::ALL
+            .into_iter()
+            .find(|c| tags.iter().any(|t| *t == c.tag()))
+    }
+}
+
+/// What changed on one host during the run (bookkeeping tasks left out).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HostChanges {
+    /// The changes of tasks that carry a change tag.
+    pub kinds: BTreeSet<Change>,
+    /// Other tasks that changed the host (a playbook's own tasks), by name: counted in the
+    /// summary, so a change is never hidden, but not listed (their lines are above).
+    pub other_tasks: BTreeSet<String>,
+}
+
+impl HostChanges {
+    /// Records one changed (or would-change) task.
+    pub fn record(&mut self, kind: Option<Change>, task: &str) {
+        match kind {
+            Some(k) => {
+                self.kinds.insert(k);
+            }
+            None => {
+                self.other_tasks.insert(task.to_string());
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.kinds.is_empty() && self.other_tasks.is_empty()
+    }
+
+    /// `binary, config, restart`, then `2 other tasks` when some changed task carries no tag.
+    pub fn describe(&self) -> String {
+        let mut parts: Vec<String> = self.kinds.iter().map(|k| k.label().to_string()).collect();
+        match self.other_tasks.len() {
+            0 => {}
+            1 => parts.push("1 other task".into()),
+            n => parts.push(format!("{n} other tasks")),
+        }
+        parts.join(", ")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,5 +254,19 @@ mod tests {
             (4, 2, 1, 1, 1)
         );
         assert!(r.any_failed() && r.any_unreachable());
+    }
+
+    #[test]
+    fn a_task_names_its_change_with_a_tag() {
+        let tags = |t: &[&str]| t.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            Change::of_task(&tags(&["always", "change_config"])),
+            Some(Change::Config)
+        );
+        assert_eq!(
+            Change::of_task(&tags(&["change_restart"])),
+            Some(Change::Restart)
+        );
+        assert_eq!(Change::of_task(&tags(&["bookkeeping", "config"])), None);
     }
 }
