@@ -25,10 +25,13 @@
 //! ```
 //!
 //! The runner's layers depend downwards only: `cli` → `run` → `playbook` → `modules` →
-//! `template` → `secrets` → `transport` → `vars`. The migration domain (`migration`, `gates`,
-//! `data`) sits beside them: `cli`, `output` and the `zdm_*` modules reach into it; it reads
-//! inventories and prints through `output`, but never reaches the run engine, playbooks,
-//! modules or templates.
+//! `template` → `secrets` → `transport` → `vars`. The migration domain sits beside them and is
+//! layered the same way, `migration` → `gates` → `data`: `cli` and the `zdm_*` modules reach
+//! into it, and it never reaches the run engine, playbooks, modules or templates. Both stand
+//! on `inventory`, `output` and `plan`, which import neither: the inventory owns the state
+//! file's name (it skips that file), the per-host change record the phase summary is written
+//! from is `plan`'s, and a gate's `Check` becomes a `GateResult` in `migration::state`.
+//! `layering.rs` (a test) fails when one of these lower modules names a higher one.
 
 pub mod cli;
 pub mod data;
@@ -36,6 +39,8 @@ pub mod diff;
 pub use zdm_proxy_settings::edit_distance;
 pub mod gates;
 pub mod inventory;
+#[cfg(test)]
+mod layering;
 pub mod migration;
 pub mod modules;
 pub mod output;
