@@ -15,16 +15,13 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Args;
 
-use super::checkpoint::write_atomic;
+use super::checkpoint::{write_atomic, VALIDATE_CHECKPOINT};
 use super::config::{ClusterConfig, DataConfig, Selection};
 use super::engine::{self, Cutoff, ValidateOptions, ValidateResume};
 use super::progress::RunProgress;
 
 /// Exit code of a run that found differences or could not finish every range.
 pub const EXIT_DIFFERENCES: i32 = 2;
-
-/// File name of `zdm-run validate`'s checkpoint in the state directory.
-pub const VALIDATE_CHECKPOINT: &str = "validate-checkpoint.json";
 
 /// Connection overrides for one cluster; unset flags fall back to the inventory.
 #[derive(Args, Clone, Debug, Default)]
