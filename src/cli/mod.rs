@@ -4,6 +4,7 @@
 //! with `args_conflicts_with_subcommands` so that subcommands (`migrate`, `validate`,
 //! `status`) can be added beside it later without changing how playbooks are run.
 
+pub mod data;
 pub mod docs;
 
 use std::path::PathBuf;
@@ -55,9 +56,9 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Copy origin's rows to target, keeping every cell's writetime and TTL (phase 2 backfill).
-    Migrate(crate::data::cli::MigrateArgs),
+    Migrate(data::MigrateArgs),
     /// Compare origin with target: missing, mismatched and extra rows (exit 2 when any remain).
-    Validate(crate::data::cli::ValidateArgs),
+    Validate(data::ValidateArgs),
     /// Show the migration's phase, each proxy's readiness, the last gate results and history.
     Status(crate::migration::status::StatusArgs),
     /// Print a completion script for a shell (bash, zsh, fish, ...) to stdout.
@@ -255,8 +256,8 @@ fn run_subcommand(command: Command) -> u8 {
     };
     let result = runtime.block_on(async {
         match command {
-            Command::Migrate(args) => crate::data::cli::run_migrate(args).await,
-            Command::Validate(args) => crate::data::cli::run_validate(args).await,
+            Command::Migrate(args) => data::run_migrate(args).await,
+            Command::Validate(args) => data::run_validate(args).await,
             Command::Status(_) | Command::Completions(_) | Command::Man | Command::Metrics(_) => {
                 unreachable!("runs on its own, without a runtime")
             }

@@ -15,10 +15,10 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Args;
 
-use super::checkpoint::{write_atomic, VALIDATE_CHECKPOINT};
-use super::config::{ClusterConfig, DataConfig, Selection};
-use super::engine::{self, Cutoff, ValidateOptions, ValidateResume};
-use super::progress::RunProgress;
+use crate::data::checkpoint::{write_atomic, VALIDATE_CHECKPOINT};
+use crate::data::config::{ClusterConfig, DataConfig, Selection};
+use crate::data::engine::{self, Cutoff, ValidateOptions, ValidateResume};
+use crate::data::progress::RunProgress;
 
 /// Exit code of a run that found differences or could not finish every range.
 pub const EXIT_DIFFERENCES: i32 = 2;
