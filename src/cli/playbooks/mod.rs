@@ -3,13 +3,14 @@
 //! migration state, and return ansible-playbook's exit code.
 //!
 //! `args` holds the flags, `extra_vars` reads `-e`, `prepare` loads the inventory and
-//! playbooks, `limit` checks `--limit`, `list` answers `--list-hosts`/`--list-tasks`; this
-//! file runs the playbooks.
+//! playbooks, `limit` checks `--limit`, `list` answers `--list-hosts`/`--list-tasks`,
+//! `migration_state` holds the run lock and records the phase; this file runs the playbooks.
 
 mod args;
 mod extra_vars;
 mod limit;
 mod list;
+mod migration_state;
 mod prepare;
 
 pub use args::PlaybookArgs;
@@ -19,9 +20,14 @@ use list::list;
 use prepare::{prepare, Prepared};
 
 use super::{error, exit};
+use crate::inventory::Inventory;
+use crate::migration::run::MigrationRun;
 use crate::output::{Format, Reporter};
 use crate::playbook::Playbook;
-use crate::run::{RunOptions, Runner};
+use crate::run::{RunError, RunOptions, Runner};
+use crate::secrets::Redactor;
+use crate::template::Templar;
+use crate::vars::Vars;
 
 /// Reports an error that ends the run and returns `code`. With `--output json`, stdout still
 /// gets one JSON document (machines reading it never find it empty): `doc` plus the error and
@@ -63,10 +69,6 @@ pub fn run_playbooks(args: PlaybookArgs) -> u8 {
         }
         return exit::OK;
     }
-    let mut extra = extra;
-    if args.force_phase {
-        extra.insert("zdm_force_phase".into(), serde_json::Value::Bool(true));
-    }
     let limit = match args.limit.as_deref().map(limit_pattern).transpose() {
         Ok(l) => l,
         Err(msg) => return refuse_run(&args, exit::ERROR, &msg),
@@ -76,32 +78,13 @@ pub fn run_playbooks(args: PlaybookArgs) -> u8 {
             return refuse_run(&args, code, &msg);
         }
     }
-    let opts = RunOptions {
-        check: args.check,
-        diff: args.diff,
-        forks: args.forks as usize,
-        limit,
-        escalation: crate::playbook::Escalation {
-            enabled: args.r#become.then_some(serde_json::Value::Bool(true)),
-            user: args.become_user.clone(),
-            method: None,
-        },
-        start_at_task: args.start_at_task.clone(),
-        tags: args.tags.clone(),
-        skip_tags: args.skip_tags.clone(),
-        extra_vars: extra,
-    };
+    let opts = run_options(&args, extra, limit);
     // The template engine's filters report re-encoded secrets to this same set.
     let redactor = templar.redactor();
     crate::output::redact_logs_with(&redactor);
     redactor.add_from_vars(&opts.extra_vars);
     if let Some(want) = &opts.start_at_task {
-        let found = books.iter().flat_map(|b| &b.plays).any(|p| {
-            p.all_tasks(false).into_iter().any(|t| {
-                t.display_name() == *want || crate::inventory::glob(want, &t.display_name())
-            })
-        });
-        if !found {
+        if !names_a_task(&books, want) {
             let msg = format!("--start-at-task: no task named '{want}' found");
             return refuse_run(&args, exit::ERROR, &msg);
         }
@@ -116,18 +99,9 @@ pub fn run_playbooks(args: PlaybookArgs) -> u8 {
             return refuse_run(&args, exit::ERROR, &e.to_string());
         }
     }
-    let migration = if books.iter().any(touches_migration_state) {
-        let first = args.playbooks[0].display().to_string();
-        match crate::migration::run::MigrationRun::open(
-            inventory.source.as_deref(),
-            &first,
-            args.check,
-        ) {
-            Ok(run) => Some(crate::migration::run::install(run)),
-            Err(e) => return refuse_run(&args, exit::ERROR, &e.to_string()),
-        }
-    } else {
-        None
+    let migration = match migration_state::open(&args, &inventory, &books) {
+        Ok(m) => m,
+        Err(msg) => return refuse_run(&args, exit::ERROR, &msg),
     };
     let reporter = Reporter::new(
         args.output,
@@ -149,27 +123,15 @@ pub fn run_playbooks(args: PlaybookArgs) -> u8 {
         }
     };
     let result = rt.block_on(async {
-        let work = async {
-            let mut started = opts.start_at_task.is_none();
-            for book in &books {
-                if let Some(m) = &migration {
-                    m.set_playbook(&book.path.display().to_string());
-                }
-                let mut runner =
-                    Runner::new(&inventory, book, &opts, &templar, &redactor, &reporter);
-                runner.started = started;
-                runner.run().await?;
-                started = runner.started;
-            }
-            if !started {
-                return Err(crate::run::RunError(format!(
-                    "--start-at-task: no task named '{}' found (a task inside an \
-                     include_tasks/import_tasks counts too)",
-                    opts.start_at_task.as_deref().unwrap_or_default()
-                )));
-            }
-            Ok::<(), crate::run::RunError>(())
-        };
+        let work = run_books(
+            &books,
+            &inventory,
+            &opts,
+            &templar,
+            &redactor,
+            &reporter,
+            migration.as_deref(),
+        );
         tokio::select! {
             r = work => Some(r),
             _ = tokio::signal::ctrl_c() => None,
@@ -178,31 +140,82 @@ pub fn run_playbooks(args: PlaybookArgs) -> u8 {
     // Dropping the runtime kills child processes (kill_on_drop) of interrupted tasks.
     drop(rt);
     if let Some(m) = migration {
-        // The phase's summary, before an unfinished transition is recorded as failed.
-        if result.is_some() {
-            let hosts = reporter.recap().hosts.into_keys().collect();
-            if let Some((title, lines)) =
-                crate::migration::phase_summary::for_run(&m, &reporter.changes(), hosts)
-            {
-                reporter.summary(&title, &lines);
-            }
-        }
-        for w in m.warnings() {
-            reporter.warn(&w);
-        }
-        drop(m);
-        // Records a transition left unfinished and releases the run lock.
-        match crate::migration::run::finish() {
-            Ok(Some(note)) => reporter.warn(&note),
-            Ok(None) => {}
-            Err(e) => {
-                let msg = format!("cannot record the migration state: {e:#}");
-                error(&msg);
-                reporter.finish(result.is_none(), Some(&msg));
-                return exit::ERROR;
-            }
+        if let Err(code) = migration_state::finish(m, &reporter, result.is_none()) {
+            return code;
         }
     }
+    end_of_run(result, &reporter, &redactor)
+}
+
+/// The run's options from the flags, `-e` and the checked `--limit`.
+fn run_options(args: &PlaybookArgs, mut extra: Vars, limit: Option<String>) -> RunOptions {
+    if args.force_phase {
+        extra.insert("zdm_force_phase".into(), serde_json::Value::Bool(true));
+    }
+    RunOptions {
+        check: args.check,
+        diff: args.diff,
+        forks: args.forks as usize,
+        limit,
+        escalation: crate::playbook::Escalation {
+            enabled: args.r#become.then_some(serde_json::Value::Bool(true)),
+            user: args.become_user.clone(),
+            method: None,
+        },
+        start_at_task: args.start_at_task.clone(),
+        tags: args.tags.clone(),
+        skip_tags: args.skip_tags.clone(),
+        extra_vars: extra,
+    }
+}
+
+/// Whether `--start-at-task` names a task the playbooks list (by name or as a `*` glob), checked
+/// before anything runs; [`run_books`] looks again, inside includes too.
+fn names_a_task(books: &[Playbook], want: &str) -> bool {
+    books.iter().flat_map(|b| &b.plays).any(|p| {
+        p.all_tasks(false)
+            .into_iter()
+            .any(|t| t.display_name() == *want || crate::inventory::glob(want, &t.display_name()))
+    })
+}
+
+/// Runs the playbooks in order; `--start-at-task` carries over from one playbook to the next.
+async fn run_books(
+    books: &[Playbook],
+    inventory: &Inventory,
+    opts: &RunOptions,
+    templar: &Templar,
+    redactor: &Redactor,
+    reporter: &Reporter,
+    migration: Option<&MigrationRun>,
+) -> Result<(), RunError> {
+    let mut started = opts.start_at_task.is_none();
+    for book in books {
+        if let Some(m) = migration {
+            m.set_playbook(&book.path.display().to_string());
+        }
+        let mut runner = Runner::new(inventory, book, opts, templar, redactor, reporter);
+        runner.started = started;
+        runner.run().await?;
+        started = runner.started;
+    }
+    if !started {
+        return Err(RunError(format!(
+            "--start-at-task: no task named '{}' found (a task inside an \
+             include_tasks/import_tasks counts too)",
+            opts.start_at_task.as_deref().unwrap_or_default()
+        )));
+    }
+    Ok(())
+}
+
+/// Ends the report of a run that started (`None`: interrupted) and returns its exit code:
+/// a failed host outranks an unreachable one, as in ansible-playbook.
+fn end_of_run(
+    result: Option<Result<(), RunError>>,
+    reporter: &Reporter,
+    redactor: &Redactor,
+) -> u8 {
     match result {
         None => {
             reporter.finish(true, Some("interrupted"));
@@ -226,24 +239,4 @@ pub fn run_playbooks(args: PlaybookArgs) -> u8 {
             }
         }
     }
-}
-
-/// Whether a run of this playbook must hold the inventory's run lock for its whole duration:
-/// it records migration state (has `zdm_phase` tasks), keeps a data-engine checkpoint beside
-/// it (`zdm_migrate`, `zdm_validate`: two runs must not write one checkpoint, and the
-/// checkpoint must be the one `zdm-run migrate|validate -i` resumes), or a play asks for the
-/// lock with `vars: {zdm_lock: true}` (a rolling restart must not interleave with a phase run
-/// either).
-fn touches_migration_state(book: &Playbook) -> bool {
-    book.plays.iter().any(|play| {
-        play.vars.get("zdm_lock").is_some_and(crate::vars::truthy)
-            || play.all_tasks(true).into_iter().any(|t| {
-                matches!(
-                    t.module
-                        .strip_prefix("ansible.builtin.")
-                        .unwrap_or(&t.module),
-                    "zdm_phase" | "zdm_migrate" | "zdm_validate"
-                )
-            })
-    })
 }
