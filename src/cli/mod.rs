@@ -70,28 +70,14 @@ pub fn main() -> ExitCode {
         }
     };
     init_tracing(cli.playbook.verbose);
-    match cli.command {
-        None => ExitCode::from(run_playbooks(cli.playbook)),
-        Some(Command::Status(args)) => ExitCode::from(match crate::migration::status::run(args) {
-            Ok(code) => code,
-            Err(e) => {
-                error(&format!("{e:#}"));
-                exit::ERROR
-            }
-        }),
-        Some(Command::Completions(args)) => ExitCode::from(docs::completions(&args)),
-        Some(Command::Man) => ExitCode::from(docs::man()),
-        Some(Command::Metrics(args)) => {
-            ExitCode::from(match crate::migration::metrics::run(args) {
-                Ok(code) => code,
-                Err(e) => {
-                    error(&format!("{e:#}"));
-                    exit::ERROR
-                }
-            })
-        }
-        Some(command) => ExitCode::from(run_subcommand(command)),
-    }
+    ExitCode::from(match cli.command {
+        None => run_playbooks(cli.playbook),
+        Some(Command::Status(args)) => exit_code(crate::migration::status::run(args)),
+        Some(Command::Completions(args)) => docs::completions(&args),
+        Some(Command::Man) => docs::man(),
+        Some(Command::Metrics(args)) => exit_code(crate::migration::metrics::run(args)),
+        Some(command) => run_subcommand(command),
+    })
 }
 
 /// Runs a subcommand on its own runtime; its own code decides the exit code.
@@ -112,8 +98,14 @@ fn run_subcommand(command: Command) -> u8 {
             }
         }
     });
+    exit_code(result)
+}
+
+/// The exit code a subcommand decided (one that fits no exit status is an error), or, when it
+/// failed, ERROR after saying why.
+fn exit_code<C: TryInto<u8>>(result: anyhow::Result<C>) -> u8 {
     match result {
-        Ok(code) => u8::try_from(code).unwrap_or(exit::ERROR),
+        Ok(code) => code.try_into().unwrap_or(exit::ERROR),
         Err(e) => {
             error(&format!("{e:#}"));
             exit::ERROR
@@ -121,6 +113,8 @@ fn run_subcommand(command: Command) -> u8 {
     }
 }
 
+/// Log lines at `-v`'s level (`ZDMRUN_LOG` overrides it), written through the output's
+/// writer so they are masked and never tear a progress bar.
 fn init_tracing(verbose: u8) {
     let level = match verbose {
         0 => "warn",
@@ -137,6 +131,7 @@ fn init_tracing(verbose: u8) {
         .try_init();
 }
 
+/// An error that ends the command, on stderr as ansible-playbook prints one.
 fn error(msg: &str) {
     eprintln!("ERROR: {msg}");
 }
