@@ -7,7 +7,8 @@
 //! # Layout
 //!
 //! ```text
-//! cli/          the command line: flags, subcommands, exit codes, completions and man page
+//! cli/          the command line: flags, subcommands (`migrate`/`validate` included), exit
+//!               codes, completions and man page
 //! run/          the run engine: plays, batches, forks, handlers, one task on one host
 //! playbook/     the playbook model, checked on load with file, line and column
 //! inventory/    hosts, groups, host patterns, group_vars/host_vars
@@ -18,7 +19,7 @@
 //! migration/    where the migration stands (state file, run lock), this process's run,
 //!               and the views of it: status, metrics, the summary that ends a phase
 //! gates/        the checks behind the gate modules: preflight, health, clients
-//! data/         the data engine (token-range scan, diff, copy) and `migrate`/`validate`
+//! data/         the data engine: token-range scan, diff, copy, checkpoints and reports
 //! output.rs     everything the run prints; plan.rs the per-host records it prints from
 //! the rest      helpers every layer may use: vars, secrets (masking), diff, yaml11,
 //!               own_env, proxy_settings, and `edit_distance` (from `zdm_proxy_settings`)

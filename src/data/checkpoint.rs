@@ -16,6 +16,10 @@ use super::report::{MigrateSummary, TableValidation, ValidationReport};
 
 pub const FORMAT_VERSION: u32 = 1;
 
+/// File name of `zdm-run validate`'s checkpoint in the state directory; the `zdm_validate`
+/// gate resumes it too when no phase is being entered.
+pub const VALIDATE_CHECKPOINT: &str = "validate-checkpoint.json";
+
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct TableProgress {
     /// Finished ranges: index -> rows copied in that range.

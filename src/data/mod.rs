@@ -16,7 +16,10 @@
 //! - [`progress`]: bars with rows/s and ETA on a terminal, plain periodic lines otherwise.
 //! - [`cdm`]: Cassandra Data Migrator's settings, command line and run-tracking gate
 //!   (the `zdm_cdm` module), for data that outgrows one machine.
-//! - [`cli`]: the `zdm-run migrate` / `zdm-run validate` subcommands.
+//!
+//! The `zdm-run migrate` / `zdm-run validate` subcommands that drive it from the command line
+//! live with the other front ends, in `cli/data.rs`, so the engine itself depends on no
+//! inventory, migration state or run output.
 //!
 //! What is preserved, and where the CQL interface sets limits:
 //! - every cell's writetime and remaining TTL, per column and per set/map element (Cassandra 5
@@ -43,7 +46,6 @@
 pub mod autocorrect;
 pub mod cdm;
 pub mod checkpoint;
-pub mod cli;
 pub mod config;
 pub mod copy;
 pub mod counters;

@@ -147,7 +147,7 @@ fn validate_checkpoint(dir: &Path) -> PathBuf {
         .map(|t| t.phase.to_string());
     match phase {
         Some(p) => dir.join(format!("validate-{p}-checkpoint.json")),
-        None => dir.join(crate::data::cli::VALIDATE_CHECKPOINT),
+        None => dir.join(crate::data::checkpoint::VALIDATE_CHECKPOINT),
     }
 }
 
