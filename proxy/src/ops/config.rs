@@ -5,11 +5,15 @@
 //! key or an invalid value stops the proxy at start with a message naming the setting (and the
 //! file and line, or the environment variable). Every problem of a load is reported at once
 //! (see `config_problems`), with "did you mean" for a misspelt setting and no password in it.
+//! Which setting a key names is decided here; how its value is read, in `config_values`.
 
 use std::fmt;
 use std::path::Path;
 
 use crate::ops::config_problems::{did_you_mean, Problems};
+use crate::ops::config_values::{
+    consistency_level, log_level, metrics_prefix, port, primary_cluster, read_mode, Raw, RawValue,
+};
 
 /// Which cluster answers reads and whose answer the client gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,17 +192,6 @@ impl Default for Config {
 #[error("{0}")]
 pub struct ConfigError(pub String);
 
-/// One raw setting value and where it came from, for error messages.
-struct Raw<'a> {
-    value: RawValue,
-    origin: &'a str,
-}
-
-enum RawValue {
-    Yaml(serde_yaml_ng::Value),
-    Env(String),
-}
-
 /// Every setting except TLS with its default as YAML text ("" when it has none), shared with
 /// zdm-run, which renders these defaults where the inventory sets nothing.
 pub const SETTING_DEFAULTS: &[(&str, &str)] = zdm_proxy_settings::DEFAULTS;
@@ -221,95 +214,6 @@ const fn names<const N: usize>(table: &[(&'static str, &'static str)]) -> [&'sta
 /// refused with a message that says so rather than "unknown", so an operator knows the file is
 /// not misspelt, just asking for something this proxy lacks.
 const REFERENCE_UNSUPPORTED: &[&str] = zdm_proxy_settings::UNSUPPORTED;
-
-impl Raw<'_> {
-    fn err(&self, key: &str, why: impl fmt::Display) -> ConfigError {
-        ConfigError(format!(
-            "{}: invalid value for setting `{key}`: {why}",
-            self.origin
-        ))
-    }
-
-    fn string(&self, key: &str) -> Result<String, ConfigError> {
-        match &self.value {
-            RawValue::Env(s) => Ok(s.clone()),
-            RawValue::Yaml(serde_yaml_ng::Value::String(s)) => Ok(s.clone()),
-            RawValue::Yaml(serde_yaml_ng::Value::Number(n)) => Ok(n.to_string()),
-            RawValue::Yaml(serde_yaml_ng::Value::Null) => Ok(String::new()),
-            RawValue::Yaml(_) => Err(self.err(key, "expected a string")),
-        }
-    }
-
-    fn list(&self, key: &str) -> Result<Vec<String>, ConfigError> {
-        let items: Vec<String> = match &self.value {
-            RawValue::Yaml(serde_yaml_ng::Value::Sequence(seq)) => seq
-                .iter()
-                .map(|v| match v {
-                    serde_yaml_ng::Value::String(s) => Ok(s.clone()),
-                    _ => Err(self.err(key, "list items must be strings")),
-                })
-                .collect::<Result<_, _>>()?,
-            _ => self
-                .string(key)?
-                .split(',')
-                .map(|s| s.trim().to_string())
-                .collect(),
-        };
-        Ok(items.into_iter().filter(|s| !s.is_empty()).collect())
-    }
-
-    fn number<T: std::str::FromStr>(&self, key: &str) -> Result<T, ConfigError> {
-        let s = match &self.value {
-            RawValue::Yaml(serde_yaml_ng::Value::Number(n)) => n.to_string(),
-            RawValue::Yaml(serde_yaml_ng::Value::String(s)) | RawValue::Env(s) => s.clone(),
-            _ => return Err(self.err(key, "expected a number")),
-        };
-        s.trim()
-            .parse()
-            .map_err(|_| self.err(key, format!("`{s}` is not a valid non-negative integer")))
-    }
-
-    /// A number within `lo..=hi`.
-    fn number_in<T>(&self, key: &str, lo: T, hi: T) -> Result<T, ConfigError>
-    where
-        T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
-    {
-        let v: T = self.number(key)?;
-        if v < lo || v > hi {
-            return Err(self.err(key, format!("{v} is outside {lo}..={hi}")));
-        }
-        Ok(v)
-    }
-
-    fn bool(&self, key: &str) -> Result<bool, ConfigError> {
-        match &self.value {
-            RawValue::Yaml(serde_yaml_ng::Value::Bool(b)) => Ok(*b),
-            RawValue::Yaml(serde_yaml_ng::Value::String(s)) | RawValue::Env(s) => {
-                // YAML 1.1's words too (`yes`/`no`/`on`/`off`): config files written for
-                // Ansible-era tools use them, and YAML 1.2 parsers read them as strings.
-                match s.trim().to_ascii_lowercase().as_str() {
-                    "true" | "yes" | "on" | "y" => Ok(true),
-                    "false" | "no" | "off" | "n" => Ok(false),
-                    _ => Err(self.err(
-                        key,
-                        format!("`{s}` is not true or false (nor yes/no, on/off)"),
-                    )),
-                }
-            }
-            _ => Err(self.err(key, "expected true or false")),
-        }
-    }
-}
-
-/// A TCP port setting: a number in 1..=65535, and a value outside that range is called a port
-/// out of range (not "not a valid integer", which is what parsing 70000 as a u16 would say).
-fn port(raw: &Raw<'_>, key: &str) -> Result<u16, ConfigError> {
-    let v: i64 = raw.number(key)?;
-    u16::try_from(v)
-        .ok()
-        .filter(|p| *p >= 1)
-        .ok_or_else(|| raw.err(key, format!("port {v} is out of range (1-65535)")))
-}
 
 /// "unknown setting", with the known setting it most likely meant.
 fn unknown_setting(origin: &str, key: &str) -> ConfigError {
@@ -351,73 +255,6 @@ impl ClusterConfig {
         }
         Ok(())
     }
-}
-
-/// `target_consistency_level`: a level's name, or empty for the client's own level.
-fn consistency_level(raw: &Raw<'_>, key: &str) -> Result<Option<u16>, ConfigError> {
-    let v = raw.string(key)?;
-    if v.trim().is_empty() {
-        return Ok(None);
-    }
-    let names: Vec<&str> = crate::statements::consistency::LEVELS
-        .iter()
-        .map(|l| l.0)
-        .collect();
-    crate::statements::consistency::parse(&v)
-        .map(Some)
-        .ok_or_else(|| raw.err(key, format!("`{v}` is not one of {}", names.join(", "))))
-}
-
-fn primary_cluster(raw: &Raw<'_>, key: &str) -> Result<Cluster, ConfigError> {
-    match raw.string(key)?.to_ascii_uppercase().as_str() {
-        "ORIGIN" => Ok(Cluster::Origin),
-        "TARGET" => Ok(Cluster::Target),
-        other => Err(raw.err(key, format!("`{other}` is not ORIGIN or TARGET"))),
-    }
-}
-
-/// `read_mode`, with our runbook's aliases: `DUAL`, and `TARGET_ONLY`, which means primary-only
-/// reads from target (where it was set is noted in `target_only`: [`Config::load`] makes target
-/// the primary).
-fn read_mode(
-    raw: &Raw<'_>,
-    key: &str,
-    target_only: &mut Option<String>,
-) -> Result<ReadMode, ConfigError> {
-    match raw.string(key)?.to_ascii_uppercase().as_str() {
-        "PRIMARY_ONLY" => Ok(ReadMode::PrimaryOnly),
-        "DUAL_ASYNC_ON_SECONDARY" | "DUAL" => Ok(ReadMode::DualAsyncOnSecondary),
-        "TARGET_ONLY" => {
-            *target_only = Some(raw.origin.to_string());
-            Ok(ReadMode::PrimaryOnly)
-        }
-        other => Err(raw.err(
-            key,
-            format!(
-                "`{other}` is not PRIMARY_ONLY, DUAL_ASYNC_ON_SECONDARY, DUAL or \
-                 TARGET_ONLY"
-            ),
-        )),
-    }
-}
-
-fn metrics_prefix(raw: &Raw<'_>, key: &str) -> Result<String, ConfigError> {
-    let p = raw.string(key)?;
-    if p.is_empty() || !p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return Err(raw.err(key, "must be letters, digits and underscores"));
-    }
-    Ok(p)
-}
-
-fn log_level(raw: &Raw<'_>, key: &str) -> Result<String, ConfigError> {
-    let l = raw.string(key)?.to_ascii_uppercase();
-    if !["TRACE", "DEBUG", "INFO", "WARN", "WARNING", "ERROR"].contains(&l.as_str()) {
-        return Err(raw.err(
-            key,
-            format!("`{l}` is not TRACE, DEBUG, INFO, WARN or ERROR"),
-        ));
-    }
-    Ok(l)
 }
 
 impl Config {
@@ -722,22 +559,36 @@ impl Config {
     }
 }
 
+/// What the tests of `config` and `config_values` share: the environment as `Config::load`
+/// takes it, the least of it that loads, and a config file to write.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::Write;
-
-    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+pub(super) mod test_support {
+    pub(crate) fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
     }
 
-    const MIN: &[(&str, &str)] = &[
+    pub(crate) const MIN: &[(&str, &str)] = &[
         ("ZDM_ORIGIN_CONTACT_POINTS", "10.0.0.1"),
         ("ZDM_TARGET_CONTACT_POINTS", "10.0.0.2"),
     ];
+
+    pub(crate) fn tempfile_in_target() -> (std::path::PathBuf, std::fs::File) {
+        let dir = std::env::temp_dir().join(format!("zdm-proxy-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{:?}.yml", std::thread::current().id()));
+        let f = std::fs::File::create(&path).unwrap();
+        (path, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::{env, tempfile_in_target, MIN};
+    use super::*;
+    use std::io::Write;
 
     /// The defaults zdm-run renders (`zdm_proxy_settings::DEFAULTS`) are the ones the proxy applies: setting
     /// every one of them explicitly changes nothing, restart-only or live.
@@ -909,53 +760,6 @@ mod tests {
     }
 
     #[test]
-    fn invalid_values_are_refused_naming_the_setting() {
-        for (k, v) in [
-            ("ZDM_PRIMARY_CLUSTER", "BOTH"),
-            ("ZDM_METRICS_PORT", "70000"),
-            ("ZDM_PROXY_MAX_STREAM_IDS", "abc"),
-            ("ZDM_READ_MODE", "SOMETIMES"),
-            ("ZDM_METRICS_ENABLED", "yes please"),
-            ("ZDM_REPLACE_CQL_FUNCTIONS", "sometimes"),
-            ("ZDM_TARGET_CONSISTENCY_LEVEL", "SERIAL"),
-            ("ZDM_TARGET_CONSISTENCY_LEVEL", "QUORUMS"),
-        ] {
-            let e = Config::load(None, env(&[MIN[0], MIN[1], (k, v)]))
-                .unwrap_err()
-                .to_string();
-            let setting = k.trim_start_matches("ZDM_").to_ascii_lowercase();
-            assert!(e.contains(&setting), "{k}: {e}");
-        }
-        let e = Config::load(None, env(&MIN[..1])).unwrap_err().to_string();
-        assert!(e.contains("target_contact_points"), "{e}");
-    }
-
-    #[test]
-    fn runbook_read_mode_aliases() {
-        let c = Config::load(
-            None,
-            env(&[MIN[0], MIN[1], ("ZDM_READ_MODE", "TARGET_ONLY")]),
-        )
-        .unwrap();
-        assert_eq!(
-            (c.primary_cluster, c.read_mode),
-            (Cluster::Target, ReadMode::PrimaryOnly)
-        );
-        let c = Config::load(None, env(&[MIN[0], MIN[1], ("ZDM_READ_MODE", "DUAL")])).unwrap();
-        assert_eq!(c.read_mode, ReadMode::DualAsyncOnSecondary);
-        let e = Config::load(
-            None,
-            env(&[
-                MIN[0],
-                MIN[1],
-                ("ZDM_READ_MODE", "TARGET_ONLY"),
-                ("ZDM_PRIMARY_CLUSTER", "ORIGIN"),
-            ]),
-        );
-        assert!(e.is_err());
-    }
-
-    #[test]
     fn debug_output_hides_passwords() {
         let c = Config::load(
             None,
@@ -1032,22 +836,6 @@ mod tests {
     }
 
     #[test]
-    fn yaml_1_1_booleans_are_accepted() {
-        let mut f = tempfile_in_target();
-        writeln!(
-            f.1,
-            "origin_contact_points: 10.0.0.1\ntarget_contact_points: 10.0.0.2\nmetrics_enabled: no\nreplace_cql_functions: yes\nforward_client_credentials_to_origin: on"
-        )
-        .unwrap();
-        let c = Config::load(Some(&f.0), vec![]).unwrap();
-        assert!(
-            !c.metrics_enabled && c.replace_cql_functions && c.forward_client_credentials_to_origin
-        );
-        let c = Config::load(None, env(&[MIN[0], MIN[1], ("ZDM_METRICS_ENABLED", "On")])).unwrap();
-        assert!(c.metrics_enabled);
-    }
-
-    #[test]
     fn errors_never_show_a_password_even_under_a_misspelt_key() {
         let mut f = tempfile_in_target();
         writeln!(
@@ -1066,13 +854,5 @@ mod tests {
             "{e}"
         );
         assert!(e.contains("did you mean `target_password`?"), "{e}");
-    }
-
-    fn tempfile_in_target() -> (std::path::PathBuf, std::fs::File) {
-        let dir = std::env::temp_dir().join(format!("zdm-proxy-cfg-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(format!("{:?}.yml", std::thread::current().id()));
-        let f = std::fs::File::create(&path).unwrap();
-        (path, f)
     }
 }
