@@ -257,61 +257,69 @@ impl ClusterConfig {
     }
 }
 
-impl Config {
-    /// Loads defaults, then the file (if any), then `ZDM_*` variables from `env`. Every
-    /// problem found is reported in the one error returned.
-    pub fn load(
-        file: Option<&Path>,
-        env: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<Config, ConfigError> {
-        let mut cfg = Config::default();
-        let mut primary_set = false;
-        let mut read_mode_target_only = None;
-        let mut problems = Problems::default();
-        if let Some(path) = file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| ConfigError(format!("{}: cannot read: {e}", path.display())))?;
-            problems.note_text(&text);
-            let doc: Result<serde_yaml_ng::Value, _> = serde_yaml_ng::from_str(&text);
-            let map = match doc {
-                Ok(serde_yaml_ng::Value::Mapping(m)) => m,
-                Ok(serde_yaml_ng::Value::Null) => Default::default(),
-                Ok(_) => {
-                    problems.push(ConfigError(format!(
-                        "{}: expected a mapping of setting names to values",
-                        path.display()
-                    )));
-                    Default::default()
-                }
-                Err(e) => {
-                    problems.push(ConfigError(format!(
-                        "{}: not valid YAML: {e}",
-                        path.display()
-                    )));
-                    Default::default()
-                }
+/// One load in progress: the settings so far, each layer applied over the ones before, and
+/// every problem found on the way.
+#[derive(Default)]
+struct Loading {
+    cfg: Config,
+    /// Whether `primary_cluster` was given, in any layer.
+    primary_set: bool,
+    /// Where `read_mode: TARGET_ONLY` was given, if it was.
+    read_mode_target_only: Option<String>,
+    problems: Problems,
+}
+
+impl Loading {
+    /// The YAML file's layer. Only a file that cannot be read stops the load here; whatever is
+    /// wrong inside it is noted and the load goes on, so every problem is reported at once.
+    fn read_file(&mut self, path: &Path) -> Result<(), ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("{}: cannot read: {e}", path.display())))?;
+        self.problems.note_text(&text);
+        for (k, v) in self.file_settings(path, &text) {
+            let Some(key) = k.as_str() else {
+                self.problems.push(ConfigError(format!(
+                    "{}: setting names must be strings",
+                    path.display()
+                )));
+                continue;
             };
-            for (k, v) in map {
-                let Some(key) = k.as_str() else {
-                    problems.push(ConfigError(format!(
-                        "{}: setting names must be strings",
-                        path.display()
-                    )));
-                    continue;
-                };
-                let line = text
-                    .lines()
-                    .position(|l| l.trim_start().starts_with(&format!("{key}:")))
-                    .map(|i| i + 1)
-                    .unwrap_or(0);
-                let origin = format!("{} line {line}", path.display());
-                let raw = Raw {
-                    value: RawValue::Yaml(v),
-                    origin: &origin,
-                };
-                problems.keep(cfg.apply(key, &raw, &mut primary_set, &mut read_mode_target_only));
+            let origin = format!("{} line {}", path.display(), line_of(&text, key));
+            let raw = Raw {
+                value: RawValue::Yaml(v),
+                origin: &origin,
+            };
+            self.set(key, &raw);
+        }
+        Ok(())
+    }
+
+    /// The file's mapping of setting names to values; a document of another shape is a
+    /// problem, and reads as no settings.
+    fn file_settings(&mut self, path: &Path, text: &str) -> serde_yaml_ng::Mapping {
+        let doc: Result<serde_yaml_ng::Value, _> = serde_yaml_ng::from_str(text);
+        match doc {
+            Ok(serde_yaml_ng::Value::Mapping(m)) => m,
+            Ok(serde_yaml_ng::Value::Null) => Default::default(),
+            Ok(_) => {
+                self.problems.push(ConfigError(format!(
+                    "{}: expected a mapping of setting names to values",
+                    path.display()
+                )));
+                Default::default()
+            }
+            Err(e) => {
+                self.problems.push(ConfigError(format!(
+                    "{}: not valid YAML: {e}",
+                    path.display()
+                )));
+                Default::default()
             }
         }
+    }
+
+    /// The `ZDM_*` environment variables' layer, in name order; other variables are not ours.
+    fn read_env(&mut self, env: impl IntoIterator<Item = (String, String)>) {
         let mut env: Vec<(String, String)> = env
             .into_iter()
             .filter(|(k, _)| k.starts_with("ZDM_"))
@@ -319,29 +327,75 @@ impl Config {
         env.sort();
         for (name, value) in env {
             let key = name["ZDM_".len()..].to_ascii_lowercase();
-            problems.note_value(&key, &value);
+            self.problems.note_value(&key, &value);
             let origin = format!("environment variable {name}");
             let raw = Raw {
                 value: RawValue::Env(value),
                 origin: &origin,
             };
-            problems.keep(cfg.apply(&key, &raw, &mut primary_set, &mut read_mode_target_only));
+            self.set(&key, &raw);
         }
-        if let Some(origin) = read_mode_target_only {
-            if primary_set && cfg.primary_cluster == Cluster::Origin {
-                problems.push(ConfigError(format!(
+    }
+
+    /// Applies one setting over what the layers before set; its error is noted, not returned.
+    fn set(&mut self, key: &str, raw: &Raw<'_>) {
+        let applied = self.cfg.apply(
+            key,
+            raw,
+            &mut self.primary_set,
+            &mut self.read_mode_target_only,
+        );
+        self.problems.keep(applied);
+    }
+
+    /// Once every layer is in: the settings are checked together, and the TLS files read.
+    fn finish(mut self) -> Result<Config, ConfigError> {
+        self.resolve_target_only();
+        self.cfg.validate(&mut self.problems);
+        // TLS files are read only once everything else is valid.
+        if self.problems.is_empty() {
+            self.problems.keep(self.cfg.build_tls());
+        }
+        self.problems.finish()?;
+        Ok(self.cfg)
+    }
+
+    /// `read_mode: TARGET_ONLY` makes target the primary, which an explicit
+    /// `primary_cluster: ORIGIN` in any layer contradicts.
+    fn resolve_target_only(&mut self) {
+        if let Some(origin) = &self.read_mode_target_only {
+            if self.primary_set && self.cfg.primary_cluster == Cluster::Origin {
+                self.problems.push(ConfigError(format!(
                     "`read_mode: TARGET_ONLY` ({origin}) contradicts `primary_cluster: ORIGIN`"
                 )));
             }
-            cfg.primary_cluster = Cluster::Target;
+            self.cfg.primary_cluster = Cluster::Target;
         }
-        cfg.validate(&mut problems);
-        // TLS files are read only once everything else is valid.
-        if problems.is_empty() {
-            problems.keep(cfg.build_tls());
+    }
+}
+
+/// The line (from 1) of the file's text where `key` is set, for error messages; 0 when no line
+/// starts with `key:` (a flow mapping, say).
+fn line_of(text: &str, key: &str) -> usize {
+    text.lines()
+        .position(|l| l.trim_start().starts_with(&format!("{key}:")))
+        .map(|i| i + 1)
+        .unwrap_or(0)
+}
+
+impl Config {
+    /// Loads defaults, then the file (if any), then `ZDM_*` variables from `env`. Every
+    /// problem found is reported in the one error returned.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut loading = Loading::default();
+        if let Some(path) = file {
+            loading.read_file(path)?;
         }
-        problems.finish()?;
-        Ok(cfg)
+        loading.read_env(env);
+        loading.finish()
     }
 
     /// Applies one setting. TLS, refused reference settings and the per-cluster `origin_*` /
