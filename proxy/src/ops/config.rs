@@ -255,6 +255,22 @@ impl ClusterConfig {
         }
         Ok(())
     }
+
+    /// The checks of one cluster's settings once every layer is in; `name` is `origin` or
+    /// `target`.
+    fn validate(&self, name: &str, problems: &mut Problems) {
+        if self.contact_points.is_empty() {
+            problems.push(ConfigError(format!(
+                "setting `{name}_contact_points` is required (YAML key or ZDM_{}_CONTACT_POINTS)",
+                name.to_ascii_uppercase()
+            )));
+        }
+        if self.username.is_empty() != self.password.is_empty() {
+            problems.push(ConfigError(format!(
+                "settings `{name}_username` and `{name}_password` must be set together"
+            )));
+        }
+    }
 }
 
 /// One load in progress: the settings so far, each layer applied over the ones before, and
@@ -496,19 +512,8 @@ impl Config {
     }
 
     fn validate(&self, problems: &mut Problems) {
-        for (name, c) in [("origin", &self.origin), ("target", &self.target)] {
-            if c.contact_points.is_empty() {
-                problems.push(ConfigError(format!(
-                    "setting `{name}_contact_points` is required (YAML key or ZDM_{}_CONTACT_POINTS)",
-                    name.to_ascii_uppercase()
-                )));
-            }
-            if c.username.is_empty() != c.password.is_empty() {
-                problems.push(ConfigError(format!(
-                    "settings `{name}_username` and `{name}_password` must be set together"
-                )));
-            }
-        }
+        self.origin.validate("origin", problems);
+        self.target.validate("target", problems);
         if !self.proxy_topology_addresses.is_empty()
             && self.proxy_topology_index >= self.proxy_topology_addresses.len()
         {
