@@ -5,11 +5,13 @@
 //! key or an invalid value stops the proxy at start with a message naming the setting (and the
 //! file and line, or the environment variable). Every problem of a load is reported at once
 //! (see `config_problems`), with "did you mean" for a misspelt setting and no password in it.
-//! Which setting a key names is decided here; how its value is read, in `config_values`.
+//! Which setting a key names is decided here; how its value is read, in `config_values`; the
+//! settings of one cluster (`origin_*`, `target_*`), in `config_cluster`.
 
 use std::fmt;
 use std::path::Path;
 
+use crate::ops::config_cluster::ClusterConfig;
 use crate::ops::config_problems::{did_you_mean, Problems};
 use crate::ops::config_values::{
     consistency_level, log_level, metrics_prefix, port, primary_cluster, read_mode, Raw, RawValue,
@@ -45,20 +47,6 @@ impl Cluster {
 pub enum ReadMode {
     PrimaryOnly,
     DualAsyncOnSecondary,
-}
-
-/// Settings of one cluster (origin or target).
-#[derive(Clone)]
-pub struct ClusterConfig {
-    pub contact_points: Vec<String>,
-    pub port: u16,
-    pub username: String,
-    pub password: String,
-    pub local_datacenter: String,
-    pub connection_timeout_ms: u64,
-    /// `origin_|target_request_timeout_ms` (our runbook's names): the request timeout towards
-    /// this cluster; `None` falls back to `proxy_request_timeout_ms`.
-    pub request_timeout_ms: Option<u64>,
 }
 
 /// All proxy settings.
@@ -100,28 +88,6 @@ pub struct Config {
     pub forward_client_credentials_to_target: Option<bool>,
 }
 
-impl fmt::Debug for ClusterConfig {
-    /// Passwords never reach logs.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClusterConfig")
-            .field("contact_points", &self.contact_points)
-            .field("port", &self.port)
-            .field("username", &self.username)
-            .field(
-                "password",
-                &if self.password.is_empty() {
-                    ""
-                } else {
-                    "<redacted>"
-                },
-            )
-            .field("local_datacenter", &self.local_datacenter)
-            .field("connection_timeout_ms", &self.connection_timeout_ms)
-            .field("request_timeout_ms", &self.request_timeout_ms)
-            .finish()
-    }
-}
-
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
@@ -138,20 +104,6 @@ impl fmt::Debug for Config {
             .field("metrics", &(&self.metrics_address, self.metrics_port))
             .field("tls", &self.tls)
             .finish_non_exhaustive()
-    }
-}
-
-impl Default for ClusterConfig {
-    fn default() -> Self {
-        ClusterConfig {
-            contact_points: Vec::new(),
-            port: 9042,
-            username: String::new(),
-            password: String::new(),
-            local_datacenter: String::new(),
-            connection_timeout_ms: 30_000,
-            request_timeout_ms: None,
-        }
     }
 }
 
@@ -216,7 +168,7 @@ const fn names<const N: usize>(table: &[(&'static str, &'static str)]) -> [&'sta
 const REFERENCE_UNSUPPORTED: &[&str] = zdm_proxy_settings::UNSUPPORTED;
 
 /// "unknown setting", with the known setting it most likely meant.
-fn unknown_setting(origin: &str, key: &str) -> ConfigError {
+pub(super) fn unknown_setting(origin: &str, key: &str) -> ConfigError {
     let known = SETTINGS.iter().chain(crate::ops::tls::SETTINGS).copied();
     let hint = did_you_mean(key, known)
         .map(|k| format!("; did you mean `{k}`?"))
@@ -234,43 +186,6 @@ fn addresses_overlap(a: &str, b: &str) -> bool {
     let (a, b) = (norm(a), norm(b));
     let wildcard = |s: &str| s.is_empty() || s == "0.0.0.0" || s == "::";
     a == b || wildcard(&a) || wildcard(&b)
-}
-
-impl ClusterConfig {
-    /// Applies one `origin_*` or `target_*` setting; `rest` is the name without that prefix.
-    fn apply(&mut self, rest: &str, key: &str, raw: &Raw<'_>) -> Result<(), ConfigError> {
-        match rest {
-            "contact_points" => self.contact_points = raw.list(key)?,
-            "port" => self.port = port(raw, key)?,
-            "username" => self.username = raw.string(key)?,
-            "password" => self.password = raw.string(key)?,
-            "local_datacenter" => self.local_datacenter = raw.string(key)?,
-            "connection_timeout_ms" => {
-                self.connection_timeout_ms = raw.number_in(key, 1, 3_600_000)?
-            }
-            "request_timeout_ms" => {
-                self.request_timeout_ms = Some(raw.number_in(key, 1, 3_600_000)?)
-            }
-            _ => return Err(unknown_setting(raw.origin, key)),
-        }
-        Ok(())
-    }
-
-    /// The checks of one cluster's settings once every layer is in; `name` is `origin` or
-    /// `target`.
-    fn validate(&self, name: &str, problems: &mut Problems) {
-        if self.contact_points.is_empty() {
-            problems.push(ConfigError(format!(
-                "setting `{name}_contact_points` is required (YAML key or ZDM_{}_CONTACT_POINTS)",
-                name.to_ascii_uppercase()
-            )));
-        }
-        if self.username.is_empty() != self.password.is_empty() {
-            problems.push(ConfigError(format!(
-                "settings `{name}_username` and `{name}_password` must be set together"
-            )));
-        }
-    }
 }
 
 /// One load in progress: the settings so far, each layer applied over the ones before, and
@@ -618,7 +533,7 @@ impl Config {
     }
 }
 
-/// What the tests of `config` and `config_values` share: the environment as `Config::load`
+/// What the config tests (of `config`, `config_cluster`, `config_values`) share: the environment as `Config::load`
 /// takes it, the least of it that loads, and a config file to write.
 #[cfg(test)]
 pub(super) mod test_support {
@@ -722,39 +637,6 @@ mod tests {
     }
 
     #[test]
-    fn per_cluster_request_timeouts_override_the_proxy_one() {
-        let c = Config::load(
-            None,
-            env(&[
-                MIN[0],
-                MIN[1],
-                ("ZDM_PROXY_REQUEST_TIMEOUT_MS", "7000"),
-                ("ZDM_TARGET_REQUEST_TIMEOUT_MS", "12000"),
-            ]),
-        )
-        .unwrap();
-        let live = crate::ops::reload::LiveSettings::of(&c);
-        assert_eq!(
-            live.request_timeout_for(Cluster::Origin),
-            std::time::Duration::from_millis(7000)
-        );
-        assert_eq!(
-            live.request_timeout_for(Cluster::Target),
-            std::time::Duration::from_millis(12000)
-        );
-        assert_eq!(
-            live.longest_request_timeout(),
-            std::time::Duration::from_millis(12000)
-        );
-        let e = Config::load(
-            None,
-            env(&[MIN[0], MIN[1], ("ZDM_ORIGIN_REQUEST_TIMEOUT_MS", "0")]),
-        )
-        .unwrap_err();
-        assert!(e.to_string().contains("origin_request_timeout_ms"), "{e}");
-    }
-
-    #[test]
     fn client_credentials_settings_combine_as_documented() {
         let with = |o: Option<&str>, t: Option<&str>| {
             let mut e = env(MIN);
@@ -816,21 +698,6 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("not supported"), "{e}");
-    }
-
-    #[test]
-    fn debug_output_hides_passwords() {
-        let c = Config::load(
-            None,
-            env(&[
-                MIN[0],
-                MIN[1],
-                ("ZDM_ORIGIN_USERNAME", "u"),
-                ("ZDM_ORIGIN_PASSWORD", "s3cret"),
-            ]),
-        )
-        .unwrap();
-        assert!(!format!("{c:?}").contains("s3cret"));
     }
 
     #[test]
