@@ -2,6 +2,8 @@
 //! `watch` channel tells every connection to drain; the accept loop stops first; the process
 //! waits, bounded, for connections to finish and then exits 0).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,7 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::connection::handle_client;
-use crate::ops::config::Cluster;
+use crate::ops::config::{Cluster, Config};
 use crate::state::Shared;
 
 /// Resolves on SIGTERM or SIGINT.
@@ -44,27 +46,8 @@ fn reload_on_sighup(shared: Arc<Shared>) -> anyhow::Result<()> {
 pub async fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
     // First, so a SIGHUP during startup is a reload rather than the default (exit).
     reload_on_sighup(shared.clone())?;
-    let cfg = &shared.config;
-    let http = TcpListener::bind((cfg.metrics_address.as_str(), cfg.metrics_port))
-        .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "cannot listen on metrics_address:metrics_port {}:{}: {e}",
-                cfg.metrics_address,
-                cfg.metrics_port
-            )
-        })?;
-    for c in [Cluster::Origin, Cluster::Target] {
-        let tls = shared.config.tls.cluster(c);
-        if tls.is_some_and(|t| !t.verifies_hostname()) {
-            tracing::warn!(
-                cluster = c.name(),
-                "{}_tls_verify_hostname is false: the cluster's certificate is checked against \
-                 the CA but not against the contact point's name",
-                c.name()
-            );
-        }
-    }
+    let http = listen_metrics(&shared.config).await?;
+    warn_unverified_hostnames(&shared.config);
     tokio::spawn(crate::ops::http::serve_http(shared.clone(), http));
     tokio::spawn(crate::upstream::health::control_loop(
         shared.clone(),
@@ -77,22 +60,65 @@ pub async fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
 
     let signal = shutdown_signal();
     tokio::pin!(signal);
+    if !wait_for_both_clusters(&shared, signal.as_mut()).await? {
+        return Ok(());
+    }
+    let listener = listen_clients(&shared.config).await?;
+    serve_clients(&shared, listener, signal).await;
+    Ok(())
+}
 
-    // Like the reference proxy, only take clients once both clusters answered once.
+/// Binds the metrics port (health, metrics, reload); the process cannot run without it.
+async fn listen_metrics(cfg: &Config) -> anyhow::Result<TcpListener> {
+    TcpListener::bind((cfg.metrics_address.as_str(), cfg.metrics_port))
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot listen on metrics_address:metrics_port {}:{}: {e}",
+                cfg.metrics_address,
+                cfg.metrics_port
+            )
+        })
+}
+
+/// Warns, once at start, for each cluster whose certificate is not checked against its name.
+fn warn_unverified_hostnames(cfg: &Config) {
+    for c in [Cluster::Origin, Cluster::Target] {
+        let tls = cfg.tls.cluster(c);
+        if tls.is_some_and(|t| !t.verifies_hostname()) {
+            tracing::warn!(
+                cluster = c.name(),
+                "{}_tls_verify_hostname is false: the cluster's certificate is checked against \
+                 the CA but not against the contact point's name",
+                c.name()
+            );
+        }
+    }
+}
+
+/// Like the reference proxy, only take clients once both clusters answered once. `Ok(false)`
+/// when the shutdown signal came first.
+async fn wait_for_both_clusters(
+    shared: &Shared,
+    mut signal: Pin<&mut impl Future<Output = ()>>,
+) -> anyhow::Result<bool> {
     loop {
         if shared.health.both_up() && shared.info.read().unwrap().is_some() {
-            break;
+            return Ok(true);
         }
         // A settings error (a local data center without nodes) will not go away by waiting.
         if let Some(e) = shared.health.settings_error() {
             anyhow::bail!("{e}");
         }
         tokio::select! {
-            _ = &mut signal => return Ok(()),
+            _ = &mut signal => return Ok(false),
             _ = tokio::time::sleep(Duration::from_millis(100)) => {}
         }
     }
+}
 
+/// Binds the CQL port clients connect to, and says so in the log.
+async fn listen_clients(cfg: &Config) -> anyhow::Result<TcpListener> {
     let listener = TcpListener::bind((cfg.proxy_listen_address.as_str(), cfg.proxy_listen_port))
         .await
         .map_err(|e| {
@@ -108,10 +134,41 @@ pub async fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
         client_certificates_required = cfg.tls.proxy.require_client_auth,
         "zdm-proxy listening"
     );
+    Ok(listener)
+}
 
+/// Takes clients until the shutdown signal, then drains: the listener closes, every connection
+/// is told to finish, and the process waits for them, bounded by the longest request timeout.
+async fn serve_clients(
+    shared: &Arc<Shared>,
+    listener: TcpListener,
+    signal: Pin<&mut impl Future<Output = ()>>,
+) {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
-    let limit = Arc::new(Semaphore::new(cfg.proxy_max_client_connections));
+    accept_clients(shared, &listener, signal, &shutdown_rx, &done_tx).await;
+    tracing::info!("shutdown requested: no new clients; draining open connections");
+    drop(listener);
+    let _ = shutdown_tx.send(true);
+    drop(done_tx);
+    let bound = shared.live().longest_request_timeout() + Duration::from_secs(5);
+    if tokio::time::timeout(bound, done_rx.recv()).await.is_err() {
+        tracing::warn!("drain did not finish within {bound:?}; exiting anyway");
+    }
+    tracing::info!("drained; exiting");
+}
+
+/// The accept loop: each client gets its own task, at most `proxy_max_client_connections` at
+/// once, until the shutdown signal. Each task holds a clone of `done` until its client is
+/// gone, so the drain knows when every one has finished.
+async fn accept_clients(
+    shared: &Arc<Shared>,
+    listener: &TcpListener,
+    mut signal: Pin<&mut impl Future<Output = ()>>,
+    shutdown: &watch::Receiver<bool>,
+    done: &mpsc::Sender<()>,
+) {
+    let limit = Arc::new(Semaphore::new(shared.config.proxy_max_client_connections));
     loop {
         tokio::select! {
             _ = &mut signal => break,
@@ -122,7 +179,7 @@ pub async fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
                     drop(socket);
                     continue;
                 };
-                let (shared, rx, done) = (shared.clone(), shutdown_rx.clone(), done_tx.clone());
+                let (shared, rx, done) = (shared.clone(), shutdown.clone(), done.clone());
                 tokio::spawn(async move {
                     shared.metrics.client_connections.add(1);
                     handle_client(socket, shared.clone(), rx).await;
@@ -133,14 +190,4 @@ pub async fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
             }
         }
     }
-    tracing::info!("shutdown requested: no new clients; draining open connections");
-    drop(listener);
-    let _ = shutdown_tx.send(true);
-    drop(done_tx);
-    let bound = shared.live().longest_request_timeout() + Duration::from_secs(5);
-    if tokio::time::timeout(bound, done_rx.recv()).await.is_err() {
-        tracing::warn!("drain did not finish within {bound:?}; exiting anyway");
-    }
-    tracing::info!("drained; exiting");
-    Ok(())
 }

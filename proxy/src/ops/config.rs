@@ -5,11 +5,17 @@
 //! key or an invalid value stops the proxy at start with a message naming the setting (and the
 //! file and line, or the environment variable). Every problem of a load is reported at once
 //! (see `config_problems`), with "did you mean" for a misspelt setting and no password in it.
+//! Which setting a key names is decided here; how its value is read, in `config_values`; the
+//! settings of one cluster (`origin_*`, `target_*`), in `config_cluster`.
 
 use std::fmt;
 use std::path::Path;
 
+use crate::ops::config_cluster::ClusterConfig;
 use crate::ops::config_problems::{did_you_mean, Problems};
+use crate::ops::config_values::{
+    consistency_level, log_level, metrics_prefix, port, primary_cluster, read_mode, Raw, RawValue,
+};
 
 /// Which cluster answers reads and whose answer the client gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,20 +47,6 @@ impl Cluster {
 pub enum ReadMode {
     PrimaryOnly,
     DualAsyncOnSecondary,
-}
-
-/// Settings of one cluster (origin or target).
-#[derive(Clone)]
-pub struct ClusterConfig {
-    pub contact_points: Vec<String>,
-    pub port: u16,
-    pub username: String,
-    pub password: String,
-    pub local_datacenter: String,
-    pub connection_timeout_ms: u64,
-    /// `origin_|target_request_timeout_ms` (our runbook's names): the request timeout towards
-    /// this cluster; `None` falls back to `proxy_request_timeout_ms`.
-    pub request_timeout_ms: Option<u64>,
 }
 
 /// All proxy settings.
@@ -96,28 +88,6 @@ pub struct Config {
     pub forward_client_credentials_to_target: Option<bool>,
 }
 
-impl fmt::Debug for ClusterConfig {
-    /// Passwords never reach logs.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClusterConfig")
-            .field("contact_points", &self.contact_points)
-            .field("port", &self.port)
-            .field("username", &self.username)
-            .field(
-                "password",
-                &if self.password.is_empty() {
-                    ""
-                } else {
-                    "<redacted>"
-                },
-            )
-            .field("local_datacenter", &self.local_datacenter)
-            .field("connection_timeout_ms", &self.connection_timeout_ms)
-            .field("request_timeout_ms", &self.request_timeout_ms)
-            .finish()
-    }
-}
-
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
@@ -134,20 +104,6 @@ impl fmt::Debug for Config {
             .field("metrics", &(&self.metrics_address, self.metrics_port))
             .field("tls", &self.tls)
             .finish_non_exhaustive()
-    }
-}
-
-impl Default for ClusterConfig {
-    fn default() -> Self {
-        ClusterConfig {
-            contact_points: Vec::new(),
-            port: 9042,
-            username: String::new(),
-            password: String::new(),
-            local_datacenter: String::new(),
-            connection_timeout_ms: 30_000,
-            request_timeout_ms: None,
-        }
     }
 }
 
@@ -188,17 +144,6 @@ impl Default for Config {
 #[error("{0}")]
 pub struct ConfigError(pub String);
 
-/// One raw setting value and where it came from, for error messages.
-struct Raw<'a> {
-    value: RawValue,
-    origin: &'a str,
-}
-
-enum RawValue {
-    Yaml(serde_yaml_ng::Value),
-    Env(String),
-}
-
 /// Every setting except TLS with its default as YAML text ("" when it has none), shared with
 /// zdm-run, which renders these defaults where the inventory sets nothing.
 pub const SETTING_DEFAULTS: &[(&str, &str)] = zdm_proxy_settings::DEFAULTS;
@@ -222,97 +167,8 @@ const fn names<const N: usize>(table: &[(&'static str, &'static str)]) -> [&'sta
 /// not misspelt, just asking for something this proxy lacks.
 const REFERENCE_UNSUPPORTED: &[&str] = zdm_proxy_settings::UNSUPPORTED;
 
-impl Raw<'_> {
-    fn err(&self, key: &str, why: impl fmt::Display) -> ConfigError {
-        ConfigError(format!(
-            "{}: invalid value for setting `{key}`: {why}",
-            self.origin
-        ))
-    }
-
-    fn string(&self, key: &str) -> Result<String, ConfigError> {
-        match &self.value {
-            RawValue::Env(s) => Ok(s.clone()),
-            RawValue::Yaml(serde_yaml_ng::Value::String(s)) => Ok(s.clone()),
-            RawValue::Yaml(serde_yaml_ng::Value::Number(n)) => Ok(n.to_string()),
-            RawValue::Yaml(serde_yaml_ng::Value::Null) => Ok(String::new()),
-            RawValue::Yaml(_) => Err(self.err(key, "expected a string")),
-        }
-    }
-
-    fn list(&self, key: &str) -> Result<Vec<String>, ConfigError> {
-        let items: Vec<String> = match &self.value {
-            RawValue::Yaml(serde_yaml_ng::Value::Sequence(seq)) => seq
-                .iter()
-                .map(|v| match v {
-                    serde_yaml_ng::Value::String(s) => Ok(s.clone()),
-                    _ => Err(self.err(key, "list items must be strings")),
-                })
-                .collect::<Result<_, _>>()?,
-            _ => self
-                .string(key)?
-                .split(',')
-                .map(|s| s.trim().to_string())
-                .collect(),
-        };
-        Ok(items.into_iter().filter(|s| !s.is_empty()).collect())
-    }
-
-    fn number<T: std::str::FromStr>(&self, key: &str) -> Result<T, ConfigError> {
-        let s = match &self.value {
-            RawValue::Yaml(serde_yaml_ng::Value::Number(n)) => n.to_string(),
-            RawValue::Yaml(serde_yaml_ng::Value::String(s)) | RawValue::Env(s) => s.clone(),
-            _ => return Err(self.err(key, "expected a number")),
-        };
-        s.trim()
-            .parse()
-            .map_err(|_| self.err(key, format!("`{s}` is not a valid non-negative integer")))
-    }
-
-    /// A number within `lo..=hi`.
-    fn number_in<T>(&self, key: &str, lo: T, hi: T) -> Result<T, ConfigError>
-    where
-        T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
-    {
-        let v: T = self.number(key)?;
-        if v < lo || v > hi {
-            return Err(self.err(key, format!("{v} is outside {lo}..={hi}")));
-        }
-        Ok(v)
-    }
-
-    fn bool(&self, key: &str) -> Result<bool, ConfigError> {
-        match &self.value {
-            RawValue::Yaml(serde_yaml_ng::Value::Bool(b)) => Ok(*b),
-            RawValue::Yaml(serde_yaml_ng::Value::String(s)) | RawValue::Env(s) => {
-                // YAML 1.1's words too (`yes`/`no`/`on`/`off`): config files written for
-                // Ansible-era tools use them, and YAML 1.2 parsers read them as strings.
-                match s.trim().to_ascii_lowercase().as_str() {
-                    "true" | "yes" | "on" | "y" => Ok(true),
-                    "false" | "no" | "off" | "n" => Ok(false),
-                    _ => Err(self.err(
-                        key,
-                        format!("`{s}` is not true or false (nor yes/no, on/off)"),
-                    )),
-                }
-            }
-            _ => Err(self.err(key, "expected true or false")),
-        }
-    }
-}
-
-/// A TCP port setting: a number in 1..=65535, and a value outside that range is called a port
-/// out of range (not "not a valid integer", which is what parsing 70000 as a u16 would say).
-fn port(raw: &Raw<'_>, key: &str) -> Result<u16, ConfigError> {
-    let v: i64 = raw.number(key)?;
-    u16::try_from(v)
-        .ok()
-        .filter(|p| *p >= 1)
-        .ok_or_else(|| raw.err(key, format!("port {v} is out of range (1-65535)")))
-}
-
 /// "unknown setting", with the known setting it most likely meant.
-fn unknown_setting(origin: &str, key: &str) -> ConfigError {
+pub(super) fn unknown_setting(origin: &str, key: &str) -> ConfigError {
     let known = SETTINGS.iter().chain(crate::ops::tls::SETTINGS).copied();
     let hint = did_you_mean(key, known)
         .map(|k| format!("; did you mean `{k}`?"))
@@ -332,92 +188,130 @@ fn addresses_overlap(a: &str, b: &str) -> bool {
     a == b || wildcard(&a) || wildcard(&b)
 }
 
-impl ClusterConfig {
-    /// Applies one `origin_*` or `target_*` setting; `rest` is the name without that prefix.
-    fn apply(&mut self, rest: &str, key: &str, raw: &Raw<'_>) -> Result<(), ConfigError> {
-        match rest {
-            "contact_points" => self.contact_points = raw.list(key)?,
-            "port" => self.port = port(raw, key)?,
-            "username" => self.username = raw.string(key)?,
-            "password" => self.password = raw.string(key)?,
-            "local_datacenter" => self.local_datacenter = raw.string(key)?,
-            "connection_timeout_ms" => {
-                self.connection_timeout_ms = raw.number_in(key, 1, 3_600_000)?
-            }
-            "request_timeout_ms" => {
-                self.request_timeout_ms = Some(raw.number_in(key, 1, 3_600_000)?)
-            }
-            _ => return Err(unknown_setting(raw.origin, key)),
+/// One load in progress: the settings so far, each layer applied over the ones before, and
+/// every problem found on the way.
+#[derive(Default)]
+struct Loading {
+    cfg: Config,
+    /// Whether `primary_cluster` was given, in any layer.
+    primary_set: bool,
+    /// Where `read_mode: TARGET_ONLY` was given, if it was.
+    read_mode_target_only: Option<String>,
+    problems: Problems,
+}
+
+impl Loading {
+    /// The YAML file's layer. Only a file that cannot be read stops the load here; whatever is
+    /// wrong inside it is noted and the load goes on, so every problem is reported at once.
+    fn read_file(&mut self, path: &Path) -> Result<(), ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("{}: cannot read: {e}", path.display())))?;
+        self.problems.note_text(&text);
+        for (k, v) in self.file_settings(path, &text) {
+            let Some(key) = k.as_str() else {
+                self.problems.push(ConfigError(format!(
+                    "{}: setting names must be strings",
+                    path.display()
+                )));
+                continue;
+            };
+            let origin = format!("{} line {}", path.display(), line_of(&text, key));
+            let raw = Raw {
+                value: RawValue::Yaml(v),
+                origin: &origin,
+            };
+            self.set(key, &raw);
         }
         Ok(())
     }
-}
 
-/// `target_consistency_level`: a level's name, or empty for the client's own level.
-fn consistency_level(raw: &Raw<'_>, key: &str) -> Result<Option<u16>, ConfigError> {
-    let v = raw.string(key)?;
-    if v.trim().is_empty() {
-        return Ok(None);
-    }
-    let names: Vec<&str> = crate::statements::consistency::LEVELS
-        .iter()
-        .map(|l| l.0)
-        .collect();
-    crate::statements::consistency::parse(&v)
-        .map(Some)
-        .ok_or_else(|| raw.err(key, format!("`{v}` is not one of {}", names.join(", "))))
-}
-
-fn primary_cluster(raw: &Raw<'_>, key: &str) -> Result<Cluster, ConfigError> {
-    match raw.string(key)?.to_ascii_uppercase().as_str() {
-        "ORIGIN" => Ok(Cluster::Origin),
-        "TARGET" => Ok(Cluster::Target),
-        other => Err(raw.err(key, format!("`{other}` is not ORIGIN or TARGET"))),
-    }
-}
-
-/// `read_mode`, with our runbook's aliases: `DUAL`, and `TARGET_ONLY`, which means primary-only
-/// reads from target (where it was set is noted in `target_only`: [`Config::load`] makes target
-/// the primary).
-fn read_mode(
-    raw: &Raw<'_>,
-    key: &str,
-    target_only: &mut Option<String>,
-) -> Result<ReadMode, ConfigError> {
-    match raw.string(key)?.to_ascii_uppercase().as_str() {
-        "PRIMARY_ONLY" => Ok(ReadMode::PrimaryOnly),
-        "DUAL_ASYNC_ON_SECONDARY" | "DUAL" => Ok(ReadMode::DualAsyncOnSecondary),
-        "TARGET_ONLY" => {
-            *target_only = Some(raw.origin.to_string());
-            Ok(ReadMode::PrimaryOnly)
+    /// The file's mapping of setting names to values; a document of another shape is a
+    /// problem, and reads as no settings.
+    fn file_settings(&mut self, path: &Path, text: &str) -> serde_yaml_ng::Mapping {
+        let doc: Result<serde_yaml_ng::Value, _> = serde_yaml_ng::from_str(text);
+        match doc {
+            Ok(serde_yaml_ng::Value::Mapping(m)) => m,
+            Ok(serde_yaml_ng::Value::Null) => Default::default(),
+            Ok(_) => {
+                self.problems.push(ConfigError(format!(
+                    "{}: expected a mapping of setting names to values",
+                    path.display()
+                )));
+                Default::default()
+            }
+            Err(e) => {
+                self.problems.push(ConfigError(format!(
+                    "{}: not valid YAML: {e}",
+                    path.display()
+                )));
+                Default::default()
+            }
         }
-        other => Err(raw.err(
+    }
+
+    /// The `ZDM_*` environment variables' layer, in name order; other variables are not ours.
+    fn read_env(&mut self, env: impl IntoIterator<Item = (String, String)>) {
+        let mut env: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("ZDM_"))
+            .collect();
+        env.sort();
+        for (name, value) in env {
+            let key = name["ZDM_".len()..].to_ascii_lowercase();
+            self.problems.note_value(&key, &value);
+            let origin = format!("environment variable {name}");
+            let raw = Raw {
+                value: RawValue::Env(value),
+                origin: &origin,
+            };
+            self.set(&key, &raw);
+        }
+    }
+
+    /// Applies one setting over what the layers before set; its error is noted, not returned.
+    fn set(&mut self, key: &str, raw: &Raw<'_>) {
+        let applied = self.cfg.apply(
             key,
-            format!(
-                "`{other}` is not PRIMARY_ONLY, DUAL_ASYNC_ON_SECONDARY, DUAL or \
-                 TARGET_ONLY"
-            ),
-        )),
+            raw,
+            &mut self.primary_set,
+            &mut self.read_mode_target_only,
+        );
+        self.problems.keep(applied);
+    }
+
+    /// Once every layer is in: the settings are checked together, and the TLS files read.
+    fn finish(mut self) -> Result<Config, ConfigError> {
+        self.resolve_target_only();
+        self.cfg.validate(&mut self.problems);
+        // TLS files are read only once everything else is valid.
+        if self.problems.is_empty() {
+            self.problems.keep(self.cfg.build_tls());
+        }
+        self.problems.finish()?;
+        Ok(self.cfg)
+    }
+
+    /// `read_mode: TARGET_ONLY` makes target the primary, which an explicit
+    /// `primary_cluster: ORIGIN` in any layer contradicts.
+    fn resolve_target_only(&mut self) {
+        if let Some(origin) = &self.read_mode_target_only {
+            if self.primary_set && self.cfg.primary_cluster == Cluster::Origin {
+                self.problems.push(ConfigError(format!(
+                    "`read_mode: TARGET_ONLY` ({origin}) contradicts `primary_cluster: ORIGIN`"
+                )));
+            }
+            self.cfg.primary_cluster = Cluster::Target;
+        }
     }
 }
 
-fn metrics_prefix(raw: &Raw<'_>, key: &str) -> Result<String, ConfigError> {
-    let p = raw.string(key)?;
-    if p.is_empty() || !p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return Err(raw.err(key, "must be letters, digits and underscores"));
-    }
-    Ok(p)
-}
-
-fn log_level(raw: &Raw<'_>, key: &str) -> Result<String, ConfigError> {
-    let l = raw.string(key)?.to_ascii_uppercase();
-    if !["TRACE", "DEBUG", "INFO", "WARN", "WARNING", "ERROR"].contains(&l.as_str()) {
-        return Err(raw.err(
-            key,
-            format!("`{l}` is not TRACE, DEBUG, INFO, WARN or ERROR"),
-        ));
-    }
-    Ok(l)
+/// The line (from 1) of the file's text where `key` is set, for error messages; 0 when no line
+/// starts with `key:` (a flow mapping, say).
+fn line_of(text: &str, key: &str) -> usize {
+    text.lines()
+        .position(|l| l.trim_start().starts_with(&format!("{key}:")))
+        .map(|i| i + 1)
+        .unwrap_or(0)
 }
 
 impl Config {
@@ -427,84 +321,12 @@ impl Config {
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
-        let mut cfg = Config::default();
-        let mut primary_set = false;
-        let mut read_mode_target_only = None;
-        let mut problems = Problems::default();
+        let mut loading = Loading::default();
         if let Some(path) = file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| ConfigError(format!("{}: cannot read: {e}", path.display())))?;
-            problems.note_text(&text);
-            let doc: Result<serde_yaml_ng::Value, _> = serde_yaml_ng::from_str(&text);
-            let map = match doc {
-                Ok(serde_yaml_ng::Value::Mapping(m)) => m,
-                Ok(serde_yaml_ng::Value::Null) => Default::default(),
-                Ok(_) => {
-                    problems.push(ConfigError(format!(
-                        "{}: expected a mapping of setting names to values",
-                        path.display()
-                    )));
-                    Default::default()
-                }
-                Err(e) => {
-                    problems.push(ConfigError(format!(
-                        "{}: not valid YAML: {e}",
-                        path.display()
-                    )));
-                    Default::default()
-                }
-            };
-            for (k, v) in map {
-                let Some(key) = k.as_str() else {
-                    problems.push(ConfigError(format!(
-                        "{}: setting names must be strings",
-                        path.display()
-                    )));
-                    continue;
-                };
-                let line = text
-                    .lines()
-                    .position(|l| l.trim_start().starts_with(&format!("{key}:")))
-                    .map(|i| i + 1)
-                    .unwrap_or(0);
-                let origin = format!("{} line {line}", path.display());
-                let raw = Raw {
-                    value: RawValue::Yaml(v),
-                    origin: &origin,
-                };
-                problems.keep(cfg.apply(key, &raw, &mut primary_set, &mut read_mode_target_only));
-            }
+            loading.read_file(path)?;
         }
-        let mut env: Vec<(String, String)> = env
-            .into_iter()
-            .filter(|(k, _)| k.starts_with("ZDM_"))
-            .collect();
-        env.sort();
-        for (name, value) in env {
-            let key = name["ZDM_".len()..].to_ascii_lowercase();
-            problems.note_value(&key, &value);
-            let origin = format!("environment variable {name}");
-            let raw = Raw {
-                value: RawValue::Env(value),
-                origin: &origin,
-            };
-            problems.keep(cfg.apply(&key, &raw, &mut primary_set, &mut read_mode_target_only));
-        }
-        if let Some(origin) = read_mode_target_only {
-            if primary_set && cfg.primary_cluster == Cluster::Origin {
-                problems.push(ConfigError(format!(
-                    "`read_mode: TARGET_ONLY` ({origin}) contradicts `primary_cluster: ORIGIN`"
-                )));
-            }
-            cfg.primary_cluster = Cluster::Target;
-        }
-        cfg.validate(&mut problems);
-        // TLS files are read only once everything else is valid.
-        if problems.is_empty() {
-            problems.keep(cfg.build_tls());
-        }
-        problems.finish()?;
-        Ok(cfg)
+        loading.read_env(env);
+        loading.finish()
     }
 
     /// Applies one setting. TLS, refused reference settings and the per-cluster `origin_*` /
@@ -605,19 +427,8 @@ impl Config {
     }
 
     fn validate(&self, problems: &mut Problems) {
-        for (name, c) in [("origin", &self.origin), ("target", &self.target)] {
-            if c.contact_points.is_empty() {
-                problems.push(ConfigError(format!(
-                    "setting `{name}_contact_points` is required (YAML key or ZDM_{}_CONTACT_POINTS)",
-                    name.to_ascii_uppercase()
-                )));
-            }
-            if c.username.is_empty() != c.password.is_empty() {
-                problems.push(ConfigError(format!(
-                    "settings `{name}_username` and `{name}_password` must be set together"
-                )));
-            }
-        }
+        self.origin.validate("origin", problems);
+        self.target.validate("target", problems);
         if !self.proxy_topology_addresses.is_empty()
             && self.proxy_topology_index >= self.proxy_topology_addresses.len()
         {
@@ -722,22 +533,36 @@ impl Config {
     }
 }
 
+/// What the config tests (of `config`, `config_cluster`, `config_values`) share: the environment as `Config::load`
+/// takes it, the least of it that loads, and a config file to write.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::Write;
-
-    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+pub(super) mod test_support {
+    pub(crate) fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
     }
 
-    const MIN: &[(&str, &str)] = &[
+    pub(crate) const MIN: &[(&str, &str)] = &[
         ("ZDM_ORIGIN_CONTACT_POINTS", "10.0.0.1"),
         ("ZDM_TARGET_CONTACT_POINTS", "10.0.0.2"),
     ];
+
+    pub(crate) fn tempfile_in_target() -> (std::path::PathBuf, std::fs::File) {
+        let dir = std::env::temp_dir().join(format!("zdm-proxy-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{:?}.yml", std::thread::current().id()));
+        let f = std::fs::File::create(&path).unwrap();
+        (path, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::{env, tempfile_in_target, MIN};
+    use super::*;
+    use std::io::Write;
 
     /// The defaults zdm-run renders (`zdm_proxy_settings::DEFAULTS`) are the ones the proxy applies: setting
     /// every one of them explicitly changes nothing, restart-only or live.
@@ -812,39 +637,6 @@ mod tests {
     }
 
     #[test]
-    fn per_cluster_request_timeouts_override_the_proxy_one() {
-        let c = Config::load(
-            None,
-            env(&[
-                MIN[0],
-                MIN[1],
-                ("ZDM_PROXY_REQUEST_TIMEOUT_MS", "7000"),
-                ("ZDM_TARGET_REQUEST_TIMEOUT_MS", "12000"),
-            ]),
-        )
-        .unwrap();
-        let live = crate::ops::reload::LiveSettings::of(&c);
-        assert_eq!(
-            live.request_timeout_for(Cluster::Origin),
-            std::time::Duration::from_millis(7000)
-        );
-        assert_eq!(
-            live.request_timeout_for(Cluster::Target),
-            std::time::Duration::from_millis(12000)
-        );
-        assert_eq!(
-            live.longest_request_timeout(),
-            std::time::Duration::from_millis(12000)
-        );
-        let e = Config::load(
-            None,
-            env(&[MIN[0], MIN[1], ("ZDM_ORIGIN_REQUEST_TIMEOUT_MS", "0")]),
-        )
-        .unwrap_err();
-        assert!(e.to_string().contains("origin_request_timeout_ms"), "{e}");
-    }
-
-    #[test]
     fn client_credentials_settings_combine_as_documented() {
         let with = |o: Option<&str>, t: Option<&str>| {
             let mut e = env(MIN);
@@ -909,68 +701,6 @@ mod tests {
     }
 
     #[test]
-    fn invalid_values_are_refused_naming_the_setting() {
-        for (k, v) in [
-            ("ZDM_PRIMARY_CLUSTER", "BOTH"),
-            ("ZDM_METRICS_PORT", "70000"),
-            ("ZDM_PROXY_MAX_STREAM_IDS", "abc"),
-            ("ZDM_READ_MODE", "SOMETIMES"),
-            ("ZDM_METRICS_ENABLED", "yes please"),
-            ("ZDM_REPLACE_CQL_FUNCTIONS", "sometimes"),
-            ("ZDM_TARGET_CONSISTENCY_LEVEL", "SERIAL"),
-            ("ZDM_TARGET_CONSISTENCY_LEVEL", "QUORUMS"),
-        ] {
-            let e = Config::load(None, env(&[MIN[0], MIN[1], (k, v)]))
-                .unwrap_err()
-                .to_string();
-            let setting = k.trim_start_matches("ZDM_").to_ascii_lowercase();
-            assert!(e.contains(&setting), "{k}: {e}");
-        }
-        let e = Config::load(None, env(&MIN[..1])).unwrap_err().to_string();
-        assert!(e.contains("target_contact_points"), "{e}");
-    }
-
-    #[test]
-    fn runbook_read_mode_aliases() {
-        let c = Config::load(
-            None,
-            env(&[MIN[0], MIN[1], ("ZDM_READ_MODE", "TARGET_ONLY")]),
-        )
-        .unwrap();
-        assert_eq!(
-            (c.primary_cluster, c.read_mode),
-            (Cluster::Target, ReadMode::PrimaryOnly)
-        );
-        let c = Config::load(None, env(&[MIN[0], MIN[1], ("ZDM_READ_MODE", "DUAL")])).unwrap();
-        assert_eq!(c.read_mode, ReadMode::DualAsyncOnSecondary);
-        let e = Config::load(
-            None,
-            env(&[
-                MIN[0],
-                MIN[1],
-                ("ZDM_READ_MODE", "TARGET_ONLY"),
-                ("ZDM_PRIMARY_CLUSTER", "ORIGIN"),
-            ]),
-        );
-        assert!(e.is_err());
-    }
-
-    #[test]
-    fn debug_output_hides_passwords() {
-        let c = Config::load(
-            None,
-            env(&[
-                MIN[0],
-                MIN[1],
-                ("ZDM_ORIGIN_USERNAME", "u"),
-                ("ZDM_ORIGIN_PASSWORD", "s3cret"),
-            ]),
-        )
-        .unwrap();
-        assert!(!format!("{c:?}").contains("s3cret"));
-    }
-
-    #[test]
     fn every_problem_is_reported_at_once_with_a_suggestion_for_a_misspelt_setting() {
         let e = Config::load(
             None,
@@ -1032,22 +762,6 @@ mod tests {
     }
 
     #[test]
-    fn yaml_1_1_booleans_are_accepted() {
-        let mut f = tempfile_in_target();
-        writeln!(
-            f.1,
-            "origin_contact_points: 10.0.0.1\ntarget_contact_points: 10.0.0.2\nmetrics_enabled: no\nreplace_cql_functions: yes\nforward_client_credentials_to_origin: on"
-        )
-        .unwrap();
-        let c = Config::load(Some(&f.0), vec![]).unwrap();
-        assert!(
-            !c.metrics_enabled && c.replace_cql_functions && c.forward_client_credentials_to_origin
-        );
-        let c = Config::load(None, env(&[MIN[0], MIN[1], ("ZDM_METRICS_ENABLED", "On")])).unwrap();
-        assert!(c.metrics_enabled);
-    }
-
-    #[test]
     fn errors_never_show_a_password_even_under_a_misspelt_key() {
         let mut f = tempfile_in_target();
         writeln!(
@@ -1066,13 +780,5 @@ mod tests {
             "{e}"
         );
         assert!(e.contains("did you mean `target_password`?"), "{e}");
-    }
-
-    fn tempfile_in_target() -> (std::path::PathBuf, std::fs::File) {
-        let dir = std::env::temp_dir().join(format!("zdm-proxy-cfg-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(format!("{:?}.yml", std::thread::current().id()));
-        let f = std::fs::File::create(&path).unwrap();
-        (path, f)
     }
 }

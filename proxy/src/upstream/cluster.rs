@@ -141,7 +141,7 @@ impl ClusterConn {
         R: AsyncRead + Unpin + Send + 'static,
         W: AsyncWrite + Unpin + Send + 'static,
     {
-        let (tx, mut rx) = mpsc::unbounded_channel::<Frame>();
+        let (tx, rx) = mpsc::unbounded_channel::<Frame>();
         let pending = Arc::new(Mutex::new(Pending::new(max_stream_ids)));
         let closed = Arc::new(AtomicBool::new(false));
         let closed_notify = Arc::new(Notify::new());
@@ -172,77 +172,17 @@ impl ClusterConn {
         let writer_notify = closed_notify.clone();
         let writer_cancel = cancel.clone();
         tokio::spawn(async move {
-            let mut sink =
-                crate::protocol::buffers::cluster_writer(wr, FrameCodec::cluster_side(version));
-            loop {
-                let frame = tokio::select! {
-                    f = rx.recv() => f,
-                    _ = writer_cancel.cancelled() => None,
-                };
-                let Some(frame) = frame else { break };
-                if !sink.encoder().segmented() && writer_segmented.load(Ordering::SeqCst) {
-                    sink.encoder_mut().start_segments();
-                }
-                if sink.feed(frame).await.is_err() {
-                    break;
-                }
-                while let Ok(frame) = rx.try_recv() {
-                    if sink.feed(frame).await.is_err() {
-                        break;
-                    }
-                }
-                if sink.flush().await.is_err() {
-                    break;
-                }
-            }
+            write_frames(wr, rx, version, &writer_segmented, &writer_cancel).await;
             writer_closed.store(true, Ordering::SeqCst);
             writer_notify.notify_waiters();
         });
 
         // Reader: hands each answer to whoever waits on its stream id.
         tokio::spawn(async move {
-            let mut source =
-                crate::protocol::buffers::cluster_reader(rd, FrameCodec::cluster_side(version));
-            loop {
-                let frame = tokio::select! {
-                    f = source.next() => f,
-                    _ = cancel.cancelled() => None,
-                };
-                let Some(Ok(frame)) = frame else { break };
-                if version >= crate::protocol::frame::V5
-                    && !source.decoder().segmented()
-                    && matches!(frame.opcode, opcode::READY | opcode::AUTHENTICATE)
-                {
-                    source.decoder_mut().start_segments();
-                    segmented.store(true, Ordering::SeqCst);
-                }
-                if frame.stream < 0 {
-                    // An EVENT: to the subscriber, if any (see `subscribe_events`).
-                    if frame.opcode == opcode::EVENT {
-                        let tx = events.lock().unwrap().clone();
-                        if let Some(tx) = tx {
-                            if tx.try_send(frame).is_err() {
-                                tracing::debug!(%node, "event dropped: the client's event queue is full or gone");
-                            }
-                        }
-                    }
-                    continue;
-                }
-                let answer = pending.lock().unwrap().answer(frame.stream);
-                match answer {
-                    Answer::Waiter(w) => {
-                        metrics.used_stream_ids.add(-1);
-                        let _ = w.send(frame);
-                    }
-                    Answer::Late => {
-                        metrics.used_stream_ids.add(-1);
-                        tracing::debug!(%node, stream = frame.stream, "late answer dropped; its stream id is free again");
-                    }
-                    Answer::Unknown => {
-                        tracing::debug!(%node, stream = frame.stream, "answer on a stream id nobody reserved; dropped");
-                    }
-                }
-            }
+            read_frames(rd, version, &segmented, &cancel, |frame| {
+                hand_over(frame, &node, &events, &pending, &metrics)
+            })
+            .await;
             closed.store(true, Ordering::SeqCst);
             cancel.cancel(); // the writer too
             metrics.open_connections.add(-1);
@@ -367,6 +307,110 @@ impl ClusterConn {
             );
         }
         self.close();
+    }
+}
+
+/// The writer task's loop: sends what is queued, batching whatever else is already queued
+/// into the same flush, in v5 segments once the reader has set `segmented`. Ends when the
+/// queue closes, on `cancel`, or when the socket fails.
+async fn write_frames<W>(
+    wr: W,
+    mut rx: mpsc::UnboundedReceiver<Frame>,
+    version: u8,
+    segmented: &AtomicBool,
+    cancel: &CancellationToken,
+) where
+    W: AsyncWrite + Unpin,
+{
+    let mut sink = crate::protocol::buffers::cluster_writer(wr, FrameCodec::cluster_side(version));
+    loop {
+        let frame = tokio::select! {
+            f = rx.recv() => f,
+            _ = cancel.cancelled() => None,
+        };
+        let Some(frame) = frame else { break };
+        if !sink.encoder().segmented() && segmented.load(Ordering::SeqCst) {
+            sink.encoder_mut().start_segments();
+        }
+        if sink.feed(frame).await.is_err() {
+            break;
+        }
+        while let Ok(frame) = rx.try_recv() {
+            if sink.feed(frame).await.is_err() {
+                break;
+            }
+        }
+        if sink.flush().await.is_err() {
+            break;
+        }
+    }
+}
+
+/// The reader task's loop: gives each frame read to `hand_over` until the socket ends or
+/// `cancel` fires. In v5, STARTUP's answer (READY or AUTHENTICATE) is the last unsegmented
+/// frame: from then on both directions are in segments, which `segmented` tells the writer.
+async fn read_frames<R>(
+    rd: R,
+    version: u8,
+    segmented: &AtomicBool,
+    cancel: &CancellationToken,
+    mut hand_over: impl FnMut(Frame),
+) where
+    R: AsyncRead + Unpin,
+{
+    let mut source =
+        crate::protocol::buffers::cluster_reader(rd, FrameCodec::cluster_side(version));
+    loop {
+        let frame = tokio::select! {
+            f = source.next() => f,
+            _ = cancel.cancelled() => None,
+        };
+        let Some(Ok(frame)) = frame else { break };
+        if version >= crate::protocol::frame::V5
+            && !source.decoder().segmented()
+            && matches!(frame.opcode, opcode::READY | opcode::AUTHENTICATE)
+        {
+            source.decoder_mut().start_segments();
+            segmented.store(true, Ordering::SeqCst);
+        }
+        hand_over(frame);
+    }
+}
+
+/// Where one frame from the node goes: an answer to whoever waits on its stream id; on a
+/// negative stream id, an EVENT to its subscriber, and anything else nowhere.
+fn hand_over(
+    frame: Frame,
+    node: &str,
+    events: &Mutex<Option<mpsc::Sender<Frame>>>,
+    pending: &Mutex<Pending>,
+    metrics: &NodeMetrics,
+) {
+    if frame.stream < 0 {
+        // An EVENT: to the subscriber, if any (see `subscribe_events`).
+        if frame.opcode == opcode::EVENT {
+            let tx = events.lock().unwrap().clone();
+            if let Some(tx) = tx {
+                if tx.try_send(frame).is_err() {
+                    tracing::debug!(%node, "event dropped: the client's event queue is full or gone");
+                }
+            }
+        }
+        return;
+    }
+    let answer = pending.lock().unwrap().answer(frame.stream);
+    match answer {
+        Answer::Waiter(w) => {
+            metrics.used_stream_ids.add(-1);
+            let _ = w.send(frame);
+        }
+        Answer::Late => {
+            metrics.used_stream_ids.add(-1);
+            tracing::debug!(%node, stream = frame.stream, "late answer dropped; its stream id is free again");
+        }
+        Answer::Unknown => {
+            tracing::debug!(%node, stream = frame.stream, "answer on a stream id nobody reserved; dropped");
+        }
     }
 }
 

@@ -42,7 +42,7 @@ pub struct Health {
 
 impl Health {
     pub fn new(config: &Config) -> Health {
-        let h = |c: &crate::ops::config::ClusterConfig| ClusterHealth {
+        let h = |c: &crate::ops::config_cluster::ClusterConfig| ClusterHealth {
             up: AtomicBool::new(false),
             failures: AtomicU32::new(0),
             addr: Mutex::new(format!("{}:{}", c.contact_points.join(","), c.port)),
