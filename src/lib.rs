@@ -32,6 +32,7 @@
 //! on `inventory`, `output` and `plan`, which import neither: the inventory owns the state
 //! file's name (it skips that file), the per-host change record the phase summary is written
 //! from is `plan`'s, and a gate's `Check` becomes a `GateResult` in `migration::state`.
+//! The data engine stands on none of them: its command line (`migrate`, `validate`) is `cli/data/`.
 //! `layering.rs` (a test) fails when one of these lower modules names a higher one.
 
 pub mod cli;

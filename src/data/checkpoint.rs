@@ -20,6 +20,10 @@ pub const FORMAT_VERSION: u32 = 1;
 /// gate resumes it too when no phase is being entered.
 pub const VALIDATE_CHECKPOINT: &str = "validate-checkpoint.json";
 
+/// File name of `zdm-run migrate`'s checkpoint in the state directory; the `zdm_migrate` module
+/// resumes the same file, so a copy started from either front end can be finished by the other.
+pub const MIGRATE_CHECKPOINT: &str = "migrate-checkpoint.json";
+
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct TableProgress {
     /// Finished ranges: index -> rows copied in that range.

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use crate::data::checkpoint::{write_atomic, VALIDATE_CHECKPOINT};
+use crate::data::checkpoint::{write_atomic, MIGRATE_CHECKPOINT, VALIDATE_CHECKPOINT};
 use crate::data::engine::{self, Cutoff, ValidateOptions, ValidateResume};
 use crate::data::progress::RunProgress;
 pub use args::{CommonArgs, ConnectionArgs, MigrateArgs, ValidateArgs};
@@ -65,7 +65,7 @@ pub async fn run_migrate(args: MigrateArgs) -> anyhow::Result<i32> {
     let (mut cfg, selection) = data_config(&args.common)?;
     let _lock = shared_state_lock(&args.common, "zdm-run migrate")?;
     let dir = state_dir(&args.common);
-    cfg.checkpoint = Some(dir.join("migrate-checkpoint.json"));
+    cfg.checkpoint = Some(dir.join(MIGRATE_CHECKPOINT));
     cfg.fresh = args.fresh;
     let progress = RunProgress::for_stderr();
     let summary = engine::migrate(&cfg, &selection, &progress).await?;

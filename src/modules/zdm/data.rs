@@ -192,7 +192,7 @@ impl Module for ZdmMigrate {
                         ),
                     },
                     state_dir(ctx.args)
-                        .join("migrate-checkpoint.json")
+                        .join(crate::data::checkpoint::MIGRATE_CHECKPOINT)
                         .display()
                 ),
                 ..Default::default()
@@ -208,7 +208,7 @@ impl Module for ZdmMigrate {
             let dir = state_dir(ctx.args);
             std::fs::create_dir_all(&dir)
                 .map_err(|e| ModuleError::Failed(format!("{}: {e}", dir.display())))?;
-            cfg.checkpoint = Some(dir.join("migrate-checkpoint.json"));
+            cfg.checkpoint = Some(dir.join(crate::data::checkpoint::MIGRATE_CHECKPOINT));
             cfg.fresh = arg_bool(ctx.args, "fresh", false);
             let summary = crate::data::migrate(&cfg, &sel, &NoProgress)
                 .await
