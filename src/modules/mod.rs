@@ -40,6 +40,9 @@ pub struct ModuleCtx<'a> {
     pub args: &'a Map<String, Value>,
     /// The host's variables (for modules that render templates or evaluate conditions).
     pub vars: &'a Vars,
+    /// Every host's variables (`hostvars`), one copy shared by all hosts of the task: `vars`
+    /// does not carry it (templates still see it, from the templar).
+    pub hostvars: &'a Value,
     pub templar: &'a Templar,
     /// Directory of the file the task came from (to find `src:` files and templates).
     pub base_dir: &'a Path,

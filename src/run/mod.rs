@@ -11,6 +11,7 @@ mod escalation;
 mod task;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use futures::StreamExt;
 use serde_json::Value;
@@ -565,13 +566,15 @@ impl<'a> Runner<'a> {
     }
 
     /// Every host's variables for `task`, and the `hostvars` built from them (each host sees
-    /// the others through it).
+    /// the others through it). `hostvars` is built once per task and shared by every host
+    /// (through [`TaskEnv`] and the templar), never copied into a host's own variables: a copy
+    /// per host made a task cost O(hosts² x variables).
     fn task_vars(
         &self,
         task: &Task,
         play_hosts: &[String],
         pv: &PlayVars,
-    ) -> (BTreeMap<String, Vars>, Value) {
+    ) -> (BTreeMap<String, Vars>, Arc<Value>) {
         let live_play_hosts: Vec<String> = play_hosts
             .iter()
             .filter(|h| !self.dead.contains(*h))
@@ -595,7 +598,7 @@ impl<'a> Runner<'a> {
                 .map(|(h, v)| (h.clone(), Value::Object(v.clone())))
                 .collect(),
         );
-        (bases, hostvars)
+        (bases, Arc::new(hostvars))
     }
 
     /// `meta: end_host`, as in Ansible: each live host where the task's `when` holds leaves
@@ -614,16 +617,16 @@ impl<'a> Runner<'a> {
         let (bases, hostvars) = self.task_vars(task, play_hosts, pv);
         let name = task.display_name();
         self.out.task_start(&name, false, live, &task.tags);
-        self.templar.share_hostvars(Some(&hostvars));
+        self.templar.share_hostvars(Some(hostvars));
+        let no_vars = Vars::new();
         for host in live.clone() {
-            let mut vars = bases.get(&host).cloned().unwrap_or_default();
-            vars.insert("hostvars".into(), hostvars.clone());
+            let vars = bases.get(&host).unwrap_or(&no_vars);
             let verdict = task.when.iter().try_fold(true, |holds, cond| {
                 if !holds {
                     return Ok(false);
                 }
                 self.templar
-                    .eval_bool(&format!("task '{name}' when"), cond, &vars)
+                    .eval_bool(&format!("task '{name}' when"), cond, vars)
                     .map_err(|e| e.0)
             });
             let (status, msg) = match &verdict {
@@ -719,12 +722,13 @@ impl<'a> Runner<'a> {
                 .over(&self.opts.escalation),
             handler,
             check: self.opts.check,
+            hostvars: &hostvars,
             templar: self.templar,
             redactor: self.redactor,
             pool: &self.pool,
             out: self.out,
         };
-        self.templar.share_hostvars(Some(&hostvars));
+        self.templar.share_hostvars(Some(hostvars.clone()));
         let mut outcomes: Vec<HostOutcome> = Vec::new();
         if let Err(msg) = &run_once {
             // Not knowing whether to run once is a failure of the task on every host, not
@@ -738,9 +742,8 @@ impl<'a> Runner<'a> {
             }
         } else {
             let jobs = run_hosts.iter().map(|h| {
-                let mut vars = bases.get(h).cloned().unwrap_or_default();
+                let vars = bases.get(h).cloned().unwrap_or_default();
                 self.redactor.add_from_vars(&vars);
-                vars.insert("hostvars".into(), hostvars.clone());
                 let env = &env;
                 async move { run_on_host(env, h, vars).await }
             });

@@ -30,6 +30,10 @@ pub struct TaskEnv<'a> {
     pub escalation: crate::playbook::Escalation,
     pub handler: bool,
     pub check: bool,
+    /// Every host's variables for this task (`hostvars`): one copy for all hosts, which their
+    /// own variables do not carry (the templar supplies it to templates, see
+    /// [`Templar::share_hostvars`]).
+    pub hostvars: &'a Value,
     pub templar: &'a Templar,
     pub redactor: &'a Redactor,
     pub pool: &'a transport::Pool,
@@ -116,10 +120,7 @@ fn delegate_transport(env: &TaskEnv<'_>, vars: &Vars) -> Result<Arc<dyn Transpor
         .templar
         .render_str(&format!("{} delegate_to", env.name()), raw, vars)?;
     let target = target.trim();
-    let inventory_vars = vars
-        .get("hostvars")
-        .and_then(|hv| hv.get(target))
-        .and_then(Value::as_object);
+    let inventory_vars = env.hostvars.get(target).and_then(Value::as_object);
     match (target, inventory_vars) {
         (_, Some(hv)) => Ok(env.pool.connect(hv)?),
         ("localhost" | "127.0.0.1", None) => Ok(env.pool.control_machine()),
@@ -424,6 +425,7 @@ async fn run_item(
         transport,
         args: &args,
         vars,
+        hostvars: env.hostvars,
         templar: env.templar,
         base_dir: &task.base_dir,
         redactor: env.redactor,

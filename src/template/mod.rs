@@ -52,9 +52,10 @@ pub struct Templar {
     shared_hostvars: RwLock<Option<SharedHostvars>>,
 }
 
-/// A task's `hostvars` as the engine sees them, with the host names they were made from.
+/// A task's `hostvars`: the runner's one copy (error messages look names up in it) and the
+/// engine's conversion of it.
 struct SharedHostvars {
-    hosts: Vec<String>,
+    json: Arc<Value>,
     value: minijinja::Value,
 }
 
@@ -103,41 +104,39 @@ impl Templar {
         }
     }
 
-    /// Converts a task's `hostvars` for the engine once; until the next call, a context whose
-    /// `hostvars` names the same hosts uses this conversion instead of its own copy. Every
-    /// host's variables carry `hostvars`, so converting them with each rendering cost
-    /// O(hosts x variables) per template: on 100 hosts a `set_fact` task took 30 s. The runner
-    /// shares them when a task starts and clears them (`None`) when it ends.
-    pub fn share_hostvars(&self, hostvars: Option<&Value>) {
-        let shared = hostvars
-            .and_then(Value::as_object)
-            .map(|hv| SharedHostvars {
-                hosts: hv.keys().cloned().collect(),
-                value: minijinja::Value::from_serialize(hv),
-            });
+    /// Supplies a task's `hostvars` to every rendering until the next call; the runner shares
+    /// them when a task starts and clears them (`None`) when it ends. No host's variables carry
+    /// `hostvars` themselves: a copy in each made a task cost O(hosts² x variables) in copies
+    /// and memory (1000 hosts could not run), and converting each copy with every rendering
+    /// cost as much again (on 100 hosts a `set_fact` task took 30 s). So they are converted for
+    /// the engine once here, and a context without its own `hostvars` sees these.
+    pub fn share_hostvars(&self, hostvars: Option<Arc<Value>>) {
+        let shared = hostvars.map(|json| SharedHostvars {
+            value: minijinja::Value::from_serialize(&*json),
+            json,
+        });
         *self.shared_hostvars.write().expect("hostvars lock") = shared;
     }
 
-    /// The engine's view of `ctx`: the shared `hostvars` when they are the ones `ctx` holds
-    /// (the same hosts), the rest converted as is.
+    /// The engine's view of `ctx`, with the shared `hostvars` when `ctx` has none of its own.
     fn context(&self, ctx: &Vars) -> minijinja::Value {
-        if let Some(Value::Object(hv)) = ctx.get("hostvars") {
-            let shared = self.shared_hostvars.read().expect("hostvars lock");
-            if let Some(s) = shared.as_ref() {
-                if s.hosts.len() == hv.len() && hv.keys().zip(&s.hosts).all(|(a, b)| a == b) {
-                    let rest: minijinja::Value = ctx
-                        .iter()
-                        .filter(|(k, _)| k.as_str() != "hostvars")
-                        .map(|(k, v)| (k.as_str(), minijinja::Value::from_serialize(v)))
-                        .collect();
-                    return minijinja::value::merge_maps([
-                        minijinja::context! { hostvars => s.value.clone() },
-                        rest,
-                    ]);
-                }
-            }
+        let own = minijinja::Value::from_serialize(ctx);
+        if ctx.contains_key("hostvars") {
+            return own;
         }
-        minijinja::Value::from_serialize(ctx)
+        match self.shared_hostvars.read().expect("hostvars lock").as_ref() {
+            Some(s) => minijinja::value::merge_maps([
+                minijinja::context! { hostvars => s.value.clone() },
+                own,
+            ]),
+            None => own,
+        }
+    }
+
+    /// The shared `hostvars` (see [`Templar::share_hostvars`]), for lookups outside the engine.
+    fn shared_hostvars(&self) -> Option<Arc<Value>> {
+        let shared = self.shared_hostvars.read().expect("hostvars lock");
+        shared.as_ref().map(|s| s.json.clone())
     }
 
     /// The secret set this engine's filters add to: the run's redactor.
@@ -267,7 +266,9 @@ impl Templar {
             None => format!("template '{name}'"),
         };
         if e.kind() == minijinja::ErrorKind::UndefinedError {
-            let missing = undefined_names(referenced.unwrap_or_default(), ctx);
+            let shared = self.shared_hostvars();
+            let hostvars = ctx.get("hostvars").or(shared.as_deref());
+            let missing = undefined_names(referenced.unwrap_or_default(), ctx, hostvars);
             let line_text = line
                 .and_then(|l| source.lines().nth(l.saturating_sub(1)))
                 .unwrap_or(source);
@@ -306,13 +307,22 @@ impl Templar {
     }
 }
 
-/// Of the (possibly dotted) names a template references, those the context cannot resolve.
-fn undefined_names(referenced: std::collections::HashSet<String>, ctx: &Vars) -> BTreeSet<String> {
+/// Of the (possibly dotted) names a template references, those the context (with `hostvars`,
+/// its own or the shared ones) cannot resolve.
+fn undefined_names(
+    referenced: std::collections::HashSet<String>,
+    ctx: &Vars,
+    hostvars: Option<&Value>,
+) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for name in referenced {
         let mut parts = name.split('.');
         let first = parts.next().unwrap_or_default();
-        let Some(mut cur) = ctx.get(first) else {
+        let found = match first {
+            "hostvars" => hostvars,
+            _ => ctx.get(first),
+        };
+        let Some(mut cur) = found else {
             out.insert(first.to_string());
             continue;
         };

@@ -128,3 +128,37 @@ fn missing_attribute_is_not_defined() {
     assert!(!t.eval_bool("w", "(r.stdout) is defined", &c).unwrap());
     assert!(!t.eval_bool("w", "r.stdout is defined", &c).unwrap());
 }
+
+/// The runner keeps `hostvars` out of each host's variables and shares one copy with the
+/// templar: a context without its own sees the shared one, with the same values and the same
+/// error messages as when each host carried a copy; one with its own keeps it.
+#[test]
+fn shared_hostvars_stand_in_for_a_copy_in_each_context() {
+    let hostvars = json!({"h1": {"port": 1}, "h2": {"port": 2}});
+    let own = ctx(json!({"inventory_hostname": "h1"}));
+    let mut carried = own.clone();
+    carried.insert("hostvars".into(), hostvars.clone());
+    let copied = Templar::new();
+    let shared = Templar::new();
+    shared.share_hostvars(Some(Arc::new(hostvars)));
+    for src in [
+        "{{ hostvars['h2'].port }}",
+        "{{ hostvars[inventory_hostname]['port'] }}",
+        "{{ hostvars.h2.nope }}",
+        "{{ hostvars['h3'].port }}",
+    ] {
+        let want = copied.render_str("t.j2", src, &carried);
+        let got = shared.render_str("t.j2", src, &own);
+        assert_eq!(format!("{got:?}"), format!("{want:?}"), "{src}");
+    }
+    let mut other = own.clone();
+    other.insert("hostvars".into(), json!({"h9": {"port": 9}}));
+    assert_eq!(
+        shared
+            .render_str("t.j2", "{{ hostvars.h9.port }}", &other)
+            .unwrap(),
+        "9"
+    );
+    shared.share_hostvars(None);
+    assert!(shared.render_str("t.j2", "{{ hostvars }}", &own).is_err());
+}

@@ -68,11 +68,10 @@ pub fn proxy_urls(ctx: &ModuleCtx<'_>) -> Result<Vec<(String, String)>, ModuleEr
                 .into(),
         ));
     }
-    let hostvars = ctx.vars.get("hostvars");
     hosts
         .into_iter()
         .map(|h| {
-            let hv = hostvars.and_then(|hv| hv.get(&h));
+            let hv = ctx.hostvars.get(&h);
             let addr = hv
                 .and_then(|v| v.get("ansible_host"))
                 .map(crate::vars::display)

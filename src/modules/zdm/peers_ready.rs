@@ -61,9 +61,8 @@ struct Asking {
 
 /// One peer's readiness URL from `hostvars`.
 fn peer_url(ctx: &ModuleCtx<'_>, peer: &str, url_var: &str) -> Result<String, ModuleError> {
-    ctx.vars
-        .get("hostvars")
-        .and_then(|hv| hv.get(peer))
+    ctx.hostvars
+        .get(peer)
         .and_then(|v| v.get(url_var))
         .filter(|v| !v.is_null())
         .map(crate::vars::display)
@@ -76,9 +75,8 @@ fn peer_url(ctx: &ModuleCtx<'_>, peer: &str, url_var: &str) -> Result<String, Mo
 
 /// True when the peer's `serving_var` fact says it served no client when the run began.
 fn started_by_this_run(ctx: &ModuleCtx<'_>, peer: &str, serving_var: &str) -> bool {
-    ctx.vars
-        .get("hostvars")
-        .and_then(|hv| hv.get(peer))
+    ctx.hostvars
+        .get(peer)
         .and_then(|v| v.get(serving_var))
         .is_some_and(|v| !crate::vars::truthy(v))
 }

@@ -154,9 +154,8 @@ fn fleet_settings(ctx: &ModuleCtx<'_>) -> Result<BTreeMap<String, FleetSettings>
         }
     }
     let hosts = super::common::string_list(ctx.vars.get("groups").and_then(|g| g.get("proxies")));
-    let hostvars = ctx.vars.get("hostvars");
     for h in hosts {
-        if let Some(hv) = hostvars.and_then(|hv| hv.get(&h)) {
+        if let Some(hv) = ctx.hostvars.get(&h) {
             if let Some(s) = read(hv, "zdm_proxy_primary_cluster", "zdm_proxy_read_mode") {
                 out.insert(h, s);
             }
