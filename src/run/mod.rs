@@ -621,14 +621,7 @@ impl<'a> Runner<'a> {
         let no_vars = Vars::new();
         for host in live.clone() {
             let vars = bases.get(&host).unwrap_or(&no_vars);
-            let verdict = task.when.iter().try_fold(true, |holds, cond| {
-                if !holds {
-                    return Ok(false);
-                }
-                self.templar
-                    .eval_bool(&format!("task '{name}' when"), cond, vars)
-                    .map_err(|e| e.0)
-            });
+            let verdict = task::when_holds(self.templar, task, vars).map_err(|e| e.0);
             let (status, msg) = match &verdict {
                 Ok(true) => (TaskStatus::Ok, "ending the play for this host"),
                 Ok(false) => (TaskStatus::Skipped, "conditional result was False"),

@@ -220,7 +220,7 @@ async fn run_items(
             .ignore_errors
             .eval(env.templar, &ivars)
             .map_err(|m| Stop::failed(m, false))?;
-        if !when_holds(env, &ivars).map_err(|e| Stop::failed(e.0, ignore))? {
+        if !when_holds(env.templar, env.task, &ivars).map_err(|e| Stop::failed(e.0, ignore))? {
             let (report, registered) = skipped(env, host, item.as_ref());
             out.reports.push(report);
             results.push(registered);
@@ -307,14 +307,16 @@ fn loop_items(env: &TaskEnv<'_>, vars: &Vars) -> Result<Vec<Option<Value>>, Stop
     }
 }
 
-/// Whether the task's `when` conditions all hold for one item (the first that does not
-/// decides; the rest are not evaluated).
-fn when_holds(env: &TaskEnv<'_>, vars: &Vars) -> Result<bool, crate::template::TemplateError> {
-    for cond in &env.task.when {
-        if !env
-            .templar
-            .eval_bool(&format!("{} when", env.name()), cond, vars)?
-        {
+/// Whether `task`'s `when` conditions all hold for one host or item (the first that does not
+/// decides; the rest are not evaluated). `meta: end_host` asks it too.
+pub fn when_holds(
+    templar: &Templar,
+    task: &Task,
+    vars: &Vars,
+) -> Result<bool, crate::template::TemplateError> {
+    let label = format!("task '{}' when", task.display_name());
+    for cond in &task.when {
+        if !templar.eval_bool(&label, cond, vars)? {
             return Ok(false);
         }
     }
